@@ -1,0 +1,171 @@
+//! The pure sampling core: schedules, samplers, the denoiser trait, guidance, noise-level
+//! estimation, diagnostics and Gaussian theory. No threads, no egui, no wgpu; sigmas are f64.
+
+pub mod denoiser;
+pub mod diagnostics;
+pub mod estimate;
+pub mod guidance;
+pub mod noise;
+pub mod sampler;
+pub mod schedule;
+pub mod theory;
+
+use crate::error::{Error, Result};
+
+/// A batch of `rows` vectors of length `dim`, row-major, in f64: the sampler state and every
+/// host-side tensor the core passes around.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub rows: usize,
+    pub dim: usize,
+    pub data: Vec<f64>,
+}
+
+impl Batch {
+    pub fn zeros(rows: usize, dim: usize) -> Self {
+        Batch {
+            rows,
+            dim,
+            data: vec![0.0; rows * dim],
+        }
+    }
+
+    pub fn from_vec(rows: usize, dim: usize, data: Vec<f64>) -> Result<Self> {
+        if data.len() != rows * dim {
+            return Err(Error::Shape(format!(
+                "{} values cannot form a [{rows}, {dim}] batch",
+                data.len()
+            )));
+        }
+        Ok(Batch { rows, dim, data })
+    }
+
+    pub fn row(&self, r: usize) -> &[f64] {
+        &self.data[r * self.dim..(r + 1) * self.dim]
+    }
+
+    pub fn row_mut(&mut self, r: usize) -> &mut [f64] {
+        &mut self.data[r * self.dim..(r + 1) * self.dim]
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn select_rows(&self, indices: &[usize]) -> Batch {
+        let mut data = Vec::with_capacity(indices.len() * self.dim);
+        for &r in indices {
+            data.extend_from_slice(self.row(r));
+        }
+        Batch {
+            rows: indices.len(),
+            dim: self.dim,
+            data,
+        }
+    }
+
+    /// `self + a * other`, elementwise.
+    pub fn add_scaled(&self, a: f64, other: &Batch) -> Batch {
+        let data = self
+            .data
+            .iter()
+            .zip(&other.data)
+            .map(|(x, y)| x + a * y)
+            .collect();
+        Batch { data, ..*self }
+    }
+
+    /// `a * self + b * other`, elementwise.
+    pub fn lin_comb(a: f64, x: &Batch, b: f64, y: &Batch) -> Batch {
+        let data = x
+            .data
+            .iter()
+            .zip(&y.data)
+            .map(|(u, v)| a * u + b * v)
+            .collect();
+        Batch { data, ..*x }
+    }
+
+    pub fn scale(&self, a: f64) -> Batch {
+        Batch {
+            data: self.data.iter().map(|v| a * v).collect(),
+            ..*self
+        }
+    }
+
+    pub fn is_finite(&self) -> bool {
+        self.data.iter().all(|v| v.is_finite())
+    }
+
+    /// Checks that the shape is `[rows, dim]` with the expected `dim`.
+    pub fn expect_dim(&self, dim: usize, what: &str) -> Result<()> {
+        if self.dim != dim {
+            return Err(Error::Shape(format!(
+                "{what} has dimension {}, expected {dim}",
+                self.dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// Rounds every value to the nearest f32, for runs in single precision.
+    pub fn round_to_f32(&mut self) {
+        for v in &mut self.data {
+            *v = *v as f32 as f64;
+        }
+    }
+}
+
+/// Numeric precision of the denoiser arithmetic. Sampler state updates are always f64; they cost
+/// O(B*D) against the denoiser's O(B*N*D).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    F64,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f64" => Ok(Precision::F64),
+            other => Err(Error::InvalidSpec(format!(
+                "precision must be f32 or f64, not '{other}'"
+            ))),
+        }
+    }
+}
+
+/// Euclidean norm of a slice.
+pub fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|a| a * a).sum::<f64>().sqrt()
+}
+
+/// Dot product of two equal-length slices.
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The q-quantile (0..=1) of `values` by linear interpolation between order statistics;
+/// NaN for an empty slice.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let t = pos - lo as f64;
+    sorted[lo] * (1.0 - t) + sorted[hi] * t
+}
+
+/// ln(sum(exp(v))) without overflow; -inf for an empty or all -inf slice.
+pub fn log_sum_exp(values: &[f64]) -> f64 {
+    let m = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + values.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}

@@ -1,0 +1,44 @@
+//! The library's error type: one enum, one clear message per variant.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in the library, phrased for the person who caused it.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A setting is out of range or contradicts another one.
+    #[error("invalid setting: {0}")]
+    InvalidSpec(String),
+    /// A data source could not be read or understood.
+    #[error("data: {0}")]
+    Data(String),
+    /// A tensor had the wrong shape for where it was used.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// NaN or infinity where finite numbers are required.
+    #[error("non-finite values: {0}")]
+    NonFinite(String),
+    /// A .npy file is malformed or of an unsupported type.
+    #[error("npy {path}: {reason}")]
+    Npy { path: String, reason: String },
+    /// A GPU problem; callers fall back to the CPU path.
+    #[error("gpu: {0}")]
+    Gpu(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
