@@ -1,0 +1,273 @@
+//! Data sources: 2-D toys, a 1-D pair of Diracs, Gaussian spectra, the UCI digits, .npy files and
+//! folders of images. Everything ends as a finite `DataSet` (for the ideal empirical denoiser) or a
+//! Gaussian / mixture model known in closed form.
+
+pub mod digits;
+pub mod folder;
+pub mod npy;
+pub mod toys;
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::models::{gaussian::GaussianModel, mixture::MixtureModel};
+use serde::{Deserialize, Serialize};
+
+/// How to show one sample as a picture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageShape {
+    pub width: usize,
+    pub height: usize,
+    /// 1 (grey) or 3 (RGB, interleaved).
+    pub channels: usize,
+}
+
+/// A finite data set, rows sorted by class when labelled (so a class is a contiguous span).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSet {
+    pub n: usize,
+    pub dim: usize,
+    /// [n][dim].
+    pub values: Vec<f64>,
+    pub labels: Option<Vec<u32>>,
+    pub image: Option<ImageShape>,
+}
+
+impl DataSet {
+    /// Validates and sorts by label.
+    pub fn new(
+        n: usize,
+        dim: usize,
+        values: Vec<f64>,
+        labels: Option<Vec<u32>>,
+        image: Option<ImageShape>,
+    ) -> Result<Self> {
+        if n == 0 || dim == 0 {
+            return Err(Error::Data(format!("the data set is empty ([{n}, {dim}])")));
+        }
+        if values.len() != n * dim {
+            return Err(Error::Shape(format!(
+                "{} values cannot form [{n}, {dim}]",
+                values.len()
+            )));
+        }
+        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "data value at row {}, column {} is {}",
+                bad / dim,
+                bad % dim,
+                values[bad]
+            )));
+        }
+        if let Some(l) = &labels
+            && l.len() != n
+        {
+            return Err(Error::Shape(format!(
+                "{} labels for {n} data rows",
+                l.len()
+            )));
+        }
+        let mut set = DataSet {
+            n,
+            dim,
+            values,
+            labels,
+            image,
+        };
+        set.sort_by_label();
+        Ok(set)
+    }
+
+    fn sort_by_label(&mut self) {
+        let Some(labels) = &self.labels else { return };
+        let mut order: Vec<usize> = (0..self.n).collect();
+        order.sort_by_key(|&j| labels[j]);
+        let mut values = Vec::with_capacity(self.values.len());
+        for &j in &order {
+            values.extend_from_slice(self.row(j));
+        }
+        self.labels = Some(order.iter().map(|&j| labels[j]).collect());
+        self.values = values;
+    }
+
+    pub fn row(&self, j: usize) -> &[f64] {
+        &self.values[j * self.dim..(j + 1) * self.dim]
+    }
+
+    /// Number of classes (max label + 1), 0 when unlabelled.
+    pub fn num_classes(&self) -> usize {
+        self.labels
+            .as_ref()
+            .and_then(|l| l.iter().max())
+            .map_or(0, |&m| m as usize + 1)
+    }
+
+    /// [start, end) of class c's rows (empty when the class has no rows).
+    pub fn class_range(&self, c: u32) -> (usize, usize) {
+        match &self.labels {
+            Some(l) => (
+                l.partition_point(|&v| v < c),
+                l.partition_point(|&v| v <= c),
+            ),
+            None => (0, self.n),
+        }
+    }
+}
+
+/// Which data to sample. The names are shared by the CLI (`--data`), the app and preset files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DataSpec {
+    /// A 2-D toy (or the 1-D two Diracs) with `points` samples.
+    Toy { name: String, points: usize },
+    /// N(0, diag(spectrum)), exact in closed form.
+    Gaussian { spectrum: Vec<f64> },
+    /// The UCI 8x8 digits (1797, 64), 10 classes.
+    Digits,
+    /// An [N, D] .npy with optional [N] integer labels.
+    Npy {
+        path: PathBuf,
+        labels: Option<PathBuf>,
+    },
+    /// A folder of images, resized to size x size, grey or RGB.
+    Images { dir: PathBuf, size: u32, rgb: bool },
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        DataSpec::Toy {
+            name: "8gaussians".into(),
+            points: 4096,
+        }
+    }
+}
+
+impl DataSpec {
+    /// Parses `toy:NAME | gaussian:l1,l2,... | digits | npy:PATH | images:DIR`; `labels`, toy
+    /// `points`, image `size` and `rgb` come from their own flags.
+    pub fn parse(
+        s: &str,
+        labels: Option<PathBuf>,
+        points: usize,
+        image_size: u32,
+        rgb: bool,
+    ) -> Result<Self> {
+        let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
+        let spec = match kind {
+            "toy" => {
+                if !toys::NAMES.contains(&arg) {
+                    return Err(Error::InvalidSpec(format!(
+                        "unknown toy '{arg}' (one of {})",
+                        toys::NAMES.join(", ")
+                    )));
+                }
+                DataSpec::Toy {
+                    name: arg.to_string(),
+                    points,
+                }
+            }
+            "gaussian" => {
+                let spectrum = arg
+                    .split(',')
+                    .map(|v| {
+                        v.trim().parse::<f64>().map_err(|_| {
+                            Error::InvalidSpec(format!("gaussian eigenvalue '{v}' is not a number"))
+                        })
+                    })
+                    .collect::<Result<Vec<f64>>>()?;
+                DataSpec::Gaussian { spectrum }
+            }
+            "digits" => DataSpec::Digits,
+            "npy" if !arg.is_empty() => DataSpec::Npy {
+                path: arg.into(),
+                labels: labels.clone(),
+            },
+            "images" if !arg.is_empty() => DataSpec::Images {
+                dir: arg.into(),
+                size: image_size,
+                rgb,
+            },
+            _ => {
+                return Err(Error::InvalidSpec(format!(
+                    "unknown data '{s}' (toy:NAME, gaussian:l1,l2,..., digits, npy:PATH, images:DIR)"
+                )));
+            }
+        };
+        if labels.is_some() && !matches!(spec, DataSpec::Npy { .. }) {
+            return Err(Error::InvalidSpec(
+                "--labels goes with --data npy:PATH".into(),
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// A short label for titles and file names.
+    pub fn label(&self) -> String {
+        match self {
+            DataSpec::Toy { name, .. } => format!("toy:{name}"),
+            DataSpec::Gaussian { spectrum } => format!("gaussian ({} dims)", spectrum.len()),
+            DataSpec::Digits => "digits".into(),
+            DataSpec::Npy { path, .. } => format!("npy:{}", path.display()),
+            DataSpec::Images { dir, .. } => format!("images:{}", dir.display()),
+        }
+    }
+
+    /// Loads the data (reads files; may take a while for large folders).
+    pub fn load(&self) -> Result<Source> {
+        match self {
+            DataSpec::Toy { name, points } => toys::load(name, *points),
+            DataSpec::Gaussian { spectrum } => {
+                Ok(Source::Gaussian(GaussianModel::diagonal(spectrum.clone())?))
+            }
+            DataSpec::Digits => Ok(Source::Empirical(digits::load()?)),
+            DataSpec::Npy { path, labels } => {
+                Ok(Source::Empirical(npy::load_dataset(path, labels.as_deref())?))
+            }
+            DataSpec::Images { dir, size, rgb } => {
+                Ok(Source::Empirical(folder::load(dir, *size, *rgb)?))
+            }
+        }
+    }
+}
+
+/// Loaded data: a finite set, or a model known in closed form.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Empirical(DataSet),
+    Gaussian(GaussianModel),
+    Mixture(MixtureModel),
+}
+
+impl Source {
+    pub fn dim(&self) -> usize {
+        match self {
+            Source::Empirical(s) => s.dim,
+            Source::Gaussian(g) => g.dim(),
+            Source::Mixture(m) => m.dim(),
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            Source::Empirical(s) => s.num_classes(),
+            Source::Gaussian(_) => 0,
+            Source::Mixture(m) => m.num_classes(),
+        }
+    }
+
+    pub fn image(&self) -> Option<ImageShape> {
+        match self {
+            Source::Empirical(s) => s.image,
+            _ => None,
+        }
+    }
+
+    /// Points to draw the data with: the set itself, or `n` samples of the model.
+    pub fn display_points(&self, n: usize) -> DataSet {
+        match self {
+            Source::Empirical(s) => s.clone(),
+            Source::Gaussian(g) => g.sample(n, 11),
+            Source::Mixture(m) => m.sample(n, 11),
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The analytic denoisers: data whose D(x; sigma), p(x; sigma) and noise-unconditional score are
+//! known exactly. `AnalyticModel` implements `Denoiser` (with NAG's D(x; none)) and `NoiseLikelihood`.
+
+pub mod gaussian;
+pub mod mixture;
+
+use std::f64::consts::PI;
+use std::sync::Arc;
+
+use crate::backend::cpu::{Span, Weighting};
+use crate::backend::{Compute, EmpiricalKernel};
+use crate::core::denoiser::{Cond, Denoiser};
+use crate::core::estimate::{GridLikelihood, NoiseLikelihood, SigmaPrior};
+use crate::core::{Batch, Precision, log_sum_exp};
+use crate::data::{DataSet, Source};
+use crate::error::{Error, Result};
+use gaussian::GaussianModel;
+use mixture::MixtureModel;
+
+enum Kind {
+    /// The ideal denoiser of a finite set: D = sum_j softmax_j(-|x - y_j|^2 / 2 s^2) y_j.
+    Empirical {
+        set: Arc<DataSet>,
+        kernel: EmpiricalKernel,
+    },
+    Gaussian(GaussianModel),
+    Mixture(MixtureModel),
+}
+
+/// An exact model on a backend, with NAG's prior quadrature for D(x; none).
+pub struct AnalyticModel {
+    kind: Kind,
+    precision: Precision,
+    /// Nodes (sigma_k) and log weights of NAG's prior pi(sigma) (seed 000).
+    nag_sigmas: Vec<f64>,
+    nag_log_weights: Vec<f64>,
+    dim: usize,
+    classes: usize,
+}
+
+/// Quadrature nodes for the noise-unconditional mixture: the integrand in ln sigma is a bump
+/// of width ~1/sqrt(2D), so a spacing of that width makes the trapezoid rule exact to ~1e-8.
+fn nag_quadrature(prior: &SigmaPrior, dim: usize) -> (Vec<f64>, Vec<f64>) {
+    let (a, b) = prior.ln_support();
+    let spacing = (1.0 / (2.0 * dim as f64).sqrt()).min(0.25);
+    let n = (((b - a) / spacing).ceil() as usize + 1).clamp(16, 4000);
+    prior.quadrature(n)
+}
+
+impl AnalyticModel {
+    pub fn new(
+        source: &Source,
+        compute: &Compute,
+        precision: Precision,
+        nag_prior: SigmaPrior,
+    ) -> Result<Self> {
+        nag_prior.validate()?;
+        let dim = source.dim();
+        let kind = match source {
+            Source::Empirical(set) => Kind::Empirical {
+                kernel: compute.prepare(&set.values, set.n, set.dim, precision)?,
+                set: Arc::new(set.clone()),
+            },
+            Source::Gaussian(g) => Kind::Gaussian(g.clone()),
+            Source::Mixture(m) => Kind::Mixture(m.clone()),
+        };
+        let (nag_sigmas, nag_log_weights) = nag_quadrature(&nag_prior, dim);
+        Ok(AnalyticModel {
+            kind,
+            precision,
+            nag_sigmas,
+            nag_log_weights,
+            dim,
+            classes: source.num_classes(),
+        })
+    }
+
+    fn check_input(&self, x: &Batch, cond: &Cond) -> Result<()> {
+        x.expect_dim(self.dim, "the state")?;
+        if let Some(c) = &cond.class {
+            if c.len() != x.rows {
+                return Err(Error::Shape(format!(
+                    "{} class labels for {} samples",
+                    c.len(),
+                    x.rows
+                )));
+            }
+            if self.classes == 0 {
+                return Err(Error::InvalidSpec(
+                    "this data has no classes to condition on".into(),
+                ));
+            }
+            if let Some(bad) = c.iter().find(|&&k| k as usize >= self.classes) {
+                return Err(Error::InvalidSpec(format!(
+                    "class {bad} does not exist (the data has {} classes)",
+                    self.classes
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The f32 path sees f32 inputs.
+    fn quantised(&self, x: &Batch) -> Batch {
+        let mut x = x.clone();
+        if self.precision == Precision::F32 {
+            x.round_to_f32();
+        }
+        x
+    }
+
+    fn spans(&self, set: &DataSet, rows: usize, cond: &Cond) -> Result<Vec<Span>> {
+        (0..rows)
+            .map(|r| {
+                let (start, end) = match &cond.class {
+                    Some(c) => set.class_range(c[r]),
+                    None => (0, set.n),
+                };
+                if end <= start {
+                    return Err(Error::InvalidSpec(format!(
+                        "class {} has no data",
+                        cond.class.as_ref().map_or(0, |c| c[r])
+                    )));
+                }
+                Ok(Span { start, end })
+            })
+            .collect()
+    }
+
+    fn class_of(cond: &Cond, r: usize) -> Option<u32> {
+        cond.class.as_ref().map(|c| c[r])
+    }
+
+    /// NAG's D(x; none) = x + s^2 sum_k p(s_k | x) grad log p(x; s_k), for one Gaussian-family row.
+    fn marginal_row(&self, x: &[f64], sigma: f64, parts: &[(f64, &GaussianModel)]) -> Vec<f64> {
+        // Responsibilities over (component, node).
+        let mut logits = Vec::with_capacity(parts.len() * self.nag_sigmas.len());
+        let mut scores = Vec::with_capacity(logits.capacity());
+        for &(log_w, g) in parts {
+            let z = g.to_eigenbasis(x);
+            for (&s, &lw) in self.nag_sigmas.iter().zip(&self.nag_log_weights) {
+                logits.push(log_w + lw + g.log_density_z(&z, s));
+                scores.push((g, g.score_z(&z, s)));
+            }
+        }
+        let total = log_sum_exp(&logits);
+        let mut score = vec![0.0; x.len()];
+        for (l, (g, s_z)) in logits.iter().zip(&scores) {
+            let r = (l - total).exp();
+            if r == 0.0 {
+                continue;
+            }
+            for (o, v) in score.iter_mut().zip(g.rotate_back(s_z)) {
+                *o += r * v;
+            }
+        }
+        x.iter()
+            .zip(&score)
+            .map(|(x, s)| x + sigma * sigma * s)
+            .collect()
+    }
+
+    /// The Gaussian-family components a row may use, with log weights.
+    fn parts(&self, class: Option<u32>) -> Vec<(f64, &GaussianModel)> {
+        match &self.kind {
+            Kind::Gaussian(g) => vec![(0.0, g)],
+            Kind::Mixture(m) => m
+                .allowed(class)
+                .into_iter()
+                .map(|c| (m.log_weights[c], &m.components[c]))
+                .collect(),
+            Kind::Empirical { .. } => Vec::new(),
+        }
+    }
+
+    /// Bytes the backend holds for this model.
+    pub fn resident_bytes(&self) -> usize {
+        match &self.kind {
+            Kind::Empirical { kernel, .. } => kernel.bytes(),
+            _ => 0,
+        }
+    }
+}
+
+impl Denoiser for AnalyticModel {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn num_classes(&self) -> usize {
+        self.classes
+    }
+
+    fn denoise(&self, x: &Batch, sigma: f64, cond: &Cond) -> Result<Batch> {
+        self.check_input(x, cond)?;
+        if !(sigma.is_finite() && sigma > 0.0) {
+            return Err(Error::InvalidSpec(format!(
+                "the denoiser needs sigma > 0, got {sigma}"
+            )));
+        }
+        let xq = self.quantised(x);
+        let mut out = Batch::zeros(x.rows, x.dim);
+        match &self.kind {
+            Kind::Empirical { set, kernel } => {
+                let spans = self.spans(set, x.rows, cond)?;
+                let weighting = if cond.noise_conditional {
+                    Weighting::Softmax { sigma }
+                } else {
+                    Weighting::Marginal {
+                        sigmas: &self.nag_sigmas,
+                        log_weights: &self.nag_log_weights,
+                    }
+                };
+                let rows = kernel.weighted_rows(&xq, &spans, &weighting)?;
+                for (r, wr) in rows.iter().enumerate() {
+                    let o = out.row_mut(r);
+                    if cond.noise_conditional {
+                        for (o, v) in o.iter_mut().zip(&wr.weighted) {
+                            *o = v / wr.weight_sum;
+                        }
+                    } else {
+                        // score = (sum_j c_j y_j - x sum_j c_j) / Z; D(x; none) = x + s^2 score.
+                        for ((o, v), xv) in o.iter_mut().zip(&wr.weighted).zip(xq.row(r)) {
+                            let score = (v - xv * wr.weight_sum) / wr.normaliser;
+                            *o = xv + sigma * sigma * score;
+                        }
+                    }
+                }
+            }
+            Kind::Gaussian(_) | Kind::Mixture(_) => {
+                for r in 0..x.rows {
+                    let class = Self::class_of(cond, r);
+                    let row = xq.row(r);
+                    let d = if !cond.noise_conditional {
+                        self.marginal_row(row, sigma, &self.parts(class))
+                    } else if let Kind::Mixture(m) = &self.kind {
+                        m.denoise_row(row, sigma, &m.allowed(class))
+                    } else if let Kind::Gaussian(g) = &self.kind {
+                        g.denoise_row(row, sigma)
+                    } else {
+                        Vec::new()
+                    };
+                    out.row_mut(r).copy_from_slice(&d);
+                }
+            }
+        }
+        if self.precision == Precision::F32 {
+            out.round_to_f32();
+        }
+        Ok(out)
+    }
+}
+
+impl NoiseLikelihood for AnalyticModel {
+    fn log_likelihood(
+        &self,
+        x: &Batch,
+        cond: &Cond,
+        coarse: &[f64],
+        refine: &(dyn Fn(&[f64]) -> Vec<f64> + Sync),
+    ) -> Result<GridLikelihood> {
+        self.check_input(x, cond)?;
+        let xq = self.quantised(x);
+        let dim = self.dim as f64;
+        match &self.kind {
+            Kind::Empirical { set, kernel } => {
+                let spans = self.spans(set, x.rows, cond)?;
+                // ln p(x; s) = LSE_j(-d_j / 2s^2) - ln n_c - (D/2) ln(2 pi s^2).
+                let constant = |r: usize, s: f64| {
+                    -(spans[r].len() as f64).ln() - 0.5 * dim * (2.0 * PI * s * s).ln()
+                };
+                let to_loglik = |r: usize, sigmas: &[f64], lse: &[f64]| -> Vec<f64> {
+                    sigmas
+                        .iter()
+                        .zip(lse)
+                        .map(|(&s, l)| l + constant(r, s))
+                        .collect()
+                };
+                let refine_rows =
+                    |r: usize, lse: &[f64]| refine(&to_loglik(r, coarse, lse));
+                let grid = kernel.log_sum_exp_grid(&xq, &spans, coarse, &refine_rows)?;
+                let g = coarse.len();
+                let mut out = GridLikelihood::default();
+                for r in 0..x.rows {
+                    out.coarse
+                        .extend(to_loglik(r, coarse, &grid.coarse[r * g..(r + 1) * g]));
+                    out.fine
+                        .push(to_loglik(r, &grid.fine_sigmas[r], &grid.fine[r]));
+                }
+                out.fine_sigmas = grid.fine_sigmas;
+                Ok(out)
+            }
+            Kind::Gaussian(_) | Kind::Mixture(_) => {
+                let mut out = GridLikelihood::default();
+                for r in 0..x.rows {
+                    let parts = self.parts(Self::class_of(cond, r));
+                    let prior = log_sum_exp(&parts.iter().map(|p| p.0).collect::<Vec<_>>());
+                    let zs: Vec<Vec<f64>> =
+                        parts.iter().map(|(_, g)| g.to_eigenbasis(xq.row(r))).collect();
+                    let loglik = |s: f64| {
+                        let terms: Vec<f64> = parts
+                            .iter()
+                            .zip(&zs)
+                            .map(|((lw, g), z)| lw + g.log_density_z(z, s))
+                            .collect();
+                        log_sum_exp(&terms) - prior
+                    };
+                    let c: Vec<f64> = coarse.iter().map(|&s| loglik(s)).collect();
+                    let fine_sigmas = refine(&c);
+                    out.fine.push(fine_sigmas.iter().map(|&s| loglik(s)).collect());
+                    out.fine_sigmas.push(fine_sigmas);
+                    out.coarse.extend(c);
+                }
+                Ok(out)
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The UCI 8x8 handwritten digits (CC BY 4.0, see assets/README.md), embedded in the binary.
+
+use std::io::Read;
+
+use super::{DataSet, ImageShape};
+use crate::error::{Error, Result};
+
+const DIGITS_CSV_GZ: &[u8] = include_bytes!("../../assets/uci-digits-8x8.csv.gz");
+
+/// The 1797 digits as [1797, 64] in [-1, 1] (v/8 - 1), labels 0..9.
+pub fn load() -> Result<DataSet> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(DIGITS_CSV_GZ)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::Data(format!("embedded digits: {e}")))?;
+    parse_csv(&text)
+}
+
+/// Parses lines of 64 pixels (0..16) and a label.
+pub fn parse_csv(text: &str) -> Result<DataSet> {
+    let mut values = Vec::new();
+    let mut labels = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() != 65 {
+            return Err(Error::Data(format!(
+                "digits line {}: {} fields, expected 65",
+                i + 1,
+                fields.len()
+            )));
+        }
+        for f in &fields[..64] {
+            let v: f64 = f
+                .trim()
+                .parse()
+                .map_err(|_| Error::Data(format!("digits line {}: bad pixel '{f}'", i + 1)))?;
+            values.push(v / 8.0 - 1.0);
+        }
+        let label: u32 = fields[64]
+            .trim()
+            .parse()
+            .map_err(|_| Error::Data(format!("digits line {}: bad label", i + 1)))?;
+        labels.push(label);
+    }
+    let n = labels.len();
+    DataSet::new(
+        n,
+        64,
+        values,
+        Some(labels),
+        Some(ImageShape {
+            width: 8,
+            height: 8,
+            channels: 1,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_1797_by_64_in_range_with_ten_classes() -> Result<()> {
+        let d = load()?;
+        assert_eq!((d.n, d.dim), (1797, 64));
+        assert_eq!(d.num_classes(), 10);
+        assert!(d.values.iter().all(|v| (-1.0..=1.0).contains(v)));
+        let (a, b) = d.class_range(3);
+        assert!(b > a && d.labels.as_ref().is_some_and(|l| l[a..b].iter().all(|&c| c == 3)));
+        Ok(())
+    }
+}
