@@ -37,6 +37,28 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
+    /// The record of a step with diagnostics off: sigmas and timings only.
+    pub fn bare(info: &StepInfo, step_ms: f64) -> Self {
+        let nan = Spread {
+            median: f64::NAN,
+            p10: f64::NAN,
+            p90: f64::NAN,
+        };
+        StepRecord {
+            step: info.step,
+            sigma: info.sigma,
+            sigma_churned: info.sigma_hat,
+            sigma_next: info.sigma_next,
+            sigma_hat: nan,
+            delta: nan,
+            angle_deg: f64::NAN,
+            local_error: f64::NAN,
+            evaluations: info.evaluations,
+            step_ms,
+            diagnostics_ms: 0.0,
+        }
+    }
+
     pub const CSV_HEADER: &'static str = "step,sigma,sigma_churned,sigma_next,sigma_hat_median,sigma_hat_p10,sigma_hat_p90,delta_median,delta_p10,delta_p90,angle_deg,local_error,evaluations,step_ms,diagnostics_ms";
 
     pub fn csv_row(&self) -> String {

@@ -54,6 +54,11 @@ impl SamplerKind {
         }
     }
 
+    /// Whether the sampler draws per-step noise (churn or ancestral).
+    pub fn uses_noise(&self) -> bool {
+        matches!(self, SamplerKind::Edm | SamplerKind::EulerAncestral)
+    }
+
     /// Whether the sampler evaluates the slope at the Euler predictor itself (EDM's corrector).
     pub fn has_corrector(&self) -> bool {
         matches!(self, SamplerKind::Heun | SamplerKind::Edm)
@@ -89,7 +94,8 @@ impl Default for Stochasticity {
         Stochasticity {
             churn: 0.0,
             tmin: 0.0,
-            tmax: f64::INFINITY,
+            // f64::MAX rather than infinity: it survives JSON presets and means the same.
+            tmax: f64::MAX,
             snoise: 1.0,
             eta: 1.0,
         }

@@ -71,3 +71,44 @@ mod tests {
         Ok(())
     }
 }
+
+/// A synthetic 784-D image set (benchmarks, GPU parity): `n` digits upsampled to 28x28 with
+/// bilinear interpolation, a random sub-pixel shift and a little noise, clipped to [-1, 1].
+pub fn synthetic_28x28(n: usize, seed: u64) -> Result<DataSet> {
+    let digits = load()?;
+    let mut rng = crate::core::noise::Rng::new(seed);
+    let mut values = Vec::with_capacity(n * 784);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        let j = rng.below(digits.n);
+        let src = digits.row(j);
+        let (dx, dy) = (rng.uniform() - 0.5, rng.uniform() - 0.5);
+        for py in 0..28 {
+            for px in 0..28 {
+                // Pixel centre in source coordinates.
+                let sx = ((px as f64 + 0.5) * 8.0 / 28.0 - 0.5 + dx).clamp(0.0, 7.0);
+                let sy = ((py as f64 + 0.5) * 8.0 / 28.0 - 0.5 + dy).clamp(0.0, 7.0);
+                let (x0, y0) = (sx.floor() as usize, sy.floor() as usize);
+                let (x1, y1) = ((x0 + 1).min(7), (y0 + 1).min(7));
+                let (fx, fy) = (sx - x0 as f64, sy - y0 as f64);
+                let v = src[y0 * 8 + x0] * (1.0 - fx) * (1.0 - fy)
+                    + src[y0 * 8 + x1] * fx * (1.0 - fy)
+                    + src[y1 * 8 + x0] * (1.0 - fx) * fy
+                    + src[y1 * 8 + x1] * fx * fy;
+                values.push((v + 0.02 * rng.normal()).clamp(-1.0, 1.0));
+            }
+        }
+        labels.push(digits.labels.as_ref().map_or(0, |l| l[j]));
+    }
+    DataSet::new(
+        n,
+        784,
+        values,
+        Some(labels),
+        Some(ImageShape {
+            width: 28,
+            height: 28,
+            channels: 1,
+        }),
+    )
+}

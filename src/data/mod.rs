@@ -4,6 +4,7 @@
 
 pub mod digits;
 pub mod folder;
+pub mod grid;
 pub mod npy;
 pub mod toys;
 

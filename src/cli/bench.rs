@@ -1,0 +1,110 @@
+//! `noisescope bench`: the empirical denoiser inside a whole Heun run (18 steps, 35 evaluations,
+//! f32) on the three reference workloads, with diagnostics off and on. Medians of --repeats runs.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::Args;
+
+use noisescope::backend::{BackendChoice, Compute};
+use noisescope::core::quantile;
+use noisescope::data::{DataSpec, Source, digits, toys};
+use noisescope::run::{ModelHandle, RunSpec, Session};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// auto | gpu | cpu
+    #[arg(long, default_value = "cpu")]
+    pub backend: BackendChoice,
+    /// all | toy | digits | images784
+    #[arg(long, default_value = "all")]
+    pub workload: String,
+    /// Runs per measurement; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+}
+
+/// A reference workload: N data points of dimension D, a batch of B samples.
+struct Workload {
+    name: &'static str,
+    n: usize,
+    batch: usize,
+    dim: usize,
+}
+
+const WORKLOADS: [Workload; 3] = [
+    Workload { name: "toy", n: 4096, batch: 2048, dim: 2 },
+    Workload { name: "digits", n: 1797, batch: 256, dim: 64 },
+    Workload { name: "images784", n: 10000, batch: 64, dim: 784 },
+];
+
+fn source_for(w: &Workload) -> Result<Source> {
+    Ok(match w.name {
+        "toy" => toys::load("moons", w.n)?,
+        "digits" => Source::Empirical(digits::load()?),
+        _ => Source::Empirical(digits::synthetic_28x28(w.n, 7)?),
+    })
+}
+
+/// Median seconds of `repeats` runs of `session`, and the last run's evaluations.
+fn time_runs(session: &Session, repeats: usize) -> Result<(f64, f64, usize)> {
+    let mut totals = Vec::new();
+    let mut diags = Vec::new();
+    let mut evaluations = 0;
+    for _ in 0..repeats.max(1) {
+        let started = std::time::Instant::now();
+        let r = session.run(&mut |_, _| std::ops::ControlFlow::Continue(()))?;
+        totals.push(started.elapsed().as_secs_f64());
+        diags.push(r.diagnostics_s);
+        evaluations = r.output.evaluations;
+    }
+    Ok((quantile(&totals, 0.5), quantile(&diags, 0.5), evaluations))
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let mut notes = Vec::new();
+    let compute = Compute::select(args.backend, &mut notes)?;
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    println!("backend: {}", compute.describe());
+    println!(
+        "{:<10} {:>6} {:>5} {:>4} {:>5} | {:>10} {:>10} {:>8} | {:>13} {:>9}",
+        "workload", "N", "B", "D", "evals", "run (s)", "evals/s", "GFLOP/s", "+diag run (s)", "diag (s)"
+    );
+    for w in WORKLOADS.iter().filter(|w| args.workload == "all" || args.workload == w.name) {
+        let source = Arc::new(source_for(w)?);
+        let mut spec = RunSpec {
+            data: DataSpec::Digits,
+            batch: w.batch,
+            seed: 1,
+            ..Default::default()
+        };
+        spec.diagnostics.enabled = false;
+        let handle = Arc::new(ModelHandle::with_source(&spec, source, &compute)?);
+        let off = Session::new(&spec, handle.clone())?;
+        // One untimed run warms caches and the thread pool.
+        off.run(&mut |_, _| std::ops::ControlFlow::Continue(()))?;
+        let (t_off, _, evaluations) = time_runs(&off, args.repeats)?;
+        spec.diagnostics.enabled = true;
+        let on = Session::new(&spec, handle)?;
+        let (t_on, t_diag, _) = time_runs(&on, args.repeats)?;
+        // 4 flops per (sample, data point, dimension): sub + fma for the distance, fma + add
+        // for the weighted sum.
+        let flops = 4.0 * (w.n * w.batch * w.dim * evaluations) as f64;
+        println!(
+            "{:<10} {:>6} {:>5} {:>4} {:>5} | {:>10.4} {:>10.1} {:>8.1} | {:>13.4} {:>9.4}",
+            w.name,
+            w.n,
+            w.batch,
+            w.dim,
+            evaluations,
+            t_off,
+            evaluations as f64 / t_off,
+            flops / t_off / 1e9,
+            t_on,
+            t_diag
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! The command line: `noisescope sample` and `noisescope bench` (no subcommand opens the app).
+
+pub mod bench;
+pub mod sample;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "noisescope",
+    version,
+    about = "A lab for diffusion-model sampling: live states, noise shift, curvature, exact answers.\nWithout a subcommand it opens the app."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a sampler and write every step to disk.
+    Sample(Box<sample::SampleArgs>),
+    /// Measure the empirical denoiser on the three reference workloads.
+    Bench(bench::BenchArgs),
+}

@@ -1,0 +1,305 @@
+//! `noisescope sample`: one run, every step written to --out.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+
+use noisescope::backend::BackendChoice;
+use noisescope::core::estimate::{SigmaPrior, Spread};
+use noisescope::core::diagnostics::StepRecord;
+use noisescope::core::Precision;
+use noisescope::core::sampler::SamplerKind;
+use noisescope::core::schedule::ScheduleKind;
+use noisescope::data::{DataSpec, grid::image_grid, npy};
+use noisescope::run::spec::ClassSpec;
+use noisescope::run::{ModelHandle, RunSpec, Session};
+
+/// Every flag is optional: a flag overrides the preset (or the default) it is given on.
+#[derive(Args, Debug, Default)]
+pub struct SampleArgs {
+    /// toy:NAME (8gaussians, moons, checkerboard, swissroll, rings, two-diracs) | gaussian:l1,l2,... | digits | npy:PATH | images:DIR
+    #[arg(long)]
+    pub data: Option<String>,
+    /// [N] integer labels for --data npy:PATH.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Points drawn for a 2-D toy.
+    #[arg(long)]
+    pub points: Option<usize>,
+    /// Image side for --data images:DIR.
+    #[arg(long)]
+    pub image_size: Option<u32>,
+    /// Keep colour for --data images:DIR (default grey).
+    #[arg(long)]
+    pub rgb: bool,
+    /// euler | heun | edm | euler-a | dpmpp-2m
+    #[arg(long)]
+    pub sampler: Option<SamplerKind>,
+    /// karras | log | uniform | vp | tangent[:C] (tangent without C: KL-optimal c for the data's spectrum)
+    #[arg(long)]
+    pub schedule: Option<ScheduleKind>,
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Karras' rho.
+    #[arg(long)]
+    pub rho: Option<f64>,
+    #[arg(long)]
+    pub sigma_min: Option<f64>,
+    #[arg(long)]
+    pub sigma_max: Option<f64>,
+    /// Re-plan the remaining steps from sigma_hat after each step (seed 001).
+    #[arg(long)]
+    pub adaptive: bool,
+    /// EDM's S_churn.
+    #[arg(long)]
+    pub churn: Option<f64>,
+    /// EDM's S_tmin.
+    #[arg(long)]
+    pub tmin: Option<f64>,
+    /// EDM's S_tmax (inf allowed).
+    #[arg(long)]
+    pub tmax: Option<f64>,
+    /// EDM's S_noise (also scales euler-a's noise).
+    #[arg(long)]
+    pub snoise: Option<f64>,
+    /// Euler-ancestral's eta.
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// CFG weight (1 = plain conditional).
+    #[arg(long)]
+    pub cfg: Option<f64>,
+    /// Class to condition on: an integer, or a .npy [B] of integers.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// NAG weight (0 = off).
+    #[arg(long)]
+    pub nag: Option<f64>,
+    /// NAG's prior over sigma: lognormal (EDM's -1.2/1.2) or loguniform (over sigma_min..sigma_max).
+    #[arg(long)]
+    pub nag_prior: Option<String>,
+    #[arg(long)]
+    pub batch: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// f32 | f64 (denoiser arithmetic; written .npy files follow it).
+    #[arg(long)]
+    pub precision: Option<Precision>,
+    /// auto | gpu | cpu
+    #[arg(long)]
+    pub backend: Option<BackendChoice>,
+    /// on | off
+    #[arg(long)]
+    pub diagnostics: Option<String>,
+    /// Rows the noise-level statistics use.
+    #[arg(long)]
+    pub diagnostics_subset: Option<usize>,
+    /// [B, D] standard-normal initial noise: x_0 = sigma_0 z.
+    #[arg(long)]
+    pub init_noise: Option<PathBuf>,
+    /// [>= N, B, D] standard-normal churn noise, row i for step i.
+    #[arg(long)]
+    pub churn_noise: Option<PathBuf>,
+    /// A preset (JSON RunSpec, as the app exports); flags override it.
+    #[arg(long)]
+    pub preset: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+}
+
+impl SampleArgs {
+    /// The spec: the preset (or defaults), then every given flag.
+    pub fn spec(&self) -> Result<RunSpec> {
+        let mut spec = match &self.preset {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading preset {}", p.display()))?;
+                RunSpec::from_json(&text).with_context(|| format!("preset {}", p.display()))?
+            }
+            None => RunSpec {
+                batch: 256,
+                ..Default::default()
+            },
+        };
+        if let Some(d) = &self.data {
+            let (points, size) = match &spec.data {
+                DataSpec::Toy { points, .. } => (*points, 32),
+                DataSpec::Images { size, .. } => (4096, *size),
+                _ => (4096, 32),
+            };
+            spec.data = DataSpec::parse(
+                d,
+                self.labels.clone(),
+                self.points.unwrap_or(points),
+                self.image_size.unwrap_or(size),
+                self.rgb,
+            )?;
+        } else if self.labels.is_some() || self.points.is_some() || self.image_size.is_some() {
+            bail!("--labels, --points and --image-size go with --data");
+        }
+        let s = &mut spec.schedule;
+        if let Some(v) = self.schedule {
+            s.kind = v;
+        }
+        if let Some(v) = self.steps {
+            s.steps = v;
+        }
+        if let Some(v) = self.rho {
+            s.rho = v;
+        }
+        if let Some(v) = self.sigma_min {
+            s.sigma_min = v;
+        }
+        if let Some(v) = self.sigma_max {
+            s.sigma_max = v;
+        }
+        if let Some(v) = self.sampler {
+            spec.sampler = v;
+        }
+        spec.adaptive |= self.adaptive;
+        let st = &mut spec.stochasticity;
+        if let Some(v) = self.churn {
+            st.churn = v;
+        }
+        if let Some(v) = self.tmin {
+            st.tmin = v;
+        }
+        if let Some(v) = self.tmax {
+            st.tmax = if v == f64::INFINITY { f64::MAX } else { v };
+        }
+        if let Some(v) = self.snoise {
+            st.snoise = v;
+        }
+        if let Some(v) = self.eta {
+            st.eta = v;
+        }
+        let g = &mut spec.guidance;
+        if let Some(v) = self.cfg {
+            g.cfg = v;
+        }
+        if let Some(v) = &self.class {
+            g.class = Some(ClassSpec::parse(v));
+        }
+        if let Some(v) = self.nag {
+            g.nag = v;
+        }
+        if let Some(v) = &self.nag_prior {
+            g.nag_prior = match v.as_str() {
+                "lognormal" => SigmaPrior::edm_training(),
+                "loguniform" => SigmaPrior::LogUniform {
+                    lo: spec.schedule.sigma_min,
+                    hi: spec.schedule.sigma_max,
+                },
+                other => bail!("--nag-prior must be lognormal or loguniform, not '{other}'"),
+            };
+        }
+        if let Some(v) = self.batch {
+            spec.batch = v;
+        }
+        if let Some(v) = self.seed {
+            spec.seed = v;
+        }
+        if let Some(v) = self.precision {
+            spec.precision = v;
+        }
+        if let Some(v) = self.backend {
+            spec.backend = v;
+        }
+        if let Some(v) = &self.diagnostics {
+            spec.diagnostics.enabled = match v.as_str() {
+                "on" => true,
+                "off" => false,
+                other => bail!("--diagnostics must be on or off, not '{other}'"),
+            };
+        }
+        if let Some(v) = self.diagnostics_subset {
+            spec.diagnostics.subset = v;
+        }
+        if let Some(p) = &self.init_noise {
+            spec.init_noise = Some(p.clone());
+        }
+        if let Some(p) = &self.churn_noise {
+            spec.churn_noise = Some(p.clone());
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+/// Runs the sampler and writes traj.npy, denoised.npy, sigmas.npy, diagnostics.csv,
+/// samples.png (image data) and run.json into --out.
+pub fn run(args: &SampleArgs) -> Result<()> {
+    let spec = args.spec()?;
+    let mut notes = Vec::new();
+    let handle = std::sync::Arc::new(ModelHandle::load(&spec, &mut notes)?);
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let session = Session::new(&spec, handle.clone())?;
+    let (rows, dim) = (session.x0.rows, session.x0.dim);
+    let steps = session.sigmas.len() - 1;
+    let mut traj = Vec::with_capacity((steps + 1) * rows * dim);
+    let mut denoised = Vec::with_capacity(steps * rows * dim);
+    let started = std::time::Instant::now();
+    let result = session.run(&mut |info, _| {
+        traj.extend_from_slice(&info.x.data);
+        denoised.extend_from_slice(&info.denoised.data);
+        std::ops::ControlFlow::Continue(())
+    })?;
+    let total_s = started.elapsed().as_secs_f64();
+    traj.extend_from_slice(&result.output.x.data);
+
+    let out = &args.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let double = spec.precision == Precision::F64;
+    npy::write(&out.join("traj.npy"), &[steps + 1, rows, dim], &traj, double)?;
+    npy::write(&out.join("denoised.npy"), &[steps, rows, dim], &denoised, double)?;
+    npy::write(&out.join("sigmas.npy"), &[steps + 1], &result.output.sigmas, double)?;
+    write_csv(&out.join("diagnostics.csv"), &result.records)?;
+    if let Some(shape) = handle.source.image() {
+        image_grid(&result.output.x.data, rows, shape, 256, 4)
+            .save(out.join("samples.png"))
+            .with_context(|| format!("writing {}", out.join("samples.png").display()))?;
+    }
+    let evaluations = result.output.evaluations;
+    let summary = json!({
+        "spec": spec,
+        "backend": handle.backend,
+        "notes": notes,
+        "data": { "label": spec.data.label(), "dim": dim, "classes": handle.model_classes() },
+        "sigmas": result.output.sigmas,
+        "evaluations": evaluations,
+        "tangent_c": session.tangent_c,
+        "timings": {
+            "total_s": total_s,
+            "sampling_s": result.sampling_s,
+            "diagnostics_s": result.diagnostics_s,
+            "evaluations_per_s": evaluations as f64 / result.sampling_s.max(1e-12),
+        },
+        "straightness": Spread::of(&result.straightness),
+        "theory": session.theory,
+    });
+    std::fs::write(out.join("run.json"), serde_json::to_string_pretty(&summary)?)
+        .with_context(|| format!("writing {}", out.join("run.json").display()))?;
+    println!(
+        "{} steps, {evaluations} evaluations, {:.3} s sampling + {:.3} s diagnostics on {}; wrote {}",
+        steps,
+        result.sampling_s,
+        result.diagnostics_s,
+        handle.backend,
+        out.display()
+    );
+    Ok(())
+}
+
+fn write_csv(path: &Path, records: &[StepRecord]) -> Result<()> {
+    let mut text = String::from(StepRecord::CSV_HEADER);
+    text.push('\n');
+    for r in records {
+        text.push_str(&r.csv_row());
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
