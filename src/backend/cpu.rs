@@ -94,7 +94,7 @@ impl Real for f64 {
     fn exp(self) -> f64 {
         // Cody-Waite with a two-part ln2, degree-13 Taylor polynomial (truncation 4e-18 relative).
         const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
-        const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+        const LN2_HI: f64 = 6.931_471_803_691_238e-1;
         const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
         let x = self.clamp(-708.0, 709.0);
         let shifted = x * std::f64::consts::LOG2_E + MAGIC;

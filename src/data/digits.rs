@@ -56,22 +56,6 @@ pub fn parse_csv(text: &str) -> Result<DataSet> {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digits_are_1797_by_64_in_range_with_ten_classes() -> Result<()> {
-        let d = load()?;
-        assert_eq!((d.n, d.dim), (1797, 64));
-        assert_eq!(d.num_classes(), 10);
-        assert!(d.values.iter().all(|v| (-1.0..=1.0).contains(v)));
-        let (a, b) = d.class_range(3);
-        assert!(b > a && d.labels.as_ref().is_some_and(|l| l[a..b].iter().all(|&c| c == 3)));
-        Ok(())
-    }
-}
-
 /// A synthetic 784-D image set (benchmarks, GPU parity): `n` digits upsampled to 28x28 with
 /// bilinear interpolation, a random sub-pixel shift and a little noise, clipped to [-1, 1].
 pub fn synthetic_28x28(n: usize, seed: u64) -> Result<DataSet> {
@@ -111,4 +95,20 @@ pub fn synthetic_28x28(n: usize, seed: u64) -> Result<DataSet> {
             channels: 1,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_1797_by_64_in_range_with_ten_classes() -> Result<()> {
+        let d = load()?;
+        assert_eq!((d.n, d.dim), (1797, 64));
+        assert_eq!(d.num_classes(), 10);
+        assert!(d.values.iter().all(|v| (-1.0..=1.0).contains(v)));
+        let (a, b) = d.class_range(3);
+        assert!(b > a && d.labels.as_ref().is_some_and(|l| l[a..b].iter().all(|&c| c == 3)));
+        Ok(())
+    }
 }

@@ -32,6 +32,10 @@ pub struct ModelHandle {
     pub model: Arc<AnalyticModel>,
     /// "cpu (avx512, 2 threads)" or the GPU adapter.
     pub backend: String,
+    /// The backend choice this handle was built for.
+    pub choice: crate::backend::BackendChoice,
+    /// Points to draw the data with, made once.
+    display: std::sync::OnceLock<Arc<crate::data::DataSet>>,
 }
 
 impl ModelHandle {
@@ -56,6 +60,8 @@ impl ModelHandle {
             source,
             model: Arc::new(model),
             backend: compute.describe(),
+            choice: spec.backend,
+            display: std::sync::OnceLock::new(),
         })
     }
 
@@ -362,6 +368,13 @@ pub struct RunResult {
 }
 
 impl ModelHandle {
+    /// Points to draw the data with (the set, or 2000 samples of a closed-form model).
+    pub fn display_points(&self) -> Arc<crate::data::DataSet> {
+        self.display
+            .get_or_init(|| Arc::new(self.source.display_points(2000)))
+            .clone()
+    }
+
     /// Number of classes of the data (0: unlabelled).
     pub fn model_classes(&self) -> usize {
         use crate::core::denoiser::Denoiser;
