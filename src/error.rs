@@ -23,6 +23,9 @@ pub enum Error {
     /// A GPU problem; callers fall back to the CPU path.
     #[error("gpu: {0}")]
     Gpu(String),
+    /// The app window could not open or run.
+    #[error("app: {0}")]
+    App(String),
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

@@ -12,6 +12,7 @@
 //! 4. The CLI writes every step to disk; the app's worker thread sends them as events to the UI,
 //!    which drains them into a store and draws from it. The UI thread never evaluates a denoiser.
 
+pub mod app;
 pub mod backend;
 pub mod core;
 pub mod data;

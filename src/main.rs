@@ -11,10 +11,8 @@ fn main() -> ExitCode {
     let result = match parsed.command {
         Some(cli::Command::Sample(args)) => cli::sample::run(&args),
         Some(cli::Command::Bench(args)) => cli::bench::run(&args),
-        None => {
-            eprintln!("the app is not built yet; try `noisescope sample --help`");
-            Ok(())
-        }
+        Some(cli::Command::BenchUi(args)) => cli::bench_ui::run(&args),
+        None => noisescope::app::run().map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,8 @@
-//! The command line: `noisescope sample` and `noisescope bench` (no subcommand opens the app).
+//! The command line: `noisescope sample`, `noisescope bench` and `noisescope bench-ui` (no
+//! subcommand opens the app).
 
 pub mod bench;
+pub mod bench_ui;
 pub mod sample;
 
 use clap::{Parser, Subcommand};
@@ -22,4 +24,6 @@ pub enum Command {
     Sample(Box<sample::SampleArgs>),
     /// Measure the empirical denoiser on the three reference workloads.
     Bench(bench::BenchArgs),
+    /// Open the app, script slider changes, print rerun latency and frame times (needs a display).
+    BenchUi(bench_ui::BenchUiArgs),
 }

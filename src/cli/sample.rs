@@ -1,19 +1,18 @@
 //! `noisescope sample`: one run, every step written to --out.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde_json::json;
 
 use noisescope::backend::BackendChoice;
-use noisescope::core::estimate::{SigmaPrior, Spread};
-use noisescope::core::diagnostics::StepRecord;
+use noisescope::core::estimate::SigmaPrior;
 use noisescope::core::Precision;
 use noisescope::core::sampler::SamplerKind;
 use noisescope::core::schedule::ScheduleKind;
-use noisescope::data::{DataSpec, grid::image_grid, npy};
+use noisescope::data::DataSpec;
 use noisescope::run::spec::ClassSpec;
+use noisescope::run::export::{RunArtifacts, Timings, write_run};
 use noisescope::run::{ModelHandle, RunSpec, Session};
 
 /// Every flag is optional: a flag overrides the preset (or the default) it is given on.
@@ -229,7 +228,7 @@ impl SampleArgs {
 }
 
 /// Runs the sampler and writes traj.npy, denoised.npy, sigmas.npy, diagnostics.csv,
-/// samples.png (image data) and run.json into --out.
+/// samples.png (image data) and run.json into --out (`run::export::write_run`, shared with the app).
 pub fn run(args: &SampleArgs) -> Result<()> {
     let spec = args.spec()?;
     let mut notes = Vec::new();
@@ -238,68 +237,49 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         eprintln!("note: {n}");
     }
     let session = Session::new(&spec, handle.clone())?;
-    let (rows, dim) = (session.x0.rows, session.x0.dim);
     let steps = session.sigmas.len() - 1;
-    let mut traj = Vec::with_capacity((steps + 1) * rows * dim);
-    let mut denoised = Vec::with_capacity(steps * rows * dim);
+    let mut states = Vec::with_capacity(steps + 1);
+    let mut denoised = Vec::with_capacity(steps);
     let started = std::time::Instant::now();
     let result = session.run(&mut |info, _| {
-        traj.extend_from_slice(&info.x.data);
-        denoised.extend_from_slice(&info.denoised.data);
+        states.push(info.x.clone());
+        denoised.push(info.denoised.clone());
         std::ops::ControlFlow::Continue(())
     })?;
     let total_s = started.elapsed().as_secs_f64();
-    traj.extend_from_slice(&result.output.x.data);
-
-    let out = &args.out;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let double = spec.precision == Precision::F64;
-    npy::write(&out.join("traj.npy"), &[steps + 1, rows, dim], &traj, double)?;
-    npy::write(&out.join("denoised.npy"), &[steps, rows, dim], &denoised, double)?;
-    npy::write(&out.join("sigmas.npy"), &[steps + 1], &result.output.sigmas, double)?;
-    write_csv(&out.join("diagnostics.csv"), &result.records)?;
-    if let Some(shape) = handle.source.image() {
-        image_grid(&result.output.x.data, rows, shape, 256, 4)
-            .save(out.join("samples.png"))
-            .with_context(|| format!("writing {}", out.join("samples.png").display()))?;
-    }
+    let steps = denoised.len();
+    states.push(result.output.x);
     let evaluations = result.output.evaluations;
-    let summary = json!({
-        "spec": spec,
-        "backend": handle.backend,
-        "notes": notes,
-        "data": { "label": spec.data.label(), "dim": dim, "classes": handle.model_classes() },
-        "sigmas": result.output.sigmas,
-        "evaluations": evaluations,
-        "tangent_c": session.tangent_c,
-        "timings": {
-            "total_s": total_s,
-            "sampling_s": result.sampling_s,
-            "diagnostics_s": result.diagnostics_s,
-            "evaluations_per_s": evaluations as f64 / result.sampling_s.max(1e-12),
+    let artifacts = RunArtifacts {
+        spec: spec.clone(),
+        backend: handle.backend.clone(),
+        notes,
+        data_label: spec.data.label(),
+        classes: handle.model_classes(),
+        image: handle.source.image(),
+        states,
+        denoised,
+        sigmas: result.output.sigmas,
+        records: result.records,
+        straightness: result.straightness,
+        evaluations,
+        tangent_c: session.tangent_c,
+        theory: session.theory.clone(),
+        timings: Timings {
+            total_s,
+            sampling_s: result.sampling_s,
+            diagnostics_s: result.diagnostics_s,
         },
-        "straightness": Spread::of(&result.straightness),
-        "theory": session.theory,
-    });
-    std::fs::write(out.join("run.json"), serde_json::to_string_pretty(&summary)?)
-        .with_context(|| format!("writing {}", out.join("run.json").display()))?;
+    };
+    let out = &args.out;
+    write_run(out, &artifacts).with_context(|| format!("writing the run to {}", out.display()))?;
     println!(
         "{} steps, {evaluations} evaluations, {:.3} s sampling + {:.3} s diagnostics on {}; wrote {}",
         steps,
-        result.sampling_s,
-        result.diagnostics_s,
+        artifacts.timings.sampling_s,
+        artifacts.timings.diagnostics_s,
         handle.backend,
         out.display()
     );
     Ok(())
-}
-
-fn write_csv(path: &Path, records: &[StepRecord]) -> Result<()> {
-    let mut text = String::from(StepRecord::CSV_HEADER);
-    text.push('\n');
-    for r in records {
-        text.push_str(&r.csv_row());
-        text.push('\n');
-    }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

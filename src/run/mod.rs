@@ -1,6 +1,7 @@
 //! Runs: the spec, building and executing a session (shared by CLI and app), and the app's
-//! worker thread with its protocol and store.
+//! worker thread with its protocol and store; `export` writes a run folder (CLI and app).
 
+pub mod export;
 pub mod protocol;
 pub mod session;
 pub mod spec;

@@ -168,8 +168,12 @@ impl RunStore {
                     };
                 }
             }
-            Event::Failed { message, .. } => {
-                if let Some(run) = self.current.as_mut() {
+            Event::Failed {
+                generation,
+                message,
+            } => {
+                // A run that failed before it started (bad data) leaves the previous view alone.
+                if let Some(run) = self.current.as_mut().filter(|r| r.generation == generation) {
                     run.status = RunStatus::Failed(message.clone());
                 }
                 self.last_error = Some(message);

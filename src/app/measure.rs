@@ -1,0 +1,227 @@
+//! Measurements the issue asks for, logged rather than asserted (design.md: performance claims
+//! live in benches and `noisescope bench*`, never in timed tests): frame times while sampling and
+//! the latency from a setting change to its finished rerun. `noisescope bench-ui` drives the real
+//! window through a script (`Bench`) and prints a `BenchReport`.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::plot_style::finite_quantile;
+
+/// Samples kept per series (a long session must not grow without bound).
+const KEEP: usize = 20_000;
+
+fn push(series: &mut VecDeque<f64>, value: f64) {
+    if series.len() == KEEP {
+        series.pop_front();
+    }
+    series.push_back(value);
+}
+
+/// Frame and rerun timings of a session.
+#[derive(Clone, Debug, Default)]
+pub struct FrameStats {
+    /// Frame time (ms) of frames drawn while a run was in flight: eframe's cpu_usage (ui,
+    /// tessellation and rendering, without vsync) in the window, the app's own code under test.
+    pub sampling_ms: VecDeque<f64>,
+    /// The same for frames with no run in flight.
+    pub idle_ms: VecDeque<f64>,
+    /// The app's own per-frame code (logic + panels) while sampling, ms.
+    pub app_ms: VecDeque<f64>,
+    /// Time between frames while sampling, ms.
+    pub interval_ms: VecDeque<f64>,
+    /// Setting change to finished rerun applied in the UI, ms.
+    pub rerun_ms: VecDeque<f64>,
+    /// The worker's sampling + diagnostics time of those reruns, ms.
+    pub worker_ms: VecDeque<f64>,
+}
+
+impl FrameStats {
+    pub fn record_frame(&mut self, ms: f64, sampling: bool) {
+        push(if sampling { &mut self.sampling_ms } else { &mut self.idle_ms }, ms);
+    }
+
+    pub fn record_app(&mut self, ms: f64, interval_ms: f64) {
+        push(&mut self.app_ms, ms);
+        if interval_ms > 0.0 {
+            push(&mut self.interval_ms, interval_ms);
+        }
+    }
+
+    pub fn record_rerun(&mut self, ms: f64, worker_ms: f64) {
+        push(&mut self.rerun_ms, ms);
+        push(&mut self.worker_ms, worker_ms);
+    }
+
+    /// The newest rerun latency, ms.
+    pub fn last_rerun_ms(&self) -> Option<f64> {
+        self.rerun_ms.back().copied()
+    }
+
+    /// 95th percentile of the frame time while sampling (NaN before any such frame).
+    pub fn p95_sampling_ms(&self) -> f64 {
+        quantile(&self.sampling_ms, 0.95)
+    }
+
+    /// Forgets everything (after a warm-up).
+    pub fn clear(&mut self) {
+        *self = FrameStats::default();
+    }
+}
+
+fn quantile(series: &VecDeque<f64>, p: f64) -> f64 {
+    let v: Vec<f64> = series.iter().copied().collect();
+    finite_quantile(&v, p)
+}
+
+/// Median, 95th percentile and maximum of a series, with its size.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Summary {
+    pub n: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    pub fn of(series: &VecDeque<f64>) -> Self {
+        Summary {
+            n: series.len(),
+            p50: quantile(series, 0.5),
+            p95: quantile(series, 0.95),
+            max: quantile(series, 1.0),
+        }
+    }
+
+    fn line(&self) -> String {
+        format!("p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms (n = {})", self.p50, self.p95, self.max, self.n)
+    }
+}
+
+/// What `noisescope bench-ui` measures.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Setting changes, each waited for until its rerun is shown.
+    pub reruns: usize,
+    /// Seconds of a continuously dragged S_churn slider (a new run every frame).
+    pub drag_seconds: f64,
+    /// Where to write the report as JSON.
+    pub json: Option<PathBuf>,
+}
+
+/// The numbers of one bench-ui session.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub scene: String,
+    pub backend: String,
+    pub reruns: usize,
+    /// Setting change -> finished rerun applied in the UI.
+    pub rerun_latency: Summary,
+    /// The worker's share of it (sampling + diagnostics).
+    pub worker_time: Summary,
+    /// eframe cpu_usage while sampling (reruns and drag).
+    pub frame_sampling: Summary,
+    pub frame_idle: Summary,
+    /// The app's logic + panels alone, while sampling.
+    pub app_code: Summary,
+    pub frame_interval: Summary,
+    /// Runs started and finished during the drag.
+    pub drag_runs_started: u64,
+    pub drag_runs_finished: u64,
+}
+
+impl BenchReport {
+    /// The report as the lines `bench-ui` prints.
+    pub fn text(&self) -> String {
+        format!(
+            "bench-ui: {}, backend {}\n\
+             slider change -> finished rerun shown ({} reruns): {}\n\
+             \x20 of which the worker's sampling + diagnostics: {}\n\
+             frame time while sampling (eframe cpu_usage: ui + tessellation + rendering): {}\n\
+             frame time idle: {}\n\
+             app code alone (logic + panels) while sampling: {}\n\
+             frame interval while sampling: {}\n\
+             drag: {} runs started, {} finished (the rest cancelled by newer ones)",
+            self.scene,
+            self.backend,
+            self.reruns,
+            self.rerun_latency.line(),
+            self.worker_time.line(),
+            self.frame_sampling.line(),
+            self.frame_idle.line(),
+            self.app_code.line(),
+            self.frame_interval.line(),
+            self.drag_runs_started,
+            self.drag_runs_finished
+        )
+    }
+}
+
+/// Where the bench script is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Phase {
+    /// Waiting for the launch run, then a few quiet frames.
+    Warmup,
+    /// Change a setting (`waiting: false`) or wait for its rerun (`waiting: true`).
+    Rerun { waiting: bool },
+    /// A new setting every frame.
+    Drag,
+    Done,
+}
+
+/// The bench script's state (driven by `NoiseScopeApp::bench_step`).
+pub(crate) struct Bench {
+    pub opts: BenchOptions,
+    pub phase: Phase,
+    pub frames: usize,
+    pub reruns_done: usize,
+    /// The generation asked for before the last change; its rerun is newer.
+    pub generation_before: u64,
+    pub drag_started: Option<Instant>,
+    pub drag_generation_start: u64,
+    pub drag_finished: u64,
+    pub closing: bool,
+}
+
+impl Bench {
+    pub fn new(opts: BenchOptions) -> Self {
+        Bench {
+            opts,
+            phase: Phase::Warmup,
+            frames: 0,
+            reruns_done: 0,
+            generation_before: 0,
+            drag_started: None,
+            drag_generation_start: 0,
+            drag_finished: 0,
+            closing: false,
+        }
+    }
+
+    /// The k-th S_churn value: consecutive ones differ, so every change is a real rerun.
+    pub fn churn(k: usize) -> f64 {
+        4.0 * ((k % 10) + 1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_and_churn_values() {
+        let mut s = FrameStats::default();
+        for v in 1..=100 {
+            s.record_frame(v as f64, true);
+        }
+        s.record_frame(500.0, false);
+        let sum = Summary::of(&s.sampling_ms);
+        assert_eq!(sum.n, 100);
+        assert!((sum.p95 - 95.05).abs() < 1e-9);
+        assert_eq!(sum.max, 100.0);
+        assert!((0..30).all(|k| Bench::churn(k) != Bench::churn(k + 1)));
+    }
+}

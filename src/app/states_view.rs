@@ -1,0 +1,284 @@
+//! The States view: the state x_i and the denoised D(x_i) at the shown step. 2-D data as a
+//! scatter over the data set with paths and each particle's ODE direction; 1-D data as EDM's
+//! figure 3 (trajectories against sigma); images as grids, x_i and D(x_i) side by side. With a
+//! pinned baseline, its states (same noise, same step) sit beside the live ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use egui::{Color32, RichText, TextureHandle, TextureOptions, Ui};
+use egui_plot::{Arrows, HLine, Legend, Line, Plot, Points, VLine};
+
+use crate::core::Batch;
+use crate::data::grid::image_grid;
+use crate::run::store::RunRecord;
+
+use super::ViewOptions;
+use super::plot_style::{self, BASELINE, DATA, DENOISED, LIVE, faint, format_number};
+
+/// Most particles drawn as points (a batch can hold millions).
+const MAX_POINTS: usize = 5000;
+/// Most particles drawn with an ODE arrow.
+const MAX_ARROWS: usize = 300;
+/// Most images in a grid.
+const MAX_IMAGES: usize = 64;
+
+/// Image-grid textures, made once per (run, step, which) and dropped with their run.
+#[derive(Default)]
+pub struct TextureCache {
+    textures: HashMap<(u64, usize, bool), TextureHandle>,
+}
+
+impl TextureCache {
+    /// Forgets every texture of runs other than `keep`.
+    pub fn retain_runs(&mut self, keep: &[u64]) {
+        self.textures.retain(|(g, _, _), _| keep.contains(g));
+    }
+
+    fn grid(&mut self, ui: &Ui, run: &RunRecord, step: usize, denoised: bool, batch: &Batch) -> Option<TextureHandle> {
+        let shape = run.data.image?;
+        let key = (run.generation, step, denoised);
+        if let Some(t) = self.textures.get(&key) {
+            return Some(t.clone());
+        }
+        // Small images get bigger pixels so the grid stays legible.
+        let scale = (64 / shape.width.max(1)).clamp(1, 8) as u32;
+        let img = image_grid(&batch.data, batch.rows, shape, MAX_IMAGES, scale);
+        let size = [img.width() as usize, img.height() as usize];
+        let color = egui::ColorImage::from_rgb(size, img.as_raw());
+        let name = format!("grid-{}-{step}-{denoised}", run.generation);
+        let texture = ui.ctx().load_texture(name, color, TextureOptions::NEAREST);
+        self.textures.insert(key, texture.clone());
+        Some(texture)
+    }
+}
+
+/// The sigma of state `step` (the final state has sigma 0).
+pub fn state_sigma(run: &RunRecord, step: usize) -> f64 {
+    run.steps.get(step).map_or(0.0, |s| s.sigma)
+}
+
+/// D(x_i) at `step` (none for the final state).
+fn denoised_at(run: &RunRecord, step: usize) -> Option<&Arc<Batch>> {
+    run.steps.get(step).map(|s| &s.denoised)
+}
+
+/// Shows the live run's states at `step`, and the baseline's beside them.
+pub fn show(
+    ui: &mut Ui,
+    live: &RunRecord,
+    baseline: Option<&RunRecord>,
+    step: usize,
+    view: &ViewOptions,
+    textures: &mut TextureCache,
+    salt: &str,
+) {
+    match baseline.filter(|_| view.show_baseline) {
+        Some(base) => {
+            ui.columns(2, |cols| {
+                let base_step = step.min(base.state_count().saturating_sub(1));
+                run_states(&mut cols[0], live, step, view, textures, &format!("{salt}-live"), "live");
+                run_states(&mut cols[1], base, base_step, view, textures, &format!("{salt}-base"), "baseline (pinned)");
+            });
+        }
+        None => run_states(ui, live, step, view, textures, &format!("{salt}-live"), "live"),
+    }
+}
+
+fn run_states(ui: &mut Ui, run: &RunRecord, step: usize, view: &ViewOptions, textures: &mut TextureCache, id: &str, title: &str) {
+    let Some(x) = run.state(step) else {
+        ui.label("waiting for the first step…");
+        return;
+    };
+    let sigma = state_sigma(run, step);
+    let color = if title == "live" { LIVE } else { BASELINE };
+    ui.label(
+        RichText::new(format!(
+            "{title}: x_{step} of {}, σ = {}{}",
+            run.spec.schedule.steps,
+            format_number(sigma),
+            if run.is_running() { "  (running)" } else { "" }
+        ))
+        .color(color),
+    );
+    if run.data.image.is_some() {
+        images(ui, run, step, x, textures);
+    } else if x.dim == 1 {
+        one_d(ui, run, step, view, id);
+    } else {
+        two_d(ui, run, step, x, view, id);
+    }
+}
+
+/// Data bounds (x range, y range) of the first two coordinates, padded.
+fn data_bounds(run: &RunRecord) -> ([f64; 2], [f64; 2]) {
+    let pts = &run.data.points;
+    let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+    for j in 0..pts.n {
+        let row = pts.row(j);
+        for k in 0..pts.dim.min(2) {
+            lo[k] = lo[k].min(row[k]);
+            hi[k] = hi[k].max(row[k]);
+        }
+    }
+    let pad = |a: f64, b: f64| {
+        if !(a.is_finite() && b.is_finite()) {
+            return [-3.0, 3.0];
+        }
+        let m = 0.2 * (b - a).max(0.5);
+        [a - m, b + m]
+    };
+    (pad(lo[0], hi[0]), pad(lo[1], hi[1]))
+}
+
+fn two_d(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, view: &ViewOptions, id: &str) {
+    let (bx, by) = data_bounds(run);
+    let rows = x.rows.min(MAX_POINTS);
+    let xy = |b: &Batch, r: usize| {
+        let row = b.row(r);
+        [row[0], row.get(1).copied().unwrap_or(0.0)]
+    };
+    let data: Vec<[f64; 2]> = if view.show_data {
+        let pts = &run.data.points;
+        // A stride keeps big sets cheap to draw.
+        let stride = pts.n.div_ceil(4000).max(1);
+        (0..pts.n)
+            .step_by(stride)
+            .map(|j| {
+                let row = pts.row(j);
+                [row[0], row.get(1).copied().unwrap_or(0.0)]
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let paths: Vec<Vec<[f64; 2]>> = if view.show_paths {
+        (0..x.rows.min(view.paths))
+            .map(|r| (0..=step).filter_map(|s| run.state(s)).map(|b| xy(b, r)).collect())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let current: Vec<[f64; 2]> = (0..rows).map(|r| xy(x, r)).collect();
+    let denoised = denoised_at(run, step).filter(|_| view.show_denoised);
+    let den_points: Option<Vec<[f64; 2]>> = denoised.map(|d| (0..rows).map(|r| xy(d, r)).collect());
+    let arrows = match (view.show_arrows, run.steps.get(step)) {
+        (true, Some(snap)) if snap.sigma > 0.0 => {
+            // Euler step toward D: x + (1 - sigma_next/sigma)(D - x), the ODE direction scaled to this step.
+            let f = 1.0 - snap.sigma_next / snap.sigma;
+            let n = x.rows.min(MAX_ARROWS);
+            let origins: Vec<[f64; 2]> = (0..n).map(|r| xy(x, r)).collect();
+            let tips: Vec<[f64; 2]> = (0..n)
+                .map(|r| {
+                    let (a, d) = (xy(x, r), xy(&snap.denoised, r));
+                    [a[0] + f * (d[0] - a[0]), a[1] + f * (d[1] - a[1])]
+                })
+                .collect();
+            Some((origins, tips))
+        }
+        _ => None,
+    };
+    if x.dim > 2 {
+        ui.label(RichText::new(format!("first two of {} coordinates", x.dim)).weak());
+    }
+    Plot::new(id)
+        .data_aspect(1.0)
+        .default_x_bounds(bx[0], bx[1])
+        .default_y_bounds(by[0], by[1])
+        .legend(Legend::default())
+        .show(ui, |plot| {
+            if !data.is_empty() {
+                plot.points(Points::new("data", data).color(DATA).radius(1.2));
+            }
+            for (r, path) in paths.into_iter().enumerate() {
+                plot.line(Line::new("paths", path).id(("path", r)).color(faint(LIVE, 70)).width(1.0).allow_hover(false));
+            }
+            if let Some((origins, tips)) = arrows {
+                plot.arrows(Arrows::new("ODE direction", origins, tips).color(faint(Color32::WHITE, 150)).tip_length(5.0));
+            }
+            if let Some(d) = den_points {
+                plot.points(Points::new("D(x_i)", d).color(DENOISED).radius(1.6));
+            }
+            plot.points(Points::new("x_i", current).color(LIVE).radius(1.8));
+        });
+}
+
+/// Where state s sits on the 1-D plot's x axis: log10 sigma, the final state half a decade past
+/// the last non-zero sigma.
+fn one_d_position(run: &RunRecord, s: usize) -> f64 {
+    let sigma = state_sigma(run, s);
+    if sigma > 0.0 {
+        sigma.log10()
+    } else {
+        let last = run.steps.iter().map(|t| t.sigma).filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+        if last.is_finite() { last.log10() - 0.5 } else { -3.0 }
+    }
+}
+
+fn one_d(ui: &mut Ui, run: &RunRecord, step: usize, view: &ViewOptions, id: &str) {
+    let (bx, _) = data_bounds(run);
+    let Some(x0) = run.state(0) else { return };
+    let rows = x0.rows.min(view.paths.max(1));
+    let positions: Vec<f64> = (0..=step).map(|s| one_d_position(run, s)).collect();
+    let lines: Vec<Vec<[f64; 2]>> = (0..rows)
+        .map(|r| {
+            (0..=step)
+                .filter_map(|s| run.state(s).map(|b| [positions[s], b.row(r)[0]]))
+                .collect()
+        })
+        .collect();
+    let here = positions.last().copied().unwrap_or(0.0);
+    let current: Vec<[f64; 2]> = run.state(step).map_or_else(Vec::new, |b| (0..b.rows.min(MAX_POINTS)).map(|r| [here, b.row(r)[0]]).collect());
+    let den: Option<Vec<[f64; 2]>> = denoised_at(run, step)
+        .filter(|_| view.show_denoised)
+        .map(|d| (0..d.rows.min(MAX_POINTS)).map(|r| [here, d.row(r)[0]]).collect());
+    let levels: Vec<f64> = if run.data.points.n <= 32 { run.data.points.values.clone() } else { Vec::new() };
+    let top = run.spec.schedule.sigma_max.max(1e-3).log10() + 0.1;
+    let bottom = one_d_position(run, run.steps.len().max(1)) - 0.1;
+    ui.label(RichText::new("EDM fig. 3: x against σ (log axis, noise on the left; the final state at the right edge is σ = 0)").weak());
+    Plot::new(id)
+        .invert_x(true)
+        .default_x_bounds(bottom.min(top - 1.0), top)
+        .default_y_bounds(bx[0] - 1.5, bx[1] + 1.5)
+        .x_axis_label("σ")
+        .x_axis_formatter(plot_style::log_axis_label)
+        .legend(Legend::default())
+        .show(ui, |plot| {
+            for (k, y) in levels.into_iter().enumerate() {
+                plot.hline(HLine::new("data", y).id(("level", k)).color(DATA));
+            }
+            for (r, line) in lines.into_iter().enumerate() {
+                if view.show_paths {
+                    plot.line(Line::new("trajectories", line).id(("traj", r)).color(faint(LIVE, 90)).width(1.0).allow_hover(false));
+                }
+            }
+            plot.vline(VLine::new("shown step", here).color(faint(Color32::WHITE, 60)));
+            if let Some(d) = den {
+                plot.points(Points::new("D(x_i)", d).color(DENOISED).radius(2.0));
+            }
+            plot.points(Points::new("x_i", current).color(LIVE).radius(2.0));
+        });
+}
+
+fn images(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, textures: &mut TextureCache) {
+    let state = textures.grid(ui, run, step, false, x);
+    let den = denoised_at(run, step).and_then(|d| textures.grid(ui, run, step, true, d));
+    let count = x.rows.min(MAX_IMAGES);
+    ui.columns(2, |cols| {
+        cols[0].label(format!("x_{step} ({count} of {}, clipped to [−1, 1])", x.rows));
+        if let Some(t) = state {
+            let w = cols[0].available_width();
+            cols[0].add(egui::Image::from_texture(&t).max_width(w).maintain_aspect_ratio(true));
+        }
+        match den {
+            Some(t) => {
+                cols[1].label(format!("D(x_{step})"));
+                let w = cols[1].available_width();
+                cols[1].add(egui::Image::from_texture(&t).max_width(w).maintain_aspect_ratio(true));
+            }
+            None => {
+                cols[1].label("final sample (D(x_N) = x_N at σ = 0)");
+            }
+        }
+    });
+}
