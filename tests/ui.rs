@@ -49,6 +49,16 @@ fn wait_for_run(h: &mut Harness<'static, NoiseScopeApp>, after: u64) -> RunRecor
     }
 }
 
+/// Steps frames until the replay cursor rests (the launch run is replayed from x_0).
+fn wait_for_replay(h: &mut Harness<'static, NoiseScopeApp>) {
+    let deadline = Instant::now() + TIMEOUT;
+    while h.state().replay().playing {
+        h.step();
+        assert!(Instant::now() < deadline, "the replay did not end");
+    }
+    h.step();
+}
+
 /// Steps frames until the status bar holds an error.
 fn wait_for_error(h: &mut Harness<'static, NoiseScopeApp>) -> String {
     let deadline = Instant::now() + TIMEOUT;
@@ -76,9 +86,13 @@ fn initial_state(run: &RunRecord) -> Vec<f64> {
     run.state(0).map(|b| b.data.clone()).unwrap_or_default()
 }
 
-/// The diagnostics that a setting can change: (delta median, angle, local error) per step.
-fn diagnostics(run: &RunRecord) -> Vec<(f64, f64, f64)> {
-    run.records.iter().map(|r| (r.delta.median, r.angle_deg, r.local_error)).collect()
+/// The diagnostics that a setting can change: (delta median, angle, local error) per step, as
+/// bits so that the NaN of the last step (no corrector) compares equal to itself.
+fn diagnostics(run: &RunRecord) -> Vec<(u64, u64, u64)> {
+    run.records
+        .iter()
+        .map(|r| (r.delta.median.to_bits(), r.angle_deg.to_bits(), r.local_error.to_bits()))
+        .collect()
 }
 
 /// Asserts that `after` reran `before`'s noise with a different outcome.
@@ -110,7 +124,8 @@ fn the_app_starts_on_the_default_scene_and_a_run_finishes() {
     // Diagnostics: sigma_hat tracks sigma on the exact path (|delta| small at high noise).
     assert!(run.records.iter().all(|r| r.sigma_hat.median.is_finite()));
     assert!(run.records[0].delta.median.abs() < 0.1, "delta_0 = {}", run.records[0].delta.median);
-    // The status bar says so, and the live view follows the last state.
+    // The launch run is replayed from x_0 (motion for a newcomer), then the view rests on x_N.
+    wait_for_replay(&mut h);
     h.get_by_label_contains("finished: 35 evaluations");
     assert_eq!(h.state().replay().visible(run.state_count()), 18);
     h.get_by_label_contains("live: x_18 of 18");
@@ -160,7 +175,7 @@ fn a_pinned_baseline_survives_the_next_run() {
 
     set_slider(&mut h, "S_churn", 30.0);
     let next = wait_for_run(&mut h, first.generation);
-    h.step();
+    wait_for_replay(&mut h);
     let store = h.state().store();
     let baseline = store.baseline.as_ref().expect("the baseline is kept");
     assert_eq!(baseline.generation, first.generation);
@@ -254,4 +269,36 @@ fn the_exported_run_matches_the_cli_on_the_exported_preset() {
         assert!(a == b, "{file} differs between the app and the CLI");
     }
     assert_eq!(csv_without_timings(&app_out.join("diagnostics.csv")), csv_without_timings(&cli_out.join("diagnostics.csv")));
+}
+
+/// Renders every view on several data sets into target/ui-gallery/ for a person to look at
+/// (`cargo test --test ui gallery -- --ignored`); asserts only that each view renders.
+#[test]
+#[ignore = "writes pictures for manual review"]
+fn gallery() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-gallery");
+    std::fs::create_dir_all(&out).expect("gallery folder");
+    let scenes: Vec<(&str, DataSpec, usize)> = vec![
+        ("8gaussians", Settings::default_scene().spec.data, 1000),
+        ("two_diracs", DataSpec::Toy { name: "two-diracs".into(), points: 2 }, 400),
+        ("moons", DataSpec::Toy { name: "moons".into(), points: 2000 }, 1000),
+        ("gaussian", DataSpec::Gaussian { spectrum: vec![4.0, 1.0, 0.25, 0.0625] }, 1000),
+        ("digits", DataSpec::Digits, 128),
+    ];
+    for (name, data, batch) in scenes {
+        let mut settings = Settings::default();
+        settings.spec.data = data;
+        settings.spec.batch = batch;
+        let mut h = harness(settings, egui::vec2(1500.0, 920.0));
+        wait_for_run(&mut h, 0);
+        wait_for_replay(&mut h);
+        for tab in noisescope::app::Tab::ALL {
+            h.state_mut().settings.view.tab = tab;
+            h.run_steps(3);
+            let image = h.render().expect("render");
+            let file = out.join(format!("{name}-{}.png", tab.title().replace(' ', "_")));
+            image.save(&file).expect("save");
+        }
+    }
+    eprintln!("gallery in {}", out.display());
 }

@@ -54,8 +54,8 @@ fn angle_plot(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, heigh
         .include_y(0.0)
         .show(ui, |plot| {
             let points = series(live);
-            plot.line(Line::new("θ", points.clone()).color(LIVE).width(2.0));
-            plot.points(Points::new("θ ", points).color(LIVE).radius(2.5));
+            plot.line(Line::new("θ", points.clone()).id("angle-line").color(LIVE).width(2.0));
+            plot.points(Points::new("θ", points).id("angle-points").color(LIVE).radius(2.5));
             if let Some(b) = baseline {
                 plot.line(Line::new("baseline θ", series(b)).color(BASELINE).style(baseline_style()));
             }
@@ -73,8 +73,8 @@ fn error_plot(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, heigh
         .y_axis_formatter(plot_style::log_axis_label)
         .show(ui, |plot| {
             let points = series(live);
-            plot.line(Line::new("e", points.clone()).color(DENOISED).width(2.0));
-            plot.points(Points::new("e ", points).color(DENOISED).radius(2.5));
+            plot.line(Line::new("e", points.clone()).id("error-line").color(DENOISED).width(2.0));
+            plot.points(Points::new("e", points).id("error-points").color(DENOISED).radius(2.5));
             if let Some(b) = baseline {
                 plot.line(Line::new("baseline e", series(b)).color(BASELINE).style(baseline_style()));
             }

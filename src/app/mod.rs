@@ -187,6 +187,8 @@ pub struct NoiseScopeApp {
     last_time: Option<f64>,
     /// Whether the previous frame had a run in flight (eframe reports frame times one late).
     prev_sampling: bool,
+    /// The launch run, replayed from x_0 so a newcomer sees the particles move.
+    launch_generation: Option<u64>,
     bench: Option<Bench>,
 }
 
@@ -211,6 +213,7 @@ impl NoiseScopeApp {
             view_rect: None,
             last_time: None,
             prev_sampling: false,
+            launch_generation: None,
             bench: None,
         }
     }
@@ -328,6 +331,7 @@ impl NoiseScopeApp {
         if self.last_started.is_none() {
             // The launch run: the default scene starts sampling at once.
             self.start_run();
+            self.launch_generation = self.worker.is_some().then_some(self.store.expected);
         }
         self.drain_events(ctx);
         let now = ctx.input(|i| i.time);
@@ -384,6 +388,11 @@ impl NoiseScopeApp {
         }
         if new_run {
             self.textures.retain_runs(&self.kept_generations());
+            let launch = self.launch_generation.is_some_and(|g| g == self.store.expected);
+            if launch && self.bench.is_none() {
+                // The run takes milliseconds; replaying it shows the motion from noise to data.
+                self.replay.play(0);
+            }
         }
         if let Some(worker_ms) = finished
             && let Some(t0) = self.started_at.take()

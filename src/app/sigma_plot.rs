@@ -33,7 +33,10 @@ pub fn show(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, shown_s
         live.spec.schedule.sigma_max.log10() + 0.3,
     );
     ui.label(RichText::new("σ_hat(x_i) vs σ_i, log-log; diagonal = no shift").strong())
-        .on_hover_text("σ_hat = exp E[ln σ | x] under the exact posterior p(σ|x) prop. to p(x; σ) π(σ) (log-sum-exp on a log grid); median and 10–90% band over the diagnostics subset (science.md §5).");
+        .on_hover_text("σ_hat = exp E[ln σ | x] under the exact posterior p(σ|x) prop. to p(x; σ) π(σ) (log-sum-exp on a log grid); median and 10–90% band over the diagnostics subset (science.md §5). Below the data's own scale a low-dimensional state says little about σ: the posterior falls back on the prior and σ_hat levels off.");
+    if live.state(0).is_some_and(|x| x.dim <= 16) {
+        ui.label(RichText::new("low dimension: below the data's own scale σ_hat levels off at the prior (not a shift)").weak().small());
+    }
     Plot::new(format!("{salt}-sigma"))
         .height((height * 0.58).max(120.0))
         .legend(Legend::default())
@@ -51,11 +54,11 @@ pub fn show(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, shown_s
                 .collect();
             if xs.len() >= 2 && band.iter().all(|(a, b)| a.is_finite() && b.is_finite()) {
                 let (p10, p90): (Vec<f64>, Vec<f64>) = band.into_iter().unzip();
-                plot.add(FilledArea::new("10–90%", &xs, &p10, &p90).fill_color(faint(LIVE, 50)));
+                plot.add(FilledArea::new("σ_hat 10–90%", &xs, &p10, &p90).fill_color(faint(LIVE, 50)));
             }
             let median = log10_points(records.iter().map(|r| (r.sigma.log10(), r.sigma_hat.median)));
-            plot.line(Line::new("median σ_hat", median.clone()).color(LIVE).width(2.0));
-            plot.points(Points::new("median σ_hat ", median).color(LIVE).radius(2.5));
+            plot.line(Line::new("median σ_hat", median.clone()).id("median-line").color(LIVE).width(2.0));
+            plot.points(Points::new("median σ_hat", median).id("median-points").color(LIVE).radius(2.5));
             if !base.is_empty() {
                 let b = log10_points(base.iter().map(|r| (r.sigma.log10(), r.sigma_hat.median)));
                 plot.line(Line::new("baseline σ_hat", b).color(BASELINE).style(baseline_style()).width(1.5));
@@ -81,8 +84,8 @@ pub fn show(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, shown_s
                 plot.add(FilledArea::new("δ 10–90%", &xs, &p10, &p90).fill_color(faint(LIVE, 50)));
             }
             let median: Vec<[f64; 2]> = finite.iter().map(|r| [r.step as f64, r.delta.median]).collect();
-            plot.line(Line::new("median δ", median.clone()).color(LIVE).width(2.0));
-            plot.points(Points::new("median δ ", median).color(LIVE).radius(2.5));
+            plot.line(Line::new("median δ", median.clone()).id("delta-line").color(LIVE).width(2.0));
+            plot.points(Points::new("median δ", median).id("delta-points").color(LIVE).radius(2.5));
             if !base.is_empty() {
                 let b: Vec<[f64; 2]> = base.iter().filter(|r| r.delta.median.is_finite()).map(|r| [r.step as f64, r.delta.median]).collect();
                 plot.line(Line::new("baseline δ", b).color(BASELINE).style(baseline_style()).width(1.5));

@@ -1,0 +1,55 @@
+//! Closing the app mid-run ends its worker thread. A file of its own: it counts the process's
+//! threads, which tests running in parallel in one process would disturb.
+
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+
+use noisescope::app::{NoiseScopeApp, Settings};
+use noisescope::data::DataSpec;
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+fn harness(settings: Settings, size: egui::Vec2) -> Harness<'static, NoiseScopeApp> {
+    Harness::builder()
+        .with_size(size)
+        .build_ui_state(|ui, app: &mut NoiseScopeApp| app.frame(ui), NoiseScopeApp::new(settings))
+}
+
+/// Names of this process's threads (Linux: /proc/self/task/*/comm, 15 characters).
+#[cfg(target_os = "linux")]
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| t.ok())
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn closing_the_app_mid_run_ends_the_worker_thread() {
+    // Heavier than the default scene, so the run is still going when the app closes.
+    let mut settings = Settings::default();
+    settings.spec.data = DataSpec::Digits;
+    settings.spec.batch = 1000;
+    let mut h = harness(settings, egui::vec2(1200.0, 800.0));
+    let deadline = Instant::now() + TIMEOUT;
+    // Two steps in: the denoiser has run (and rayon's pool, whose threads inherit the worker's
+    // name on Linux, exists).
+    while !h.state().store().current.as_ref().is_some_and(|r| r.is_running() && r.steps.len() >= 2) {
+        h.step();
+        assert!(Instant::now() < deadline, "the run did not start");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let named = || thread_names().iter().filter(|n| n.starts_with("noisescope-wor")).count();
+    let running = named();
+    assert!(running >= 1, "a named worker thread: {:?}", thread_names());
+    // Dropping the app (what closing the window does) cancels the run and joins the thread.
+    drop(h);
+    assert_eq!(named(), running - 1, "the worker thread is gone: {:?}", thread_names());
+}
