@@ -6,13 +6,30 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The app, on a preset when one is given.
+fn open_app(preset: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let spec = match preset {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading preset {}", path.display()))?;
+            Some(
+                noisescope::run::RunSpec::from_json(&text)
+                    .with_context(|| format!("preset {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    Ok(noisescope::app::run(spec)?)
+}
+
 fn main() -> ExitCode {
     let parsed = cli::Cli::parse();
     let result = match parsed.command {
         Some(cli::Command::Sample(args)) => cli::sample::run(&args),
         Some(cli::Command::Bench(args)) => cli::bench::run(&args),
         Some(cli::Command::BenchUi(args)) => cli::bench_ui::run(&args),
-        None => noisescope::app::run().map_err(anyhow::Error::from),
+        None => open_app(parsed.preset.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

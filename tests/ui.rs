@@ -19,9 +19,10 @@ use noisescope::run::store::{RunRecord, RunStatus};
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 fn harness(settings: Settings, size: egui::Vec2) -> Harness<'static, NoiseScopeApp> {
-    Harness::builder()
-        .with_size(size)
-        .build_ui_state(|ui, app: &mut NoiseScopeApp| app.frame(ui), NoiseScopeApp::new(settings))
+    Harness::builder().with_size(size).build_ui_state(
+        |ui, app: &mut NoiseScopeApp| app.frame(ui),
+        NoiseScopeApp::new(settings),
+    )
 }
 
 /// A window tall enough that every control of the left panel is laid out (and so reachable).
@@ -44,7 +45,11 @@ fn wait_for_run(h: &mut Harness<'static, NoiseScopeApp>, after: u64) -> RunRecor
         {
             return run.clone();
         }
-        assert!(Instant::now() < deadline, "no finished run within {TIMEOUT:?}; error: {:?}", app.status_error());
+        assert!(
+            Instant::now() < deadline,
+            "no finished run within {TIMEOUT:?}; error: {:?}",
+            app.status_error()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -74,12 +79,16 @@ fn wait_for_error(h: &mut Harness<'static, NoiseScopeApp>) -> String {
 
 /// Moves the slider named `label` to `value` the way assistive technology does.
 fn set_slider(h: &mut Harness<'static, NoiseScopeApp>, label: &str, value: f64) {
-    h.get_by_role_and_label(Role::Slider, label).set_value_accesskit(value);
+    h.get_by_role_and_label(Role::Slider, label)
+        .set_value_accesskit(value);
     h.step();
 }
 
 fn final_state(run: &RunRecord) -> Vec<f64> {
-    run.x_final.as_ref().map(|b| b.data.clone()).unwrap_or_default()
+    run.x_final
+        .as_ref()
+        .map(|b| b.data.clone())
+        .unwrap_or_default()
 }
 
 fn initial_state(run: &RunRecord) -> Vec<f64> {
@@ -91,18 +100,43 @@ fn initial_state(run: &RunRecord) -> Vec<f64> {
 fn diagnostics(run: &RunRecord) -> Vec<(u64, u64, u64)> {
     run.records
         .iter()
-        .map(|r| (r.delta.median.to_bits(), r.angle_deg.to_bits(), r.local_error.to_bits()))
+        .map(|r| {
+            (
+                r.delta.median.to_bits(),
+                r.angle_deg.to_bits(),
+                r.local_error.to_bits(),
+            )
+        })
         .collect()
 }
 
 /// Asserts that `after` reran `before`'s noise with a different outcome.
 fn assert_same_noise_new_result(before: &RunRecord, after: &RunRecord, what: &str) {
     assert!(after.generation > before.generation, "{what}: no new run");
-    assert_eq!(after.spec.seed, before.spec.seed, "{what}: the seed changed");
-    assert_eq!(initial_state(after), initial_state(before), "{what}: x_0 differs");
-    assert_eq!(after.records.len(), before.records.len(), "{what}: step count");
-    assert_ne!(diagnostics(after), diagnostics(before), "{what}: diagnostics unchanged");
-    assert_ne!(final_state(after), final_state(before), "{what}: samples unchanged");
+    assert_eq!(
+        after.spec.seed, before.spec.seed,
+        "{what}: the seed changed"
+    );
+    assert_eq!(
+        initial_state(after),
+        initial_state(before),
+        "{what}: x_0 differs"
+    );
+    assert_eq!(
+        after.records.len(),
+        before.records.len(),
+        "{what}: step count"
+    );
+    assert_ne!(
+        diagnostics(after),
+        diagnostics(before),
+        "{what}: diagnostics unchanged"
+    );
+    assert_ne!(
+        final_state(after),
+        final_state(before),
+        "{what}: samples unchanged"
+    );
 }
 
 #[test]
@@ -119,11 +153,22 @@ fn the_app_starts_on_the_default_scene_and_a_run_finishes() {
     assert_eq!(final_state(&run).len(), 2000, "1000 particles in 2-D");
     // The exact denoiser lands the particles on the 8 Gaussians (radius 2).
     let x = final_state(&run);
-    let mean_radius = x.chunks(2).map(|p| (p[0] * p[0] + p[1] * p[1]).sqrt()).sum::<f64>() / 1000.0;
-    assert!((mean_radius - 2.0).abs() < 0.15, "mean radius {mean_radius}");
+    let mean_radius = x
+        .chunks(2)
+        .map(|p| (p[0] * p[0] + p[1] * p[1]).sqrt())
+        .sum::<f64>()
+        / 1000.0;
+    assert!(
+        (mean_radius - 2.0).abs() < 0.15,
+        "mean radius {mean_radius}"
+    );
     // Diagnostics: sigma_hat tracks sigma on the exact path (|delta| small at high noise).
     assert!(run.records.iter().all(|r| r.sigma_hat.median.is_finite()));
-    assert!(run.records[0].delta.median.abs() < 0.1, "delta_0 = {}", run.records[0].delta.median);
+    assert!(
+        run.records[0].delta.median.abs() < 0.1,
+        "delta_0 = {}",
+        run.records[0].delta.median
+    );
     // The launch run is replayed from x_0 (motion for a newcomer), then the view rests on x_N.
     wait_for_replay(&mut h);
     h.get_by_label_contains("finished: 35 evaluations");
@@ -131,7 +176,10 @@ fn the_app_starts_on_the_default_scene_and_a_run_finishes() {
     h.get_by_label_contains("live: x_18 of 18");
     // The status bar carries timings; mask it so the picture is the same on every run.
     h.run_steps(2);
-    h.mask(egui::Rect::from_min_max(egui::pos2(0.0, 860.0), egui::pos2(1400.0, 900.0)));
+    h.mask(egui::Rect::from_min_max(
+        egui::pos2(0.0, 860.0),
+        egui::pos2(1400.0, 900.0),
+    ));
     h.snapshot("default_scene");
 }
 
@@ -143,18 +191,31 @@ fn churn_cfg_and_nag_sliders_rerun_the_same_noise_and_change_the_diagnostics() {
     set_slider(&mut h, "S_churn", 20.0);
     let churned = wait_for_run(&mut h, first.generation);
     assert_eq!(churned.spec.stochasticity.churn, 20.0);
-    assert_eq!(churned.spec.sampler.name(), "edm", "S_churn switches heun to EDM Alg. 2");
+    assert_eq!(
+        churned.spec.sampler.name(),
+        "edm",
+        "S_churn switches heun to EDM Alg. 2"
+    );
     assert_same_noise_new_result(&first, &churned, "S_churn");
 
     set_slider(&mut h, "CFG w", 3.0);
     let guided = wait_for_run(&mut h, churned.generation);
     assert_eq!(guided.spec.guidance.cfg, 3.0);
-    assert_eq!(guided.spec.guidance.class, Some(ClassSpec::All(0)), "CFG picks a class");
+    assert_eq!(
+        guided.spec.guidance.class,
+        Some(ClassSpec::All(0)),
+        "CFG picks a class"
+    );
     assert_same_noise_new_result(&churned, &guided, "CFG");
     // Class 0 of 8gaussians is the component at (2, 0): guided samples gather there.
     let x = final_state(&guided);
-    let (mx, my) = x.chunks(2).fold((0.0, 0.0), |(a, b), p| (a + p[0] / 1000.0, b + p[1] / 1000.0));
-    assert!((mx - 2.0).abs() < 0.3 && my.abs() < 0.3, "mean ({mx}, {my})");
+    let (mx, my) = x.chunks(2).fold((0.0, 0.0), |(a, b), p| {
+        (a + p[0] / 1000.0, b + p[1] / 1000.0)
+    });
+    assert!(
+        (mx - 2.0).abs() < 0.3 && my.abs() < 0.3,
+        "mean ({mx}, {my})"
+    );
 
     set_slider(&mut h, "NAG w", 3.0);
     let nag = wait_for_run(&mut h, guided.generation);
@@ -198,7 +259,10 @@ fn a_bad_npy_or_an_empty_folder_shows_an_error_and_the_app_keeps_running() {
     let mut h = harness(Settings::default(), tall());
     let first = wait_for_run(&mut h, 0);
 
-    h.state_mut().load_data(DataSpec::Npy { path: bad.clone(), labels: None });
+    h.state_mut().load_data(DataSpec::Npy {
+        path: bad.clone(),
+        labels: None,
+    });
     let error = wait_for_error(&mut h);
     assert!(error.contains("bad.npy"), "{error}");
     h.step();
@@ -213,10 +277,20 @@ fn a_bad_npy_or_an_empty_folder_shows_an_error_and_the_app_keeps_running() {
     h.get_by_label("dismiss").click();
     h.step();
     assert!(h.state().status_error().is_none());
-    h.state_mut().load_data(DataSpec::Images { dir: empty, size: 16, rgb: false });
+    h.state_mut().load_data(DataSpec::Images {
+        dir: empty,
+        size: 16,
+        rgb: false,
+    });
     let error = wait_for_error(&mut h);
-    assert!(error.to_lowercase().contains("no .png") || error.contains("empty"), "{error}");
-    assert_eq!(h.state().store().current.as_ref().map(|r| r.generation), Some(first.generation));
+    assert!(
+        error.to_lowercase().contains("no .png") || error.contains("empty"),
+        "{error}"
+    );
+    assert_eq!(
+        h.state().store().current.as_ref().map(|r| r.generation),
+        Some(first.generation)
+    );
 
     // Still alive: a slider change runs as usual on the toy data.
     set_slider(&mut h, "S_churn", 10.0);
@@ -249,17 +323,32 @@ fn the_exported_run_matches_the_cli_on_the_exported_preset() {
         std::thread::sleep(Duration::from_millis(5));
     }
     h.step();
-    assert!(h.state().status_error().is_none(), "{:?}", h.state().status_error());
+    assert!(
+        h.state().status_error().is_none(),
+        "{:?}",
+        h.state().status_error()
+    );
     let traj = npy::read(&app_out.join("traj.npy")).expect("traj");
     assert_eq!(traj.shape, vec![19, 200, 2]);
-    assert_eq!(npy::read(&app_out.join("denoised.npy")).expect("denoised").shape, vec![18, 200, 2]);
+    assert_eq!(
+        npy::read(&app_out.join("denoised.npy"))
+            .expect("denoised")
+            .shape,
+        vec![18, 200, 2]
+    );
 
     // The preset the app saves reproduces the run in the CLI, file for file.
     let preset = dir.path().join("preset.json");
     std::fs::write(&preset, run.spec.to_json()).expect("preset");
     let cli_out = dir.path().join("cli");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_noisescope"))
-        .args(["sample", "--preset", &preset.display().to_string(), "--out", &cli_out.display().to_string()])
+        .args([
+            "sample",
+            "--preset",
+            &preset.display().to_string(),
+            "--out",
+            &cli_out.display().to_string(),
+        ])
         .output()
         .expect("the binary runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -268,7 +357,10 @@ fn the_exported_run_matches_the_cli_on_the_exported_preset() {
         let b = std::fs::read(cli_out.join(file)).expect("cli file");
         assert!(a == b, "{file} differs between the app and the CLI");
     }
-    assert_eq!(csv_without_timings(&app_out.join("diagnostics.csv")), csv_without_timings(&cli_out.join("diagnostics.csv")));
+    assert_eq!(
+        csv_without_timings(&app_out.join("diagnostics.csv")),
+        csv_without_timings(&cli_out.join("diagnostics.csv"))
+    );
 }
 
 /// Renders every view on several data sets into target/ui-gallery/ for a person to look at
@@ -280,9 +372,29 @@ fn gallery() {
     std::fs::create_dir_all(&out).expect("gallery folder");
     let scenes: Vec<(&str, DataSpec, usize)> = vec![
         ("8gaussians", Settings::default_scene().spec.data, 1000),
-        ("two_diracs", DataSpec::Toy { name: "two-diracs".into(), points: 2 }, 400),
-        ("moons", DataSpec::Toy { name: "moons".into(), points: 2000 }, 1000),
-        ("gaussian", DataSpec::Gaussian { spectrum: vec![4.0, 1.0, 0.25, 0.0625] }, 1000),
+        (
+            "two_diracs",
+            DataSpec::Toy {
+                name: "two-diracs".into(),
+                points: 2,
+            },
+            400,
+        ),
+        (
+            "moons",
+            DataSpec::Toy {
+                name: "moons".into(),
+                points: 2000,
+            },
+            1000,
+        ),
+        (
+            "gaussian",
+            DataSpec::Gaussian {
+                spectrum: vec![4.0, 1.0, 0.25, 0.0625],
+            },
+            1000,
+        ),
         ("digits", DataSpec::Digits, 128),
     ];
     for (name, data, batch) in scenes {

@@ -11,9 +11,10 @@ use noisescope::data::DataSpec;
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 fn harness(settings: Settings, size: egui::Vec2) -> Harness<'static, NoiseScopeApp> {
-    Harness::builder()
-        .with_size(size)
-        .build_ui_state(|ui, app: &mut NoiseScopeApp| app.frame(ui), NoiseScopeApp::new(settings))
+    Harness::builder().with_size(size).build_ui_state(
+        |ui, app: &mut NoiseScopeApp| app.frame(ui),
+        NoiseScopeApp::new(settings),
+    )
 }
 
 /// Names of this process's threads (Linux: /proc/self/task/*/comm, 15 characters).
@@ -41,15 +42,31 @@ fn closing_the_app_mid_run_ends_the_worker_thread() {
     let deadline = Instant::now() + TIMEOUT;
     // Two steps in: the denoiser has run (and rayon's pool, whose threads inherit the worker's
     // name on Linux, exists).
-    while !h.state().store().current.as_ref().is_some_and(|r| r.is_running() && r.steps.len() >= 2) {
+    while !h
+        .state()
+        .store()
+        .current
+        .as_ref()
+        .is_some_and(|r| r.is_running() && r.steps.len() >= 2)
+    {
         h.step();
         assert!(Instant::now() < deadline, "the run did not start");
         std::thread::sleep(Duration::from_millis(2));
     }
-    let named = || thread_names().iter().filter(|n| n.starts_with("noisescope-wor")).count();
+    let named = || {
+        thread_names()
+            .iter()
+            .filter(|n| n.starts_with("noisescope-wor"))
+            .count()
+    };
     let running = named();
     assert!(running >= 1, "a named worker thread: {:?}", thread_names());
     // Dropping the app (what closing the window does) cancels the run and joins the thread.
     drop(h);
-    assert_eq!(named(), running - 1, "the worker thread is gone: {:?}", thread_names());
+    assert_eq!(
+        named(),
+        running - 1,
+        "the worker thread is gone: {:?}",
+        thread_names()
+    );
 }

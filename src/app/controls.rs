@@ -56,10 +56,12 @@ D(x; σ) = Σ_j w_j y_j, w = softmax_j(−||x − y_j||² / 2σ²) (the minimise
     pub const GAUSSIAN: &str = "N(0, diag λ): D = λ/(λ + σ²) x per direction, so every step, the output variance and \
 KL(p_data || p_out) = ½ Σ_k (λ_k/v_k − 1 + ln(v_k/λ_k)) are exact (science.md §7; seed 004, arXiv 2601.13602). \
 Type eigenvalues separated by commas, then Enter.";
-    pub const POINTS: &str = "Points drawn from the toy's generator; the ideal denoiser memorises this finite set.";
+    pub const POINTS: &str =
+        "Points drawn from the toy's generator; the ideal denoiser memorises this finite set.";
     pub const OPEN_FOLDER: &str = "A folder of .png/.jpg images, resized to size × size, grey or RGB, scaled to [−1, 1]; \
 sampled with the ideal empirical denoiser.";
-    pub const OPEN_NPY: &str = "An [N, D] .npy file (float or integer) as a finite data set; ideal empirical denoiser.";
+    pub const OPEN_NPY: &str =
+        "An [N, D] .npy file (float or integer) as a finite data set; ideal empirical denoiser.";
     pub const IMAGE_SIZE: &str = "Side of the resized images (pixels); D = size² (× 3 for RGB).";
     pub const DENOISER: &str = "exact: D(x; σ) = E[y | x] for x = y + σ n (EDM convention, Karras et al. 2022, §2): \
 softmax-weighted data mean for finite sets, closed forms for Gaussians and mixtures. Learned models come later.";
@@ -75,7 +77,8 @@ vp: σ(t) = √(exp(β_d t²/2 + β_min t) − 1), t = 1 + u (ε_s − 1), β_d 
 tangent: σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)) (seed 004, arXiv 2601.13602; c = 1 is AYS kl_optimal).";
     pub const TANGENT_AUTO: &str = "c minimising the closed-form Gaussian KL for the data's covariance spectrum \
 (one eigenvalue λ: c ≈ √λ; seed 004).";
-    pub const TANGENT_C: &str = "c of σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)); c = 1 is kl_optimal.";
+    pub const TANGENT_C: &str =
+        "c of σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)); c = 1 is kl_optimal.";
     pub const RHO: &str = "ρ of Karras' schedule σ_i = (σ_max^{1/ρ} + u (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ; EDM eq. 5 uses ρ = 7 \
 (ρ = 1 is uniform, large ρ crowds steps near σ_min).";
     pub const SIGMA_MIN: &str = "σ_min, the last non-zero noise level (EDM: 0.002).";
@@ -85,7 +88,8 @@ remaining steps from σ_hat down to σ_min with the same family.";
     pub const CHURN: &str = "γ_i = min(S_churn/N, √2 − 1) for S_tmin ≤ σ_i ≤ S_tmax, else 0; t_hat = σ_i (1 + γ_i), \
 x_hat = x_i + √(t_hat² − σ_i²) S_noise ε, then a Heun step from t_hat. EDM, Karras et al. 2022, Alg. 2. \
 Acts in the edm sampler (heun switches to edm, which equals heun at S_churn = 0).";
-    pub const TMIN: &str = "Churn only where S_tmin ≤ σ_i ≤ S_tmax (EDM Alg. 2; ImageNet-64: 0.05).";
+    pub const TMIN: &str =
+        "Churn only where S_tmin ≤ σ_i ≤ S_tmax (EDM Alg. 2; ImageNet-64: 0.05).";
     pub const TMAX: &str = "Churn only where S_tmin ≤ σ_i ≤ S_tmax (EDM Alg. 2; ImageNet-64: 50).";
     pub const TMAX_INF: &str = "S_tmax = ∞: churn at every σ_i ≥ S_tmin.";
     pub const SNOISE: &str = "x_hat = x_i + √(t_hat² − σ_i²) S_noise ε (t_hat = σ_i (1 + γ_i)): S_noise > 1 offsets the denoiser's detail loss \
@@ -103,41 +107,96 @@ or log-uniform over [σ_min, σ_max] (science.md §4).";
     pub const SEED: &str = "x_0 = σ_0 z, z ~ N(0, I) drawn from this seed, one stream per sample: a changed setting \
 reruns the same noise, so the difference on screen is the setting's effect alone.";
     pub const BATCH: &str = "Particles sampled at once.";
-    pub const BACKEND: &str = "Where the denoiser's heavy kernels run: auto (a GPU when there is one), gpu, cpu.";
+    pub const BACKEND: &str =
+        "Where the denoiser's heavy kernels run: auto (a GPU when there is one), gpu, cpu.";
     pub const PRECISION: &str = "Denoiser arithmetic; sampler state updates are always f64.";
     pub const DIAGNOSTICS: &str = "Per step: σ_hat(x_i) from the exact posterior p(σ|x) prop. to p(x; σ) π(σ) (log-sum-exp on a \
 log grid), δ = ln(σ_hat/σ_i), the turning angle between d_i and d'_i and the local error |h| ||d'_i − d_i||/2 \
 (science.md §5–6).";
-    pub const SUBSET: &str = "Rows of the batch whose σ_hat gives the median and 10–90% band (a fixed random subset).";
-    pub const PLAY: &str = "Replay the recorded states x_0 … x_N (the run itself takes milliseconds).";
+    pub const SUBSET: &str =
+        "Rows of the batch whose σ_hat gives the median and 10–90% band (a fixed random subset).";
+    pub const PLAY: &str =
+        "Replay the recorded states x_0 … x_N (the run itself takes milliseconds).";
     pub const PAUSE: &str = "Hold the shown state.";
     pub const STEP: &str = "One state forward.";
     pub const FOLLOW: &str = "Show the newest state of each run.";
     pub const RERUN: &str = "Run the current settings again (same seed, same noise).";
-    pub const RERUN_ON_CHANGE: &str = "Start a new run whenever a setting changes; the old run stops at its next step.";
+    pub const RERUN_ON_CHANGE: &str =
+        "Start a new run whenever a setting changes; the old run stops at its next step.";
     pub const RESET: &str = "Back to the default scene: 8gaussians, exact denoiser, heun, 18 karras steps, 1000 particles.";
     pub const NEW_SEED: &str = "Next seed: new initial noise z.";
     pub const SHOW_DATA: &str = "Draw the data set behind the denoiser.";
     pub const SHOW_PATHS: &str = "Draw the paths x_0 -> x_i of the first particles (2-D), or trajectories against σ \
 (1-D, EDM fig. 3).";
-    pub const SHOW_DENOISED: &str = "Draw D(x_i), the denoiser's estimate of the clean data at the shown step.";
+    pub const SHOW_DENOISED: &str =
+        "Draw D(x_i), the denoiser's estimate of the clean data at the shown step.";
     pub const SHOW_ARROWS: &str = "Each particle's Euler step x_i -> x_i + (1 − σ_{i+1}/σ_i)(D(x_i) − x_i): the ODE \
 direction dx/dσ = (x − D)/σ at the particle, scaled to this step.";
-    pub const SHOW_BASELINE: &str = "Overlay the pinned baseline (dashed) and show its states beside the live ones.";
+    pub const SHOW_BASELINE: &str =
+        "Overlay the pinned baseline (dashed) and show its states beside the live ones.";
     pub const PLAY_SPEED: &str = "Replay speed, states per second.";
 
     /// Every tooltip, for the glyph test.
     pub const ALL: &[&str] = &[
-        DATA, TWO_DIRACS, GAUSSIAN, POINTS, OPEN_FOLDER, OPEN_NPY, IMAGE_SIZE, DENOISER, SAMPLER,
-        STEPS, SCHEDULE, TANGENT_AUTO, TANGENT_C, RHO, SIGMA_MIN, SIGMA_MAX, ADAPTIVE, CHURN, TMIN,
-        TMAX, TMAX_INF, SNOISE, ETA, CFG, CLASS, NAG, NAG_PRIOR, SEED, BATCH, BACKEND, PRECISION,
-        DIAGNOSTICS, SUBSET, PLAY, PAUSE, STEP, FOLLOW, RERUN, RERUN_ON_CHANGE, RESET, NEW_SEED,
-        SHOW_DATA, SHOW_PATHS, SHOW_DENOISED, SHOW_ARROWS, SHOW_BASELINE, PLAY_SPEED,
+        DATA,
+        TWO_DIRACS,
+        GAUSSIAN,
+        POINTS,
+        OPEN_FOLDER,
+        OPEN_NPY,
+        IMAGE_SIZE,
+        DENOISER,
+        SAMPLER,
+        STEPS,
+        SCHEDULE,
+        TANGENT_AUTO,
+        TANGENT_C,
+        RHO,
+        SIGMA_MIN,
+        SIGMA_MAX,
+        ADAPTIVE,
+        CHURN,
+        TMIN,
+        TMAX,
+        TMAX_INF,
+        SNOISE,
+        ETA,
+        CFG,
+        CLASS,
+        NAG,
+        NAG_PRIOR,
+        SEED,
+        BATCH,
+        BACKEND,
+        PRECISION,
+        DIAGNOSTICS,
+        SUBSET,
+        PLAY,
+        PAUSE,
+        STEP,
+        FOLLOW,
+        RERUN,
+        RERUN_ON_CHANGE,
+        RESET,
+        NEW_SEED,
+        SHOW_DATA,
+        SHOW_PATHS,
+        SHOW_DENOISED,
+        SHOW_ARROWS,
+        SHOW_BASELINE,
+        PLAY_SPEED,
     ];
 }
 
 /// A named f64 slider with a tooltip; returns whether it moved.
-fn slider(ui: &mut Ui, value: &mut f64, range: std::ops::RangeInclusive<f64>, label: &str, tip: &str, log: bool) -> bool {
+fn slider(
+    ui: &mut Ui,
+    value: &mut f64,
+    range: std::ops::RangeInclusive<f64>,
+    label: &str,
+    tip: &str,
+    log: bool,
+) -> bool {
     ui.add(Slider::new(value, range).text(label).logarithmic(log))
         .on_hover_text(tip)
         .changed()
@@ -152,22 +211,36 @@ pub fn show(
     actions: &mut Vec<Action>,
 ) {
     ui.spacing_mut().slider_width = 150.0;
-    egui::CollapsingHeader::new("Data").default_open(true).show(ui, |ui| data_group(ui, settings, state, actions));
-    egui::CollapsingHeader::new("Denoiser").default_open(false).show(ui, |ui| {
-        ComboBox::from_id_salt("denoiser")
-            .selected_text("exact")
-            .show_ui(ui, |ui| {
-                ui.label("exact (ideal / closed form)");
-                ui.add_enabled(false, egui::Button::new("learned (later)"));
-            })
-            .response
-            .on_hover_text(tips::DENOISER);
-    });
-    egui::CollapsingHeader::new("Sampler & schedule").default_open(true).show(ui, |ui| sampler_group(ui, settings));
-    egui::CollapsingHeader::new("Stochasticity").default_open(true).show(ui, |ui| stochasticity_group(ui, settings, state));
-    egui::CollapsingHeader::new("Guidance").default_open(true).show(ui, |ui| guidance_group(ui, settings, state, info));
-    egui::CollapsingHeader::new("Run").default_open(true).show(ui, |ui| run_group(ui, settings, info, actions));
-    egui::CollapsingHeader::new("View").default_open(false).show(ui, |ui| view_group(ui, settings));
+    egui::CollapsingHeader::new("Data")
+        .default_open(true)
+        .show(ui, |ui| data_group(ui, settings, state, actions));
+    egui::CollapsingHeader::new("Denoiser")
+        .default_open(false)
+        .show(ui, |ui| {
+            ComboBox::from_id_salt("denoiser")
+                .selected_text("exact")
+                .show_ui(ui, |ui| {
+                    ui.label("exact (ideal / closed form)");
+                    ui.add_enabled(false, egui::Button::new("learned (later)"));
+                })
+                .response
+                .on_hover_text(tips::DENOISER);
+        });
+    egui::CollapsingHeader::new("Sampler & schedule")
+        .default_open(true)
+        .show(ui, |ui| sampler_group(ui, settings));
+    egui::CollapsingHeader::new("Stochasticity")
+        .default_open(true)
+        .show(ui, |ui| stochasticity_group(ui, settings, state));
+    egui::CollapsingHeader::new("Guidance")
+        .default_open(true)
+        .show(ui, |ui| guidance_group(ui, settings, state, info));
+    egui::CollapsingHeader::new("Run")
+        .default_open(true)
+        .show(ui, |ui| run_group(ui, settings, info, actions));
+    egui::CollapsingHeader::new("View")
+        .default_open(false)
+        .show(ui, |ui| view_group(ui, settings));
     if let Some(note) = &state.note {
         ui.separator();
         ui.label(RichText::new(note).italics());
@@ -235,17 +308,28 @@ pub fn set_data(settings: &mut Settings, data: DataSpec) {
 }
 
 fn spectrum_text(spectrum: &[f64]) -> String {
-    spectrum.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+    spectrum
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn data_group(ui: &mut Ui, settings: &mut Settings, state: &mut ControlsState, actions: &mut Vec<Action>) {
+fn data_group(
+    ui: &mut Ui,
+    settings: &mut Settings,
+    state: &mut ControlsState,
+    actions: &mut Vec<Action>,
+) {
     let points = match &settings.spec.data {
         DataSpec::Toy { points, .. } => *points,
         _ => 4096,
     };
     let current = settings.spec.data.clone();
     let current_label = match &current {
-        DataSpec::Toy { name, .. } if name == "two-diracs" => "two Diracs (1-D, EDM fig. 3)".to_string(),
+        DataSpec::Toy { name, .. } if name == "two-diracs" => {
+            "two Diracs (1-D, EDM fig. 3)".to_string()
+        }
         DataSpec::Toy { name, .. } => format!("toy: {name}"),
         DataSpec::Gaussian { .. } => "Gaussian spectrum".into(),
         DataSpec::Digits => "digits (UCI 8×8)".into(),
@@ -264,7 +348,12 @@ fn data_group(ui: &mut Ui, settings: &mut Settings, state: &mut ControlsState, a
                     DataSpec::Gaussian { .. } => tips::GAUSSIAN,
                     _ => tips::DATA,
                 };
-                if ui.selectable_label(selected, label).on_hover_text(tip).clicked() && !selected {
+                if ui
+                    .selectable_label(selected, label)
+                    .on_hover_text(tip)
+                    .clicked()
+                    && !selected
+                {
                     chosen = Some(spec);
                 }
             }
@@ -278,17 +367,29 @@ fn data_group(ui: &mut Ui, settings: &mut Settings, state: &mut ControlsState, a
         set_data(settings, spec);
     }
     ui.horizontal(|ui| {
-        if ui.button("Open folder…").on_hover_text(tips::OPEN_FOLDER).clicked() {
+        if ui
+            .button("Open folder…")
+            .on_hover_text(tips::OPEN_FOLDER)
+            .clicked()
+        {
             actions.push(Action::OpenFolder);
         }
-        if ui.button("Open .npy…").on_hover_text(tips::OPEN_NPY).clicked() {
+        if ui
+            .button("Open .npy…")
+            .on_hover_text(tips::OPEN_NPY)
+            .clicked()
+        {
             actions.push(Action::OpenNpy);
         }
     });
     match &mut settings.spec.data {
         DataSpec::Toy { name, points } if name != "8gaussians" && name != "two-diracs" => {
-            ui.add(Slider::new(points, 64..=20_000).logarithmic(true).text("points"))
-                .on_hover_text(tips::POINTS);
+            ui.add(
+                Slider::new(points, 64..=20_000)
+                    .logarithmic(true)
+                    .text("points"),
+            )
+            .on_hover_text(tips::POINTS);
         }
         DataSpec::Gaussian { spectrum } => {
             if state.spectrum_text.is_empty() {
@@ -312,7 +413,8 @@ fn data_group(ui: &mut Ui, settings: &mut Settings, state: &mut ControlsState, a
             });
         }
         DataSpec::Images { size, rgb, .. } => {
-            ui.add(Slider::new(size, 8..=64).text("image size")).on_hover_text(tips::IMAGE_SIZE);
+            ui.add(Slider::new(size, 8..=64).text("image size"))
+                .on_hover_text(tips::IMAGE_SIZE);
             ui.checkbox(rgb, "RGB").on_hover_text(tips::IMAGE_SIZE);
         }
         _ => {}
@@ -340,8 +442,10 @@ pub fn parse_spectrum(text: &str) -> Result<Vec<f64>, String> {
 }
 
 fn file_name(path: &std::path::Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn sampler_group(ui: &mut Ui, settings: &mut Settings) {
@@ -356,8 +460,12 @@ fn sampler_group(ui: &mut Ui, settings: &mut Settings) {
         .response
         .on_hover_text(tips::SAMPLER);
     let schedule = &mut spec.schedule;
-    ui.add(Slider::new(&mut schedule.steps, 1..=256).logarithmic(true).text("steps N"))
-        .on_hover_text(tips::STEPS);
+    ui.add(
+        Slider::new(&mut schedule.steps, 1..=256)
+            .logarithmic(true)
+            .text("steps N"),
+    )
+    .on_hover_text(tips::STEPS);
     let family = schedule.kind.name();
     ComboBox::from_id_salt("schedule")
         .selected_text(format!("schedule: {family}"))
@@ -379,7 +487,11 @@ fn sampler_group(ui: &mut Ui, settings: &mut Settings) {
         .on_hover_text(tips::SCHEDULE);
     if let ScheduleKind::Tangent { c } = &mut schedule.kind {
         let mut auto = c.is_none();
-        if ui.checkbox(&mut auto, "auto c (KL-optimal)").on_hover_text(tips::TANGENT_AUTO).changed() {
+        if ui
+            .checkbox(&mut auto, "auto c (KL-optimal)")
+            .on_hover_text(tips::TANGENT_AUTO)
+            .changed()
+        {
             *c = if auto { None } else { Some(1.0) };
         }
         if let Some(c) = c {
@@ -387,25 +499,56 @@ fn sampler_group(ui: &mut Ui, settings: &mut Settings) {
         }
     }
     ui.add_enabled_ui(schedule.kind == ScheduleKind::Karras, |ui| {
-        slider(ui, &mut schedule.rho, 1.0..=20.0, "ρ (rho)", tips::RHO, false);
+        slider(
+            ui,
+            &mut schedule.rho,
+            1.0..=20.0,
+            "ρ (rho)",
+            tips::RHO,
+            false,
+        );
     });
     ui.add_enabled_ui(schedule.kind != ScheduleKind::Vp, |ui| {
-        slider(ui, &mut schedule.sigma_min, 1e-4..=0.5, "σ_min", tips::SIGMA_MIN, true);
-        slider(ui, &mut schedule.sigma_max, 1.0..=500.0, "σ_max", tips::SIGMA_MAX, true);
+        slider(
+            ui,
+            &mut schedule.sigma_min,
+            1e-4..=0.5,
+            "σ_min",
+            tips::SIGMA_MIN,
+            true,
+        );
+        slider(
+            ui,
+            &mut schedule.sigma_max,
+            1.0..=500.0,
+            "σ_max",
+            tips::SIGMA_MAX,
+            true,
+        );
     });
-    ui.checkbox(&mut spec.adaptive, "adaptive (re-plan from σ_hat)").on_hover_text(tips::ADAPTIVE);
+    ui.checkbox(&mut spec.adaptive, "adaptive (re-plan from σ_hat)")
+        .on_hover_text(tips::ADAPTIVE);
 }
 
 fn stochasticity_group(ui: &mut Ui, settings: &mut Settings, state: &mut ControlsState) {
     let spec = &mut settings.spec;
     let st = &mut spec.stochasticity;
-    if slider(ui, &mut st.churn, 0.0..=100.0, "S_churn", tips::CHURN, false)
-        && st.churn > 0.0
+    if slider(
+        ui,
+        &mut st.churn,
+        0.0..=100.0,
+        "S_churn",
+        tips::CHURN,
+        false,
+    ) && st.churn > 0.0
         && spec.sampler == SamplerKind::Heun
     {
         // EDM Alg. 2 at S_churn = 0 is Alg. 1 (heun), so this only adds the churn.
         spec.sampler = SamplerKind::Edm;
-        state.note = Some("S_churn acts in EDM's stochastic sampler: heun -> edm (identical at S_churn = 0).".into());
+        state.note = Some(
+            "S_churn acts in EDM's stochastic sampler: heun -> edm (identical at S_churn = 0)."
+                .into(),
+        );
     }
     slider(ui, &mut st.tmin, 0.0..=10.0, "S_tmin", tips::TMIN, false);
     let mut infinite = st.tmax >= f64::MAX;
@@ -416,7 +559,11 @@ fn stochasticity_group(ui: &mut Ui, settings: &mut Settings, state: &mut Control
                 st.tmax = shown;
             }
         });
-        if ui.checkbox(&mut infinite, "∞").on_hover_text(tips::TMAX_INF).changed() {
+        if ui
+            .checkbox(&mut infinite, "∞")
+            .on_hover_text(tips::TMAX_INF)
+            .changed()
+        {
             st.tmax = if infinite { f64::MAX } else { 50.0 };
         }
     });
@@ -424,7 +571,14 @@ fn stochasticity_group(ui: &mut Ui, settings: &mut Settings, state: &mut Control
     if st.tmin > st.tmax {
         st.tmin = st.tmax;
     }
-    slider(ui, &mut st.snoise, 1.0..=1.011, "S_noise", tips::SNOISE, false);
+    slider(
+        ui,
+        &mut st.snoise,
+        1.0..=1.011,
+        "S_noise",
+        tips::SNOISE,
+        false,
+    );
     ui.add_enabled_ui(spec.sampler == SamplerKind::EulerAncestral, |ui| {
         slider(ui, &mut st.eta, 0.0..=1.0, "η (eta)", tips::ETA, false);
     });
@@ -433,10 +587,18 @@ fn stochasticity_group(ui: &mut Ui, settings: &mut Settings, state: &mut Control
     }
 }
 
-fn guidance_group(ui: &mut Ui, settings: &mut Settings, state: &mut ControlsState, info: &ControlsInfo) {
+fn guidance_group(
+    ui: &mut Ui,
+    settings: &mut Settings,
+    state: &mut ControlsState,
+    info: &ControlsInfo,
+) {
     let g = &mut settings.spec.guidance;
     ui.add_enabled_ui(info.classes > 0, |ui| {
-        if slider(ui, &mut g.cfg, 0.0..=8.0, "CFG w", tips::CFG, false) && g.cfg != 1.0 && g.class.is_none() {
+        if slider(ui, &mut g.cfg, 0.0..=8.0, "CFG w", tips::CFG, false)
+            && g.cfg != 1.0
+            && g.class.is_none()
+        {
             // CFG acts on the class condition; without one it passes through.
             g.class = Some(ClassSpec::All(0));
             state.note = Some("CFG conditions on a class: class 0 selected.".into());
@@ -451,23 +613,39 @@ fn guidance_group(ui: &mut Ui, settings: &mut Settings, state: &mut ControlsStat
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut g.class, None, "none (unconditional)");
                 for c in 0..info.classes.min(256) as u32 {
-                    ui.selectable_value(&mut g.class, Some(ClassSpec::All(c)), format!("class {c}"));
+                    ui.selectable_value(
+                        &mut g.class,
+                        Some(ClassSpec::All(c)),
+                        format!("class {c}"),
+                    );
                 }
             })
             .response
             .on_hover_text(tips::CLASS);
     })
     .response
-    .on_disabled_hover_text("The shown data has no labels; CFG needs classes (toy: moons, rings, 8gaussians, digits).");
+    .on_disabled_hover_text(
+        "The shown data has no labels; CFG needs classes (toy: moons, rings, 8gaussians, digits).",
+    );
     slider(ui, &mut g.nag, 0.0..=8.0, "NAG w", tips::NAG, false);
     let lognormal = matches!(g.nag_prior, SigmaPrior::LogNormal { .. });
     ComboBox::from_id_salt("nag_prior")
-        .selected_text(if lognormal { "NAG π(σ): log-normal" } else { "NAG π(σ): log-uniform" })
+        .selected_text(if lognormal {
+            "NAG π(σ): log-normal"
+        } else {
+            "NAG π(σ): log-uniform"
+        })
         .show_ui(ui, |ui| {
-            if ui.selectable_label(lognormal, "log-normal (EDM training)").clicked() {
+            if ui
+                .selectable_label(lognormal, "log-normal (EDM training)")
+                .clicked()
+            {
                 g.nag_prior = SigmaPrior::edm_training();
             }
-            if ui.selectable_label(!lognormal, "log-uniform [σ_min, σ_max]").clicked() {
+            if ui
+                .selectable_label(!lognormal, "log-uniform [σ_min, σ_max]")
+                .clicked()
+            {
                 g.nag_prior = SigmaPrior::LogUniform {
                     lo: settings.spec.schedule.sigma_min,
                     hi: settings.spec.schedule.sigma_max,
@@ -484,12 +662,20 @@ fn run_group(ui: &mut Ui, settings: &mut Settings, info: &ControlsInfo, actions:
         ui.add(egui::DragValue::new(&mut settings.spec.seed).speed(1.0))
             .labelled_by(label.id)
             .on_hover_text(tips::SEED);
-        if ui.button("new seed").on_hover_text(tips::NEW_SEED).clicked() {
+        if ui
+            .button("new seed")
+            .on_hover_text(tips::NEW_SEED)
+            .clicked()
+        {
             settings.spec.seed = settings.spec.seed.wrapping_add(1);
         }
     });
-    ui.add(Slider::new(&mut settings.spec.batch, 1..=20_000).logarithmic(true).text("batch"))
-        .on_hover_text(tips::BATCH);
+    ui.add(
+        Slider::new(&mut settings.spec.batch, 1..=20_000)
+            .logarithmic(true)
+            .text("batch"),
+    )
+    .on_hover_text(tips::BATCH);
     ui.horizontal(|ui| {
         let spec = &mut settings.spec;
         ComboBox::from_id_salt("backend")
@@ -502,7 +688,11 @@ fn run_group(ui: &mut Ui, settings: &mut Settings, info: &ControlsInfo, actions:
             .response
             .on_hover_text(tips::BACKEND);
         ComboBox::from_id_salt("precision")
-            .selected_text(if spec.precision == Precision::F64 { "f64" } else { "f32" })
+            .selected_text(if spec.precision == Precision::F64 {
+                "f64"
+            } else {
+                "f32"
+            })
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut spec.precision, Precision::F32, "f32");
                 ui.selectable_value(&mut spec.precision, Precision::F64, "f64");
@@ -511,9 +701,15 @@ fn run_group(ui: &mut Ui, settings: &mut Settings, info: &ControlsInfo, actions:
             .on_hover_text(tips::PRECISION);
     });
     let diag = &mut settings.spec.diagnostics;
-    ui.checkbox(&mut diag.enabled, "diagnostics").on_hover_text(tips::DIAGNOSTICS);
-    ui.add_enabled(diag.enabled, Slider::new(&mut diag.subset, 8..=1024).logarithmic(true).text("σ_hat subset"))
-        .on_hover_text(tips::SUBSET);
+    ui.checkbox(&mut diag.enabled, "diagnostics")
+        .on_hover_text(tips::DIAGNOSTICS);
+    ui.add_enabled(
+        diag.enabled,
+        Slider::new(&mut diag.subset, 8..=1024)
+            .logarithmic(true)
+            .text("σ_hat subset"),
+    )
+    .on_hover_text(tips::SUBSET);
     ui.horizontal(|ui| {
         if info.playing {
             if ui.button("Pause").on_hover_text(tips::PAUSE).clicked() {
@@ -530,14 +726,19 @@ fn run_group(ui: &mut Ui, settings: &mut Settings, info: &ControlsInfo, actions:
         }
     });
     ui.horizontal(|ui| {
-        let rerun = egui::Button::new(if info.dirty { "Run changes" } else { "Rerun" }).selected(info.dirty);
+        let rerun = egui::Button::new(if info.dirty { "Run changes" } else { "Rerun" })
+            .selected(info.dirty);
         if ui.add(rerun).on_hover_text(tips::RERUN).clicked() {
             actions.push(Action::Rerun);
         }
         ui.checkbox(&mut settings.view.rerun_on_change, "rerun on change")
             .on_hover_text(tips::RERUN_ON_CHANGE);
     });
-    if ui.button("Reset to default scene").on_hover_text(tips::RESET).clicked() {
+    if ui
+        .button("Reset to default scene")
+        .on_hover_text(tips::RESET)
+        .clicked()
+    {
         actions.push(Action::ResetScene);
     }
 }
@@ -552,15 +753,29 @@ fn backend_name(b: BackendChoice) -> &'static str {
 
 fn view_group(ui: &mut Ui, settings: &mut Settings) {
     let v = &mut settings.view;
-    ui.checkbox(&mut v.show_data, "data").on_hover_text(tips::SHOW_DATA);
-    ui.checkbox(&mut v.show_paths, "paths / trajectories").on_hover_text(tips::SHOW_PATHS);
-    ui.add_enabled(v.show_paths, Slider::new(&mut v.paths, 1..=1000).logarithmic(true).text("paths"))
+    ui.checkbox(&mut v.show_data, "data")
+        .on_hover_text(tips::SHOW_DATA);
+    ui.checkbox(&mut v.show_paths, "paths / trajectories")
         .on_hover_text(tips::SHOW_PATHS);
-    ui.checkbox(&mut v.show_denoised, "D(x_i)").on_hover_text(tips::SHOW_DENOISED);
-    ui.checkbox(&mut v.show_arrows, "ODE direction arrows").on_hover_text(tips::SHOW_ARROWS);
-    ui.checkbox(&mut v.show_baseline, "baseline overlay").on_hover_text(tips::SHOW_BASELINE);
-    ui.add(Slider::new(&mut v.play_speed, 1.0..=60.0).logarithmic(true).text("replay states/s"))
-        .on_hover_text(tips::PLAY_SPEED);
+    ui.add_enabled(
+        v.show_paths,
+        Slider::new(&mut v.paths, 1..=1000)
+            .logarithmic(true)
+            .text("paths"),
+    )
+    .on_hover_text(tips::SHOW_PATHS);
+    ui.checkbox(&mut v.show_denoised, "D(x_i)")
+        .on_hover_text(tips::SHOW_DENOISED);
+    ui.checkbox(&mut v.show_arrows, "ODE direction arrows")
+        .on_hover_text(tips::SHOW_ARROWS);
+    ui.checkbox(&mut v.show_baseline, "baseline overlay")
+        .on_hover_text(tips::SHOW_BASELINE);
+    ui.add(
+        Slider::new(&mut v.play_speed, 1.0..=60.0)
+            .logarithmic(true)
+            .text("replay states/s"),
+    )
+    .on_hover_text(tips::PLAY_SPEED);
 }
 
 #[cfg(test)]

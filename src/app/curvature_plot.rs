@@ -3,7 +3,7 @@
 //! and a histogram of each trajectory's straightness ||x_N - x_0|| / sum ||x_{i+1} - x_i||.
 
 use egui::{RichText, Ui};
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, Points};
+use egui_plot::{Bar, BarChart, Line, Plot, Points};
 
 use crate::run::store::RunRecord;
 
@@ -25,9 +25,19 @@ pub fn straightness_histogram(values: &[f64]) -> Vec<f64> {
 }
 
 /// Angle and local error side by side, then the straightness histogram (unless `compact`).
-pub fn show(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, compact: bool, salt: &str) {
+pub fn show(
+    ui: &mut Ui,
+    live: &RunRecord,
+    baseline: Option<&RunRecord>,
+    compact: bool,
+    salt: &str,
+) {
     let height = ui.available_height();
-    let plot_height = if compact { height.max(120.0) } else { (height * 0.55).max(140.0) };
+    let plot_height = if compact {
+        height.max(120.0)
+    } else {
+        (height * 0.55).max(140.0)
+    };
     ui.columns(2, |cols| {
         angle_plot(&mut cols[0], live, baseline, plot_height, salt);
         error_plot(&mut cols[1], live, baseline, plot_height, salt);
@@ -37,7 +47,13 @@ pub fn show(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, compact
     }
 }
 
-fn angle_plot(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, height: f32, salt: &str) {
+fn angle_plot(
+    ui: &mut Ui,
+    live: &RunRecord,
+    baseline: Option<&RunRecord>,
+    height: f32,
+    salt: &str,
+) {
     ui.label(RichText::new("turning angle θ_i (degrees)").strong())
         .on_hover_text("θ_i = angle(d_i, d'_i), d = (x − D(x; σ))/σ, d' at the Euler predictor; 0 = straight (EDM §3, science.md §6). Samplers without a corrector use the next step's slope.");
     let series = |run: &RunRecord| -> Vec<[f64; 2]> {
@@ -49,41 +65,81 @@ fn angle_plot(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, heigh
     };
     Plot::new(format!("{salt}-angle"))
         .height(height)
-        .legend(Legend::default())
+        .legend(plot_style::legend())
         .x_axis_label("step i")
         .include_y(0.0)
         .show(ui, |plot| {
             let points = series(live);
-            plot.line(Line::new("θ", points.clone()).id("angle-line").color(LIVE).width(2.0));
-            plot.points(Points::new("θ", points).id("angle-points").color(LIVE).radius(2.5));
+            plot.line(
+                Line::new("θ", points.clone())
+                    .id("angle-line")
+                    .color(LIVE)
+                    .width(2.0),
+            );
+            plot.points(
+                Points::new("θ", points)
+                    .id("angle-points")
+                    .color(LIVE)
+                    .radius(2.5),
+            );
             if let Some(b) = baseline {
-                plot.line(Line::new("baseline θ", series(b)).color(BASELINE).style(baseline_style()));
+                plot.line(
+                    Line::new("baseline θ", series(b))
+                        .color(BASELINE)
+                        .style(baseline_style()),
+                );
             }
         });
 }
 
-fn error_plot(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, height: f32, salt: &str) {
+fn error_plot(
+    ui: &mut Ui,
+    live: &RunRecord,
+    baseline: Option<&RunRecord>,
+    height: f32,
+    salt: &str,
+) {
     ui.label(RichText::new("local error e_i (log)").strong())
         .on_hover_text("e_i = |σ_{i+1} − σ_i| ||d'_i − d_i|| / 2, RMS per dimension: Heun minus Euler (EDM §3, science.md §6).");
-    let series = |run: &RunRecord| log10_points(run.records.iter().map(|r| (r.step as f64, r.local_error)));
+    let series =
+        |run: &RunRecord| log10_points(run.records.iter().map(|r| (r.step as f64, r.local_error)));
     Plot::new(format!("{salt}-error"))
         .height(height)
-        .legend(Legend::default())
+        .legend(plot_style::legend())
         .x_axis_label("step i")
         .y_axis_formatter(plot_style::log_axis_label)
         .show(ui, |plot| {
             let points = series(live);
-            plot.line(Line::new("e", points.clone()).id("error-line").color(DENOISED).width(2.0));
-            plot.points(Points::new("e", points).id("error-points").color(DENOISED).radius(2.5));
+            plot.line(
+                Line::new("e", points.clone())
+                    .id("error-line")
+                    .color(DENOISED)
+                    .width(2.0),
+            );
+            plot.points(
+                Points::new("e", points)
+                    .id("error-points")
+                    .color(DENOISED)
+                    .radius(2.5),
+            );
             if let Some(b) = baseline {
-                plot.line(Line::new("baseline e", series(b)).color(BASELINE).style(baseline_style()));
+                plot.line(
+                    Line::new("baseline e", series(b))
+                        .color(BASELINE)
+                        .style(baseline_style()),
+                );
             }
         });
 }
 
 fn histogram(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, salt: &str) {
-    ui.label(RichText::new("straightness ||x_N − x_0|| / Σ||x_{i+1} − x_i|| (1 = straight line)").strong())
-        .on_hover_text("Per trajectory over the diagnostics subset, at the end of the run (science.md §6).");
+    ui.label(
+        RichText::new("straightness ||x_N − x_0|| / Σ||x_{i+1} − x_i|| (1 = straight line)")
+            .strong(),
+    )
+    .on_hover_text(
+        "Per trajectory over the diagnostics subset, at the end of the run (science.md §6).",
+    );
     if live.straightness.is_empty() {
         ui.label("(when the run finishes)");
         return;
@@ -94,17 +150,18 @@ fn histogram(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, salt: 
         .enumerate()
         .map(|(k, f)| Bar::new((k as f64 + 0.5) * width, f).width(width * 0.9))
         .collect();
-    let base_line: Option<Vec<[f64; 2]>> = baseline.filter(|b| !b.straightness.is_empty()).map(|b| {
-        // A step outline so it reads against the bars.
-        straightness_histogram(&b.straightness)
-            .into_iter()
-            .enumerate()
-            .flat_map(|(k, f)| [[k as f64 * width, f], [(k + 1) as f64 * width, f]])
-            .collect()
-    });
+    let base_line: Option<Vec<[f64; 2]>> =
+        baseline.filter(|b| !b.straightness.is_empty()).map(|b| {
+            // A step outline so it reads against the bars.
+            straightness_histogram(&b.straightness)
+                .into_iter()
+                .enumerate()
+                .flat_map(|(k, f)| [[k as f64 * width, f], [(k + 1) as f64 * width, f]])
+                .collect()
+        });
     Plot::new(format!("{salt}-straightness"))
         .height(ui.available_height().max(100.0))
-        .legend(Legend::default())
+        .legend(plot_style::legend())
         .x_axis_label("straightness")
         .y_axis_label("fraction")
         .include_x(0.0)
@@ -113,7 +170,12 @@ fn histogram(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, salt: 
         .show(ui, |plot| {
             plot.bar_chart(BarChart::new("trajectories", bars).color(faint(LIVE, 180)));
             if let Some(b) = base_line {
-                plot.line(Line::new("baseline", b).color(BASELINE).style(baseline_style()).width(1.5));
+                plot.line(
+                    Line::new("baseline", b)
+                        .color(BASELINE)
+                        .style(baseline_style())
+                        .width(1.5),
+                );
             }
         });
 }
@@ -127,7 +189,11 @@ mod tests {
         let h = straightness_histogram(&[0.0, 0.5, 1.0, 1.2, f64::NAN]);
         assert_eq!(h.len(), BINS);
         assert!((h.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert_eq!(h[BINS - 1], 0.5, "1.0 and the clamped 1.2 share the top bin");
+        assert_eq!(
+            h[BINS - 1],
+            0.5,
+            "1.0 and the clamped 1.2 share the top bin"
+        );
         assert_eq!(h[0], 0.25);
     }
 }

@@ -95,21 +95,37 @@ impl Exports {
     }
 
     /// Writes the finished run into `dir` with the CLI's file set.
-    pub fn run_folder(&mut self, ctx: &egui::Context, run: &RunRecord, notes: &[String], dir: PathBuf) {
+    pub fn run_folder(
+        &mut self,
+        ctx: &egui::Context,
+        run: &RunRecord,
+        notes: &[String],
+        dir: PathBuf,
+    ) {
         self.pending += 1;
         let run = run.clone();
         let notes = notes.to_vec();
         spawn_job(self.tx.clone(), ctx.clone(), "run", move || {
             RunArtifacts::from_record(&run, &notes)
                 .and_then(|a| write_run(&dir, &a))
-                .map(|()| format!("wrote traj.npy, denoised.npy, sigmas.npy, diagnostics.csv, run.json to {}", dir.display()))
+                .map(|()| {
+                    format!(
+                        "wrote traj.npy, denoised.npy, sigmas.npy, diagnostics.csv, run.json to {}",
+                        dir.display()
+                    )
+                })
                 .map_err(|e| e.to_string())
         });
     }
 }
 
 /// Crops a screenshot to `crop` (in points) and writes it as PNG.
-fn save_screenshot(image: &egui::ColorImage, crop: Option<egui::Rect>, ppp: f32, path: &Path) -> Result<()> {
+fn save_screenshot(
+    image: &egui::ColorImage,
+    crop: Option<egui::Rect>,
+    ppp: f32,
+    path: &Path,
+) -> Result<()> {
     let [w, h] = image.size;
     let raw: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
     let full = image::RgbaImage::from_raw(w as u32, h as u32, raw)
@@ -124,7 +140,9 @@ fn save_screenshot(image: &egui::ColorImage, crop: Option<egui::Rect>, ppp: f32,
         }
         None => full,
     };
-    cropped.save(path).map_err(|e| Error::io(path, std::io::Error::other(e)))
+    cropped
+        .save(path)
+        .map_err(|e| Error::io(path, std::io::Error::other(e)))
 }
 
 /// Writes a preset (the `RunSpec` as JSON).
@@ -143,10 +161,22 @@ pub fn pick(kind: Pick) -> Option<PathBuf> {
     let dialog = rfd::FileDialog::new();
     match kind {
         Pick::Folder => dialog.set_title("Open a folder of images").pick_folder(),
-        Pick::Npy => dialog.set_title("Open an [N, D] .npy").add_filter("NumPy array", &["npy"]).pick_file(),
-        Pick::Preset => dialog.set_title("Load a preset").add_filter("preset", &["json"]).pick_file(),
-        Pick::SavePng(name) => dialog.add_filter("PNG", &["png"]).set_file_name(name).save_file(),
-        Pick::SavePreset => dialog.add_filter("preset", &["json"]).set_file_name("preset.json").save_file(),
+        Pick::Npy => dialog
+            .set_title("Open an [N, D] .npy")
+            .add_filter("NumPy array", &["npy"])
+            .pick_file(),
+        Pick::Preset => dialog
+            .set_title("Load a preset")
+            .add_filter("preset", &["json"])
+            .pick_file(),
+        Pick::SavePng(name) => dialog
+            .add_filter("PNG", &["png"])
+            .set_file_name(name)
+            .save_file(),
+        Pick::SavePreset => dialog
+            .add_filter("preset", &["json"])
+            .set_file_name("preset.json")
+            .save_file(),
         Pick::RunFolder => dialog.set_title("Folder for the run's files").pick_folder(),
     }
 }
@@ -170,7 +200,11 @@ mod tests {
     fn presets_round_trip_through_a_file() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let path = dir.path().join("p.json");
-        let spec = RunSpec { seed: 42, batch: 17, ..Default::default() };
+        let spec = RunSpec {
+            seed: 42,
+            batch: 17,
+            ..Default::default()
+        };
         save_preset(&spec, &path)?;
         assert_eq!(load_preset(&path)?, spec);
         std::fs::write(&path, "{oops").map_err(|e| Error::io(&path, e))?;

@@ -41,7 +41,14 @@ pub struct FrameStats {
 
 impl FrameStats {
     pub fn record_frame(&mut self, ms: f64, sampling: bool) {
-        push(if sampling { &mut self.sampling_ms } else { &mut self.idle_ms }, ms);
+        push(
+            if sampling {
+                &mut self.sampling_ms
+            } else {
+                &mut self.idle_ms
+            },
+            ms,
+        );
     }
 
     pub fn record_app(&mut self, ms: f64, interval_ms: f64) {
@@ -97,7 +104,10 @@ impl Summary {
     }
 
     fn line(&self) -> String {
-        format!("p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms (n = {})", self.p50, self.p95, self.max, self.n)
+        format!(
+            "p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms (n = {})",
+            self.p50, self.p95, self.max, self.n
+        )
     }
 }
 
@@ -166,7 +176,9 @@ pub(crate) enum Phase {
     /// Waiting for the launch run, then a few quiet frames.
     Warmup,
     /// Change a setting (`waiting: false`) or wait for its rerun (`waiting: true`).
-    Rerun { waiting: bool },
+    Rerun {
+        waiting: bool,
+    },
     /// A new setting every frame.
     Drag,
     Done,

@@ -59,7 +59,14 @@ pub enum Tab {
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [Tab::Overview, Tab::States, Tab::NoiseLevel, Tab::Curvature, Tab::Schedule, Tab::Theory];
+    pub const ALL: [Tab; 6] = [
+        Tab::Overview,
+        Tab::States,
+        Tab::NoiseLevel,
+        Tab::Curvature,
+        Tab::Schedule,
+        Tab::Theory,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -148,8 +155,8 @@ impl Settings {
 
     /// Reads settings saved by `to_json`; the spec must be valid.
     pub fn from_json(text: &str) -> Result<Self> {
-        let settings: Settings =
-            serde_json::from_str(text).map_err(|e| Error::InvalidSpec(format!("saved settings: {e}")))?;
+        let settings: Settings = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidSpec(format!("saved settings: {e}")))?;
         settings.spec.validate()?;
         Ok(settings)
     }
@@ -269,12 +276,19 @@ impl NoiseScopeApp {
 
     /// Whether a run is asked for and not yet finished (or failed).
     pub fn is_sampling(&self) -> bool {
-        self.started_at.is_some() || self.store.current.as_ref().is_some_and(RunRecord::is_running)
+        self.started_at.is_some()
+            || self
+                .store
+                .current
+                .as_ref()
+                .is_some_and(RunRecord::is_running)
     }
 
     /// Starts a run of the current settings (same seed, so the same initial noise).
     pub fn start_run(&mut self) {
-        let Some(worker) = self.worker.as_mut() else { return };
+        let Some(worker) = self.worker.as_mut() else {
+            return;
+        };
         let spec = self.settings.spec.clone();
         self.store.expected = worker.start(spec.clone());
         self.last_started = Some(spec);
@@ -342,7 +356,8 @@ impl NoiseScopeApp {
             .current
             .as_ref()
             .map_or((0, false), |r| (r.state_count(), r.is_running()));
-        self.replay.advance(dt, self.settings.view.play_speed, count, running);
+        self.replay
+            .advance(dt, self.settings.view.play_speed, count, running);
         if self.replay.playing {
             ctx.request_repaint_after(Duration::from_millis(16));
         }
@@ -358,7 +373,9 @@ impl NoiseScopeApp {
     }
 
     fn drain_events(&mut self, ctx: &egui::Context) {
-        let Some(worker) = self.worker.as_ref() else { return };
+        let Some(worker) = self.worker.as_ref() else {
+            return;
+        };
         let started = Instant::now();
         let (mut new_run, mut finished, mut failed) = (false, None, false);
         loop {
@@ -367,10 +384,16 @@ impl NoiseScopeApp {
                 ctx.request_repaint();
                 break;
             }
-            let Some(event) = worker.try_event() else { break };
+            let Some(event) = worker.try_event() else {
+                break;
+            };
             let kind = match &event {
                 Event::Started { .. } => 0,
-                Event::Finished { sampling_s, diagnostics_s, .. } => {
+                Event::Finished {
+                    sampling_s,
+                    diagnostics_s,
+                    ..
+                } => {
                     finished = Some(1e3 * (sampling_s + diagnostics_s));
                     1
                 }
@@ -388,7 +411,9 @@ impl NoiseScopeApp {
         }
         if new_run {
             self.textures.retain_runs(&self.kept_generations());
-            let launch = self.launch_generation.is_some_and(|g| g == self.store.expected);
+            let launch = self
+                .launch_generation
+                .is_some_and(|g| g == self.store.expected);
             if launch && self.bench.is_none() {
                 // The run takes milliseconds; replaying it shows the motion from noise to data.
                 self.replay.play(0);
@@ -397,7 +422,8 @@ impl NoiseScopeApp {
         if let Some(worker_ms) = finished
             && let Some(t0) = self.started_at.take()
         {
-            self.stats.record_rerun(1e3 * t0.elapsed().as_secs_f64(), worker_ms);
+            self.stats
+                .record_rerun(1e3 * t0.elapsed().as_secs_f64(), worker_ms);
         }
         if failed {
             self.started_at = None;
@@ -455,14 +481,24 @@ impl NoiseScopeApp {
         egui::Panel::bottom("status_bar").show(ui, |ui| self.status_bar(ui));
         let info = ControlsInfo {
             classes: self.store.current.as_ref().map_or(0, |r| r.data.classes),
-            dirty: !self.settings.view.rerun_on_change && self.last_started.as_ref() != Some(&self.settings.spec),
+            dirty: !self.settings.view.rerun_on_change
+                && self.last_started.as_ref() != Some(&self.settings.spec),
             playing: self.replay.playing,
         };
-        egui::Panel::left("controls").resizable(true).default_size(330.0).show(ui, |ui| {
-            egui::ScrollArea::vertical().show(ui, |ui| {
-                controls::show(ui, &mut self.settings, &mut self.controls, &info, &mut actions);
+        egui::Panel::left("controls")
+            .resizable(true)
+            .default_size(330.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    controls::show(
+                        ui,
+                        &mut self.settings,
+                        &mut self.controls,
+                        &info,
+                        &mut actions,
+                    );
+                });
             });
-        });
         egui::CentralPanel::default().show(ui, |ui| {
             self.view_rect = Some(ui.max_rect());
             self.central(ui);
@@ -472,19 +508,27 @@ impl NoiseScopeApp {
         }
         if self.settings.view.rerun_on_change
             && self.worker.is_some()
-            && self.last_started.as_ref().is_some_and(|s| *s != self.settings.spec)
+            && self
+                .last_started
+                .as_ref()
+                .is_some_and(|s| *s != self.settings.spec)
         {
             self.start_run();
         }
         let sampling = self.is_sampling();
         if sampling {
-            self.stats.record_app(1e3 * frame_started.elapsed().as_secs_f64(), interval_ms);
+            self.stats
+                .record_app(1e3 * frame_started.elapsed().as_secs_f64(), interval_ms);
         }
         self.prev_sampling = sampling;
     }
 
     fn handle(&mut self, ctx: &egui::Context, action: Action) {
-        let count = self.store.current.as_ref().map_or(0, RunRecord::state_count);
+        let count = self
+            .store
+            .current
+            .as_ref()
+            .map_or(0, RunRecord::state_count);
         match action {
             Action::Rerun => self.start_run(),
             Action::Play => self.replay.play(count),
@@ -541,12 +585,19 @@ impl NoiseScopeApp {
 
     fn export_menu(&mut self, ui: &mut Ui) {
         let ctx = ui.ctx().clone();
-        if ui.button("PNG of the view…").on_hover_text("A screenshot of the central view (image crate).").clicked()
+        if ui
+            .button("PNG of the view…")
+            .on_hover_text("A screenshot of the central view (image crate).")
+            .clicked()
             && let Some(path) = exports::pick(Pick::SavePng("noisescope-view.png"))
         {
             self.exports.view_png(&ctx, path, self.view_rect);
         }
-        let image_data = self.store.current.as_ref().is_some_and(|r| r.data.image.is_some());
+        let image_data = self
+            .store
+            .current
+            .as_ref()
+            .is_some_and(|r| r.data.image.is_some());
         if ui
             .add_enabled(image_data, egui::Button::new("Image grid PNG…"))
             .on_hover_text("The shown state x_i of image data as a grid of up to 256 samples.")
@@ -557,7 +608,11 @@ impl NoiseScopeApp {
             let step = self.replay.visible(run.state_count());
             self.exports.grid_png(&ctx, run, step, path);
         }
-        let finished = self.store.current.as_ref().is_some_and(|r| r.status == RunStatus::Finished);
+        let finished = self
+            .store
+            .current
+            .as_ref()
+            .is_some_and(|r| r.status == RunStatus::Finished);
         if ui
             .add_enabled(finished, egui::Button::new("Run as NPY + CSV…"))
             .on_hover_text("traj.npy, denoised.npy, sigmas.npy, diagnostics.csv, run.json (and samples.png for images): the files of `noisescope sample`.")
@@ -569,16 +624,23 @@ impl NoiseScopeApp {
         ui.separator();
         if ui
             .button("Save preset…")
-            .on_hover_text("The run's settings as JSON; reopen here or run `noisescope sample --preset FILE`.")
+            .on_hover_text(
+                "The run's settings as JSON; reopen here or run `noisescope sample --preset FILE`.",
+            )
             .clicked()
             && let Some(path) = exports::pick(Pick::SavePreset)
         {
             match exports::save_preset(&self.settings.spec, &path) {
-                Ok(()) => self.status.info = Some(format!("saved the preset to {}", path.display())),
+                Ok(()) => {
+                    self.status.info = Some(format!("saved the preset to {}", path.display()))
+                }
                 Err(e) => self.report_error(e.to_string()),
             }
         }
-        if ui.button("Load preset…").on_hover_text("Settings from a preset JSON file.").clicked()
+        if ui
+            .button("Load preset…")
+            .on_hover_text("Settings from a preset JSON file.")
+            .clicked()
             && let Some(path) = exports::pick(Pick::Preset)
         {
             match exports::load_preset(&path) {
@@ -602,7 +664,11 @@ impl NoiseScopeApp {
                     ui.label(format!("{:.2} ms/step", run.ms_per_step()));
                     ui.separator();
                     let state = match &run.status {
-                        RunStatus::Running => format!("running: step {}/{}", run.steps.len(), run.spec.schedule.steps),
+                        RunStatus::Running => format!(
+                            "running: step {}/{}",
+                            run.steps.len(),
+                            run.spec.schedule.steps
+                        ),
                         RunStatus::Finished => format!(
                             "finished: {} evaluations in {:.1} ms",
                             run.evaluations,
@@ -614,7 +680,11 @@ impl NoiseScopeApp {
                     ui.label(state);
                 }
                 None => {
-                    ui.label(if self.started_at.is_some() { "starting…" } else { "no run" });
+                    ui.label(if self.started_at.is_some() {
+                        "starting…"
+                    } else {
+                        "no run"
+                    });
                 }
             }
             if let Some(ms) = self.stats.last_rerun_ms() {
@@ -625,7 +695,8 @@ impl NoiseScopeApp {
             let p95 = self.stats.p95_sampling_ms();
             if p95.is_finite() {
                 ui.separator();
-                ui.label(format!("frame p95 {p95:.1} ms")).on_hover_text("While sampling (eframe: ui + rendering).");
+                ui.label(format!("frame p95 {p95:.1} ms"))
+                    .on_hover_text("While sampling (eframe: ui + rendering).");
             }
             if let Some(info) = &self.status.info {
                 ui.separator();
@@ -633,7 +704,10 @@ impl NoiseScopeApp {
             }
             if let Some(error) = self.status.error.clone() {
                 ui.separator();
-                ui.label(RichText::new(format!("error: {error}")).color(Color32::from_rgb(255, 110, 110)));
+                ui.label(
+                    RichText::new(format!("error: {error}"))
+                        .color(Color32::from_rgb(255, 110, 110)),
+                );
                 if ui.small_button("dismiss").clicked() {
                     self.status.error = None;
                 }
@@ -644,7 +718,11 @@ impl NoiseScopeApp {
     fn central(&mut self, ui: &mut Ui) {
         let Some(live) = self.store.current.as_ref() else {
             ui.centered_and_justified(|ui| {
-                ui.label(if self.status.error.is_some() { "no run: see the status bar" } else { "starting the default scene…" });
+                ui.label(if self.status.error.is_some() {
+                    "no run: see the status bar"
+                } else {
+                    "starting the default scene…"
+                });
             });
             return;
         };
@@ -673,7 +751,15 @@ impl NoiseScopeApp {
                 let height = ui.available_height();
                 ui.columns(2, |cols| {
                     cols[0].set_min_height(height);
-                    states_view::show(&mut cols[0], live, baseline, shown, view, &mut self.textures, "ov-states");
+                    states_view::show(
+                        &mut cols[0],
+                        live,
+                        baseline,
+                        shown,
+                        view,
+                        &mut self.textures,
+                        "ov-states",
+                    );
                     let right = &mut cols[1];
                     let h = right.available_height();
                     right.allocate_ui(egui::vec2(right.available_width(), h * 0.62), |ui| {
@@ -682,10 +768,24 @@ impl NoiseScopeApp {
                     curvature_plot::show(right, live, baseline, true, "ov");
                 });
             }
-            Tab::States => states_view::show(ui, live, baseline, shown, view, &mut self.textures, "states"),
+            Tab::States => states_view::show(
+                ui,
+                live,
+                baseline,
+                shown,
+                view,
+                &mut self.textures,
+                "states",
+            ),
             Tab::NoiseLevel => sigma_plot::show(ui, live, baseline, shown_sigma, "noise"),
             Tab::Curvature => curvature_plot::show(ui, live, baseline, false, "curv"),
-            Tab::Schedule => schedule_plot::show(ui, &self.settings.spec.schedule, Some(live), baseline, "sched"),
+            Tab::Schedule => schedule_plot::show(
+                ui,
+                &self.settings.spec.schedule,
+                Some(live),
+                baseline,
+                "sched",
+            ),
             Tab::Theory => self.theory.show(ui, live, "theory"),
         }
     }
@@ -693,14 +793,14 @@ impl NoiseScopeApp {
     /// One step of the `bench-ui` script: S_churn changes waited for one by one, then a
     /// continuous drag; at the end the report is printed and the window closes.
     fn bench_step(&mut self, ctx: &egui::Context) {
-        let Some(mut bench) = self.bench.take() else { return };
+        let Some(mut bench) = self.bench.take() else {
+            return;
+        };
         ctx.request_repaint();
         let shown_finished = self.started_at.is_none()
-            && self
-                .store
-                .current
-                .as_ref()
-                .is_some_and(|r| r.generation == self.store.expected && r.status == RunStatus::Finished);
+            && self.store.current.as_ref().is_some_and(|r| {
+                r.generation == self.store.expected && r.status == RunStatus::Finished
+            });
         bench.frames += 1;
         match bench.phase {
             Phase::Warmup => {
@@ -733,7 +833,9 @@ impl NoiseScopeApp {
                 }
             }
             Phase::Drag => {
-                let t = bench.drag_started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+                let t = bench
+                    .drag_started
+                    .map_or(0.0, |s| s.elapsed().as_secs_f64());
                 if shown_finished {
                     bench.drag_finished += 1;
                 }
@@ -741,7 +843,8 @@ impl NoiseScopeApp {
                     bench.phase = Phase::Done;
                 } else {
                     // A slider dragged back and forth: a new value every frame.
-                    self.settings.spec.stochasticity.churn = 40.0 + 30.0 * (std::f64::consts::TAU * t).sin();
+                    self.settings.spec.stochasticity.churn =
+                        40.0 + 30.0 * (std::f64::consts::TAU * t).sin();
                 }
             }
             Phase::Done => {
@@ -775,7 +878,11 @@ impl NoiseScopeApp {
                 spec.schedule.steps,
                 spec.diagnostics.subset
             ),
-            backend: self.store.current.as_ref().map_or_else(String::new, |r| r.backend.clone()),
+            backend: self
+                .store
+                .current
+                .as_ref()
+                .map_or_else(String::new, |r| r.backend.clone()),
             reruns: bench.reruns_done,
             rerun_latency: Summary::of(&s.rerun_ms),
             worker_time: Summary::of(&s.worker_ms),
@@ -783,7 +890,10 @@ impl NoiseScopeApp {
             frame_idle: Summary::of(&s.idle_ms),
             app_code: Summary::of(&s.app_ms),
             frame_interval: Summary::of(&s.interval_ms),
-            drag_runs_started: self.store.expected.saturating_sub(bench.drag_generation_start),
+            drag_runs_started: self
+                .store
+                .expected
+                .saturating_sub(bench.drag_generation_start),
             drag_runs_finished: bench.drag_finished,
         }
     }
@@ -797,7 +907,8 @@ impl eframe::App for NoiseScopeApp {
     fn ui(&mut self, ui: &mut Ui, frame: &mut eframe::Frame) {
         // cpu_usage is the previous frame's: ui, tessellation and rendering, without vsync.
         if let Some(seconds) = frame.info().cpu_usage {
-            self.stats.record_frame(1e3 * f64::from(seconds), self.prev_sampling);
+            self.stats
+                .record_frame(1e3 * f64::from(seconds), self.prev_sampling);
         }
         self.show(ui);
     }
@@ -826,14 +937,17 @@ fn native_options() -> eframe::NativeOptions {
     }
 }
 
-/// Opens the app window on the saved settings (the default scene on first launch) and returns
-/// when it closes.
-pub fn run() -> Result<()> {
+/// Opens the app window on `preset`, else on the saved settings (the default scene on first
+/// launch), and returns when it closes.
+pub fn run(preset: Option<RunSpec>) -> Result<()> {
     eframe::run_native(
         "noisescope",
         native_options(),
-        Box::new(|cc| {
+        Box::new(move |cc| {
             let mut app = NoiseScopeApp::from_storage(cc.storage);
+            if let Some(spec) = preset {
+                app.settings.spec = spec;
+            }
             app.attach(&cc.egui_ctx);
             Ok(Box::new(app))
         }),
@@ -870,11 +984,17 @@ mod tests {
         s.spec.stochasticity.churn = 7.0;
         assert_eq!(Settings::from_json(&s.to_json())?, s);
         // f64::MAX (S_tmax = infinity) survives.
-        assert_eq!(Settings::from_json(&s.to_json())?.spec.stochasticity.tmax, f64::MAX);
+        assert_eq!(
+            Settings::from_json(&s.to_json())?.spec.stochasticity.tmax,
+            f64::MAX
+        );
         assert!(Settings::from_json("{\"spec\": {\"batch\": 0}}").is_err());
         assert!(Settings::from_json("nope").is_err());
         let d = Settings::default_scene();
-        assert_eq!((d.spec.batch, d.spec.schedule.steps, d.spec.sampler), (1000, 18, SamplerKind::Heun));
+        assert_eq!(
+            (d.spec.batch, d.spec.schedule.steps, d.spec.sampler),
+            (1000, 18, SamplerKind::Heun)
+        );
         Ok(())
     }
 }

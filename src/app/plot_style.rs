@@ -2,7 +2,7 @@
 //! log-axis labels (egui_plot has linear axes; log plots draw log10 values and label them back).
 
 use egui::Color32;
-use egui_plot::{GridMark, LineStyle};
+use egui_plot::{ColorConflictHandling, GridMark, Legend, LineStyle};
 
 /// The live run's states and curves.
 pub const LIVE: Color32 = Color32::from_rgb(255, 150, 60);
@@ -18,6 +18,14 @@ pub const REFERENCE: Color32 = Color32::from_gray(140);
 /// How the baseline's curves are drawn: dashed, so A/B reads at a glance.
 pub fn baseline_style() -> LineStyle {
     LineStyle::Dashed { length: 8.0 }
+}
+
+/// The legend of every plot: entries in drawing order, one colour per name (a line and its
+/// markers or its faint reference share a name).
+pub fn legend() -> Legend {
+    Legend::default()
+        .follow_insertion_order(true)
+        .color_conflict_handling(ColorConflictHandling::PickFirst)
 }
 
 /// A colour with its alpha scaled (for bands and faint families).
@@ -75,6 +83,9 @@ mod tests {
         assert_eq!(format_number(0.35), "0.35");
         assert_eq!(format_number(0.0), "0");
         assert_eq!(format_number(f64::NAN), "");
-        assert_eq!(log10_points([(1.0, 10.0), (2.0, 0.0), (3.0, f64::NAN)]), vec![[1.0, 1.0]]);
+        assert_eq!(
+            log10_points([(1.0, 10.0), (2.0, 0.0), (3.0, f64::NAN)]),
+            vec![[1.0, 1.0]]
+        );
     }
 }

@@ -30,7 +30,11 @@ impl Replay {
     /// The state to show among `count` recorded ones (0 when there are none).
     pub fn visible(&self, count: usize) -> usize {
         let last = count.saturating_sub(1);
-        if self.follow { last } else { self.step.min(last) }
+        if self.follow {
+            last
+        } else {
+            self.step.min(last)
+        }
     }
 
     /// The user dragged the step slider: hold that state, stop playing.

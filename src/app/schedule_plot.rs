@@ -4,7 +4,7 @@
 //! is cheap enough for the UI thread.
 
 use egui::{RichText, Ui};
-use egui_plot::{Legend, Line, Plot, Points};
+use egui_plot::{Line, Plot, Points};
 
 use crate::core::schedule::{ScheduleKind, ScheduleSpec};
 use crate::run::store::RunRecord;
@@ -18,7 +18,9 @@ fn families(tangent_c: Option<f64>) -> [ScheduleKind; 5] {
         ScheduleKind::LogUniform,
         ScheduleKind::Uniform,
         ScheduleKind::Vp,
-        ScheduleKind::Tangent { c: Some(tangent_c.unwrap_or(1.0)) },
+        ScheduleKind::Tangent {
+            c: Some(tangent_c.unwrap_or(1.0)),
+        },
     ]
 }
 
@@ -30,13 +32,25 @@ fn curve(spec: ScheduleSpec) -> Vec<[f64; 2]> {
 }
 
 /// Shows the schedule of `spec` (the controls' current one) with the run's sigmas on top.
-pub fn show(ui: &mut Ui, spec: &ScheduleSpec, live: Option<&RunRecord>, baseline: Option<&RunRecord>, salt: &str) {
-    ui.label(RichText::new(format!("σ_i vs i, log scale: {} (bold) and the other families", spec.kind.name())).strong())
-        .on_hover_text(super::controls::tips::SCHEDULE);
+pub fn show(
+    ui: &mut Ui,
+    spec: &ScheduleSpec,
+    live: Option<&RunRecord>,
+    baseline: Option<&RunRecord>,
+    salt: &str,
+) {
+    ui.label(
+        RichText::new(format!(
+            "σ_i vs i, log scale: {} (bold) and the other families",
+            spec.kind.name()
+        ))
+        .strong(),
+    )
+    .on_hover_text(super::controls::tips::SCHEDULE);
     let tangent_c = live.and_then(|r| r.tangent_c);
     Plot::new(format!("{salt}-schedule"))
         .height(ui.available_height().max(150.0))
-        .legend(Legend::default())
+        .legend(plot_style::legend())
         .x_axis_label("step i")
         .y_axis_label("σ_i")
         .y_axis_formatter(plot_style::log_axis_label)
@@ -44,9 +58,15 @@ pub fn show(ui: &mut Ui, spec: &ScheduleSpec, live: Option<&RunRecord>, baseline
             for kind in families(tangent_c) {
                 let chosen = kind.name() == spec.kind.name();
                 let points = curve(ScheduleSpec { kind, ..*spec });
-                let (color, width) = if chosen { (LIVE, 2.5) } else { (faint(plot_style::REFERENCE, 110), 1.0) };
+                let (color, width) = if chosen {
+                    (LIVE, 2.5)
+                } else {
+                    (faint(plot_style::REFERENCE, 110), 1.0)
+                };
                 let label = match kind {
-                    ScheduleKind::Tangent { c: Some(c) } => format!("tangent (c = {})", plot_style::format_number(c)),
+                    ScheduleKind::Tangent { c: Some(c) } => {
+                        format!("tangent (c = {})", plot_style::format_number(c))
+                    }
                     _ => kind.name().to_string(),
                 };
                 plot.line(Line::new(label, points).color(color).width(width));
@@ -57,7 +77,11 @@ pub fn show(ui: &mut Ui, spec: &ScheduleSpec, live: Option<&RunRecord>, baseline
             }
             if let Some(b) = baseline {
                 let used = log10_points(b.sigmas.iter().enumerate().map(|(i, v)| (i as f64, *v)));
-                plot.line(Line::new("baseline", used).color(BASELINE).style(baseline_style()));
+                plot.line(
+                    Line::new("baseline", used)
+                        .color(BASELINE)
+                        .style(baseline_style()),
+                );
             }
         });
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use egui::{Color32, RichText, TextureHandle, TextureOptions, Ui};
-use egui_plot::{Arrows, HLine, Legend, Line, Plot, Points, VLine};
+use egui_plot::{Arrows, HLine, Line, Plot, Points, VLine};
 
 use crate::core::Batch;
 use crate::data::grid::image_grid;
@@ -35,7 +35,14 @@ impl TextureCache {
         self.textures.retain(|(g, _, _), _| keep.contains(g));
     }
 
-    fn grid(&mut self, ui: &Ui, run: &RunRecord, step: usize, denoised: bool, batch: &Batch) -> Option<TextureHandle> {
+    fn grid(
+        &mut self,
+        ui: &Ui,
+        run: &RunRecord,
+        step: usize,
+        denoised: bool,
+        batch: &Batch,
+    ) -> Option<TextureHandle> {
         let shape = run.data.image?;
         let key = (run.generation, step, denoised);
         if let Some(t) = self.textures.get(&key) {
@@ -77,21 +84,59 @@ pub fn show(
         Some(base) => {
             ui.columns(2, |cols| {
                 let base_step = step.min(base.state_count().saturating_sub(1));
-                run_states(&mut cols[0], live, step, view, textures, &format!("{salt}-live"), "live");
-                run_states(&mut cols[1], base, base_step, view, textures, &format!("{salt}-base"), "baseline (pinned)");
+                run_states(
+                    &mut cols[0],
+                    live,
+                    step,
+                    view,
+                    textures,
+                    &format!("{salt}-live"),
+                    "live",
+                );
+                run_states(
+                    &mut cols[1],
+                    base,
+                    base_step,
+                    view,
+                    textures,
+                    &format!("{salt}-base"),
+                    "baseline (pinned)",
+                );
             });
         }
-        None => run_states(ui, live, step, view, textures, &format!("{salt}-live"), "live"),
+        None => run_states(
+            ui,
+            live,
+            step,
+            view,
+            textures,
+            &format!("{salt}-live"),
+            "live",
+        ),
     }
 }
 
-fn run_states(ui: &mut Ui, run: &RunRecord, step: usize, view: &ViewOptions, textures: &mut TextureCache, id: &str, title: &str) {
+fn run_states(
+    ui: &mut Ui,
+    run: &RunRecord,
+    step: usize,
+    view: &ViewOptions,
+    textures: &mut TextureCache,
+    id: &str,
+    title: &str,
+) {
     let Some(x) = run.state(step) else {
         ui.label("waiting for the first step…");
         return;
     };
     let sigma = state_sigma(run, step);
     let color = if title == "live" { LIVE } else { BASELINE };
+    // Plots keep their bounds in memory: a new data set or sigma range gets a fresh plot.
+    let id = format!(
+        "{id}-{}-{}-{}",
+        run.data.label, run.spec.schedule.sigma_min, run.spec.schedule.sigma_max
+    );
+    let id = id.as_str();
     ui.label(
         RichText::new(format!(
             "{title}: x_{step} of {}, σ = {}{}",
@@ -154,7 +199,12 @@ fn two_d(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, view: &ViewOption
     };
     let paths: Vec<Vec<[f64; 2]>> = if view.show_paths {
         (0..x.rows.min(view.paths))
-            .map(|r| (0..=step).filter_map(|s| run.state(s)).map(|b| xy(b, r)).collect())
+            .map(|r| {
+                (0..=step)
+                    .filter_map(|s| run.state(s))
+                    .map(|b| xy(b, r))
+                    .collect()
+            })
             .collect()
     } else {
         Vec::new()
@@ -185,16 +235,26 @@ fn two_d(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, view: &ViewOption
         .data_aspect(1.0)
         .default_x_bounds(bx[0], bx[1])
         .default_y_bounds(by[0], by[1])
-        .legend(Legend::default())
+        .legend(plot_style::legend())
         .show(ui, |plot| {
             if !data.is_empty() {
                 plot.points(Points::new("data", data).color(DATA).radius(1.2));
             }
             for (r, path) in paths.into_iter().enumerate() {
-                plot.line(Line::new("paths", path).id(("path", r)).color(faint(LIVE, 70)).width(1.0).allow_hover(false));
+                plot.line(
+                    Line::new("paths", path)
+                        .id(("path", r))
+                        .color(faint(LIVE, 70))
+                        .width(1.0)
+                        .allow_hover(false),
+                );
             }
             if let Some((origins, tips)) = arrows {
-                plot.arrows(Arrows::new("ODE direction", origins, tips).color(faint(Color32::WHITE, 150)).tip_length(5.0));
+                plot.arrows(
+                    Arrows::new("ODE direction", origins, tips)
+                        .color(faint(Color32::WHITE, 150))
+                        .tip_length(5.0),
+                );
             }
             if let Some(d) = den_points {
                 plot.points(Points::new("D(x_i)", d).color(DENOISED).radius(1.6));
@@ -210,8 +270,17 @@ fn one_d_position(run: &RunRecord, s: usize) -> f64 {
     if sigma > 0.0 {
         sigma.log10()
     } else {
-        let last = run.steps.iter().map(|t| t.sigma).filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
-        if last.is_finite() { last.log10() - 0.5 } else { -3.0 }
+        let last = run
+            .steps
+            .iter()
+            .map(|t| t.sigma)
+            .filter(|v| *v > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        if last.is_finite() {
+            last.log10() - 0.5
+        } else {
+            -3.0
+        }
     }
 }
 
@@ -228,13 +297,27 @@ fn one_d(ui: &mut Ui, run: &RunRecord, step: usize, view: &ViewOptions, id: &str
         })
         .collect();
     let here = positions.last().copied().unwrap_or(0.0);
-    let current: Vec<[f64; 2]> = run.state(step).map_or_else(Vec::new, |b| (0..b.rows.min(MAX_POINTS)).map(|r| [here, b.row(r)[0]]).collect());
-    let den: Option<Vec<[f64; 2]>> = denoised_at(run, step)
-        .filter(|_| view.show_denoised)
-        .map(|d| (0..d.rows.min(MAX_POINTS)).map(|r| [here, d.row(r)[0]]).collect());
-    let levels: Vec<f64> = if run.data.points.n <= 32 { run.data.points.values.clone() } else { Vec::new() };
+    let current: Vec<[f64; 2]> = run.state(step).map_or_else(Vec::new, |b| {
+        (0..b.rows.min(MAX_POINTS))
+            .map(|r| [here, b.row(r)[0]])
+            .collect()
+    });
+    let den: Option<Vec<[f64; 2]>> =
+        denoised_at(run, step)
+            .filter(|_| view.show_denoised)
+            .map(|d| {
+                (0..d.rows.min(MAX_POINTS))
+                    .map(|r| [here, d.row(r)[0]])
+                    .collect()
+            });
+    let levels: Vec<f64> = if run.data.points.n <= 32 {
+        run.data.points.values.clone()
+    } else {
+        Vec::new()
+    };
+    // From the schedule, not the partial run: the plot keeps its first bounds.
     let top = run.spec.schedule.sigma_max.max(1e-3).log10() + 0.1;
-    let bottom = one_d_position(run, run.steps.len().max(1)) - 0.1;
+    let bottom = run.spec.schedule.sigma_min.max(1e-6).log10() - 0.6;
     ui.label(RichText::new("EDM fig. 3: x against σ (log axis, noise on the left; the final state at the right edge is σ = 0)").weak());
     Plot::new(id)
         .invert_x(true)
@@ -242,14 +325,20 @@ fn one_d(ui: &mut Ui, run: &RunRecord, step: usize, view: &ViewOptions, id: &str
         .default_y_bounds(bx[0] - 1.5, bx[1] + 1.5)
         .x_axis_label("σ")
         .x_axis_formatter(plot_style::log_axis_label)
-        .legend(Legend::default())
+        .legend(plot_style::legend())
         .show(ui, |plot| {
             for (k, y) in levels.into_iter().enumerate() {
                 plot.hline(HLine::new("data", y).id(("level", k)).color(DATA));
             }
             for (r, line) in lines.into_iter().enumerate() {
                 if view.show_paths {
-                    plot.line(Line::new("trajectories", line).id(("traj", r)).color(faint(LIVE, 90)).width(1.0).allow_hover(false));
+                    plot.line(
+                        Line::new("trajectories", line)
+                            .id(("traj", r))
+                            .color(faint(LIVE, 90))
+                            .width(1.0)
+                            .allow_hover(false),
+                    );
                 }
             }
             plot.vline(VLine::new("shown step", here).color(faint(Color32::WHITE, 60)));
@@ -264,21 +353,44 @@ fn images(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, textures: &mut T
     let state = textures.grid(ui, run, step, false, x);
     let den = denoised_at(run, step).and_then(|d| textures.grid(ui, run, step, true, d));
     let count = x.rows.min(MAX_IMAGES);
+    let height = ui.available_height();
     ui.columns(2, |cols| {
-        cols[0].label(format!("x_{step} ({count} of {}, clipped to [−1, 1])", x.rows));
+        cols[0].label(format!(
+            "x_{step} ({count} of {}, clipped to [−1, 1])",
+            x.rows
+        ));
         if let Some(t) = state {
-            let w = cols[0].available_width();
-            cols[0].add(egui::Image::from_texture(&t).max_width(w).maintain_aspect_ratio(true));
+            fit_image(
+                &mut cols[0],
+                &t,
+                height,
+                &format!("x_{step} as an image grid"),
+            );
         }
         match den {
             Some(t) => {
                 cols[1].label(format!("D(x_{step})"));
-                let w = cols[1].available_width();
-                cols[1].add(egui::Image::from_texture(&t).max_width(w).maintain_aspect_ratio(true));
+                fit_image(
+                    &mut cols[1],
+                    &t,
+                    height,
+                    &format!("D(x_{step}) as an image grid"),
+                );
             }
             None => {
                 cols[1].label("final sample (D(x_N) = x_N at σ = 0)");
             }
         }
     });
+}
+
+/// Shows a texture as large as the column allows, keeping its aspect ratio.
+fn fit_image(ui: &mut Ui, texture: &TextureHandle, max_height: f32, alt: &str) {
+    let size = texture.size_vec2();
+    let scale = (ui.available_width() / size.x).min((max_height - 40.0).max(64.0) / size.y);
+    ui.add(
+        egui::Image::from_texture(texture)
+            .fit_to_exact_size(size * scale.max(0.1))
+            .alt_text(alt),
+    );
 }

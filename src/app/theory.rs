@@ -7,7 +7,7 @@
 use std::thread::JoinHandle;
 
 use egui::{Color32, RichText, Ui};
-use egui_plot::{Legend, Line, LineStyle, Plot, Points, VLine};
+use egui_plot::{Line, LineStyle, Plot, Points, VLine};
 
 use crate::core::sampler::{SamplerKind, Stochasticity};
 use crate::core::schedule::{ScheduleKind, ScheduleSpec, tangent};
@@ -62,20 +62,34 @@ pub fn kl_curves(key: &KlKey) -> KlCurves {
         .iter()
         .map(|&n| best_tangent_c(&key.spectrum, n, smin, smax, key.sampler))
         .collect();
-    let kl_of = |sigmas: &[f64]| gaussian_theory(&key.spectrum, sigmas, key.sampler, &key.stochasticity).kl;
+    let kl_of =
+        |sigmas: &[f64]| gaussian_theory(&key.spectrum, sigmas, key.sampler, &key.stochasticity).kl;
     let mut families = Vec::new();
-    for kind in [ScheduleKind::Karras, ScheduleKind::LogUniform, ScheduleKind::Uniform, ScheduleKind::Vp] {
+    for kind in [
+        ScheduleKind::Karras,
+        ScheduleKind::LogUniform,
+        ScheduleKind::Uniform,
+        ScheduleKind::Vp,
+    ] {
         let values = steps
             .iter()
             .map(|&n| {
-                ScheduleSpec { kind, steps: n, ..key.schedule }
-                    .sigmas()
-                    .map_or(f64::NAN, |s| kl_of(&s))
+                ScheduleSpec {
+                    kind,
+                    steps: n,
+                    ..key.schedule
+                }
+                .sigmas()
+                .map_or(f64::NAN, |s| kl_of(&s))
             })
             .collect();
         families.push((kind.name().to_string(), values));
     }
-    let tangent_kl = steps.iter().zip(&tangent_c).map(|(&n, &c)| kl_of(&tangent(n, smin, smax, c))).collect();
+    let tangent_kl = steps
+        .iter()
+        .zip(&tangent_c)
+        .map(|(&n, &c)| kl_of(&tangent(n, smin, smax, c)))
+        .collect();
     families.push(("tangent (best c)".to_string(), tangent_kl));
     KlCurves {
         steps,
@@ -93,7 +107,10 @@ fn measured_variances(run: &RunRecord, directions: usize) -> Vec<Vec<f64>> {
                 .map(|k| {
                     let n = b.rows.max(1) as f64;
                     let mean = (0..b.rows).map(|r| b.row(r)[k]).sum::<f64>() / n;
-                    (0..b.rows).map(|r| (b.row(r)[k] - mean).powi(2)).sum::<f64>() / n
+                    (0..b.rows)
+                        .map(|r| (b.row(r)[k] - mean).powi(2))
+                        .sum::<f64>()
+                        / n
                 })
                 .collect()
         })
@@ -133,13 +150,15 @@ impl TheoryPanel {
             }
         }
         if self.job.is_some() {
-            ui.ctx().request_repaint_after(std::time::Duration::from_millis(50));
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(50));
         }
     }
 
     /// Shows the view for the live run (Gaussian data only).
     pub fn show(&mut self, ui: &mut Ui, live: &RunRecord, salt: &str) {
-        let (DataSpec::Gaussian { spectrum }, Some(theory)) = (&live.spec.data, &live.theory) else {
+        let (DataSpec::Gaussian { spectrum }, Some(theory)) = (&live.spec.data, &live.theory)
+        else {
             ui.label("Closed forms exist for Gaussian data: choose Data -> Gaussian spectrum.");
             ui.label(RichText::new("For N(0, diag λ) every sampler step multiplies each direction by a scalar, so the state variances, the exact noise shift and KL(p_data || p_out) follow exactly (science.md §7).").weak());
             return;
@@ -152,15 +171,32 @@ impl TheoryPanel {
         };
         self.update_job(ui, &key);
         let count = live.state_count();
-        if self.measured.as_ref().is_none_or(|(g, c, _)| (*g, *c) != (live.generation, count)) {
-            self.measured = Some((live.generation, count, measured_variances(live, spectrum.len().min(4096))));
+        if self
+            .measured
+            .as_ref()
+            .is_none_or(|(g, c, _)| (*g, *c) != (live.generation, count))
+        {
+            self.measured = Some((
+                live.generation,
+                count,
+                measured_variances(live, spectrum.len().min(4096)),
+            ));
         }
-        let measured = self.measured.as_ref().map(|(_, _, v)| v.as_slice()).unwrap_or_default();
+        let measured = self
+            .measured
+            .as_ref()
+            .map(|(_, _, v)| v.as_slice())
+            .unwrap_or_default();
         // The headline numbers.
         let steps = live.spec.schedule.steps;
         let exact_kl = theory.kl;
         let measured_kl = (count == steps + 1 && measured.len() == count)
-            .then(|| measured.last().filter(|v| v.len() == spectrum.len()).map(|v| kl_gaussian(spectrum, v)))
+            .then(|| {
+                measured
+                    .last()
+                    .filter(|v| v.len() == spectrum.len())
+                    .map(|v| kl_gaussian(spectrum, v))
+            })
             .flatten();
         ui.label(RichText::new(format!(
             "exact KL(p_data || p_out) = {}{}",
@@ -188,7 +224,15 @@ impl TheoryPanel {
         }
         let height = ui.available_height().max(160.0);
         ui.columns(2, |cols| {
-            variance_plot(&mut cols[0], live, spectrum, &theory.variances, measured, height, salt);
+            variance_plot(
+                &mut cols[0],
+                live,
+                spectrum,
+                &theory.variances,
+                measured,
+                height,
+                salt,
+            );
             if let Some((_, curves)) = &self.curves {
                 kl_plot(&mut cols[1], curves, steps, height, salt);
             }
@@ -196,30 +240,63 @@ impl TheoryPanel {
     }
 }
 
-fn variance_plot(ui: &mut Ui, live: &RunRecord, lambdas: &[f64], exact: &[Vec<f64>], measured: &[Vec<f64>], height: f32, salt: &str) {
+fn variance_plot(
+    ui: &mut Ui,
+    live: &RunRecord,
+    lambdas: &[f64],
+    exact: &[Vec<f64>],
+    measured: &[Vec<f64>],
+    height: f32,
+    salt: &str,
+) {
     ui.label(RichText::new("state variance per direction (log): exact lines, this run's dots").strong())
         .on_hover_text("v_{i+1} = f_i² (v_i + churn), Heun f = 1 + h/2 (a(s_i) + a(s_{i+1})(1 + h a(s_i))), a(s) = s/(λ + s²); dashed: the promise λ_k + σ_i² (science.md §7).");
     let directions = lambdas.len().min(MAX_DIRECTIONS);
     Plot::new(format!("{salt}-variance"))
         .height(height)
-        .legend(Legend::default())
+        .legend(plot_style::legend())
         .x_axis_label("step i")
         .y_axis_formatter(plot_style::log_axis_label)
         .show(ui, |plot| {
             for k in 0..directions {
                 let color = PALETTE[k];
                 let name = format!("λ = {}", format_number(lambdas[k]));
-                let line = log10_points(exact.iter().enumerate().filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))));
-                plot.line(Line::new(name.clone(), line).id(("exact", k)).color(color).width(1.8));
+                let line = log10_points(
+                    exact
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))),
+                );
+                plot.line(
+                    Line::new(name.clone(), line)
+                        .id(("exact", k))
+                        .color(color)
+                        .width(1.8),
+                );
                 let promise = log10_points(
                     live.sigmas
                         .iter()
                         .enumerate()
                         .map(|(i, s)| (i as f64, lambdas[k] + s * s)),
                 );
-                plot.line(Line::new(name.clone(), promise).id(("promise", k)).color(faint(color, 90)).style(LineStyle::Dashed { length: 4.0 }));
-                let dots = log10_points(measured.iter().enumerate().filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))));
-                plot.points(Points::new(name, dots).id(("measured", k)).color(color).radius(2.5));
+                plot.line(
+                    Line::new(name.clone(), promise)
+                        .id(("promise", k))
+                        .color(faint(color, 90))
+                        .style(LineStyle::Dashed { length: 4.0 }),
+                );
+                let dots = log10_points(
+                    measured
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))),
+                );
+                plot.points(
+                    Points::new(name, dots)
+                        .id(("measured", k))
+                        .color(color)
+                        .radius(2.5),
+                );
             }
         });
 }
@@ -229,18 +306,34 @@ fn kl_plot(ui: &mut Ui, curves: &KlCurves, steps: usize, height: f32, salt: &str
         .on_hover_text("Closed form per schedule family with the run's sampler; the tangent family uses its KL-optimal c at every N (seed 004).");
     Plot::new(format!("{salt}-kl"))
         .height(height)
-        .legend(Legend::default())
+        .legend(plot_style::legend())
         .x_axis_label("N")
         .x_axis_formatter(plot_style::log_axis_label)
         .y_axis_formatter(plot_style::log_axis_label)
         .show(ui, |plot| {
             for (k, (name, values)) in curves.families.iter().enumerate() {
-                let points = log10_points(curves.steps.iter().zip(values).map(|(n, v)| ((*n as f64).log10(), *v)));
+                let points = log10_points(
+                    curves
+                        .steps
+                        .iter()
+                        .zip(values)
+                        .map(|(n, v)| ((*n as f64).log10(), *v)),
+                );
                 let tangent = k + 1 == curves.families.len();
-                let color = if tangent { LIVE } else { PALETTE[(k + 1) % MAX_DIRECTIONS] };
-                plot.line(Line::new(name.clone(), points).color(color).width(if tangent { 2.5 } else { 1.5 }));
+                let color = if tangent {
+                    LIVE
+                } else {
+                    PALETTE[(k + 1) % MAX_DIRECTIONS]
+                };
+                plot.line(
+                    Line::new(name.clone(), points)
+                        .color(color)
+                        .width(if tangent { 2.5 } else { 1.5 }),
+                );
             }
-            plot.vline(VLine::new("this N", (steps.max(1) as f64).log10()).color(faint(REFERENCE, 90)));
+            plot.vline(
+                VLine::new("this N", (steps.max(1) as f64).log10()).color(faint(REFERENCE, 90)),
+            );
         });
 }
 
@@ -253,14 +346,20 @@ mod tests {
         let key = KlKey {
             spectrum: vec![0.25],
             sampler: SamplerKind::Heun,
-            schedule: ScheduleSpec { steps: 5, ..Default::default() },
+            schedule: ScheduleSpec {
+                steps: 5,
+                ..Default::default()
+            },
             stochasticity: Stochasticity::default(),
         };
         let curves = kl_curves(&key);
         let at = curves.steps.iter().position(|&n| n == 5).unwrap_or(0);
         let karras = curves.families[0].1[at];
         let tangent = curves.families[4].1[at];
-        assert!(tangent.is_finite() && tangent < karras, "tangent {tangent} vs karras {karras}");
+        assert!(
+            tangent.is_finite() && tangent < karras,
+            "tangent {tangent} vs karras {karras}"
+        );
         // More steps, less KL.
         let last = curves.steps.len() - 1;
         assert!(curves.families[0].1[last] < karras);

@@ -72,7 +72,11 @@ impl RunArtifacts {
             classes: run.data.classes,
             image: run.data.image,
             states,
-            denoised: run.steps.iter().map(|s| s.denoised.as_ref().clone()).collect(),
+            denoised: run
+                .steps
+                .iter()
+                .map(|s| s.denoised.as_ref().clone())
+                .collect(),
             sigmas: run.sigmas.clone(),
             records: run.records.clone(),
             straightness: run.straightness.clone(),
@@ -131,11 +135,22 @@ pub fn write_run(out: &Path, run: &RunArtifacts) -> Result<()> {
         )));
     }
     let double = run.spec.precision == Precision::F64;
-    npy::write(&out.join("traj.npy"), &[steps + 1, rows, dim], &traj, double)?;
-    npy::write(&out.join("denoised.npy"), &[steps, rows, dim], &denoised, double)?;
+    npy::write(
+        &out.join("traj.npy"),
+        &[steps + 1, rows, dim],
+        &traj,
+        double,
+    )?;
+    npy::write(
+        &out.join("denoised.npy"),
+        &[steps, rows, dim],
+        &denoised,
+        double,
+    )?;
     npy::write(&out.join("sigmas.npy"), &[steps + 1], &run.sigmas, double)?;
     let csv_path = out.join("diagnostics.csv");
-    std::fs::write(&csv_path, diagnostics_csv(&run.records)).map_err(|e| Error::io(&csv_path, e))?;
+    std::fs::write(&csv_path, diagnostics_csv(&run.records))
+        .map_err(|e| Error::io(&csv_path, e))?;
     if let (Some(shape), Some(last)) = (run.image, run.states.last()) {
         let png = out.join("samples.png");
         image_grid(&last.data, rows, shape, 256, 4)
