@@ -33,8 +33,9 @@ pub fn show(
     salt: &str,
 ) {
     let height = ui.available_height();
+    // Leave room for each plot's title row and axis label.
     let plot_height = if compact {
-        height.max(120.0)
+        (height - 28.0).max(100.0)
     } else {
         (height * 0.55).max(140.0)
     };

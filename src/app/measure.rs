@@ -5,10 +5,18 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::core::sampler::SamplerKind;
+use crate::error::{Error, Result};
+use crate::run::RunSpec;
+use crate::run::store::{RunStatus, RunStore};
+use crate::run::worker::Worker;
+
+use super::DRAIN_BUDGET;
 use super::plot_style::finite_quantile;
 
 /// Samples kept per series (a long session must not grow without bound).
@@ -120,6 +128,17 @@ pub struct BenchOptions {
     pub drag_seconds: f64,
     /// Where to write the report as JSON.
     pub json: Option<PathBuf>,
+    /// Window size in points.
+    pub window: [f32; 2],
+    /// Wait for vertical sync when presenting (the app's setting); off isolates rendering cost.
+    pub vsync: bool,
+}
+
+impl Summary {
+    /// "p50 .. ms, p95 .. ms, max .. ms (n = ..)".
+    pub fn text(&self) -> String {
+        self.line()
+    }
 }
 
 /// The numbers of one bench-ui session.
@@ -217,6 +236,49 @@ impl Bench {
     pub fn churn(k: usize) -> f64 {
         4.0 * ((k % 10) + 1) as f64
     }
+}
+
+/// Reruns of `spec` with S_churn changed each time (edm sampler), driven like the app (the
+/// worker thread, the store, bounded drains) but without a window: the engine-and-protocol
+/// share of the rerun latency. Returns the change -> finished latency and the worker's
+/// sampling + diagnostics time, after one warm-up run (data loading).
+pub fn headless_reruns(spec: &RunSpec, reruns: usize) -> Result<(Summary, Summary)> {
+    let mut worker = Worker::spawn(Arc::new(|| {}))?;
+    let mut store = RunStore::default();
+    let (mut latency, mut worker_ms) = (VecDeque::new(), VecDeque::new());
+    for k in 0..=reruns {
+        let mut run = spec.clone();
+        if k > 0 {
+            run.sampler = SamplerKind::Edm;
+            run.stochasticity.churn = Bench::churn(k - 1);
+        }
+        let started = Instant::now();
+        store.expected = worker.start(run);
+        loop {
+            store.drain(|| worker.try_event(), DRAIN_BUDGET);
+            if let Some(e) = store.last_error.take() {
+                return Err(Error::App(e));
+            }
+            if let Some(r) = store
+                .current
+                .as_ref()
+                .filter(|r| r.generation == store.expected)
+                && r.status == RunStatus::Finished
+            {
+                if k > 0 {
+                    push(&mut latency, 1e3 * started.elapsed().as_secs_f64());
+                    push(&mut worker_ms, 1e3 * (r.sampling_s + r.diagnostics_s));
+                }
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                return Err(Error::App("a rerun took over two minutes".into()));
+            }
+            // About the pace of an event-driven UI waking up.
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    Ok((Summary::of(&latency), Summary::of(&worker_ms)))
 }
 
 #[cfg(test)]

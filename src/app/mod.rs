@@ -30,6 +30,7 @@ use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::run::RunSpec;
 use crate::run::protocol::Event;
+use crate::run::spec::DiagnosticsSpec;
 use crate::run::store::{RunRecord, RunStatus, RunStore};
 use crate::run::worker::{Waker, Worker};
 
@@ -43,6 +44,9 @@ use measure::{Bench, Phase};
 
 /// The longest a frame spends applying worker events; the rest waits for the next frame.
 pub const DRAIN_BUDGET: Duration = Duration::from_millis(4);
+
+/// Rows of the default scene's noise-level statistics (see `Settings::default_scene`).
+pub const DEFAULT_SCENE_SUBSET: usize = 32;
 
 /// The views of the central area.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +111,7 @@ impl Default for ViewOptions {
             rerun_on_change: true,
             show_data: true,
             show_paths: true,
-            paths: 80,
+            paths: 50,
             show_denoised: true,
             show_arrows: false,
             show_baseline: true,
@@ -132,7 +136,9 @@ impl Default for Settings {
 
 impl Settings {
     /// The scene a newcomer sees: 2-D 8 Gaussians with its exact mixture denoiser, Heun,
-    /// 18 Karras steps, 1000 particles, seed 0 (motion within the first second).
+    /// 18 Karras steps, 1000 particles, seed 0 (motion within the first second). Its noise-level
+    /// statistics use 32 rows rather than the CLI's 128: at 128 the diagnostics alone took
+    /// 35-75 ms of a rerun on the 2-core reference machine, against a 100 ms budget.
     pub fn default_scene() -> Self {
         Settings {
             spec: RunSpec {
@@ -143,6 +149,10 @@ impl Settings {
                 sampler: SamplerKind::Heun,
                 batch: 1000,
                 seed: 0,
+                diagnostics: DiagnosticsSpec {
+                    enabled: true,
+                    subset: DEFAULT_SCENE_SUBSET,
+                },
                 ..RunSpec::default()
             },
             view: ViewOptions::default(),
@@ -741,8 +751,10 @@ impl NoiseScopeApp {
             }
             let sigma = states_view::state_sigma(live, shown);
             ui.label(format!("σ = {}", plot_style::format_number(sigma)));
-            if !self.replay.follow {
-                ui.label(RichText::new("(replay)").weak());
+            if self.replay.playing {
+                ui.label(RichText::new("(replaying)").weak());
+            } else if !self.replay.follow {
+                ui.label(RichText::new("(held: Run -> Live follows the newest state)").weak());
             }
         });
         let shown_sigma = states_view::state_sigma(live, shown);
@@ -796,7 +808,14 @@ impl NoiseScopeApp {
         let Some(mut bench) = self.bench.take() else {
             return;
         };
-        ctx.request_repaint();
+        // Like a user: frames come from worker events and a slow timer; only a drag (pointer
+        // motion) paints every frame. Continuous painting would starve the worker on a
+        // software renderer.
+        if bench.phase == Phase::Drag {
+            ctx.request_repaint();
+        } else {
+            ctx.request_repaint_after(Duration::from_millis(30));
+        }
         let shown_finished = self.started_at.is_none()
             && self.store.current.as_ref().is_some_and(|r| {
                 r.generation == self.store.expected && r.status == RunStatus::Finished
@@ -960,6 +979,12 @@ pub fn run_bench(opts: BenchOptions) -> Result<()> {
     let mut options = native_options();
     // Never touch the user's saved settings or window.
     options.persist_window = false;
+    options.viewport = options.viewport.with_inner_size(opts.window);
+    options.wgpu_options.surface.present_mode = if opts.vsync {
+        eframe::wgpu::PresentMode::AutoVsync
+    } else {
+        eframe::wgpu::PresentMode::AutoNoVsync
+    };
     eframe::run_native(
         "noisescope-bench",
         options,

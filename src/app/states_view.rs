@@ -232,6 +232,8 @@ fn two_d(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, view: &ViewOption
         ui.label(RichText::new(format!("first two of {} coordinates", x.dim)).weak());
     }
     Plot::new(id)
+        // Thousands of points: hover lines would only add clutter.
+        .show_crosshair(false)
         .data_aspect(1.0)
         .default_x_bounds(bx[0], bx[1])
         .default_y_bounds(by[0], by[1])

@@ -21,13 +21,47 @@ pub struct BenchUiArgs {
     /// Also write the report as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Window width in points.
+    #[arg(long, default_value_t = 1500.0)]
+    pub width: f32,
+    /// Window height in points.
+    #[arg(long, default_value_t = 920.0)]
+    pub height: f32,
+    /// Present without waiting for vertical sync (isolates the rendering cost).
+    #[arg(long)]
+    pub no_vsync: bool,
+    /// No window: only the worker and the store (the engine-and-protocol share of the latency).
+    #[arg(long)]
+    pub headless: bool,
 }
 
 pub fn run(args: &BenchUiArgs) -> Result<()> {
+    if args.headless {
+        let scene = app::Settings::default_scene().spec;
+        let (latency, worker) = app::measure::headless_reruns(&scene, args.reruns.max(1))?;
+        println!(
+            "bench-ui --headless: {}, {} particles, edm {} steps, diagnostics subset {}",
+            scene.data.label(),
+            scene.batch,
+            scene.schedule.steps,
+            scene.diagnostics.subset
+        );
+        println!(
+            "slider change -> finished rerun in the store: {}",
+            latency.text()
+        );
+        println!(
+            "  of which the worker's sampling + diagnostics: {}",
+            worker.text()
+        );
+        return Ok(());
+    }
     app::run_bench(BenchOptions {
         reruns: args.reruns.max(1),
         drag_seconds: args.drag_seconds.max(0.0),
         json: args.json.clone(),
+        window: [args.width.max(400.0), args.height.max(300.0)],
+        vsync: !args.no_vsync,
     })?;
     Ok(())
 }

@@ -11,8 +11,8 @@ use noisescope::core::Precision;
 use noisescope::core::sampler::SamplerKind;
 use noisescope::core::schedule::ScheduleKind;
 use noisescope::data::DataSpec;
-use noisescope::run::spec::ClassSpec;
 use noisescope::run::export::{RunArtifacts, Timings, write_run};
+use noisescope::run::spec::ClassSpec;
 use noisescope::run::{ModelHandle, RunSpec, Session};
 
 /// Every flag is optional: a flag overrides the preset (or the default) it is given on.
