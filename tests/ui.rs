@@ -414,3 +414,46 @@ fn gallery() {
     }
     eprintln!("gallery in {}", out.display());
 }
+
+#[test]
+fn the_view_exports_as_a_png_and_presets_round_trip_through_the_app() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = harness(Settings::default(), egui::vec2(1400.0, 900.0));
+    let first = wait_for_run(&mut h, 0);
+    wait_for_replay(&mut h);
+
+    // "PNG of the view": a screenshot of the next frame, cropped to the central view.
+    let png = dir.path().join("view.png");
+    let ctx = h.ctx.clone();
+    h.state_mut().export_view_png(&ctx, png.clone());
+    let deadline = Instant::now() + TIMEOUT;
+    while h.state().export_busy() {
+        h.step();
+        assert!(Instant::now() < deadline, "the PNG was not written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(h.state().status_error().is_none(), "{:?}", h.state().status_error());
+    let image = image::open(&png).expect("a PNG").to_rgba8();
+    let (w, h_px) = image.dimensions();
+    assert!(w > 600 && w < 1400 && h_px > 500 && h_px < 900, "cropped to the view: {w}x{h_px}");
+    let distinct: std::collections::HashSet<[u8; 4]> = image.pixels().map(|p| p.0).collect();
+    assert!(distinct.len() > 50, "the picture has content");
+
+    // A saved preset, edited and loaded back, runs with its settings.
+    let preset = dir.path().join("preset.json");
+    h.state_mut().save_preset(&preset);
+    let text = std::fs::read_to_string(&preset).expect("preset written");
+    let mut spec = noisescope::run::RunSpec::from_json(&text).expect("valid preset");
+    assert_eq!(spec, first.spec);
+    spec.seed = 7;
+    std::fs::write(&preset, spec.to_json()).expect("edit");
+    h.state_mut().load_preset(&preset);
+    let loaded = wait_for_run(&mut h, first.generation);
+    assert_eq!(loaded.spec.seed, 7);
+    assert_ne!(initial_state(&loaded), initial_state(&first), "a new seed is new noise");
+    // A broken preset is an error in the status bar, and the app goes on.
+    std::fs::write(&preset, "{ not json").expect("break");
+    h.state_mut().load_preset(&preset);
+    assert!(h.state().status_error().is_some_and(|e| e.contains("preset")));
+    assert_eq!(h.state().settings.spec.seed, 7);
+}

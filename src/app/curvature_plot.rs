@@ -14,7 +14,7 @@ const BINS: usize = 20;
 
 /// Counts of values in `BINS` equal bins over [0, 1], as fractions of all values.
 pub fn straightness_histogram(values: &[f64]) -> Vec<f64> {
-    let mut counts = vec![0.0; BINS];
+    let mut counts = [0.0; BINS];
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     for v in &finite {
         let bin = ((v.clamp(0.0, 1.0) * BINS as f64) as usize).min(BINS - 1);

@@ -206,6 +206,9 @@ pub struct NoiseScopeApp {
     prev_sampling: bool,
     /// The launch run, replayed from x_0 so a newcomer sees the particles move.
     launch_generation: Option<u64>,
+    /// The run shown before the current one, drawn until the current one has a state (a rerun
+    /// does not blank the views for a frame).
+    previous: Option<RunRecord>,
     bench: Option<Bench>,
 }
 
@@ -231,6 +234,7 @@ impl NoiseScopeApp {
             last_time: None,
             prev_sampling: false,
             launch_generation: None,
+            previous: None,
             bench: None,
         }
     }
@@ -333,6 +337,30 @@ impl NoiseScopeApp {
         }
     }
 
+    /// Saves the central view of the next frame as a PNG at `path`, in the background.
+    pub fn export_view_png(&mut self, ctx: &egui::Context, path: std::path::PathBuf) {
+        self.exports.view_png(ctx, path, self.view_rect);
+    }
+
+    /// Writes the current settings as a preset (JSON `RunSpec`); errors go to the status bar.
+    pub fn save_preset(&mut self, path: &std::path::Path) {
+        match exports::save_preset(&self.settings.spec, path) {
+            Ok(()) => self.status.info = Some(format!("saved the preset to {}", path.display())),
+            Err(e) => self.report_error(e.to_string()),
+        }
+    }
+
+    /// Runs the settings of a preset file; a bad file leaves the settings alone.
+    pub fn load_preset(&mut self, path: &std::path::Path) {
+        match exports::load_preset(path) {
+            Ok(spec) => {
+                self.settings.spec = spec;
+                self.start_run();
+            }
+            Err(e) => self.report_error(format!("{}: {e}", path.display())),
+        }
+    }
+
     /// Whether an export has not reported yet.
     pub fn export_busy(&self) -> bool {
         self.exports.busy()
@@ -410,6 +438,17 @@ impl NoiseScopeApp {
                 Event::Failed { .. } => 2,
                 Event::Step { .. } => 3,
             };
+            if kind == 0
+                && event.generation() == self.store.expected
+                && self
+                    .store
+                    .current
+                    .as_ref()
+                    .is_some_and(|r| r.state_count() > 0)
+            {
+                // Keep the outgoing run on screen until the new one has its first state.
+                self.previous = self.store.current.clone();
+            }
             if !self.store.apply(event) {
                 if kind == 1 {
                     finished = None;
@@ -450,7 +489,7 @@ impl NoiseScopeApp {
     }
 
     fn kept_generations(&self) -> Vec<u64> {
-        [&self.store.current, &self.store.baseline]
+        [&self.store.current, &self.store.baseline, &self.previous]
             .iter()
             .filter_map(|r| r.as_ref().map(|r| r.generation))
             .collect()
@@ -601,7 +640,7 @@ impl NoiseScopeApp {
             .clicked()
             && let Some(path) = exports::pick(Pick::SavePng("noisescope-view.png"))
         {
-            self.exports.view_png(&ctx, path, self.view_rect);
+            self.export_view_png(&ctx, path);
         }
         let image_data = self
             .store
@@ -640,12 +679,7 @@ impl NoiseScopeApp {
             .clicked()
             && let Some(path) = exports::pick(Pick::SavePreset)
         {
-            match exports::save_preset(&self.settings.spec, &path) {
-                Ok(()) => {
-                    self.status.info = Some(format!("saved the preset to {}", path.display()))
-                }
-                Err(e) => self.report_error(e.to_string()),
-            }
+            self.save_preset(&path);
         }
         if ui
             .button("Load preset…")
@@ -653,13 +687,7 @@ impl NoiseScopeApp {
             .clicked()
             && let Some(path) = exports::pick(Pick::Preset)
         {
-            match exports::load_preset(&path) {
-                Ok(spec) => {
-                    self.settings.spec = spec;
-                    self.start_run();
-                }
-                Err(e) => self.report_error(format!("{}: {e}", path.display())),
-            }
+            self.load_preset(&path);
         }
     }
 
@@ -726,7 +754,11 @@ impl NoiseScopeApp {
     }
 
     fn central(&mut self, ui: &mut Ui) {
-        let Some(live) = self.store.current.as_ref() else {
+        let live = match (&self.store.current, &self.previous) {
+            (Some(current), Some(previous)) if current.state_count() == 0 => Some(previous),
+            (current, _) => current.as_ref(),
+        };
+        let Some(live) = live else {
             ui.centered_and_justified(|ui| {
                 ui.label(if self.status.error.is_some() {
                     "no run: see the status bar"
@@ -1001,6 +1033,44 @@ pub fn run_bench(opts: BenchOptions) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eframe::{App as _, Storage as _};
+    use std::collections::HashMap;
+
+    /// eframe storage in memory.
+    #[derive(Default)]
+    struct MemoryStorage(HashMap<String, String>);
+
+    impl eframe::Storage for MemoryStorage {
+        fn get_string(&self, key: &str) -> Option<String> {
+            self.0.get(key).cloned()
+        }
+        fn set_string(&mut self, key: &str, value: String) {
+            self.0.insert(key.to_string(), value);
+        }
+        fn remove_string(&mut self, key: &str) {
+            self.0.remove(key);
+        }
+        fn flush(&mut self) {}
+    }
+
+    #[test]
+    fn settings_persist_through_eframe_storage_and_bad_ones_fall_back() {
+        let mut app = NoiseScopeApp::new(Settings::default_scene());
+        app.settings.spec.stochasticity.churn = 12.0;
+        app.settings.spec.seed = 5;
+        app.settings.view.tab = Tab::Curvature;
+        let mut storage = MemoryStorage::default();
+        app.save(&mut storage);
+        let reopened = NoiseScopeApp::from_storage(Some(&storage));
+        assert_eq!(reopened.settings, app.settings);
+        storage.set_string(eframe::APP_KEY, "{\"spec\": {\"batch\": 0}}".into());
+        let fallback = NoiseScopeApp::from_storage(Some(&storage));
+        assert_eq!(fallback.settings, Settings::default_scene());
+        assert_eq!(
+            NoiseScopeApp::from_storage(None).settings,
+            Settings::default_scene()
+        );
+    }
 
     #[test]
     fn settings_round_trip_as_json_and_bad_ones_are_refused() -> Result<()> {
