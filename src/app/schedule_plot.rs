@@ -3,13 +3,22 @@
 //! points and the baseline's dashed. The formulas are closed-form (core/schedule.rs), so this
 //! is cheap enough for the UI thread.
 
-use egui::{RichText, Ui};
+use egui::{Color32, RichText, Ui};
 use egui_plot::{Line, Plot, Points};
 
 use crate::core::schedule::{ScheduleKind, ScheduleSpec};
 use crate::run::store::RunRecord;
 
 use super::plot_style::{self, BASELINE, LIVE, baseline_style, faint, log10_points};
+
+/// One hue per family (karras, log, uniform, vp, tangent), drawn faint when not chosen.
+const FAMILY_COLORS: [Color32; 5] = [
+    Color32::from_rgb(255, 150, 60),
+    Color32::from_rgb(70, 205, 190),
+    Color32::from_rgb(230, 100, 160),
+    Color32::from_rgb(160, 200, 80),
+    Color32::from_rgb(170, 140, 255),
+];
 
 /// The families drawn, with the tangent coefficient of the run when it has one.
 fn families(tangent_c: Option<f64>) -> [ScheduleKind; 5] {
@@ -55,13 +64,14 @@ pub fn show(
         .y_axis_label("σ_i")
         .y_axis_formatter(plot_style::log_axis_label)
         .show(ui, |plot| {
-            for kind in families(tangent_c) {
+            for (k, kind) in families(tangent_c).into_iter().enumerate() {
                 let chosen = kind.name() == spec.kind.name();
                 let points = curve(ScheduleSpec { kind, ..*spec });
+                // The others faint but distinguishable.
                 let (color, width) = if chosen {
                     (LIVE, 2.5)
                 } else {
-                    (faint(plot_style::REFERENCE, 110), 1.0)
+                    (faint(FAMILY_COLORS[k], 120), 1.2)
                 };
                 let label = match kind {
                     ScheduleKind::Tangent { c: Some(c) } => {

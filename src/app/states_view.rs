@@ -356,34 +356,34 @@ fn images(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, textures: &mut T
     let den = denoised_at(run, step).and_then(|d| textures.grid(ui, run, step, true, d));
     let count = x.rows.min(MAX_IMAGES);
     let height = ui.available_height();
-    ui.columns(2, |cols| {
-        cols[0].label(format!(
-            "x_{step} ({count} of {}, clipped to [−1, 1])",
-            x.rows
-        ));
-        if let Some(t) = state {
-            fit_image(
-                &mut cols[0],
-                &t,
-                height,
-                &format!("x_{step} as an image grid"),
-            );
-        }
-        match den {
-            Some(t) => {
-                cols[1].label(format!("D(x_{step})"));
+    let caption = format!("x_{step} ({count} of {}, clipped to [−1, 1])", x.rows);
+    match den {
+        Some(den) => ui.columns(2, |cols| {
+            cols[0].label(caption);
+            if let Some(t) = state {
                 fit_image(
-                    &mut cols[1],
+                    &mut cols[0],
                     &t,
                     height,
-                    &format!("D(x_{step}) as an image grid"),
+                    &format!("x_{step} as an image grid"),
                 );
             }
-            None => {
-                cols[1].label("final sample (D(x_N) = x_N at σ = 0)");
+            cols[1].label(format!("D(x_{step})"));
+            fit_image(
+                &mut cols[1],
+                &den,
+                height,
+                &format!("D(x_{step}) as an image grid"),
+            );
+        }),
+        None => {
+            // The final state has no D (at σ = 0, D(x_N) = x_N): the grid gets the full width.
+            ui.label(format!("{caption}: the final samples"));
+            if let Some(t) = state {
+                fit_image(ui, &t, height, &format!("x_{step} as an image grid"));
             }
         }
-    });
+    }
 }
 
 /// Shows a texture as large as the column allows, keeping its aspect ratio.
