@@ -432,10 +432,17 @@ fn the_view_exports_as_a_png_and_presets_round_trip_through_the_app() {
         assert!(Instant::now() < deadline, "the PNG was not written");
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(h.state().status_error().is_none(), "{:?}", h.state().status_error());
+    assert!(
+        h.state().status_error().is_none(),
+        "{:?}",
+        h.state().status_error()
+    );
     let image = image::open(&png).expect("a PNG").to_rgba8();
     let (w, h_px) = image.dimensions();
-    assert!(w > 600 && w < 1400 && h_px > 500 && h_px < 900, "cropped to the view: {w}x{h_px}");
+    assert!(
+        w > 600 && w < 1400 && h_px > 500 && h_px < 900,
+        "cropped to the view: {w}x{h_px}"
+    );
     let distinct: std::collections::HashSet<[u8; 4]> = image.pixels().map(|p| p.0).collect();
     assert!(distinct.len() > 50, "the picture has content");
 
@@ -450,10 +457,18 @@ fn the_view_exports_as_a_png_and_presets_round_trip_through_the_app() {
     h.state_mut().load_preset(&preset);
     let loaded = wait_for_run(&mut h, first.generation);
     assert_eq!(loaded.spec.seed, 7);
-    assert_ne!(initial_state(&loaded), initial_state(&first), "a new seed is new noise");
+    assert_ne!(
+        initial_state(&loaded),
+        initial_state(&first),
+        "a new seed is new noise"
+    );
     // A broken preset is an error in the status bar, and the app goes on.
     std::fs::write(&preset, "{ not json").expect("break");
     h.state_mut().load_preset(&preset);
-    assert!(h.state().status_error().is_some_and(|e| e.contains("preset")));
+    assert!(
+        h.state()
+            .status_error()
+            .is_some_and(|e| e.contains("preset"))
+    );
     assert_eq!(h.state().settings.spec.seed, 7);
 }
