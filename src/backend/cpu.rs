@@ -428,24 +428,62 @@ fn weighted_rows_task<T: Real, const FMA: bool>(
         .collect()
 }
 
-/// One task: each row's distances to the span, sorted ascending, in f64.
+/// ln sum_j exp(-d_j / (2 s^2)) for each sigma, from ascending distances; terms more than e^-60
+/// below the nearest are skipped, which on sorted input is a prefix.
 #[inline(always)]
-fn sorted_distances_task<T: Real, const FMA: bool>(
+fn log_sum_exp_sorted<T: Real, const FMA: bool>(sorted: &[T], sigmas: &[f64]) -> Vec<f64> {
+    let Some(&d_min) = sorted.first() else {
+        return vec![f64::NEG_INFINITY; sigmas.len()];
+    };
+    let d_min_f64 = d_min.to_f64();
+    sigmas
+        .iter()
+        .map(|&s| {
+            let scale = 1.0 / (2.0 * s * s);
+            let cut = T::from_f64(d_min_f64 + 60.0 / scale);
+            let n = sorted.partition_point(|&d| d <= cut);
+            let c = T::from_f64(-scale);
+            let mut lanes = [T::ZERO; LANES];
+            let chunks = sorted[..n].chunks_exact(LANES);
+            let rest: f64 = chunks
+                .remainder()
+                .iter()
+                .map(|&d| ((d - d_min) * c).exp().to_f64())
+                .sum();
+            for ch in chunks {
+                for l in 0..LANES {
+                    lanes[l] = lanes[l] + ((ch[l] - d_min) * c).exp();
+                }
+            }
+            let total: f64 = lanes.iter().map(|v| v.to_f64()).sum::<f64>() + rest;
+            -d_min_f64 * scale + total.ln()
+        })
+        .collect()
+}
+
+/// The log-sum-exp of one task's rows on the coarse grid and on each row's fine grid.
+type GridRow = (Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// One task: distances to the span, sorted per row, then the coarse and fine grids.
+#[inline(always)]
+fn log_sum_exp_task<T: Real, const FMA: bool>(
     set: &PreparedSet<T>,
     x: &[T],
     rows: &[usize],
     span: Span,
-) -> Vec<Vec<f64>> {
+    coarse: &[f64],
+    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
+) -> Vec<GridRow> {
     let (dist, first, width) = span_distances::<T, FMA>(set, x, rows, span);
     dist.chunks(width.max(1))
-        .take(rows.len())
-        .map(|row| {
-            let mut d: Vec<f64> = row[span.start - first..span.end - first]
-                .iter()
-                .map(|v| v.to_f64())
-                .collect();
-            d.sort_by(f64::total_cmp);
-            d
+        .zip(rows)
+        .map(|(row, &r)| {
+            let mut d = row[span.start - first..span.end - first].to_vec();
+            d.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            let c = log_sum_exp_sorted::<T, FMA>(&d, coarse);
+            let fine_sigmas = refine(r, &c);
+            let f = log_sum_exp_sorted::<T, FMA>(&d, &fine_sigmas);
+            (c, fine_sigmas, f)
         })
         .collect()
 }
@@ -467,8 +505,9 @@ macro_rules! dispatch {
 
 dispatch!(weighted_rows_task, weighted_rows_avx512, weighted_rows_avx2,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, weighting: &Weighting) -> Vec<WeightedRow>);
-dispatch!(sorted_distances_task, sorted_distances_avx512, sorted_distances_avx2,
-    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span) -> Vec<Vec<f64>>);
+dispatch!(log_sum_exp_task, log_sum_exp_avx512, log_sum_exp_avx2,
+    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, coarse: &[f64],
+     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync)) -> Vec<GridRow>);
 
 /// The instruction set the kernels run with on this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -551,13 +590,17 @@ pub fn weighted_rows<T: Real>(
     scatter(spans.len(), &work, results)
 }
 
-/// For every query row, its squared distances to its span, sorted ascending.
-pub fn sorted_distances<T: Real>(
+/// For every query row r: ln sum_j exp(-|x_r - y_j|^2 / (2 s^2)) over its span, for each s of
+/// the shared `coarse` grid and then of the row's fine grid `refine(r, coarse values)`.
+/// Returns (coarse values, fine sigmas, fine values) per row.
+pub fn log_sum_exp_grid<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
     spans: &[Span],
+    coarse: &[f64],
+    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
-) -> Vec<Vec<f64>> {
+) -> Vec<GridRow> {
     let groups = group_by_span(spans);
     let work: Vec<(Span, &[usize])> = groups
         .iter()
@@ -567,16 +610,16 @@ pub fn sorted_distances<T: Real>(
                 .map(move |t| (*span, t))
         })
         .collect();
-    let results: Vec<Vec<Vec<f64>>> = work
+    let results: Vec<Vec<GridRow>> = work
         .par_iter()
         .map(|&(span, rows)| match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-            Isa::Avx512 => unsafe { sorted_distances_avx512(set, x, rows, span) },
+            Isa::Avx512 => unsafe { log_sum_exp_avx512(set, x, rows, span, coarse, refine) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            Isa::Avx2 => unsafe { sorted_distances_avx2(set, x, rows, span) },
-            _ => sorted_distances_task::<T, false>(set, x, rows, span),
+            Isa::Avx2 => unsafe { log_sum_exp_avx2(set, x, rows, span, coarse, refine) },
+            _ => log_sum_exp_task::<T, false>(set, x, rows, span, coarse, refine),
         })
         .collect();
     scatter(spans.len(), &work, results)
@@ -601,35 +644,6 @@ impl Default for WeightedRow {
             normaliser: 0.0,
         }
     }
-}
-
-/// ln sum_j exp(-d_j / (2 s^2)) for each sigma of `sigmas`, from ascending distances; terms more
-/// than e^-60 below the nearest are skipped, which on sorted input is a prefix.
-pub fn log_sum_exp_distances(sorted: &[f64], sigmas: &[f64]) -> Vec<f64> {
-    let Some(&d_min) = sorted.first() else {
-        return vec![f64::NEG_INFINITY; sigmas.len()];
-    };
-    sigmas
-        .iter()
-        .map(|&s| {
-            let c = 1.0 / (2.0 * s * s);
-            let cut = d_min + 60.0 / c;
-            let n = sorted.partition_point(|&d| d <= cut);
-            let mut lanes = [0.0f64; 8];
-            let chunks = sorted[..n].chunks_exact(8);
-            let rest: f64 = chunks
-                .remainder()
-                .iter()
-                .map(|&d| Real::exp((d_min - d) * c))
-                .sum();
-            for ch in chunks {
-                for l in 0..8 {
-                    lanes[l] += Real::exp((d_min - ch[l]) * c);
-                }
-            }
-            -d_min * c + (lanes.iter().sum::<f64>() + rest).ln()
-        })
-        .collect()
 }
 
 #[cfg(test)]
