@@ -137,7 +137,12 @@ pub struct PreparedSet<T> {
     blocked: Vec<T>,
     /// [n][dim], for the weighted sum.
     rows: Vec<T>,
+    /// [dim][blocks * LANES], zero-padded columns, for the weighted sum of small dimensions.
+    columns: Vec<T>,
 }
+
+/// Dimensions up to this use the column layout for the weighted sum.
+const SMALL_DIM: usize = 8;
 
 impl<T: Real> PreparedSet<T> {
     pub fn new(values: &[f64], n: usize, dim: usize) -> Self {
@@ -150,17 +155,28 @@ impl<T: Real> PreparedSet<T> {
             }
         }
         let rows = values.iter().map(|&v| T::from_f64(v)).collect();
+        let mut columns = Vec::new();
+        if dim <= SMALL_DIM {
+            let width = blocks * LANES;
+            columns = vec![T::ZERO; dim * width];
+            for j in 0..n {
+                for k in 0..dim {
+                    columns[k * width + j] = T::from_f64(values[j * dim + k]);
+                }
+            }
+        }
         PreparedSet {
             n,
             dim,
             blocked,
             rows,
+            columns,
         }
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        (self.blocked.len() + self.rows.len()) * std::mem::size_of::<T>()
+        (self.blocked.len() + self.rows.len() + self.columns.len()) * std::mem::size_of::<T>()
     }
 }
 
@@ -306,7 +322,11 @@ fn sum_of<T: Real>(v: &[T]) -> f64 {
             lanes[l] = lanes[l] + c[l];
         }
     }
-    lanes.iter().chain(rest).map(|v| v.to_f64()).sum()
+    let mut total = 0.0;
+    for &v in lanes.iter().chain(rest) {
+        total += v.to_f64();
+    }
+    total
 }
 
 /// Turns one row of distances into weights in place; returns the normaliser Z.
@@ -338,7 +358,10 @@ fn weigh_row<T: Real, const FMA: bool>(row: &mut [T], weighting: &Weighting, dim
             let top = (0..sigmas.len())
                 .map(node_logit)
                 .fold(f64::NEG_INFINITY, f64::max);
-            let gaps: Vec<T> = row.iter().map(|&v| v - d_min).collect();
+            let mut gaps = row.to_vec();
+            for g in gaps.iter_mut() {
+                *g = *g - d_min;
+            }
             row.fill(T::ZERO);
             let mut z = 0.0;
             for k in 0..sigmas.len() {
@@ -352,55 +375,44 @@ fn weigh_row<T: Real, const FMA: bool>(row: &mut [T], weighting: &Weighting, dim
                 let shift = T::from_f64(offset);
                 let inv_s2 = T::from_f64(1.0 / s2);
                 let mut zk = [T::ZERO; LANES];
-                for (chunk, w) in gaps.chunks(LANES).zip(row.chunks_mut(LANES)) {
-                    for l in 0..chunk.len() {
-                        let e = chunk[l].fused::<FMA>(c, shift).exp();
-                        w[l] = e.fused::<FMA>(inv_s2, w[l]);
+                // Rows are whole blocks of LANES (span_distances pads them).
+                let mut j = 0;
+                while j + LANES <= gaps.len() {
+                    for l in 0..LANES {
+                        let e = gaps[j + l].fused::<FMA>(c, shift).exp();
+                        row[j + l] = e.fused::<FMA>(inv_s2, row[j + l]);
                         zk[l] = zk[l] + e;
                     }
+                    j += LANES;
                 }
-                z += zk.iter().map(|v| v.to_f64()).sum::<f64>();
+                for v in zk {
+                    z += v.to_f64();
+                }
             }
             z
         }
     }
 }
 
-/// sum_j w_j y_j for one row, skipping zero weights; small dimensions use the blocked layout.
+/// sum_j a_j b_j in LANES-wide partial sums (a and b of equal length).
 #[inline(always)]
-fn weighted_sum<T: Real, const FMA: bool>(
-    set: &PreparedSet<T>,
-    weights: &[T],
-    first: usize,
-) -> Vec<f64> {
-    let dim = set.dim;
-    if dim <= 8 {
-        let mut acc = [[T::ZERO; LANES]; 8];
-        let b0 = first / LANES;
-        for (b, w) in weights.chunks_exact(LANES).enumerate() {
-            let block = &set.blocked[(b0 + b) * dim * LANES..(b0 + b + 1) * dim * LANES];
-            for k in 0..dim {
-                for l in 0..LANES {
-                    acc[k][l] = w[l].fused::<FMA>(block[k * LANES + l], acc[k][l]);
-                }
-            }
-        }
-        return acc[..dim]
-            .iter()
-            .map(|a| a.iter().map(|v| v.to_f64()).sum())
-            .collect();
-    }
-    let mut acc = vec![T::ZERO; dim];
-    for (j, &w) in weights.iter().enumerate() {
-        if w == T::ZERO {
-            continue;
-        }
-        let y = &set.rows[(first + j) * dim..(first + j + 1) * dim];
-        for (a, &v) in acc.iter_mut().zip(y) {
-            *a = w.fused::<FMA>(v, *a);
+fn dot_lanes<T: Real, const FMA: bool>(a: &[T], b: &[T]) -> f64 {
+    let mut lanes = [T::ZERO; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            lanes[l] = x[l].fused::<FMA>(y[l], lanes[l]);
         }
     }
-    acc.iter().map(|v| v.to_f64()).collect()
+    let mut total = 0.0;
+    for (x, y) in ra.iter().zip(rb) {
+        total += x.to_f64() * y.to_f64();
+    }
+    for v in lanes {
+        total += v.to_f64();
+    }
+    total
 }
 
 /// One task: distances, weights, weighted sums.
@@ -412,20 +424,59 @@ fn weighted_rows_task<T: Real, const FMA: bool>(
     span: Span,
     weighting: &Weighting,
 ) -> Vec<WeightedRow> {
+    // Plain loops, not iterator closures: closures are not always inlined into the
+    // target-feature wrapper, and would then run without AVX / FMA.
     let (mut dist, first, width) = span_distances::<T, FMA>(set, x, rows, span);
-    dist.chunks_mut(width.max(1))
-        .take(rows.len())
-        .map(|row| {
-            let normaliser = weigh_row::<T, FMA>(row, weighting, set.dim);
-            let weight_sum = sum_of(row);
-            let weighted = weighted_sum::<T, FMA>(set, row, first);
-            WeightedRow {
-                weighted,
-                weight_sum,
-                normaliser,
+    let dim = set.dim;
+    let mut normalisers = Vec::with_capacity(rows.len());
+    let mut sums = Vec::with_capacity(rows.len());
+    for r in 0..rows.len() {
+        let row = &mut dist[r * width..(r + 1) * width];
+        normalisers.push(weigh_row::<T, FMA>(row, weighting, dim));
+        sums.push(sum_of(row));
+    }
+    let mut weighted = vec![0.0; rows.len() * dim];
+    if dim <= SMALL_DIM {
+        // One dot product per column, vectorised along the data.
+        let col_width = set.columns.len() / dim;
+        for r in 0..rows.len() {
+            let w = &dist[r * width..(r + 1) * width];
+            for k in 0..dim {
+                let col = &set.columns[k * col_width + first..k * col_width + first + width];
+                weighted[r * dim + k] = dot_lanes::<T, FMA>(w, col);
             }
-        })
-        .collect()
+        }
+    } else {
+        // Data point outer, rows inner: each y_j is read once per task (it stays in L1 while
+        // the task's rows use it), and zero weights are skipped.
+        let mut acc = vec![T::ZERO; rows.len() * dim];
+        let last = (set.n - first).min(width);
+        for j in 0..last {
+            let y = &set.rows[(first + j) * dim..(first + j + 1) * dim];
+            for r in 0..rows.len() {
+                let w = dist[r * width + j];
+                if w == T::ZERO {
+                    continue;
+                }
+                let a = &mut acc[r * dim..(r + 1) * dim];
+                for k in 0..dim {
+                    a[k] = w.fused::<FMA>(y[k], a[k]);
+                }
+            }
+        }
+        for (o, a) in weighted.iter_mut().zip(&acc) {
+            *o = a.to_f64();
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in 0..rows.len() {
+        out.push(WeightedRow {
+            weighted: weighted[r * dim..(r + 1) * dim].to_vec(),
+            weight_sum: sums[r],
+            normaliser: normalisers[r],
+        });
+    }
+    out
 }
 
 /// ln sum_j exp(-d_j / (2 s^2)) for each sigma, from ascending distances; terms more than e^-60
@@ -436,29 +487,31 @@ fn log_sum_exp_sorted<T: Real, const FMA: bool>(sorted: &[T], sigmas: &[f64]) ->
         return vec![f64::NEG_INFINITY; sigmas.len()];
     };
     let d_min_f64 = d_min.to_f64();
-    sigmas
-        .iter()
-        .map(|&s| {
-            let scale = 1.0 / (2.0 * s * s);
-            let cut = T::from_f64(d_min_f64 + 60.0 / scale);
-            let n = sorted.partition_point(|&d| d <= cut);
-            let c = T::from_f64(-scale);
-            let mut lanes = [T::ZERO; LANES];
-            let chunks = sorted[..n].chunks_exact(LANES);
-            let rest: f64 = chunks
-                .remainder()
-                .iter()
-                .map(|&d| ((d - d_min) * c).exp().to_f64())
-                .sum();
-            for ch in chunks {
-                for l in 0..LANES {
-                    lanes[l] = lanes[l] + ((ch[l] - d_min) * c).exp();
-                }
+    let mut out = Vec::with_capacity(sigmas.len());
+    for &s in sigmas {
+        let scale = 1.0 / (2.0 * s * s);
+        let cut = T::from_f64(d_min_f64 + 60.0 / scale);
+        let n = sorted.partition_point(|&d| d <= cut);
+        let c = T::from_f64(-scale);
+        let mut lanes = [T::ZERO; LANES];
+        let whole = n / LANES * LANES;
+        let mut j = 0;
+        while j < whole {
+            for l in 0..LANES {
+                lanes[l] = lanes[l] + ((sorted[j + l] - d_min) * c).exp();
             }
-            let total: f64 = lanes.iter().map(|v| v.to_f64()).sum::<f64>() + rest;
-            -d_min_f64 * scale + total.ln()
-        })
-        .collect()
+            j += LANES;
+        }
+        let mut total = 0.0;
+        for &d in &sorted[whole..n] {
+            total += ((d - d_min) * c).exp().to_f64();
+        }
+        for v in lanes {
+            total += v.to_f64();
+        }
+        out.push(-d_min_f64 * scale + total.ln());
+    }
+    out
 }
 
 /// The log-sum-exp of one task's rows on the coarse grid and on each row's fine grid.
@@ -475,17 +528,17 @@ fn log_sum_exp_task<T: Real, const FMA: bool>(
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
 ) -> Vec<GridRow> {
     let (dist, first, width) = span_distances::<T, FMA>(set, x, rows, span);
-    dist.chunks(width.max(1))
-        .zip(rows)
-        .map(|(row, &r)| {
-            let mut d = row[span.start - first..span.end - first].to_vec();
-            d.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-            let c = log_sum_exp_sorted::<T, FMA>(&d, coarse);
-            let fine_sigmas = refine(r, &c);
-            let f = log_sum_exp_sorted::<T, FMA>(&d, &fine_sigmas);
-            (c, fine_sigmas, f)
-        })
-        .collect()
+    let mut out = Vec::with_capacity(rows.len());
+    for (q, &r) in rows.iter().enumerate() {
+        let row = &dist[q * width..(q + 1) * width];
+        let mut d = row[span.start - first..span.end - first].to_vec();
+        d.sort_unstable_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let c = log_sum_exp_sorted::<T, FMA>(&d, coarse);
+        let fine_sigmas = refine(r, &c);
+        let f = log_sum_exp_sorted::<T, FMA>(&d, &fine_sigmas);
+        out.push((c, fine_sigmas, f));
+    }
+    out
 }
 
 macro_rules! dispatch {
