@@ -33,6 +33,9 @@ pub trait Real:
     /// e^x, accurate to ~1 ulp, vectorisable; exactly 0 below -UNDERFLOW.
     fn exp(self) -> Self;
     fn fused<const FMA: bool>(self, b: Self, c: Self) -> Self;
+    /// floor(log2(self)) for a positive normal value, from the exponent bits (0 and subnormals
+    /// give the smallest exponent).
+    fn binary_exponent(self) -> i32;
     #[inline(always)]
     fn min(self, other: Self) -> Self {
         if other < self { other } else { self }
@@ -74,6 +77,10 @@ impl Real for f32 {
     #[inline(always)]
     fn fused<const FMA: bool>(self, b: f32, c: f32) -> f32 {
         if FMA { self.mul_add(b, c) } else { self * b + c }
+    }
+    #[inline(always)]
+    fn binary_exponent(self) -> i32 {
+        ((self.to_bits() >> 23) & 0xff) as i32 - 127
     }
 }
 
@@ -125,6 +132,10 @@ impl Real for f64 {
     #[inline(always)]
     fn fused<const FMA: bool>(self, b: f64, c: f64) -> f64 {
         if FMA { self.mul_add(b, c) } else { self * b + c }
+    }
+    #[inline(always)]
+    fn binary_exponent(self) -> i32 {
+        ((self.to_bits() >> 52) & 0x7ff) as i32 - 1023
     }
 }
 
@@ -221,7 +232,7 @@ fn tasks(rows: &[usize], span_len: usize, dim: usize) -> Vec<&[usize]> {
     // The task's distance matrix stays within ~1 MiB, and there are >= 2 tasks per thread.
     let cache_rows = (1 << 20) / (span_len.max(1) * 8).max(1);
     let balance = rows.len().div_ceil(2 * threads);
-    let per_task = cache_rows.min(balance).clamp(4, 256).next_multiple_of(4);
+    let per_task = cache_rows.min(balance).clamp(8, 256).next_multiple_of(8);
     let _ = dim;
     rows.chunks(per_task).collect()
 }
@@ -267,6 +278,14 @@ fn span_distances<T: Real, const FMA: bool>(
         let block = &set.blocked[b * dim * LANES..(b + 1) * dim * LANES];
         let offset = (b - b0) * LANES;
         let mut r = 0;
+        // Eight rows at a time: eight independent FMA chains hide the FMA latency.
+        while r + 8 <= rows.len() {
+            let acc = distance_block::<T, 8, FMA>(std::array::from_fn(|q| row_of(r + q)), block, dim);
+            for (q, a) in acc.iter().enumerate() {
+                dist[(r + q) * width + offset..(r + q) * width + offset + LANES].copy_from_slice(a);
+            }
+            r += 8;
+        }
         while r + 4 <= rows.len() {
             let acc = distance_block::<T, 4, FMA>(
                 [row_of(r), row_of(r + 1), row_of(r + 2), row_of(r + 3)],
@@ -479,37 +498,111 @@ fn weighted_rows_task<T: Real, const FMA: bool>(
     out
 }
 
-/// ln sum_j exp(-d_j / (2 s^2)) for each sigma, from ascending distances; terms more than e^-60
-/// below the nearest are skipped, which on sorted input is a prefix.
+/// Gaps d_j - d_min grouped by binary exponent (a counting sort: gaps in bucket e lie in
+/// [2^e, 2^(e+1))), so "every gap below a cut" is a prefix up to a bucket end.
+struct BucketedGaps<T> {
+    gaps: Vec<T>,
+    /// ends[b]: end of bucket b in `gaps`; bucket b holds exponent MIN_EXPONENT + b.
+    ends: Vec<usize>,
+    d_min: f64,
+}
+
+const MIN_EXPONENT: i32 = -160;
+const MAX_EXPONENT: i32 = 160;
+
+impl<T: Real> BucketedGaps<T> {
+    #[inline(always)]
+    fn new(distances: &[T]) -> Self {
+        let d_min = min_of(distances);
+        let buckets = (MAX_EXPONENT - MIN_EXPONENT + 1) as usize;
+        let bucket = |v: T| {
+            ((v - d_min).binary_exponent().clamp(MIN_EXPONENT, MAX_EXPONENT) - MIN_EXPONENT) as usize
+        };
+        let mut counts = vec![0usize; buckets + 1];
+        for &v in distances {
+            counts[bucket(v) + 1] += 1;
+        }
+        for b in 0..buckets {
+            counts[b + 1] += counts[b];
+        }
+        let mut next = counts.clone();
+        let mut gaps = vec![T::ZERO; distances.len()];
+        for &v in distances {
+            let b = bucket(v);
+            gaps[next[b]] = v - d_min;
+            next[b] += 1;
+        }
+        BucketedGaps {
+            gaps,
+            ends: counts[1..].to_vec(),
+            d_min: d_min.to_f64(),
+        }
+    }
+
+    /// How many leading gaps include every gap <= `cut`.
+    #[inline(always)]
+    fn prefix_below(&self, cut: f64) -> usize {
+        let e = if cut >= 1.0 {
+            cut.log2().floor() as i32
+        } else if cut > 0.0 {
+            (cut.log2().floor() as i32).max(MIN_EXPONENT)
+        } else {
+            MIN_EXPONENT
+        };
+        let b = (e.clamp(MIN_EXPONENT, MAX_EXPONENT) - MIN_EXPONENT) as usize;
+        self.ends[b]
+    }
+}
+
+/// ln sum_j exp(-d_j / (2 s^2)) for each sigma. Gaps more than 60 / (1/2s^2) above the nearest
+/// (terms below e^-60) are skipped, a prefix of the bucketed gaps.
+///
+/// Whole nodes are skipped too: with d_min the nearest distance, the likelihood of a node,
+/// ln p = LSE - D ln s + const, lies in [b, b + ln N] with b = -d_min / (2 s^2) - D ln s. A node
+/// whose upper bound is e^-60 below the best lower bound carries no posterior mass (for any
+/// prior whose density varies by less than e^20 over the grid); it gets its lower bound.
 #[inline(always)]
-fn log_sum_exp_sorted<T: Real, const FMA: bool>(sorted: &[T], sigmas: &[f64]) -> Vec<f64> {
-    let Some(&d_min) = sorted.first() else {
+fn log_sum_exp_bucketed<T: Real, const FMA: bool>(
+    gaps: &BucketedGaps<T>,
+    sigmas: &[f64],
+    dim: usize,
+) -> Vec<f64> {
+    if gaps.gaps.is_empty() {
         return vec![f64::NEG_INFINITY; sigmas.len()];
-    };
-    let d_min_f64 = d_min.to_f64();
+    }
+    let d_min = gaps.d_min;
+    let lower = |s: f64| -d_min / (2.0 * s * s) - dim as f64 * s.ln();
+    let mut best = f64::NEG_INFINITY;
+    for &s in sigmas {
+        best = best.max(lower(s));
+    }
+    let spread = (gaps.gaps.len() as f64).ln();
     let mut out = Vec::with_capacity(sigmas.len());
     for &s in sigmas {
         let scale = 1.0 / (2.0 * s * s);
-        let cut = T::from_f64(d_min_f64 + 60.0 / scale);
-        let n = sorted.partition_point(|&d| d <= cut);
+        if lower(s) + spread < best - 60.0 {
+            out.push(-d_min * scale);
+            continue;
+        }
+        let n = gaps.prefix_below(60.0 / scale);
         let c = T::from_f64(-scale);
         let mut lanes = [T::ZERO; LANES];
-        let whole = n / LANES * LANES;
-        let mut j = 0;
-        while j < whole {
+        let head = &gaps.gaps[..n];
+        let chunks = head.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for ch in chunks {
             for l in 0..LANES {
-                lanes[l] = lanes[l] + ((sorted[j + l] - d_min) * c).exp();
+                lanes[l] = lanes[l] + (ch[l] * c).exp();
             }
-            j += LANES;
         }
         let mut total = 0.0;
-        for &d in &sorted[whole..n] {
-            total += ((d - d_min) * c).exp().to_f64();
+        for &g in rest {
+            total += (g * c).exp().to_f64();
         }
         for v in lanes {
             total += v.to_f64();
         }
-        out.push(-d_min_f64 * scale + total.ln());
+        out.push(-d_min * scale + total.ln());
     }
     out
 }
@@ -517,7 +610,7 @@ fn log_sum_exp_sorted<T: Real, const FMA: bool>(sorted: &[T], sigmas: &[f64]) ->
 /// The log-sum-exp of one task's rows on the coarse grid and on each row's fine grid.
 type GridRow = (Vec<f64>, Vec<f64>, Vec<f64>);
 
-/// One task: distances to the span, sorted per row, then the coarse and fine grids.
+/// One task: distances to the span, bucketed per row, then the coarse and fine grids.
 #[inline(always)]
 fn log_sum_exp_task<T: Real, const FMA: bool>(
     set: &PreparedSet<T>,
@@ -531,11 +624,10 @@ fn log_sum_exp_task<T: Real, const FMA: bool>(
     let mut out = Vec::with_capacity(rows.len());
     for (q, &r) in rows.iter().enumerate() {
         let row = &dist[q * width..(q + 1) * width];
-        let mut d = row[span.start - first..span.end - first].to_vec();
-        d.sort_unstable_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        let c = log_sum_exp_sorted::<T, FMA>(&d, coarse);
+        let gaps = BucketedGaps::new(&row[span.start - first..span.end - first]);
+        let c = log_sum_exp_bucketed::<T, FMA>(&gaps, coarse, set.dim);
         let fine_sigmas = refine(r, &c);
-        let f = log_sum_exp_sorted::<T, FMA>(&d, &fine_sigmas);
+        let f = log_sum_exp_bucketed::<T, FMA>(&gaps, &fine_sigmas, set.dim);
         out.push((c, fine_sigmas, f));
     }
     out
