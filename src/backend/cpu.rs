@@ -76,7 +76,11 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn fused<const FMA: bool>(self, b: f32, c: f32) -> f32 {
-        if FMA { self.mul_add(b, c) } else { self * b + c }
+        if FMA {
+            self.mul_add(b, c)
+        } else {
+            self * b + c
+        }
     }
     #[inline(always)]
     fn binary_exponent(self) -> i32 {
@@ -131,7 +135,11 @@ impl Real for f64 {
     }
     #[inline(always)]
     fn fused<const FMA: bool>(self, b: f64, c: f64) -> f64 {
-        if FMA { self.mul_add(b, c) } else { self * b + c }
+        if FMA {
+            self.mul_add(b, c)
+        } else {
+            self * b + c
+        }
     }
     #[inline(always)]
     fn binary_exponent(self) -> i32 {
@@ -214,7 +222,10 @@ pub enum Weighting<'a> {
     Softmax { sigma: f64 },
     /// NAG's noise-unconditional score: for prior nodes k with log weight l_k,
     /// logit_jk = l_k - D ln s_k - d_j / (2 s_k^2); w_j = sum_k e^(logit_jk - M) / s_k^2.
-    Marginal { sigmas: &'a [f64], log_weights: &'a [f64] },
+    Marginal {
+        sigmas: &'a [f64],
+        log_weights: &'a [f64],
+    },
 }
 
 /// One row's result: sum_j w_j y_j, sum_j w_j and the normaliser Z (sum of the softmax terms,
@@ -280,7 +291,8 @@ fn span_distances<T: Real, const FMA: bool>(
         let mut r = 0;
         // Eight rows at a time: eight independent FMA chains hide the FMA latency.
         while r + 8 <= rows.len() {
-            let acc = distance_block::<T, 8, FMA>(std::array::from_fn(|q| row_of(r + q)), block, dim);
+            let acc =
+                distance_block::<T, 8, FMA>(std::array::from_fn(|q| row_of(r + q)), block, dim);
             for (q, a) in acc.iter().enumerate() {
                 dist[(r + q) * width + offset..(r + q) * width + offset + LANES].copy_from_slice(a);
             }
@@ -516,7 +528,10 @@ impl<T: Real> BucketedGaps<T> {
         let d_min = min_of(distances);
         let buckets = (MAX_EXPONENT - MIN_EXPONENT + 1) as usize;
         let bucket = |v: T| {
-            ((v - d_min).binary_exponent().clamp(MIN_EXPONENT, MAX_EXPONENT) - MIN_EXPONENT) as usize
+            ((v - d_min)
+                .binary_exponent()
+                .clamp(MIN_EXPONENT, MAX_EXPONENT)
+                - MIN_EXPONENT) as usize
         };
         let mut counts = vec![0usize; buckets + 1];
         for &v in distances {
@@ -802,7 +817,8 @@ mod tests {
         let mut x = -79.0f64;
         while x < 80.0 {
             let e = x.exp();
-            worst32 = worst32.max(((Real::exp(x as f32) as f64) - (x as f32 as f64).exp()).abs() / e);
+            worst32 =
+                worst32.max(((Real::exp(x as f32) as f64) - (x as f32 as f64).exp()).abs() / e);
             worst64 = worst64.max((Real::exp(x) - e).abs() / e);
             x += 0.0137;
         }
@@ -817,10 +833,17 @@ mod tests {
     fn brute(set_values: &[f64], dim: usize, x: &[f64], sigma: f64) -> Vec<f64> {
         let n = set_values.len() / dim;
         let d: Vec<f64> = (0..n)
-            .map(|j| (0..dim).map(|k| (x[k] - set_values[j * dim + k]).powi(2)).sum())
+            .map(|j| {
+                (0..dim)
+                    .map(|k| (x[k] - set_values[j * dim + k]).powi(2))
+                    .sum()
+            })
             .collect();
         let m = d.iter().copied().fold(f64::INFINITY, f64::min);
-        let w: Vec<f64> = d.iter().map(|v| (-(v - m) / (2.0 * sigma * sigma)).exp()).collect();
+        let w: Vec<f64> = d
+            .iter()
+            .map(|v| (-(v - m) / (2.0 * sigma * sigma)).exp())
+            .collect();
         let z: f64 = w.iter().sum();
         (0..dim)
             .map(|k| (0..n).map(|j| w[j] * set_values[j * dim + k]).sum::<f64>() / z)
@@ -831,9 +854,13 @@ mod tests {
     fn every_isa_matches_brute_force_in_f64() {
         for dim in [1, 2, 5, 9, 33] {
             let n = 37;
-            let values: Vec<f64> = (0..n * dim).map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0).collect();
+            let values: Vec<f64> = (0..n * dim)
+                .map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0)
+                .collect();
             let set = PreparedSet::<f64>::new(&values, n, dim);
-            let x: Vec<f64> = (0..6 * dim).map(|i| ((i * 31) % 17) as f64 / 8.0 - 1.0).collect();
+            let x: Vec<f64> = (0..6 * dim)
+                .map(|i| ((i * 31) % 17) as f64 / 8.0 - 1.0)
+                .collect();
             let spans = vec![Span { start: 0, end: n }; 6];
             for sigma in [0.002, 0.3, 5.0] {
                 for isa in [Isa::detect(), Isa::Portable] {
@@ -842,7 +869,11 @@ mod tests {
                         let expect = brute(&values, dim, &x[r * dim..(r + 1) * dim], sigma);
                         for k in 0..dim {
                             let got = out[r].weighted[k] / out[r].weight_sum;
-                            assert!((got - expect[k]).abs() < 1e-12, "dim {dim} sigma {sigma}: {got} vs {}", expect[k]);
+                            assert!(
+                                (got - expect[k]).abs() < 1e-12,
+                                "dim {dim} sigma {sigma}: {got} vs {}",
+                                expect[k]
+                            );
                         }
                     }
                 }
@@ -856,7 +887,13 @@ mod tests {
         let set = PreparedSet::<f64>::new(&values, 4, 1);
         let x = vec![0.4, 0.4];
         let spans = [Span { start: 2, end: 4 }, Span { start: 0, end: 2 }];
-        let out = weighted_rows(&set, &x, &spans, &Weighting::Softmax { sigma: 1.0 }, Isa::detect());
+        let out = weighted_rows(
+            &set,
+            &x,
+            &spans,
+            &Weighting::Softmax { sigma: 1.0 },
+            Isa::detect(),
+        );
         assert!(out[0].weighted[0] / out[0].weight_sum > 9.9);
         assert!(out[1].weighted[0] / out[1].weight_sum < 1.0);
     }

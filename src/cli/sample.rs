@@ -7,9 +7,9 @@ use clap::Args;
 use serde_json::json;
 
 use noisescope::backend::BackendChoice;
-use noisescope::core::estimate::{SigmaPrior, Spread};
-use noisescope::core::diagnostics::StepRecord;
 use noisescope::core::Precision;
+use noisescope::core::diagnostics::StepRecord;
+use noisescope::core::estimate::{SigmaPrior, Spread};
 use noisescope::core::sampler::SamplerKind;
 use noisescope::core::schedule::ScheduleKind;
 use noisescope::data::{DataSpec, grid::image_grid, npy};
@@ -254,9 +254,24 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let double = spec.precision == Precision::F64;
-    npy::write(&out.join("traj.npy"), &[steps + 1, rows, dim], &traj, double)?;
-    npy::write(&out.join("denoised.npy"), &[steps, rows, dim], &denoised, double)?;
-    npy::write(&out.join("sigmas.npy"), &[steps + 1], &result.output.sigmas, double)?;
+    npy::write(
+        &out.join("traj.npy"),
+        &[steps + 1, rows, dim],
+        &traj,
+        double,
+    )?;
+    npy::write(
+        &out.join("denoised.npy"),
+        &[steps, rows, dim],
+        &denoised,
+        double,
+    )?;
+    npy::write(
+        &out.join("sigmas.npy"),
+        &[steps + 1],
+        &result.output.sigmas,
+        double,
+    )?;
     write_csv(&out.join("diagnostics.csv"), &result.records)?;
     if let Some(shape) = handle.source.image() {
         image_grid(&result.output.x.data, rows, shape, 256, 4)
@@ -281,8 +296,11 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         "straightness": Spread::of(&result.straightness),
         "theory": session.theory,
     });
-    std::fs::write(out.join("run.json"), serde_json::to_string_pretty(&summary)?)
-        .with_context(|| format!("writing {}", out.join("run.json").display()))?;
+    std::fs::write(
+        out.join("run.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )
+    .with_context(|| format!("writing {}", out.join("run.json").display()))?;
     println!(
         "{} steps, {evaluations} evaluations, {:.3} s sampling + {:.3} s diagnostics on {}; wrote {}",
         steps,

@@ -224,10 +224,7 @@ pub fn posterior_summary(nodes: &mut Vec<(f64, f64)>) -> Result<SigmaEstimate> {
     nodes.retain(|(u, l)| u.is_finite() && !l.is_nan());
     nodes.sort_by(|a, b| a.0.total_cmp(&b.0));
     nodes.dedup_by(|a, b| (a.0 - b.0).abs() < 1e-12);
-    let top = nodes
-        .iter()
-        .map(|n| n.1)
-        .fold(f64::NEG_INFINITY, f64::max);
+    let top = nodes.iter().map(|n| n.1).fold(f64::NEG_INFINITY, f64::max);
     if !top.is_finite() || nodes.len() < 2 {
         return Err(Error::NonFinite(
             "noise posterior is zero everywhere on the grid".into(),
@@ -311,7 +308,8 @@ mod tests {
             for r in 0..x.rows {
                 let c: Vec<f64> = coarse.iter().map(|&s| ll(x.row(r), s)).collect();
                 let fine = refine(&c);
-                out.fine.push(fine.iter().map(|&s| ll(x.row(r), s)).collect());
+                out.fine
+                    .push(fine.iter().map(|&s| ll(x.row(r), s)).collect());
                 out.fine_sigmas.push(fine);
                 out.coarse.extend(c);
             }
@@ -332,7 +330,11 @@ mod tests {
         let h31: f64 = (1..=31).map(|k| 1.0 / k as f64).sum();
         let digamma = h31 - 0.577_215_664_901_532_9;
         let expect = ((r2 / 2.0).ln() - digamma) / 2.0;
-        assert!((e.mean_ln - expect).abs() < 1e-4, "{} vs {expect}", e.mean_ln);
+        assert!(
+            (e.mean_ln - expect).abs() < 1e-4,
+            "{} vs {expect}",
+            e.mean_ln
+        );
         // MAP of ln sigma: maximise -r2/(2 s^2) - D ln s -> s^2 = r2 / D.
         let map = (r2 / dim as f64).sqrt().ln();
         assert!((e.map_ln - map).abs() < 2e-3, "{} vs {map}", e.map_ln);
