@@ -482,11 +482,23 @@ fn weighted_rows_task<T: Real, const FMA: bool>(
         // the task's rows use it), and zero weights are skipped.
         let mut acc = vec![T::ZERO; rows.len() * dim];
         let last = (set.n - first).min(width);
+        // Weights below e^-40 of the row's largest add < N e^-40 (relative) to the sum: skipped.
+        let cutoffs: Vec<T> = (0..rows.len())
+            .map(|r| {
+                let mut top = T::ZERO;
+                for &w in &dist[r * width..(r + 1) * width] {
+                    if w > top {
+                        top = w;
+                    }
+                }
+                top * T::from_f64(4.2e-18)
+            })
+            .collect();
         for j in 0..last {
             let y = &set.rows[(first + j) * dim..(first + j + 1) * dim];
             for r in 0..rows.len() {
                 let w = dist[r * width + j];
-                if w == T::ZERO {
+                if w <= cutoffs[r] {
                     continue;
                 }
                 let a = &mut acc[r * dim..(r + 1) * dim];
@@ -877,6 +889,70 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn log_sum_exp_grid_matches_brute_force() {
+        let (n, dim) = (300, 5);
+        let values: Vec<f64> = (0..n * dim)
+            .map(|i| ((i * 7919) % 211) as f64 / 100.0 - 1.0)
+            .collect();
+        let set = PreparedSet::<f64>::new(&values, n, dim);
+        let x: Vec<f64> = (0..3 * dim)
+            .map(|i| ((i * 31) % 17) as f64 / 9.0 - 0.8)
+            .collect();
+        let spans = vec![
+            Span { start: 0, end: n },
+            Span {
+                start: 10,
+                end: 200,
+            },
+            Span { start: 0, end: n },
+        ];
+        let sigmas: Vec<f64> = (0..60)
+            .map(|k| (0.001f64).ln() + k as f64 * 0.2)
+            .map(f64::exp)
+            .collect();
+        let refine = |_: usize, _: &[f64]| vec![0.05, 0.5];
+        for isa in [Isa::detect(), Isa::Portable] {
+            let rows = log_sum_exp_grid(&set, &x, &spans, &sigmas, &refine, isa);
+            for (r, (coarse, fine_sigmas, fine)) in rows.iter().enumerate() {
+                let xr = &x[r * dim..(r + 1) * dim];
+                let d: Vec<f64> = (spans[r].start..spans[r].end)
+                    .map(|j| {
+                        (0..dim)
+                            .map(|k| (xr[k] - values[j * dim + k]).powi(2))
+                            .sum()
+                    })
+                    .collect();
+                let lse = |s: f64| {
+                    let t: Vec<f64> = d.iter().map(|d| -d / (2.0 * s * s)).collect();
+                    crate::core::log_sum_exp(&t)
+                };
+                let bound = |s: f64| {
+                    let m = d.iter().copied().fold(f64::INFINITY, f64::min);
+                    -m / (2.0 * s * s) - dim as f64 * s.ln()
+                };
+                let best = sigmas
+                    .iter()
+                    .map(|&s| bound(s))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                for (&s, &got) in sigmas.iter().zip(coarse) {
+                    // Nodes skipped as massless carry their lower bound instead.
+                    if bound(s) + (d.len() as f64).ln() >= best - 60.0 {
+                        assert!(
+                            (got - lse(s)).abs() < 1e-9 * (1.0 + lse(s).abs()),
+                            "{s}: {got} vs {}",
+                            lse(s)
+                        );
+                    } else {
+                        assert!(got <= lse(s) + 1e-9);
+                    }
+                }
+                assert_eq!(fine_sigmas, &vec![0.05, 0.5]);
+                assert!((fine[1] - lse(0.5)).abs() < 1e-9 * (1.0 + lse(0.5).abs()));
             }
         }
     }
