@@ -23,7 +23,10 @@ fn assert_clear_error(o: &std::process::Output, needle: &str) {
     assert_eq!(o.status.code(), Some(2), "stderr: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
     assert!(err.starts_with("error:"), "stderr: {err}");
-    assert!(err.to_lowercase().contains(&needle.to_lowercase()), "expected '{needle}' in: {err}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "expected '{needle}' in: {err}"
+    );
 }
 
 fn path(dir: &Path, name: &str) -> String {
@@ -34,7 +37,10 @@ fn path(dir: &Path, name: &str) -> String {
 fn sample_writes_every_output_and_the_npy_files_read_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = path(dir.path(), "run");
-    let o = noisescope(&["sample", "--data", "digits", "--batch", "9", "--steps", "6", "--class", "3", "--cfg", "2", "--out", &out]);
+    let o = noisescope(&[
+        "sample", "--data", "digits", "--batch", "9", "--steps", "6", "--class", "3", "--cfg", "2",
+        "--out", &out,
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let traj = npy::read(&dir.path().join("run/traj.npy")).expect("traj");
     assert_eq!(traj.shape, vec![7, 9, 64]);
@@ -47,8 +53,10 @@ fn sample_writes_every_output_and_the_npy_files_read_back() {
     assert_eq!(csv.lines().count(), 7);
     assert!(csv.starts_with("step,sigma,"));
     assert!(dir.path().join("run/samples.png").exists());
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/run.json")).expect("json")).expect("valid json");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/run.json")).expect("json"),
+    )
+    .expect("valid json");
     assert_eq!(json["evaluations"], 11);
     assert!(json["backend"].as_str().is_some_and(|b| !b.is_empty()));
     // f32 by default.
@@ -60,12 +68,31 @@ fn sample_writes_every_output_and_the_npy_files_read_back() {
 fn gaussian_runs_carry_the_theory_and_f64_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = path(dir.path(), "g");
-    let o = noisescope(&["sample", "--data", "gaussian:0.5,2", "--batch", "4", "--steps", "5", "--precision", "f64", "--schedule", "tangent", "--out", &out]);
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "gaussian:0.5,2",
+        "--batch",
+        "4",
+        "--steps",
+        "5",
+        "--precision",
+        "f64",
+        "--schedule",
+        "tangent",
+        "--out",
+        &out,
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("g/run.json")).expect("json")).expect("valid");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("g/run.json")).expect("json"),
+    )
+    .expect("valid");
     assert!(json["theory"]["kl"].as_f64().is_some_and(|kl| kl > 0.0));
-    assert_eq!(json["theory"]["variances"].as_array().map(|v| v.len()), Some(6));
+    assert_eq!(
+        json["theory"]["variances"].as_array().map(|v| v.len()),
+        Some(6)
+    );
     assert!(json["tangent_c"].as_f64().is_some_and(|c| c > 0.0));
     let bytes = std::fs::read(dir.path().join("g/traj.npy")).expect("bytes");
     assert!(String::from_utf8_lossy(&bytes[..128]).contains("<f8"));
@@ -78,39 +105,97 @@ fn bad_input_gives_one_clear_error_and_exit_2() {
     // A malformed .npy.
     let bad = dir.path().join("bad.npy");
     std::fs::write(&bad, b"\x93NUMPY\x01\x00garbage").expect("write");
-    let o = noisescope(&["sample", "--data", &format!("npy:{}", bad.display()), "--out", &out]);
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        &format!("npy:{}", bad.display()),
+        "--out",
+        &out,
+    ]);
     assert_clear_error(&o, "bad.npy");
     // Data with NaN.
     let nan = dir.path().join("nan.npy");
     npy::write(&nan, &[3, 2], &[0.0, 1.0, f64::NAN, 2.0, 3.0, 4.0], true).expect("write");
-    let o = noisescope(&["sample", "--data", &format!("npy:{}", nan.display()), "--out", &out]);
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        &format!("npy:{}", nan.display()),
+        "--out",
+        &out,
+    ]);
     assert_clear_error(&o, "nan");
     // Labels of the wrong length.
     let data = dir.path().join("data.npy");
     npy::write(&data, &[3, 2], &[0.0, 1.0, 2.0, 2.0, 3.0, 4.0], false).expect("write");
     let labels = dir.path().join("labels.npy");
     npy::write(&labels, &[2], &[0.0, 1.0], false).expect("write");
-    let o = noisescope(&["sample", "--data", &format!("npy:{}", data.display()), "--labels", &labels.display().to_string(), "--out", &out]);
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        &format!("npy:{}", data.display()),
+        "--labels",
+        &labels.display().to_string(),
+        "--out",
+        &out,
+    ]);
     assert_clear_error(&o, "2 labels");
     // Initial noise of the wrong shape.
     let z = dir.path().join("z.npy");
     npy::write(&z, &[4, 3], &[0.0; 12], false).expect("write");
-    let o = noisescope(&["sample", "--data", "toy:moons", "--batch", "4", "--init-noise", &z.display().to_string(), "--out", &out]);
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "toy:moons",
+        "--batch",
+        "4",
+        "--init-noise",
+        &z.display().to_string(),
+        "--out",
+        &out,
+    ]);
     assert_clear_error(&o, "shape");
     // sigma_min >= sigma_max, steps = 0, unknown names.
-    let o = noisescope(&["sample", "--sigma-min", "5", "--sigma-max", "1", "--out", &out]);
+    let o = noisescope(&[
+        "sample",
+        "--sigma-min",
+        "5",
+        "--sigma-max",
+        "1",
+        "--out",
+        &out,
+    ]);
     assert_clear_error(&o, "sigma_min");
     let o = noisescope(&["sample", "--steps", "0", "--out", &out]);
     assert_clear_error(&o, "steps");
     let o = noisescope(&["sample", "--data", "toy:nope", "--out", &out]);
     assert_clear_error(&o, "unknown toy");
-    let o = noisescope(&["sample", "--data", "images:/definitely/not/here", "--out", &out]);
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "images:/definitely/not/here",
+        "--out",
+        &out,
+    ]);
     assert_clear_error(&o, "not a folder");
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).expect("mkdir");
-    let o = noisescope(&["sample", "--data", &format!("images:{}", empty.display()), "--out", &out]);
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        &format!("images:{}", empty.display()),
+        "--out",
+        &out,
+    ]);
     assert_clear_error(&o, "no .png");
-    let o = noisescope(&["sample", "--data", "toy:checkerboard", "--class", "1", "--out", &out]);
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "toy:checkerboard",
+        "--class",
+        "1",
+        "--out",
+        &out,
+    ]);
     assert_clear_error(&o, "no classes");
     let o = noisescope(&["sample", "--data", "digits", "--class", "12", "--out", &out]);
     assert_clear_error(&o, "class 12");
@@ -122,11 +207,26 @@ fn a_folder_of_images_is_a_data_set() {
     let imgs = dir.path().join("imgs");
     std::fs::create_dir(&imgs).expect("mkdir");
     for i in 0..5u8 {
-        let img = image::RgbImage::from_fn(12, 10, |x, y| image::Rgb([x as u8 * 20, y as u8 * 20, i * 40]));
+        let img = image::RgbImage::from_fn(12, 10, |x, y| {
+            image::Rgb([x as u8 * 20, y as u8 * 20, i * 40])
+        });
         img.save(imgs.join(format!("{i}.png"))).expect("save");
     }
     let out = path(dir.path(), "o");
-    let o = noisescope(&["sample", "--data", &format!("images:{}", imgs.display()), "--image-size", "6", "--rgb", "--batch", "3", "--steps", "4", "--out", &out]);
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        &format!("images:{}", imgs.display()),
+        "--image-size",
+        "6",
+        "--rgb",
+        "--batch",
+        "3",
+        "--steps",
+        "4",
+        "--out",
+        &out,
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let traj = npy::read(&dir.path().join("o/traj.npy")).expect("traj");
     assert_eq!(traj.shape, vec![5, 3, 6 * 6 * 3]);
@@ -162,19 +262,44 @@ impl Reference {
     }
 
     /// EDM Algorithm 2 (Algorithm 1 when churn = 0), one sample; returns x_0..x_N.
-    fn edm(&self, z: &[f64], t: &[f64], churn: f64, tmin: f64, tmax: f64, snoise: f64, eps: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    fn edm(
+        &self,
+        z: &[f64],
+        t: &[f64],
+        churn: f64,
+        tmin: f64,
+        tmax: f64,
+        snoise: f64,
+        eps: &[Vec<f64>],
+    ) -> Vec<Vec<f64>> {
         let n = t.len() - 1;
         let mut x: Vec<f64> = z.iter().map(|v| v * t[0]).collect();
         let mut traj = vec![x.clone()];
         for i in 0..n {
-            let gamma = if tmin <= t[i] && t[i] <= tmax { (churn / n as f64).min(2f64.sqrt() - 1.0) } else { 0.0 };
+            let gamma = if tmin <= t[i] && t[i] <= tmax {
+                (churn / n as f64).min(2f64.sqrt() - 1.0)
+            } else {
+                0.0
+            };
             let t_hat = t[i] + gamma * t[i];
-            let x_hat: Vec<f64> = x.iter().zip(&eps[i]).map(|(x, e)| x + (t_hat * t_hat - t[i] * t[i]).sqrt() * snoise * e).collect();
+            let x_hat: Vec<f64> = x
+                .iter()
+                .zip(&eps[i])
+                .map(|(x, e)| x + (t_hat * t_hat - t[i] * t[i]).sqrt() * snoise * e)
+                .collect();
             let d = self.d(&x_hat, t_hat);
-            let mut next: Vec<f64> = x_hat.iter().zip(&d).map(|(x, d)| x + (t[i + 1] - t_hat) * d).collect();
+            let mut next: Vec<f64> = x_hat
+                .iter()
+                .zip(&d)
+                .map(|(x, d)| x + (t[i + 1] - t_hat) * d)
+                .collect();
             if t[i + 1] != 0.0 {
                 let d2 = self.d(&next, t[i + 1]);
-                next = x_hat.iter().zip(d.iter().zip(&d2)).map(|(x, (a, b))| x + (t[i + 1] - t_hat) * (0.5 * a + 0.5 * b)).collect();
+                next = x_hat
+                    .iter()
+                    .zip(d.iter().zip(&d2))
+                    .map(|(x, (a, b))| x + (t[i + 1] - t_hat) * (0.5 * a + 0.5 * b))
+                    .collect();
             }
             x = next;
             traj.push(x.clone());
@@ -199,10 +324,17 @@ impl Reference {
                     None => den.clone(),
                     Some(o) => {
                         let r = (t - (-s[i - 1].ln())) / h;
-                        den.iter().zip(o).map(|(d, o)| (1.0 + 1.0 / (2.0 * r)) * d - (1.0 / (2.0 * r)) * o).collect()
+                        den.iter()
+                            .zip(o)
+                            .map(|(d, o)| (1.0 + 1.0 / (2.0 * r)) * d - (1.0 / (2.0 * r)) * o)
+                            .collect()
                     }
                 };
-                x = x.iter().zip(&dd).map(|(x, d)| (s[i + 1] / s[i]) * x - (-h).exp_m1() * d).collect();
+                x = x
+                    .iter()
+                    .zip(&dd)
+                    .map(|(x, d)| (s[i + 1] / s[i]) * x - (-h).exp_m1() * d)
+                    .collect();
             }
             old = Some(den);
             traj.push(x.clone());
@@ -215,28 +347,54 @@ impl Reference {
 fn f64_cli_reproduces_edm_algorithms_and_dpmpp_2m_to_1e_9() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (n, dim, batch, steps) = (40, 3, 5, 12);
-    let data: Vec<f64> = (0..n * dim).map(|i| (((i * 7919) % 211) as f64 / 105.0 - 1.0) * 1.3).collect();
-    let z: Vec<f64> = (0..batch * dim).map(|i| (((i * 104_729) % 97) as f64 - 48.0) / 20.0).collect();
-    let eps: Vec<f64> = (0..steps * batch * dim).map(|i| (((i * 6151) % 89) as f64 - 44.0) / 19.0).collect();
+    let data: Vec<f64> = (0..n * dim)
+        .map(|i| (((i * 7919) % 211) as f64 / 105.0 - 1.0) * 1.3)
+        .collect();
+    let z: Vec<f64> = (0..batch * dim)
+        .map(|i| (((i * 104_729) % 97) as f64 - 48.0) / 20.0)
+        .collect();
+    let eps: Vec<f64> = (0..steps * batch * dim)
+        .map(|i| (((i * 6151) % 89) as f64 - 44.0) / 19.0)
+        .collect();
     let p = |name: &str| dir.path().join(name);
     npy::write(&p("data.npy"), &[n, dim], &data, true).expect("write");
     npy::write(&p("z.npy"), &[batch, dim], &z, true).expect("write");
     npy::write(&p("eps.npy"), &[steps, batch, dim], &eps, true).expect("write");
-    let reference = Reference { data: data.chunks(dim).map(|c| c.to_vec()).collect() };
+    let reference = Reference {
+        data: data.chunks(dim).map(|c| c.to_vec()).collect(),
+    };
     let cases: [(&str, &[&str]); 3] = [
         ("heun", &[]),
-        ("edm", &["--churn", "40", "--tmin", "0.05", "--tmax", "50", "--snoise", "1.003"]),
+        (
+            "edm",
+            &[
+                "--churn", "40", "--tmin", "0.05", "--tmax", "50", "--snoise", "1.003",
+            ],
+        ),
         ("dpmpp-2m", &[]),
     ];
     for (sampler, extra) in cases {
         let out = p(sampler);
         let mut args = vec![
-            "sample".to_string(), "--data".into(), format!("npy:{}", p("data.npy").display()),
-            "--sampler".into(), sampler.into(), "--steps".into(), steps.to_string(),
-            "--batch".into(), batch.to_string(), "--precision".into(), "f64".into(),
-            "--init-noise".into(), p("z.npy").display().to_string(),
-            "--churn-noise".into(), p("eps.npy").display().to_string(),
-            "--diagnostics".into(), "off".into(), "--out".into(), out.display().to_string(),
+            "sample".to_string(),
+            "--data".into(),
+            format!("npy:{}", p("data.npy").display()),
+            "--sampler".into(),
+            sampler.into(),
+            "--steps".into(),
+            steps.to_string(),
+            "--batch".into(),
+            batch.to_string(),
+            "--precision".into(),
+            "f64".into(),
+            "--init-noise".into(),
+            p("z.npy").display().to_string(),
+            "--churn-noise".into(),
+            p("eps.npy").display().to_string(),
+            "--diagnostics".into(),
+            "off".into(),
+            "--out".into(),
+            out.display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -246,14 +404,18 @@ fn f64_cli_reproduces_edm_algorithms_and_dpmpp_2m_to_1e_9() {
         // Karras rho = 7 from the formula.
         for (i, s) in sigmas[..steps].iter().enumerate() {
             let u = i as f64 / (steps - 1) as f64;
-            let expect = (80f64.powf(1.0 / 7.0) + u * (0.002f64.powf(1.0 / 7.0) - 80f64.powf(1.0 / 7.0))).powf(7.0);
+            let expect = (80f64.powf(1.0 / 7.0)
+                + u * (0.002f64.powf(1.0 / 7.0) - 80f64.powf(1.0 / 7.0)))
+            .powf(7.0);
             assert!((s - expect).abs() < 1e-12 * expect);
         }
         let traj = npy::read(&out.join("traj.npy")).expect("traj");
         assert_eq!(traj.shape, vec![steps + 1, batch, dim]);
         for b in 0..batch {
             let zb = &z[b * dim..(b + 1) * dim];
-            let eps_b: Vec<Vec<f64>> = (0..steps).map(|i| eps[(i * batch + b) * dim..(i * batch + b + 1) * dim].to_vec()).collect();
+            let eps_b: Vec<Vec<f64>> = (0..steps)
+                .map(|i| eps[(i * batch + b) * dim..(i * batch + b + 1) * dim].to_vec())
+                .collect();
             let expect = match sampler {
                 "heun" => reference.edm(zb, &sigmas, 0.0, 0.0, f64::INFINITY, 1.0, &eps_b),
                 "edm" => reference.edm(zb, &sigmas, 40.0, 0.05, 50.0, 1.003, &eps_b),
@@ -263,9 +425,36 @@ fn f64_cli_reproduces_edm_algorithms_and_dpmpp_2m_to_1e_9() {
                 for k in 0..dim {
                     let got = traj.data[(i * batch + b) * dim + k];
                     let scale = 1.0 + state[k].abs();
-                    assert!((got - state[k]).abs() < 1e-9 * scale, "{sampler} sample {b} step {i}: {got} vs {}", state[k]);
+                    assert!(
+                        (got - state[k]).abs() < 1e-9 * scale,
+                        "{sampler} sample {b} step {i}: {got} vs {}",
+                        state[k]
+                    );
                 }
             }
         }
+    }
+}
+
+#[test]
+fn adaptive_runs_replan_from_sigma_hat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "a");
+    let o = noisescope(&["sample", "--data", "digits", "--sampler", "euler", "--steps", "6", "--batch", "64", "--adaptive", "--out", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let used = npy::read(&dir.path().join("a/sigmas.npy")).expect("sigmas").data;
+    let planned = noisescope::core::schedule::karras(6, 0.002, 80.0, 7.0);
+    assert_eq!(used.len(), planned.len());
+    assert_eq!(used[0], planned[0]);
+    assert!(used.windows(2).all(|w| w[0] > w[1]), "not decreasing: {used:?}");
+    // The last level is where the last re-plan put it (sigma_hat, not below sigma_min), then 0.
+    assert!(used[5] >= 0.002 && used[6] == 0.0);
+    assert!(used.iter().zip(&planned).any(|(u, p)| (u - p).abs() > 1e-6 * p), "nothing re-planned");
+    // Each re-planned level is the state's estimated noise level: the diagnostics agree.
+    let csv = std::fs::read_to_string(dir.path().join("a/diagnostics.csv")).expect("csv");
+    for line in csv.lines().skip(2).take(3) {
+        let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect();
+        // delta_median (column 7) is ln(sigma_hat / sigma) of the re-planned sigma: near 0.
+        assert!(f[7].abs() < 0.05, "{line}");
     }
 }

@@ -3,6 +3,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use noisescope::Result;
 use noisescope::backend::Compute;
 use noisescope::core::denoiser::{Cond, Denoiser};
 use noisescope::core::estimate::{PosteriorEstimator, SigmaPrior};
@@ -17,10 +18,14 @@ use noisescope::core::{Batch, Precision, quantile};
 use noisescope::data::{Source, digits, toys};
 use noisescope::models::AnalyticModel;
 use noisescope::models::gaussian::GaussianModel;
-use noisescope::Result;
 
 fn model(source: Source, precision: Precision) -> Result<AnalyticModel> {
-    AnalyticModel::new(&source, &Compute::cpu(), precision, SigmaPrior::edm_training())
+    AnalyticModel::new(
+        &source,
+        &Compute::cpu(),
+        precision,
+        SigmaPrior::edm_training(),
+    )
 }
 
 fn run(
@@ -50,7 +55,10 @@ fn run(
 /// Integrates the ODE from 10 down to 0.5 with `n` uniform steps and returns |x - exact|.
 fn flow_error(kind: SamplerKind, n: usize) -> Result<f64> {
     let lambda = 0.8;
-    let m = model(Source::Gaussian(GaussianModel::diagonal(vec![lambda])?), Precision::F64)?;
+    let m = model(
+        Source::Gaussian(GaussianModel::diagonal(vec![lambda])?),
+        Precision::F64,
+    )?;
     let (s_hi, s_lo) = (10.0, 0.5);
     let mut sigmas = uniform(n + 1, s_lo, s_hi);
     // Stop at s_lo: the extra last level only lets us break there.
@@ -100,14 +108,20 @@ fn euler_is_first_order_and_heun_second_order_on_the_gaussian_flow() -> Result<(
 #[test]
 fn simulated_gaussian_output_variance_equals_the_theory_recursion() -> Result<()> {
     let spectrum = vec![0.01, 0.3, 1.0, 4.0];
-    let m = model(Source::Gaussian(GaussianModel::diagonal(spectrum.clone())?), Precision::F64)?;
+    let m = model(
+        Source::Gaussian(GaussianModel::diagonal(spectrum.clone())?),
+        Precision::F64,
+    )?;
     let sigmas = karras(12, 0.002, 80.0, 7.0);
     let batch = 64;
     let z = initial_noise(5, batch, spectrum.len());
     let x0 = z.scale(sigmas[0]);
     let var = |b: &Batch, k: usize| {
         let mean = (0..b.rows).map(|r| b.row(r)[k]).sum::<f64>() / b.rows as f64;
-        (0..b.rows).map(|r| (b.row(r)[k] - mean).powi(2)).sum::<f64>() / b.rows as f64
+        (0..b.rows)
+            .map(|r| (b.row(r)[k] - mean).powi(2))
+            .sum::<f64>()
+            / b.rows as f64
     };
     for kind in [SamplerKind::Euler, SamplerKind::Heun, SamplerKind::DpmPp2m] {
         let theory = gaussian_theory(&spectrum, &sigmas, kind, &Stochasticity::default());
@@ -145,7 +159,10 @@ fn simulated_gaussian_output_variance_equals_the_theory_recursion() -> Result<()
 #[test]
 fn churned_and_ancestral_variances_match_the_theory_statistically() -> Result<()> {
     let spectrum = vec![0.05, 1.0];
-    let m = model(Source::Gaussian(GaussianModel::diagonal(spectrum.clone())?), Precision::F64)?;
+    let m = model(
+        Source::Gaussian(GaussianModel::diagonal(spectrum.clone())?),
+        Precision::F64,
+    )?;
     let sigmas = karras(10, 0.002, 80.0, 7.0);
     let batch = 20_000;
     let x0 = initial_noise(9, batch, 2).scale(sigmas[0]);
@@ -209,24 +226,39 @@ fn edm_without_churn_is_heun_bit_for_bit() -> Result<()> {
 
 #[test]
 fn cfg_weight_one_is_the_conditional_denoiser_and_nag_zero_is_a_no_op() -> Result<()> {
-    let base: Arc<dyn Denoiser> = Arc::new(model(Source::Empirical(digits::load()?), Precision::F64)?);
+    let base: Arc<dyn Denoiser> =
+        Arc::new(model(Source::Empirical(digits::load()?), Precision::F64)?);
     let x = initial_noise(2, 16, 64).scale(1.5);
     let cond = Cond::with_class(Some((0..16).map(|r| r % 10).collect()));
     for sigma in [0.05, 1.5, 20.0] {
         let conditional = base.denoise(&x, sigma, &cond)?;
-        assert_eq!(Cfg::new(base.clone(), 1.0).denoise(&x, sigma, &cond)?, conditional);
+        assert_eq!(
+            Cfg::new(base.clone(), 1.0).denoise(&x, sigma, &cond)?,
+            conditional
+        );
         // The general formula agrees near w = 1 too.
         let near = Cfg::new(base.clone(), 1.0 + 1e-9).denoise(&x, sigma, &cond)?;
-        let gap = near.data.iter().zip(&conditional.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let gap = near
+            .data
+            .iter()
+            .zip(&conditional.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         assert!(gap < 1e-7, "{gap}");
         // w = 0 is the unconditional model.
         assert_eq!(
             Cfg::new(base.clone(), 0.0).denoise(&x, sigma, &cond)?.data,
             base.denoise(&x, sigma, &Cond::plain())?.data
         );
-        assert_eq!(Nag::new(base.clone(), 0.0).denoise(&x, sigma, &cond)?, conditional);
+        assert_eq!(
+            Nag::new(base.clone(), 0.0).denoise(&x, sigma, &cond)?,
+            conditional
+        );
         // And NAG with w != 0 changes the result.
-        assert_ne!(Nag::new(base.clone(), 2.0).denoise(&x, sigma, &cond)?, conditional);
+        assert_ne!(
+            Nag::new(base.clone(), 2.0).denoise(&x, sigma, &cond)?,
+            conditional
+        );
     }
     Ok(())
 }
@@ -243,7 +275,8 @@ fn brute_marginal(x: f64, sigma: f64, comps: &[(f64, f64, f64)]) -> f64 {
         let prior = (-0.5 * ((u + 1.2) / 1.2).powi(2)).exp();
         for &(mu, w, var) in comps {
             let v = var + t * t;
-            let p = w * (-(x - mu).powi(2) / (2.0 * v)).exp() / (2.0 * std::f64::consts::PI * v).sqrt();
+            let p =
+                w * (-(x - mu).powi(2) / (2.0 * v)).exp() / (2.0 * std::f64::consts::PI * v).sqrt();
             num += prior * p * (mu - x) / v;
             den += prior * p;
         }
@@ -254,16 +287,25 @@ fn brute_marginal(x: f64, sigma: f64, comps: &[(f64, f64, f64)]) -> f64 {
 #[test]
 fn nag_marginal_is_exact_for_diracs_and_gaussians() -> Result<()> {
     let diracs = model(toys::load("two-diracs", 2)?, Precision::F64)?;
-    let gauss = model(Source::Gaussian(GaussianModel::new(vec![0.3], vec![0.5], None)?), Precision::F64)?;
+    let gauss = model(
+        Source::Gaussian(GaussianModel::new(vec![0.3], vec![0.5], None)?),
+        Precision::F64,
+    )?;
     let none = Cond::plain().without_noise();
     for (x, sigma) in [(0.2, 0.1), (-1.7, 0.7), (3.0, 4.0)] {
         let xb = Batch::from_vec(1, 1, vec![x])?;
         let got = diracs.denoise(&xb, sigma, &none)?.data[0];
         let expect = brute_marginal(x, sigma, &[(-1.0, 0.5, 0.0), (1.0, 0.5, 0.0)]);
-        assert!((got - expect).abs() < 1e-6 * (1.0 + expect.abs()), "diracs {x}: {got} vs {expect}");
+        assert!(
+            (got - expect).abs() < 1e-6 * (1.0 + expect.abs()),
+            "diracs {x}: {got} vs {expect}"
+        );
         let got = gauss.denoise(&xb, sigma, &none)?.data[0];
         let expect = brute_marginal(x, sigma, &[(0.3, 1.0, 0.5)]);
-        assert!((got - expect).abs() < 1e-6 * (1.0 + expect.abs()), "gaussian {x}: {got} vs {expect}");
+        assert!(
+            (got - expect).abs() < 1e-6 * (1.0 + expect.abs()),
+            "gaussian {x}: {got} vs {expect}"
+        );
     }
     Ok(())
 }
@@ -301,9 +343,17 @@ fn exact_noise_shift_of_a_gaussian_matches_the_posterior_estimate() -> Result<()
     // sigma_eff^2 is small against lambda the noise level is not identifiable from one sample, so
     // the check needs sigma_eff^2 > lambda / 2.)
     let (lambda, dim) = (0.05, 512);
-    let m = model(Source::Gaussian(GaussianModel::diagonal(vec![lambda; dim])?), Precision::F64)?;
+    let m = model(
+        Source::Gaussian(GaussianModel::diagonal(vec![lambda; dim])?),
+        Precision::F64,
+    )?;
     let sigmas = vec![10.0, 1.0, 0.35, 0.02, 0.0];
-    let theory = gaussian_theory(&vec![lambda; dim], &sigmas, SamplerKind::Euler, &Stochasticity::default());
+    let theory = gaussian_theory(
+        &vec![lambda; dim],
+        &sigmas,
+        SamplerKind::Euler,
+        &Stochasticity::default(),
+    );
     let x0 = initial_noise(8, 400, dim).scale(sigmas[0]);
     let est = PosteriorEstimator::new(SigmaPrior::for_schedule(0.002, 80.0));
     let mut checked = 0;
@@ -324,7 +374,12 @@ fn exact_noise_shift_of_a_gaussian_matches_the_posterior_estimate() -> Result<()
                     .map(|e| e.iter().map(|e| e.mean_ln).collect())
                     .unwrap_or_default();
                 let median = quantile(&logs, 0.5);
-                assert!((median - eff.ln()).abs() < 0.05, "step {}: {median} vs {}", info.step, eff.ln());
+                assert!(
+                    (median - eff.ln()).abs() < 0.05,
+                    "step {}: {median} vs {}",
+                    info.step,
+                    eff.ln()
+                );
                 // The shift is real: the state is not at the scheduled sigma.
                 shifts.push(eff.ln() - info.sigma.ln());
                 checked += 1;
@@ -333,7 +388,10 @@ fn exact_noise_shift_of_a_gaussian_matches_the_posterior_estimate() -> Result<()
         },
     )?;
     assert!(checked >= 2);
-    assert!(shifts.iter().any(|d| d.abs() > 0.1), "no visible shift: {shifts:?}");
+    assert!(
+        shifts.iter().any(|d| d.abs() > 0.1),
+        "no visible shift: {shifts:?}"
+    );
     Ok(())
 }
 
@@ -351,10 +409,23 @@ fn injected_churn_noise_row_i_belongs_to_step_i() -> Result<()> {
         snoise: 1.0,
         eta: 1.0,
     };
-    let base: Vec<f64> = (0..4 * 8 * 2).map(|i| ((i * 37 % 11) as f64 - 5.0) / 3.0).collect();
+    let base: Vec<f64> = (0..4 * 8 * 2)
+        .map(|i| ((i * 37 % 11) as f64 - 5.0) / 3.0)
+        .collect();
     let run_with = |values: Vec<f64>| -> Result<Vec<f64>> {
         let mut noise = InjectedNoise::new(&[4, 8, 2], values)?;
-        Ok(run(SamplerKind::Edm, &m, &Cond::plain(), sigmas.clone(), st, x0.clone(), &mut noise, &mut |_| ControlFlow::Continue(()))?.x.data)
+        Ok(run(
+            SamplerKind::Edm,
+            &m,
+            &Cond::plain(),
+            sigmas.clone(),
+            st,
+            x0.clone(),
+            &mut noise,
+            &mut |_| ControlFlow::Continue(()),
+        )?
+        .x
+        .data)
     };
     let reference = run_with(base.clone())?;
     let mut row0 = base.clone();
@@ -363,5 +434,29 @@ fn injected_churn_noise_row_i_belongs_to_step_i() -> Result<()> {
     let mut row1 = base;
     row1[16] += 1.0;
     assert_ne!(run_with(row1)?, reference);
+    Ok(())
+}
+
+#[test]
+fn the_f32_empirical_denoiser_is_stable_at_sigma_0002() -> Result<()> {
+    // Exact noisy samples of the digits (64-D) and of a 784-D set at sigma = 0.002: the ideal
+    // denoiser must return the clean point (its softmax is one-hot), finite, in f32.
+    for data in [digits::load()?, digits::synthetic_28x28(500, 3)?] {
+        let m = model(Source::Empirical(data.clone()), Precision::F32)?;
+        let n = initial_noise(5, 16, data.dim);
+        let mut x = Batch::zeros(16, data.dim);
+        for r in 0..16 {
+            let y = data.row(r * 31 % data.n);
+            for (k, v) in x.row_mut(r).iter_mut().enumerate() {
+                *v = y[k] + 0.002 * n.row(r)[k];
+            }
+        }
+        let d = m.denoise(&x, 0.002, &Cond::plain())?;
+        for r in 0..16 {
+            let y = data.row(r * 31 % data.n);
+            let err = d.row(r).iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(err < 1e-5, "dim {} row {r}: max error {err}", data.dim);
+        }
+    }
     Ok(())
 }

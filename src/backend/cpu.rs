@@ -33,6 +33,9 @@ pub trait Real:
     /// e^x, accurate to ~1 ulp, vectorisable; exactly 0 below -UNDERFLOW.
     fn exp(self) -> Self;
     fn fused<const FMA: bool>(self, b: Self, c: Self) -> Self;
+    /// floor(log2(self)) for a positive normal value, from the exponent bits (0 and subnormals
+    /// give the smallest exponent).
+    fn binary_exponent(self) -> i32;
     #[inline(always)]
     fn min(self, other: Self) -> Self {
         if other < self { other } else { self }
@@ -73,7 +76,15 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn fused<const FMA: bool>(self, b: f32, c: f32) -> f32 {
-        if FMA { self.mul_add(b, c) } else { self * b + c }
+        if FMA {
+            self.mul_add(b, c)
+        } else {
+            self * b + c
+        }
+    }
+    #[inline(always)]
+    fn binary_exponent(self) -> i32 {
+        ((self.to_bits() >> 23) & 0xff) as i32 - 127
     }
 }
 
@@ -124,7 +135,15 @@ impl Real for f64 {
     }
     #[inline(always)]
     fn fused<const FMA: bool>(self, b: f64, c: f64) -> f64 {
-        if FMA { self.mul_add(b, c) } else { self * b + c }
+        if FMA {
+            self.mul_add(b, c)
+        } else {
+            self * b + c
+        }
+    }
+    #[inline(always)]
+    fn binary_exponent(self) -> i32 {
+        ((self.to_bits() >> 52) & 0x7ff) as i32 - 1023
     }
 }
 
@@ -137,7 +156,12 @@ pub struct PreparedSet<T> {
     blocked: Vec<T>,
     /// [n][dim], for the weighted sum.
     rows: Vec<T>,
+    /// [dim][blocks * LANES], zero-padded columns, for the weighted sum of small dimensions.
+    columns: Vec<T>,
 }
+
+/// Dimensions up to this use the column layout for the weighted sum.
+const SMALL_DIM: usize = 8;
 
 impl<T: Real> PreparedSet<T> {
     pub fn new(values: &[f64], n: usize, dim: usize) -> Self {
@@ -150,17 +174,28 @@ impl<T: Real> PreparedSet<T> {
             }
         }
         let rows = values.iter().map(|&v| T::from_f64(v)).collect();
+        let mut columns = Vec::new();
+        if dim <= SMALL_DIM {
+            let width = blocks * LANES;
+            columns = vec![T::ZERO; dim * width];
+            for j in 0..n {
+                for k in 0..dim {
+                    columns[k * width + j] = T::from_f64(values[j * dim + k]);
+                }
+            }
+        }
         PreparedSet {
             n,
             dim,
             blocked,
             rows,
+            columns,
         }
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        (self.blocked.len() + self.rows.len()) * std::mem::size_of::<T>()
+        (self.blocked.len() + self.rows.len() + self.columns.len()) * std::mem::size_of::<T>()
     }
 }
 
@@ -187,7 +222,10 @@ pub enum Weighting<'a> {
     Softmax { sigma: f64 },
     /// NAG's noise-unconditional score: for prior nodes k with log weight l_k,
     /// logit_jk = l_k - D ln s_k - d_j / (2 s_k^2); w_j = sum_k e^(logit_jk - M) / s_k^2.
-    Marginal { sigmas: &'a [f64], log_weights: &'a [f64] },
+    Marginal {
+        sigmas: &'a [f64],
+        log_weights: &'a [f64],
+    },
 }
 
 /// One row's result: sum_j w_j y_j, sum_j w_j and the normaliser Z (sum of the softmax terms,
@@ -205,7 +243,7 @@ fn tasks(rows: &[usize], span_len: usize, dim: usize) -> Vec<&[usize]> {
     // The task's distance matrix stays within ~1 MiB, and there are >= 2 tasks per thread.
     let cache_rows = (1 << 20) / (span_len.max(1) * 8).max(1);
     let balance = rows.len().div_ceil(2 * threads);
-    let per_task = cache_rows.min(balance).clamp(4, 256).next_multiple_of(4);
+    let per_task = cache_rows.min(balance).clamp(8, 256).next_multiple_of(8);
     let _ = dim;
     rows.chunks(per_task).collect()
 }
@@ -251,6 +289,15 @@ fn span_distances<T: Real, const FMA: bool>(
         let block = &set.blocked[b * dim * LANES..(b + 1) * dim * LANES];
         let offset = (b - b0) * LANES;
         let mut r = 0;
+        // Eight rows at a time: eight independent FMA chains hide the FMA latency.
+        while r + 8 <= rows.len() {
+            let acc =
+                distance_block::<T, 8, FMA>(std::array::from_fn(|q| row_of(r + q)), block, dim);
+            for (q, a) in acc.iter().enumerate() {
+                dist[(r + q) * width + offset..(r + q) * width + offset + LANES].copy_from_slice(a);
+            }
+            r += 8;
+        }
         while r + 4 <= rows.len() {
             let acc = distance_block::<T, 4, FMA>(
                 [row_of(r), row_of(r + 1), row_of(r + 2), row_of(r + 3)],
@@ -306,7 +353,11 @@ fn sum_of<T: Real>(v: &[T]) -> f64 {
             lanes[l] = lanes[l] + c[l];
         }
     }
-    lanes.iter().chain(rest).map(|v| v.to_f64()).sum()
+    let mut total = 0.0;
+    for &v in lanes.iter().chain(rest) {
+        total += v.to_f64();
+    }
+    total
 }
 
 /// Turns one row of distances into weights in place; returns the normaliser Z.
@@ -338,7 +389,10 @@ fn weigh_row<T: Real, const FMA: bool>(row: &mut [T], weighting: &Weighting, dim
             let top = (0..sigmas.len())
                 .map(node_logit)
                 .fold(f64::NEG_INFINITY, f64::max);
-            let gaps: Vec<T> = row.iter().map(|&v| v - d_min).collect();
+            let mut gaps = row.to_vec();
+            for g in gaps.iter_mut() {
+                *g = *g - d_min;
+            }
             row.fill(T::ZERO);
             let mut z = 0.0;
             for k in 0..sigmas.len() {
@@ -352,55 +406,44 @@ fn weigh_row<T: Real, const FMA: bool>(row: &mut [T], weighting: &Weighting, dim
                 let shift = T::from_f64(offset);
                 let inv_s2 = T::from_f64(1.0 / s2);
                 let mut zk = [T::ZERO; LANES];
-                for (chunk, w) in gaps.chunks(LANES).zip(row.chunks_mut(LANES)) {
-                    for l in 0..chunk.len() {
-                        let e = chunk[l].fused::<FMA>(c, shift).exp();
-                        w[l] = e.fused::<FMA>(inv_s2, w[l]);
+                // Rows are whole blocks of LANES (span_distances pads them).
+                let mut j = 0;
+                while j + LANES <= gaps.len() {
+                    for l in 0..LANES {
+                        let e = gaps[j + l].fused::<FMA>(c, shift).exp();
+                        row[j + l] = e.fused::<FMA>(inv_s2, row[j + l]);
                         zk[l] = zk[l] + e;
                     }
+                    j += LANES;
                 }
-                z += zk.iter().map(|v| v.to_f64()).sum::<f64>();
+                for v in zk {
+                    z += v.to_f64();
+                }
             }
             z
         }
     }
 }
 
-/// sum_j w_j y_j for one row, skipping zero weights; small dimensions use the blocked layout.
+/// sum_j a_j b_j in LANES-wide partial sums (a and b of equal length).
 #[inline(always)]
-fn weighted_sum<T: Real, const FMA: bool>(
-    set: &PreparedSet<T>,
-    weights: &[T],
-    first: usize,
-) -> Vec<f64> {
-    let dim = set.dim;
-    if dim <= 8 {
-        let mut acc = [[T::ZERO; LANES]; 8];
-        let b0 = first / LANES;
-        for (b, w) in weights.chunks_exact(LANES).enumerate() {
-            let block = &set.blocked[(b0 + b) * dim * LANES..(b0 + b + 1) * dim * LANES];
-            for k in 0..dim {
-                for l in 0..LANES {
-                    acc[k][l] = w[l].fused::<FMA>(block[k * LANES + l], acc[k][l]);
-                }
-            }
-        }
-        return acc[..dim]
-            .iter()
-            .map(|a| a.iter().map(|v| v.to_f64()).sum())
-            .collect();
-    }
-    let mut acc = vec![T::ZERO; dim];
-    for (j, &w) in weights.iter().enumerate() {
-        if w == T::ZERO {
-            continue;
-        }
-        let y = &set.rows[(first + j) * dim..(first + j + 1) * dim];
-        for (a, &v) in acc.iter_mut().zip(y) {
-            *a = w.fused::<FMA>(v, *a);
+fn dot_lanes<T: Real, const FMA: bool>(a: &[T], b: &[T]) -> f64 {
+    let mut lanes = [T::ZERO; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            lanes[l] = x[l].fused::<FMA>(y[l], lanes[l]);
         }
     }
-    acc.iter().map(|v| v.to_f64()).collect()
+    let mut total = 0.0;
+    for (x, y) in ra.iter().zip(rb) {
+        total += x.to_f64() * y.to_f64();
+    }
+    for v in lanes {
+        total += v.to_f64();
+    }
+    total
 }
 
 /// One task: distances, weights, weighted sums.
@@ -412,42 +455,209 @@ fn weighted_rows_task<T: Real, const FMA: bool>(
     span: Span,
     weighting: &Weighting,
 ) -> Vec<WeightedRow> {
+    // Plain loops, not iterator closures: closures are not always inlined into the
+    // target-feature wrapper, and would then run without AVX / FMA.
     let (mut dist, first, width) = span_distances::<T, FMA>(set, x, rows, span);
-    dist.chunks_mut(width.max(1))
-        .take(rows.len())
-        .map(|row| {
-            let normaliser = weigh_row::<T, FMA>(row, weighting, set.dim);
-            let weight_sum = sum_of(row);
-            let weighted = weighted_sum::<T, FMA>(set, row, first);
-            WeightedRow {
-                weighted,
-                weight_sum,
-                normaliser,
+    let dim = set.dim;
+    let mut normalisers = Vec::with_capacity(rows.len());
+    let mut sums = Vec::with_capacity(rows.len());
+    for r in 0..rows.len() {
+        let row = &mut dist[r * width..(r + 1) * width];
+        normalisers.push(weigh_row::<T, FMA>(row, weighting, dim));
+        sums.push(sum_of(row));
+    }
+    let mut weighted = vec![0.0; rows.len() * dim];
+    if dim <= SMALL_DIM {
+        // One dot product per column, vectorised along the data.
+        let col_width = set.columns.len() / dim;
+        for r in 0..rows.len() {
+            let w = &dist[r * width..(r + 1) * width];
+            for k in 0..dim {
+                let col = &set.columns[k * col_width + first..k * col_width + first + width];
+                weighted[r * dim + k] = dot_lanes::<T, FMA>(w, col);
             }
-        })
-        .collect()
+        }
+    } else {
+        // Data point outer, rows inner: each y_j is read once per task (it stays in L1 while
+        // the task's rows use it), and zero weights are skipped.
+        let mut acc = vec![T::ZERO; rows.len() * dim];
+        let last = (set.n - first).min(width);
+        // Weights below e^-40 of the row's largest add < N e^-40 (relative) to the sum: skipped.
+        let cutoffs: Vec<T> = (0..rows.len())
+            .map(|r| {
+                let mut top = T::ZERO;
+                for &w in &dist[r * width..(r + 1) * width] {
+                    if w > top {
+                        top = w;
+                    }
+                }
+                top * T::from_f64(4.2e-18)
+            })
+            .collect();
+        for j in 0..last {
+            let y = &set.rows[(first + j) * dim..(first + j + 1) * dim];
+            for r in 0..rows.len() {
+                let w = dist[r * width + j];
+                if w <= cutoffs[r] {
+                    continue;
+                }
+                let a = &mut acc[r * dim..(r + 1) * dim];
+                for k in 0..dim {
+                    a[k] = w.fused::<FMA>(y[k], a[k]);
+                }
+            }
+        }
+        for (o, a) in weighted.iter_mut().zip(&acc) {
+            *o = a.to_f64();
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in 0..rows.len() {
+        out.push(WeightedRow {
+            weighted: weighted[r * dim..(r + 1) * dim].to_vec(),
+            weight_sum: sums[r],
+            normaliser: normalisers[r],
+        });
+    }
+    out
 }
 
-/// One task: each row's distances to the span, sorted ascending, in f64.
+/// Gaps d_j - d_min grouped by binary exponent (a counting sort: gaps in bucket e lie in
+/// [2^e, 2^(e+1))), so "every gap below a cut" is a prefix up to a bucket end.
+struct BucketedGaps<T> {
+    gaps: Vec<T>,
+    /// ends[b]: end of bucket b in `gaps`; bucket b holds exponent MIN_EXPONENT + b.
+    ends: Vec<usize>,
+    d_min: f64,
+}
+
+const MIN_EXPONENT: i32 = -160;
+const MAX_EXPONENT: i32 = 160;
+
+impl<T: Real> BucketedGaps<T> {
+    #[inline(always)]
+    fn new(distances: &[T]) -> Self {
+        let d_min = min_of(distances);
+        let buckets = (MAX_EXPONENT - MIN_EXPONENT + 1) as usize;
+        let bucket = |v: T| {
+            ((v - d_min)
+                .binary_exponent()
+                .clamp(MIN_EXPONENT, MAX_EXPONENT)
+                - MIN_EXPONENT) as usize
+        };
+        let mut counts = vec![0usize; buckets + 1];
+        for &v in distances {
+            counts[bucket(v) + 1] += 1;
+        }
+        for b in 0..buckets {
+            counts[b + 1] += counts[b];
+        }
+        let mut next = counts.clone();
+        let mut gaps = vec![T::ZERO; distances.len()];
+        for &v in distances {
+            let b = bucket(v);
+            gaps[next[b]] = v - d_min;
+            next[b] += 1;
+        }
+        BucketedGaps {
+            gaps,
+            ends: counts[1..].to_vec(),
+            d_min: d_min.to_f64(),
+        }
+    }
+
+    /// How many leading gaps include every gap <= `cut`.
+    #[inline(always)]
+    fn prefix_below(&self, cut: f64) -> usize {
+        let e = if cut >= 1.0 {
+            cut.log2().floor() as i32
+        } else if cut > 0.0 {
+            (cut.log2().floor() as i32).max(MIN_EXPONENT)
+        } else {
+            MIN_EXPONENT
+        };
+        let b = (e.clamp(MIN_EXPONENT, MAX_EXPONENT) - MIN_EXPONENT) as usize;
+        self.ends[b]
+    }
+}
+
+/// ln sum_j exp(-d_j / (2 s^2)) for each sigma. Gaps more than 60 / (1/2s^2) above the nearest
+/// (terms below e^-60) are skipped, a prefix of the bucketed gaps.
+///
+/// Whole nodes are skipped too: with d_min the nearest distance, the likelihood of a node,
+/// ln p = LSE - D ln s + const, lies in [b, b + ln N] with b = -d_min / (2 s^2) - D ln s. A node
+/// whose upper bound is e^-60 below the best lower bound carries no posterior mass (for any
+/// prior whose density varies by less than e^20 over the grid); it gets its lower bound.
 #[inline(always)]
-fn sorted_distances_task<T: Real, const FMA: bool>(
+fn log_sum_exp_bucketed<T: Real, const FMA: bool>(
+    gaps: &BucketedGaps<T>,
+    sigmas: &[f64],
+    dim: usize,
+) -> Vec<f64> {
+    if gaps.gaps.is_empty() {
+        return vec![f64::NEG_INFINITY; sigmas.len()];
+    }
+    let d_min = gaps.d_min;
+    let lower = |s: f64| -d_min / (2.0 * s * s) - dim as f64 * s.ln();
+    let mut best = f64::NEG_INFINITY;
+    for &s in sigmas {
+        best = best.max(lower(s));
+    }
+    let spread = (gaps.gaps.len() as f64).ln();
+    let mut out = Vec::with_capacity(sigmas.len());
+    for &s in sigmas {
+        let scale = 1.0 / (2.0 * s * s);
+        if lower(s) + spread < best - 60.0 {
+            out.push(-d_min * scale);
+            continue;
+        }
+        let n = gaps.prefix_below(60.0 / scale);
+        let c = T::from_f64(-scale);
+        let mut lanes = [T::ZERO; LANES];
+        let head = &gaps.gaps[..n];
+        let chunks = head.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for ch in chunks {
+            for l in 0..LANES {
+                lanes[l] = lanes[l] + (ch[l] * c).exp();
+            }
+        }
+        let mut total = 0.0;
+        for &g in rest {
+            total += (g * c).exp().to_f64();
+        }
+        for v in lanes {
+            total += v.to_f64();
+        }
+        out.push(-d_min * scale + total.ln());
+    }
+    out
+}
+
+/// The log-sum-exp of one task's rows on the coarse grid and on each row's fine grid.
+type GridRow = (Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// One task: distances to the span, bucketed per row, then the coarse and fine grids.
+#[inline(always)]
+fn log_sum_exp_task<T: Real, const FMA: bool>(
     set: &PreparedSet<T>,
     x: &[T],
     rows: &[usize],
     span: Span,
-) -> Vec<Vec<f64>> {
+    coarse: &[f64],
+    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
+) -> Vec<GridRow> {
     let (dist, first, width) = span_distances::<T, FMA>(set, x, rows, span);
-    dist.chunks(width.max(1))
-        .take(rows.len())
-        .map(|row| {
-            let mut d: Vec<f64> = row[span.start - first..span.end - first]
-                .iter()
-                .map(|v| v.to_f64())
-                .collect();
-            d.sort_by(f64::total_cmp);
-            d
-        })
-        .collect()
+    let mut out = Vec::with_capacity(rows.len());
+    for (q, &r) in rows.iter().enumerate() {
+        let row = &dist[q * width..(q + 1) * width];
+        let gaps = BucketedGaps::new(&row[span.start - first..span.end - first]);
+        let c = log_sum_exp_bucketed::<T, FMA>(&gaps, coarse, set.dim);
+        let fine_sigmas = refine(r, &c);
+        let f = log_sum_exp_bucketed::<T, FMA>(&gaps, &fine_sigmas, set.dim);
+        out.push((c, fine_sigmas, f));
+    }
+    out
 }
 
 macro_rules! dispatch {
@@ -467,8 +677,9 @@ macro_rules! dispatch {
 
 dispatch!(weighted_rows_task, weighted_rows_avx512, weighted_rows_avx2,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, weighting: &Weighting) -> Vec<WeightedRow>);
-dispatch!(sorted_distances_task, sorted_distances_avx512, sorted_distances_avx2,
-    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span) -> Vec<Vec<f64>>);
+dispatch!(log_sum_exp_task, log_sum_exp_avx512, log_sum_exp_avx2,
+    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, coarse: &[f64],
+     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync)) -> Vec<GridRow>);
 
 /// The instruction set the kernels run with on this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -551,13 +762,17 @@ pub fn weighted_rows<T: Real>(
     scatter(spans.len(), &work, results)
 }
 
-/// For every query row, its squared distances to its span, sorted ascending.
-pub fn sorted_distances<T: Real>(
+/// For every query row r: ln sum_j exp(-|x_r - y_j|^2 / (2 s^2)) over its span, for each s of
+/// the shared `coarse` grid and then of the row's fine grid `refine(r, coarse values)`.
+/// Returns (coarse values, fine sigmas, fine values) per row.
+pub fn log_sum_exp_grid<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
     spans: &[Span],
+    coarse: &[f64],
+    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
-) -> Vec<Vec<f64>> {
+) -> Vec<GridRow> {
     let groups = group_by_span(spans);
     let work: Vec<(Span, &[usize])> = groups
         .iter()
@@ -567,16 +782,16 @@ pub fn sorted_distances<T: Real>(
                 .map(move |t| (*span, t))
         })
         .collect();
-    let results: Vec<Vec<Vec<f64>>> = work
+    let results: Vec<Vec<GridRow>> = work
         .par_iter()
         .map(|&(span, rows)| match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-            Isa::Avx512 => unsafe { sorted_distances_avx512(set, x, rows, span) },
+            Isa::Avx512 => unsafe { log_sum_exp_avx512(set, x, rows, span, coarse, refine) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            Isa::Avx2 => unsafe { sorted_distances_avx2(set, x, rows, span) },
-            _ => sorted_distances_task::<T, false>(set, x, rows, span),
+            Isa::Avx2 => unsafe { log_sum_exp_avx2(set, x, rows, span, coarse, refine) },
+            _ => log_sum_exp_task::<T, false>(set, x, rows, span, coarse, refine),
         })
         .collect();
     scatter(spans.len(), &work, results)
@@ -603,35 +818,6 @@ impl Default for WeightedRow {
     }
 }
 
-/// ln sum_j exp(-d_j / (2 s^2)) for each sigma of `sigmas`, from ascending distances; terms more
-/// than e^-60 below the nearest are skipped, which on sorted input is a prefix.
-pub fn log_sum_exp_distances(sorted: &[f64], sigmas: &[f64]) -> Vec<f64> {
-    let Some(&d_min) = sorted.first() else {
-        return vec![f64::NEG_INFINITY; sigmas.len()];
-    };
-    sigmas
-        .iter()
-        .map(|&s| {
-            let c = 1.0 / (2.0 * s * s);
-            let cut = d_min + 60.0 / c;
-            let n = sorted.partition_point(|&d| d <= cut);
-            let mut lanes = [0.0f64; 8];
-            let chunks = sorted[..n].chunks_exact(8);
-            let rest: f64 = chunks
-                .remainder()
-                .iter()
-                .map(|&d| Real::exp((d_min - d) * c))
-                .sum();
-            for ch in chunks {
-                for l in 0..8 {
-                    lanes[l] += Real::exp((d_min - ch[l]) * c);
-                }
-            }
-            -d_min * c + (lanes.iter().sum::<f64>() + rest).ln()
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,7 +829,8 @@ mod tests {
         let mut x = -79.0f64;
         while x < 80.0 {
             let e = x.exp();
-            worst32 = worst32.max(((Real::exp(x as f32) as f64) - (x as f32 as f64).exp()).abs() / e);
+            worst32 =
+                worst32.max(((Real::exp(x as f32) as f64) - (x as f32 as f64).exp()).abs() / e);
             worst64 = worst64.max((Real::exp(x) - e).abs() / e);
             x += 0.0137;
         }
@@ -658,10 +845,17 @@ mod tests {
     fn brute(set_values: &[f64], dim: usize, x: &[f64], sigma: f64) -> Vec<f64> {
         let n = set_values.len() / dim;
         let d: Vec<f64> = (0..n)
-            .map(|j| (0..dim).map(|k| (x[k] - set_values[j * dim + k]).powi(2)).sum())
+            .map(|j| {
+                (0..dim)
+                    .map(|k| (x[k] - set_values[j * dim + k]).powi(2))
+                    .sum()
+            })
             .collect();
         let m = d.iter().copied().fold(f64::INFINITY, f64::min);
-        let w: Vec<f64> = d.iter().map(|v| (-(v - m) / (2.0 * sigma * sigma)).exp()).collect();
+        let w: Vec<f64> = d
+            .iter()
+            .map(|v| (-(v - m) / (2.0 * sigma * sigma)).exp())
+            .collect();
         let z: f64 = w.iter().sum();
         (0..dim)
             .map(|k| (0..n).map(|j| w[j] * set_values[j * dim + k]).sum::<f64>() / z)
@@ -672,9 +866,13 @@ mod tests {
     fn every_isa_matches_brute_force_in_f64() {
         for dim in [1, 2, 5, 9, 33] {
             let n = 37;
-            let values: Vec<f64> = (0..n * dim).map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0).collect();
+            let values: Vec<f64> = (0..n * dim)
+                .map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0)
+                .collect();
             let set = PreparedSet::<f64>::new(&values, n, dim);
-            let x: Vec<f64> = (0..6 * dim).map(|i| ((i * 31) % 17) as f64 / 8.0 - 1.0).collect();
+            let x: Vec<f64> = (0..6 * dim)
+                .map(|i| ((i * 31) % 17) as f64 / 8.0 - 1.0)
+                .collect();
             let spans = vec![Span { start: 0, end: n }; 6];
             for sigma in [0.002, 0.3, 5.0] {
                 for isa in [Isa::detect(), Isa::Portable] {
@@ -683,10 +881,78 @@ mod tests {
                         let expect = brute(&values, dim, &x[r * dim..(r + 1) * dim], sigma);
                         for k in 0..dim {
                             let got = out[r].weighted[k] / out[r].weight_sum;
-                            assert!((got - expect[k]).abs() < 1e-12, "dim {dim} sigma {sigma}: {got} vs {}", expect[k]);
+                            assert!(
+                                (got - expect[k]).abs() < 1e-12,
+                                "dim {dim} sigma {sigma}: {got} vs {}",
+                                expect[k]
+                            );
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn log_sum_exp_grid_matches_brute_force() {
+        let (n, dim) = (300, 5);
+        let values: Vec<f64> = (0..n * dim)
+            .map(|i| ((i * 7919) % 211) as f64 / 100.0 - 1.0)
+            .collect();
+        let set = PreparedSet::<f64>::new(&values, n, dim);
+        let x: Vec<f64> = (0..3 * dim)
+            .map(|i| ((i * 31) % 17) as f64 / 9.0 - 0.8)
+            .collect();
+        let spans = vec![
+            Span { start: 0, end: n },
+            Span {
+                start: 10,
+                end: 200,
+            },
+            Span { start: 0, end: n },
+        ];
+        let sigmas: Vec<f64> = (0..60)
+            .map(|k| (0.001f64).ln() + k as f64 * 0.2)
+            .map(f64::exp)
+            .collect();
+        let refine = |_: usize, _: &[f64]| vec![0.05, 0.5];
+        for isa in [Isa::detect(), Isa::Portable] {
+            let rows = log_sum_exp_grid(&set, &x, &spans, &sigmas, &refine, isa);
+            for (r, (coarse, fine_sigmas, fine)) in rows.iter().enumerate() {
+                let xr = &x[r * dim..(r + 1) * dim];
+                let d: Vec<f64> = (spans[r].start..spans[r].end)
+                    .map(|j| {
+                        (0..dim)
+                            .map(|k| (xr[k] - values[j * dim + k]).powi(2))
+                            .sum()
+                    })
+                    .collect();
+                let lse = |s: f64| {
+                    let t: Vec<f64> = d.iter().map(|d| -d / (2.0 * s * s)).collect();
+                    crate::core::log_sum_exp(&t)
+                };
+                let bound = |s: f64| {
+                    let m = d.iter().copied().fold(f64::INFINITY, f64::min);
+                    -m / (2.0 * s * s) - dim as f64 * s.ln()
+                };
+                let best = sigmas
+                    .iter()
+                    .map(|&s| bound(s))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                for (&s, &got) in sigmas.iter().zip(coarse) {
+                    // Nodes skipped as massless carry their lower bound instead.
+                    if bound(s) + (d.len() as f64).ln() >= best - 60.0 {
+                        assert!(
+                            (got - lse(s)).abs() < 1e-9 * (1.0 + lse(s).abs()),
+                            "{s}: {got} vs {}",
+                            lse(s)
+                        );
+                    } else {
+                        assert!(got <= lse(s) + 1e-9);
+                    }
+                }
+                assert_eq!(fine_sigmas, &vec![0.05, 0.5]);
+                assert!((fine[1] - lse(0.5)).abs() < 1e-9 * (1.0 + lse(0.5).abs()));
             }
         }
     }
@@ -697,7 +963,13 @@ mod tests {
         let set = PreparedSet::<f64>::new(&values, 4, 1);
         let x = vec![0.4, 0.4];
         let spans = [Span { start: 2, end: 4 }, Span { start: 0, end: 2 }];
-        let out = weighted_rows(&set, &x, &spans, &Weighting::Softmax { sigma: 1.0 }, Isa::detect());
+        let out = weighted_rows(
+            &set,
+            &x,
+            &spans,
+            &Weighting::Softmax { sigma: 1.0 },
+            Isa::detect(),
+        );
         assert!(out[0].weighted[0] / out[0].weight_sum > 9.9);
         assert!(out[1].weighted[0] / out[1].weight_sum < 1.0);
     }

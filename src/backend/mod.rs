@@ -134,28 +134,17 @@ impl EmpiricalKernel {
         coarse: &[f64],
         refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     ) -> Result<GridLogSumExp> {
-        use rayon::prelude::*;
-        let sorted = match self {
+        let rows = match self {
             EmpiricalKernel::CpuF32 { set, isa } => {
                 let xs: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
-                cpu::sorted_distances(set, &xs, spans, *isa)
+                cpu::log_sum_exp_grid(set, &xs, spans, coarse, refine, *isa)
             }
             EmpiricalKernel::CpuF64 { set, isa } => {
-                cpu::sorted_distances(set, &x.data, spans, *isa)
+                cpu::log_sum_exp_grid(set, &x.data, spans, coarse, refine, *isa)
             }
         };
-        let per_row: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = sorted
-            .par_iter()
-            .enumerate()
-            .map(|(r, d)| {
-                let c = cpu::log_sum_exp_distances(d, coarse);
-                let fine_sigmas = refine(r, &c);
-                let f = cpu::log_sum_exp_distances(d, &fine_sigmas);
-                (c, fine_sigmas, f)
-            })
-            .collect();
         let mut out = GridLogSumExp::default();
-        for (c, s, f) in per_row {
+        for (c, s, f) in rows {
             out.coarse.extend(c);
             out.fine_sigmas.push(s);
             out.fine.push(f);

@@ -33,9 +33,24 @@ struct Workload {
 }
 
 const WORKLOADS: [Workload; 3] = [
-    Workload { name: "toy", n: 4096, batch: 2048, dim: 2 },
-    Workload { name: "digits", n: 1797, batch: 256, dim: 64 },
-    Workload { name: "images784", n: 10000, batch: 64, dim: 784 },
+    Workload {
+        name: "toy",
+        n: 4096,
+        batch: 2048,
+        dim: 2,
+    },
+    Workload {
+        name: "digits",
+        n: 1797,
+        batch: 256,
+        dim: 64,
+    },
+    Workload {
+        name: "images784",
+        n: 10000,
+        batch: 64,
+        dim: 784,
+    },
 ];
 
 fn source_for(w: &Workload) -> Result<Source> {
@@ -70,9 +85,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("backend: {}", compute.describe());
     println!(
         "{:<10} {:>6} {:>5} {:>4} {:>5} | {:>10} {:>10} {:>8} | {:>13} {:>9}",
-        "workload", "N", "B", "D", "evals", "run (s)", "evals/s", "GFLOP/s", "+diag run (s)", "diag (s)"
+        "workload",
+        "N",
+        "B",
+        "D",
+        "evals",
+        "run (s)",
+        "evals/s",
+        "GFLOP/s",
+        "+diag run (s)",
+        "diag (s)"
     );
-    for w in WORKLOADS.iter().filter(|w| args.workload == "all" || args.workload == w.name) {
+    for w in WORKLOADS
+        .iter()
+        .filter(|w| args.workload == "all" || args.workload == w.name)
+    {
         let source = Arc::new(source_for(w)?);
         let mut spec = RunSpec {
             data: DataSpec::Digits,

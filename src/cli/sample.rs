@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use noisescope::backend::BackendChoice;
-use noisescope::core::estimate::SigmaPrior;
 use noisescope::core::Precision;
+use noisescope::core::estimate::SigmaPrior;
 use noisescope::core::sampler::SamplerKind;
 use noisescope::core::schedule::ScheduleKind;
 use noisescope::data::DataSpec;

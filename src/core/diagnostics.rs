@@ -89,7 +89,12 @@ pub fn curvature(d: &Batch, d_prime: &Batch, h: f64) -> (f64, f64) {
     for r in 0..d.rows {
         let (a, b) = (d.row(r), d_prime.row(r));
         let (na, nb) = (norm(a), norm(b));
-        let diff: f64 = a.iter().zip(b).map(|(u, v)| (u - v).powi(2)).sum::<f64>().sqrt();
+        let diff: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(u, v)| (u - v).powi(2))
+            .sum::<f64>()
+            .sqrt();
         error += h.abs() * diff / 2.0 / (d.dim as f64).sqrt();
         if na > 0.0 && nb > 0.0 {
             angle += (dot(a, b) / (na * nb)).clamp(-1.0, 1.0).acos().to_degrees();

@@ -69,7 +69,13 @@ impl NoiseSource for SeededNoise {
     fn step_noise(&mut self, step: usize, rows: usize, dim: usize) -> Result<Batch> {
         let mut eps = Batch::zeros(rows, dim);
         for r in 0..rows {
-            fill_normals(self.seed, STREAM_STEP, r as u64, step as u64, eps.row_mut(r));
+            fill_normals(
+                self.seed,
+                STREAM_STEP,
+                r as u64,
+                step as u64,
+                eps.row_mut(r),
+            );
         }
         Ok(eps)
     }
@@ -92,7 +98,9 @@ impl InjectedNoise {
             )));
         };
         if values.iter().any(|v| !v.is_finite()) {
-            return Err(Error::NonFinite("churn noise contains NaN or infinity".into()));
+            return Err(Error::NonFinite(
+                "churn noise contains NaN or infinity".into(),
+            ));
         }
         Ok(InjectedNoise {
             steps: *steps,
@@ -118,7 +126,11 @@ impl NoiseSource for InjectedNoise {
             )));
         }
         let slab = rows * dim;
-        Batch::from_vec(rows, dim, self.values[step * slab..(step + 1) * slab].to_vec())
+        Batch::from_vec(
+            rows,
+            dim,
+            self.values[step * slab..(step + 1) * slab].to_vec(),
+        )
     }
 }
 
@@ -154,7 +166,10 @@ mod tests {
     #[test]
     fn injected_noise_checks_its_shape() {
         let mut inj = InjectedNoise::new(&[2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).expect("valid");
-        assert_eq!(inj.step_noise(1, 1, 2).expect("step 1").data, vec![3.0, 4.0]);
+        assert_eq!(
+            inj.step_noise(1, 1, 2).expect("step 1").data,
+            vec![3.0, 4.0]
+        );
         assert!(inj.step_noise(2, 1, 2).is_err());
         assert!(inj.step_noise(0, 2, 2).is_err());
         assert!(InjectedNoise::new(&[1, 1, 1], vec![f64::NAN]).is_err());

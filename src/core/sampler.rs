@@ -232,14 +232,10 @@ fn check_sigmas(sigmas: &[f64]) -> Result<()> {
         return Err(Error::InvalidSpec("a schedule must end in 0".into()));
     }
     if sigmas.iter().any(|s| !s.is_finite() || *s < 0.0) {
-        return Err(Error::InvalidSpec(
-            "sigmas must be finite and >= 0".into(),
-        ));
+        return Err(Error::InvalidSpec("sigmas must be finite and >= 0".into()));
     }
     if sigmas[..sigmas.len() - 1].iter().any(|s| *s <= 0.0) {
-        return Err(Error::InvalidSpec(
-            "only the last sigma may be 0".into(),
-        ));
+        return Err(Error::InvalidSpec("only the last sigma may be 0".into()));
     }
     Ok(())
 }
@@ -263,11 +259,7 @@ fn evaluate(args: &SamplerArgs, x: &Batch, sigma: f64, evaluations: &mut usize) 
 }
 
 /// After the step: report it, then let the re-planner move the remaining sigmas.
-fn finish_step(
-    hooks: &mut Hooks,
-    sigmas: &mut [f64],
-    info: &StepInfo,
-) -> Result<ControlFlow<()>> {
+fn finish_step(hooks: &mut Hooks, sigmas: &mut [f64], info: &StepInfo) -> Result<ControlFlow<()>> {
     if (hooks.on_step)(info).is_break() {
         return Ok(ControlFlow::Break(()));
     }
@@ -312,10 +304,20 @@ pub fn euler(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sampl
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         if flow.is_break() {
-            return Ok(SampleOutput { x, sigmas, evaluations, stopped: true });
+            return Ok(SampleOutput {
+                x,
+                sigmas,
+                evaluations,
+                stopped: true,
+            });
         }
     }
-    Ok(SampleOutput { x, sigmas, evaluations, stopped: false })
+    Ok(SampleOutput {
+        x,
+        sigmas,
+        evaluations,
+        stopped: false,
+    })
 }
 
 /// One Heun step from (x_hat, s_hat) to s_next, EDM Algorithm 1 lines 4-8 (Algorithm 2 lines 7-10):
@@ -367,10 +369,20 @@ pub fn heun(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sample
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         if flow.is_break() {
-            return Ok(SampleOutput { x, sigmas, evaluations, stopped: true });
+            return Ok(SampleOutput {
+                x,
+                sigmas,
+                evaluations,
+                stopped: true,
+            });
         }
     }
-    Ok(SampleOutput { x, sigmas, evaluations, stopped: false })
+    Ok(SampleOutput {
+        x,
+        sigmas,
+        evaluations,
+        stopped: false,
+    })
 }
 
 /// EDM's stochastic sampler (Karras et al. 2022, Algorithm 2): churn the state up to
@@ -389,7 +401,10 @@ pub fn edm(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<SampleO
         let gamma = st.gamma(sigma, steps);
         let sigma_hat = sigma * (gamma + 1.0);
         let x_hat = if gamma > 0.0 {
-            x.add_scaled((sigma_hat * sigma_hat - sigma * sigma).sqrt() * st.snoise, &eps)
+            x.add_scaled(
+                (sigma_hat * sigma_hat - sigma * sigma).sqrt() * st.snoise,
+                &eps,
+            )
         } else {
             x.clone()
         };
@@ -410,10 +425,20 @@ pub fn edm(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<SampleO
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         if flow.is_break() {
-            return Ok(SampleOutput { x, sigmas, evaluations, stopped: true });
+            return Ok(SampleOutput {
+                x,
+                sigmas,
+                evaluations,
+                stopped: true,
+            });
         }
     }
-    Ok(SampleOutput { x, sigmas, evaluations, stopped: false })
+    Ok(SampleOutput {
+        x,
+        sigmas,
+        evaluations,
+        stopped: false,
+    })
 }
 
 /// Euler ancestral (k-diffusion `sample_euler_ancestral`): Euler to sigma_down, then add
@@ -450,10 +475,20 @@ pub fn euler_ancestral(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Re
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         if flow.is_break() {
-            return Ok(SampleOutput { x, sigmas, evaluations, stopped: true });
+            return Ok(SampleOutput {
+                x,
+                sigmas,
+                evaluations,
+                stopped: true,
+            });
         }
     }
-    Ok(SampleOutput { x, sigmas, evaluations, stopped: false })
+    Ok(SampleOutput {
+        x,
+        sigmas,
+        evaluations,
+        stopped: false,
+    })
 }
 
 /// DPM-Solver++(2M) (Lu et al. 2022, arXiv 2211.01095, Algorithm 2; k-diffusion `sample_dpmpp_2m`),
@@ -503,8 +538,18 @@ pub fn dpmpp_2m(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sa
         x = x_next;
         previous = Some(denoised);
         if flow.is_break() {
-            return Ok(SampleOutput { x, sigmas, evaluations, stopped: true });
+            return Ok(SampleOutput {
+                x,
+                sigmas,
+                evaluations,
+                stopped: true,
+            });
         }
     }
-    Ok(SampleOutput { x, sigmas, evaluations, stopped: false })
+    Ok(SampleOutput {
+        x,
+        sigmas,
+        evaluations,
+        stopped: false,
+    })
 }

@@ -171,11 +171,17 @@ pub fn best_tangent_c(
         let kl = gaussian_theory(lambdas, &s, kind, &st).kl;
         if kl.is_finite() { kl } else { f64::INFINITY }
     };
-    let lo_l = lambdas.iter().copied().fold(f64::INFINITY, f64::min).max(1e-12);
+    let lo_l = lambdas
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .max(1e-12);
     let hi_l = lambdas.iter().copied().fold(0.0, f64::max).max(lo_l);
     let (a, b) = (0.5 * lo_l.ln() - 6.0, 0.5 * hi_l.ln() + 6.0);
     let n = 121;
-    let nodes: Vec<f64> = (0..n).map(|k| a + (b - a) * k as f64 / (n - 1) as f64).collect();
+    let nodes: Vec<f64> = (0..n)
+        .map(|k| a + (b - a) * k as f64 / (n - 1) as f64)
+        .collect();
     let values: Vec<f64> = nodes.iter().map(|&u| kl_of(u)).collect();
     let best = (0..n)
         .min_by(|&i, &j| values[i].total_cmp(&values[j]))
@@ -206,7 +212,11 @@ mod tests {
         let th = gaussian_theory(&[lambda], &s, SamplerKind::Heun, &Stochasticity::default());
         let expect = lambda * 80.0f64.powi(2) / (lambda + 80.0f64.powi(2));
         // The last Euler step from 0.002 adds O(sigma_min^2) error.
-        assert!((th.variances[2000][0] - expect).abs() < 1e-5, "{}", th.variances[2000][0]);
+        assert!(
+            (th.variances[2000][0] - expect).abs() < 1e-5,
+            "{}",
+            th.variances[2000][0]
+        );
     }
 
     #[test]

@@ -20,7 +20,11 @@ pub fn load() -> Result<DataSet> {
 pub fn parse_csv(text: &str) -> Result<DataSet> {
     let mut values = Vec::new();
     let mut labels = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let fields: Vec<&str> = line.split(',').collect();
         if fields.len() != 65 {
             return Err(Error::Data(format!(
@@ -108,7 +112,12 @@ mod tests {
         assert_eq!(d.num_classes(), 10);
         assert!(d.values.iter().all(|v| (-1.0..=1.0).contains(v)));
         let (a, b) = d.class_range(3);
-        assert!(b > a && d.labels.as_ref().is_some_and(|l| l[a..b].iter().all(|&c| c == 3)));
+        assert!(
+            b > a
+                && d.labels
+                    .as_ref()
+                    .is_some_and(|l| l[a..b].iter().all(|&c| c == 3))
+        );
         Ok(())
     }
 }

@@ -60,13 +60,22 @@ pub fn load(dir: &Path, size: u32, rgb: bool) -> Result<DataSet> {
     let dim = (size * size) as usize * channels;
     let mut values = Vec::with_capacity(files.len() * dim);
     for (path, _) in &files {
-        let img = image::open(path)
-            .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        let img = image::open(path).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
         let img = img.resize_exact(size, size, image::imageops::FilterType::Triangle);
         if rgb {
-            values.extend(img.to_rgb8().as_raw().iter().map(|&v| v as f64 / 127.5 - 1.0));
+            values.extend(
+                img.to_rgb8()
+                    .as_raw()
+                    .iter()
+                    .map(|&v| v as f64 / 127.5 - 1.0),
+            );
         } else {
-            values.extend(img.to_luma8().as_raw().iter().map(|&v| v as f64 / 127.5 - 1.0));
+            values.extend(
+                img.to_luma8()
+                    .as_raw()
+                    .iter()
+                    .map(|&v| v as f64 / 127.5 - 1.0),
+            );
         }
     }
     let labels = labelled.then(|| files.iter().map(|(_, c)| c.unwrap_or(0)).collect());

@@ -24,13 +24,20 @@ pub fn image_grid(
     let to_byte = |v: f64| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
     for i in 0..count.min(rows) {
         let sample = &values[i * dim..(i + 1) * dim];
-        let (ox, oy) = (1 + (i as u32 % cols) * (w + 1), 1 + (i as u32 / cols) * (h + 1));
+        let (ox, oy) = (
+            1 + (i as u32 % cols) * (w + 1),
+            1 + (i as u32 / cols) * (h + 1),
+        );
         for py in 0..h {
             for px in 0..w {
                 let (sx, sy) = ((px / scale) as usize, (py / scale) as usize);
                 let base = (sy * shape.width + sx) * shape.channels;
                 let rgb = if shape.channels == 3 {
-                    [to_byte(sample[base]), to_byte(sample[base + 1]), to_byte(sample[base + 2])]
+                    [
+                        to_byte(sample[base]),
+                        to_byte(sample[base + 1]),
+                        to_byte(sample[base + 2]),
+                    ]
                 } else {
                     let g = to_byte(sample[base]);
                     [g, g, g]

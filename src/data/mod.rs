@@ -221,9 +221,10 @@ impl DataSpec {
                 Ok(Source::Gaussian(GaussianModel::diagonal(spectrum.clone())?))
             }
             DataSpec::Digits => Ok(Source::Empirical(digits::load()?)),
-            DataSpec::Npy { path, labels } => {
-                Ok(Source::Empirical(npy::load_dataset(path, labels.as_deref())?))
-            }
+            DataSpec::Npy { path, labels } => Ok(Source::Empirical(npy::load_dataset(
+                path,
+                labels.as_deref(),
+            )?)),
             DataSpec::Images { dir, size, rgb } => {
                 Ok(Source::Empirical(folder::load(dir, *size, *rgb)?))
             }

@@ -129,7 +129,10 @@ fn parse_shape(text: &str) -> std::result::Result<Vec<usize>, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape '{text}'")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape '{text}'"))
+        })
         .collect()
 }
 
@@ -250,7 +253,10 @@ pub fn load_dataset(path: &Path, labels: Option<&Path>) -> Result<DataSet> {
                     if v >= 0.0 && v.fract() == 0.0 && v < 65_536.0 {
                         Ok(v as u32)
                     } else {
-                        Err(npy_err(lp, format!("label {v} is not a class index in 0..65536")))
+                        Err(npy_err(
+                            lp,
+                            format!("label {v} is not a class index in 0..65536"),
+                        ))
                     }
                 })
                 .collect::<Result<Vec<u32>>>()?;
@@ -258,8 +264,7 @@ pub fn load_dataset(path: &Path, labels: Option<&Path>) -> Result<DataSet> {
         }
         None => None,
     };
-    DataSet::new(n, dim, arr.data, labels, None)
-        .map_err(|e| npy_err(path, e.to_string()))
+    DataSet::new(n, dim, arr.data, labels, None).map_err(|e| npy_err(path, e.to_string()))
 }
 
 #[cfg(test)]

@@ -56,10 +56,12 @@ pub fn load(name: &str, points: usize) -> Result<Source> {
         }
         "checkerboard" => {
             let v = (0..points)
-                .map(|_| loop {
-                    let (x, y) = (4.0 * rng.uniform() - 2.0, 4.0 * rng.uniform() - 2.0);
-                    if ((x + 2.0).floor() as i64 + (y + 2.0).floor() as i64) % 2 == 0 {
-                        break [x, y];
+                .map(|_| {
+                    loop {
+                        let (x, y) = (4.0 * rng.uniform() - 2.0, 4.0 * rng.uniform() - 2.0);
+                        if ((x + 2.0).floor() as i64 + (y + 2.0).floor() as i64) % 2 == 0 {
+                            break [x, y];
+                        }
                     }
                 })
                 .collect();
@@ -129,7 +131,10 @@ mod tests {
             let expect_dim = if name == "two-diracs" { 1 } else { 2 };
             assert_eq!(src.dim(), expect_dim, "{name}");
             let pts = src.display_points(300);
-            assert!(pts.values.iter().all(|v| v.is_finite() && v.abs() < 4.0), "{name}");
+            assert!(
+                pts.values.iter().all(|v| v.is_finite() && v.abs() < 4.0),
+                "{name}"
+            );
         }
         assert!(load("nope", 10).is_err());
         assert!(load("moons", 0).is_err());

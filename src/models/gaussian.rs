@@ -164,7 +164,8 @@ impl GaussianModel {
     pub fn denoise_batch(&self, x: &Batch, sigma: f64) -> Batch {
         let mut out = Batch::zeros(x.rows, x.dim);
         for r in 0..x.rows {
-            out.row_mut(r).copy_from_slice(&self.denoise_row(x.row(r), sigma));
+            out.row_mut(r)
+                .copy_from_slice(&self.denoise_row(x.row(r), sigma));
         }
         out
     }

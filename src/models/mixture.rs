@@ -1,8 +1,8 @@
 //! A Gaussian mixture sum_c w_c N(mu_c, Sigma_c) in closed form: p(x; s) is the mixture of the
 //! noisy components and D(x; s) = sum_c r_c(x; s) D_c(x; s), r_c the component posterior.
 
-use crate::core::noise::Rng;
 use crate::core::log_sum_exp;
+use crate::core::noise::Rng;
 use crate::data::DataSet;
 use crate::error::{Error, Result};
 
@@ -17,18 +17,29 @@ pub struct MixtureModel {
 }
 
 impl MixtureModel {
-    pub fn new(weights: Vec<f64>, components: Vec<GaussianModel>, labels: Vec<u32>) -> Result<Self> {
-        if components.is_empty() || weights.len() != components.len() || labels.len() != components.len() {
+    pub fn new(
+        weights: Vec<f64>,
+        components: Vec<GaussianModel>,
+        labels: Vec<u32>,
+    ) -> Result<Self> {
+        if components.is_empty()
+            || weights.len() != components.len()
+            || labels.len() != components.len()
+        {
             return Err(Error::InvalidSpec(
                 "a mixture needs one weight and one label per component".into(),
             ));
         }
         let dim = components[0].dim();
         if components.iter().any(|c| c.dim() != dim) {
-            return Err(Error::Shape("mixture components differ in dimension".into()));
+            return Err(Error::Shape(
+                "mixture components differ in dimension".into(),
+            ));
         }
         if weights.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
-            return Err(Error::InvalidSpec("mixture weights must be positive".into()));
+            return Err(Error::InvalidSpec(
+                "mixture weights must be positive".into(),
+            ));
         }
         let total: f64 = weights.iter().sum();
         Ok(MixtureModel {
@@ -62,7 +73,12 @@ impl MixtureModel {
                 self.log_weights[c] + g.log_density_z(&g.to_eigenbasis(x), sigma)
             })
             .collect();
-        let prior = log_sum_exp(&allowed.iter().map(|&c| self.log_weights[c]).collect::<Vec<_>>());
+        let prior = log_sum_exp(
+            &allowed
+                .iter()
+                .map(|&c| self.log_weights[c])
+                .collect::<Vec<_>>(),
+        );
         let total = log_sum_exp(&logits);
         (logits.iter().map(|l| l - total).collect(), total - prior)
     }

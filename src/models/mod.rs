@@ -276,8 +276,7 @@ impl NoiseLikelihood for AnalyticModel {
                         .map(|(&s, l)| l + constant(r, s))
                         .collect()
                 };
-                let refine_rows =
-                    |r: usize, lse: &[f64]| refine(&to_loglik(r, coarse, lse));
+                let refine_rows = |r: usize, lse: &[f64]| refine(&to_loglik(r, coarse, lse));
                 let grid = kernel.log_sum_exp_grid(&xq, &spans, coarse, &refine_rows)?;
                 let g = coarse.len();
                 let mut out = GridLikelihood::default();
@@ -295,8 +294,10 @@ impl NoiseLikelihood for AnalyticModel {
                 for r in 0..x.rows {
                     let parts = self.parts(Self::class_of(cond, r));
                     let prior = log_sum_exp(&parts.iter().map(|p| p.0).collect::<Vec<_>>());
-                    let zs: Vec<Vec<f64>> =
-                        parts.iter().map(|(_, g)| g.to_eigenbasis(xq.row(r))).collect();
+                    let zs: Vec<Vec<f64>> = parts
+                        .iter()
+                        .map(|(_, g)| g.to_eigenbasis(xq.row(r)))
+                        .collect();
                     let loglik = |s: f64| {
                         let terms: Vec<f64> = parts
                             .iter()
@@ -307,7 +308,8 @@ impl NoiseLikelihood for AnalyticModel {
                     };
                     let c: Vec<f64> = coarse.iter().map(|&s| loglik(s)).collect();
                     let fine_sigmas = refine(&c);
-                    out.fine.push(fine_sigmas.iter().map(|&s| loglik(s)).collect());
+                    out.fine
+                        .push(fine_sigmas.iter().map(|&s| loglik(s)).collect());
                     out.fine_sigmas.push(fine_sigmas);
                     out.coarse.extend(c);
                 }

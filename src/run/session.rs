@@ -47,12 +47,7 @@ impl ModelHandle {
     }
 
     pub fn with_source(spec: &RunSpec, source: Arc<Source>, compute: &Compute) -> Result<Self> {
-        let model = AnalyticModel::new(
-            &source,
-            compute,
-            spec.precision,
-            spec.guidance.nag_prior,
-        )?;
+        let model = AnalyticModel::new(&source, compute, spec.precision, spec.guidance.nag_prior)?;
         Ok(ModelHandle {
             data: spec.data.clone(),
             precision: spec.precision,
@@ -106,7 +101,11 @@ fn spectrum_of(source: &Source) -> Vec<f64> {
     let floor = 1e-8;
     if d <= 128 {
         let cov: Vec<f64> = (0..d * d).map(|i| cov_entry(i / d, i % d)).collect();
-        symmetric_eigen(&cov, d).0.into_iter().map(|l| l.max(floor)).collect()
+        symmetric_eigen(&cov, d)
+            .0
+            .into_iter()
+            .map(|l| l.max(floor))
+            .collect()
     } else {
         (0..d).map(|k| cov_entry(k, k).max(floor)).collect()
     }
@@ -173,7 +172,10 @@ impl Session {
                 spec.data.label()
             )));
         }
-        if let Some(c) = class.as_ref().and_then(|c| c.iter().find(|&&c| c as usize >= model.num_classes())) {
+        if let Some(c) = class
+            .as_ref()
+            .and_then(|c| c.iter().find(|&&c| c as usize >= model.num_classes()))
+        {
             return Err(Error::InvalidSpec(format!(
                 "class {c} does not exist ({} has {} classes)",
                 spec.data.label(),
@@ -239,9 +241,10 @@ impl Session {
         let mut noise: Box<dyn NoiseSource> = match &spec.churn_noise {
             Some(path) => {
                 let arr = npy::read(path)?;
-                Box::new(InjectedNoise::new(&arr.shape, arr.data).map_err(|e| {
-                    Error::Data(format!("{}: {e}", path.display()))
-                })?)
+                Box::new(
+                    InjectedNoise::new(&arr.shape, arr.data)
+                        .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?,
+                )
             }
             None => Box::new(SeededNoise { seed: spec.seed }),
         };
@@ -256,11 +259,14 @@ impl Session {
             }
         }
         let subset = choose_subset(spec.seed, spec.batch, spec.diagnostics.subset);
-        let estimator =
-            PosteriorEstimator::new(SigmaPrior::for_schedule(spec.schedule.sigma_min, spec.schedule.sigma_max));
-        let mut diagnostics = spec.diagnostics.enabled.then(|| {
-            Diagnostics::new(Some(model), estimator, subset.clone(), &self.cond)
-        });
+        let estimator = PosteriorEstimator::new(SigmaPrior::for_schedule(
+            spec.schedule.sigma_min,
+            spec.schedule.sigma_max,
+        ));
+        let mut diagnostics = spec
+            .diagnostics
+            .enabled
+            .then(|| Diagnostics::new(Some(model), estimator, subset.clone(), &self.cond));
         let mut replanner = AdaptiveReplanner {
             model,
             estimator,
@@ -330,7 +336,11 @@ impl Session {
 
 /// The class condition restricted to some rows.
 fn subset_cond(cond: &Cond, rows: &[usize]) -> Cond {
-    Cond::with_class(cond.class.as_ref().map(|c| rows.iter().map(|&r| c[r]).collect()))
+    Cond::with_class(
+        cond.class
+            .as_ref()
+            .map(|c| rows.iter().map(|&r| c[r]).collect()),
+    )
 }
 
 /// Seed 001's adaptive schedule: after each step, sigma_hat of the state (median over the

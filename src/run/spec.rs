@@ -140,8 +140,8 @@ impl RunSpec {
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
-        let spec: RunSpec = serde_json::from_str(text)
-            .map_err(|e| Error::InvalidSpec(format!("preset: {e}")))?;
+        let spec: RunSpec =
+            serde_json::from_str(text).map_err(|e| Error::InvalidSpec(format!("preset: {e}")))?;
         spec.validate()?;
         Ok(spec)
     }

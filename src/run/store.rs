@@ -64,8 +64,16 @@ impl RunRecord {
 
     /// Evaluations per second so far.
     pub fn evaluations_per_s(&self) -> f64 {
-        let t = if self.sampling_s > 0.0 { self.sampling_s } else { self.elapsed_s };
-        if t > 0.0 { self.evaluations as f64 / t } else { 0.0 }
+        let t = if self.sampling_s > 0.0 {
+            self.sampling_s
+        } else {
+            self.elapsed_s
+        };
+        if t > 0.0 {
+            self.evaluations as f64 / t
+        } else {
+            0.0
+        }
     }
 
     /// Mean wall time per step, ms.
