@@ -141,9 +141,7 @@ impl Compute {
                         })
                         .collect()),
                     Err(Error::Gpu(why)) => {
-                        context.notify(format!(
-                            "GPU failed ({why}); the diagnostics' reductions run on the CPU"
-                        ));
+                        context.give_up(&why);
                         Ok(cpu_row_reductions(a, b))
                     }
                     Err(other) => Err(other),
@@ -164,6 +162,10 @@ impl Compute {
             Compute::Gpu(context) => {
                 if precision == Precision::F64 {
                     context.notify("f64 runs on the CPU: the GPU kernels are f32".into());
+                    return None;
+                }
+                if let Some(why) = context.failure() {
+                    context.give_up(&why);
                     return None;
                 }
                 match gpu::GpuMixture::new(Arc::clone(context), model) {
@@ -195,7 +197,7 @@ impl Compute {
                     return Ok(cpu_kernel(values, n, dim, precision, isa));
                 }
                 if let Some(why) = context.failure() {
-                    context.notify(format!("GPU failed ({why}); the data set stays on the CPU"));
+                    context.give_up(&why);
                     return Ok(cpu_kernel(values, n, dim, precision, isa));
                 }
                 match gpu::GpuEmpirical::new(Arc::clone(context), values, n, dim) {

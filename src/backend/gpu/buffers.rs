@@ -19,6 +19,8 @@ pub(crate) const STAGING: wgpu::BufferUsages =
 
 /// Smallest buffer we create: zero-sized bindings are invalid.
 const MIN_BYTES: u64 = 16;
+/// Polls (each followed by up to 10 ms of waiting) before a mapping counts as lost.
+const MAP_ATTEMPTS: usize = 500;
 
 /// Bytes of a slice of 4-byte values.
 pub(crate) fn bytes_of<T: bytemuck::Pod>(values: &[T]) -> &[u8] {
@@ -139,11 +141,20 @@ pub(crate) fn submit_and_read(
         // The receiver outlives the wait below; a failed send only means nobody listens.
         let _ = sender.send(result);
     });
-    context.wait()?;
-    match receiver.try_recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(Error::Gpu(format!("reading results back: {e}"))),
-        Err(_) => return Err(Error::Gpu("reading results back: the mapping never completed".into())),
+    // Another thread polling the same device may be the one that runs our callback, and our own
+    // poll can return just before it does: keep polling briefly until the callback arrives.
+    let mut mapped = None;
+    for _ in 0..MAP_ATTEMPTS {
+        context.wait()?;
+        if let Ok(result) = receiver.recv_timeout(std::time::Duration::from_millis(10)) {
+            mapped = Some(result);
+            break;
+        }
+    }
+    match mapped {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(Error::Gpu(format!("reading results back: {e}"))),
+        None => return Err(Error::Gpu("reading results back: the mapping never completed".into())),
     }
     let values = {
         let view = slice

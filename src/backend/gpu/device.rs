@@ -32,10 +32,13 @@ pub struct GpuContext {
     pub(crate) storage_limit: u64,
     pub(crate) max_workgroups: u32,
     pub(crate) pipelines: Pipelines,
-    /// Why the device became unusable (lost, or an error outside any error scope).
+    /// Why the device became unusable: lost, an error outside any error scope, or the first
+    /// error of any kernel (after which everything runs on the CPU).
     failure: Arc<Mutex<Option<String>>>,
     /// One-line messages for the user (fallbacks to the CPU), drained by `Compute::take_notices`.
     notices: Mutex<Vec<String>>,
+    /// Every message ever posted, so each is told once.
+    told: Mutex<Vec<String>>,
     /// Per-call buffers of the context's own kernels (the row reductions).
     pub(crate) reduction_scratch: Mutex<Scratch>,
 }
@@ -107,12 +110,16 @@ impl GpuContext {
         let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let lost = Arc::clone(&failure);
         device.set_device_lost_callback(move |reason, message| {
-            lock(&lost).get_or_insert(format!("device lost ({reason:?}): {message}"));
+            let why = match message.trim() {
+                "" => format!("device lost ({reason:?})"),
+                text => format!("device lost ({reason:?}): {}", one_line(text)),
+            };
+            lock(&lost).get_or_insert(why);
         });
         let uncaptured = Arc::clone(&failure);
         // wgpu panics on errors outside an error scope unless a handler is installed.
         device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
-            lock(&uncaptured).get_or_insert(format!("{error}"));
+            lock(&uncaptured).get_or_insert(one_line(&error.to_string()));
         }));
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -130,6 +137,7 @@ impl GpuContext {
             pipelines,
             failure,
             notices: Mutex::new(Vec::new()),
+            told: Mutex::new(Vec::new()),
             reduction_scratch: Mutex::new(Scratch::default()),
         })
     }
@@ -166,12 +174,25 @@ impl GpuContext {
         lock(&self.failure).clone()
     }
 
-    /// Adds a message for the user unless the same one is already waiting.
+    /// Adds a message for the user unless it was told before.
     pub(crate) fn notify(&self, message: String) {
-        let mut notices = lock(&self.notices);
-        if !notices.contains(&message) {
-            notices.push(message);
+        let mut told = lock(&self.told);
+        if !told.contains(&message) {
+            told.push(message.clone());
+            lock(&self.notices).push(message);
         }
+    }
+
+    /// A kernel failed with `why`: the whole device is given up (a lost device takes every kernel
+    /// with it, and one clear message beats one per kernel), and the user is told once.
+    pub(crate) fn give_up(&self, why: &str) {
+        // Lets a pending device-lost callback report the real cause first.
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        let reason = lock(&self.failure).get_or_insert_with(|| one_line(why)).clone();
+        self.notify(format!(
+            "GPU {} failed ({reason}); continuing on the CPU",
+            self.info.name
+        ));
     }
 
     /// The messages since the last call (CPU fallbacks), oldest first.
@@ -199,7 +220,7 @@ impl GpuContext {
         if let Some(error) = errors.into_iter().flatten().next() {
             return Err(Error::Gpu(match error {
                 wgpu::Error::OutOfMemory { .. } => "out of GPU memory".to_string(),
-                other => other.to_string(),
+                other => one_line(&other.to_string()),
             }));
         }
         if let Some(why) = self.failure() {
@@ -221,4 +242,9 @@ impl GpuContext {
     pub(crate) fn destroy_device(&self) {
         self.device.destroy();
     }
+}
+
+/// wgpu's multi-line error reports as one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

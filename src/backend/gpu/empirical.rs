@@ -145,12 +145,10 @@ impl GpuEmpirical {
         self.data.size() as usize + self.fallback.get().map_or(0, |set| set.bytes())
     }
 
-    /// The CPU copy, built on the first failure, with a notice for the user.
+    /// The CPU copy, built on the first failure, which also gives up the device (with a notice).
     fn fall_back(&self, why: &str) -> &PreparedSet<f32> {
         self.fallback.get_or_init(|| {
-            self.context.notify(format!(
-                "GPU failed ({why}); the empirical denoiser continues on the CPU"
-            ));
+            self.context.give_up(why);
             let values: Vec<f64> = self.host_rows.iter().map(|&v| f64::from(v)).collect();
             PreparedSet::new(&values, self.n, self.dim)
         })

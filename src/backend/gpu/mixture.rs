@@ -134,11 +134,7 @@ impl GpuMixture {
             match self.context.scoped(|| self.denoise_gpu(x, sigma, classes)) {
                 Ok(out) => return Ok(out),
                 Err(Error::Gpu(why)) => {
-                    self.failed.get_or_init(|| {
-                        self.context.notify(format!(
-                            "GPU failed ({why}); the Gaussian denoiser continues on the CPU"
-                        ));
-                    });
+                    self.failed.get_or_init(|| self.context.give_up(&why));
                 }
                 Err(other) => return Err(other),
             }
