@@ -61,12 +61,18 @@ const TILE_PITCH: u32 = 17u;
 const UNDERFLOW: f32 = -80.0;
 // log_sum_exp skips terms below e^-60 of the nearest, as on the CPU.
 const LSE_CUTOFF: f32 = -60.0;
+// The tiled weighted sum: data points per step, output columns per workgroup.
+const WEIGHT_CHUNK: u32 = 32u;
+const TILE_COLUMNS: u32 = 64u;
 // d_min of an empty span.
 const NO_DISTANCE: f32 = 3.0e38;
 
 var<workgroup> tile_x: array<f32, 272>;   // TILE_ROWS x TILE_PITCH
 var<workgroup> tile_y: array<f32, 1088>;  // TILE_POINTS x TILE_PITCH
 var<workgroup> partial: array<f32, 256>;
+var<workgroup> tile_w: array<f32, 528>;   // TILE_ROWS x (WEIGHT_CHUNK + 1)
+var<workgroup> tile_v: array<f32, 2048>;  // WEIGHT_CHUNK x TILE_COLUMNS
+var<workgroup> any_weight: atomic<u32>;
 
 fn reduce_sum(lid: u32, value: f32) -> f32 {
     partial[lid] = value;
@@ -120,21 +126,21 @@ fn distances(
     var acc = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < dim; k0 = k0 + TILE_DIMS) {
         let kn = min(TILE_DIMS, dim - k0);
-        {
-            let r = index / TILE_DIMS;
-            let kk = index % TILE_DIMS;
+        // Only the kn live columns are loaded: with D = 2 that is 1/8 of a full tile.
+        for (var e = index; e < TILE_ROWS * kn; e = e + WORKGROUP) {
+            let r = e / kn;
+            let kk = e % kn;
             var v = 0.0;
-            if (r < count && kk < kn) {
+            if (r < count) {
                 v = queries[row_list[first + r] * dim + k0 + kk];
             }
             tile_x[r * TILE_PITCH + kk] = v;
         }
-        for (var q = 0u; q < 4u; q = q + 1u) {
-            let e = index + q * WORKGROUP;
-            let p = e / TILE_DIMS;
-            let kk = e % TILE_DIMS;
+        for (var e = index; e < TILE_POINTS * kn; e = e + WORKGROUP) {
+            let p = e / kn;
+            let kk = e % kn;
             var v = 0.0;
-            if (j0 + p < span_len && kk < kn) {
+            if (j0 + p < span_len) {
                 v = data[(start + j0 + p) * dim + k0 + kk];
             }
             tile_y[p * TILE_PITCH + kk] = v;
@@ -233,8 +239,9 @@ fn marginal_weights(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     }
 }
 
-// sum_j w_j y_j; dispatch (ceil(dim / 64), rows). The 256 threads are `lanes` consecutive output
-// columns (coalesced reads of y) times 256 / lanes phases that split the data points.
+// sum_j w_j y_j for small dimensions; dispatch (ceil(dim / 64), rows). The 256 threads are
+// `lanes` consecutive output columns (coalesced reads of y) times 256 / lanes phases that split
+// the data points.
 @compute @workgroup_size(256)
 fn weighted_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wg.y;
@@ -264,6 +271,85 @@ fn weighted_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             total = total + partial[p * lanes + lane];
         }
         weighted[row * dim + k] = total;
+    }
+}
+
+// sum_j w_j y_j for wide data, as a tiled matrix product W Y; dispatch (ceil(dim / 64), tiles).
+// A workgroup owns TILE_ROWS rows that share a span and 64 output columns; each thread one row
+// and four columns, accumulated over j in order (as the CPU does). Chunks of data points whose
+// weights are all zero (most of them at small sigma) are skipped.
+@compute @workgroup_size(16, 16)
+fn weighted_sum_tiled(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) index: u32,
+) {
+    let tile = tiles[wg.y];
+    let first = tile.x;
+    let count = tile.y;
+    let start = tile.z;
+    let span_len = tile.w - tile.z;
+    let dim = params.dim;
+    let col0 = wg.x * TILE_COLUMNS;
+    let my_row = lid.y;
+    let my_col = lid.x;
+    var acc = vec4<f32>(0.0);
+    for (var j0 = 0u; j0 < span_len; j0 = j0 + WEIGHT_CHUNK) {
+        if (index == 0u) {
+            atomicStore(&any_weight, 0u);
+        }
+        workgroupBarrier();
+        var seen = false;
+        for (var e = index; e < TILE_ROWS * WEIGHT_CHUNK; e = e + WORKGROUP) {
+            let r = e / WEIGHT_CHUNK;
+            let jj = e % WEIGHT_CHUNK;
+            var w = 0.0;
+            if (r < count && j0 + jj < span_len) {
+                w = dist[row_list[first + r] * params.stride + j0 + jj];
+            }
+            tile_w[r * (WEIGHT_CHUNK + 1u) + jj] = w;
+            seen = seen || w != 0.0;
+        }
+        if (seen) {
+            atomicOr(&any_weight, 1u);
+        }
+        workgroupBarrier();
+        let live = atomicLoad(&any_weight) != 0u;
+        if (live) {
+            for (var e = index; e < WEIGHT_CHUNK * TILE_COLUMNS; e = e + WORKGROUP) {
+                let jj = e / TILE_COLUMNS;
+                let c = e % TILE_COLUMNS;
+                var v = 0.0;
+                if (j0 + jj < span_len && col0 + c < dim) {
+                    v = data[(start + j0 + jj) * dim + col0 + c];
+                }
+                tile_v[jj * TILE_COLUMNS + c] = v;
+            }
+        }
+        workgroupBarrier();
+        if (live) {
+            let chunk = min(WEIGHT_CHUNK, span_len - j0);
+            for (var jj = 0u; jj < chunk; jj = jj + 1u) {
+                let w = tile_w[my_row * (WEIGHT_CHUNK + 1u) + jj];
+                let v = jj * TILE_COLUMNS + my_col;
+                acc = vec4<f32>(
+                    fma(w, tile_v[v], acc.x),
+                    fma(w, tile_v[v + 16u], acc.y),
+                    fma(w, tile_v[v + 32u], acc.z),
+                    fma(w, tile_v[v + 48u], acc.w),
+                );
+            }
+        }
+        workgroupBarrier();
+    }
+    if (my_row < count) {
+        let base = row_list[first + my_row] * dim;
+        for (var q = 0u; q < 4u; q = q + 1u) {
+            let c = col0 + my_col + q * 16u;
+            if (c < dim) {
+                weighted[base + c] = acc[q];
+            }
+        }
     }
 }
 

@@ -18,8 +18,11 @@ use crate::error::{Error, Result};
 /// Rows x data points of one distance tile (shaders/empirical.wgsl).
 const TILE_ROWS: usize = 16;
 const TILE_POINTS: usize = 64;
-/// Output columns per `weighted_sum` workgroup.
+/// Output columns per `weighted_sum` / `weighted_sum_tiled` workgroup.
 const COLUMNS_PER_GROUP: usize = 64;
+/// From this dimension on, the weighted sum runs as a tiled matrix product (below, one row per
+/// workgroup keeps all threads busy on the few columns).
+const TILED_SUM_MIN_DIM: usize = 32;
 /// Per-call buffers of one chunk of rows stay below this many bytes each.
 const CHUNK_BUDGET: u64 = 256 << 20;
 /// Terms below e^-UNDERFLOW of the largest are exactly 0, as in the CPU's f32 kernel.
@@ -89,6 +92,9 @@ struct Chunk<'a> {
 /// One chunk's device buffers, shared by the kernels of a call.
 struct Bound {
     params: wgpu::Buffer,
+    tiles: wgpu::Buffer,
+    tile_count: u32,
+    row_list: wgpu::Buffer,
     dist: wgpu::Buffer,
     spans: wgpu::Buffer,
     sums: wgpu::Buffer,
@@ -318,6 +324,9 @@ impl GpuEmpirical {
         dispatch(encoder, &pipelines.row_min, &group, (rows as u32, 1));
         Bound {
             params: params_buffer,
+            tiles: tiles_buffer,
+            tile_count: tiles.len() as u32,
+            row_list: row_list_buffer,
             dist,
             spans,
             sums,
@@ -414,17 +423,31 @@ impl GpuEmpirical {
         let rows = chunk.spans.len();
         let weighted_bytes = (rows * self.dim * 4) as u64;
         let weighted = scratch.get(context, slot::WEIGHTED, weighted_bytes, OUTPUT);
-        let group = bind(
-            &context.device,
-            &context.pipelines.weighted_sum,
-            &[(0, &bound.params), (1, &self.data), (5, &bound.dist), (6, &bound.spans), (10, &weighted)],
-        );
-        dispatch(
-            &mut encoder,
-            &context.pipelines.weighted_sum,
-            &group,
-            (self.dim.div_ceil(COLUMNS_PER_GROUP) as u32, rows as u32),
-        );
+        let column_groups = self.dim.div_ceil(COLUMNS_PER_GROUP) as u32;
+        if self.dim >= TILED_SUM_MIN_DIM {
+            let pipeline = &context.pipelines.weighted_sum_tiled;
+            let group = bind(
+                &context.device,
+                pipeline,
+                &[
+                    (0, &bound.params),
+                    (1, &self.data),
+                    (3, &bound.tiles),
+                    (4, &bound.row_list),
+                    (5, &bound.dist),
+                    (10, &weighted),
+                ],
+            );
+            dispatch(&mut encoder, pipeline, &group, (column_groups, bound.tile_count));
+        } else {
+            let pipeline = &context.pipelines.weighted_sum;
+            let group = bind(
+                &context.device,
+                pipeline,
+                &[(0, &bound.params), (1, &self.data), (5, &bound.dist), (6, &bound.spans), (10, &weighted)],
+            );
+            dispatch(&mut encoder, pipeline, &group, (column_groups, rows as u32));
+        }
         let values = self.finish(
             scratch,
             encoder,
