@@ -77,7 +77,11 @@ fn wide_set() -> DataSet {
 }
 
 fn data_sets() -> Vec<(&'static str, DataSet)> {
-    vec![("moons", moons()), ("digits", digit_set()), ("784-d", wide_set())]
+    vec![
+        ("moons", moons()),
+        ("digits", digit_set()),
+        ("784-d", wide_set()),
+    ]
 }
 
 /// Largest |value| of a data set: the scale denoiser errors are measured against.
@@ -99,7 +103,11 @@ fn noisy_states(set: &DataSet, rows: usize, sigma: f64, seed: u64) -> Batch {
 }
 
 fn relative(a: f64, b: f64) -> f64 {
-    if a == b { 0.0 } else { (a - b).abs() / b.abs().max(f64::MIN_POSITIVE) }
+    if a == b {
+        0.0
+    } else {
+        (a - b).abs() / b.abs().max(f64::MIN_POSITIVE)
+    }
 }
 
 /// max_s |p_a(s) - p_b(s)| / max_s p_b(s) from two rows of ln p on the same grid.
@@ -121,7 +129,13 @@ fn nag_nodes(dim: usize) -> (Vec<f64>, Vec<f64>) {
 }
 
 fn all_spans(set: &DataSet, rows: usize) -> Vec<Span> {
-    vec![Span { start: 0, end: set.n }; rows]
+    vec![
+        Span {
+            start: 0,
+            end: set.n
+        };
+        rows
+    ]
 }
 
 fn class_spans(set: &DataSet, rows: usize) -> Vec<Span> {
@@ -141,7 +155,11 @@ fn the_gpu_backend_names_its_adapter() {
     let mut notes = Vec::new();
     let auto = Compute::select(BackendChoice::Auto, &mut notes).expect("auto always resolves");
     // Auto never settles for a CPU rasteriser.
-    assert!(!auto.describe().contains("cpu adapter"), "{}", auto.describe());
+    assert!(
+        !auto.describe().contains("cpu adapter"),
+        "{}",
+        auto.describe()
+    );
     assert!(notes.is_empty(), "{notes:?}");
 }
 
@@ -151,7 +169,9 @@ fn softmax_weights_match_the_cpu() {
     let Some(gpu) = gpu() else { return };
     for (name, set) in data_sets() {
         let scale = scale_of(&set.values);
-        let on_gpu = gpu.prepare(&set.values, set.n, set.dim, Precision::F32).expect("gpu set");
+        let on_gpu = gpu
+            .prepare(&set.values, set.n, set.dim, Precision::F32)
+            .expect("gpu set");
         assert!(on_gpu.on_gpu(), "{name} did not stay on the GPU");
         let on_cpu = Compute::cpu()
             .prepare(&set.values, set.n, set.dim, Precision::F32)
@@ -165,8 +185,12 @@ fn softmax_weights_match_the_cpu() {
                 let x = noisy_states(&set, 24, sigma, 7);
                 let spans = spans_of(&set, x.rows);
                 let weighting = Weighting::Softmax { sigma };
-                let g = on_gpu.weighted_rows(&x, &spans, &weighting).expect("gpu rows");
-                let c = on_cpu.weighted_rows(&x, &spans, &weighting).expect("cpu rows");
+                let g = on_gpu
+                    .weighted_rows(&x, &spans, &weighting)
+                    .expect("gpu rows");
+                let c = on_cpu
+                    .weighted_rows(&x, &spans, &weighting)
+                    .expect("cpu rows");
                 for (g, c) in g.iter().zip(&c) {
                     worst_sum = worst_sum.max(relative(g.weight_sum, c.weight_sum));
                     worst_sum = worst_sum.max(relative(g.normaliser, c.normaliser));
@@ -177,8 +201,14 @@ fn softmax_weights_match_the_cpu() {
                 }
             }
             eprintln!("softmax {name} {which}: denoiser {worst_d:.2e}, weight sum {worst_sum:.2e}");
-            assert!(worst_d <= TOLERANCE, "softmax {name} {which}: denoiser error {worst_d:e}");
-            assert!(worst_sum <= TOLERANCE, "softmax {name} {which}: weight sum error {worst_sum:e}");
+            assert!(
+                worst_d <= TOLERANCE,
+                "softmax {name} {which}: denoiser error {worst_d:e}"
+            );
+            assert!(
+                worst_sum <= TOLERANCE,
+                "softmax {name} {which}: weight sum error {worst_sum:e}"
+            );
         }
     }
 }
@@ -191,7 +221,9 @@ fn marginal_weights_match_the_cpu() {
     for (name, set) in data_sets() {
         let scale = scale_of(&set.values);
         let (sigmas, log_weights) = nag_nodes(set.dim);
-        let on_gpu = gpu.prepare(&set.values, set.n, set.dim, Precision::F32).expect("gpu set");
+        let on_gpu = gpu
+            .prepare(&set.values, set.n, set.dim, Precision::F32)
+            .expect("gpu set");
         let on_cpu = Compute::cpu()
             .prepare(&set.values, set.n, set.dim, Precision::F32)
             .expect("cpu set");
@@ -203,11 +235,18 @@ fn marginal_weights_match_the_cpu() {
         for &sigma in &SIGMAS {
             let x = noisy_states(&set, 16, sigma, 11);
             let spans = class_spans(&set, x.rows);
-            let g = on_gpu.weighted_rows(&x, &spans, &weighting).expect("gpu rows");
-            let c = on_cpu.weighted_rows(&x, &spans, &weighting).expect("cpu rows");
+            let g = on_gpu
+                .weighted_rows(&x, &spans, &weighting)
+                .expect("gpu rows");
+            let c = on_cpu
+                .weighted_rows(&x, &spans, &weighting)
+                .expect("cpu rows");
             for (g, c) in g.iter().zip(&c) {
                 // sum_j w_j / Z = E[1 / s^2 | x]; sum_j w_j y_j / sum_j w_j is a weighted mean of data.
-                worst_ratio = worst_ratio.max(relative(g.weight_sum / g.normaliser, c.weight_sum / c.normaliser));
+                worst_ratio = worst_ratio.max(relative(
+                    g.weight_sum / g.normaliser,
+                    c.weight_sum / c.normaliser,
+                ));
                 for (gv, cv) in g.weighted.iter().zip(&c.weighted) {
                     let err = (gv / g.weight_sum - cv / c.weight_sum).abs() / scale;
                     worst_mean = worst_mean.max(err);
@@ -215,8 +254,14 @@ fn marginal_weights_match_the_cpu() {
             }
         }
         eprintln!("marginal {name}: weighted mean {worst_mean:.2e}, sum/Z {worst_ratio:.2e}");
-        assert!(worst_mean <= TOLERANCE, "marginal {name}: weighted mean error {worst_mean:e}");
-        assert!(worst_ratio <= TOLERANCE, "marginal {name}: sum/Z error {worst_ratio:e}");
+        assert!(
+            worst_mean <= TOLERANCE,
+            "marginal {name}: weighted mean error {worst_mean:e}"
+        );
+        assert!(
+            worst_ratio <= TOLERANCE,
+            "marginal {name}: sum/Z error {worst_ratio:e}"
+        );
     }
 }
 
@@ -231,21 +276,47 @@ fn noise_likelihood_grids_match_the_cpu() {
         let on_gpu = AnalyticModel::new(&source, &gpu, Precision::F32, prior).expect("gpu model");
         let on_cpu =
             AnalyticModel::new(&source, &Compute::cpu(), Precision::F32, prior).expect("cpu model");
-        let coarse = estimator.coarse_grid();
+        // A grid of our own: the estimator's default grid is the CPU engineer's to tune.
+        let (lo, hi) = estimator.prior.ln_support();
+        let coarse: Vec<f64> = (0..48)
+            .map(|k| (lo + (hi - lo) * k as f64 / 47.0).exp())
+            .collect();
         let refine = |row: &[f64]| estimator.fine_grid(&coarse, row);
         let (mut worst, mut worst_hat) = (0.0f64, 0.0f64);
         for &sigma in &SIGMAS {
             let x = noisy_states(&set, 16, sigma, 5);
-            for cond in [Cond::plain(), Cond::with_class(Some((0..16).map(|r| r % 2).collect()))] {
-                let g = on_gpu.log_likelihood(&x, &cond, &coarse, &refine).expect("gpu grid");
-                let c = on_cpu.log_likelihood(&x, &cond, &coarse, &refine).expect("cpu grid");
-                assert_eq!(g.fine_sigmas, c.fine_sigmas, "{name}: the fine grids differ");
-                let rows = g.coarse.chunks(coarse.len()).zip(c.coarse.chunks(coarse.len()));
-                for (a, b) in rows.chain(g.fine.iter().map(Vec::as_slice).zip(c.fine.iter().map(Vec::as_slice))) {
+            for cond in [
+                Cond::plain(),
+                Cond::with_class(Some((0..16).map(|r| r % 2).collect())),
+            ] {
+                let g = on_gpu
+                    .log_likelihood(&x, &cond, &coarse, &refine)
+                    .expect("gpu grid");
+                let c = on_cpu
+                    .log_likelihood(&x, &cond, &coarse, &refine)
+                    .expect("cpu grid");
+                assert_eq!(
+                    g.fine_sigmas, c.fine_sigmas,
+                    "{name}: the fine grids differ"
+                );
+                let rows = g
+                    .coarse
+                    .chunks(coarse.len())
+                    .zip(c.coarse.chunks(coarse.len()));
+                for (a, b) in rows.chain(
+                    g.fine
+                        .iter()
+                        .map(Vec::as_slice)
+                        .zip(c.fine.iter().map(Vec::as_slice)),
+                ) {
                     worst = worst.max(peak_relative_error(a, b));
                 }
-                let g_hat = estimator.estimate(&on_gpu, &x, &cond).expect("gpu estimate");
-                let c_hat = estimator.estimate(&on_cpu, &x, &cond).expect("cpu estimate");
+                let g_hat = estimator
+                    .estimate(&on_gpu, &x, &cond)
+                    .expect("gpu estimate");
+                let c_hat = estimator
+                    .estimate(&on_cpu, &x, &cond)
+                    .expect("cpu estimate");
                 for (a, b) in g_hat.iter().zip(&c_hat) {
                     worst_hat = worst_hat.max(relative(a.sigma_hat(), b.sigma_hat()));
                 }
@@ -253,7 +324,10 @@ fn noise_likelihood_grids_match_the_cpu() {
         }
         eprintln!("likelihood {name}: {worst:.2e} (of the peak), sigma_hat {worst_hat:.2e}");
         assert!(worst <= TOLERANCE, "likelihood {name}: error {worst:e}");
-        assert!(worst_hat <= TOLERANCE, "sigma_hat {name}: error {worst_hat:e}");
+        assert!(
+            worst_hat <= TOLERANCE,
+            "sigma_hat {name}: error {worst_hat:e}"
+        );
     }
 }
 
@@ -268,7 +342,10 @@ fn gaussian_family_denoisers_match_the_cpu() {
     )
     .expect("covariance");
     let sources = [
-        ("8gaussians", Source::Mixture(toys::eight_gaussians().expect("mixture"))),
+        (
+            "8gaussians",
+            Source::Mixture(toys::eight_gaussians().expect("mixture")),
+        ),
         ("rotated gaussian", Source::Gaussian(rotated)),
         (
             "two rotated gaussians",
@@ -276,7 +353,8 @@ fn gaussian_family_denoisers_match_the_cpu() {
                 MixtureModel::new(
                     vec![0.3, 0.7],
                     vec![
-                        GaussianModel::from_covariance(vec![1.0, 0.0], &[0.5, 0.2, 0.2, 0.3]).expect("cov"),
+                        GaussianModel::from_covariance(vec![1.0, 0.0], &[0.5, 0.2, 0.2, 0.3])
+                            .expect("cov"),
                         GaussianModel::from_covariance(vec![-1.0, 0.5], &[0.1, -0.05, -0.05, 0.4])
                             .expect("cov"),
                     ],
@@ -411,7 +489,13 @@ fn final_state(
     sample(kind, args, x0, &mut hooks).expect("run").x
 }
 
-fn assert_runs_agree(gpu: &Compute, name: &str, source: &Source, rows: usize, runs: &[(SamplerKind, Guidance, bool)]) {
+fn assert_runs_agree(
+    gpu: &Compute,
+    name: &str,
+    source: &Source,
+    rows: usize,
+    runs: &[(SamplerKind, Guidance, bool)],
+) {
     let scale = scale_of(&source.display_points(4096).values);
     for &(kind, guidance, churn) in runs {
         let g = final_state(gpu, source, kind, guidance, churn, rows);
@@ -422,9 +506,19 @@ fn assert_runs_agree(gpu: &Compute, name: &str, source: &Source, rows: usize, ru
             .zip(&c.data)
             .map(|(a, b)| (a - b).abs() / scale)
             .fold(0.0, f64::max);
-        eprintln!("run {name} {} {guidance:?} churn={churn}: {worst:.2e}", kind.name());
-        assert!(scale_of(&c.data) < 10.0 * scale, "run {name}: the reference run diverged");
-        assert!(worst <= TOLERANCE, "run {name} {} {guidance:?} churn={churn}: {worst:e}", kind.name());
+        eprintln!(
+            "run {name} {} {guidance:?} churn={churn}: {worst:.2e}",
+            kind.name()
+        );
+        assert!(
+            scale_of(&c.data) < 10.0 * scale,
+            "run {name}: the reference run diverged"
+        );
+        assert!(
+            worst <= TOLERANCE,
+            "run {name} {} {guidance:?} churn={churn}: {worst:e}",
+            kind.name()
+        );
     }
     let notices = gpu.take_notices();
     assert!(notices.is_empty(), "unexpected GPU fallbacks: {notices:?}");
@@ -506,7 +600,9 @@ fn f64_on_the_gpu_backend_runs_on_the_cpu_with_a_notice() {
     // A context of its own, so the notice does not race with the other tests'.
     let gpu = Compute::select(BackendChoice::Gpu, &mut Vec::new()).expect("gpu");
     let set = digit_set();
-    let kernel = gpu.prepare(&set.values, set.n, set.dim, Precision::F64).expect("kernel");
+    let kernel = gpu
+        .prepare(&set.values, set.n, set.dim, Precision::F64)
+        .expect("kernel");
     assert!(!kernel.on_gpu());
     let notices = gpu.take_notices();
     assert_eq!(notices.len(), 1, "{notices:?}");

@@ -43,7 +43,9 @@ impl std::str::FromStr for BackendChoice {
 /// The backend in use.
 #[derive(Clone, Debug)]
 pub enum Compute {
-    Cpu { isa: Isa },
+    Cpu {
+        isa: Isa,
+    },
     /// A wgpu device; the data sets prepared on it live in its memory.
     #[cfg(feature = "gpu")]
     Gpu(Arc<gpu::GpuContext>),
@@ -56,21 +58,28 @@ impl Compute {
 
     /// Resolves a choice to a backend; `notes` collects what the user should be told
     /// (e.g. a fallback to the CPU). `Auto` takes a hardware GPU when there is one and the CPU
-    /// otherwise (silently: that is what auto means); `Gpu` takes any adapter, CPU rasterisers
-    /// such as lavapipe included, and falls back to the CPU with a note; `Cpu` is the CPU.
+    /// otherwise (silently when there is none: that is what auto means; with a note when one is
+    /// there but fails to start); `Gpu` takes any adapter, CPU rasterisers such as lavapipe
+    /// included, and falls back to the CPU with a note; `Cpu` is the CPU.
     pub fn select(choice: BackendChoice, notes: &mut Vec<String>) -> Result<Self> {
         match choice {
             BackendChoice::Cpu => Ok(Compute::cpu()),
             #[cfg(feature = "gpu")]
-            BackendChoice::Auto => {
-                match gpu::GpuContext::new(gpu::AdapterPreference::RealGpu) {
-                    Ok(context) => Ok(Compute::Gpu(Arc::new(context))),
-                    Err(_) => Ok(Compute::cpu()),
+            BackendChoice::Auto => match gpu::GpuContext::new(gpu::AdapterPreference::RealGpu) {
+                Ok(Some(context)) => Ok(Compute::Gpu(Arc::new(context))),
+                Ok(None) => Ok(Compute::cpu()),
+                Err(e) => {
+                    notes.push(format!("{e}; using the CPU"));
+                    Ok(Compute::cpu())
                 }
-            }
+            },
             #[cfg(feature = "gpu")]
             BackendChoice::Gpu => match gpu::GpuContext::new(gpu::AdapterPreference::Any) {
-                Ok(context) => Ok(Compute::Gpu(Arc::new(context))),
+                Ok(Some(context)) => Ok(Compute::Gpu(Arc::new(context))),
+                Ok(None) => {
+                    notes.push("no GPU adapter; using the CPU".into());
+                    Ok(Compute::cpu())
+                }
                 Err(e) => {
                     notes.push(format!("{e}; using the CPU"));
                     Ok(Compute::cpu())
@@ -155,7 +164,11 @@ impl Compute {
     /// backend, for `Precision::F64` (the GPU kernels are f32), or when the GPU cannot take it
     /// (then with a notice).
     #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
-    pub fn prepare_mixture(&self, model: &MixtureModel, precision: Precision) -> Option<MixtureKernel> {
+    pub fn prepare_mixture(
+        &self,
+        model: &MixtureModel,
+        precision: Precision,
+    ) -> Option<MixtureKernel> {
         match self {
             Compute::Cpu { .. } => None,
             #[cfg(feature = "gpu")]
@@ -214,7 +227,13 @@ impl Compute {
 }
 
 /// A data set prepared for the CPU kernels.
-fn cpu_kernel(values: &[f64], n: usize, dim: usize, precision: Precision, isa: Isa) -> EmpiricalKernel {
+fn cpu_kernel(
+    values: &[f64],
+    n: usize,
+    dim: usize,
+    precision: Precision,
+    isa: Isa,
+) -> EmpiricalKernel {
     match precision {
         Precision::F32 => EmpiricalKernel::CpuF32 {
             set: PreparedSet::new(values, n, dim),
@@ -227,12 +246,17 @@ fn cpu_kernel(values: &[f64], n: usize, dim: usize, precision: Precision, isa: I
     }
 }
 
-/// One row's reductions of two batches (see `Compute::row_reductions`).
+/// One row's reductions of two batches a, b (see `Compute::row_reductions`): what the
+/// diagnostics' angles and norms are made of.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RowReduction {
+    /// a . b
     pub dot: f64,
+    /// |a|^2
     pub norm_a2: f64,
+    /// |b|^2
     pub norm_b2: f64,
+    /// |a - b|^2, from explicit differences.
     pub diff2: f64,
 }
 
@@ -272,8 +296,14 @@ impl MixtureKernel {
 /// A data set resident on a backend.
 #[derive(Clone, Debug)]
 pub enum EmpiricalKernel {
-    CpuF32 { set: PreparedSet<f32>, isa: Isa },
-    CpuF64 { set: PreparedSet<f64>, isa: Isa },
+    CpuF32 {
+        set: PreparedSet<f32>,
+        isa: Isa,
+    },
+    CpuF64 {
+        set: PreparedSet<f64>,
+        isa: Isa,
+    },
     /// f32 on a wgpu device; switches itself to the CPU if the GPU fails (with a notice).
     #[cfg(feature = "gpu")]
     Gpu(Arc<gpu::GpuEmpirical>),

@@ -154,7 +154,11 @@ pub(crate) fn submit_and_read(
     match mapped {
         Some(Ok(())) => {}
         Some(Err(e)) => return Err(Error::Gpu(format!("reading results back: {e}"))),
-        None => return Err(Error::Gpu("reading results back: the mapping never completed".into())),
+        None => {
+            return Err(Error::Gpu(
+                "reading results back: the mapping never completed".into(),
+            ));
+        }
     }
     let values = {
         let view = slice

@@ -19,7 +19,9 @@ pub enum AdapterPreference {
 
 /// Locks a mutex, recovering the data if another thread panicked while holding it.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One wgpu device and queue with the kernels' pipelines, shared (in an `Arc`) by every kernel
@@ -72,31 +74,28 @@ fn is_real_gpu(device_type: wgpu::DeviceType) -> bool {
 impl GpuContext {
     /// Finds an adapter (Vulkan, Metal or DX12; `WGPU_BACKEND` overrides), creates a device with the
     /// adapter's own limits (so large data sets fit in one storage buffer) and compiles the
-    /// kernels. Errors (no adapter, no device, a driver that panics) come back as `Error::Gpu`.
-    pub fn new(preference: AdapterPreference) -> Result<Self> {
-        std::panic::catch_unwind(|| Self::create(preference)).unwrap_or_else(|_| {
-            Err(Error::Gpu(
-                "the GPU driver panicked while starting".into(),
-            ))
-        })
+    /// kernels. `Ok(None)`: no suitable adapter; `Error::Gpu`: one was found but would not start
+    /// (no device, kernels that do not compile, a driver that panics).
+    pub fn new(preference: AdapterPreference) -> Result<Option<Self>> {
+        std::panic::catch_unwind(|| Self::create(preference))
+            .unwrap_or_else(|_| Err(Error::Gpu("the GPU driver panicked while starting".into())))
     }
 
-    fn create(preference: AdapterPreference) -> Result<Self> {
+    fn create(preference: AdapterPreference) -> Result<Option<Self>> {
         let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
         descriptor.backends = backends;
         let instance = wgpu::Instance::new(descriptor);
         let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        let adapter = adapters
+        let Some(adapter) = adapters
             .into_iter()
-            .filter(|a| preference == AdapterPreference::Any || is_real_gpu(a.get_info().device_type))
+            .filter(|a| {
+                preference == AdapterPreference::Any || is_real_gpu(a.get_info().device_type)
+            })
             .min_by_key(|a| rank(a.get_info().device_type))
-            .ok_or_else(|| {
-                Error::Gpu(match preference {
-                    AdapterPreference::RealGpu => "no GPU adapter (only CPU adapters, or none)".into(),
-                    AdapterPreference::Any => "no GPU adapter".into(),
-                })
-            })?;
+        else {
+            return Ok(None);
+        };
         let info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -125,10 +124,15 @@ impl GpuContext {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipelines = Pipelines::new(&device);
         if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("{}: kernels do not compile: {error}", info.name)));
+            return Err(Error::Gpu(format!(
+                "{}: kernels do not compile: {error}",
+                info.name
+            )));
         }
-        let storage_limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        Ok(GpuContext {
+        let storage_limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        Ok(Some(GpuContext {
             device,
             queue,
             info,
@@ -139,7 +143,7 @@ impl GpuContext {
             notices: Mutex::new(Vec::new()),
             told: Mutex::new(Vec::new()),
             reduction_scratch: Mutex::new(Scratch::default()),
-        })
+        }))
     }
 
     /// The adapter that runs the kernels.
@@ -161,7 +165,11 @@ impl GpuContext {
             wgpu::Backend::Gl => "GL".to_string(),
             other => other.to_string(),
         };
-        let lost = if self.failure().is_some() { ", failed" } else { "" };
+        let lost = if self.failure().is_some() {
+            ", failed"
+        } else {
+            ""
+        };
         if self.is_cpu_adapter() {
             format!("{} ({backend}, cpu adapter{lost})", self.info.name)
         } else {
@@ -188,7 +196,9 @@ impl GpuContext {
     pub(crate) fn give_up(&self, why: &str) {
         // Lets a pending device-lost callback report the real cause first.
         let _ = self.device.poll(wgpu::PollType::Poll);
-        let reason = lock(&self.failure).get_or_insert_with(|| one_line(why)).clone();
+        let reason = lock(&self.failure)
+            .get_or_insert_with(|| one_line(why))
+            .clone();
         self.notify(format!(
             "GPU {} failed ({reason}); continuing on the CPU",
             self.info.name

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::buffers::{self, INPUT, OUTPUT, STAGING, Scratch, UNIFORM};
 use super::device::{GpuContext, lock};
 use super::pipelines::{bind, dispatch};
-use crate::backend::GridLogSumExp;
-use crate::backend::cpu::{self, Isa, PreparedSet, Real, Span, WeightedRow, Weighting};
+use crate::backend::cpu::{Isa, PreparedSet, Real, Span, WeightedRow, Weighting};
+use crate::backend::{EmpiricalKernel, GridLogSumExp};
 use crate::core::Batch;
 use crate::error::{Error, Result};
 
@@ -66,9 +66,8 @@ pub struct GpuEmpirical {
     host_rows: Vec<f32>,
     data: wgpu::Buffer,
     scratch: Mutex<Scratch>,
-    /// Set when the GPU failed: from then on every call runs here.
-    fallback: OnceLock<PreparedSet<f32>>,
-    isa: Isa,
+    /// Set when the GPU failed: the CPU f32 kernel that answers every call from then on.
+    fallback: OnceLock<EmpiricalKernel>,
 }
 
 impl std::fmt::Debug for GpuEmpirical {
@@ -137,7 +136,6 @@ impl GpuEmpirical {
             data,
             scratch: Mutex::new(Scratch::default()),
             fallback: OnceLock::new(),
-            isa: Isa::detect(),
         })
     }
 
@@ -148,15 +146,18 @@ impl GpuEmpirical {
 
     /// Bytes held on the device for the data set (plus the CPU copy after a fallback).
     pub fn bytes(&self) -> usize {
-        self.data.size() as usize + self.fallback.get().map_or(0, |set| set.bytes())
+        self.data.size() as usize + self.fallback.get().map_or(0, EmpiricalKernel::bytes)
     }
 
     /// The CPU copy, built on the first failure, which also gives up the device (with a notice).
-    fn fall_back(&self, why: &str) -> &PreparedSet<f32> {
+    fn fall_back(&self, why: &str) -> &EmpiricalKernel {
         self.fallback.get_or_init(|| {
             self.context.give_up(why);
             let values: Vec<f64> = self.host_rows.iter().map(|&v| f64::from(v)).collect();
-            PreparedSet::new(&values, self.n, self.dim)
+            EmpiricalKernel::CpuF32 {
+                set: PreparedSet::new(&values, self.n, self.dim),
+                isa: Isa::detect(),
+            }
         })
     }
 
@@ -182,14 +183,14 @@ impl GpuEmpirical {
     fn run_or_fall_back<T>(
         &self,
         gpu: impl FnOnce() -> Result<T>,
-        cpu: impl FnOnce(&PreparedSet<f32>) -> T,
+        cpu: impl FnOnce(&EmpiricalKernel) -> Result<T>,
     ) -> Result<T> {
-        if let Some(set) = self.fallback.get() {
-            return Ok(cpu(set));
+        if let Some(kernel) = self.fallback.get() {
+            return cpu(kernel);
         }
         match self.context.scoped(gpu) {
             Ok(value) => Ok(value),
-            Err(Error::Gpu(why)) => Ok(cpu(self.fall_back(&why))),
+            Err(Error::Gpu(why)) => cpu(self.fall_back(&why)),
             Err(other) => Err(other),
         }
     }
@@ -213,7 +214,7 @@ impl GpuEmpirical {
                 }
                 Ok(out)
             },
-            |set| cpu::weighted_rows(set, &xs, spans, weighting, self.isa),
+            |kernel| kernel.weighted_rows(x, spans, weighting),
         )
     }
 
@@ -240,7 +241,7 @@ impl GpuEmpirical {
                 }
                 Ok(out)
             },
-            |set| cpu_log_sum_exp_grid(set, &xs, spans, coarse, refine, self.isa),
+            |kernel| kernel.log_sum_exp_grid(x, spans, coarse, refine),
         )
     }
 
@@ -290,12 +291,22 @@ impl GpuEmpirical {
             .collect();
         let params_buffer =
             scratch.filled(context, slot::PARAMS, bytemuck::bytes_of(&params), UNIFORM);
-        let queries = scratch.filled(context, slot::QUERIES, buffers::bytes_of(chunk.queries), INPUT);
+        let queries = scratch.filled(
+            context,
+            slot::QUERIES,
+            buffers::bytes_of(chunk.queries),
+            INPUT,
+        );
         let tiles_buffer = scratch.filled(context, slot::TILES, buffers::bytes_of(&tiles), INPUT);
         let row_list_buffer =
             scratch.filled(context, slot::ROW_LIST, buffers::bytes_of(&row_list), INPUT);
         let spans = scratch.filled(context, slot::SPANS, buffers::bytes_of(&span_pairs), INPUT);
-        let dist = scratch.get(context, slot::DIST, (rows * chunk.stride * 4) as u64, OUTPUT);
+        let dist = scratch.get(
+            context,
+            slot::DIST,
+            (rows * chunk.stride * 4) as u64,
+            OUTPUT,
+        );
         let sums = scratch.get(context, slot::SUMS, (rows * 16) as u64, OUTPUT);
 
         let group = bind(
@@ -314,7 +325,10 @@ impl GpuEmpirical {
             encoder,
             &pipelines.distances,
             &group,
-            (chunk.stride.div_ceil(TILE_POINTS) as u32, tiles.len() as u32),
+            (
+                chunk.stride.div_ceil(TILE_POINTS) as u32,
+                tiles.len() as u32,
+            ),
         );
         let group = bind(
             &context.device,
@@ -373,9 +387,19 @@ impl GpuEmpirical {
                 let group = bind(
                     &context.device,
                     &pipelines.softmax_weights,
-                    &[(0, &bound.params), (5, &bound.dist), (6, &bound.spans), (7, &bound.sums)],
+                    &[
+                        (0, &bound.params),
+                        (5, &bound.dist),
+                        (6, &bound.spans),
+                        (7, &bound.sums),
+                    ],
                 );
-                dispatch(&mut encoder, &pipelines.softmax_weights, &group, (rows as u32, 1));
+                dispatch(
+                    &mut encoder,
+                    &pipelines.softmax_weights,
+                    &group,
+                    (rows as u32, 1),
+                );
                 self.weighted_sum(scratch, encoder, chunk, &bound)
             }
             Weighting::Marginal {
@@ -390,8 +414,12 @@ impl GpuEmpirical {
                     marginal_nodes(&sums, chunk.spans, sigmas, log_weights, self.dim);
                 let nodes_buffer =
                     scratch.filled(context, slot::NODES, buffers::bytes_of(&nodes), INPUT);
-                let counts_buffer =
-                    scratch.filled(context, slot::NODE_COUNTS, buffers::bytes_of(&counts), INPUT);
+                let counts_buffer = scratch.filled(
+                    context,
+                    slot::NODE_COUNTS,
+                    buffers::bytes_of(&counts),
+                    INPUT,
+                );
                 let mut encoder = self.encoder();
                 let group = bind(
                     &context.device,
@@ -405,7 +433,12 @@ impl GpuEmpirical {
                         (9, &counts_buffer),
                     ],
                 );
-                dispatch(&mut encoder, &pipelines.marginal_weights, &group, (rows as u32, 1));
+                dispatch(
+                    &mut encoder,
+                    &pipelines.marginal_weights,
+                    &group,
+                    (rows as u32, 1),
+                );
                 self.weighted_sum(scratch, encoder, chunk, &bound)
             }
         }
@@ -438,20 +471,34 @@ impl GpuEmpirical {
                     (10, &weighted),
                 ],
             );
-            dispatch(&mut encoder, pipeline, &group, (column_groups, bound.tile_count));
+            dispatch(
+                &mut encoder,
+                pipeline,
+                &group,
+                (column_groups, bound.tile_count),
+            );
         } else {
             let pipeline = &context.pipelines.weighted_sum;
             let group = bind(
                 &context.device,
                 pipeline,
-                &[(0, &bound.params), (1, &self.data), (5, &bound.dist), (6, &bound.spans), (10, &weighted)],
+                &[
+                    (0, &bound.params),
+                    (1, &self.data),
+                    (5, &bound.dist),
+                    (6, &bound.spans),
+                    (10, &weighted),
+                ],
             );
             dispatch(&mut encoder, pipeline, &group, (column_groups, rows as u32));
         }
         let values = self.finish(
             scratch,
             encoder,
-            &[(&bound.sums, (rows * 16) as u64), (&weighted, weighted_bytes)],
+            &[
+                (&bound.sums, (rows * 16) as u64),
+                (&weighted, weighted_bytes),
+            ],
         )?;
         let (sums, weighted) = values.split_at(rows * 4);
         Ok((0..rows)
@@ -488,12 +535,21 @@ impl GpuEmpirical {
         };
         let mut encoder = self.encoder();
         let bound = self.record_distances(scratch, &mut encoder, chunk, params);
-        let coarse_coeffs: Vec<f32> = coarse.iter().map(|&s| (1.0 / (2.0 * s * s)) as f32).collect();
-        let values = self.log_sum_exp_pass(scratch, encoder, &bound, rows, &coarse_coeffs, coarse.len())?;
+        let coarse_coeffs: Vec<f32> = coarse
+            .iter()
+            .map(|&s| (1.0 / (2.0 * s * s)) as f32)
+            .collect();
+        let values =
+            self.log_sum_exp_pass(scratch, encoder, &bound, rows, &coarse_coeffs, coarse.len())?;
         let (sums, lse) = values.split_at(rows * 4);
         let coarse_rows: Vec<Vec<f64>> = (0..rows)
             .map(|r| {
-                grid_values(chunk.spans[r], sums[4 * r], coarse, &lse[r * coarse.len()..(r + 1) * coarse.len()])
+                grid_values(
+                    chunk.spans[r],
+                    sums[4 * r],
+                    coarse,
+                    &lse[r * coarse.len()..(r + 1) * coarse.len()],
+                )
             })
             .collect();
         let fine_sigmas: Vec<Vec<f64>> = coarse_rows
@@ -520,7 +576,9 @@ impl GpuEmpirical {
                 grid_stride: width as u32,
                 ..params
             };
-            context.queue.write_buffer(&bound.params, 0, bytemuck::bytes_of(&params));
+            context
+                .queue
+                .write_buffer(&bound.params, 0, bytemuck::bytes_of(&params));
             let encoder = self.encoder();
             let values = self.log_sum_exp_pass(scratch, encoder, &bound, rows, &coeffs, width)?;
             let lse = &values[rows * 4..];
@@ -553,8 +611,12 @@ impl GpuEmpirical {
         grid: usize,
     ) -> Result<Vec<f32>> {
         let context = &*self.context;
-        let coeffs_buffer =
-            scratch.filled(context, slot::SIGMA_COEFFS, buffers::bytes_of(coeffs), INPUT);
+        let coeffs_buffer = scratch.filled(
+            context,
+            slot::SIGMA_COEFFS,
+            buffers::bytes_of(coeffs),
+            INPUT,
+        );
         let lse_bytes = (rows * grid * 4) as u64;
         let lse = scratch.get(context, slot::LSE, lse_bytes, OUTPUT);
         let group = bind(
@@ -569,8 +631,17 @@ impl GpuEmpirical {
                 (12, &lse),
             ],
         );
-        dispatch(&mut encoder, &context.pipelines.log_sum_exp, &group, (rows as u32, 1));
-        self.finish(scratch, encoder, &[(&bound.sums, (rows * 16) as u64), (&lse, lse_bytes)])
+        dispatch(
+            &mut encoder,
+            &context.pipelines.log_sum_exp,
+            &group,
+            (rows as u32, 1),
+        );
+        self.finish(
+            scratch,
+            encoder,
+            &[(&bound.sums, (rows * 16) as u64), (&lse, lse_bytes)],
+        )
     }
 }
 
@@ -637,12 +708,12 @@ fn marginal_nodes(
             .fold(f64::NEG_INFINITY, f64::max);
         let row = &mut nodes[r * width..(r + 1) * width];
         let mut active = 0;
-        for k in 0..sigmas.len() {
+        for (k, s) in sigmas.iter().enumerate() {
             let offset = node_logit(k) - top;
             if offset < -UNDERFLOW {
                 continue;
             }
-            let s2 = sigmas[k] * sigmas[k];
+            let s2 = s * s;
             row[active] = [
                 offset as f32,
                 (-1.0 / (2.0 * s2)) as f32,
@@ -668,25 +739,4 @@ fn grid_values(span: Span, d_min: f32, sigmas: &[f64], shifted: &[f32]) -> Vec<f
         .zip(shifted)
         .map(|(&s, &l)| -d_min / (2.0 * s * s) + f64::from(l))
         .collect()
-}
-
-/// The CPU version of `log_sum_exp_grid` on the f32 fallback set (backend/mod.rs does the same).
-fn cpu_log_sum_exp_grid(
-    set: &PreparedSet<f32>,
-    xs: &[f32],
-    spans: &[Span],
-    coarse: &[f64],
-    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
-    isa: Isa,
-) -> GridLogSumExp {
-    let sorted = cpu::sorted_distances(set, xs, spans, isa);
-    let mut out = GridLogSumExp::default();
-    for (r, d) in sorted.iter().enumerate() {
-        let c = cpu::log_sum_exp_distances(d, coarse);
-        let fine_sigmas = refine(r, &c);
-        out.fine.push(cpu::log_sum_exp_distances(d, &fine_sigmas));
-        out.fine_sigmas.push(fine_sigmas);
-        out.coarse.extend(c);
-    }
-    out
 }

@@ -128,7 +128,11 @@ impl GpuMixture {
         if let Some(c) = classes
             && c.len() != x.rows
         {
-            return Err(Error::Shape(format!("{} classes for {} rows", c.len(), x.rows)));
+            return Err(Error::Shape(format!(
+                "{} classes for {} rows",
+                c.len(),
+                x.rows
+            )));
         }
         if self.on_gpu() {
             match self.context.scoped(|| self.denoise_gpu(x, sigma, classes)) {
@@ -232,7 +236,12 @@ impl GpuMixture {
             let mut encoder = context
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-            dispatch(&mut encoder, &context.pipelines.mixture_denoise, &group, (rows as u32, 1));
+            dispatch(
+                &mut encoder,
+                &context.pipelines.mixture_denoise,
+                &group,
+                (rows as u32, 1),
+            );
             let staging = scratch.get(context, slot::STAGING, denoised_bytes, STAGING);
             encoder.copy_buffer_to_buffer(&denoised, 0, &staging, 0, denoised_bytes);
             let values = buffers::submit_and_read(context, encoder, &staging, denoised_bytes)?;

@@ -39,7 +39,7 @@ mod tests {
 
     /// A fresh context (each test breaks its own); `None` without an adapter, a failure under CI.
     fn context() -> Option<GpuContext> {
-        let context = GpuContext::new(AdapterPreference::Any).ok();
+        let context = GpuContext::new(AdapterPreference::Any).ok().flatten();
         if context.is_none() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -51,7 +51,9 @@ mod tests {
     }
 
     fn grid_set(n: usize) -> Vec<f64> {
-        (0..2 * n).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect()
+        (0..2 * n)
+            .map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0)
+            .collect()
     }
 
     fn denoised(kernel: &EmpiricalKernel, x: &Batch, n: usize) -> Vec<f64> {
@@ -60,7 +62,12 @@ mod tests {
             .weighted_rows(x, &spans, &Weighting::Softmax { sigma: 0.3 })
             .expect("weighted rows");
         rows.iter()
-            .flat_map(|r| r.weighted.iter().map(|v| v / r.weight_sum).collect::<Vec<_>>())
+            .flat_map(|r| {
+                r.weighted
+                    .iter()
+                    .map(|v| v / r.weight_sum)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -83,7 +90,9 @@ mod tests {
             vec![0],
         )
         .expect("mixture");
-        let mixture_kernel = gpu.prepare_mixture(&mixture, Precision::F32).expect("mixture kernel");
+        let mixture_kernel = gpu
+            .prepare_mixture(&mixture, Precision::F32)
+            .expect("mixture kernel");
 
         context.destroy_device();
 
@@ -91,9 +100,14 @@ mod tests {
         let expect = denoised(&reference, &x, n);
         assert_eq!(denoised(&kernel, &x, n), expect);
         assert!(!kernel.on_gpu());
-        let d = mixture_kernel.denoise(&x, 0.5, None).expect("mixture after loss");
+        let d = mixture_kernel
+            .denoise(&x, 0.5, None)
+            .expect("mixture after loss");
         for r in 0..x.rows {
-            assert_eq!(d.row(r), mixture.denoise_row(x.row(r), 0.5, &[0]).as_slice());
+            assert_eq!(
+                d.row(r),
+                mixture.denoise_row(x.row(r), 0.5, &[0]).as_slice()
+            );
         }
         let sums = gpu.row_reductions(&x, &x).expect("reductions after loss");
         assert_eq!(sums[0].norm_a2, 0.1 * 0.1 + 0.2 * 0.2);
@@ -104,7 +118,9 @@ mod tests {
         assert!(!notices[0].contains('\n'), "{notices:?}");
         // Later calls and new data sets go straight to the CPU, without telling again.
         assert_eq!(denoised(&kernel, &x, n), expect);
-        let later = gpu.prepare(&values, n, 2, Precision::F32).expect("prepare after loss");
+        let later = gpu
+            .prepare(&values, n, 2, Precision::F32)
+            .expect("prepare after loss");
         assert!(!later.on_gpu());
         assert!(gpu.prepare_mixture(&mixture, Precision::F32).is_none());
         assert!(gpu.take_notices().is_empty());
@@ -123,7 +139,10 @@ mod tests {
         assert!(!kernel.on_gpu());
         let notices = gpu.take_notices();
         assert_eq!(notices.len(), 1, "{notices:?}");
-        assert!(notices[0].contains("larger than one GPU buffer"), "{notices:?}");
+        assert!(
+            notices[0].contains("larger than one GPU buffer"),
+            "{notices:?}"
+        );
         let x = Batch::from_vec(1, 2, vec![0.25, -0.25]).expect("batch");
         let reference = Compute::cpu()
             .prepare(&values, n, 2, Precision::F32)
