@@ -216,7 +216,7 @@ impl Compute {
                 match gpu::GpuEmpirical::new(Arc::clone(context), values, n, dim) {
                     Ok(kernel) => Ok(EmpiricalKernel::Gpu(Arc::new(kernel))),
                     Err(Error::Gpu(why)) => {
-                        context.notify(format!("{why}; the data set stays on the CPU"));
+                        context.notify(format!("{why}; it stays on the CPU"));
                         Ok(cpu_kernel(values, n, dim, precision, isa))
                     }
                     Err(other) => Err(other),

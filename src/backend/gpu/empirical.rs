@@ -591,10 +591,10 @@ impl GpuEmpirical {
                 );
             }
         }
-        for (r, row) in coarse_rows.into_iter().enumerate() {
+        for ((row, sigmas), fine) in coarse_rows.into_iter().zip(fine_sigmas).zip(fine_rows) {
             out.coarse.extend(row);
-            out.fine_sigmas.push(fine_sigmas[r].clone());
-            out.fine.push(std::mem::take(&mut fine_rows[r]));
+            out.fine_sigmas.push(sigmas);
+            out.fine.push(fine);
         }
         Ok(())
     }
