@@ -3,7 +3,8 @@
 //!
 //! Error measures (all must be <= 1e-4):
 //! - denoiser outputs and final sampler states: max |gpu - cpu| / data scale, the data scale being
-//!   the largest |value| of the data set (or of the CPU output, if larger);
+//!   the largest |value| of the data set (or of the CPU output, if larger); the states after
+//!   every step of a run likewise, against the larger of the data scale and the state's size;
 //! - scalar sums (sum_j w_j, NAG's ratios, reductions): |gpu - cpu| / |cpu|;
 //! - likelihoods on the sigma grid: p(x; sigma) / max_sigma p(x; sigma) per row, absolute, i.e. the
 //!   error of p relative to its peak (ln p itself is -d_min / (2 s^2) + ..., ~1e8 at s = 2e-4, where
@@ -429,15 +430,15 @@ enum Guidance {
     Nag,
 }
 
-/// Runs `kind` on `compute` and returns the final state.
-fn final_state(
+/// Runs `kind` on `compute` and returns the state after every step (the last is the sample).
+fn trajectory(
     compute: &Compute,
     source: &Source,
     kind: SamplerKind,
     guidance: Guidance,
     churn: bool,
     rows: usize,
-) -> Batch {
+) -> Vec<Batch> {
     let model: Arc<dyn Denoiser> = Arc::new(
         AnalyticModel::new(source, compute, Precision::F32, SigmaPrior::edm_training())
             .expect("model"),
@@ -474,7 +475,11 @@ fn final_state(
         values.extend(seeded.step_noise(step, rows, dim).expect("noise").data);
     }
     let mut injected = InjectedNoise::new(&[18, rows, dim], values).expect("injected");
-    let mut on_step = |_: &noisescope::core::sampler::StepInfo| ControlFlow::Continue(());
+    let mut states = Vec::new();
+    let mut on_step = |info: &noisescope::core::sampler::StepInfo| {
+        states.push(info.x_next.clone());
+        ControlFlow::Continue(())
+    };
     let mut hooks = Hooks {
         noise: &mut injected,
         replan: None,
@@ -486,7 +491,8 @@ fn final_state(
         sigmas: sigmas.clone(),
         stochasticity,
     };
-    sample(kind, args, x0, &mut hooks).expect("run").x
+    sample(kind, args, x0, &mut hooks).expect("run");
+    states
 }
 
 fn assert_runs_agree(
@@ -498,25 +504,37 @@ fn assert_runs_agree(
 ) {
     let scale = scale_of(&source.display_points(4096).values);
     for &(kind, guidance, churn) in runs {
-        let g = final_state(gpu, source, kind, guidance, churn, rows);
-        let c = final_state(&Compute::cpu(), source, kind, guidance, churn, rows);
-        let worst = g
-            .data
+        let g = trajectory(gpu, source, kind, guidance, churn, rows);
+        let c = trajectory(&Compute::cpu(), source, kind, guidance, churn, rows);
+        assert_eq!(g.len(), c.len());
+        let (Some(g_final), Some(c_final)) = (g.last(), c.last()) else {
+            panic!("run {name}: no steps");
+        };
+        let error = |a: &Batch, b: &Batch, scale: f64| {
+            a.data
+                .iter()
+                .zip(&b.data)
+                .map(|(u, v)| (u - v).abs() / scale)
+                .fold(0.0, f64::max)
+        };
+        let worst = error(g_final, c_final, scale);
+        // Along the way the states are noisy (|x| up to ~3 sigma_0), measured against their size.
+        let worst_path = g
             .iter()
-            .zip(&c.data)
-            .map(|(a, b)| (a - b).abs() / scale)
+            .zip(&c)
+            .map(|(a, b)| error(a, b, scale.max(scale_of(&b.data))))
             .fold(0.0, f64::max);
         eprintln!(
-            "run {name} {} {guidance:?} churn={churn}: {worst:.2e}",
+            "run {name} {} {guidance:?} churn={churn}: final {worst:.2e}, path {worst_path:.2e}",
             kind.name()
         );
         assert!(
-            scale_of(&c.data) < 10.0 * scale,
+            scale_of(&c_final.data) < 10.0 * scale,
             "run {name}: the reference run diverged"
         );
         assert!(
-            worst <= TOLERANCE,
-            "run {name} {} {guidance:?} churn={churn}: {worst:e}",
+            worst <= TOLERANCE && worst_path <= TOLERANCE,
+            "run {name} {} {guidance:?} churn={churn}: final {worst:e}, path {worst_path:e}",
             kind.name()
         );
     }
