@@ -2,10 +2,16 @@
 //! uploaded once into an `EmpiricalKernel`, which the empirical denoiser calls for every batch.
 
 pub mod cpu;
+#[cfg(feature = "gpu")]
+pub mod gpu;
+
+#[cfg(feature = "gpu")]
+use std::sync::Arc;
 
 use crate::core::Batch;
 use crate::core::Precision;
 use crate::error::{Error, Result};
+use crate::models::mixture::MixtureModel;
 use cpu::{Isa, PreparedSet, Span, WeightedRow, Weighting};
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +43,12 @@ impl std::str::FromStr for BackendChoice {
 /// The backend in use.
 #[derive(Clone, Debug)]
 pub enum Compute {
-    Cpu { isa: Isa },
+    Cpu {
+        isa: Isa,
+    },
+    /// A wgpu device; the data sets prepared on it live in its memory.
+    #[cfg(feature = "gpu")]
+    Gpu(Arc<gpu::GpuContext>),
 }
 
 impl Compute {
@@ -46,10 +57,37 @@ impl Compute {
     }
 
     /// Resolves a choice to a backend; `notes` collects what the user should be told
-    /// (e.g. a fallback to the CPU).
+    /// (e.g. a fallback to the CPU). `Auto` takes a hardware GPU when there is one and the CPU
+    /// otherwise (silently when there is none: that is what auto means; with a note when one is
+    /// there but fails to start); `Gpu` takes any adapter, CPU rasterisers such as lavapipe
+    /// included, and falls back to the CPU with a note; `Cpu` is the CPU.
     pub fn select(choice: BackendChoice, notes: &mut Vec<String>) -> Result<Self> {
         match choice {
-            BackendChoice::Cpu | BackendChoice::Auto => Ok(Compute::cpu()),
+            BackendChoice::Cpu => Ok(Compute::cpu()),
+            #[cfg(feature = "gpu")]
+            BackendChoice::Auto => match gpu::GpuContext::new(gpu::AdapterPreference::RealGpu) {
+                Ok(Some(context)) => Ok(Compute::Gpu(Arc::new(context))),
+                Ok(None) => Ok(Compute::cpu()),
+                Err(e) => {
+                    notes.push(format!("{e}; using the CPU"));
+                    Ok(Compute::cpu())
+                }
+            },
+            #[cfg(feature = "gpu")]
+            BackendChoice::Gpu => match gpu::GpuContext::new(gpu::AdapterPreference::Any) {
+                Ok(Some(context)) => Ok(Compute::Gpu(Arc::new(context))),
+                Ok(None) => {
+                    notes.push("no GPU adapter; using the CPU".into());
+                    Ok(Compute::cpu())
+                }
+                Err(e) => {
+                    notes.push(format!("{e}; using the CPU"));
+                    Ok(Compute::cpu())
+                }
+            },
+            #[cfg(not(feature = "gpu"))]
+            BackendChoice::Auto => Ok(Compute::cpu()),
+            #[cfg(not(feature = "gpu"))]
             BackendChoice::Gpu => {
                 notes.push("no GPU backend in this build; using the CPU".into());
                 Ok(Compute::cpu())
@@ -57,7 +95,8 @@ impl Compute {
         }
     }
 
-    /// A human-readable name: "cpu (avx512, 2 threads)" or the GPU adapter.
+    /// A human-readable name: "cpu (avx512, 2 threads)", "gpu: NVIDIA H200 (Vulkan)" or
+    /// "gpu: llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, cpu adapter)".
     pub fn describe(&self) -> String {
         match self {
             Compute::Cpu { isa } => format!(
@@ -65,6 +104,91 @@ impl Compute {
                 isa.name(),
                 rayon::current_num_threads()
             ),
+            #[cfg(feature = "gpu")]
+            Compute::Gpu(context) => format!("gpu: {}", context.describe()),
+        }
+    }
+
+    /// Whether this is a GPU backend.
+    pub fn is_gpu(&self) -> bool {
+        !matches!(self, Compute::Cpu { .. })
+    }
+
+    /// Messages for the user since the last call, e.g. "GPU failed (device lost ...); the
+    /// empirical denoiser continues on the CPU". Show them once (status bar, CLI, run.json).
+    /// Always empty on the CPU.
+    pub fn take_notices(&self) -> Vec<String> {
+        match self {
+            Compute::Cpu { .. } => Vec::new(),
+            #[cfg(feature = "gpu")]
+            Compute::Gpu(context) => context.take_notices(),
+        }
+    }
+
+    /// Per row of two equal-shaped batches: a.b, |a|^2, |b|^2 and |a - b|^2 (f64 on the CPU,
+    /// f32 on the GPU; on a GPU failure the CPU answers, with a notice).
+    pub fn row_reductions(&self, a: &Batch, b: &Batch) -> Result<Vec<RowReduction>> {
+        if a.rows != b.rows || a.dim != b.dim {
+            return Err(Error::Shape(format!(
+                "row reductions of [{}, {}] and [{}, {}]",
+                a.rows, a.dim, b.rows, b.dim
+            )));
+        }
+        match self {
+            Compute::Cpu { .. } => Ok(cpu_row_reductions(a, b)),
+            #[cfg(feature = "gpu")]
+            Compute::Gpu(context) => {
+                let to_f32 = |x: &Batch| x.data.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+                match context.row_reductions(&to_f32(a), &to_f32(b), a.dim.max(1)) {
+                    Ok(rows) => Ok(rows
+                        .iter()
+                        .map(|v| RowReduction {
+                            dot: f64::from(v[0]),
+                            norm_a2: f64::from(v[1]),
+                            norm_b2: f64::from(v[2]),
+                            diff2: f64::from(v[3]),
+                        })
+                        .collect()),
+                    Err(Error::Gpu(why)) => {
+                        context.give_up(&why);
+                        Ok(cpu_row_reductions(a, b))
+                    }
+                    Err(other) => Err(other),
+                }
+            }
+        }
+    }
+
+    /// Puts a Gaussian mixture (or a single Gaussian as one component) on the backend for its
+    /// noise-conditional denoiser. `None` means the model computes on the host in f64: on the CPU
+    /// backend, for `Precision::F64` (the GPU kernels are f32), or when the GPU cannot take it
+    /// (then with a notice).
+    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+    pub fn prepare_mixture(
+        &self,
+        model: &MixtureModel,
+        precision: Precision,
+    ) -> Option<MixtureKernel> {
+        match self {
+            Compute::Cpu { .. } => None,
+            #[cfg(feature = "gpu")]
+            Compute::Gpu(context) => {
+                if precision == Precision::F64 {
+                    context.notify("f64 runs on the CPU: the GPU kernels are f32".into());
+                    return None;
+                }
+                if let Some(why) = context.failure() {
+                    context.give_up(&why);
+                    return None;
+                }
+                match gpu::GpuMixture::new(Arc::clone(context), model) {
+                    Ok(kernel) => Some(MixtureKernel::Gpu(Arc::new(kernel))),
+                    Err(e) => {
+                        context.notify(format!("{e}; the Gaussian denoiser stays on the CPU"));
+                        None
+                    }
+                }
+            }
         }
     }
 
@@ -77,16 +201,94 @@ impl Compute {
         precision: Precision,
     ) -> Result<EmpiricalKernel> {
         match self {
-            Compute::Cpu { isa } => Ok(match precision {
-                Precision::F32 => EmpiricalKernel::CpuF32 {
-                    set: PreparedSet::new(values, n, dim),
-                    isa: *isa,
-                },
-                Precision::F64 => EmpiricalKernel::CpuF64 {
-                    set: PreparedSet::new(values, n, dim),
-                    isa: *isa,
-                },
-            }),
+            Compute::Cpu { isa } => Ok(cpu_kernel(values, n, dim, precision, *isa)),
+            #[cfg(feature = "gpu")]
+            Compute::Gpu(context) => {
+                let isa = Isa::detect();
+                if precision == Precision::F64 {
+                    context.notify("f64 runs on the CPU: the GPU kernels are f32".into());
+                    return Ok(cpu_kernel(values, n, dim, precision, isa));
+                }
+                if let Some(why) = context.failure() {
+                    context.give_up(&why);
+                    return Ok(cpu_kernel(values, n, dim, precision, isa));
+                }
+                match gpu::GpuEmpirical::new(Arc::clone(context), values, n, dim) {
+                    Ok(kernel) => Ok(EmpiricalKernel::Gpu(Arc::new(kernel))),
+                    Err(Error::Gpu(why)) => {
+                        context.notify(format!("{why}; it stays on the CPU"));
+                        Ok(cpu_kernel(values, n, dim, precision, isa))
+                    }
+                    Err(other) => Err(other),
+                }
+            }
+        }
+    }
+}
+
+/// A data set prepared for the CPU kernels.
+fn cpu_kernel(
+    values: &[f64],
+    n: usize,
+    dim: usize,
+    precision: Precision,
+    isa: Isa,
+) -> EmpiricalKernel {
+    match precision {
+        Precision::F32 => EmpiricalKernel::CpuF32 {
+            set: PreparedSet::new(values, n, dim),
+            isa,
+        },
+        Precision::F64 => EmpiricalKernel::CpuF64 {
+            set: PreparedSet::new(values, n, dim),
+            isa,
+        },
+    }
+}
+
+/// One row's reductions of two batches a, b (see `Compute::row_reductions`): what the
+/// diagnostics' angles and norms are made of.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RowReduction {
+    /// a . b
+    pub dot: f64,
+    /// |a|^2
+    pub norm_a2: f64,
+    /// |b|^2
+    pub norm_b2: f64,
+    /// |a - b|^2, from explicit differences.
+    pub diff2: f64,
+}
+
+fn cpu_row_reductions(a: &Batch, b: &Batch) -> Vec<RowReduction> {
+    (0..a.rows)
+        .map(|r| {
+            let mut out = RowReduction::default();
+            for (&u, &v) in a.row(r).iter().zip(b.row(r)) {
+                out.dot += u * v;
+                out.norm_a2 += u * u;
+                out.norm_b2 += v * v;
+                out.diff2 += (u - v) * (u - v);
+            }
+            out
+        })
+        .collect()
+}
+
+/// A Gaussian mixture resident on a backend (see `Compute::prepare_mixture`).
+#[derive(Clone, Debug)]
+pub enum MixtureKernel {
+    #[cfg(feature = "gpu")]
+    Gpu(Arc<gpu::GpuMixture>),
+}
+
+impl MixtureKernel {
+    /// D(x; sigma) for every row, with `classes[r]` restricting row r to that class's components.
+    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+    pub fn denoise(&self, x: &Batch, sigma: f64, classes: Option<&[u32]>) -> Result<Batch> {
+        match *self {
+            #[cfg(feature = "gpu")]
+            MixtureKernel::Gpu(ref kernel) => kernel.denoise(x, sigma, classes),
         }
     }
 }
@@ -94,8 +296,17 @@ impl Compute {
 /// A data set resident on a backend.
 #[derive(Clone, Debug)]
 pub enum EmpiricalKernel {
-    CpuF32 { set: PreparedSet<f32>, isa: Isa },
-    CpuF64 { set: PreparedSet<f64>, isa: Isa },
+    CpuF32 {
+        set: PreparedSet<f32>,
+        isa: Isa,
+    },
+    CpuF64 {
+        set: PreparedSet<f64>,
+        isa: Isa,
+    },
+    /// f32 on a wgpu device; switches itself to the CPU if the GPU fails (with a notice).
+    #[cfg(feature = "gpu")]
+    Gpu(Arc<gpu::GpuEmpirical>),
 }
 
 /// Per-row log-sum-exp of -d_j / (2 s^2) on a coarse grid and on per-row fine grids.
@@ -122,6 +333,8 @@ impl EmpiricalKernel {
             EmpiricalKernel::CpuF64 { set, isa } => {
                 cpu::weighted_rows(set, &x.data, spans, weighting, *isa)
             }
+            #[cfg(feature = "gpu")]
+            EmpiricalKernel::Gpu(kernel) => return kernel.weighted_rows(x, spans, weighting),
         })
     }
 
@@ -142,6 +355,10 @@ impl EmpiricalKernel {
             EmpiricalKernel::CpuF64 { set, isa } => {
                 cpu::log_sum_exp_grid(set, &x.data, spans, coarse, refine, *isa)
             }
+            #[cfg(feature = "gpu")]
+            EmpiricalKernel::Gpu(kernel) => {
+                return kernel.log_sum_exp_grid(x, spans, coarse, refine);
+            }
         };
         let mut out = GridLogSumExp::default();
         for (c, s, f) in rows {
@@ -159,6 +376,17 @@ impl EmpiricalKernel {
         match self {
             EmpiricalKernel::CpuF32 { set, .. } => set.bytes(),
             EmpiricalKernel::CpuF64 { set, .. } => set.bytes(),
+            #[cfg(feature = "gpu")]
+            EmpiricalKernel::Gpu(kernel) => kernel.bytes(),
+        }
+    }
+
+    /// Whether the kernel runs on a GPU (false on the CPU and after a GPU failure).
+    pub fn on_gpu(&self) -> bool {
+        match self {
+            EmpiricalKernel::CpuF32 { .. } | EmpiricalKernel::CpuF64 { .. } => false,
+            #[cfg(feature = "gpu")]
+            EmpiricalKernel::Gpu(kernel) => kernel.on_gpu(),
         }
     }
 }

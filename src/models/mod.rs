@@ -8,7 +8,7 @@ use std::f64::consts::PI;
 use std::sync::Arc;
 
 use crate::backend::cpu::{Span, Weighting};
-use crate::backend::{Compute, EmpiricalKernel};
+use crate::backend::{Compute, EmpiricalKernel, MixtureKernel};
 use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::estimate::{GridLikelihood, NoiseLikelihood, SigmaPrior};
 use crate::core::{Batch, Precision, log_sum_exp};
@@ -36,6 +36,8 @@ pub struct AnalyticModel {
     nag_log_weights: Vec<f64>,
     dim: usize,
     classes: usize,
+    /// The Gaussian / mixture denoiser on the backend (GPU); `None`: computed here in f64.
+    mixture_kernel: Option<MixtureKernel>,
 }
 
 /// Quadrature nodes for the noise-unconditional mixture: the integrand in ln sigma is a bump
@@ -64,6 +66,14 @@ impl AnalyticModel {
             Source::Gaussian(g) => Kind::Gaussian(g.clone()),
             Source::Mixture(m) => Kind::Mixture(m.clone()),
         };
+        let mixture_kernel = match source {
+            Source::Gaussian(g) if compute.is_gpu() => compute.prepare_mixture(
+                &MixtureModel::new(vec![1.0], vec![g.clone()], vec![0])?,
+                precision,
+            ),
+            Source::Mixture(m) if compute.is_gpu() => compute.prepare_mixture(m, precision),
+            _ => None,
+        };
         let (nag_sigmas, nag_log_weights) = nag_quadrature(&nag_prior, dim);
         Ok(AnalyticModel {
             kind,
@@ -72,6 +82,7 @@ impl AnalyticModel {
             nag_log_weights,
             dim,
             classes: source.num_classes(),
+            mixture_kernel,
         })
     }
 
@@ -227,22 +238,27 @@ impl Denoiser for AnalyticModel {
                     }
                 }
             }
-            Kind::Gaussian(_) | Kind::Mixture(_) => {
-                for r in 0..x.rows {
-                    let class = Self::class_of(cond, r);
-                    let row = xq.row(r);
-                    let d = if !cond.noise_conditional {
-                        self.marginal_row(row, sigma, &self.parts(class))
-                    } else if let Kind::Mixture(m) = &self.kind {
-                        m.denoise_row(row, sigma, &m.allowed(class))
-                    } else if let Kind::Gaussian(g) = &self.kind {
-                        g.denoise_row(row, sigma)
-                    } else {
-                        Vec::new()
-                    };
-                    out.row_mut(r).copy_from_slice(&d);
+            Kind::Gaussian(_) | Kind::Mixture(_) => match &self.mixture_kernel {
+                Some(kernel) if cond.noise_conditional => {
+                    out = kernel.denoise(&xq, sigma, cond.class.as_deref())?;
                 }
-            }
+                _ => {
+                    for r in 0..x.rows {
+                        let class = Self::class_of(cond, r);
+                        let row = xq.row(r);
+                        let d = if !cond.noise_conditional {
+                            self.marginal_row(row, sigma, &self.parts(class))
+                        } else if let Kind::Mixture(m) = &self.kind {
+                            m.denoise_row(row, sigma, &m.allowed(class))
+                        } else if let Kind::Gaussian(g) = &self.kind {
+                            g.denoise_row(row, sigma)
+                        } else {
+                            Vec::new()
+                        };
+                        out.row_mut(r).copy_from_slice(&d);
+                    }
+                }
+            },
         }
         if self.precision == Precision::F32 {
             out.round_to_f32();
