@@ -440,20 +440,46 @@ fn f64_cli_reproduces_edm_algorithms_and_dpmpp_2m_to_1e_9() {
 fn adaptive_runs_replan_from_sigma_hat() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = path(dir.path(), "a");
-    let o = noisescope(&["sample", "--data", "digits", "--sampler", "euler", "--steps", "6", "--batch", "64", "--adaptive", "--out", &out]);
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "digits",
+        "--sampler",
+        "euler",
+        "--steps",
+        "6",
+        "--batch",
+        "64",
+        "--adaptive",
+        "--out",
+        &out,
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let used = npy::read(&dir.path().join("a/sigmas.npy")).expect("sigmas").data;
+    let used = npy::read(&dir.path().join("a/sigmas.npy"))
+        .expect("sigmas")
+        .data;
     let planned = noisescope::core::schedule::karras(6, 0.002, 80.0, 7.0);
     assert_eq!(used.len(), planned.len());
     assert_eq!(used[0], planned[0]);
-    assert!(used.windows(2).all(|w| w[0] > w[1]), "not decreasing: {used:?}");
+    assert!(
+        used.windows(2).all(|w| w[0] > w[1]),
+        "not decreasing: {used:?}"
+    );
     // The last level is where the last re-plan put it (sigma_hat, not below sigma_min), then 0.
     assert!(used[5] >= 0.002 && used[6] == 0.0);
-    assert!(used.iter().zip(&planned).any(|(u, p)| (u - p).abs() > 1e-6 * p), "nothing re-planned");
+    assert!(
+        used.iter()
+            .zip(&planned)
+            .any(|(u, p)| (u - p).abs() > 1e-6 * p),
+        "nothing re-planned"
+    );
     // Each re-planned level is the state's estimated noise level: the diagnostics agree.
     let csv = std::fs::read_to_string(dir.path().join("a/diagnostics.csv")).expect("csv");
     for line in csv.lines().skip(2).take(3) {
-        let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect();
+        let f: Vec<f64> = line
+            .split(',')
+            .map(|v| v.parse().unwrap_or(f64::NAN))
+            .collect();
         // delta_median (column 7) is ln(sigma_hat / sigma) of the re-planned sigma: near 0.
         assert!(f[7].abs() < 0.05, "{line}");
     }

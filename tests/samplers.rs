@@ -454,7 +454,12 @@ fn the_f32_empirical_denoiser_is_stable_at_sigma_0002() -> Result<()> {
         let d = m.denoise(&x, 0.002, &Cond::plain())?;
         for r in 0..16 {
             let y = data.row(r * 31 % data.n);
-            let err = d.row(r).iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let err = d
+                .row(r)
+                .iter()
+                .zip(y)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
             assert!(err < 1e-5, "dim {} row {r}: max error {err}", data.dim);
         }
     }
