@@ -247,6 +247,10 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         std::ops::ControlFlow::Continue(())
     })?;
     let total_s = started.elapsed().as_secs_f64();
+    for n in handle.compute.take_notices() {
+        eprintln!("note: {n}");
+        notes.push(n);
+    }
     let steps = denoised.len();
     states.push(result.output.x);
     let evaluations = result.output.evaluations;

@@ -72,6 +72,8 @@ pub enum Event {
         sampling_s: f64,
         diagnostics_s: f64,
         stopped: bool,
+        /// Backend notices raised during the run (e.g. a GPU failure and the CPU fallback).
+        notes: Vec<String>,
     },
     Failed {
         generation: u64,

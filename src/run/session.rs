@@ -32,6 +32,8 @@ pub struct ModelHandle {
     pub model: Arc<AnalyticModel>,
     /// "cpu (avx512, 2 threads)" or the GPU adapter.
     pub backend: String,
+    /// The backend itself, for its notices (a GPU that failed and handed over to the CPU).
+    pub compute: Compute,
     /// The backend choice this handle was built for.
     pub choice: crate::backend::BackendChoice,
     /// Points to draw the data with, made once.
@@ -55,6 +57,7 @@ impl ModelHandle {
             source,
             model: Arc::new(model),
             backend: compute.describe(),
+            compute: compute.clone(),
             choice: spec.backend,
             display: std::sync::OnceLock::new(),
         })

@@ -158,8 +158,10 @@ impl RunStore {
                 sampling_s,
                 diagnostics_s,
                 stopped,
+                notes,
                 ..
             } => {
+                self.notes.extend(notes);
                 if let Some(run) = self.current.as_mut() {
                     run.x_final = Some(x_final);
                     run.sigmas = sigmas;

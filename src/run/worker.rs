@@ -221,6 +221,7 @@ impl WorkerState {
             sampling_s: result.sampling_s,
             diagnostics_s: result.diagnostics_s,
             stopped: result.output.stopped,
+            notes: handle.compute.take_notices(),
         });
         Ok(())
     }
