@@ -59,8 +59,8 @@ const TILE_DIMS: u32 = 16u;
 const TILE_PITCH: u32 = 17u;
 // Below this exponent a weight is exactly 0, as on the CPU (e^-80 relative to the nearest point).
 const UNDERFLOW: f32 = -80.0;
-// log_sum_exp skips terms below e^-60 of the nearest, as on the CPU.
-const LSE_CUTOFF: f32 = -60.0;
+// log_sum_exp skips terms below e^-25 of the nearest, as on the CPU (LIKELIHOOD_MARGIN).
+const LSE_CUTOFF: f32 = -25.0;
 // The tiled weighted sum: data points per step, output columns per workgroup.
 const WEIGHT_CHUNK: u32 = 32u;
 const TILE_COLUMNS: u32 = 64u;
