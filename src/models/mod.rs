@@ -5,6 +5,8 @@ pub mod gaussian;
 pub mod mixture;
 
 use std::f64::consts::PI;
+
+use rayon::prelude::*;
 use std::sync::Arc;
 
 use crate::backend::cpu::{Span, Weighting};
@@ -243,20 +245,24 @@ impl Denoiser for AnalyticModel {
                     out = kernel.denoise(&xq, sigma, cond.class.as_deref())?;
                 }
                 _ => {
-                    for r in 0..x.rows {
-                        let class = Self::class_of(cond, r);
-                        let row = xq.row(r);
-                        let d = if !cond.noise_conditional {
-                            self.marginal_row(row, sigma, &self.parts(class))
-                        } else if let Kind::Mixture(m) = &self.kind {
-                            m.denoise_row(row, sigma, &m.allowed(class))
-                        } else if let Kind::Gaussian(g) = &self.kind {
-                            g.denoise_row(row, sigma)
-                        } else {
-                            Vec::new()
-                        };
-                        out.row_mut(r).copy_from_slice(&d);
-                    }
+                    // Rows are independent: spread them over the thread pool.
+                    out.data
+                        .par_chunks_mut(x.dim)
+                        .enumerate()
+                        .for_each(|(r, o)| {
+                            let class = Self::class_of(cond, r);
+                            let row = xq.row(r);
+                            let d = if !cond.noise_conditional {
+                                self.marginal_row(row, sigma, &self.parts(class))
+                            } else if let Kind::Mixture(m) = &self.kind {
+                                m.denoise_row(row, sigma, &m.allowed(class))
+                            } else if let Kind::Gaussian(g) = &self.kind {
+                                g.denoise_row(row, sigma)
+                            } else {
+                                Vec::new()
+                            };
+                            o.copy_from_slice(&d);
+                        });
                 }
             },
         }
@@ -306,28 +312,34 @@ impl NoiseLikelihood for AnalyticModel {
                 Ok(out)
             }
             Kind::Gaussian(_) | Kind::Mixture(_) => {
-                let mut out = GridLikelihood::default();
-                for r in 0..x.rows {
-                    let parts = self.parts(Self::class_of(cond, r));
-                    let prior = log_sum_exp(&parts.iter().map(|p| p.0).collect::<Vec<_>>());
-                    let zs: Vec<Vec<f64>> = parts
-                        .iter()
-                        .map(|(_, g)| g.to_eigenbasis(xq.row(r)))
-                        .collect();
-                    let loglik = |s: f64| {
-                        let terms: Vec<f64> = parts
+                let rows: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = (0..x.rows)
+                    .into_par_iter()
+                    .map(|r| {
+                        let parts = self.parts(Self::class_of(cond, r));
+                        let prior = log_sum_exp(&parts.iter().map(|p| p.0).collect::<Vec<_>>());
+                        let zs: Vec<Vec<f64>> = parts
                             .iter()
-                            .zip(&zs)
-                            .map(|((lw, g), z)| lw + g.log_density_z(z, s))
+                            .map(|(_, g)| g.to_eigenbasis(xq.row(r)))
                             .collect();
-                        log_sum_exp(&terms) - prior
-                    };
-                    let c: Vec<f64> = coarse.iter().map(|&s| loglik(s)).collect();
-                    let fine_sigmas = refine(&c);
-                    out.fine
-                        .push(fine_sigmas.iter().map(|&s| loglik(s)).collect());
-                    out.fine_sigmas.push(fine_sigmas);
+                        let loglik = |s: f64| {
+                            let terms: Vec<f64> = parts
+                                .iter()
+                                .zip(&zs)
+                                .map(|((lw, g), z)| lw + g.log_density_z(z, s))
+                                .collect();
+                            log_sum_exp(&terms) - prior
+                        };
+                        let c: Vec<f64> = coarse.iter().map(|&s| loglik(s)).collect();
+                        let fine_sigmas = refine(&c);
+                        let f = fine_sigmas.iter().map(|&s| loglik(s)).collect();
+                        (c, fine_sigmas, f)
+                    })
+                    .collect();
+                let mut out = GridLikelihood::default();
+                for (c, fine_sigmas, f) in rows {
                     out.coarse.extend(c);
+                    out.fine_sigmas.push(fine_sigmas);
+                    out.fine.push(f);
                 }
                 Ok(out)
             }
