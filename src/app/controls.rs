@@ -101,7 +101,8 @@ w = 0 the unconditional one. Classifier-free guidance, Ho & Salimans 2022 (arXiv
     pub const CLASS: &str = "c, the class CFG conditions on (labelled data only).";
     pub const NAG: &str = "D_w = D(x; σ) + w (D(x; σ) − D(x; none)): the score (w + 1) s(x|σ) − w s(x), with s(x) the \
 score of the noise-unconditional p(x) = ∫ p(x; σ') π(σ') dσ'. Noise Awareness Guidance, Zhong et al. 2025 \
-(arXiv 2510.12497); paper defaults w = 3, or 2 with CFG.";
+(arXiv 2510.12497); paper defaults w = 3, or 2 with CFG. With this exact model the correction is stiff \
+(it grows like σ²/σ_hat² for states cleaner than scheduled): with 18 steps w <= 0.5 stays stable, larger w overshoots.";
     pub const NAG_PRIOR: &str = "π(σ) of NAG's noise-unconditional model: EDM's training log-normal ln σ ~ N(−1.2, 1.2²), \
 or log-uniform over [σ_min, σ_max] (science.md §4).";
     pub const SEED: &str = "x_0 = σ_0 z, z ~ N(0, I) drawn from this seed, one stream per sample: a changed setting \
