@@ -173,6 +173,33 @@ pub struct StepInfo<'a> {
     pub evaluations: usize,
 }
 
+impl<'a> StepInfo<'a> {
+    /// A step that evaluated D once, at (x_i, sigma_i), without churn or corrector.
+    fn single(
+        step: usize,
+        sigma: f64,
+        sigma_next: f64,
+        x: &'a Batch,
+        denoised: &'a Batch,
+        slope: &'a Batch,
+        x_next: &'a Batch,
+        evaluations: usize,
+    ) -> Self {
+        StepInfo {
+            step,
+            sigma,
+            sigma_hat: sigma,
+            sigma_next,
+            x,
+            denoised,
+            slope,
+            slope_corrector: None,
+            x_next,
+            evaluations,
+        }
+    }
+}
+
 /// Seed 001's adaptive schedule: after a step, look at the new state and optionally return
 /// new sigmas for steps i+1..=N (same length, ending in 0).
 pub trait Replanner {
@@ -289,18 +316,16 @@ pub fn euler(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sampl
         let d = slope(&x, &denoised, sigma);
         // Take an Euler step from s_i to s_{i+1}.
         let x_next = x.add_scaled(sigma_next - sigma, &d);
-        let info = StepInfo {
-            step: i,
+        let info = StepInfo::single(
+            i,
             sigma,
-            sigma_hat: sigma,
             sigma_next,
-            x: &x,
-            denoised: &denoised,
-            slope: &d,
-            slope_corrector: None,
-            x_next: &x_next,
+            &x,
+            &denoised,
+            &d,
+            &x_next,
             evaluations,
-        };
+        );
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         if flow.is_break() {
@@ -460,18 +485,16 @@ pub fn euler_ancestral(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Re
         if sigma_next > 0.0 && sigma_up > 0.0 {
             x_next = x_next.add_scaled(sigma_up * st.snoise, &eps);
         }
-        let info = StepInfo {
-            step: i,
+        let info = StepInfo::single(
+            i,
             sigma,
-            sigma_hat: sigma,
             sigma_next,
-            x: &x,
-            denoised: &denoised,
-            slope: &d,
-            slope_corrector: None,
-            x_next: &x_next,
+            &x,
+            &denoised,
+            &d,
+            &x_next,
             evaluations,
-        };
+        );
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         if flow.is_break() {
@@ -522,18 +545,16 @@ pub fn dpmpp_2m(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sa
                 }
             }
         };
-        let info = StepInfo {
-            step: i,
+        let info = StepInfo::single(
+            i,
             sigma,
-            sigma_hat: sigma,
             sigma_next,
-            x: &x,
-            denoised: &denoised,
-            slope: &d,
-            slope_corrector: None,
-            x_next: &x_next,
+            &x,
+            &denoised,
+            &d,
+            &x_next,
             evaluations,
-        };
+        );
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         previous = Some(denoised);

@@ -216,6 +216,23 @@ pub fn write(path: &Path, shape: &[usize], data: &[f64], double: bool) -> Result
     std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
+/// The values of an array (read from `path`) as class indices: whole numbers in 0..65536.
+pub fn class_indices(arr: &NpyArray, path: &Path) -> Result<Vec<u32>> {
+    arr.data
+        .iter()
+        .map(|&v| {
+            if v >= 0.0 && v.fract() == 0.0 && v < 65_536.0 {
+                Ok(v as u32)
+            } else {
+                Err(npy_err(
+                    path,
+                    format!("{v} is not a class index in 0..65536"),
+                ))
+            }
+        })
+        .collect()
+}
+
 /// An [N, D] (or [N]) array as a data set, with optional [N] integer labels.
 pub fn load_dataset(path: &Path, labels: Option<&Path>) -> Result<DataSet> {
     let arr = read(path)?;
@@ -246,20 +263,7 @@ pub fn load_dataset(path: &Path, labels: Option<&Path>) -> Result<DataSet> {
                     path.display()
                 )));
             }
-            let ints = l
-                .data
-                .iter()
-                .map(|&v| {
-                    if v >= 0.0 && v.fract() == 0.0 && v < 65_536.0 {
-                        Ok(v as u32)
-                    } else {
-                        Err(npy_err(
-                            lp,
-                            format!("label {v} is not a class index in 0..65536"),
-                        ))
-                    }
-                })
-                .collect::<Result<Vec<u32>>>()?;
+            let ints = class_indices(&l, lp)?;
             Some(ints)
         }
         None => None,

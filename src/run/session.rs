@@ -152,21 +152,7 @@ impl Session {
                         arr.shape
                     )));
                 }
-                let ints = arr
-                    .data
-                    .iter()
-                    .map(|&v| {
-                        if v >= 0.0 && v.fract() == 0.0 && v < 65_536.0 {
-                            Ok(v as u32)
-                        } else {
-                            Err(Error::InvalidSpec(format!(
-                                "{}: {v} is not a class index",
-                                path.display()
-                            )))
-                        }
-                    })
-                    .collect::<Result<Vec<u32>>>()?;
-                Some(ints)
+                Some(npy::class_indices(&arr, path)?)
             }
         };
         if class.is_some() && model.num_classes() == 0 {
