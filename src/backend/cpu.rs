@@ -585,10 +585,9 @@ impl<T: Real> BucketedGaps<T> {
     /// How many leading gaps include every gap <= `cut`.
     #[inline(always)]
     fn prefix_below(&self, cut: f64) -> usize {
-        let e = if cut >= 1.0 {
-            cut.log2().floor() as i32
-        } else if cut > 0.0 {
-            (cut.log2().floor() as i32).max(MIN_EXPONENT)
+        // floor(log2(cut)) from the exponent bits (cut > 0 and normal in practice).
+        let e = if cut > 0.0 {
+            ((cut.to_bits() >> 52) & 0x7ff) as i32 - 1023
         } else {
             MIN_EXPONENT
         };
@@ -609,6 +608,7 @@ impl<T: Real> BucketedGaps<T> {
 fn log_sum_exp_bucketed<T: Real, const FMA: bool>(
     gaps: &BucketedGaps<T>,
     sigmas: &[f64],
+    ln_sigmas: &[f64],
     dim: usize,
 ) -> Vec<f64> {
     if gaps.gaps.is_empty() {
@@ -617,8 +617,8 @@ fn log_sum_exp_bucketed<T: Real, const FMA: bool>(
     let d_min = gaps.d_min;
     let mut lower = Vec::with_capacity(sigmas.len());
     let mut best = f64::NEG_INFINITY;
-    for &s in sigmas {
-        let b = -d_min / (2.0 * s * s) - dim as f64 * s.ln();
+    for (&s, &ln_s) in sigmas.iter().zip(ln_sigmas) {
+        let b = -d_min / (2.0 * s * s) - dim as f64 * ln_s;
         best = best.max(b);
         lower.push(b);
     }
@@ -667,13 +667,15 @@ fn log_sum_exp_task<T: Real, const FMA: bool>(
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
 ) -> Vec<GridRow> {
     let (dist, first, width) = span_distances::<T, FMA>(set, x, rows, span);
+    let coarse_ln: Vec<f64> = coarse.iter().map(|s| s.ln()).collect();
     let mut out = Vec::with_capacity(rows.len());
     for (q, &r) in rows.iter().enumerate() {
         let row = &dist[q * width..(q + 1) * width];
         let gaps = BucketedGaps::new(&row[span.start - first..span.end - first]);
-        let c = log_sum_exp_bucketed::<T, FMA>(&gaps, coarse, set.dim);
+        let c = log_sum_exp_bucketed::<T, FMA>(&gaps, coarse, &coarse_ln, set.dim);
         let fine_sigmas = refine(r, &c);
-        let f = log_sum_exp_bucketed::<T, FMA>(&gaps, &fine_sigmas, set.dim);
+        let fine_ln: Vec<f64> = fine_sigmas.iter().map(|s| s.ln()).collect();
+        let f = log_sum_exp_bucketed::<T, FMA>(&gaps, &fine_sigmas, &fine_ln, set.dim);
         out.push((c, fine_sigmas, f));
     }
     out

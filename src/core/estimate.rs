@@ -160,13 +160,24 @@ impl PosteriorEstimator {
     /// coarse posterior is wide enough (std >= 0.8 coarse steps) for the trapezoid rule to be
     /// exact to ~1e-5 on its own.
     pub fn fine_grid(&self, coarse_sigmas: &[f64], coarse_loglik: &[f64]) -> Vec<f64> {
+        self.fine_grid_on(&self.nodes_of(coarse_sigmas), coarse_loglik)
+    }
+
+    /// ln sigma and ln prior of each grid node, computed once per batch rather than per row.
+    fn nodes_of(&self, sigmas: &[f64]) -> GridNodes {
+        let ln: Vec<f64> = sigmas.iter().map(|s| s.ln()).collect();
+        let log_prior = ln.iter().map(|&u| self.prior.log_density(u)).collect();
+        GridNodes { ln, log_prior }
+    }
+
+    fn fine_grid_on(&self, coarse: &GridNodes, coarse_loglik: &[f64]) -> Vec<f64> {
         let (a, b) = self.prior.ln_support();
-        let n = coarse_sigmas.len();
+        let n = coarse.ln.len();
         let h = (b - a) / (n - 1) as f64;
-        let log_post: Vec<f64> = coarse_sigmas
+        let log_post: Vec<f64> = coarse_loglik
             .iter()
-            .zip(coarse_loglik)
-            .map(|(s, l)| l + self.prior.log_density(s.ln()))
+            .zip(&coarse.log_prior)
+            .map(|(l, p)| l + p)
             .collect();
         let best = (0..n)
             .max_by(|&i, &j| log_post[i].total_cmp(&log_post[j]))
@@ -174,8 +185,8 @@ impl PosteriorEstimator {
         let top = log_post[best];
         if top.is_finite() {
             let (mut m0, mut m1, mut m2) = (0.0, 0.0, 0.0);
-            for (s, l) in coarse_sigmas.iter().zip(&log_post) {
-                let (u, p) = (s.ln(), (l - top).exp());
+            for (&u, l) in coarse.ln.iter().zip(&log_post) {
+                let p = (l - top).exp();
                 m0 += p;
                 m1 += p * u;
                 m2 += p * u * u;
@@ -185,7 +196,7 @@ impl PosteriorEstimator {
                 return Vec::new();
             }
         }
-        let center = coarse_sigmas[best].ln();
+        let center = coarse.ln[best];
         let (lo, hi) = ((center - 2.0 * h).max(a), (center + 2.0 * h).min(b));
         let m = self.fine_nodes.max(3);
         (0..m)
@@ -202,7 +213,8 @@ impl PosteriorEstimator {
     ) -> Result<Vec<SigmaEstimate>> {
         self.prior.validate()?;
         let coarse = self.coarse_grid(x.dim);
-        let refine = |row: &[f64]| self.fine_grid(&coarse, row);
+        let nodes = self.nodes_of(&coarse);
+        let refine = |row: &[f64]| self.fine_grid_on(&nodes, row);
         let grid = model.log_likelihood(x, cond, &coarse, &refine)?;
         (0..x.rows)
             .map(|r| {
@@ -211,20 +223,27 @@ impl PosteriorEstimator {
                 // Inside the fine window only the fine nodes: the trapezoid rule keeps its
                 // accuracy on a uniform grid, not on an interleaved one.
                 let window = match (fine.first(), fine.last()) {
-                    (Some(lo), Some(hi)) => (*lo, *hi),
+                    (Some(lo), Some(hi)) => (lo.ln(), hi.ln()),
                     _ => (f64::INFINITY, f64::NEG_INFINITY),
                 };
-                let mut nodes: Vec<(f64, f64)> = coarse
-                    .iter()
-                    .zip(&grid.coarse[r * g..(r + 1) * g])
-                    .filter(|(s, _)| **s < window.0 || **s > window.1)
-                    .chain(fine.iter().zip(&grid.fine[r]))
-                    .map(|(s, ll)| (s.ln(), ll + self.prior.log_density(s.ln())))
+                let mut points: Vec<(f64, f64)> = (0..g)
+                    .filter(|&k| nodes.ln[k] < window.0 || nodes.ln[k] > window.1)
+                    .map(|k| (nodes.ln[k], grid.coarse[r * g + k] + nodes.log_prior[k]))
                     .collect();
-                posterior_summary(&mut nodes)
+                for (s, ll) in fine.iter().zip(&grid.fine[r]) {
+                    let u = s.ln();
+                    points.push((u, ll + self.prior.log_density(u)));
+                }
+                posterior_summary(&mut points)
             })
             .collect()
     }
+}
+
+/// ln sigma and the ln prior at each node of a grid.
+struct GridNodes {
+    ln: Vec<f64>,
+    log_prior: Vec<f64>,
 }
 
 /// Posterior mean and mode of u = ln sigma from (u, ln density) nodes, by the trapezoid rule on
