@@ -27,19 +27,19 @@ pub enum Error {
     #[error("app: {0}")]
     App(String),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: String,
-        #[source]
-        source: std::io::Error,
+        // Not marked #[source]: the message already carries it, and error chains would repeat it.
+        cause: std::io::Error,
     },
 }
 
 impl Error {
-    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+    pub fn io(path: impl AsRef<std::path::Path>, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            cause,
         }
     }
 }

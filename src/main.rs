@@ -6,6 +6,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Mesa's Vulkan driver, probed for a GPU adapter, prints "XDG_RUNTIME_DIR is invalid or not set"
+/// on headless machines; point it at the temp folder when the session has none.
+fn quiet_graphics_probe() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: first thing in main, before any thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
+}
+
 /// The app, on a preset when one is given.
 fn open_app(preset: Option<&std::path::Path>) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -24,6 +33,7 @@ fn open_app(preset: Option<&std::path::Path>) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    quiet_graphics_probe();
     let parsed = cli::Cli::parse();
     let result = match parsed.command {
         Some(cli::Command::Sample(args)) => cli::sample::run(&args),

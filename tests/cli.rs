@@ -240,6 +240,12 @@ struct Reference {
     data: Vec<Vec<f64>>,
 }
 
+/// A reference run of one sample: the states x_0..x_N and the first denoiser call of each step.
+struct RefRun {
+    traj: Vec<Vec<f64>>,
+    denoised: Vec<Vec<f64>>,
+}
+
 impl Reference {
     /// D(x; s) = sum_j softmax_j(-|x - y_j|^2 / 2s^2) y_j, with a log-sum-exp.
     fn denoise(&self, x: &[f64], s: f64) -> Vec<f64> {
@@ -256,12 +262,7 @@ impl Reference {
             .collect()
     }
 
-    fn d(&self, x: &[f64], s: f64) -> Vec<f64> {
-        let den = self.denoise(x, s);
-        x.iter().zip(&den).map(|(a, b)| (a - b) / s).collect()
-    }
-
-    /// EDM Algorithm 2 (Algorithm 1 when churn = 0), one sample; returns x_0..x_N.
+    /// EDM Algorithm 2 (Algorithm 1 when churn = 0), one sample.
     fn edm(
         &self,
         z: &[f64],
@@ -271,10 +272,13 @@ impl Reference {
         tmax: f64,
         snoise: f64,
         eps: &[Vec<f64>],
-    ) -> Vec<Vec<f64>> {
+    ) -> RefRun {
         let n = t.len() - 1;
         let mut x: Vec<f64> = z.iter().map(|v| v * t[0]).collect();
-        let mut traj = vec![x.clone()];
+        let mut run = RefRun {
+            traj: vec![x.clone()],
+            denoised: Vec::new(),
+        };
         for i in 0..n {
             let gamma = if tmin <= t[i] && t[i] <= tmax {
                 (churn / n as f64).min(2f64.sqrt() - 1.0)
@@ -287,30 +291,85 @@ impl Reference {
                 .zip(&eps[i])
                 .map(|(x, e)| x + (t_hat * t_hat - t[i] * t[i]).sqrt() * snoise * e)
                 .collect();
-            let d = self.d(&x_hat, t_hat);
+            let den = self.denoise(&x_hat, t_hat);
+            let d: Vec<f64> = x_hat
+                .iter()
+                .zip(&den)
+                .map(|(a, b)| (a - b) / t_hat)
+                .collect();
             let mut next: Vec<f64> = x_hat
                 .iter()
                 .zip(&d)
                 .map(|(x, d)| x + (t[i + 1] - t_hat) * d)
                 .collect();
             if t[i + 1] != 0.0 {
-                let d2 = self.d(&next, t[i + 1]);
+                let den2 = self.denoise(&next, t[i + 1]);
+                let d2: Vec<f64> = next
+                    .iter()
+                    .zip(&den2)
+                    .map(|(a, b)| (a - b) / t[i + 1])
+                    .collect();
                 next = x_hat
                     .iter()
                     .zip(d.iter().zip(&d2))
                     .map(|(x, (a, b))| x + (t[i + 1] - t_hat) * (0.5 * a + 0.5 * b))
                     .collect();
             }
+            run.denoised.push(den);
             x = next;
-            traj.push(x.clone());
+            run.traj.push(x.clone());
         }
-        traj
+        run
     }
 
-    fn dpmpp_2m(&self, z: &[f64], s: &[f64]) -> Vec<Vec<f64>> {
+    /// Euler ancestral (k-diffusion sample_euler_ancestral with s_noise); eta = 0 is plain Euler.
+    fn euler_ancestral(
+        &self,
+        z: &[f64],
+        s: &[f64],
+        eta: f64,
+        snoise: f64,
+        eps: &[Vec<f64>],
+    ) -> RefRun {
+        let mut x: Vec<f64> = z.iter().map(|v| v * s[0]).collect();
+        let mut run = RefRun {
+            traj: vec![x.clone()],
+            denoised: Vec::new(),
+        };
+        for i in 0..s.len() - 1 {
+            let den = self.denoise(&x, s[i]);
+            let (from, to) = (s[i], s[i + 1]);
+            let up = if eta == 0.0 || to == 0.0 {
+                0.0
+            } else {
+                (eta * (to * to * (from * from - to * to) / (from * from)).sqrt()).min(to)
+            };
+            let down = (to * to - up * up).sqrt();
+            x = x
+                .iter()
+                .zip(&den)
+                .map(|(x, d)| x + (down - from) * (x - d) / from)
+                .collect();
+            if to > 0.0 {
+                x = x
+                    .iter()
+                    .zip(&eps[i])
+                    .map(|(x, e)| x + e * snoise * up)
+                    .collect();
+            }
+            run.denoised.push(den);
+            run.traj.push(x.clone());
+        }
+        run
+    }
+
+    fn dpmpp_2m(&self, z: &[f64], s: &[f64]) -> RefRun {
         let n = s.len() - 1;
         let mut x: Vec<f64> = z.iter().map(|v| v * s[0]).collect();
-        let mut traj = vec![x.clone()];
+        let mut run = RefRun {
+            traj: vec![x.clone()],
+            denoised: Vec::new(),
+        };
         let mut old: Option<Vec<f64>> = None;
         for i in 0..n {
             let den = self.denoise(&x, s[i]);
@@ -336,10 +395,11 @@ impl Reference {
                     .map(|(x, d)| (s[i + 1] / s[i]) * x - (-h).exp_m1() * d)
                     .collect();
             }
-            old = Some(den);
-            traj.push(x.clone());
+            old = Some(den.clone());
+            run.denoised.push(den);
+            run.traj.push(x.clone());
         }
-        traj
+        run
     }
 }
 
@@ -363,18 +423,52 @@ fn f64_cli_reproduces_edm_algorithms_and_dpmpp_2m_to_1e_9() {
     let reference = Reference {
         data: data.chunks(dim).map(|c| c.to_vec()).collect(),
     };
-    let cases: [(&str, &[&str]); 3] = [
-        ("heun", &[]),
+    type Ref<'a> = Box<dyn Fn(&[f64], &[f64], &[Vec<f64>]) -> RefRun + 'a>;
+    let r = &reference;
+    let cases: Vec<(&str, &str, Vec<&str>, Ref)> = vec![
+        (
+            "heun",
+            "heun",
+            vec![],
+            Box::new(move |z, s, e| r.edm(z, s, 0.0, 0.0, f64::INFINITY, 1.0, e)),
+        ),
+        // gamma clamped at sqrt(2) - 1 (40/12 > 0.414) within [S_tmin, S_tmax]...
         (
             "edm",
-            &[
+            "edm",
+            vec![
                 "--churn", "40", "--tmin", "0.05", "--tmax", "50", "--snoise", "1.003",
             ],
+            Box::new(move |z, s, e| r.edm(z, s, 40.0, 0.05, 50.0, 1.003, e)),
         ),
-        ("dpmpp-2m", &[]),
+        // ...and on the S_churn / N branch (2/12 < 0.414) everywhere.
+        (
+            "edm-mild",
+            "edm",
+            vec!["--churn", "2", "--snoise", "1.007"],
+            Box::new(move |z, s, e| r.edm(z, s, 2.0, 0.0, f64::INFINITY, 1.007, e)),
+        ),
+        (
+            "euler",
+            "euler",
+            vec![],
+            Box::new(move |z, s, e| r.euler_ancestral(z, s, 0.0, 1.0, e)),
+        ),
+        (
+            "euler-a",
+            "euler-a",
+            vec!["--eta", "0.7", "--snoise", "1.01"],
+            Box::new(move |z, s, e| r.euler_ancestral(z, s, 0.7, 1.01, e)),
+        ),
+        (
+            "dpmpp-2m",
+            "dpmpp-2m",
+            vec![],
+            Box::new(move |z, s, _| r.dpmpp_2m(z, s)),
+        ),
     ];
-    for (sampler, extra) in cases {
-        let out = p(sampler);
+    for (name, sampler, extra, reference_run) in cases {
+        let out = p(name);
         let mut args = vec![
             "sample".to_string(),
             "--data".into(),
@@ -399,7 +493,7 @@ fn f64_cli_reproduces_edm_algorithms_and_dpmpp_2m_to_1e_9() {
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let o = noisescope(&args);
-        assert!(o.status.success(), "{sampler}: {}", stderr(&o));
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
         let sigmas = npy::read(&out.join("sigmas.npy")).expect("sigmas").data;
         // Karras rho = 7 from the formula.
         for (i, s) in sigmas[..steps].iter().enumerate() {
@@ -410,25 +504,34 @@ fn f64_cli_reproduces_edm_algorithms_and_dpmpp_2m_to_1e_9() {
             assert!((s - expect).abs() < 1e-12 * expect);
         }
         let traj = npy::read(&out.join("traj.npy")).expect("traj");
+        let denoised = npy::read(&out.join("denoised.npy")).expect("denoised");
         assert_eq!(traj.shape, vec![steps + 1, batch, dim]);
+        assert_eq!(denoised.shape, vec![steps, batch, dim]);
+        let close = |got: f64, want: f64| (got - want).abs() < 1e-9 * (1.0 + want.abs());
         for b in 0..batch {
             let zb = &z[b * dim..(b + 1) * dim];
             let eps_b: Vec<Vec<f64>> = (0..steps)
                 .map(|i| eps[(i * batch + b) * dim..(i * batch + b + 1) * dim].to_vec())
                 .collect();
-            let expect = match sampler {
-                "heun" => reference.edm(zb, &sigmas, 0.0, 0.0, f64::INFINITY, 1.0, &eps_b),
-                "edm" => reference.edm(zb, &sigmas, 40.0, 0.05, 50.0, 1.003, &eps_b),
-                _ => reference.dpmpp_2m(zb, &sigmas),
-            };
-            for (i, state) in expect.iter().enumerate() {
+            let expect = reference_run(zb, &sigmas, &eps_b);
+            for (i, state) in expect.traj.iter().enumerate() {
                 for k in 0..dim {
                     let got = traj.data[(i * batch + b) * dim + k];
-                    let scale = 1.0 + state[k].abs();
                     assert!(
-                        (got - state[k]).abs() < 1e-9 * scale,
-                        "{sampler} sample {b} step {i}: {got} vs {}",
+                        close(got, state[k]),
+                        "{name} sample {b} state {i}: {got} vs {}",
                         state[k]
+                    );
+                }
+            }
+            // denoised.npy holds the first denoiser call of each step (at x_hat for edm).
+            for (i, den) in expect.denoised.iter().enumerate() {
+                for k in 0..dim {
+                    let got = denoised.data[(i * batch + b) * dim + k];
+                    assert!(
+                        close(got, den[k]),
+                        "{name} sample {b} denoised {i}: {got} vs {}",
+                        den[k]
                     );
                 }
             }
@@ -473,7 +576,8 @@ fn adaptive_runs_replan_from_sigma_hat() {
             .any(|(u, p)| (u - p).abs() > 1e-6 * p),
         "nothing re-planned"
     );
-    // Each re-planned level is the state's estimated noise level: the diagnostics agree.
+    // By design each re-planned level is the state's estimated noise level, so the diagnostics
+    // (same estimator, subset and prior) see no shift: this checks the wiring, not the estimator.
     let csv = std::fs::read_to_string(dir.path().join("a/diagnostics.csv")).expect("csv");
     for line in csv.lines().skip(2).take(3) {
         let f: Vec<f64> = line

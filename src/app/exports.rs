@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use crate::data::grid::image_grid;
+use crate::data::grid::{export_scale, image_grid};
 use crate::error::{Error, Result};
 use crate::run::RunSpec;
 use crate::run::export::{RunArtifacts, write_run};
@@ -87,7 +87,7 @@ impl Exports {
         };
         self.pending += 1;
         spawn_job(self.tx.clone(), ctx.clone(), "grid", move || {
-            image_grid(&state.data, state.rows, shape, 256, 4)
+            image_grid(&state.data, state.rows, shape, 256, export_scale(shape))
                 .save(&path)
                 .map(|()| format!("saved the grid of x_{step} to {}", path.display()))
                 .map_err(|e| format!("{}: {e}", path.display()))

@@ -77,6 +77,12 @@ fn time_runs(session: &Session, repeats: usize) -> Result<(f64, f64, usize)> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.workload != "all" && !WORKLOADS.iter().any(|w| w.name == args.workload) {
+        anyhow::bail!(
+            "unknown workload '{}' (all, toy, digits, images784)",
+            args.workload
+        );
+    }
     let mut notes = Vec::new();
     let compute = Compute::select(args.backend, &mut notes)?;
     for n in &notes {

@@ -24,6 +24,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a sampler and write every step to disk.
+    #[command(allow_negative_numbers = true)]
     Sample(Box<sample::SampleArgs>),
     /// Measure the empirical denoiser on the three reference workloads.
     Bench(bench::BenchArgs),

@@ -30,9 +30,9 @@ pub struct SampleArgs {
     /// Image side for --data images:DIR.
     #[arg(long)]
     pub image_size: Option<u32>,
-    /// Keep colour for --data images:DIR (default grey).
-    #[arg(long)]
-    pub rgb: bool,
+    /// Keep colour for --data images:DIR (default grey); `--rgb false` turns a preset's off.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub rgb: Option<bool>,
     /// euler | heun | edm | euler-a | dpmpp-2m
     #[arg(long)]
     pub sampler: Option<SamplerKind>,
@@ -48,9 +48,10 @@ pub struct SampleArgs {
     pub sigma_min: Option<f64>,
     #[arg(long)]
     pub sigma_max: Option<f64>,
-    /// Re-plan the remaining steps from sigma_hat after each step (seed 001).
-    #[arg(long)]
-    pub adaptive: bool,
+    /// Re-plan the remaining steps from sigma_hat after each step (seed 001); `--adaptive false`
+    /// turns a preset's off.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub adaptive: Option<bool>,
     /// EDM's S_churn.
     #[arg(long)]
     pub churn: Option<f64>,
@@ -123,20 +124,25 @@ impl SampleArgs {
             },
         };
         if let Some(d) = &self.data {
-            let (points, size) = match &spec.data {
-                DataSpec::Toy { points, .. } => (*points, 32),
-                DataSpec::Images { size, .. } => (4096, *size),
-                _ => (4096, 32),
+            let (points, size, rgb) = match &spec.data {
+                DataSpec::Toy { points, .. } => (*points, 32, false),
+                DataSpec::Images { size, rgb, .. } => (4096, *size, *rgb),
+                _ => (4096, 32, false),
             };
             spec.data = DataSpec::parse(
                 d,
                 self.labels.clone(),
                 self.points.unwrap_or(points),
                 self.image_size.unwrap_or(size),
-                self.rgb,
+                self.rgb.unwrap_or(rgb),
             )?;
         } else if self.labels.is_some() || self.points.is_some() || self.image_size.is_some() {
             bail!("--labels, --points and --image-size go with --data");
+        } else if let Some(want) = self.rgb {
+            match &mut spec.data {
+                DataSpec::Images { rgb, .. } => *rgb = want,
+                _ => bail!("--rgb goes with image data (--data images:DIR)"),
+            }
         }
         let s = &mut spec.schedule;
         if let Some(v) = self.schedule {
@@ -157,7 +163,7 @@ impl SampleArgs {
         if let Some(v) = self.sampler {
             spec.sampler = v;
         }
-        spec.adaptive |= self.adaptive;
+        spec.adaptive = self.adaptive.unwrap_or(spec.adaptive);
         let st = &mut spec.stochasticity;
         if let Some(v) = self.churn {
             st.churn = v;
@@ -232,6 +238,9 @@ impl SampleArgs {
 pub fn run(args: &SampleArgs) -> Result<()> {
     let spec = args.spec()?;
     let mut notes = Vec::new();
+    if spec.guidance.cfg != 1.0 && spec.guidance.class.is_none() {
+        notes.push("--cfg has no effect without --class: the run is unconditional".to_string());
+    }
     let handle = std::sync::Arc::new(ModelHandle::load(&spec, &mut notes)?);
     for n in &notes {
         eprintln!("note: {n}");
@@ -254,6 +263,9 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     let steps = denoised.len();
     states.push(result.output.x);
     let evaluations = result.output.evaluations;
+    let sigmas_used = result.output.sigmas.clone();
+    // Re-planned (adaptive) runs get the theory of the sigmas they used.
+    let theory = session.theory_for(&sigmas_used);
     let artifacts = RunArtifacts {
         spec: spec.clone(),
         backend: handle.backend.clone(),
@@ -263,12 +275,12 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         image: handle.source.image(),
         states,
         denoised,
-        sigmas: result.output.sigmas,
+        sigmas: sigmas_used,
         records: result.records,
         straightness: result.straightness,
         evaluations,
         tangent_c: session.tangent_c,
-        theory: session.theory.clone(),
+        theory,
         timings: Timings {
             total_s,
             sampling_s: result.sampling_s,

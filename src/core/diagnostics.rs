@@ -260,6 +260,67 @@ impl<'a> Diagnostics<'a> {
 mod tests {
     use super::*;
 
+    /// p(x; s) = N(x; 0, s^2 I): a state z * s has sigma_hat ~ s.
+    struct PureNoise;
+    impl NoiseLikelihood for PureNoise {
+        fn log_likelihood(
+            &self,
+            x: &Batch,
+            _cond: &Cond,
+            coarse: &[f64],
+            refine: &(dyn Fn(&[f64]) -> Vec<f64> + Sync),
+        ) -> Result<crate::core::estimate::GridLikelihood> {
+            let ll = |row: &[f64], s: f64| {
+                let r2: f64 = row.iter().map(|v| v * v).sum();
+                -0.5 * r2 / (s * s) - row.len() as f64 * s.ln()
+            };
+            let mut out = crate::core::estimate::GridLikelihood::default();
+            for r in 0..x.rows {
+                let c: Vec<f64> = coarse.iter().map(|&s| ll(x.row(r), s)).collect();
+                let fine = refine(&c);
+                out.fine
+                    .push(fine.iter().map(|&s| ll(x.row(r), s)).collect());
+                out.fine_sigmas.push(fine);
+                out.coarse.extend(c);
+            }
+            Ok(out)
+        }
+    }
+
+    #[test]
+    fn noise_shift_is_measured_against_the_scheduled_sigma_not_the_churned_one() -> Result<()> {
+        use crate::core::estimate::SigmaPrior;
+        let x = crate::core::noise::initial_noise(1, 64, 256).scale(0.5);
+        let zero = Batch::zeros(64, 256);
+        let info = StepInfo {
+            step: 3,
+            sigma: 0.5,
+            sigma_hat: 0.6,
+            sigma_next: 0.3,
+            x: &x,
+            denoised: &zero,
+            slope: &x,
+            slope_corrector: Some(&x),
+            x_next: &x,
+            evaluations: 7,
+        };
+        let mut diag = Diagnostics::new(
+            Some(&PureNoise),
+            PosteriorEstimator::new(SigmaPrior::for_schedule(0.002, 80.0)),
+            (0..64).collect(),
+            &Cond::plain(),
+        );
+        let records = diag.observe(&info, 1.0)?;
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert!((r.sigma_hat.median - 0.5).abs() < 0.01, "{:?}", r.sigma_hat);
+        assert!(r.delta.median.abs() < 0.02, "delta {:?}", r.delta);
+        assert_eq!((r.sigma, r.sigma_churned), (0.5, 0.6));
+        // Parallel slopes: no turn.
+        assert!(r.angle_deg.abs() < 1e-6);
+        Ok(())
+    }
+
     #[test]
     fn curvature_of_parallel_and_orthogonal_slopes() -> Result<()> {
         let d = Batch::from_vec(2, 2, vec![1.0, 0.0, 0.0, 2.0])?;

@@ -264,6 +264,9 @@ fn check_sigmas(sigmas: &[f64]) -> Result<()> {
     if sigmas[..sigmas.len() - 1].iter().any(|s| *s <= 0.0) {
         return Err(Error::InvalidSpec("only the last sigma may be 0".into()));
     }
+    if sigmas.windows(2).any(|w| w[1] >= w[0]) {
+        return Err(Error::InvalidSpec("sigmas must decrease strictly".into()));
+    }
     Ok(())
 }
 
@@ -279,7 +282,7 @@ fn evaluate(args: &SamplerArgs, x: &Batch, sigma: f64, evaluations: &mut usize) 
     }
     if !d.is_finite() {
         return Err(Error::NonFinite(format!(
-            "denoiser output at sigma = {sigma}"
+            "denoiser output at sigma = {sigma:e} (data or noise levels beyond the float range?)"
         )));
     }
     Ok(d)

@@ -4,6 +4,10 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// The range of noise levels the kernels handle in f32 without overflow.
+pub const SIGMA_FLOOR: f64 = 1e-12;
+pub const SIGMA_CEILING: f64 = 1e12;
+
 /// EDM Table 1's VP constants.
 pub const VP_BETA_D: f64 = 19.9;
 pub const VP_BETA_MIN: f64 = 0.1;
@@ -103,10 +107,17 @@ impl ScheduleSpec {
                 self.steps
             )));
         }
-        if !(self.sigma_min.is_finite() && self.sigma_min > 0.0) {
+        // Noise levels outside [1e-12, 1e12] overflow f32 arithmetic (sigma^2, 1/sigma^2).
+        if !(self.sigma_min.is_finite() && self.sigma_min >= SIGMA_FLOOR) {
             return Err(Error::InvalidSpec(format!(
-                "sigma_min must be positive, got {}",
+                "sigma_min must be at least {SIGMA_FLOOR:e}, got {:e}",
                 self.sigma_min
+            )));
+        }
+        if self.sigma_max.is_nan() || self.sigma_max > SIGMA_CEILING {
+            return Err(Error::InvalidSpec(format!(
+                "sigma_max must be at most {SIGMA_CEILING:e}, got {:e}",
+                self.sigma_max
             )));
         }
         if !self.sigma_max.is_finite() || self.sigma_min >= self.sigma_max {
@@ -124,17 +135,31 @@ impl ScheduleSpec {
         Ok(())
     }
 
-    /// The N+1 sigmas of this schedule, ending in 0.
+    /// The N+1 sigmas of this schedule, ending in 0; an error when the settings make them
+    /// anything but finite and strictly decreasing (an extreme rho or tangent c).
     pub fn sigmas(&self) -> Result<Vec<f64>> {
         self.validate()?;
         let (n, lo, hi) = (self.steps, self.sigma_min, self.sigma_max);
-        Ok(match self.kind {
+        let sigmas = match self.kind {
             ScheduleKind::Karras => karras(n, lo, hi, self.rho),
             ScheduleKind::LogUniform => log_uniform(n, lo, hi),
             ScheduleKind::Uniform => uniform(n, lo, hi),
             ScheduleKind::Vp => vp(n, VP_BETA_D, VP_BETA_MIN, VP_EPS_S),
             ScheduleKind::Tangent { c } => tangent(n, lo, hi, c.unwrap_or(1.0)),
-        })
+        };
+        let levels = &sigmas[..sigmas.len() - 1];
+        let decreasing = levels.windows(2).all(|w| w[0] > w[1]);
+        if !decreasing || levels.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(Error::InvalidSpec(format!(
+                "the {} schedule with these settings (rho = {}, sigma {:e}..{:e}) is not a finite, \
+                 strictly decreasing sequence",
+                self.kind.name(),
+                self.rho,
+                lo,
+                hi
+            )));
+        }
+        Ok(sigmas)
     }
 
     /// Re-plans the remaining `steps` levels from `sigma_start` down to sigma_min with the same
@@ -217,9 +242,16 @@ pub fn vp(n: usize, beta_d: f64, beta_min: f64, eps_s: f64) -> Vec<f64> {
 
 /// The Gaussian tangent law (seed 004, arXiv 2601.13602; "Align Your Steps" Thm 3.1):
 /// sigma_i = c tan((1-u) atan(smax/c) + u atan(smin/c)). c = 1 is ComfyUI's kl_optimal.
+/// For small c the angles crowd pi/2, where tan loses digits; the identical
+/// c / tan((1-u) atan(c/smax) + u atan(c/smin)) is exact there.
 pub fn tangent(n: usize, sigma_min: f64, sigma_max: f64, c: f64) -> Vec<f64> {
-    let (a, b) = ((sigma_max / c).atan(), (sigma_min / c).atan());
-    map_u(n, |u| c * ((1.0 - u) * a + u * b).tan())
+    if c * c >= sigma_min * sigma_max {
+        let (a, b) = ((sigma_max / c).atan(), (sigma_min / c).atan());
+        map_u(n, |u| c * ((1.0 - u) * a + u * b).tan())
+    } else {
+        let (a, b) = ((c / sigma_max).atan(), (c / sigma_min).atan());
+        map_u(n, |u| c / ((1.0 - u) * a + u * b).tan())
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +327,40 @@ mod tests {
         let wide = tangent(5, 0.1, 2.0, 1e6);
         let flat = uniform(5, 0.1, 2.0);
         assert!(wide.iter().zip(&flat).all(|(a, b)| (a - b).abs() < 1e-6));
+    }
+
+    #[test]
+    fn tangent_stays_exact_for_tiny_and_huge_c() {
+        for c in [1e-300, 1e-16, 1e-3, 0.2, 5.0, 1e9] {
+            let s = tangent(12, 0.002, 80.0, c);
+            assert!((s[0] - 80.0).abs() < 1e-9 * 80.0, "c {c}: {}", s[0]);
+            assert!((s[11] - 0.002).abs() < 1e-12, "c {c}: {}", s[11]);
+            assert!(s[..12].windows(2).all(|w| w[0] > w[1]), "c {c}: {s:?}");
+        }
+        // As c -> 0 the steps become uniform in 1/sigma (tan of tiny angles is linear).
+        let t = tangent(6, 0.01, 10.0, 1e-9);
+        for (i, s) in t[..6].iter().enumerate() {
+            let u = i as f64 / 5.0;
+            let limit = 1.0 / ((1.0 - u) / 10.0 + u / 0.01);
+            assert!((s - limit).abs() < 1e-6 * limit, "{i}: {s} vs {limit}");
+        }
+    }
+
+    #[test]
+    fn extreme_settings_are_errors_not_garbage() {
+        let bad = |spec: ScheduleSpec| spec.sigmas().is_err();
+        assert!(bad(ScheduleSpec {
+            rho: 1e-4,
+            ..Default::default()
+        }));
+        assert!(bad(ScheduleSpec {
+            sigma_min: 1e-300,
+            ..Default::default()
+        }));
+        assert!(bad(ScheduleSpec {
+            sigma_max: 1e30,
+            ..Default::default()
+        }));
     }
 
     #[test]

@@ -2,6 +2,15 @@
 
 use super::ImageShape;
 
+/// Pixel repetition for exported grids: small images (8x8 digits) are blown up to ~32 pixels,
+/// large ones kept as they are.
+pub fn export_scale(shape: ImageShape) -> u32 {
+    (32 / shape.width.max(1)).clamp(1, 8) as u32
+}
+
+/// Most pixels a grid may hold (about 48 MB of RGB); larger images mean fewer of them.
+const MAX_GRID_PIXELS: usize = 16 << 20;
+
 /// Lays out up to `max` rows of `values` ([rows][dim], in [-1, 1]) as a grid of images,
 /// each pixel repeated `scale` times, with a 1-pixel dark gap.
 pub fn image_grid(
@@ -11,7 +20,8 @@ pub fn image_grid(
     max: usize,
     scale: u32,
 ) -> image::RgbImage {
-    let count = rows.min(max).max(1);
+    let cell = (shape.width * scale as usize + 1) * (shape.height * scale as usize + 1);
+    let count = rows.min(max).min(MAX_GRID_PIXELS / cell.max(1)).max(1);
     let cols = (count as f64).sqrt().ceil() as u32;
     let grid_rows = (count as u32).div_ceil(cols);
     let (w, h) = (shape.width as u32 * scale, shape.height as u32 * scale);

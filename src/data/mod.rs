@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 use crate::models::{gaussian::GaussianModel, mixture::MixtureModel};
 use serde::{Deserialize, Serialize};
 
+/// The largest data magnitude accepted: squared distances must stay within f32.
+pub const MAX_DATA_VALUE: f64 = 1e9;
+
 /// How to show one sample as a picture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageShape {
@@ -50,6 +53,18 @@ impl DataSet {
             return Err(Error::Shape(format!(
                 "{} values cannot form [{n}, {dim}]",
                 values.len()
+            )));
+        }
+        if let Some(bad) = values
+            .iter()
+            .position(|v| v.is_finite() && v.abs() > MAX_DATA_VALUE)
+        {
+            return Err(Error::Data(format!(
+                "data value at row {}, column {} is {:e}; values beyond ±{MAX_DATA_VALUE:e} \
+                 overflow single-precision distances (rescale the data)",
+                bad / dim,
+                bad % dim,
+                values[bad]
             )));
         }
         if let Some(bad) = values.iter().position(|v| !v.is_finite()) {

@@ -186,6 +186,15 @@ impl AnalyticModel {
         }
     }
 
+    /// Whether the heavy kernels of this model run on a GPU (false for CPU backends, f64 on a
+    /// GPU, data too large for its buffers, or after a GPU failure).
+    pub fn on_gpu(&self) -> bool {
+        match &self.kind {
+            Kind::Empirical { kernel, .. } => kernel.on_gpu(),
+            _ => self.mixture_kernel.is_some(),
+        }
+    }
+
     /// Bytes the backend holds for this model.
     pub fn resident_bytes(&self) -> usize {
         match &self.kind {

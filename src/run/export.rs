@@ -10,7 +10,8 @@ use crate::core::diagnostics::StepRecord;
 use crate::core::estimate::Spread;
 use crate::core::theory::GaussianTheory;
 use crate::core::{Batch, Precision};
-use crate::data::{ImageShape, grid::image_grid, npy};
+use crate::data::grid::{export_scale, image_grid};
+use crate::data::{ImageShape, npy};
 use crate::error::{Error, Result};
 
 use super::spec::RunSpec;
@@ -153,7 +154,7 @@ pub fn write_run(out: &Path, run: &RunArtifacts) -> Result<()> {
         .map_err(|e| Error::io(&csv_path, e))?;
     if let (Some(shape), Some(last)) = (run.image, run.states.last()) {
         let png = out.join("samples.png");
-        image_grid(&last.data, rows, shape, 256, 4)
+        image_grid(&last.data, rows, shape, 256, export_scale(shape))
             .save(&png)
             .map_err(|e| Error::io(&png, std::io::Error::other(e)))?;
     }

@@ -74,6 +74,8 @@ pub enum Event {
         stopped: bool,
         /// Backend notices raised during the run (e.g. a GPU failure and the CPU fallback).
         notes: Vec<String>,
+        /// The Gaussian theory on the sigmas actually used (adaptive runs re-plan them).
+        theory: Option<GaussianTheory>,
     },
     Failed {
         generation: u64,

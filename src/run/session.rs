@@ -55,8 +55,13 @@ impl ModelHandle {
             precision: spec.precision,
             nag_prior: spec.guidance.nag_prior,
             source,
+            backend: if compute.is_gpu() && !model.on_gpu() {
+                // The GPU declined this model (f64, too large): say where it really runs.
+                format!("{} (the GPU declined this data)", Compute::cpu().describe())
+            } else {
+                compute.describe()
+            },
             model: Arc::new(model),
-            backend: compute.describe(),
             compute: compute.clone(),
             choice: spec.backend,
             display: std::sync::OnceLock::new(),
@@ -199,16 +204,7 @@ impl Session {
             None => initial_noise(spec.seed, batch, dim),
         };
         let x0 = z.scale(sigmas[0]);
-        let theory = match (&spec.data, handle.source.as_ref()) {
-            (DataSpec::Gaussian { spectrum }, _) => Some(gaussian_theory(
-                spectrum,
-                &sigmas,
-                spec.sampler,
-                &spec.stochasticity,
-            )),
-            _ => None,
-        };
-        Ok(Session {
+        let mut session = Session {
             spec: spec.clone(),
             handle,
             denoiser,
@@ -216,8 +212,27 @@ impl Session {
             sigmas,
             x0,
             tangent_c,
-            theory,
-        })
+            theory: None,
+        };
+        // The planned schedule's theory; an adaptive run replaces it with the sigmas it used.
+        session.theory = session.theory_for(&session.sigmas);
+        Ok(session)
+    }
+
+    /// The Gaussian closed form for this run on `sigmas`: Gaussian data only, and not with NAG
+    /// (its noise-unconditional model makes the steps nonlinear, so no closed form exists).
+    pub fn theory_for(&self, sigmas: &[f64]) -> Option<GaussianTheory> {
+        match &self.spec.data {
+            DataSpec::Gaussian { spectrum } if self.spec.guidance.nag == 0.0 => {
+                Some(gaussian_theory(
+                    spectrum,
+                    sigmas,
+                    self.spec.sampler,
+                    &self.spec.stochasticity,
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// Runs the sampler; `on_step` sees each step and the records it completed, and may stop.
@@ -349,9 +364,14 @@ impl Replanner for AdaptiveReplanner<'_> {
         let est = self.estimator.estimate(self.model, &rows, &self.cond)?;
         let logs: Vec<f64> = est.iter().map(|e| e.mean_ln).collect();
         let sigma_hat = crate::core::quantile(&logs, 0.5).exp();
-        // Keep the schedule decreasing and above sigma_min.
-        let upper = sigmas[step] * (1.0 - 1e-9);
-        let start = sigma_hat.clamp(self.schedule.sigma_min, upper);
+        // Re-plan only to a level strictly below the current one (the schedule must keep
+        // decreasing); a state that looks at least as noisy, an estimate that failed, or a run
+        // already at sigma_min keeps the planned rest.
+        let (current, floor) = (sigmas[step], self.schedule.sigma_min);
+        if !sigma_hat.is_finite() || sigma_hat >= current || current <= floor {
+            return Ok(None);
+        }
+        let start = sigma_hat.max(floor);
         let remaining = sigmas.len() - step - 2;
         Ok(Some(self.schedule.replan(start, remaining)))
     }

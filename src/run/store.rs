@@ -159,10 +159,12 @@ impl RunStore {
                 diagnostics_s,
                 stopped,
                 notes,
+                theory,
                 ..
             } => {
                 self.notes.extend(notes);
                 if let Some(run) = self.current.as_mut() {
+                    run.theory = theory;
                     run.x_final = Some(x_final);
                     run.sigmas = sigmas;
                     run.records = records;

@@ -121,10 +121,27 @@ impl WorkerState {
                 if generation != self.latest.load(Ordering::SeqCst) {
                     continue;
                 }
-                if let Err(e) = self.run(generation, &spec) {
+                // A bug must not kill the worker: a panic becomes a failed run, and the
+                // thread serves the next command.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.run(generation, &spec)
+                }));
+                let message = match outcome {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(panic) => Some(format!(
+                        "internal error (please report): {}",
+                        panic
+                            .downcast_ref::<String>()
+                            .map(String::as_str)
+                            .or_else(|| panic.downcast_ref::<&str>().copied())
+                            .unwrap_or("panic")
+                    )),
+                };
+                if let Some(message) = message {
                     self.send(Event::Failed {
                         generation,
-                        message: e.to_string(),
+                        message,
                     });
                 }
             }
@@ -211,6 +228,7 @@ impl WorkerState {
                 ControlFlow::Break(())
             }
         })?;
+        let theory = session.theory_for(&result.output.sigmas);
         self.send(Event::Finished {
             generation,
             x_final: Arc::new(result.output.x),
@@ -222,6 +240,7 @@ impl WorkerState {
             diagnostics_s: result.diagnostics_s,
             stopped: result.output.stopped,
             notes: handle.compute.take_notices(),
+            theory,
         });
         Ok(())
     }
