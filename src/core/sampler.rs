@@ -298,9 +298,14 @@ fn finish_step(hooks: &mut Hooks, sigmas: &mut [f64], info: &StepInfo) -> Result
         && i + 2 < sigmas.len()
         && let Some(new) = replanner.replan(info.x_next, i, sigmas)?
     {
-        if new.len() != sigmas.len() - i - 1 || new.last() != Some(&0.0) {
+        let decreasing = std::iter::once(&sigmas[i])
+            .chain(&new)
+            .collect::<Vec<_>>()
+            .windows(2)
+            .all(|w| w[1] < w[0]);
+        if new.len() != sigmas.len() - i - 1 || new.last() != Some(&0.0) || !decreasing {
             return Err(Error::InvalidSpec(
-                "re-planned schedule has the wrong length".into(),
+                "a re-planned schedule must keep its length, decrease strictly and end in 0".into(),
             ));
         }
         sigmas[i + 1..].copy_from_slice(&new);

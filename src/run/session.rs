@@ -348,8 +348,9 @@ fn subset_cond(cond: &Cond, rows: &[usize]) -> Cond {
 }
 
 /// Seed 001's adaptive schedule: after each step, sigma_hat of the state (median over the
-/// diagnostics subset) becomes the next noise level and the rest of the budget is re-planned
-/// from it down to sigma_min with the same family.
+/// diagnostics subset) becomes the next noise level (capped to make at least half the planned
+/// progress) and the rest of the budget is re-planned from it down to sigma_min with the same
+/// family.
 struct AdaptiveReplanner<'a> {
     model: &'a AnalyticModel,
     estimator: PosteriorEstimator,
@@ -364,15 +365,22 @@ impl Replanner for AdaptiveReplanner<'_> {
         let est = self.estimator.estimate(self.model, &rows, &self.cond)?;
         let logs: Vec<f64> = est.iter().map(|e| e.mean_ln).collect();
         let sigma_hat = crate::core::quantile(&logs, 0.5).exp();
-        // Re-plan only to a level strictly below the current one (the schedule must keep
-        // decreasing); a state that looks at least as noisy, an estimate that failed, or a run
-        // already at sigma_min keeps the planned rest.
-        let (current, floor) = (sigmas[step], self.schedule.sigma_min);
-        if !sigma_hat.is_finite() || sigma_hat >= current || current <= floor {
+        // The next level is sigma_hat, but at least halfway (in ln sigma) from the current level
+        // to the planned next one: where sigma_hat is not identifiable (below the data's own
+        // scale) it must not stall the schedule. A failed estimate, or a run already at
+        // sigma_min, keeps the planned rest.
+        let (current, planned, floor) = (sigmas[step], sigmas[step + 1], self.schedule.sigma_min);
+        if !sigma_hat.is_finite() || current <= floor || planned <= 0.0 {
             return Ok(None);
         }
-        let start = sigma_hat.max(floor);
+        let halfway = (current * planned).sqrt();
+        let start = sigma_hat.min(halfway);
         let remaining = sigmas.len() - step - 2;
+        // Below sigma_min there is nothing left to re-plan towards: keep the plan.
+        if start <= floor && remaining > 1 {
+            return Ok(None);
+        }
+        let start = start.max(floor);
         Ok(Some(self.schedule.replan(start, remaining)))
     }
 }
