@@ -84,7 +84,8 @@ tangent: σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)) (seed 004, ar
     pub const SIGMA_MIN: &str = "σ_min, the last non-zero noise level (EDM: 0.002).";
     pub const SIGMA_MAX: &str = "σ_max = σ_0, x_0 = σ_0 z (EDM: 80).";
     pub const ADAPTIVE: &str = "San-Roman et al. 2021 (arXiv 2104.02600): after each step estimate σ_hat(x) and re-plan the \
-remaining steps from σ_hat down to σ_min with the same family.";
+remaining steps from σ_hat down to σ_min with the same family (the next level makes at least half the planned \
+progress in ln σ, so an unidentifiable σ_hat cannot stall it).";
     pub const CHURN: &str = "γ_i = min(S_churn/N, √2 − 1) for S_tmin ≤ σ_i ≤ S_tmax, else 0; t_hat = σ_i (1 + γ_i), \
 x_hat = x_i + √(t_hat² − σ_i²) S_noise ε, then a Heun step from t_hat. EDM, Karras et al. 2022, Alg. 2. \
 Acts in the edm sampler (heun switches to edm, which equals heun at S_churn = 0).";
