@@ -73,6 +73,8 @@ var<workgroup> partial: array<f32, 256>;
 var<workgroup> tile_w: array<f32, 528>;   // TILE_ROWS x (WEIGHT_CHUNK + 1)
 var<workgroup> tile_v: array<f32, 2048>;  // WEIGHT_CHUNK x TILE_COLUMNS
 var<workgroup> any_weight: atomic<u32>;
+// log_sum_exp: the current node's skip flag, shared so that the branch is workgroup-uniform.
+var<workgroup> skip_node: u32;
 
 fn reduce_sum(lid: u32, value: f32) -> f32 {
     partial[lid] = value;
@@ -363,8 +365,30 @@ fn log_sum_exp(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     let base = row * params.stride;
     let d_min = sums[row].x;
     let grid_base = row * params.grid_stride;
+    // As on the CPU, nodes whose likelihood is provably below e^-25 of the best carry no
+    // posterior mass: ln p lies in [b, b + ln N] with b = -d_min c + (D/2) ln(2c) (+ const).
+    // They keep their lower bound (an LSE of 0) without a pass over the data.
+    let half_dim = 0.5 * f32(params.dim);
+    var best = -3.0e38;
     for (var g = 0u; g < params.grid; g = g + 1u) {
         let c = sigma_coeffs[grid_base + g];
+        best = max(best, -d_min * c + half_dim * log(2.0 * c));
+    }
+    let spread = log(f32(max(len, 1u)));
+    for (var g = 0u; g < params.grid; g = g + 1u) {
+        let c = sigma_coeffs[grid_base + g];
+        // Everyone has read the previous node's flag before it is overwritten.
+        workgroupBarrier();
+        if (lid == 0u) {
+            skip_node = select(0u, 1u, -d_min * c + half_dim * log(2.0 * c) + spread < best + LSE_CUTOFF);
+        }
+        // One barrier for a skipped node instead of a whole reduction.
+        if (workgroupUniformLoad(&skip_node) == 1u) {
+            if (lid == 0u) {
+                lse[row * params.grid + g] = 0.0;
+            }
+            continue;
+        }
         var total = 0.0;
         for (var j = lid; j < len; j = j + WORKGROUP) {
             let v = (d_min - dist[base + j]) * c;
