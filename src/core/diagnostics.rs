@@ -260,33 +260,6 @@ impl<'a> Diagnostics<'a> {
 mod tests {
     use super::*;
 
-    /// p(x; s) = N(x; 0, s^2 I): a state z * s has sigma_hat ~ s.
-    struct PureNoise;
-    impl NoiseLikelihood for PureNoise {
-        fn log_likelihood(
-            &self,
-            x: &Batch,
-            _cond: &Cond,
-            coarse: &[f64],
-            refine: &(dyn Fn(&[f64]) -> Vec<f64> + Sync),
-        ) -> Result<crate::core::estimate::GridLikelihood> {
-            let ll = |row: &[f64], s: f64| {
-                let r2: f64 = row.iter().map(|v| v * v).sum();
-                -0.5 * r2 / (s * s) - row.len() as f64 * s.ln()
-            };
-            let mut out = crate::core::estimate::GridLikelihood::default();
-            for r in 0..x.rows {
-                let c: Vec<f64> = coarse.iter().map(|&s| ll(x.row(r), s)).collect();
-                let fine = refine(&c);
-                out.fine
-                    .push(fine.iter().map(|&s| ll(x.row(r), s)).collect());
-                out.fine_sigmas.push(fine);
-                out.coarse.extend(c);
-            }
-            Ok(out)
-        }
-    }
-
     #[test]
     fn noise_shift_is_measured_against_the_scheduled_sigma_not_the_churned_one() -> Result<()> {
         use crate::core::estimate::SigmaPrior;
@@ -305,7 +278,8 @@ mod tests {
             evaluations: 7,
         };
         let mut diag = Diagnostics::new(
-            Some(&PureNoise),
+            // p(x; s) = N(x; 0, s^2 I): a state z * s has sigma_hat ~ s.
+            Some(&crate::core::estimate::tests::IsotropicAtZero),
             PosteriorEstimator::new(SigmaPrior::for_schedule(0.002, 80.0)),
             (0..64).collect(),
             &Cond::plain(),

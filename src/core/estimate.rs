@@ -314,11 +314,11 @@ impl Spread {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Pure Gaussian noise around a known point: p(x; sigma) = N(x; 0, sigma^2 I).
-    struct IsotropicAtZero;
+    pub(crate) struct IsotropicAtZero;
     impl NoiseLikelihood for IsotropicAtZero {
         fn log_likelihood(
             &self,
