@@ -465,3 +465,48 @@ fn the_f32_empirical_denoiser_is_stable_at_sigma_0002() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn every_sampler_stops_when_the_callback_breaks() -> Result<()> {
+    let m = model(toys::load("moons", 256)?, Precision::F64)?;
+    let sigmas = karras(8, 0.002, 80.0, 7.0);
+    let x0 = initial_noise(2, 4, 2).scale(sigmas[0]);
+    for kind in SamplerKind::ALL {
+        let mut seen = 0;
+        let mut at_break = None;
+        let out = run(
+            kind,
+            &m,
+            &Cond::plain(),
+            sigmas.clone(),
+            Stochasticity::default(),
+            x0.clone(),
+            &mut SeededNoise { seed: 0 },
+            &mut |info| {
+                seen += 1;
+                if info.step == 2 {
+                    at_break = Some(info.x_next.clone());
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )?;
+        assert!(out.stopped, "{kind:?}");
+        assert_eq!(seen, 3, "{kind:?}");
+        assert_eq!(Some(out.x), at_break, "{kind:?}");
+    }
+    // Without a break the run reports it finished.
+    let out = run(
+        SamplerKind::Heun,
+        &m,
+        &Cond::plain(),
+        sigmas,
+        Stochasticity::default(),
+        x0,
+        &mut SeededNoise { seed: 0 },
+        &mut |_| ControlFlow::Continue(()),
+    )?;
+    assert!(!out.stopped);
+    Ok(())
+}

@@ -317,6 +317,7 @@ fn finish_step(hooks: &mut Hooks, sigmas: &mut [f64], info: &StepInfo) -> Result
 pub fn euler(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<SampleOutput> {
     let mut sigmas = args.sigmas.clone();
     let mut evaluations = 0;
+    let mut stopped = false;
     for i in 0..sigmas.len() - 1 {
         let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
         // Evaluate dx/dsigma at (x_i, s_i).
@@ -337,19 +338,15 @@ pub fn euler(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sampl
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         if flow.is_break() {
-            return Ok(SampleOutput {
-                x,
-                sigmas,
-                evaluations,
-                stopped: true,
-            });
+            stopped = true;
+            break;
         }
     }
     Ok(SampleOutput {
         x,
         sigmas,
         evaluations,
-        stopped: false,
+        stopped,
     })
 }
 
@@ -384,6 +381,7 @@ fn heun_step(
 pub fn heun(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<SampleOutput> {
     let mut sigmas = args.sigmas.clone();
     let mut evaluations = 0;
+    let mut stopped = false;
     for i in 0..sigmas.len() - 1 {
         let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
         let (denoised, d, d_2, x_next) = heun_step(&args, &x, sigma, sigma_next, &mut evaluations)?;
@@ -402,19 +400,15 @@ pub fn heun(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sample
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         if flow.is_break() {
-            return Ok(SampleOutput {
-                x,
-                sigmas,
-                evaluations,
-                stopped: true,
-            });
+            stopped = true;
+            break;
         }
     }
     Ok(SampleOutput {
         x,
         sigmas,
         evaluations,
-        stopped: false,
+        stopped,
     })
 }
 
@@ -426,6 +420,7 @@ pub fn edm(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<SampleO
     let steps = sigmas.len() - 1;
     let st = args.stochasticity;
     let mut evaluations = 0;
+    let mut stopped = false;
     for i in 0..steps {
         let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
         // Draw eps_i ~ N(0, S_noise^2 I) at every step, used or not.
@@ -458,19 +453,15 @@ pub fn edm(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<SampleO
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         if flow.is_break() {
-            return Ok(SampleOutput {
-                x,
-                sigmas,
-                evaluations,
-                stopped: true,
-            });
+            stopped = true;
+            break;
         }
     }
     Ok(SampleOutput {
         x,
         sigmas,
         evaluations,
-        stopped: false,
+        stopped,
     })
 }
 
@@ -480,6 +471,7 @@ pub fn euler_ancestral(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Re
     let mut sigmas = args.sigmas.clone();
     let st = args.stochasticity;
     let mut evaluations = 0;
+    let mut stopped = false;
     for i in 0..sigmas.len() - 1 {
         let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
         // Draw eps_i at every step so noise row i belongs to step i.
@@ -506,19 +498,15 @@ pub fn euler_ancestral(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Re
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         if flow.is_break() {
-            return Ok(SampleOutput {
-                x,
-                sigmas,
-                evaluations,
-                stopped: true,
-            });
+            stopped = true;
+            break;
         }
     }
     Ok(SampleOutput {
         x,
         sigmas,
         evaluations,
-        stopped: false,
+        stopped,
     })
 }
 
@@ -528,6 +516,7 @@ pub fn euler_ancestral(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Re
 pub fn dpmpp_2m(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<SampleOutput> {
     let mut sigmas = args.sigmas.clone();
     let mut evaluations = 0;
+    let mut stopped = false;
     let mut previous: Option<Batch> = None;
     for i in 0..sigmas.len() - 1 {
         let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
@@ -567,18 +556,14 @@ pub fn dpmpp_2m(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sa
         x = x_next;
         previous = Some(denoised);
         if flow.is_break() {
-            return Ok(SampleOutput {
-                x,
-                sigmas,
-                evaluations,
-                stopped: true,
-            });
+            stopped = true;
+            break;
         }
     }
     Ok(SampleOutput {
         x,
         sigmas,
         evaluations,
-        stopped: false,
+        stopped,
     })
 }

@@ -245,23 +245,20 @@ impl Session {
         let mut noise: Box<dyn NoiseSource> = match &spec.churn_noise {
             Some(path) => {
                 let arr = npy::read(path)?;
-                Box::new(
-                    InjectedNoise::new(&arr.shape, arr.data)
-                        .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?,
-                )
+                let injected = InjectedNoise::new(&arr.shape, arr.data)
+                    .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+                let needed = self.sigmas.len() - 1;
+                if injected.steps < needed && spec.sampler.uses_noise() {
+                    return Err(Error::Shape(format!(
+                        "{}: churn noise has {} steps, the run needs {needed}",
+                        path.display(),
+                        injected.steps
+                    )));
+                }
+                Box::new(injected)
             }
             None => Box::new(SeededNoise { seed: spec.seed }),
         };
-        if let Some(path) = &spec.churn_noise {
-            let needed = self.sigmas.len() - 1;
-            let arr_steps = npy::read(path)?.shape.first().copied().unwrap_or(0);
-            if arr_steps < needed && spec.sampler.uses_noise() {
-                return Err(Error::Shape(format!(
-                    "{}: churn noise has {arr_steps} steps, the run needs {needed}",
-                    path.display()
-                )));
-            }
-        }
         let subset = choose_subset(spec.seed, spec.batch, spec.diagnostics.subset);
         let estimator = PosteriorEstimator::new(SigmaPrior::for_schedule(
             spec.schedule.sigma_min,
