@@ -16,7 +16,10 @@ fn quiet_graphics_probe() {
 }
 
 /// The app, on a preset when one is given.
-fn open_app(preset: Option<&std::path::Path>) -> anyhow::Result<()> {
+fn open_app(
+    preset: Option<&std::path::Path>,
+    renderer: noisescope::app::Renderer,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let spec = match preset {
         Some(path) => {
@@ -29,7 +32,7 @@ fn open_app(preset: Option<&std::path::Path>) -> anyhow::Result<()> {
         }
         None => None,
     };
-    Ok(noisescope::app::run(spec)?)
+    Ok(noisescope::app::run(spec, renderer)?)
 }
 
 fn main() -> ExitCode {
@@ -39,7 +42,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Sample(args)) => cli::sample::run(&args),
         Some(cli::Command::Bench(args)) => cli::bench::run(&args),
         Some(cli::Command::BenchUi(args)) => cli::bench_ui::run(&args),
-        None => open_app(parsed.preset.as_deref()),
+        None => open_app(parsed.preset.as_deref(), parsed.renderer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -183,6 +183,52 @@ fn the_app_starts_on_the_default_scene_and_a_run_finishes() {
     h.snapshot("default_scene");
 }
 
+/// Sets S_churn directly (no widget) and runs one frame: the setting change as the app sees it.
+fn change_churn(h: &mut Harness<'static, NoiseScopeApp>, churn: f64) {
+    h.state_mut().settings.spec.stochasticity.churn = churn;
+    h.step();
+}
+
+#[test]
+fn a_change_during_a_young_run_lets_it_finish_and_without_grace_cancels_it() {
+    let mut settings = Settings::default();
+    // Heavier than the default scene: a run spans many frames even in a fast build.
+    settings.spec.batch = 4000;
+    let mut h = harness(settings, tall());
+    let first = wait_for_run(&mut h, 0);
+
+    // With a grace longer than any run, the run in flight finishes before the newer change.
+    h.state_mut().set_rerun_grace(Duration::from_secs(600));
+    let timed = h.state().stats().rerun_ms.len();
+    change_churn(&mut h, 10.0);
+    let young = h.state().store().expected;
+    assert!(young > first.generation, "the change started a run");
+    change_churn(&mut h, 20.0);
+    assert_eq!(
+        h.state().store().expected,
+        young,
+        "the newer change waits for the young run"
+    );
+    let after = wait_for_run(&mut h, young);
+    assert_eq!(after.spec.stochasticity.churn, 20.0);
+    assert_eq!(
+        h.state().stats().rerun_ms.len(),
+        timed + 2,
+        "both runs finished (none was cancelled)"
+    );
+
+    // Without grace the newer change cancels the run in flight at once.
+    h.state_mut().set_rerun_grace(Duration::ZERO);
+    let timed = h.state().stats().rerun_ms.len();
+    change_churn(&mut h, 30.0);
+    let cancelled = h.state().store().expected;
+    change_churn(&mut h, 40.0);
+    assert_eq!(h.state().store().expected, cancelled + 1);
+    let last = wait_for_run(&mut h, cancelled);
+    assert_eq!(last.spec.stochasticity.churn, 40.0);
+    assert_eq!(h.state().stats().rerun_ms.len(), timed + 1);
+}
+
 #[test]
 fn churn_cfg_and_nag_sliders_rerun_the_same_noise_and_change_the_diagnostics() {
     let mut h = harness(Settings::default(), tall());

@@ -64,12 +64,14 @@ fn angle_plot(
             .map(|r| [r.step as f64, r.angle_deg])
             .collect()
     };
-    Plot::new(format!("{salt}-angle"))
-        .height(height)
-        .legend(plot_style::legend())
-        .x_axis_label("step i")
-        .include_y(0.0)
-        .show(ui, |plot| {
+    plot_style::show(
+        ui,
+        Plot::new(format!("{salt}-angle"))
+            .height(height)
+            .legend(plot_style::legend())
+            .x_axis_label("step i")
+            .include_y(0.0),
+        |plot| {
             let points = series(live);
             plot.line(
                 Line::new("θ", points.clone())
@@ -90,7 +92,8 @@ fn angle_plot(
                         .style(baseline_style()),
                 );
             }
-        });
+        },
+    );
 }
 
 fn error_plot(
@@ -104,12 +107,14 @@ fn error_plot(
         .on_hover_text("e_i = |σ_{i+1} − σ_i| ||d'_i − d_i|| / 2, RMS per dimension: Heun minus Euler (EDM §3, science.md §6).");
     let series =
         |run: &RunRecord| log10_points(run.records.iter().map(|r| (r.step as f64, r.local_error)));
-    Plot::new(format!("{salt}-error"))
-        .height(height)
-        .legend(plot_style::legend())
-        .x_axis_label("step i")
-        .y_axis_formatter(plot_style::log_axis_label)
-        .show(ui, |plot| {
+    plot_style::show(
+        ui,
+        Plot::new(format!("{salt}-error"))
+            .height(height)
+            .legend(plot_style::legend())
+            .x_axis_label("step i")
+            .y_axis_formatter(plot_style::log_axis_label),
+        |plot| {
             let points = series(live);
             plot.line(
                 Line::new("e", points.clone())
@@ -130,7 +135,8 @@ fn error_plot(
                         .style(baseline_style()),
                 );
             }
-        });
+        },
+    );
 }
 
 fn histogram(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, salt: &str) {
@@ -160,15 +166,17 @@ fn histogram(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, salt: 
                 .flat_map(|(k, f)| [[k as f64 * width, f], [(k + 1) as f64 * width, f]])
                 .collect()
         });
-    Plot::new(format!("{salt}-straightness"))
-        .height(ui.available_height().max(100.0))
-        .legend(plot_style::legend())
-        .x_axis_label("straightness")
-        .y_axis_label("fraction")
-        .include_x(0.0)
-        .include_x(1.0)
-        .include_y(0.0)
-        .show(ui, |plot| {
+    plot_style::show(
+        ui,
+        Plot::new(format!("{salt}-straightness"))
+            .height(ui.available_height().max(100.0))
+            .legend(plot_style::legend())
+            .x_axis_label("straightness")
+            .y_axis_label("fraction")
+            .include_x(0.0)
+            .include_x(1.0)
+            .include_y(0.0),
+        |plot| {
             plot.bar_chart(BarChart::new("trajectories", bars).color(faint(LIVE, 180)));
             if let Some(b) = base_line {
                 plot.line(
@@ -178,7 +186,8 @@ fn histogram(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, salt: 
                         .width(1.5),
                 );
             }
-        });
+        },
+    );
 }
 
 #[cfg(test)]

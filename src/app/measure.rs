@@ -22,7 +22,7 @@ use super::plot_style::finite_quantile;
 /// Samples kept per series (a long session must not grow without bound).
 const KEEP: usize = 20_000;
 
-fn push(series: &mut VecDeque<f64>, value: f64) {
+pub(crate) fn push(series: &mut VecDeque<f64>, value: f64) {
     if series.len() == KEEP {
         series.pop_front();
     }
@@ -33,14 +33,10 @@ fn push(series: &mut VecDeque<f64>, value: f64) {
 #[derive(Clone, Debug, Default)]
 pub struct FrameStats {
     /// Frame time (ms) of frames drawn while a run was in flight: eframe's cpu_usage (ui,
-    /// tessellation and rendering, without vsync) in the window, the app's own code under test.
+    /// tessellation and the renderer's calls, without the buffer swap) in the window.
     pub sampling_ms: VecDeque<f64>,
-    /// The same for frames with no run in flight.
-    pub idle_ms: VecDeque<f64>,
     /// The app's own per-frame code (logic + panels) while sampling, ms.
     pub app_ms: VecDeque<f64>,
-    /// Time between frames while sampling, ms.
-    pub interval_ms: VecDeque<f64>,
     /// Setting change to finished rerun applied in the UI, ms.
     pub rerun_ms: VecDeque<f64>,
     /// The worker's sampling + diagnostics time of those reruns, ms.
@@ -48,22 +44,15 @@ pub struct FrameStats {
 }
 
 impl FrameStats {
+    /// A frame's CPU time; only frames drawn while sampling are kept.
     pub fn record_frame(&mut self, ms: f64, sampling: bool) {
-        push(
-            if sampling {
-                &mut self.sampling_ms
-            } else {
-                &mut self.idle_ms
-            },
-            ms,
-        );
+        if sampling {
+            push(&mut self.sampling_ms, ms);
+        }
     }
 
-    pub fn record_app(&mut self, ms: f64, interval_ms: f64) {
+    pub fn record_app(&mut self, ms: f64) {
         push(&mut self.app_ms, ms);
-        if interval_ms > 0.0 {
-            push(&mut self.interval_ms, interval_ms);
-        }
     }
 
     pub fn record_rerun(&mut self, ms: f64, worker_ms: f64) {
@@ -132,6 +121,8 @@ pub struct BenchOptions {
     pub window: [f32; 2],
     /// Wait for vertical sync when presenting (the app's setting); off isolates rendering cost.
     pub vsync: bool,
+    /// What paints the window.
+    pub renderer: super::Renderer,
 }
 
 impl Summary {
@@ -146,17 +137,26 @@ impl Summary {
 pub struct BenchReport {
     pub scene: String,
     pub backend: String,
+    /// What painted the window (glow or wgpu).
+    pub renderer: String,
+    pub window: [f32; 2],
     pub reruns: usize,
-    /// Setting change -> finished rerun applied in the UI.
+    /// One setting change -> its finished rerun applied and painted.
     pub rerun_latency: Summary,
     /// The worker's share of it (sampling + diagnostics).
     pub worker_time: Summary,
-    /// eframe cpu_usage while sampling (reruns and drag).
-    pub frame_sampling: Summary,
-    pub frame_idle: Summary,
+    /// Wall time of a painted frame (back-to-back frames: ui, tessellation, rasterisation and
+    /// presentation) with no run in flight.
+    pub paint_idle: Summary,
+    /// The same while sampling: a slider dragged, a new run every frame.
+    pub paint_sampling: Summary,
+    /// eframe's cpu_usage while sampling: ui, tessellation and the renderer's calls, without the
+    /// buffer swap (where a software OpenGL rasteriser does most of its work).
+    pub frame_cpu_sampling: Summary,
     /// The app's logic + panels alone, while sampling.
     pub app_code: Summary,
-    pub frame_interval: Summary,
+    /// During the drag: change -> finished rerun painted, for the runs not overtaken.
+    pub drag_rerun_latency: Summary,
     /// Runs started and finished during the drag.
     pub drag_runs_started: u64,
     pub drag_runs_finished: u64,
@@ -166,25 +166,29 @@ impl BenchReport {
     /// The report as the lines `bench-ui` prints.
     pub fn text(&self) -> String {
         format!(
-            "bench-ui: {}, backend {}\n\
+            "bench-ui: {}, backend {}, {}x{} window painted by {}\n\
              slider change -> finished rerun shown ({} reruns): {}\n\
              \x20 of which the worker's sampling + diagnostics: {}\n\
-             frame time while sampling (eframe cpu_usage: ui + tessellation + rendering): {}\n\
-             frame time idle: {}\n\
-             app code alone (logic + panels) while sampling: {}\n\
-             frame interval while sampling: {}\n\
-             drag: {} runs started, {} finished (the rest cancelled by newer ones)",
+             painted frame time, idle (back-to-back frames): {}\n\
+             painted frame time while sampling (slider dragged): {}\n\
+             \x20 eframe cpu_usage of those frames (without the buffer swap): {}\n\
+             \x20 the app's own code (logic + panels): {}\n\
+             drag: {} runs started, {} finished (the rest cancelled by newer ones); change -> shown: {}",
             self.scene,
             self.backend,
+            self.window[0],
+            self.window[1],
+            self.renderer,
             self.reruns,
             self.rerun_latency.line(),
             self.worker_time.line(),
-            self.frame_sampling.line(),
-            self.frame_idle.line(),
+            self.paint_idle.line(),
+            self.paint_sampling.line(),
+            self.frame_cpu_sampling.line(),
             self.app_code.line(),
-            self.frame_interval.line(),
             self.drag_runs_started,
-            self.drag_runs_finished
+            self.drag_runs_finished,
+            self.drag_rerun_latency.line(),
         )
     }
 }
@@ -194,6 +198,8 @@ impl BenchReport {
 pub(crate) enum Phase {
     /// Waiting for the launch run, then a few quiet frames.
     Warmup,
+    /// Frames painted back to back with no run in flight.
+    PaintIdle,
     /// Change a setting (`waiting: false`) or wait for its rerun (`waiting: true`).
     Rerun {
         waiting: bool,
@@ -215,6 +221,12 @@ pub(crate) struct Bench {
     pub drag_generation_start: u64,
     pub drag_finished: u64,
     pub closing: bool,
+    /// When the previous frame's script step ran (frame-to-frame time).
+    pub last_frame: Option<Instant>,
+    pub paint_idle_ms: VecDeque<f64>,
+    pub paint_sampling_ms: VecDeque<f64>,
+    /// Single-change reruns, set aside when the drag starts.
+    pub single_reruns: Option<(Summary, Summary)>,
 }
 
 impl Bench {
@@ -229,6 +241,10 @@ impl Bench {
             drag_generation_start: 0,
             drag_finished: 0,
             closing: false,
+            last_frame: None,
+            paint_idle_ms: VecDeque::new(),
+            paint_sampling_ms: VecDeque::new(),
+            single_reruns: None,
         }
     }
 
@@ -243,7 +259,7 @@ impl Bench {
 /// share of the rerun latency. Returns the change -> finished latency and the worker's
 /// sampling + diagnostics time, after one warm-up run (data loading).
 pub fn headless_reruns(spec: &RunSpec, reruns: usize) -> Result<(Summary, Summary)> {
-    let mut worker = Worker::spawn(Arc::new(|| {}))?;
+    let mut worker = Worker::spawn(Arc::new(|_| {}))?;
     let mut store = RunStore::default();
     let (mut latency, mut worker_ms) = (VecDeque::new(), VecDeque::new());
     for k in 0..=reruns {

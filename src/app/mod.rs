@@ -18,6 +18,7 @@ mod schedule_plot;
 mod sigma_plot;
 mod states_view;
 mod theory;
+mod window;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,11 +33,13 @@ use crate::run::RunSpec;
 use crate::run::protocol::Event;
 use crate::run::spec::DiagnosticsSpec;
 use crate::run::store::{RunRecord, RunStatus, RunStore};
-use crate::run::worker::{Waker, Worker};
+use crate::run::worker::{Wake, Waker, Worker};
 
 pub use controls::{parse_spectrum, tips};
 pub use measure::{BenchOptions, BenchReport, FrameStats};
 pub use replay::Replay;
+use window::WindowFill;
+pub use window::{Renderer, run, run_bench};
 
 use controls::{Action, ControlsInfo, ControlsState};
 use exports::{Exports, Pick};
@@ -44,6 +47,14 @@ use measure::{Bench, Phase};
 
 /// The longest a frame spends applying worker events; the rest waits for the next frame.
 pub const DRAIN_BUDGET: Duration = Duration::from_millis(4);
+
+/// Step events ask for a frame at most this soon: a run's steps come faster than frames, and on
+/// a software rasteriser every frame drawn mid-run takes cores from the sampler. Start, finish
+/// and failure events repaint at once.
+pub const STEP_REPAINT: Duration = Duration::from_millis(33);
+
+/// How long a run in flight may finish before a changed setting cancels it (`may_restart`).
+pub const RERUN_GRACE: Duration = Duration::from_millis(100);
 
 /// Rows of the default scene's noise-level statistics (see `Settings::default_scene`).
 pub const DEFAULT_SCENE_SUBSET: usize = 32;
@@ -210,6 +221,12 @@ pub struct NoiseScopeApp {
     /// does not blank the views for a frame).
     previous: Option<RunRecord>,
     bench: Option<Bench>,
+    /// Set in a window (not under egui_kittest): the clear colour paints the panels.
+    window_fill: Option<WindowFill>,
+    /// What paints the window (for the bench report).
+    renderer: Renderer,
+    /// How long a run in flight may finish before a changed setting cancels it.
+    rerun_grace: Duration,
 }
 
 impl NoiseScopeApp {
@@ -236,6 +253,9 @@ impl NoiseScopeApp {
             launch_generation: None,
             previous: None,
             bench: None,
+            window_fill: None,
+            renderer: Renderer::default(),
+            rerun_grace: RERUN_GRACE,
         }
     }
 
@@ -253,13 +273,18 @@ impl NoiseScopeApp {
         NoiseScopeApp::new(settings)
     }
 
-    /// Starts the worker thread, waking `ctx` after every event.
+    /// Once: sets the app's style on `ctx` and starts the worker thread, waking `ctx` after
+    /// events.
     pub fn attach(&mut self, ctx: &egui::Context) {
         if self.worker.is_some() || self.worker_failed {
             return;
         }
+        window::apply_lean_style(ctx);
         let ctx = ctx.clone();
-        let waker: Waker = Arc::new(move || ctx.request_repaint());
+        let waker: Waker = Arc::new(move |wake| match wake {
+            Wake::Progress => ctx.request_repaint_after(STEP_REPAINT),
+            Wake::Now => ctx.request_repaint(),
+        });
         match Worker::spawn(waker) {
             Ok(w) => self.worker = Some(w),
             Err(e) => {
@@ -296,6 +321,28 @@ impl NoiseScopeApp {
                 .current
                 .as_ref()
                 .is_some_and(RunRecord::is_running)
+    }
+
+    /// Whether a changed setting may start its rerun now. A run in flight younger than the
+    /// rerun grace is let finish first (a frame is asked for when the grace ends): a dragged
+    /// slider then shows finished runs instead of a stream of runs cancelled at their first step.
+    fn may_restart(&self, ctx: &egui::Context) -> bool {
+        match self.started_at {
+            Some(started) => {
+                let age = started.elapsed();
+                if age < self.rerun_grace {
+                    ctx.request_repaint_after(self.rerun_grace - age);
+                }
+                age >= self.rerun_grace
+            }
+            None => true,
+        }
+    }
+
+    /// How long a run in flight may finish before a changed setting cancels it (default
+    /// `RERUN_GRACE`; zero cancels at once).
+    pub fn set_rerun_grace(&mut self, grace: Duration) {
+        self.rerun_grace = grace;
     }
 
     /// Starts a run of the current settings (same seed, so the same initial noise).
@@ -524,7 +571,6 @@ impl NoiseScopeApp {
     /// Draws every panel from the store and starts a rerun when a setting changed.
     pub fn show(&mut self, ui: &mut Ui) {
         let frame_started = Instant::now();
-        let interval_ms = 1e3 * f64::from(ui.ctx().input(|i| i.unstable_dt));
         let mut actions = Vec::new();
         egui::Panel::top("menu_bar").show(ui, |ui| self.menu_bar(ui, &mut actions));
         egui::Panel::bottom("status_bar").show(ui, |ui| self.status_bar(ui));
@@ -561,13 +607,14 @@ impl NoiseScopeApp {
                 .last_started
                 .as_ref()
                 .is_some_and(|s| *s != self.settings.spec)
+            && self.may_restart(ui.ctx())
         {
             self.start_run();
         }
         let sampling = self.is_sampling();
         if sampling {
             self.stats
-                .record_app(1e3 * frame_started.elapsed().as_secs_f64(), interval_ms);
+                .record_app(1e3 * frame_started.elapsed().as_secs_f64());
         }
         self.prev_sampling = sampling;
     }
@@ -734,7 +781,7 @@ impl NoiseScopeApp {
             if p95.is_finite() {
                 ui.separator();
                 ui.label(format!("frame p95 {p95:.1} ms"))
-                    .on_hover_text("While sampling (eframe: ui + rendering).");
+                    .on_hover_text("95th percentile of the frame CPU time while sampling (eframe: ui, tessellation and the renderer's calls; a software rasteriser's work at the buffer swap is not in it; `noisescope bench-ui` measures whole painted frames).");
             }
             if let Some(info) = &self.status.info {
                 ui.separator();
@@ -841,9 +888,14 @@ impl NoiseScopeApp {
             return;
         };
         // Like a user: frames come from worker events and a slow timer; only a drag (pointer
-        // motion) paints every frame. Continuous painting would starve the worker on a
-        // software renderer.
-        if bench.phase == Phase::Drag {
+        // motion) and the paint measurement paint every frame.
+        let now = Instant::now();
+        let since_last = bench
+            .last_frame
+            .map(|t| 1e3 * now.duration_since(t).as_secs_f64());
+        bench.last_frame = Some(now);
+        let back_to_back = matches!(bench.phase, Phase::PaintIdle | Phase::Drag);
+        if back_to_back {
             ctx.request_repaint();
         } else {
             ctx.request_repaint_after(Duration::from_millis(30));
@@ -853,12 +905,29 @@ impl NoiseScopeApp {
                 r.generation == self.store.expected && r.status == RunStatus::Finished
             });
         bench.frames += 1;
+        // The first frames of a phase may follow a timer wait: skip them.
+        if let Some(ms) = since_last.filter(|_| back_to_back && bench.frames > 3) {
+            match bench.phase {
+                Phase::PaintIdle => measure::push(&mut bench.paint_idle_ms, ms),
+                _ if self.prev_sampling => {
+                    measure::push(&mut bench.paint_sampling_ms, ms);
+                }
+                _ => {}
+            }
+        }
         match bench.phase {
             Phase::Warmup => {
                 if !shown_finished {
                     bench.frames = 0;
                 } else if bench.frames > 10 {
                     self.stats.clear();
+                    bench.frames = 0;
+                    bench.phase = Phase::PaintIdle;
+                }
+            }
+            Phase::PaintIdle => {
+                if bench.paint_idle_ms.len() >= 60 {
+                    bench.frames = 0;
                     bench.phase = Phase::Rerun { waiting: false };
                 }
             }
@@ -875,6 +944,11 @@ impl NoiseScopeApp {
                     bench.reruns_done += 1;
                     bench.frames = 0;
                     bench.phase = if bench.reruns_done >= bench.opts.reruns {
+                        bench.single_reruns = Some((
+                            measure::Summary::of(&self.stats.rerun_ms),
+                            measure::Summary::of(&self.stats.worker_ms),
+                        ));
+                        self.stats.clear();
                         bench.drag_started = Some(Instant::now());
                         bench.drag_generation_start = self.store.expected;
                         Phase::Drag
@@ -920,6 +994,8 @@ impl NoiseScopeApp {
         use measure::Summary;
         let s = &self.stats;
         let spec = &self.settings.spec;
+        let empty = Summary::of(&Default::default());
+        let single = bench.single_reruns.unwrap_or((empty, empty));
         BenchReport {
             scene: format!(
                 "{}, {} particles, {} {} steps, exact denoiser, diagnostics subset {}",
@@ -934,13 +1010,16 @@ impl NoiseScopeApp {
                 .current
                 .as_ref()
                 .map_or_else(String::new, |r| r.backend.clone()),
+            renderer: self.renderer.name().to_string(),
+            window: bench.opts.window,
             reruns: bench.reruns_done,
-            rerun_latency: Summary::of(&s.rerun_ms),
-            worker_time: Summary::of(&s.worker_ms),
-            frame_sampling: Summary::of(&s.sampling_ms),
-            frame_idle: Summary::of(&s.idle_ms),
+            rerun_latency: single.0,
+            worker_time: single.1,
+            paint_idle: Summary::of(&bench.paint_idle_ms),
+            paint_sampling: Summary::of(&bench.paint_sampling_ms),
+            frame_cpu_sampling: Summary::of(&s.sampling_ms),
             app_code: Summary::of(&s.app_ms),
-            frame_interval: Summary::of(&s.interval_ms),
+            drag_rerun_latency: Summary::of(&s.rerun_ms),
             drag_runs_started: self
                 .store
                 .expected
@@ -964,6 +1043,12 @@ impl eframe::App for NoiseScopeApp {
         self.show(ui);
     }
 
+    fn clear_color(&self, visuals: &egui::Visuals) -> [f32; 4] {
+        self.window_fill
+            .map_or(visuals.panel_fill, |fill| fill.for_visuals(visuals))
+            .to_normalized_gamma_f32()
+    }
+
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         // A bench session must not overwrite the user's settings.
         if self.bench.is_none() {
@@ -971,63 +1056,10 @@ impl eframe::App for NoiseScopeApp {
         }
     }
 
-    fn on_exit(&mut self) {
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         // Dropping the worker cancels its run and joins the thread.
         self.worker.take();
     }
-}
-
-/// Window options shared by the app and bench-ui.
-fn native_options() -> eframe::NativeOptions {
-    eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("noisescope")
-            .with_inner_size([1500.0, 920.0])
-            .with_min_inner_size([960.0, 600.0]),
-        ..Default::default()
-    }
-}
-
-/// Opens the app window on `preset`, else on the saved settings (the default scene on first
-/// launch), and returns when it closes.
-pub fn run(preset: Option<RunSpec>) -> Result<()> {
-    eframe::run_native(
-        "noisescope",
-        native_options(),
-        Box::new(move |cc| {
-            let mut app = NoiseScopeApp::from_storage(cc.storage);
-            if let Some(spec) = preset {
-                app.settings.spec = spec;
-            }
-            app.attach(&cc.egui_ctx);
-            Ok(Box::new(app))
-        }),
-    )
-    .map_err(|e| Error::App(e.to_string()))
-}
-
-/// Opens the app on the default scene, runs the bench script, prints the report and closes.
-pub fn run_bench(opts: BenchOptions) -> Result<()> {
-    let mut options = native_options();
-    // Never touch the user's saved settings or window.
-    options.persist_window = false;
-    options.viewport = options.viewport.with_inner_size(opts.window);
-    options.wgpu_options.surface.present_mode = if opts.vsync {
-        eframe::wgpu::PresentMode::AutoVsync
-    } else {
-        eframe::wgpu::PresentMode::AutoNoVsync
-    };
-    eframe::run_native(
-        "noisescope-bench",
-        options,
-        Box::new(move |cc| {
-            let mut app = NoiseScopeApp::new(Settings::default_scene());
-            app.bench = Some(Bench::new(opts));
-            app.attach(&cc.egui_ctx);
-            Ok(Box::new(app))
-        }),
-    )
-    .map_err(|e| Error::App(e.to_string()))
 }
 
 #[cfg(test)]

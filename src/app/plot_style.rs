@@ -1,8 +1,8 @@
 //! Shared plot conventions: colours (live vs pinned baseline), the dashed baseline style, and
 //! log-axis labels (egui_plot has linear axes; log plots draw log10 values and label them back).
 
-use egui::Color32;
-use egui_plot::{ColorConflictHandling, GridMark, Legend, LineStyle};
+use egui::{Color32, StrokeKind, Ui};
+use egui_plot::{ColorConflictHandling, GridMark, Legend, LineStyle, Plot, PlotResponse, PlotUi};
 
 /// The live run's states and curves.
 pub const LIVE: Color32 = Color32::from_rgb(255, 150, 60);
@@ -18,6 +18,30 @@ pub const REFERENCE: Color32 = Color32::from_gray(140);
 /// How the baseline's curves are drawn: dashed, so A/B reads at a glance.
 pub fn baseline_style() -> LineStyle {
     LineStyle::Dashed { length: 8.0 }
+}
+
+/// Closest and widest on-screen spacing of grid lines, points. egui_plot fades lines in from 8 points;
+/// from 20 the grid reads the same with about half the lines (each a long, feathered strip).
+const GRID_SPACING: std::ops::RangeInclusive<f32> = 20.0..=300.0;
+
+/// Shows `plot` outlined, without its filled background (the panel colour shows through; a
+/// software rasteriser pays for every filled pixel) and with a sparser grid.
+pub fn show<'a, R>(
+    ui: &mut Ui,
+    plot: Plot<'a>,
+    build: impl FnOnce(&mut PlotUi<'a>) -> R + 'a,
+) -> PlotResponse<R> {
+    let response = plot
+        .show_background(false)
+        .grid_spacing(GRID_SPACING)
+        .show(ui, build);
+    ui.painter().rect_stroke(
+        *response.transform.frame(),
+        2.0,
+        ui.visuals().widgets.noninteractive.bg_stroke,
+        StrokeKind::Inside,
+    );
+    response
 }
 
 /// The legend of every plot: entries in drawing order, one colour per name (a line and its

@@ -57,13 +57,15 @@ pub fn show(
     )
     .on_hover_text(super::controls::tips::SCHEDULE);
     let tangent_c = live.and_then(|r| r.tangent_c);
-    Plot::new(format!("{salt}-schedule"))
-        .height(ui.available_height().max(150.0))
-        .legend(plot_style::legend())
-        .x_axis_label("step i")
-        .y_axis_label("σ_i")
-        .y_axis_formatter(plot_style::log_axis_label)
-        .show(ui, |plot| {
+    plot_style::show(
+        ui,
+        Plot::new(format!("{salt}-schedule"))
+            .height(ui.available_height().max(150.0))
+            .legend(plot_style::legend())
+            .x_axis_label("step i")
+            .y_axis_label("σ_i")
+            .y_axis_formatter(plot_style::log_axis_label),
+        |plot| {
             for (k, kind) in families(tangent_c).into_iter().enumerate() {
                 let chosen = kind.name() == spec.kind.name();
                 let points = curve(ScheduleSpec { kind, ..*spec });
@@ -93,5 +95,6 @@ pub fn show(
                         .style(baseline_style()),
                 );
             }
-        });
+        },
+    );
 }

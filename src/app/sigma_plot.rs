@@ -43,15 +43,17 @@ pub fn show(
     if live.state(0).is_some_and(|x| x.dim <= 16) {
         ui.label(RichText::new("low dimension: below the data's own scale σ_hat levels off at the prior (not a shift)").weak().small());
     }
-    Plot::new(format!("{salt}-sigma"))
-        .height((height * 0.58).max(120.0))
-        .legend(plot_style::legend())
-        .x_axis_label("σ_i")
-        .y_axis_label("σ_hat")
-        .x_axis_formatter(plot_style::log_axis_label)
-        .y_axis_formatter(plot_style::log_axis_label)
-        .invert_x(true)
-        .show(ui, |plot| {
+    plot_style::show(
+        ui,
+        Plot::new(format!("{salt}-sigma"))
+            .height((height * 0.58).max(120.0))
+            .legend(plot_style::legend())
+            .x_axis_label("σ_i")
+            .y_axis_label("σ_hat")
+            .x_axis_formatter(plot_style::log_axis_label)
+            .y_axis_formatter(plot_style::log_axis_label)
+            .invert_x(true),
+        |plot| {
             plot.line(
                 Line::new("diagonal σ_hat = σ", vec![[lo, lo], [hi, hi]])
                     .color(REFERENCE)
@@ -104,15 +106,18 @@ pub fn show(
                     VLine::new("shown step", shown_sigma.log10()).color(faint(REFERENCE, 80)),
                 );
             }
-        });
+        },
+    );
     ui.label(RichText::new("δ_i = ln(σ_hat / σ_i) per step").strong())
         .on_hover_text("The noise shift of x_i (science.md §5): > 0 means the state looks noisier than scheduled. Accumulated error e ~ N(0, s_e²) gives σ_eff = √(σ² + s_e²), so δ ≥ 0 in that model (seed 000).");
-    Plot::new(format!("{salt}-delta"))
-        .height(ui.available_height().max(100.0))
-        .legend(plot_style::legend())
-        .x_axis_label("step i")
-        .y_axis_label("δ")
-        .show(ui, |plot| {
+    plot_style::show(
+        ui,
+        Plot::new(format!("{salt}-delta"))
+            .height(ui.available_height().max(100.0))
+            .legend(plot_style::legend())
+            .x_axis_label("step i")
+            .y_axis_label("δ"),
+        |plot| {
             plot.hline(HLine::new("δ = 0", 0.0).color(REFERENCE));
             let finite: Vec<&&StepRecord> = records
                 .iter()
@@ -153,5 +158,6 @@ pub fn show(
                         .width(1.5),
                 );
             }
-        });
+        },
+    );
 }

@@ -18,6 +18,9 @@ use super::plot_style::{self, BASELINE, DATA, DENOISED, LIVE, faint, format_numb
 
 /// Most particles drawn as points (a batch can hold millions).
 const MAX_POINTS: usize = 5000;
+/// Most data points drawn behind the particles: a backdrop that shows the set's shape (more
+/// only add triangles to every frame).
+const MAX_DATA_POINTS: usize = 1000;
 /// Most particles drawn with an ODE arrow.
 const MAX_ARROWS: usize = 300;
 /// Most images in a grid.
@@ -186,7 +189,7 @@ fn two_d(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, view: &ViewOption
     let data: Vec<[f64; 2]> = if view.show_data {
         let pts = &run.data.points;
         // A stride keeps big sets cheap to draw.
-        let stride = pts.n.div_ceil(4000).max(1);
+        let stride = pts.n.div_ceil(MAX_DATA_POINTS).max(1);
         (0..pts.n)
             .step_by(stride)
             .map(|j| {
@@ -231,14 +234,16 @@ fn two_d(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, view: &ViewOption
     if x.dim > 2 {
         ui.label(RichText::new(format!("first two of {} coordinates", x.dim)).weak());
     }
-    Plot::new(id)
-        // Thousands of points: hover lines would only add clutter.
-        .show_crosshair(false)
-        .data_aspect(1.0)
-        .default_x_bounds(bx[0], bx[1])
-        .default_y_bounds(by[0], by[1])
-        .legend(plot_style::legend())
-        .show(ui, |plot| {
+    plot_style::show(
+        ui,
+        Plot::new(id)
+            // Thousands of points: hover lines would only add clutter.
+            .show_crosshair(false)
+            .data_aspect(1.0)
+            .default_x_bounds(bx[0], bx[1])
+            .default_y_bounds(by[0], by[1])
+            .legend(plot_style::legend()),
+        |plot| {
             if !data.is_empty() {
                 plot.points(Points::new("data", data).color(DATA).radius(1.2));
             }
@@ -262,7 +267,8 @@ fn two_d(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, view: &ViewOption
                 plot.points(Points::new("D(x_i)", d).color(DENOISED).radius(1.6));
             }
             plot.points(Points::new("x_i", current).color(LIVE).radius(1.8));
-        });
+        },
+    );
 }
 
 /// Where state s sits on the 1-D plot's x axis: log10 sigma, the final state half a decade past
@@ -321,14 +327,16 @@ fn one_d(ui: &mut Ui, run: &RunRecord, step: usize, view: &ViewOptions, id: &str
     let top = run.spec.schedule.sigma_max.max(1e-3).log10() + 0.1;
     let bottom = run.spec.schedule.sigma_min.max(1e-6).log10() - 0.6;
     ui.label(RichText::new("EDM fig. 3: x against σ (log axis, noise on the left; the final state at the right edge is σ = 0)").weak());
-    Plot::new(id)
-        .invert_x(true)
-        .default_x_bounds(bottom.min(top - 1.0), top)
-        .default_y_bounds(bx[0] - 1.5, bx[1] + 1.5)
-        .x_axis_label("σ")
-        .x_axis_formatter(plot_style::log_axis_label)
-        .legend(plot_style::legend())
-        .show(ui, |plot| {
+    plot_style::show(
+        ui,
+        Plot::new(id)
+            .invert_x(true)
+            .default_x_bounds(bottom.min(top - 1.0), top)
+            .default_y_bounds(bx[0] - 1.5, bx[1] + 1.5)
+            .x_axis_label("σ")
+            .x_axis_formatter(plot_style::log_axis_label)
+            .legend(plot_style::legend()),
+        |plot| {
             for (k, y) in levels.into_iter().enumerate() {
                 plot.hline(HLine::new("data", y).id(("level", k)).color(DATA));
             }
@@ -348,7 +356,8 @@ fn one_d(ui: &mut Ui, run: &RunRecord, step: usize, view: &ViewOptions, id: &str
                 plot.points(Points::new("D(x_i)", d).color(DENOISED).radius(2.0));
             }
             plot.points(Points::new("x_i", current).color(LIVE).radius(2.0));
-        });
+        },
+    );
 }
 
 fn images(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, textures: &mut TextureCache) {

@@ -252,12 +252,14 @@ fn variance_plot(
     ui.label(RichText::new("state variance per direction (log): exact lines, this run's dots").strong())
         .on_hover_text("v_{i+1} = f_i² (v_i + churn), Heun f = 1 + h/2 (a(s_i) + a(s_{i+1})(1 + h a(s_i))), a(s) = s/(λ + s²); dashed: the promise λ_k + σ_i² (science.md §7).");
     let directions = lambdas.len().min(MAX_DIRECTIONS);
-    Plot::new(format!("{salt}-variance"))
-        .height(height)
-        .legend(plot_style::legend())
-        .x_axis_label("step i")
-        .y_axis_formatter(plot_style::log_axis_label)
-        .show(ui, |plot| {
+    plot_style::show(
+        ui,
+        Plot::new(format!("{salt}-variance"))
+            .height(height)
+            .legend(plot_style::legend())
+            .x_axis_label("step i")
+            .y_axis_formatter(plot_style::log_axis_label),
+        |plot| {
             for k in 0..directions {
                 let color = PALETTE[k];
                 let name = format!("λ = {}", format_number(lambdas[k]));
@@ -298,19 +300,22 @@ fn variance_plot(
                         .radius(2.5),
                 );
             }
-        });
+        },
+    );
 }
 
 fn kl_plot(ui: &mut Ui, curves: &KlCurves, steps: usize, height: f32, salt: &str) {
     ui.label(RichText::new("KL(p_data || p_out) vs N, log-log").strong())
         .on_hover_text("Closed form per schedule family with the run's sampler; the tangent family uses its KL-optimal c at every N (seed 004).");
-    Plot::new(format!("{salt}-kl"))
-        .height(height)
-        .legend(plot_style::legend())
-        .x_axis_label("N")
-        .x_axis_formatter(plot_style::log_axis_label)
-        .y_axis_formatter(plot_style::log_axis_label)
-        .show(ui, |plot| {
+    plot_style::show(
+        ui,
+        Plot::new(format!("{salt}-kl"))
+            .height(height)
+            .legend(plot_style::legend())
+            .x_axis_label("N")
+            .x_axis_formatter(plot_style::log_axis_label)
+            .y_axis_formatter(plot_style::log_axis_label),
+        |plot| {
             for (k, (name, values)) in curves.families.iter().enumerate() {
                 let points = log10_points(
                     curves
@@ -334,7 +339,8 @@ fn kl_plot(ui: &mut Ui, curves: &KlCurves, steps: usize, height: f32, salt: &str
             plot.vline(
                 VLine::new("this N", (steps.max(1) as f64).log10()).color(faint(REFERENCE, 90)),
             );
-        });
+        },
+    );
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub struct BenchUiArgs {
     /// Present without waiting for vertical sync (isolates the rendering cost).
     #[arg(long)]
     pub no_vsync: bool,
+    /// What paints the window: glow (default) or wgpu.
+    #[arg(long, default_value = "glow")]
+    pub renderer: app::Renderer,
     /// No window: only the worker and the store (the engine-and-protocol share of the latency).
     #[arg(long)]
     pub headless: bool,
@@ -62,6 +65,7 @@ pub fn run(args: &BenchUiArgs) -> Result<()> {
         json: args.json.clone(),
         window: [args.width.max(400.0), args.height.max(300.0)],
         vsync: !args.no_vsync,
+        renderer: args.renderer,
     })?;
     Ok(())
 }

@@ -17,6 +17,10 @@ pub struct Cli {
     /// Open the app on this preset (a JSON RunSpec saved by the app) instead of the saved settings.
     #[arg(long)]
     pub preset: Option<std::path::PathBuf>,
+    /// What paints the app's window: glow (OpenGL, default; much faster under a software
+    /// rasteriser) or wgpu. If it cannot open a window the other one is tried.
+    #[arg(long, default_value = "glow")]
+    pub renderer: noisescope::app::Renderer,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -15,8 +15,17 @@ use super::protocol::{Command, DataView, Event, StepSnapshot};
 use super::session::{ModelHandle, Session};
 use super::spec::RunSpec;
 
+/// How soon the UI should look at a new event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// A step of a run in flight: steps can come faster than frames, so the UI may batch them.
+    Progress,
+    /// A run started, finished or failed: show it now.
+    Now,
+}
+
 /// Called after each event so the UI wakes up (egui's `request_repaint`).
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
+pub type Waker = Arc<dyn Fn(Wake) + Send + Sync>;
 
 /// The UI's handle on the worker; dropping it stops and joins the thread.
 pub struct Worker {
@@ -150,7 +159,7 @@ impl WorkerState {
 
     fn send(&self, event: Event) {
         let _ = self.events.send(event);
-        (self.waker)();
+        (self.waker)(Wake::Now);
     }
 
     fn compute(&self, choice: BackendChoice) -> Result<(Compute, Vec<String>)> {
@@ -221,7 +230,7 @@ impl WorkerState {
                 records: records.to_vec(),
                 elapsed_s: started.elapsed().as_secs_f64(),
             });
-            waker();
+            waker(Wake::Progress);
             if latest.load(Ordering::SeqCst) == generation {
                 ControlFlow::Continue(())
             } else {
