@@ -5,8 +5,9 @@
 //! `DRAIN_BUDGET`, then `show` (eframe's `ui`) draws one panel per file from the store:
 //! controls.rs (left), states_view.rs, sigma_plot.rs, curvature_plot.rs, schedule_plot.rs and
 //! theory.rs (centre). A setting that differs from the last started run starts a new one from
-//! the same seed; the worker cancels the old one at its next step. The UI thread never
-//! evaluates a denoiser.
+//! the same seed; the worker cancels the old one at its next step (a run younger than
+//! `RERUN_GRACE` finishes first). The UI thread never evaluates a denoiser. window.rs opens the
+//! window and keeps frames cheap where a CPU rasterises them.
 
 mod controls;
 mod curvature_plot;
