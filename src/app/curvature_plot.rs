@@ -68,7 +68,6 @@ fn angle_plot(
         ui,
         Plot::new(format!("{salt}-angle"))
             .height(height)
-            .legend(plot_style::legend())
             .x_axis_label("step i")
             .include_y(0.0),
         |plot| {
@@ -111,7 +110,6 @@ fn error_plot(
         ui,
         Plot::new(format!("{salt}-error"))
             .height(height)
-            .legend(plot_style::legend())
             .x_axis_label("step i")
             .y_axis_formatter(plot_style::log_axis_label),
         |plot| {
@@ -170,7 +168,6 @@ fn histogram(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, salt: 
         ui,
         Plot::new(format!("{salt}-straightness"))
             .height(ui.available_height().max(100.0))
-            .legend(plot_style::legend())
             .x_axis_label("straightness")
             .y_axis_label("fraction")
             .include_x(0.0)

@@ -24,14 +24,16 @@ pub fn baseline_style() -> LineStyle {
 /// from 20 the grid reads the same with about half the lines (each a long, feathered strip).
 const GRID_SPACING: std::ops::RangeInclusive<f32> = 20.0..=300.0;
 
-/// Shows `plot` outlined, without its filled background (the panel colour shows through; a
-/// software rasteriser pays for every filled pixel) and with a sparser grid.
+/// Shows `plot` the house way: with `legend()`, outlined, without its filled background (the
+/// panel colour shows through; a software rasteriser pays for every filled pixel) and with a
+/// sparser grid. Every plot of the app goes through here.
 pub fn show<'a, R>(
     ui: &mut Ui,
     plot: Plot<'a>,
     build: impl FnOnce(&mut PlotUi<'a>) -> R + 'a,
 ) -> PlotResponse<R> {
     let response = plot
+        .legend(legend())
         .show_background(false)
         .grid_spacing(GRID_SPACING)
         .show(ui, build);
@@ -46,7 +48,7 @@ pub fn show<'a, R>(
 
 /// The legend of every plot: entries in drawing order, one colour per name (a line and its
 /// markers or its faint reference share a name).
-pub fn legend() -> Legend {
+fn legend() -> Legend {
     Legend::default()
         .follow_insertion_order(true)
         .color_conflict_handling(ColorConflictHandling::PickFirst)

@@ -61,7 +61,6 @@ pub fn show(
         ui,
         Plot::new(format!("{salt}-schedule"))
             .height(ui.available_height().max(150.0))
-            .legend(plot_style::legend())
             .x_axis_label("step i")
             .y_axis_label("σ_i")
             .y_axis_formatter(plot_style::log_axis_label),

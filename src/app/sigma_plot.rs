@@ -47,7 +47,6 @@ pub fn show(
         ui,
         Plot::new(format!("{salt}-sigma"))
             .height((height * 0.58).max(120.0))
-            .legend(plot_style::legend())
             .x_axis_label("σ_i")
             .y_axis_label("σ_hat")
             .x_axis_formatter(plot_style::log_axis_label)
@@ -114,7 +113,6 @@ pub fn show(
         ui,
         Plot::new(format!("{salt}-delta"))
             .height(ui.available_height().max(100.0))
-            .legend(plot_style::legend())
             .x_axis_label("step i")
             .y_axis_label("δ"),
         |plot| {

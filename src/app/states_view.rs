@@ -241,8 +241,7 @@ fn two_d(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, view: &ViewOption
             .show_crosshair(false)
             .data_aspect(1.0)
             .default_x_bounds(bx[0], bx[1])
-            .default_y_bounds(by[0], by[1])
-            .legend(plot_style::legend()),
+            .default_y_bounds(by[0], by[1]),
         |plot| {
             if !data.is_empty() {
                 plot.points(Points::new("data", data).color(DATA).radius(1.2));
@@ -334,8 +333,7 @@ fn one_d(ui: &mut Ui, run: &RunRecord, step: usize, view: &ViewOptions, id: &str
             .default_x_bounds(bottom.min(top - 1.0), top)
             .default_y_bounds(bx[0] - 1.5, bx[1] + 1.5)
             .x_axis_label("σ")
-            .x_axis_formatter(plot_style::log_axis_label)
-            .legend(plot_style::legend()),
+            .x_axis_formatter(plot_style::log_axis_label),
         |plot| {
             for (k, y) in levels.into_iter().enumerate() {
                 plot.hline(HLine::new("data", y).id(("level", k)).color(DATA));

@@ -256,7 +256,6 @@ fn variance_plot(
         ui,
         Plot::new(format!("{salt}-variance"))
             .height(height)
-            .legend(plot_style::legend())
             .x_axis_label("step i")
             .y_axis_formatter(plot_style::log_axis_label),
         |plot| {
@@ -311,7 +310,6 @@ fn kl_plot(ui: &mut Ui, curves: &KlCurves, steps: usize, height: f32, salt: &str
         ui,
         Plot::new(format!("{salt}-kl"))
             .height(height)
-            .legend(plot_style::legend())
             .x_axis_label("N")
             .x_axis_formatter(plot_style::log_axis_label)
             .y_axis_formatter(plot_style::log_axis_label),
