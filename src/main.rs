@@ -37,10 +37,13 @@ fn open_app(
 
 fn main() -> ExitCode {
     quiet_graphics_probe();
+    // SAFETY: first thing in main, before any thread exists.
+    unsafe { noisescope::train::ops::pin_thread_count() };
     let parsed = cli::Cli::parse();
     let result = match parsed.command {
         Some(cli::Command::Sample(args)) => cli::sample::run(&args),
         Some(cli::Command::Bench(args)) => cli::bench::run(&args),
+        Some(cli::Command::BenchTrain(args)) => cli::bench_train::run(&args),
         Some(cli::Command::BenchUi(args)) => cli::bench_ui::run(&args),
         None => open_app(parsed.preset.as_deref(), parsed.renderer),
     };

@@ -1,7 +1,8 @@
-//! The command line: `noisescope sample`, `noisescope bench` and `noisescope bench-ui` (no
-//! subcommand opens the app).
+//! The command line: `noisescope sample`, `noisescope bench`, `noisescope bench-train` and
+//! `noisescope bench-ui` (no subcommand opens the app).
 
 pub mod bench;
+pub mod bench_train;
 pub mod bench_ui;
 pub mod sample;
 
@@ -32,6 +33,8 @@ pub enum Command {
     Sample(Box<sample::SampleArgs>),
     /// Measure the empirical denoiser on the three reference workloads.
     Bench(bench::BenchArgs),
+    /// Training steps/s of the default mlp or the unet (the PyTorch twin: tools/peer_train.py).
+    BenchTrain(bench_train::BenchTrainArgs),
     /// Open the app, script slider changes, print rerun latency and frame times (needs a display).
     BenchUi(bench_ui::BenchUiArgs),
 }

@@ -1,0 +1,1647 @@
+//! Fused training ops for candle on the CPU, where candle's generic ops are slow: each is a
+//! `CustomOp` (own forward and backward) or an in-place update, f32, contiguous inputs.
+//!
+//! candle's own GEMM is fast at these shapes; what costs in a stock training step is everything
+//! around it: one fresh buffer and one generic pass per elementwise op (bias add, SiLU, its
+//! backward, every gradient accumulation, every AdamW term) and a convolution backward that is
+//! far from GEMM speed. Here:
+//! - [`linear`]: y = act(x W^T + b) in one op: the bias is the GEMM's initial value and SiLU's
+//!   slope is kept from the forward pass, so the backward is one multiply and two GEMMs.
+//! - [`conv2d`]: convolution as im2col + GEMM over chunks of images (channels-last patches, built
+//!   by contiguous copies, cache-sized), with its own backward (GEMM + col2im).
+//! - [`group_norm`]: group normalisation (Wu & He 2018, eq. 1) with an optional SiLU, one pass
+//!   each way.
+//! - [`silu`], [`weighted_mse`] (the EDM loss of Karras et al. 2022, eq. 2 / Table 1, with a
+//!   per-row weight).
+//! - [`adamw_update`] / [`FusedAdamW`]: AdamW (Loshchilov & Hutter 2019, Alg. 2, as candle-nn
+//!   computes it) in place, no allocation; [`ema_update`]: the EMA of the weights in place.
+//! - [`keep_buffers_resident`]: glibc malloc tuned so per-step buffers are reused, not mapped anew.
+//!
+//! Every op is tested against candle's stock composition (values and gradients, odd shapes).
+
+use std::sync::Mutex;
+
+use candle_core::backprop::GradStore;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp3, InplaceOp2, InplaceOp3, Layout, Result, Shape, Storage, Tensor, Var,
+    bail,
+};
+use rayon::prelude::*;
+
+use crate::backend::cpu::{Isa, Real};
+
+/// Elementwise work below this many values stays on one thread (a rayon split costs ~10 us).
+const PARALLEL_MIN: usize = 16_384;
+/// Rows of im2col patches per convolution task: large enough for GEMM speed, small enough that a
+/// task's patches stay in L2.
+const CONV_TASK_ROWS: usize = 512;
+
+/// Tunes glibc malloc for training: buffers up to 32 MB come from the heap instead of fresh
+/// mmaps (a page fault per page on every step), and freed memory is kept (trim at 1 GB, 64 MB of
+/// top padding). Process-wide; call once before training or benchmarking.
+pub fn keep_buffers_resident() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+/// candle 0.11 counts its threads on every matmul and parallel elementwise op, and without
+/// RAYON_NUM_THREADS that means parsing /proc/cpuinfo (num_cpus): a third of a training step
+/// here. Sets RAYON_NUM_THREADS to the machine's parallelism (rayon's own default) when unset.
+///
+/// # Safety
+/// Sets an environment variable: call it before any other thread exists.
+pub unsafe fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: the caller guarantees no other thread reads the environment now.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    }
+}
+
+/// Compiles an elementwise kernel twice (AVX-512 and portable) and picks one at run time.
+macro_rules! simd_kernel {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn portable($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                portable($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if Isa::detect() == Isa::Avx512 {
+                // SAFETY: the CPU has every feature `avx512` is compiled with.
+                return unsafe { avx512($($arg),*) };
+            }
+            portable($($arg),*)
+        }
+    };
+}
+
+#[inline(always)]
+fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + Real::exp(-z))
+}
+
+simd_kernel! {
+    /// z <- silu(z) = z sigmoid(z); slope <- silu'(z) = s (1 + z (1 - s)).
+    fn silu_with_slope(z: &mut [f32], slope: &mut [f32]) {
+        for (z, d) in z.iter_mut().zip(slope.iter_mut()) {
+            let s = sigmoid(*z);
+            *d = s * (1.0 + *z * (1.0 - s));
+            *z *= s;
+        }
+    }
+}
+
+simd_kernel! {
+    /// g <- g * slope.
+    fn scale_by(g: &mut [f32], slope: &[f32]) {
+        for (g, d) in g.iter_mut().zip(slope) {
+            *g *= *d;
+        }
+    }
+}
+
+simd_kernel! {
+    /// acc[j] += rows[i, j] over all rows (rows is [n, acc.len()]).
+    fn add_column_sums(rows: &[f32], acc: &mut [f32]) {
+        for row in rows.chunks_exact(acc.len()) {
+            for (a, r) in acc.iter_mut().zip(row) {
+                *a += *r;
+            }
+        }
+    }
+}
+
+/// Runs `f` on matching chunks of two buffers, in parallel when they are large.
+fn par_zip2(a: &mut [f32], b: &mut [f32], f: fn(&mut [f32], &mut [f32])) {
+    if a.len() < PARALLEL_MIN {
+        return f(a, b);
+    }
+    let chunk = a.len().div_ceil(rayon::current_num_threads()).max(4096);
+    a.par_chunks_mut(chunk)
+        .zip(b.par_chunks_mut(chunk))
+        .for_each(|(a, b)| f(a, b));
+}
+
+/// Runs `f` on matching chunks of a mutable and a shared buffer, in parallel when large.
+fn par_zip_ref(a: &mut [f32], b: &[f32], f: fn(&mut [f32], &[f32])) {
+    if a.len() < PARALLEL_MIN {
+        return f(a, b);
+    }
+    let chunk = a.len().div_ceil(rayon::current_num_threads()).max(4096);
+    a.par_chunks_mut(chunk)
+        .zip(b.par_chunks(chunk))
+        .for_each(|(a, b)| f(a, b));
+}
+
+/// Runs `f` with an extra argument on matching chunks, in parallel when large.
+fn par_zip_ref_with<A: Copy + Send + Sync>(
+    a: &mut [f32],
+    b: &[f32],
+    arg: A,
+    f: fn(&mut [f32], &[f32], A),
+) {
+    if a.len() < PARALLEL_MIN {
+        return f(a, b, arg);
+    }
+    let chunk = a.len().div_ceil(rayon::current_num_threads()).max(4096);
+    a.par_chunks_mut(chunk)
+        .zip(b.par_chunks(chunk))
+        .for_each(|(a, b)| f(a, b, arg));
+}
+
+/// A matrix view for [`gemm`]: element (i, j) is data[i * rows + j * cols].
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> View<'a> {
+    fn row_major(data: &'a [f32], width: usize) -> Self {
+        View {
+            data,
+            rows: width,
+            cols: 1,
+        }
+    }
+    fn transposed(data: &'a [f32], width: usize) -> Self {
+        View {
+            data,
+            rows: 1,
+            cols: width,
+        }
+    }
+    /// Whether an (m, n) matrix fits in the data.
+    fn covers(&self, m: usize, n: usize) -> bool {
+        m == 0 || n == 0 || (m - 1) * self.rows + (n - 1) * self.cols < self.data.len()
+    }
+}
+
+/// dst[m, n] (row-major) = (accumulate ? dst : 0) + a[m, k] b[k, n], on `threads` threads.
+fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    a: View,
+    b: View,
+    threads: usize,
+) -> Result<()> {
+    if dst.len() < m * n || !a.covers(m, k) || !b.covers(k, n) {
+        bail!("fused op: GEMM operands do not match ({m} x {k}) x ({k} x {n})");
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: every index the GEMM touches is inside the slices (checked above) and `dst` does
+    // not alias the inputs (it is a distinct &mut).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cols as isize,
+            a.rows as isize,
+            b.data.as_ptr(),
+            b.cols as isize,
+            b.rows as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
+/// The contiguous f32 values of a CPU storage.
+fn slice_of<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("fused op: inputs must be contiguous"),
+    }
+}
+
+/// A copy of a tensor's values (f32, on the CPU).
+fn values(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+/// Runs `f` on a CPU tensor's contiguous f32 values without copying them.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => f(slice_of(cpu, layout)?),
+        _ => bail!("fused op: CPU tensors only"),
+    }
+}
+
+/// candle's thread count, asked once (candle 0.11 re-derives it on every call).
+fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(candle_core::utils::get_num_threads)
+}
+
+/// Locks a cache, recovering it if another thread panicked while holding it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What follows the affine map in [`linear`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    /// x sigmoid(x) (Elfwing et al. 2018).
+    Silu,
+}
+
+struct LinearOp {
+    activation: Activation,
+    /// SiLU's slope at the forward pass's pre-activations, [batch, out].
+    slope: Mutex<Vec<f32>>,
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "fused-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (batch, fan_in) = xl.shape().dims2()?;
+        let (fan_out, w_in) = wl.shape().dims2()?;
+        if w_in != fan_in || bl.shape().elem_count() != fan_out {
+            bail!("fused linear: x {:?}, w {:?}, b {:?}", xl.dims(), wl.dims(), bl.dims());
+        }
+        let (x, w, b) = (slice_of(xs, xl)?, slice_of(ws, wl)?, slice_of(bs, bl)?);
+        // The bias is the GEMM's starting value: no separate broadcast pass.
+        let mut out: Vec<f32> = b.iter().copied().cycle().take(batch * fan_out).collect();
+        gemm(
+            (batch, fan_out, fan_in),
+            &mut out,
+            true,
+            View::row_major(x, fan_in),
+            View::transposed(w, fan_in),
+            threads(),
+        )?;
+        if self.activation == Activation::Silu {
+            let mut slope = vec![0f32; out.len()];
+            par_zip2(&mut out, &mut slope, silu_with_slope);
+            *lock(&self.slope) = slope;
+        }
+        Ok((CpuStorage::F32(out), Shape::from((batch, fan_out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (batch, fan_in) = x.dims2()?;
+        let fan_out = w.dim(0)?;
+        let mut dz = values(grad)?;
+        if self.activation == Activation::Silu {
+            let slope = lock(&self.slope);
+            if slope.len() != dz.len() {
+                bail!("fused linear: backward without its forward pass");
+            }
+            par_zip_ref(&mut dz, &slope, scale_by);
+        }
+        let mut db = vec![0f32; fan_out];
+        add_column_sums(&dz, &mut db);
+        let mut dw = vec![0f32; fan_out * fan_in];
+        with_values(x, |x| {
+            gemm(
+                (fan_out, fan_in, batch),
+                &mut dw,
+                false,
+                View::transposed(&dz, fan_out),
+                View::row_major(x, fan_in),
+                threads(),
+            )
+        })?;
+        // Data fed straight in (no variable behind it) needs no gradient.
+        let dx = if x.track_op() {
+            let mut dx = vec![0f32; batch * fan_in];
+            with_values(w, |w| {
+                gemm(
+                    (batch, fan_in, fan_out),
+                    &mut dx,
+                    false,
+                    View::row_major(&dz, fan_out),
+                    View::row_major(w, fan_in),
+                    threads(),
+                )
+            })?;
+            Some(Tensor::from_vec(dx, (batch, fan_in), x.device())?)
+        } else {
+            None
+        };
+        Ok((
+            dx,
+            Some(Tensor::from_vec(dw, (fan_out, fan_in), w.device())?),
+            Some(Tensor::from_vec(db, b.shape(), b.device())?),
+        ))
+    }
+}
+
+/// act(x W^T + b) for x [batch, in], W [out, in], b [out] (candle-nn's `Linear` layout), in one
+/// op with its own backward.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, activation: Activation) -> Result<Tensor> {
+    let op = LinearOp {
+        activation,
+        slope: Mutex::new(Vec::new()),
+    };
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+}
+
+struct SiluOp {
+    slope: Mutex<Vec<f32>>,
+}
+
+impl CustomOp1 for SiluOp {
+    fn name(&self) -> &'static str {
+        "fused-silu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let mut out = slice_of(s, l)?.to_vec();
+        let mut slope = vec![0f32; out.len()];
+        par_zip2(&mut out, &mut slope, silu_with_slope);
+        *lock(&self.slope) = slope;
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let mut g = values(grad)?;
+        let slope = lock(&self.slope);
+        if slope.len() != g.len() {
+            bail!("fused silu: backward without its forward pass");
+        }
+        par_zip_ref(&mut g, &slope, scale_by);
+        Ok(Some(Tensor::from_vec(g, arg.shape(), arg.device())?))
+    }
+}
+
+/// x sigmoid(x) with its slope kept from the forward pass (one pass each way).
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(SiluOp {
+        slope: Mutex::new(Vec::new()),
+    })
+}
+
+struct WeightedMseOp;
+
+impl WeightedMseOp {
+    /// (pred - target) and the per-row sums of its squares.
+    fn residuals(pred: &[f32], target: &[f32], width: usize) -> (Vec<f32>, Vec<f32>) {
+        let r: Vec<f32> = pred.iter().zip(target).map(|(p, t)| p - t).collect();
+        let sums = r
+            .chunks_exact(width.max(1))
+            .map(|row| row.iter().map(|v| v * v).sum())
+            .collect();
+        (r, sums)
+    }
+}
+
+impl CustomOp3 for WeightedMseOp {
+    fn name(&self) -> &'static str {
+        "fused-weighted-mse"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ps: &CpuStorage,
+        pl: &Layout,
+        ts: &CpuStorage,
+        tl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, width) = pl.shape().dims2()?;
+        if tl.shape() != pl.shape() || wl.shape().elem_count() != rows {
+            bail!("weighted mse: pred {:?}, target {:?}, weight {:?}", pl.dims(), tl.dims(), wl.dims());
+        }
+        let (p, t, w) = (slice_of(ps, pl)?, slice_of(ts, tl)?, slice_of(ws, wl)?);
+        let (_, sums) = Self::residuals(p, t, width);
+        let total: f64 = sums.iter().zip(w).map(|(s, w)| (*s * *w) as f64).sum();
+        let mean = (total / (rows * width).max(1) as f64) as f32;
+        Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        pred: &Tensor,
+        target: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, width) = pred.dims2()?;
+        let g = grad.to_scalar::<f32>()? / (rows * width).max(1) as f32;
+        let (p, t, w) = (values(pred)?, values(target)?, values(weight)?);
+        let (r, sums) = Self::residuals(&p, &t, width);
+        let dpred: Vec<f32> = r
+            .chunks_exact(width.max(1))
+            .zip(&w)
+            .flat_map(|(row, w)| row.iter().map(move |v| 2.0 * g * w * v))
+            .collect();
+        let dtarget = if target.track_op() {
+            let neg: Vec<f32> = dpred.iter().map(|v| -v).collect();
+            Some(Tensor::from_vec(neg, target.shape(), target.device())?)
+        } else {
+            None
+        };
+        let dweight = if weight.track_op() {
+            let dw: Vec<f32> = sums.iter().map(|s| g * s).collect();
+            Some(Tensor::from_vec(dw, weight.shape(), weight.device())?)
+        } else {
+            None
+        };
+        Ok((
+            Some(Tensor::from_vec(dpred, pred.shape(), pred.device())?),
+            dtarget,
+            dweight,
+        ))
+    }
+}
+
+/// mean over all entries of w_row (pred - target)^2, for pred and target [rows, width] and w
+/// [rows] (or [rows, 1]): EDM's loss (Karras et al. 2022, eq. 2) with lambda(sigma) per row.
+pub fn weighted_mse(pred: &Tensor, target: &Tensor, row_weight: &Tensor) -> Result<Tensor> {
+    pred.contiguous()?.apply_op3(
+        &target.contiguous()?,
+        &row_weight.contiguous()?,
+        WeightedMseOp,
+    )
+}
+
+/// Geometry of one 2-D convolution over NCHW images.
+#[derive(Clone, Copy, Debug)]
+struct ConvGeometry {
+    batch: usize,
+    c_in: usize,
+    height: usize,
+    width: usize,
+    c_out: usize,
+    kernel_h: usize,
+    kernel_w: usize,
+    stride: usize,
+    padding: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+impl ConvGeometry {
+    fn new(x: &[usize], w: &[usize], stride: usize, padding: usize) -> Result<Self> {
+        let (&[batch, c_in, height, width], &[c_out, w_in, kernel_h, kernel_w]) = (x, w) else {
+            bail!("fused conv2d: x {x:?} and w {w:?} must be 4-D");
+        };
+        if w_in != c_in || stride == 0 || [c_in, height, width, c_out, kernel_h, kernel_w].contains(&0) {
+            bail!("fused conv2d: x {x:?}, w {w:?}, stride {stride}");
+        }
+        let (ph, pw) = (height + 2 * padding, width + 2 * padding);
+        if ph < kernel_h || pw < kernel_w {
+            bail!("fused conv2d: kernel {kernel_h}x{kernel_w} larger than the padded input");
+        }
+        Ok(ConvGeometry {
+            batch,
+            c_in,
+            height,
+            width,
+            c_out,
+            kernel_h,
+            kernel_w,
+            stride,
+            padding,
+            out_h: (ph - kernel_h) / stride + 1,
+            out_w: (pw - kernel_w) / stride + 1,
+        })
+    }
+    fn pixels_in(&self) -> usize {
+        self.height * self.width
+    }
+    fn pixels_out(&self) -> usize {
+        self.out_h * self.out_w
+    }
+    /// Length of one im2col row: (ky, kx, c) with c fastest.
+    fn patch(&self) -> usize {
+        self.kernel_h * self.kernel_w * self.c_in
+    }
+    /// Images per task so that a task has about CONV_TASK_ROWS patch rows.
+    fn images_per_task(&self) -> usize {
+        (CONV_TASK_ROWS / self.pixels_out().max(1)).clamp(1, self.batch.max(1))
+    }
+    /// The input pixel (iy, ix) that kernel tap (ky, kx) of output pixel (oy, ox) reads, if any.
+    #[inline(always)]
+    fn source(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy * self.stride + ky).checked_sub(self.padding)?;
+        let ix = (ox * self.stride + kx).checked_sub(self.padding)?;
+        (iy < self.height && ix < self.width).then_some((iy, ix))
+    }
+}
+
+/// [c, p] -> [p, c] for each image of a chunk.
+fn to_channels_last(src: &[f32], dst: &mut [f32], channels: usize, pixels: usize) {
+    for (s, d) in src
+        .chunks_exact(channels * pixels)
+        .zip(dst.chunks_exact_mut(channels * pixels))
+    {
+        for c in 0..channels {
+            for p in 0..pixels {
+                d[p * channels + c] = s[c * pixels + p];
+            }
+        }
+    }
+}
+
+/// [p, c] -> [c, p] for each image of a chunk.
+fn to_channels_first(src: &[f32], dst: &mut [f32], channels: usize, pixels: usize) {
+    for (s, d) in src
+        .chunks_exact(channels * pixels)
+        .zip(dst.chunks_exact_mut(channels * pixels))
+    {
+        for p in 0..pixels {
+            for c in 0..channels {
+                d[c * pixels + p] = s[p * channels + c];
+            }
+        }
+    }
+}
+
+/// Patch rows [images * pixels_out, patch] of channels-last images `x_cl`.
+fn im2col(g: &ConvGeometry, x_cl: &[f32], cols: &mut [f32]) {
+    let (c, patch) = (g.c_in, g.patch());
+    for (img, x) in x_cl.chunks_exact(g.pixels_in() * c).enumerate() {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                let row = (img * g.pixels_out() + oy * g.out_w + ox) * patch;
+                for ky in 0..g.kernel_h {
+                    for kx in 0..g.kernel_w {
+                        let at = row + (ky * g.kernel_w + kx) * c;
+                        let dst = &mut cols[at..at + c];
+                        match g.source(oy, ox, ky, kx) {
+                            Some((iy, ix)) => {
+                                let from = (iy * g.width + ix) * c;
+                                dst.copy_from_slice(&x[from..from + c]);
+                            }
+                            None => dst.fill(0.0),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+simd_kernel! {
+    /// dst += src.
+    fn add_assign(dst: &mut [f32], src: &[f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d += *s;
+        }
+    }
+}
+
+/// Adds patch-row gradients back onto channels-last image gradients (the adjoint of im2col).
+fn col2im(g: &ConvGeometry, dcols: &[f32], dx_cl: &mut [f32]) {
+    let (c, patch) = (g.c_in, g.patch());
+    for (img, dx) in dx_cl.chunks_exact_mut(g.pixels_in() * c).enumerate() {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                let row = (img * g.pixels_out() + oy * g.out_w + ox) * patch;
+                for ky in 0..g.kernel_h {
+                    for kx in 0..g.kernel_w {
+                        if let Some((iy, ix)) = g.source(oy, ox, ky, kx) {
+                            let at = row + (ky * g.kernel_w + kx) * c;
+                            let to = (iy * g.width + ix) * c;
+                            add_assign(&mut dx[to..to + c], &dcols[at..at + c]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [o, c, ky, kx] -> [o, ky, kx, c], the weight layout that matches the patch rows.
+fn weight_channels_last(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
+    let taps = g.kernel_h * g.kernel_w;
+    let mut out = vec![0f32; w.len()];
+    for o in 0..g.c_out {
+        for c in 0..g.c_in {
+            for t in 0..taps {
+                out[(o * taps + t) * g.c_in + c] = w[(o * g.c_in + c) * taps + t];
+            }
+        }
+    }
+    out
+}
+
+struct Conv2dOp {
+    stride: usize,
+    padding: usize,
+}
+
+impl CustomOp3 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "fused-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = ConvGeometry::new(xl.dims(), wl.dims(), self.stride, self.padding)?;
+        if bl.shape().elem_count() != g.c_out {
+            bail!("fused conv2d: bias {:?} for {} channels", bl.dims(), g.c_out);
+        }
+        let (x, w, b) = (slice_of(xs, xl)?, slice_of(ws, wl)?, slice_of(bs, bl)?);
+        let w_cl = weight_channels_last(&g, w);
+        let mut out = vec![0f32; g.batch * g.c_out * g.pixels_out()];
+        let per_task = g.images_per_task();
+        out.par_chunks_mut(per_task * g.c_out * g.pixels_out())
+            .zip(x.par_chunks(per_task * g.c_in * g.pixels_in()))
+            .try_for_each(|(out, x)| -> Result<()> {
+                with_conv_scratch(|scratch| {
+                    let ConvScratch { x_cl, cols, y_cl } = scratch;
+                    let rows = x.len() / (g.c_in * g.pixels_in()) * g.pixels_out();
+                    let x_cl = sized(x_cl, x.len());
+                    to_channels_last(x, x_cl, g.c_in, g.pixels_in());
+                    let cols = sized(cols, rows * g.patch());
+                    im2col(&g, x_cl, cols);
+                    let out_cl = sized(y_cl, rows * g.c_out);
+                    for row in out_cl.chunks_exact_mut(g.c_out) {
+                        row.copy_from_slice(b);
+                    }
+                    gemm(
+                        (rows, g.c_out, g.patch()),
+                        out_cl,
+                        true,
+                        View::row_major(cols, g.patch()),
+                        View::transposed(&w_cl, g.patch()),
+                        1,
+                    )?;
+                    to_channels_first(out_cl, out, g.c_out, g.pixels_out());
+                    Ok(())
+                })
+            })?;
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((g.batch, g.c_out, g.out_h, g.out_w)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = ConvGeometry::new(x.dims(), w.dims(), self.stride, self.padding)?;
+        let dy = values(grad)?;
+        let w_cl = with_values(w, |w| Ok(weight_channels_last(&g, w)))?;
+        let want_dx = x.track_op();
+        let mut dx = vec![0f32; if want_dx { x.elem_count() } else { 0 }];
+        let per_task = g.images_per_task();
+        let dx_chunk = per_task * g.c_in * g.pixels_in();
+        let dy_chunk = per_task * g.c_out * g.pixels_out();
+        // Each task returns its share of dW (channels-last) and db; they are summed after.
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = with_values(x, |x| {
+            let tasks = x.len().div_ceil(dx_chunk);
+            let dx_slots: Vec<Option<&mut [f32]>> = if want_dx {
+                dx.chunks_mut(dx_chunk).map(Some).collect()
+            } else {
+                (0..tasks).map(|_| None).collect()
+            };
+            x.par_chunks(dx_chunk)
+                .zip(dy.par_chunks(dy_chunk))
+                .zip(dx_slots.into_par_iter())
+                .map(|((x, dy), dx)| conv_backward_task(&g, &w_cl, x, dy, dx))
+                .collect()
+        })?;
+        let mut dw_cl = vec![0f32; g.c_out * g.patch()];
+        let mut db = vec![0f32; g.c_out];
+        for (dw_part, db_part) in &partials {
+            add_assign(&mut dw_cl, dw_part);
+            add_assign(&mut db, db_part);
+        }
+        // Back to candle's [o, c, ky, kx].
+        let taps = g.kernel_h * g.kernel_w;
+        let mut dw = vec![0f32; dw_cl.len()];
+        for o in 0..g.c_out {
+            for c in 0..g.c_in {
+                for t in 0..taps {
+                    dw[(o * g.c_in + c) * taps + t] = dw_cl[(o * taps + t) * g.c_in + c];
+                }
+            }
+        }
+        let dx = if want_dx {
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+        } else {
+            None
+        };
+        Ok((
+            dx,
+            Some(Tensor::from_vec(dw, w.shape(), w.device())?),
+            Some(Tensor::from_vec(db, b.shape(), b.device())?),
+        ))
+    }
+}
+
+/// One chunk of images of the convolution backward: returns (dW channels-last, db) for the
+/// chunk and writes its dx when asked.
+fn conv_backward_task(
+    g: &ConvGeometry,
+    w_cl: &[f32],
+    x: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    with_conv_scratch(|scratch| {
+        let ConvScratch { x_cl, cols, y_cl } = scratch;
+        let rows = x.len() / (g.c_in * g.pixels_in()) * g.pixels_out();
+        let dy_cl = sized(y_cl, dy.len());
+        to_channels_last(dy, dy_cl, g.c_out, g.pixels_out());
+        let mut db = vec![0f32; g.c_out];
+        add_column_sums(dy_cl, &mut db);
+        let x_cl = sized(x_cl, x.len());
+        to_channels_last(x, x_cl, g.c_in, g.pixels_in());
+        let cols = sized(cols, rows * g.patch());
+        im2col(g, x_cl, cols);
+        let mut dw = vec![0f32; g.c_out * g.patch()];
+        gemm(
+            (g.c_out, g.patch(), rows),
+            &mut dw,
+            false,
+            View::transposed(dy_cl, g.c_out),
+            View::row_major(cols, g.patch()),
+            1,
+        )?;
+        if let Some(dx) = dx {
+            // The patch gradients reuse the patch buffer, the image gradients the image one.
+            gemm(
+                (rows, g.patch(), g.c_out),
+                cols,
+                false,
+                View::row_major(dy_cl, g.c_out),
+                View::row_major(w_cl, g.patch()),
+                1,
+            )?;
+            x_cl.fill(0.0);
+            col2im(g, cols, x_cl);
+            to_channels_first(x_cl, dx, g.c_in, g.pixels_in());
+        }
+        Ok((dw, db))
+    })
+}
+
+/// Per-thread convolution buffers, reused across calls: no allocation or zeroing per task.
+#[derive(Default)]
+struct ConvScratch {
+    x_cl: Vec<f32>,
+    cols: Vec<f32>,
+    y_cl: Vec<f32>,
+}
+
+thread_local! {
+    static CONV_SCRATCH: std::cell::RefCell<ConvScratch> = std::cell::RefCell::default();
+}
+
+/// Runs `f` with this thread's scratch buffers (fresh ones if they are in use).
+fn with_conv_scratch<R>(f: impl FnOnce(&mut ConvScratch) -> R) -> R {
+    CONV_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        Err(_) => f(&mut ConvScratch::default()),
+    })
+}
+
+/// The first `n` values of a buffer, grown when needed (contents unspecified).
+fn sized(buffer: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if buffer.len() < n {
+        buffer.resize(n, 0.0);
+    }
+    &mut buffer[..n]
+}
+
+/// 2-D convolution of NCHW images x [b, c, h, w] with w [o, c, kh, kw] and bias [o] (candle's
+/// `conv2d` layout, groups 1, dilation 1), as im2col + GEMM with its own backward.
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        Conv2dOp { stride, padding },
+    )
+}
+
+/// Per (image, group) mean and 1/sqrt(var + eps).
+struct GroupStats {
+    mean: Vec<f32>,
+    rstd: Vec<f32>,
+}
+
+struct GroupNormOp {
+    groups: usize,
+    eps: f32,
+    silu: bool,
+    stats: Mutex<GroupStats>,
+}
+
+impl GroupNormOp {
+    /// (batch, channels, pixels) of an NCHW (or [b, c, ...]) shape, checked against the groups.
+    fn dims(&self, dims: &[usize]) -> Result<(usize, usize, usize)> {
+        let (batch, channels) = match dims {
+            [b, c, ..] => (*b, *c),
+            _ => bail!("fused group norm: input {dims:?} needs a channel axis"),
+        };
+        if self.groups == 0 || channels % self.groups != 0 || dims[2..].contains(&0) {
+            bail!("fused group norm: {channels} channels in {} groups", self.groups);
+        }
+        Ok((batch, channels, dims[2..].iter().product()))
+    }
+}
+
+impl CustomOp3 for GroupNormOp {
+    fn name(&self) -> &'static str {
+        "fused-group-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (batch, channels, pixels) = self.dims(xl.dims())?;
+        if gl.shape().elem_count() != channels || bl.shape().elem_count() != channels {
+            bail!("fused group norm: gamma {:?}, beta {:?} for {channels} channels", gl.dims(), bl.dims());
+        }
+        let (x, gamma, beta) = (slice_of(xs, xl)?, slice_of(gs, gl)?, slice_of(bs, bl)?);
+        let per_group = channels / self.groups * pixels;
+        let mut out = vec![0f32; x.len()];
+        let mut mean = vec![0f32; batch * self.groups];
+        let mut rstd = vec![0f32; batch * self.groups];
+        out.par_chunks_mut(per_group.max(1))
+            .zip(x.par_chunks(per_group.max(1)))
+            .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
+            .enumerate()
+            .for_each(|(i, ((out, x), (mean, rstd)))| {
+                let (m, var) = mean_and_variance(x);
+                *mean = m;
+                *rstd = (1.0 / (var as f64 + self.eps as f64).sqrt()) as f32;
+                let first_channel = (i % self.groups) * (channels / self.groups);
+                for (k, (o, v)) in out.chunks_mut(pixels).zip(x.chunks(pixels)).enumerate() {
+                    let c = first_channel + k;
+                    let scale = gamma[c] * *rstd;
+                    let shift = beta[c] - *mean * scale;
+                    normalise_row(o, v, scale, shift, self.silu);
+                }
+            });
+        *lock(&self.stats) = GroupStats { mean, rstd };
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (batch, channels, pixels) = self.dims(x.dims())?;
+        let per_channel_group = channels / self.groups;
+        let per_group = per_channel_group * pixels;
+        let (xv, gammav, betav, dy) = (values(x)?, values(gamma)?, values(beta)?, values(grad)?);
+        let stats = lock(&self.stats);
+        if stats.mean.len() != batch * self.groups {
+            bail!("fused group norm: backward without its forward pass");
+        }
+        let mut dx = vec![0f32; xv.len()];
+        // Per-group partial dgamma, dbeta: [batch * groups][channels per group].
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+            .par_chunks_mut(per_group.max(1))
+            .zip(xv.par_chunks(per_group.max(1)).zip(dy.par_chunks(per_group.max(1))))
+            .enumerate()
+            .map(|(i, (dx, (x, dy)))| {
+                let (mean, rstd) = (stats.mean[i], stats.rstd[i]);
+                let first_channel = (i % self.groups) * per_channel_group;
+                let mut dgamma = vec![0f32; per_channel_group];
+                let mut dbeta = vec![0f32; per_channel_group];
+                // dn = dL/d(normalised x) = dy' gamma (dy' through SiLU when fused); its group
+                // sums follow from the per-channel ones: sum dn = sum_c gamma_c dbeta_c, and
+                // sum dn xhat = sum_c gamma_c dgamma_c.
+                let (mut sum_dn, mut sum_dn_xhat) = (0f64, 0f64);
+                for (k, (dx, (x, dy))) in dx
+                    .chunks_mut(pixels)
+                    .zip(x.chunks(pixels).zip(dy.chunks(pixels)))
+                    .enumerate()
+                {
+                    let c = first_channel + k;
+                    let channel = GroupNormChannel {
+                        mean,
+                        rstd,
+                        gamma: gammav[c],
+                        beta: betav[c],
+                        silu: self.silu,
+                    };
+                    let (dg, dbt) = group_norm_channel_backward(dx, x, dy, channel);
+                    dgamma[k] = dg;
+                    dbeta[k] = dbt;
+                    sum_dn += (gammav[c] * dbt) as f64;
+                    sum_dn_xhat += (gammav[c] * dg) as f64;
+                }
+                let n = x.len() as f64;
+                let means = ((sum_dn / n) as f32, (sum_dn_xhat / n) as f32, mean, rstd);
+                group_norm_finish_backward(dx, x, means);
+                (dgamma, dbeta)
+            })
+            .collect();
+        let mut dgamma = vec![0f32; channels];
+        let mut dbeta = vec![0f32; channels];
+        for (i, (dg, db)) in partials.iter().enumerate() {
+            let first_channel = (i % self.groups) * per_channel_group;
+            add_assign(&mut dgamma[first_channel..first_channel + per_channel_group], dg);
+            add_assign(&mut dbeta[first_channel..first_channel + per_channel_group], db);
+        }
+        let dx = if x.track_op() {
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+        } else {
+            None
+        };
+        Ok((
+            dx,
+            Some(Tensor::from_vec(dgamma, gamma.shape(), gamma.device())?),
+            Some(Tensor::from_vec(dbeta, beta.shape(), beta.device())?),
+        ))
+    }
+}
+
+/// One channel's constants in the group-norm backward.
+#[derive(Clone, Copy)]
+struct GroupNormChannel {
+    mean: f32,
+    rstd: f32,
+    gamma: f32,
+    beta: f32,
+    silu: bool,
+}
+
+/// Lanes of the reductions below: LLVM keeps a float sum sequential (no reassociation), so the
+/// kernels sum into LANES independent accumulators, which it vectorises.
+const LANES: usize = 16;
+
+simd_kernel! {
+    /// Mean and (biased) variance, two passes.
+    fn mean_and_variance(x: &[f32]) -> (f32, f32) {
+        let n = x.len().max(1) as f32;
+        let mut acc = [0f32; LANES];
+        let chunks = x.chunks_exact(LANES);
+        let tail: f32 = chunks.remainder().iter().sum();
+        for c in chunks {
+            for l in 0..LANES {
+                acc[l] += c[l];
+            }
+        }
+        let mean = (acc.iter().sum::<f32>() + tail) / n;
+        let mut acc = [0f32; LANES];
+        let chunks = x.chunks_exact(LANES);
+        let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
+        for c in chunks {
+            for l in 0..LANES {
+                acc[l] += (c[l] - mean) * (c[l] - mean);
+            }
+        }
+        (mean, (acc.iter().sum::<f32>() + tail) / n)
+    }
+}
+
+/// dy' (through SiLU when fused) and xhat of one value of a group-norm channel.
+#[inline(always)]
+fn group_norm_slope(x: f32, dy: f32, k: &GroupNormChannel) -> (f32, f32) {
+    let xhat = (x - k.mean) * k.rstd;
+    if !k.silu {
+        return (dy, xhat);
+    }
+    let y = xhat * k.gamma + k.beta;
+    let s = sigmoid(y);
+    (dy * s * (1.0 + y * (1.0 - s)), xhat)
+}
+
+simd_kernel! {
+    /// dn = gamma dy' into dx (dy' = dy silu'(y) when fused); returns (sum dy' xhat, sum dy').
+    fn group_norm_channel_backward(dx: &mut [f32], x: &[f32], dy: &[f32], k: GroupNormChannel) -> (f32, f32) {
+        let (mut acc_g, mut acc_b) = ([0f32; LANES], [0f32; LANES]);
+        let (mut tail_g, mut tail_b) = (0f32, 0f32);
+        let full = x.len() / LANES * LANES;
+        for ((dx, x), dy) in dx[..full]
+            .chunks_exact_mut(LANES)
+            .zip(x[..full].chunks_exact(LANES))
+            .zip(dy[..full].chunks_exact(LANES))
+        {
+            for l in 0..LANES {
+                let (d, xhat) = group_norm_slope(x[l], dy[l], &k);
+                acc_g[l] += d * xhat;
+                acc_b[l] += d;
+                dx[l] = d * k.gamma;
+            }
+        }
+        for ((dx, &x), &dy) in dx[full..].iter_mut().zip(&x[full..]).zip(&dy[full..]) {
+            let (d, xhat) = group_norm_slope(x, dy, &k);
+            tail_g += d * xhat;
+            tail_b += d;
+            *dx = d * k.gamma;
+        }
+        (acc_g.iter().sum::<f32>() + tail_g, acc_b.iter().sum::<f32>() + tail_b)
+    }
+}
+
+simd_kernel! {
+    /// dx = rstd (dn - mean(dn) - xhat mean(dn xhat)), dn read from dx.
+    fn group_norm_finish_backward(dx: &mut [f32], x: &[f32], means: (f32, f32, f32, f32)) {
+        let (mean_dn, mean_dn_xhat, mean, rstd) = means;
+        for (dx, &x) in dx.iter_mut().zip(x) {
+            let xhat = (x - mean) * rstd;
+            *dx = rstd * (*dx - mean_dn - xhat * mean_dn_xhat);
+        }
+    }
+}
+
+simd_kernel! {
+    /// out = v scale + shift, then SiLU when asked.
+    fn normalise_row_kernel(out: &mut [f32], v: &[f32], scale_shift_silu: (f32, f32, bool)) {
+        let (scale, shift, silu) = scale_shift_silu;
+        for (o, &v) in out.iter_mut().zip(v) {
+            let y = v * scale + shift;
+            *o = if silu { y * sigmoid(y) } else { y };
+        }
+    }
+}
+
+fn normalise_row(out: &mut [f32], v: &[f32], scale: f32, shift: f32, silu: bool) {
+    normalise_row_kernel(out, v, (scale, shift, silu))
+}
+
+/// Group normalisation (Wu & He 2018, eq. 1: per image and group of channels, zero mean and unit
+/// variance, then gamma, beta per channel) of x [b, c, ...], followed by SiLU when `silu`; one
+/// op with its own backward. candle-nn's `GroupNorm` computes the same (biased variance, eps
+/// inside the square root).
+pub fn group_norm(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    groups: usize,
+    eps: f64,
+    silu: bool,
+) -> Result<Tensor> {
+    let op = GroupNormOp {
+        groups,
+        eps: eps as f32,
+        silu,
+        stats: Mutex::new(GroupStats {
+            mean: Vec::new(),
+            rstd: Vec::new(),
+        }),
+    };
+    x.contiguous()?
+        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)
+}
+
+/// The scalars of one AdamW step (Loshchilov & Hutter 2019, Alg. 2, in candle-nn's order of
+/// operations): bias corrections 1 / (1 - beta^t), decoupled decay factor 1 - lr wd.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamWStep {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// The 1-based step number t.
+    pub t: i32,
+}
+
+/// m <- beta m + (1 - beta) g, or with g^2 when `square`.
+struct MomentUpdate {
+    beta: f32,
+    square: bool,
+}
+
+simd_kernel! {
+    fn moment_kernel(m: &mut [f32], g: &[f32], beta_square: (f32, bool)) {
+        let (beta, square) = beta_square;
+        for (m, &g) in m.iter_mut().zip(g) {
+            let g = if square { g * g } else { g };
+            *m = *m * beta + g * (1.0 - beta);
+        }
+    }
+}
+
+/// The contiguous f32 values of a storage that an in-place op writes.
+fn slice_of_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'a mut [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("fused op: the updated tensor must be contiguous");
+    };
+    match storage {
+        CpuStorage::F32(values) => Ok(&mut values[start..end]),
+        _ => bail!("fused op: f32 tensors only"),
+    }
+}
+
+impl InplaceOp2 for MomentUpdate {
+    fn name(&self) -> &'static str {
+        "fused-adamw-moment"
+    }
+
+    fn cpu_fwd(&self, ms: &mut CpuStorage, ml: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<()> {
+        let m = slice_of_mut(ms, ml)?;
+        let g = slice_of(gs, gl)?;
+        if g.len() != m.len() {
+            bail!("fused adamw: gradient of {} values for {}", g.len(), m.len());
+        }
+        let arg = (self.beta, self.square);
+        par_zip_ref_with(m, g, arg, moment_kernel);
+        Ok(())
+    }
+}
+
+/// theta <- theta (1 - lr wd) - lr (m scale_m) / (sqrt(v scale_v) + eps).
+struct ParameterUpdate {
+    decay: f32,
+    lr: f32,
+    scale_m: f32,
+    scale_v: f32,
+    eps: f32,
+}
+
+simd_kernel! {
+    fn parameter_kernel(theta: &mut [f32], m: &[f32], v: &[f32], k: (f32, f32, f32, f32, f32)) {
+        let (decay, lr, scale_m, scale_v, eps) = k;
+        for ((t, &m), &v) in theta.iter_mut().zip(m).zip(v) {
+            let step = (m * scale_m) / ((v * scale_v).sqrt() + eps);
+            *t = *t * decay - step * lr;
+        }
+    }
+}
+
+impl InplaceOp3 for ParameterUpdate {
+    fn name(&self) -> &'static str {
+        "fused-adamw-parameter"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ts: &mut CpuStorage,
+        tl: &Layout,
+        ms: &CpuStorage,
+        ml: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> Result<()> {
+        let theta = slice_of_mut(ts, tl)?;
+        let (m, v) = (slice_of(ms, ml)?, slice_of(vs, vl)?);
+        if m.len() != theta.len() || v.len() != theta.len() {
+            bail!("fused adamw: moments of {} and {} values for {}", m.len(), v.len(), theta.len());
+        }
+        let k = (self.decay, self.lr, self.scale_m, self.scale_v, self.eps);
+        if theta.len() < PARALLEL_MIN {
+            parameter_kernel(theta, m, v, k);
+        } else {
+            let chunk = theta.len().div_ceil(rayon::current_num_threads()).max(4096);
+            theta
+                .par_chunks_mut(chunk)
+                .zip(m.par_chunks(chunk).zip(v.par_chunks(chunk)))
+                .for_each(|(t, (m, v))| parameter_kernel(t, m, v, k));
+        }
+        Ok(())
+    }
+}
+
+/// One AdamW step of one parameter, every tensor updated in place (three passes, no
+/// allocation): the moments `first` and `second` from `grad`, then `theta`. The same arithmetic
+/// as candle-nn's `AdamW`. The four tensors must not share storage.
+pub fn adamw_update(
+    theta: &Tensor,
+    grad: &Tensor,
+    first: &Tensor,
+    second: &Tensor,
+    step: AdamWStep,
+) -> Result<()> {
+    let grad = grad.contiguous()?;
+    first.inplace_op2(
+        &grad,
+        &MomentUpdate {
+            beta: step.beta1 as f32,
+            square: false,
+        },
+    )?;
+    second.inplace_op2(
+        &grad,
+        &MomentUpdate {
+            beta: step.beta2 as f32,
+            square: true,
+        },
+    )?;
+    theta.inplace_op3(
+        first,
+        second,
+        &ParameterUpdate {
+            decay: (1.0 - step.lr * step.weight_decay) as f32,
+            lr: step.lr as f32,
+            scale_m: (1.0 / (1.0 - step.beta1.powi(step.t))) as f32,
+            scale_v: (1.0 / (1.0 - step.beta2.powi(step.t))) as f32,
+            eps: step.eps as f32,
+        },
+    )
+}
+
+/// candle-nn's `AdamW` as a drop-in `Optimizer`, each step done by [`adamw_update`].
+pub struct FusedAdamW {
+    vars: Vec<Var>,
+    first_moments: Vec<Tensor>,
+    second_moments: Vec<Tensor>,
+    params: candle_nn::ParamsAdamW,
+    step_t: i32,
+}
+
+impl candle_nn::Optimizer for FusedAdamW {
+    type Config = candle_nn::ParamsAdamW;
+
+    fn new(vars: Vec<Var>, params: candle_nn::ParamsAdamW) -> Result<Self> {
+        let vars: Vec<Var> = vars.into_iter().filter(|v| v.dtype().is_float()).collect();
+        for v in &vars {
+            if v.dtype() != candle_core::DType::F32 || !v.device().is_cpu() {
+                bail!("fused adamw: f32 CPU parameters only, got {:?}", v.dtype());
+            }
+        }
+        // zeros_like per moment: two distinct buffers (the updates are in place).
+        let zeros = |v: &Var| v.as_tensor().zeros_like();
+        Ok(FusedAdamW {
+            first_moments: vars.iter().map(zeros).collect::<Result<_>>()?,
+            second_moments: vars.iter().map(zeros).collect::<Result<_>>()?,
+            vars,
+            params,
+            step_t: 0,
+        })
+    }
+
+    fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.step_t += 1;
+        let p = &self.params;
+        let step = AdamWStep {
+            beta1: p.beta1,
+            beta2: p.beta2,
+            eps: p.eps,
+            lr: p.lr,
+            weight_decay: p.weight_decay,
+            t: self.step_t,
+        };
+        for ((var, m), v) in self
+            .vars
+            .iter()
+            .zip(&self.first_moments)
+            .zip(&self.second_moments)
+        {
+            if let Some(g) = grads.get(var) {
+                adamw_update(var.as_tensor(), g, m, v, step)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.params.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.params.lr = lr
+    }
+}
+
+struct EmaLerp {
+    /// 1 - beta, kept apart from beta so that it keeps its digits when beta is close to 1.
+    rate: f32,
+}
+
+simd_kernel! {
+    /// ema <- ema + rate (p - ema).
+    fn ema_kernel(ema: &mut [f32], p: &[f32], rate: f32) {
+        for (e, &p) in ema.iter_mut().zip(p) {
+            *e += rate * (p - *e);
+        }
+    }
+}
+
+impl InplaceOp2 for EmaLerp {
+    fn name(&self) -> &'static str {
+        "fused-ema"
+    }
+
+    fn cpu_fwd(&self, es: &mut CpuStorage, el: &Layout, ps: &CpuStorage, pl: &Layout) -> Result<()> {
+        let ema = slice_of_mut(es, el)?;
+        let p = slice_of(ps, pl)?;
+        if p.len() != ema.len() {
+            bail!("fused ema: {} values for {}", p.len(), ema.len());
+        }
+        par_zip_ref_with(ema, p, self.rate, ema_kernel);
+        Ok(())
+    }
+}
+
+/// ema <- ema + (1 - beta) (param - ema), in place: EDM's EMA of the weights (Karras et al. 2022,
+/// appendix; beta = 0.5^(batch / half_life)), given `one_minus_beta`. `ema` must not share
+/// storage with `param`.
+pub fn ema_update(ema: &Tensor, param: &Tensor, one_minus_beta: f64) -> Result<()> {
+    ema.inplace_op2(
+        &param.contiguous()?,
+        &EmaLerp {
+            rate: one_minus_beta as f32,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::noise::Rng;
+    use candle_core::{Device, Module};
+    use candle_nn::Optimizer;
+
+    fn randn(rng: &mut Rng, shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).expect("tensor")
+    }
+
+    fn var(rng: &mut Rng, shape: &[usize]) -> Var {
+        Var::from_tensor(&randn(rng, shape)).expect("var")
+    }
+
+    /// Largest |a - b| relative to the largest |b| (1 when b is all zeros).
+    fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims(), "shapes differ");
+        let a = values(a).expect("a");
+        let b = values(b).expect("b");
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
+    /// sum(out * probe): a scalar whose gradient w.r.t. out is the random probe.
+    fn probe_loss(out: &Tensor, probe: &Tensor) -> Tensor {
+        (out * probe).expect("mul").sum_all().expect("sum")
+    }
+
+    fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
+        let e = rel_err(a, b);
+        assert!(e < tol, "{what}: relative error {e:e} >= {tol:e}");
+    }
+
+    fn assert_grads_close(what: &str, vars: &[&Var], fused: &GradStore, stock: &GradStore) {
+        for (i, v) in vars.iter().enumerate() {
+            let f = fused.get(v).unwrap_or_else(|| panic!("{what}: no fused grad for arg {i}"));
+            let s = stock.get(v).unwrap_or_else(|| panic!("{what}: no stock grad for arg {i}"));
+            assert_close(&format!("{what} grad {i}"), f, s, 2e-5);
+        }
+    }
+
+    #[test]
+    fn linear_matches_candle_nn_linear_with_and_without_silu() {
+        let mut rng = Rng::new(1);
+        for &(batch, fan_in, fan_out) in &[(7, 5, 3), (1, 1, 1), (33, 66, 17), (512, 64, 256)] {
+            for activation in [Activation::Identity, Activation::Silu] {
+                let (x, w, b) = (
+                    var(&mut rng, &[batch, fan_in]),
+                    var(&mut rng, &[fan_out, fan_in]),
+                    var(&mut rng, &[fan_out]),
+                );
+                let probe = randn(&mut rng, &[batch, fan_out]);
+                let fused = linear(&x, &w, &b, activation).expect("fused");
+                let layer = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
+                let mut stock = layer.forward(&x).expect("stock");
+                if activation == Activation::Silu {
+                    stock = stock.silu().expect("silu");
+                }
+                let what = format!("linear {batch}x{fan_in}->{fan_out} {activation:?}");
+                assert_close(&what, &fused, &stock, 1e-5);
+                let gf = probe_loss(&fused, &probe).backward().expect("fused backward");
+                let gs = probe_loss(&stock, &probe).backward().expect("stock backward");
+                assert_grads_close(&what, &[&x, &w, &b], &gf, &gs);
+            }
+        }
+    }
+
+    #[test]
+    fn linear_skips_the_gradient_of_plain_data_and_rejects_bad_shapes() {
+        let mut rng = Rng::new(2);
+        let x = randn(&mut rng, &[4, 3]);
+        let (w, b) = (var(&mut rng, &[2, 3]), var(&mut rng, &[2]));
+        let out = linear(&x, &w, &b, Activation::Silu).expect("fused");
+        let grads = out.sum_all().expect("sum").backward().expect("backward");
+        assert!(grads.get(&x).is_none());
+        assert!(grads.get(&w).is_some() && grads.get(&b).is_some());
+        let wrong = var(&mut rng, &[2, 4]);
+        assert!(linear(&x, &wrong, &b, Activation::Identity).is_err());
+    }
+
+    #[test]
+    fn silu_matches_candle_silu_including_large_arguments() {
+        let mut rng = Rng::new(3);
+        let x = Var::from_tensor(&(randn(&mut rng, &[5, 37]) * 30.0).expect("scale")).expect("var");
+        let probe = randn(&mut rng, &[5, 37]);
+        let fused = silu(&x).expect("fused");
+        let stock = x.silu().expect("stock");
+        assert_close("silu", &fused, &stock, 1e-6);
+        let gf = probe_loss(&fused, &probe).backward().expect("fused backward");
+        let gs = probe_loss(&stock, &probe).backward().expect("stock backward");
+        assert_grads_close("silu", &[&x], &gf, &gs);
+    }
+
+    #[test]
+    fn weighted_mse_matches_the_stock_expression() {
+        let mut rng = Rng::new(4);
+        for &(rows, width) in &[(9, 2), (1, 1), (256, 64)] {
+            let (p, t) = (var(&mut rng, &[rows, width]), var(&mut rng, &[rows, width]));
+            let w = Var::from_tensor(&randn(&mut rng, &[rows, 1]).abs().expect("abs")).expect("var");
+            let fused = weighted_mse(&p, &t, &w).expect("fused");
+            let stock = (p.sub(&t).expect("sub").sqr().expect("sqr").broadcast_mul(&w))
+                .expect("mul")
+                .mean_all()
+                .expect("mean");
+            assert_close("weighted mse", &fused, &stock, 1e-5);
+            let gf = fused.backward().expect("fused backward");
+            let gs = stock.backward().expect("stock backward");
+            assert_grads_close("weighted mse", &[&p, &t, &w], &gf, &gs);
+        }
+    }
+
+    #[test]
+    fn conv2d_matches_candle_conv2d_over_strides_paddings_and_odd_shapes() {
+        let mut rng = Rng::new(5);
+        // (batch, c_in, h, w, c_out, kh, kw, stride, padding)
+        let cases = [
+            (3, 5, 7, 6, 4, 3, 3, 1, 1),
+            (2, 3, 8, 8, 6, 3, 3, 2, 1),
+            (3, 4, 5, 5, 2, 1, 1, 1, 0),
+            (2, 3, 7, 5, 5, 2, 3, 2, 0),
+            (1, 1, 1, 1, 1, 1, 1, 1, 0),
+            (20, 8, 8, 8, 16, 3, 3, 1, 1),
+        ];
+        for &(batch, c_in, h, wd, c_out, kh, kw, stride, padding) in &cases {
+            let x = var(&mut rng, &[batch, c_in, h, wd]);
+            let w = var(&mut rng, &[c_out, c_in, kh, kw]);
+            let b = var(&mut rng, &[c_out]);
+            let fused = conv2d(&x, &w, &b, stride, padding).expect("fused");
+            let stock = x
+                .conv2d(&w, padding, stride, 1, 1)
+                .expect("conv")
+                .broadcast_add(&b.reshape((1, c_out, 1, 1)).expect("reshape"))
+                .expect("add");
+            let what = format!("conv2d {:?}", (batch, c_in, h, wd, c_out, kh, kw, stride, padding));
+            assert_close(&what, &fused, &stock, 1e-5);
+            let probe = randn(&mut rng, stock.dims());
+            let gf = probe_loss(&fused, &probe).backward().expect("fused backward");
+            let gs = probe_loss(&stock, &probe).backward().expect("stock backward");
+            assert_grads_close(&what, &[&x, &w, &b], &gf, &gs);
+        }
+        let x = var(&mut rng, &[1, 2, 3, 3]);
+        let (w, b) = (var(&mut rng, &[1, 3, 3, 3]), var(&mut rng, &[1]));
+        assert!(conv2d(&x, &w, &b, 1, 1).is_err(), "channel mismatch must be an error");
+        let w = var(&mut rng, &[1, 2, 5, 5]);
+        assert!(conv2d(&x, &w, &b, 1, 0).is_err(), "kernel larger than the input");
+    }
+
+    #[test]
+    fn group_norm_matches_candle_nn_group_norm_with_and_without_silu() {
+        let mut rng = Rng::new(6);
+        for &(batch, channels, h, w, groups) in &[(3, 8, 5, 7, 4), (2, 6, 1, 1, 3), (4, 32, 8, 8, 8)] {
+            for fuse_silu in [false, true] {
+                let x = Var::from_tensor(
+                    &(randn(&mut rng, &[batch, channels, h, w]) * 3.0 + 1.5).expect("affine"),
+                )
+                .expect("var");
+                let gamma = var(&mut rng, &[channels]);
+                let beta = var(&mut rng, &[channels]);
+                let fused = group_norm(&x, &gamma, &beta, groups, 1e-5, fuse_silu).expect("fused");
+                let layer = candle_nn::GroupNorm::new(
+                    gamma.as_tensor().clone(),
+                    beta.as_tensor().clone(),
+                    channels,
+                    groups,
+                    1e-5,
+                )
+                .expect("group norm");
+                let mut stock = layer.forward(&x).expect("stock");
+                if fuse_silu {
+                    stock = stock.silu().expect("silu");
+                }
+                let what = format!("group norm {:?} silu {fuse_silu}", (batch, channels, h, w, groups));
+                assert_close(&what, &fused, &stock, 1e-5);
+                let probe = randn(&mut rng, stock.dims());
+                let gf = probe_loss(&fused, &probe).backward().expect("fused backward");
+                let gs = probe_loss(&stock, &probe).backward().expect("stock backward");
+                assert_grads_close(&what, &[&x, &gamma, &beta], &gf, &gs);
+            }
+        }
+        let x = var(&mut rng, &[2, 6, 2, 2]);
+        let (g, b) = (var(&mut rng, &[6]), var(&mut rng, &[6]));
+        assert!(group_norm(&x, &g, &b, 4, 1e-5, false).is_err(), "6 channels in 4 groups");
+    }
+
+    #[test]
+    fn fused_adamw_follows_candle_nn_adamw_step_for_step() {
+        let mut rng = Rng::new(7);
+        let shapes: [&[usize]; 3] = [&[3, 5], &[17], &[200, 130]];
+        let start: Vec<Tensor> = shapes.iter().map(|s| randn(&mut rng, s)).collect();
+        let copy = |ts: &[Tensor]| -> Vec<Var> {
+            ts.iter().map(|t| Var::from_tensor(&t.copy().expect("copy")).expect("var")).collect()
+        };
+        let (fused_vars, stock_vars) = (copy(&start), copy(&start));
+        let params = candle_nn::ParamsAdamW {
+            lr: 3e-3,
+            weight_decay: 0.01,
+            ..Default::default()
+        };
+        let mut fused = FusedAdamW::new(fused_vars.clone(), params.clone()).expect("fused");
+        let mut stock = candle_nn::AdamW::new(stock_vars.clone(), params).expect("stock");
+        for step in 0..4 {
+            // The same quadratic loss on both sets, with a step-dependent target.
+            let loss = |vars: &[Var]| -> Tensor {
+                vars.iter()
+                    .map(|v| {
+                        let target = (v.as_tensor().ones_like().expect("ones") * step as f64).expect("t");
+                        (v.as_tensor() - target).expect("d").sqr().expect("sq").sum_all().expect("s")
+                    })
+                    .reduce(|a, b| (a + b).expect("add"))
+                    .expect("loss")
+            };
+            fused.backward_step(&loss(&fused_vars)).expect("fused step");
+            stock.backward_step(&loss(&stock_vars)).expect("stock step");
+            for (f, s) in fused_vars.iter().zip(&stock_vars) {
+                assert_close(&format!("adamw step {step}"), f.as_tensor(), s.as_tensor(), 1e-6);
+            }
+        }
+        assert!(rel_err(fused_vars[2].as_tensor(), &start[2]) > 1e-3, "the parameters moved");
+    }
+
+    #[test]
+    fn ema_update_is_the_lerp_and_leaves_the_source_alone() {
+        let mut rng = Rng::new(8);
+        let (ema, p) = (randn(&mut rng, &[40_000]), randn(&mut rng, &[40_000]));
+        let expected = ((&ema * 0.9).expect("a") + (&p * 0.1).expect("b")).expect("c");
+        let p_before = p.copy().expect("copy");
+        ema_update(&ema, &p, 0.1).expect("ema");
+        assert_close("ema", &ema, &expected, 1e-6);
+        assert_close("ema source", &p, &p_before, 0.0 + f32::MIN_POSITIVE);
+        assert!(ema_update(&ema, &randn(&mut rng, &[3]), 0.1).is_err());
+    }
+}
