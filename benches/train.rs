@@ -9,7 +9,8 @@ use noisescope::train::speed::{Path, TrainBench, Workload};
 fn training_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
     group.sample_size(20);
-    // Stock first, with glibc's default allocator settings; the fused path tunes them.
+    // Stock first, with glibc's default allocator settings; the fused path tunes them. Both run
+    // with the thread settings of `ops::pin_thread_count` (bench-train --stock runs without).
     for (path, label) in [(Path::Stock, "stock"), (Path::Fused, "fused")] {
         if path == Path::Fused {
             ops::keep_buffers_resident();

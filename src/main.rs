@@ -37,9 +37,13 @@ fn open_app(
 
 fn main() -> ExitCode {
     quiet_graphics_probe();
-    // SAFETY: first thing in main, before any thread exists.
-    unsafe { noisescope::train::ops::pin_thread_count() };
     let parsed = cli::Cli::parse();
+    // The training baseline (`bench-train --stock`) measures candle as it comes.
+    let stock = matches!(&parsed.command, Some(cli::Command::BenchTrain(a)) if a.stock);
+    if !stock {
+        // SAFETY: before any thread exists (parsing the arguments starts none).
+        unsafe { noisescope::train::ops::pin_thread_count() };
+    }
     let result = match parsed.command {
         Some(cli::Command::Sample(args)) => cli::sample::run(&args),
         Some(cli::Command::Bench(args)) => cli::bench::run(&args),

@@ -26,8 +26,8 @@ pub struct BenchTrainArgs {
     /// Batch size (default: 512 mlp, 256 unet).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// candle's stock layers, optimiser and allocator settings (the baseline) instead of the
-    /// fused ops.
+    /// candle as it comes (the baseline): its stock layers and optimiser, glibc's default
+    /// allocator settings and candle's own thread settings, instead of the fused ops.
     #[arg(long)]
     pub stock: bool,
 }

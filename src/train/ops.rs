@@ -49,17 +49,27 @@ pub fn keep_buffers_resident() {
     }
 }
 
-/// candle 0.11 counts its threads on every matmul and parallel elementwise op, and without
-/// RAYON_NUM_THREADS that means parsing /proc/cpuinfo (num_cpus): a third of a training step
-/// here. Sets RAYON_NUM_THREADS to the machine's parallelism (rayon's own default) when unset.
+/// Thread settings for training with candle 0.11 on the CPU, applied where the environment does
+/// not already choose:
+/// - RAYON_NUM_THREADS = the machine's parallelism (rayon's own default): without it candle
+///   counts its threads on every matmul and parallel op by parsing /proc/cpuinfo (num_cpus), a
+///   third of a training step on the 2-core reference machine.
+/// - CANDLE_NUM_THREADS = 1: candle's remaining elementwise ops run on the calling thread. Its
+///   barrier pool would otherwise spin (25 000 iterations per wait) against rayon's workers, which
+///   run the fused ops, for the same cores.
 ///
 /// # Safety
-/// Sets an environment variable: call it before any other thread exists.
+/// Sets environment variables: call it before any other thread exists.
 pub unsafe fn pin_thread_count() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // SAFETY: the caller guarantees no other thread reads the environment now.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (name, value) in [
+        ("RAYON_NUM_THREADS", parallelism.to_string()),
+        ("CANDLE_NUM_THREADS", "1".to_string()),
+    ] {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: the caller guarantees that no other thread reads the environment now.
+            unsafe { std::env::set_var(name, value) };
+        }
     }
 }
 
@@ -306,7 +316,10 @@ impl CustomOp3 for LinearOp {
         }
         let (x, w, b) = (slice_of(xs, xl)?, slice_of(ws, wl)?, slice_of(bs, bl)?);
         // The bias is the GEMM's starting value: no separate broadcast pass.
-        let mut out: Vec<f32> = b.iter().copied().cycle().take(batch * fan_out).collect();
+        let mut out = Vec::with_capacity(batch * fan_out);
+        for _ in 0..batch {
+            out.extend_from_slice(b);
+        }
         gemm(
             (batch, fan_out, fan_in),
             &mut out,
@@ -1158,6 +1171,42 @@ pub fn group_norm(
         .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)
 }
 
+/// A group-norm layer that runs [`group_norm`]: the same parameters under the same names as
+/// `candle_nn::group_norm` ("weight" = gamma, ones; "bias" = beta, zeros), so checkpoints of
+/// either load into the other; `forward_silu` fuses the SiLU that follows it in a UNet block.
+#[derive(Clone, Debug)]
+pub struct FusedGroupNorm {
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+    eps: f64,
+}
+
+impl FusedGroupNorm {
+    pub fn new(groups: usize, channels: usize, eps: f64, vb: candle_nn::VarBuilder) -> Result<Self> {
+        if groups == 0 || channels % groups != 0 {
+            bail!("group norm: {channels} channels in {groups} groups");
+        }
+        Ok(FusedGroupNorm {
+            weight: vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?,
+            bias: vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?,
+            groups,
+            eps,
+        })
+    }
+
+    /// silu(group_norm(x)).
+    pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        group_norm(x, &self.weight, &self.bias, self.groups, self.eps, true)
+    }
+}
+
+impl candle_core::Module for FusedGroupNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        group_norm(x, &self.weight, &self.bias, self.groups, self.eps, false)
+    }
+}
+
 /// The scalars of one AdamW step (Loshchilov & Hutter 2019, Alg. 2, in candle-nn's order of
 /// operations): bias corrections 1 / (1 - beta^t), decoupled decay factor 1 - lr wd.
 #[derive(Clone, Copy, Debug)]
@@ -1532,7 +1581,7 @@ mod tests {
             (3, 5, 7, 6, 4, 3, 3, 1, 1),
             (2, 3, 8, 8, 6, 3, 3, 2, 1),
             (3, 4, 5, 5, 2, 1, 1, 1, 0),
-            (2, 3, 7, 5, 5, 2, 3, 2, 0),
+            (2, 3, 8, 5, 5, 2, 3, 2, 0),
             (1, 1, 1, 1, 1, 1, 1, 1, 0),
             (20, 8, 8, 8, 16, 3, 3, 1, 1),
         ];
@@ -1563,10 +1612,10 @@ mod tests {
     #[test]
     fn group_norm_matches_candle_nn_group_norm_with_and_without_silu() {
         let mut rng = Rng::new(6);
-        for &(batch, channels, h, w, groups) in &[(3, 8, 5, 7, 4), (2, 6, 1, 1, 3), (4, 32, 8, 8, 8)] {
+        for &(batch, channels, h, w, groups) in &[(3, 8, 5, 7, 4), (2, 12, 1, 1, 3), (4, 32, 8, 8, 8)] {
             for fuse_silu in [false, true] {
                 let x = Var::from_tensor(
-                    &(randn(&mut rng, &[batch, channels, h, w]) * 3.0 + 1.5).expect("affine"),
+                    &randn(&mut rng, &[batch, channels, h, w]).affine(3.0, 1.5).expect("affine"),
                 )
                 .expect("var");
                 let gamma = var(&mut rng, &[channels]);
@@ -1595,6 +1644,25 @@ mod tests {
         let x = var(&mut rng, &[2, 6, 2, 2]);
         let (g, b) = (var(&mut rng, &[6]), var(&mut rng, &[6]));
         assert!(group_norm(&x, &g, &b, 4, 1e-5, false).is_err(), "6 channels in 4 groups");
+    }
+
+    #[test]
+    fn fused_group_norm_layer_shares_candle_nn_parameter_names() {
+        let mut rng = Rng::new(9);
+        let map = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&map, candle_core::DType::F32, &Device::Cpu);
+        let fused = FusedGroupNorm::new(4, 8, 1e-5, vb.pp("norm")).expect("fused");
+        // The stock layer built from the same builder reuses the same two variables.
+        let stock = candle_nn::group_norm(4, 8, 1e-5, vb.pp("norm")).expect("stock");
+        assert_eq!(map.all_vars().len(), 2);
+        for var in map.all_vars() {
+            var.set(&randn(&mut rng, &[8])).expect("set");
+        }
+        let x = randn(&mut rng, &[3, 8, 2, 5]);
+        assert_close("layer", &fused.forward(&x).expect("f"), &stock.forward(&x).expect("s"), 1e-5);
+        let stock_silu = stock.forward(&x).expect("s").silu().expect("silu");
+        assert_close("layer silu", &fused.forward_silu(&x).expect("f"), &stock_silu, 1e-5);
+        assert!(FusedGroupNorm::new(3, 8, 1e-5, vb.pp("bad")).is_err());
     }
 
     #[test]
