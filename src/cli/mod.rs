@@ -32,6 +32,7 @@ pub enum Command {
     #[command(allow_negative_numbers = true)]
     Sample(Box<sample::SampleArgs>),
     /// Train a learned denoiser and write a checkpoint (PATH.safetensors + PATH.json).
+    #[command(allow_negative_numbers = true)]
     Train(Box<train::TrainArgs>),
     /// Measure the empirical denoiser on the three reference workloads.
     Bench(bench::BenchArgs),

@@ -1,7 +1,7 @@
 //! Sample-quality metrics against the data: sliced Wasserstein-2 (seeded fixed projections),
 //! MMD with a Gaussian kernel (median bandwidth), mean distance to the nearest training point
 //! (memorisation), and class accuracy under a class posterior the caller supplies (the exact one
-//! at sigma_min comes from models::class_posterior).
+//! at sigma_min comes from models::quality::class_posterior).
 
 use serde::{Deserialize, Serialize};
 

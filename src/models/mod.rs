@@ -1,10 +1,10 @@
 //! The analytic denoisers: data whose D(x; sigma), p(x; sigma) and noise-unconditional score are
 //! known exactly. `AnalyticModel` implements `Denoiser` (with NAG's D(x; none)) and `NoiseLikelihood`.
 
-pub mod class_posterior;
 pub mod gaussian;
 pub mod learned;
 pub mod mixture;
+pub mod quality;
 
 use std::f64::consts::PI;
 

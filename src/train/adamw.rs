@@ -133,10 +133,12 @@ impl AdamW {
             let (Some(m), Some(v)) = (self.first.get(&name), self.second.get(&name)) else {
                 return Err(Error::Train(format!("no optimiser state for {name}")));
             };
-            let m = ((m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            let v = ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            // Detached, so that the moments never hold an autograd graph across steps.
+            let g = g.detach();
+            let m = ((m * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
+            let v = ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();
             let step = ((&m * scale_m)? / ((&v * scale_v)?.sqrt()? + c.eps)?)?;
-            let theta = (var.as_tensor() * (1.0 - lr * c.weight_decay))?;
+            let theta = (var.as_tensor().detach() * (1.0 - lr * c.weight_decay))?;
             var.set(&(theta - (step * lr)?)?)?;
             self.first.insert(name.clone(), m);
             self.second.insert(name, v);

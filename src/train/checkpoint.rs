@@ -139,16 +139,22 @@ pub fn save(
         }
     }
     let weights_tmp = temporary(path);
+    let mut serialised_tmp = weights_tmp.clone().into_os_string();
+    serialised_tmp.push(".serialised");
+    let serialised_tmp = PathBuf::from(serialised_tmp);
     let sidecar_final = sidecar_path(path);
     let sidecar_tmp = temporary(&sidecar_final);
     let result = (|| {
-        candle_core::safetensors::save(&tensors, &weights_tmp).map_err(|e| {
+        // candle writes through a private temporary file (mode 0600); the bytes are then
+        // rewritten with ordinary permissions, and fingerprinted on the way.
+        candle_core::safetensors::save(&tensors, &serialised_tmp).map_err(|e| {
             bad(
                 path,
                 format!("cannot write the weights: {}", candle_message(&e)),
             )
         })?;
-        let bytes = std::fs::read(&weights_tmp).map_err(|e| Error::io(&weights_tmp, e))?;
+        let bytes = std::fs::read(&serialised_tmp).map_err(|e| Error::io(&serialised_tmp, e))?;
+        std::fs::write(&weights_tmp, &bytes).map_err(|e| Error::io(&weights_tmp, e))?;
         let data = trainer.data();
         let sidecar = Sidecar {
             format: FORMAT.into(),
@@ -184,6 +190,7 @@ pub fn save(
         std::fs::rename(&sidecar_tmp, &sidecar_final).map_err(|e| Error::io(&sidecar_final, e))?;
         Ok(sidecar)
     })();
+    let _ = std::fs::remove_file(&serialised_tmp);
     if result.is_err() {
         let _ = std::fs::remove_file(&weights_tmp);
         let _ = std::fs::remove_file(&sidecar_tmp);

@@ -60,7 +60,9 @@ impl Ema {
             let Some(old) = self.shadow.get(&name) else {
                 return Err(Error::Train(format!("no EMA weights for {name}")));
             };
-            let new = (old + ((var.as_tensor() - old)? * one_minus_decay)?)?;
+            // Detached: an op on a variable records its inputs, and a chain of EMA tensors
+            // each holding the previous one would keep every step's weights alive.
+            let new = (old + ((var.as_tensor().detach() - old)? * one_minus_decay)?)?.detach();
             self.shadow.insert(name, new);
         }
         Ok(())

@@ -68,11 +68,12 @@ impl ParamStore {
             .collect()
     }
 
-    /// Snapshots of every variable (copies: later training does not change them).
+    /// Snapshots of every variable: copies (later training does not change them), detached
+    /// (they hold no autograd graph).
     pub fn snapshot(&self) -> candle_core::Result<BTreeMap<String, Tensor>> {
         self.named_vars()
             .into_iter()
-            .map(|(k, v)| Ok((k, v.as_tensor().copy()?)))
+            .map(|(k, v)| Ok((k, v.as_tensor().copy()?.detach())))
             .collect()
     }
 

@@ -648,3 +648,44 @@ impl Trainer {
         Ok(Outcome::Finished)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DataSet;
+    use crate::train::mlp::MlpConfig;
+
+    #[test]
+    fn the_training_state_holds_no_autograd_graph_between_steps() -> Result<()> {
+        // An op on a variable records its inputs: EMA weights or moments built from one would
+        // chain every step's tensors together and grow memory without bound.
+        let set = DataSet::new(
+            4,
+            2,
+            vec![1.0, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0, -1.0],
+            None,
+            None,
+        )?;
+        let arch = ArchConfig::Mlp(MlpConfig {
+            hidden: 8,
+            depth: 2,
+            frequencies: 2,
+            class_dim: 2,
+        });
+        let mut config = TrainConfig::for_arch(&arch, 3);
+        config.batch = 4;
+        let mut trainer = Trainer::new(arch, config, Arc::new(TrainingSet::from_dataset(&set)?))?;
+        trainer.run(&TrainControl::default(), &mut |_| {})?;
+        let optimizer = trainer.optimizer();
+        let held: Vec<&Tensor> = trainer
+            .ema()
+            .tensors()
+            .values()
+            .chain(optimizer.first_moments().values())
+            .chain(optimizer.second_moments().values())
+            .collect();
+        assert_eq!(held.len(), 3 * trainer.params().named_vars().len());
+        assert!(held.iter().all(|t| !t.track_op()));
+        Ok(())
+    }
+}
