@@ -289,7 +289,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let outcome = trainer.run(&TrainControl::default(), &mut |p| {
             let p = Progress { total, ..p.clone() };
             bar.draw(&p);
-            if p.step % log_every == 0 || p.step == p.total {
+            if p.step.is_multiple_of(log_every) || p.step == p.total {
                 bar.clear();
                 println!(
                     "step {:>7}/{}  loss {:.4}  lr {:.2e}  {:.1} steps/s  {:.1} s",
