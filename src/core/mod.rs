@@ -5,6 +5,7 @@ pub mod denoiser;
 pub mod diagnostics;
 pub mod estimate;
 pub mod guidance;
+pub mod metrics;
 pub mod noise;
 pub mod sampler;
 pub mod schedule;

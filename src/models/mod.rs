@@ -2,7 +2,9 @@
 //! known exactly. `AnalyticModel` implements `Denoiser` (with NAG's D(x; none)) and `NoiseLikelihood`.
 
 pub mod gaussian;
+pub mod learned;
 pub mod mixture;
+pub mod quality;
 
 use std::f64::consts::PI;
 

@@ -1,0 +1,217 @@
+//! The `noisescope train` command: a checkpoint on disk, resume, and one clear error per bad input.
+
+use std::path::Path;
+use std::process::Command;
+
+use noisescope::models::learned::LearnedDenoiser;
+
+fn noisescope(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_noisescope"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts a clean failure: exit 2, one `error:` line mentioning `needle`, no panic.
+fn assert_clear_error(o: &std::process::Output, needle: &str) {
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.starts_with("error:"), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "expected '{needle}' in: {err}"
+    );
+}
+
+fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).display().to_string()
+}
+
+#[test]
+fn train_writes_a_checkpoint_and_resumes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "moons.safetensors");
+    let o = noisescope(&[
+        "train",
+        "--data",
+        "toy:moons",
+        "--points",
+        "500",
+        "--model",
+        "mlp",
+        "--steps",
+        "20",
+        "--batch",
+        "32",
+        "--seed",
+        "3",
+        "--log-every",
+        "10",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("step      10/20"), "{stdout}");
+    assert!(stdout.contains("wrote"), "{stdout}");
+    let model = LearnedDenoiser::from_checkpoint(Path::new(&out)).expect("loads");
+    let sidecar = model.sidecar.as_ref().expect("sidecar");
+    assert_eq!((sidecar.steps_done, sidecar.seed), (20, 3));
+    assert_eq!(sidecar.data.label, "toy:moons");
+    assert!(sidecar.weights.optimizer_state);
+    // No temporary files are left beside it.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    let more = path(dir.path(), "more.safetensors");
+    let o = noisescope(&[
+        "train",
+        "--data",
+        "toy:moons",
+        "--points",
+        "500",
+        "--model",
+        "mlp",
+        "--steps",
+        "30",
+        "--resume",
+        &out,
+        "--weights-only",
+        "--out",
+        &more,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let resumed = LearnedDenoiser::from_checkpoint(Path::new(&more)).expect("loads");
+    let sidecar = resumed.sidecar.as_ref().expect("sidecar");
+    // The resumed run keeps the saved settings it was not told to change.
+    assert_eq!((sidecar.steps_done, sidecar.training.batch), (30, 32));
+    assert!(!sidecar.weights.optimizer_state);
+}
+
+#[test]
+fn train_rejects_bad_input_with_one_clear_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "m.safetensors");
+    let base = [
+        "train",
+        "--data",
+        "toy:moons",
+        "--points",
+        "300",
+        "--steps",
+        "2",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let run = |args: Vec<String>| noisescope(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_clear_error(
+        &run(with(&["--model", "unet", "--out", &out])),
+        "needs image data",
+    );
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--out",
+            &path(dir.path(), "m.bin"),
+        ])),
+        ".safetensors",
+    );
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--out",
+            &path(dir.path(), "missing/m.safetensors"),
+        ])),
+        "does not exist",
+    );
+    assert_clear_error(
+        &run(with(&["--model", "mlp", "--lr", "-1", "--out", &out])),
+        "lr",
+    );
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--noise-dropout",
+            "1.5",
+            "--out",
+            &out,
+        ])),
+        "dropout",
+    );
+    assert_clear_error(
+        &run(with(&["--model", "mlp", "--batch", "0", "--out", &out])),
+        "batch",
+    );
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--resume",
+            &path(dir.path(), "nope.safetensors"),
+            "--out",
+            &out,
+        ])),
+        "nope.safetensors",
+    );
+    // A checkpoint of other data cannot be resumed on moons.
+    let o = noisescope(&[
+        "train",
+        "--data",
+        "toy:rings",
+        "--points",
+        "300",
+        "--model",
+        "mlp",
+        "--steps",
+        "2",
+        "--batch",
+        "8",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--resume",
+            &out,
+            "--out",
+            &path(dir.path(), "r.safetensors"),
+        ])),
+        "different data",
+    );
+    assert_clear_error(
+        &noisescope(&[
+            "train",
+            "--data",
+            "toy:rings",
+            "--points",
+            "300",
+            "--model",
+            "mlp",
+            "--steps",
+            "2",
+            "--resume",
+            &out,
+            "--out",
+            &path(dir.path(), "r.safetensors"),
+        ]),
+        "already done 2 steps",
+    );
+    // Nothing was written by the failed runs.
+    assert!(!dir.path().join("r.safetensors").exists());
+}
