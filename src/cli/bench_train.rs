@@ -62,7 +62,7 @@ pub fn run(args: &BenchTrainArgs) -> Result<()> {
     }
     let per_window = args.steps / args.windows;
     let mut rates = Vec::with_capacity(args.windows);
-    let mut loss = f32::NAN;
+    let mut loss = f64::NAN;
     for _ in 0..args.windows {
         let started = std::time::Instant::now();
         for _ in 0..per_window {

@@ -7,6 +7,7 @@ use candle_core::Tensor;
 use candle_core::backprop::GradStore;
 use serde::{Deserialize, Serialize};
 
+use super::ops;
 use super::params::ParamStore;
 use crate::error::{Error, Result};
 
@@ -78,14 +79,16 @@ pub struct AdamW {
 impl AdamW {
     pub fn new(config: AdamWConfig, params: &ParamStore) -> Result<Self> {
         config.validate()?;
-        let mut first = BTreeMap::new();
+        // Two buffers per parameter: the fused step updates them in place.
+        let (mut first, mut second) = (BTreeMap::new(), BTreeMap::new());
         for (name, var) in params.named_vars() {
-            first.insert(name, var.as_tensor().zeros_like()?);
+            first.insert(name.clone(), var.as_tensor().zeros_like()?);
+            second.insert(name, var.as_tensor().zeros_like()?);
         }
         Ok(AdamW {
             config,
             steps: 0,
-            second: first.clone(),
+            second,
             first,
         })
     }
@@ -111,11 +114,15 @@ impl AdamW {
                 }
             }
         }
+        // Copies: the updates are in place and must not reach tensors shared with the caller.
+        let copy = |m: BTreeMap<String, Tensor>| -> Result<BTreeMap<String, Tensor>> {
+            m.into_iter().map(|(k, v)| Ok((k, v.copy()?))).collect()
+        };
         Ok(AdamW {
             config,
             steps,
-            first,
-            second,
+            first: copy(first)?,
+            second: copy(second)?,
         })
     }
 
@@ -133,6 +140,19 @@ impl AdamW {
             let (Some(m), Some(v)) = (self.first.get(&name), self.second.get(&name)) else {
                 return Err(Error::Train(format!("no optimiser state for {name}")));
             };
+            if !ops::stock_ops() {
+                // In place, one pass per tensor, the same arithmetic as below.
+                let step = ops::AdamWStep {
+                    beta1: c.beta1,
+                    beta2: c.beta2,
+                    eps: c.eps,
+                    lr,
+                    weight_decay: c.weight_decay,
+                    t,
+                };
+                ops::adamw_update(var.as_tensor(), g, m, v, step)?;
+                continue;
+            }
             // Detached, so that the moments never hold an autograd graph across steps.
             let g = g.detach();
             let m = ((m * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use candle_core::Tensor;
 
+use super::ops;
 use super::params::ParamStore;
 use crate::error::{Error, Result};
 
@@ -51,7 +52,12 @@ impl Ema {
                 names.len()
             )));
         }
-        Ok(Ema { shadow: saved })
+        // Copies: the updates are in place and must not reach tensors shared with the caller.
+        let shadow = saved
+            .into_iter()
+            .map(|(k, v)| Ok((k, v.copy()?)))
+            .collect::<Result<_>>()?;
+        Ok(Ema { shadow })
     }
 
     /// ema += (1 - beta) (w - ema) for every parameter.
@@ -60,6 +66,11 @@ impl Ema {
             let Some(old) = self.shadow.get(&name) else {
                 return Err(Error::Train(format!("no EMA weights for {name}")));
             };
+            if !ops::stock_ops() {
+                // In place: the shadow tensors are copies (`ParamStore::snapshot`, a checkpoint).
+                ops::ema_update(old, var.as_tensor(), one_minus_decay)?;
+                continue;
+            }
             // Detached: an op on a variable records its inputs, and a chain of EMA tensors
             // each holding the previous one would keep every step's weights alive.
             let new = (old + ((var.as_tensor().detach() - old)? * one_minus_decay)?)?.detach();

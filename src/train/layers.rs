@@ -1,9 +1,13 @@
 //! The layers both networks are built from, in one place: `Dense` (Linear, optionally + SiLU),
-//! `NormActConv` (GroupNorm + SiLU + 3x3 convolution) and `ResBlock`. They use candle_nn's stock
-//! layers; a fused implementation of a hot path replaces the body of one `forward` here.
+//! `NormActConv` (GroupNorm + SiLU + 3x3 convolution) and `ResBlock`. Their parameters are
+//! candle_nn's layers' (same names, same initialisation); their forward passes run the fused ops
+//! of ops.rs (candle's stock compositions inside `ops::with_stock_ops`; a test holds the two to
+//! the same values).
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Init, Linear, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
+
+use super::ops::{self, Activation, FusedGroupNorm};
 
 use crate::error::Result;
 
@@ -37,8 +41,31 @@ impl Dense {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.linear.forward(x)?;
-        Ok(if self.activation { y.silu()? } else { y })
+        let activation = if self.activation {
+            Activation::Silu
+        } else {
+            Activation::Identity
+        };
+        match self.linear.bias() {
+            Some(bias) => Ok(ops::linear(x, self.linear.weight(), bias, activation)?),
+            None => Err(crate::error::Error::Train("a dense layer without a bias".into())),
+        }
+    }
+}
+
+/// A convolution through `ops::conv2d` (groups 1, dilation 1, with a bias: how train/ builds
+/// them).
+pub fn convolve(conv: &Conv2d, x: &Tensor) -> Result<Tensor> {
+    let config = conv.config();
+    match conv.bias() {
+        Some(bias) if config.groups == 1 && config.dilation == 1 => Ok(ops::conv2d(
+            x,
+            conv.weight(),
+            bias,
+            config.stride,
+            config.padding,
+        )?),
+        _ => Ok(candle_core::Module::forward(conv, x)?),
     }
 }
 
@@ -58,7 +85,7 @@ fn conv3x3(inputs: usize, outputs: usize, zero: bool, vb: VarBuilder) -> Result<
 
 /// GroupNorm, SiLU, then a 3x3 convolution (the pre-activation order of EDM's UNet blocks).
 pub struct NormActConv {
-    norm: GroupNorm,
+    norm: FusedGroupNorm,
     conv: Conv2d,
 }
 
@@ -71,13 +98,13 @@ impl NormActConv {
         vb: VarBuilder,
     ) -> Result<Self> {
         Ok(NormActConv {
-            norm: candle_nn::group_norm(groups, inputs, 1e-5, vb.pp("norm"))?,
+            norm: FusedGroupNorm::new(groups, inputs, 1e-5, vb.pp("norm"))?,
             conv: conv3x3(inputs, outputs, zero, vb.pp("conv"))?,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.conv.forward(&self.norm.forward(x)?.silu()?)?)
+        convolve(&self.conv, &self.norm.forward_silu(x)?)
     }
 }
 
@@ -130,7 +157,7 @@ impl ResBlock {
         let h = self.first.forward(x)?.broadcast_add(&e)?;
         let h = self.second.forward(&h)?;
         let skip = match &self.skip {
-            Some(conv) => conv.forward(x)?,
+            Some(conv) => convolve(conv, x)?,
             None => x.clone(),
         };
         Ok((h + skip)?)

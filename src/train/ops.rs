@@ -21,6 +21,7 @@
 
 use std::sync::Mutex;
 
+use candle_core::Module;
 use candle_core::backprop::GradStore;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp3, InplaceOp2, InplaceOp3, Layout, Result, Shape, Storage, Tensor, Var,
@@ -71,6 +72,29 @@ pub unsafe fn pin_thread_count() {
             unsafe { std::env::set_var(name, value) };
         }
     }
+}
+
+thread_local! {
+    static STOCK_OPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with candle's stock compositions in place of the fused ops on this thread (the
+/// public functions below and the layers, optimiser and EMA of train/ that use them): the
+/// baseline of `bench-train --stock`, and the reference the fused models are tested against.
+pub fn with_stock_ops<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STOCK_OPS.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(STOCK_OPS.with(|s| s.replace(true)));
+    f()
+}
+
+/// Whether this thread runs the stock compositions (inside [`with_stock_ops`]).
+pub fn stock_ops() -> bool {
+    STOCK_OPS.with(|s| s.get())
 }
 
 /// Compiles an elementwise kernel twice (AVX-512 and portable) and picks one at run time.
@@ -395,6 +419,13 @@ impl CustomOp3 for LinearOp {
 /// act(x W^T + b) for x [batch, in], W [out, in], b [out] (candle-nn's `Linear` layout), in one
 /// op with its own backward.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, activation: Activation) -> Result<Tensor> {
+    if stock_ops() {
+        let y = x.broadcast_matmul(&weight.t()?)?.broadcast_add(bias)?;
+        return match activation {
+            Activation::Identity => Ok(y),
+            Activation::Silu => y.silu(),
+        };
+    }
     let op = LinearOp {
         activation,
         slope: Mutex::new(Vec::new()),
@@ -433,6 +464,9 @@ impl CustomOp1 for SiluOp {
 
 /// x sigmoid(x) with its slope kept from the forward pass (one pass each way).
 pub fn silu(x: &Tensor) -> Result<Tensor> {
+    if stock_ops() {
+        return x.silu();
+    }
     x.contiguous()?.apply_op1(SiluOp {
         slope: Mutex::new(Vec::new()),
     })
@@ -517,6 +551,13 @@ impl CustomOp3 for WeightedMseOp {
 /// mean over all entries of w_row (pred - target)^2, for pred and target [rows, width] and w
 /// [rows] (or [rows, 1]): EDM's loss (Karras et al. 2022, eq. 2) with lambda(sigma) per row.
 pub fn weighted_mse(pred: &Tensor, target: &Tensor, row_weight: &Tensor) -> Result<Tensor> {
+    if stock_ops() {
+        let rows = pred.dim(0)?;
+        return (pred - target)?
+            .sqr()?
+            .broadcast_mul(&row_weight.reshape((rows, 1))?)?
+            .mean_all();
+    }
     pred.contiguous()?.apply_op3(
         &target.contiguous()?,
         &row_weight.contiguous()?,
@@ -888,6 +929,12 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
+    if stock_ops() {
+        let c_out = bias.elem_count();
+        return x
+            .conv2d(weight, padding, stride, 1, 1)?
+            .broadcast_add(&bias.reshape((1, c_out, 1, 1))?);
+    }
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
@@ -1158,6 +1205,12 @@ pub fn group_norm(
     eps: f64,
     silu: bool,
 ) -> Result<Tensor> {
+    if stock_ops() {
+        let channels = gamma.elem_count();
+        let y = candle_nn::GroupNorm::new(gamma.clone(), beta.clone(), channels, groups, eps)?
+            .forward(x)?;
+        return if silu { y.silu() } else { Ok(y) };
+    }
     let op = GroupNormOp {
         groups,
         eps: eps as f32,

@@ -522,12 +522,13 @@ impl Trainer {
 
     /// The network on the current EMA weights (what sampling uses).
     pub fn ema_network(&self) -> Result<DenoiserNet> {
+        // Copies: the EMA is updated in place, and this network must not change with it.
         let map: HashMap<String, Tensor> = self
             .ema
             .tensors()
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+            .map(|(k, v)| Ok((k.clone(), v.copy()?)))
+            .collect::<Result<_>>()?;
         DenoiserNet::new(
             &self.net.config,
             VarBuilder::from_tensors(map, DType::F32, &Device::Cpu),

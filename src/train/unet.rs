@@ -4,11 +4,11 @@
 //! learned null embedding) plus the class embedding added in every block (after Ho et al. 2020 and
 //! EDM's DDPM++ blocks, much smaller).
 
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{Dense, NormActConv, ResBlock};
+use super::layers::{Dense, NormActConv, ResBlock, convolve};
 use super::network::{Conditioning, NetInput};
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
@@ -165,7 +165,7 @@ impl Unet {
             .reshape((batch, height, width, channels))?
             .permute((0, 3, 1, 2))?
             .contiguous()?;
-        let mut h = self.input.forward(&x)?;
+        let mut h = convolve(&self.input, &x)?;
         let levels = self.down.len();
         let mut skips = Vec::with_capacity(levels);
         for (l, block) in self.down.iter().enumerate() {
