@@ -48,7 +48,9 @@ impl Dense {
         };
         match self.linear.bias() {
             Some(bias) => Ok(ops::linear(x, self.linear.weight(), bias, activation)?),
-            None => Err(crate::error::Error::Train("a dense layer without a bias".into())),
+            None => Err(crate::error::Error::Train(
+                "a dense layer without a bias".into(),
+            )),
         }
     }
 }

@@ -24,8 +24,8 @@ use std::sync::Mutex;
 use candle_core::Module;
 use candle_core::backprop::GradStore;
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp3, InplaceOp2, InplaceOp3, Layout, Result, Shape, Storage, Tensor, Var,
-    bail,
+    CpuStorage, CustomOp1, CustomOp3, InplaceOp2, InplaceOp3, Layout, Result, Shape, Storage,
+    Tensor, Var, bail,
 };
 use rayon::prelude::*;
 
@@ -336,7 +336,12 @@ impl CustomOp3 for LinearOp {
         let (batch, fan_in) = xl.shape().dims2()?;
         let (fan_out, w_in) = wl.shape().dims2()?;
         if w_in != fan_in || bl.shape().elem_count() != fan_out {
-            bail!("fused linear: x {:?}, w {:?}, b {:?}", xl.dims(), wl.dims(), bl.dims());
+            bail!(
+                "fused linear: x {:?}, w {:?}, b {:?}",
+                xl.dims(),
+                wl.dims(),
+                bl.dims()
+            );
         }
         let (x, w, b) = (slice_of(xs, xl)?, slice_of(ws, wl)?, slice_of(bs, bl)?);
         // The bias is the GEMM's starting value: no separate broadcast pass.
@@ -418,7 +423,12 @@ impl CustomOp3 for LinearOp {
 
 /// act(x W^T + b) for x [batch, in], W [out, in], b [out] (candle-nn's `Linear` layout), in one
 /// op with its own backward.
-pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, activation: Activation) -> Result<Tensor> {
+pub fn linear(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    activation: Activation,
+) -> Result<Tensor> {
     if stock_ops() {
         let y = x.broadcast_matmul(&weight.t()?)?.broadcast_add(bias)?;
         return match activation {
@@ -502,7 +512,12 @@ impl CustomOp3 for WeightedMseOp {
     ) -> Result<(CpuStorage, Shape)> {
         let (rows, width) = pl.shape().dims2()?;
         if tl.shape() != pl.shape() || wl.shape().elem_count() != rows {
-            bail!("weighted mse: pred {:?}, target {:?}, weight {:?}", pl.dims(), tl.dims(), wl.dims());
+            bail!(
+                "weighted mse: pred {:?}, target {:?}, weight {:?}",
+                pl.dims(),
+                tl.dims(),
+                wl.dims()
+            );
         }
         let (p, t, w) = (slice_of(ps, pl)?, slice_of(ts, tl)?, slice_of(ws, wl)?);
         let (_, sums) = Self::residuals(p, t, width);
@@ -586,7 +601,10 @@ impl ConvGeometry {
         let (&[batch, c_in, height, width], &[c_out, w_in, kernel_h, kernel_w]) = (x, w) else {
             bail!("fused conv2d: x {x:?} and w {w:?} must be 4-D");
         };
-        if w_in != c_in || stride == 0 || [c_in, height, width, c_out, kernel_h, kernel_w].contains(&0) {
+        if w_in != c_in
+            || stride == 0
+            || [c_in, height, width, c_out, kernel_h, kernel_w].contains(&0)
+        {
             bail!("fused conv2d: x {x:?}, w {w:?}, stride {stride}");
         }
         let (ph, pw) = (height + 2 * padding, width + 2 * padding);
@@ -748,7 +766,11 @@ impl CustomOp3 for Conv2dOp {
     ) -> Result<(CpuStorage, Shape)> {
         let g = ConvGeometry::new(xl.dims(), wl.dims(), self.stride, self.padding)?;
         if bl.shape().elem_count() != g.c_out {
-            bail!("fused conv2d: bias {:?} for {} channels", bl.dims(), g.c_out);
+            bail!(
+                "fused conv2d: bias {:?} for {} channels",
+                bl.dims(),
+                g.c_out
+            );
         }
         let (x, w, b) = (slice_of(xs, xl)?, slice_of(ws, wl)?, slice_of(bs, bl)?);
         let w_cl = weight_channels_last(&g, w);
@@ -962,8 +984,11 @@ impl GroupNormOp {
             [b, c, ..] => (*b, *c),
             _ => bail!("fused group norm: input {dims:?} needs a channel axis"),
         };
-        if self.groups == 0 || channels % self.groups != 0 || dims[2..].contains(&0) {
-            bail!("fused group norm: {channels} channels in {} groups", self.groups);
+        if self.groups == 0 || !channels.is_multiple_of(self.groups) || dims[2..].contains(&0) {
+            bail!(
+                "fused group norm: {channels} channels in {} groups",
+                self.groups
+            );
         }
         Ok((batch, channels, dims[2..].iter().product()))
     }
@@ -985,7 +1010,11 @@ impl CustomOp3 for GroupNormOp {
     ) -> Result<(CpuStorage, Shape)> {
         let (batch, channels, pixels) = self.dims(xl.dims())?;
         if gl.shape().elem_count() != channels || bl.shape().elem_count() != channels {
-            bail!("fused group norm: gamma {:?}, beta {:?} for {channels} channels", gl.dims(), bl.dims());
+            bail!(
+                "fused group norm: gamma {:?}, beta {:?} for {channels} channels",
+                gl.dims(),
+                bl.dims()
+            );
         }
         let (x, gamma, beta) = (slice_of(xs, xl)?, slice_of(gs, gl)?, slice_of(bs, bl)?);
         let per_group = channels / self.groups * pixels;
@@ -1032,7 +1061,10 @@ impl CustomOp3 for GroupNormOp {
         // Per-group partial dgamma, dbeta: [batch * groups][channels per group].
         let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
             .par_chunks_mut(per_group.max(1))
-            .zip(xv.par_chunks(per_group.max(1)).zip(dy.par_chunks(per_group.max(1))))
+            .zip(
+                xv.par_chunks(per_group.max(1))
+                    .zip(dy.par_chunks(per_group.max(1))),
+            )
             .enumerate()
             .map(|(i, (dx, (x, dy)))| {
                 let (mean, rstd) = (stats.mean[i], stats.rstd[i]);
@@ -1072,8 +1104,14 @@ impl CustomOp3 for GroupNormOp {
         let mut dbeta = vec![0f32; channels];
         for (i, (dg, db)) in partials.iter().enumerate() {
             let first_channel = (i % self.groups) * per_channel_group;
-            add_assign(&mut dgamma[first_channel..first_channel + per_channel_group], dg);
-            add_assign(&mut dbeta[first_channel..first_channel + per_channel_group], db);
+            add_assign(
+                &mut dgamma[first_channel..first_channel + per_channel_group],
+                dg,
+            );
+            add_assign(
+                &mut dbeta[first_channel..first_channel + per_channel_group],
+                db,
+            );
         }
         let dx = if x.track_op() {
             Some(Tensor::from_vec(dx, x.shape(), x.device())?)
@@ -1236,8 +1274,13 @@ pub struct FusedGroupNorm {
 }
 
 impl FusedGroupNorm {
-    pub fn new(groups: usize, channels: usize, eps: f64, vb: candle_nn::VarBuilder) -> Result<Self> {
-        if groups == 0 || channels % groups != 0 {
+    pub fn new(
+        groups: usize,
+        channels: usize,
+        eps: f64,
+        vb: candle_nn::VarBuilder,
+    ) -> Result<Self> {
+        if groups == 0 || !channels.is_multiple_of(groups) {
             bail!("group norm: {channels} channels in {groups} groups");
         }
         Ok(FusedGroupNorm {
@@ -1305,11 +1348,21 @@ impl InplaceOp2 for MomentUpdate {
         "fused-adamw-moment"
     }
 
-    fn cpu_fwd(&self, ms: &mut CpuStorage, ml: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<()> {
+    fn cpu_fwd(
+        &self,
+        ms: &mut CpuStorage,
+        ml: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<()> {
         let m = slice_of_mut(ms, ml)?;
         let g = slice_of(gs, gl)?;
         if g.len() != m.len() {
-            bail!("fused adamw: gradient of {} values for {}", g.len(), m.len());
+            bail!(
+                "fused adamw: gradient of {} values for {}",
+                g.len(),
+                m.len()
+            );
         }
         let arg = (self.beta, self.square);
         par_zip_ref_with(m, g, arg, moment_kernel);
@@ -1353,7 +1406,12 @@ impl InplaceOp3 for ParameterUpdate {
         let theta = slice_of_mut(ts, tl)?;
         let (m, v) = (slice_of(ms, ml)?, slice_of(vs, vl)?);
         if m.len() != theta.len() || v.len() != theta.len() {
-            bail!("fused adamw: moments of {} and {} values for {}", m.len(), v.len(), theta.len());
+            bail!(
+                "fused adamw: moments of {} and {} values for {}",
+                m.len(),
+                v.len(),
+                theta.len()
+            );
         }
         let k = (self.decay, self.lr, self.scale_m, self.scale_v, self.eps);
         if theta.len() < PARALLEL_MIN {
@@ -1489,7 +1547,13 @@ impl InplaceOp2 for EmaLerp {
         "fused-ema"
     }
 
-    fn cpu_fwd(&self, es: &mut CpuStorage, el: &Layout, ps: &CpuStorage, pl: &Layout) -> Result<()> {
+    fn cpu_fwd(
+        &self,
+        es: &mut CpuStorage,
+        el: &Layout,
+        ps: &CpuStorage,
+        pl: &Layout,
+    ) -> Result<()> {
         let ema = slice_of_mut(es, el)?;
         let p = slice_of(ps, pl)?;
         if p.len() != ema.len() {
@@ -1535,7 +1599,10 @@ mod tests {
         let a = values(a).expect("a");
         let b = values(b).expect("b");
         let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-        a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+        a.iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+            / scale
     }
 
     /// sum(out * probe): a scalar whose gradient w.r.t. out is the random probe.
@@ -1550,8 +1617,12 @@ mod tests {
 
     fn assert_grads_close(what: &str, vars: &[&Var], fused: &GradStore, stock: &GradStore) {
         for (i, v) in vars.iter().enumerate() {
-            let f = fused.get(v).unwrap_or_else(|| panic!("{what}: no fused grad for arg {i}"));
-            let s = stock.get(v).unwrap_or_else(|| panic!("{what}: no stock grad for arg {i}"));
+            let f = fused
+                .get(v)
+                .unwrap_or_else(|| panic!("{what}: no fused grad for arg {i}"));
+            let s = stock
+                .get(v)
+                .unwrap_or_else(|| panic!("{what}: no stock grad for arg {i}"));
             assert_close(&format!("{what} grad {i}"), f, s, 2e-5);
         }
     }
@@ -1568,15 +1639,20 @@ mod tests {
                 );
                 let probe = randn(&mut rng, &[batch, fan_out]);
                 let fused = linear(&x, &w, &b, activation).expect("fused");
-                let layer = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
+                let layer =
+                    candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
                 let mut stock = layer.forward(&x).expect("stock");
                 if activation == Activation::Silu {
                     stock = stock.silu().expect("silu");
                 }
                 let what = format!("linear {batch}x{fan_in}->{fan_out} {activation:?}");
                 assert_close(&what, &fused, &stock, 1e-5);
-                let gf = probe_loss(&fused, &probe).backward().expect("fused backward");
-                let gs = probe_loss(&stock, &probe).backward().expect("stock backward");
+                let gf = probe_loss(&fused, &probe)
+                    .backward()
+                    .expect("fused backward");
+                let gs = probe_loss(&stock, &probe)
+                    .backward()
+                    .expect("stock backward");
                 assert_grads_close(&what, &[&x, &w, &b], &gf, &gs);
             }
         }
@@ -1603,8 +1679,12 @@ mod tests {
         let fused = silu(&x).expect("fused");
         let stock = x.silu().expect("stock");
         assert_close("silu", &fused, &stock, 1e-6);
-        let gf = probe_loss(&fused, &probe).backward().expect("fused backward");
-        let gs = probe_loss(&stock, &probe).backward().expect("stock backward");
+        let gf = probe_loss(&fused, &probe)
+            .backward()
+            .expect("fused backward");
+        let gs = probe_loss(&stock, &probe)
+            .backward()
+            .expect("stock backward");
         assert_grads_close("silu", &[&x], &gf, &gs);
     }
 
@@ -1613,12 +1693,18 @@ mod tests {
         let mut rng = Rng::new(4);
         for &(rows, width) in &[(9, 2), (1, 1), (256, 64)] {
             let (p, t) = (var(&mut rng, &[rows, width]), var(&mut rng, &[rows, width]));
-            let w = Var::from_tensor(&randn(&mut rng, &[rows, 1]).abs().expect("abs")).expect("var");
+            let w =
+                Var::from_tensor(&randn(&mut rng, &[rows, 1]).abs().expect("abs")).expect("var");
             let fused = weighted_mse(&p, &t, &w).expect("fused");
-            let stock = (p.sub(&t).expect("sub").sqr().expect("sqr").broadcast_mul(&w))
-                .expect("mul")
-                .mean_all()
-                .expect("mean");
+            let stock = (p
+                .sub(&t)
+                .expect("sub")
+                .sqr()
+                .expect("sqr")
+                .broadcast_mul(&w))
+            .expect("mul")
+            .mean_all()
+            .expect("mean");
             assert_close("weighted mse", &fused, &stock, 1e-5);
             let gf = fused.backward().expect("fused backward");
             let gs = stock.backward().expect("stock backward");
@@ -1648,27 +1734,44 @@ mod tests {
                 .expect("conv")
                 .broadcast_add(&b.reshape((1, c_out, 1, 1)).expect("reshape"))
                 .expect("add");
-            let what = format!("conv2d {:?}", (batch, c_in, h, wd, c_out, kh, kw, stride, padding));
+            let what = format!(
+                "conv2d {:?}",
+                (batch, c_in, h, wd, c_out, kh, kw, stride, padding)
+            );
             assert_close(&what, &fused, &stock, 1e-5);
             let probe = randn(&mut rng, stock.dims());
-            let gf = probe_loss(&fused, &probe).backward().expect("fused backward");
-            let gs = probe_loss(&stock, &probe).backward().expect("stock backward");
+            let gf = probe_loss(&fused, &probe)
+                .backward()
+                .expect("fused backward");
+            let gs = probe_loss(&stock, &probe)
+                .backward()
+                .expect("stock backward");
             assert_grads_close(&what, &[&x, &w, &b], &gf, &gs);
         }
         let x = var(&mut rng, &[1, 2, 3, 3]);
         let (w, b) = (var(&mut rng, &[1, 3, 3, 3]), var(&mut rng, &[1]));
-        assert!(conv2d(&x, &w, &b, 1, 1).is_err(), "channel mismatch must be an error");
+        assert!(
+            conv2d(&x, &w, &b, 1, 1).is_err(),
+            "channel mismatch must be an error"
+        );
         let w = var(&mut rng, &[1, 2, 5, 5]);
-        assert!(conv2d(&x, &w, &b, 1, 0).is_err(), "kernel larger than the input");
+        assert!(
+            conv2d(&x, &w, &b, 1, 0).is_err(),
+            "kernel larger than the input"
+        );
     }
 
     #[test]
     fn group_norm_matches_candle_nn_group_norm_with_and_without_silu() {
         let mut rng = Rng::new(6);
-        for &(batch, channels, h, w, groups) in &[(3, 8, 5, 7, 4), (2, 12, 1, 1, 3), (4, 32, 8, 8, 8)] {
+        for &(batch, channels, h, w, groups) in
+            &[(3, 8, 5, 7, 4), (2, 12, 1, 1, 3), (4, 32, 8, 8, 8)]
+        {
             for fuse_silu in [false, true] {
                 let x = Var::from_tensor(
-                    &randn(&mut rng, &[batch, channels, h, w]).affine(3.0, 1.5).expect("affine"),
+                    &randn(&mut rng, &[batch, channels, h, w])
+                        .affine(3.0, 1.5)
+                        .expect("affine"),
                 )
                 .expect("var");
                 let gamma = var(&mut rng, &[channels]);
@@ -1686,17 +1789,27 @@ mod tests {
                 if fuse_silu {
                     stock = stock.silu().expect("silu");
                 }
-                let what = format!("group norm {:?} silu {fuse_silu}", (batch, channels, h, w, groups));
+                let what = format!(
+                    "group norm {:?} silu {fuse_silu}",
+                    (batch, channels, h, w, groups)
+                );
                 assert_close(&what, &fused, &stock, 1e-5);
                 let probe = randn(&mut rng, stock.dims());
-                let gf = probe_loss(&fused, &probe).backward().expect("fused backward");
-                let gs = probe_loss(&stock, &probe).backward().expect("stock backward");
+                let gf = probe_loss(&fused, &probe)
+                    .backward()
+                    .expect("fused backward");
+                let gs = probe_loss(&stock, &probe)
+                    .backward()
+                    .expect("stock backward");
                 assert_grads_close(&what, &[&x, &gamma, &beta], &gf, &gs);
             }
         }
         let x = var(&mut rng, &[2, 6, 2, 2]);
         let (g, b) = (var(&mut rng, &[6]), var(&mut rng, &[6]));
-        assert!(group_norm(&x, &g, &b, 4, 1e-5, false).is_err(), "6 channels in 4 groups");
+        assert!(
+            group_norm(&x, &g, &b, 4, 1e-5, false).is_err(),
+            "6 channels in 4 groups"
+        );
     }
 
     #[test]
@@ -1712,9 +1825,19 @@ mod tests {
             var.set(&randn(&mut rng, &[8])).expect("set");
         }
         let x = randn(&mut rng, &[3, 8, 2, 5]);
-        assert_close("layer", &fused.forward(&x).expect("f"), &stock.forward(&x).expect("s"), 1e-5);
+        assert_close(
+            "layer",
+            &fused.forward(&x).expect("f"),
+            &stock.forward(&x).expect("s"),
+            1e-5,
+        );
         let stock_silu = stock.forward(&x).expect("s").silu().expect("silu");
-        assert_close("layer silu", &fused.forward_silu(&x).expect("f"), &stock_silu, 1e-5);
+        assert_close(
+            "layer silu",
+            &fused.forward_silu(&x).expect("f"),
+            &stock_silu,
+            1e-5,
+        );
         assert!(FusedGroupNorm::new(3, 8, 1e-5, vb.pp("bad")).is_err());
     }
 
@@ -1724,7 +1847,9 @@ mod tests {
         let shapes: [&[usize]; 3] = [&[3, 5], &[17], &[200, 130]];
         let start: Vec<Tensor> = shapes.iter().map(|s| randn(&mut rng, s)).collect();
         let copy = |ts: &[Tensor]| -> Vec<Var> {
-            ts.iter().map(|t| Var::from_tensor(&t.copy().expect("copy")).expect("var")).collect()
+            ts.iter()
+                .map(|t| Var::from_tensor(&t.copy().expect("copy")).expect("var"))
+                .collect()
         };
         let (fused_vars, stock_vars) = (copy(&start), copy(&start));
         let params = candle_nn::ParamsAdamW {
@@ -1739,8 +1864,14 @@ mod tests {
             let loss = |vars: &[Var]| -> Tensor {
                 vars.iter()
                     .map(|v| {
-                        let target = (v.as_tensor().ones_like().expect("ones") * step as f64).expect("t");
-                        (v.as_tensor() - target).expect("d").sqr().expect("sq").sum_all().expect("s")
+                        let target =
+                            (v.as_tensor().ones_like().expect("ones") * step as f64).expect("t");
+                        (v.as_tensor() - target)
+                            .expect("d")
+                            .sqr()
+                            .expect("sq")
+                            .sum_all()
+                            .expect("s")
                     })
                     .reduce(|a, b| (a + b).expect("add"))
                     .expect("loss")
@@ -1748,10 +1879,18 @@ mod tests {
             fused.backward_step(&loss(&fused_vars)).expect("fused step");
             stock.backward_step(&loss(&stock_vars)).expect("stock step");
             for (f, s) in fused_vars.iter().zip(&stock_vars) {
-                assert_close(&format!("adamw step {step}"), f.as_tensor(), s.as_tensor(), 1e-6);
+                assert_close(
+                    &format!("adamw step {step}"),
+                    f.as_tensor(),
+                    s.as_tensor(),
+                    1e-6,
+                );
             }
         }
-        assert!(rel_err(fused_vars[2].as_tensor(), &start[2]) > 1e-3, "the parameters moved");
+        assert!(
+            rel_err(fused_vars[2].as_tensor(), &start[2]) > 1e-3,
+            "the parameters moved"
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The two reference training workloads of `noisescope bench-train`, benches/train.rs and the
-//! PyTorch twin tools/peer_train.py: `Trainer::step` (data draw + forward + EDM loss + backward
-//! + AdamW + EMA + loss bookkeeping) of the real models at their defaults, either on the fused
+//! PyTorch twin tools/peer_train.py: `Trainer::step` of the real models at their defaults (data
+//! draw, forward, EDM loss, backward, AdamW, EMA and the loss bookkeeping), either on the fused
 //! ops (`Path::Fused`, what `noisescope train` runs) or on candle's stock compositions
-//! (`Path::Stock`, `ops::with_stock_ops`: the baseline).
+//! (`Path::Stock`, inside `ops::with_stock_ops`: the baseline).
 //!
 //! - mlp: issue 9's DEFAULT mlp (mlp.rs) on the 2-D moons (20000 points, two classes), batch 512.
 //! - unet: unet.rs at 8x8 (32 then 64 channels) on the UCI digits, batch 256.
@@ -124,7 +124,10 @@ mod tests {
             let mut fused = TrainBench::new(workload, Path::Fused, Some(24), 3).expect("fused");
             for step in 0..4 {
                 let (s, f) = (stock.step().expect("stock"), fused.step().expect("fused"));
-                assert!(s.is_finite() && s > 0.0, "{workload:?} step {step}: loss {s}");
+                assert!(
+                    s.is_finite() && s > 0.0,
+                    "{workload:?} step {step}: loss {s}"
+                );
                 assert!(
                     (s - f).abs() <= 1e-4 * s.abs(),
                     "{workload:?} step {step}: stock {s} fused {f}"
@@ -139,7 +142,10 @@ mod tests {
                     .abs()
                     .and_then(|a| a.max_all()?.to_scalar::<f32>())
                     .expect("scale");
-                assert!(diff <= 1e-4 * scale.max(1e-3), "{workload:?} EMA {name}: {diff} of {scale}");
+                assert!(
+                    diff <= 1e-4 * scale.max(1e-3),
+                    "{workload:?} EMA {name}: {diff} of {scale}"
+                );
             }
         }
     }
