@@ -7,8 +7,9 @@
 //! far from GEMM speed. Here:
 //! - [`linear`]: y = act(x W^T + b) in one op: the bias is the GEMM's initial value and SiLU's
 //!   slope is kept from the forward pass, so the backward is one multiply and two GEMMs.
-//! - [`conv2d`]: convolution as im2col + GEMM over chunks of images (channels-last patches, built
-//!   by contiguous copies, cache-sized), with its own backward (GEMM + col2im).
+//! - [`conv2d`]: convolution as im2col + GEMM over cache-sized chunks of images (patches built
+//!   from contiguous runs of the NCHW rows, candle's weight layout as is), with its own backward
+//!   (two GEMMs + col2im).
 //! - [`group_norm`]: group normalisation (Wu & He 2018, eq. 1) with an optional SiLU, one pass
 //!   each way.
 //! - [`silu`], [`weighted_mse`] (the EDM loss of Karras et al. 2022, eq. 2 / Table 1, with a
@@ -631,68 +632,97 @@ impl ConvGeometry {
     fn pixels_out(&self) -> usize {
         self.out_h * self.out_w
     }
-    /// Length of one im2col row: (ky, kx, c) with c fastest.
+    /// Length of one patch: (c, ky, kx), kx fastest (candle's weight layout [o, c, ky, kx]).
     fn patch(&self) -> usize {
         self.kernel_h * self.kernel_w * self.c_in
     }
-    /// Images per task so that a task has about CONV_TASK_ROWS patch rows.
+    /// Images per task so that a task has about CONV_TASK_ROWS patch columns.
     fn images_per_task(&self) -> usize {
         (CONV_TASK_ROWS / self.pixels_out().max(1)).clamp(1, self.batch.max(1))
     }
-    /// The input pixel (iy, ix) that kernel tap (ky, kx) of output pixel (oy, ox) reads, if any.
+    /// The input columns ix and the output columns [ox_lo, ox_hi) of an output row that kernel
+    /// column kx reads inside the image (the rest reads padding).
     #[inline(always)]
-    fn source(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+    fn columns(&self, kx: usize) -> (usize, usize) {
+        // ix = ox stride + kx - padding must lie in [0, width).
+        let lo = self.padding.saturating_sub(kx).div_ceil(self.stride);
+        let hi = (self.width + self.padding)
+            .checked_sub(kx)
+            .map_or(0, |v| v.div_ceil(self.stride))
+            .min(self.out_w);
+        (lo.min(hi), hi)
+    }
+    /// The input row that kernel row ky of output row oy reads, if it is inside the image.
+    #[inline(always)]
+    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
         let iy = (oy * self.stride + ky).checked_sub(self.padding)?;
-        let ix = (ox * self.stride + kx).checked_sub(self.padding)?;
-        (iy < self.height && ix < self.width).then_some((iy, ix))
+        (iy < self.height).then_some(iy)
     }
 }
 
-/// [c, p] -> [p, c] for each image of a chunk.
-fn to_channels_last(src: &[f32], dst: &mut [f32], channels: usize, pixels: usize) {
-    for (s, d) in src
-        .chunks_exact(channels * pixels)
-        .zip(dst.chunks_exact_mut(channels * pixels))
-    {
-        for c in 0..channels {
-            for p in 0..pixels {
-                d[p * channels + c] = s[c * pixels + p];
-            }
-        }
-    }
-}
-
-/// [p, c] -> [c, p] for each image of a chunk.
-fn to_channels_first(src: &[f32], dst: &mut [f32], channels: usize, pixels: usize) {
-    for (s, d) in src
-        .chunks_exact(channels * pixels)
-        .zip(dst.chunks_exact_mut(channels * pixels))
-    {
-        for p in 0..pixels {
-            for c in 0..channels {
-                d[c * pixels + p] = s[p * channels + c];
-            }
-        }
-    }
-}
-
-/// Patch rows [images * pixels_out, patch] of channels-last images `x_cl`.
-fn im2col(g: &ConvGeometry, x_cl: &[f32], cols: &mut [f32]) {
-    let (c, patch) = (g.c_in, g.patch());
-    for (img, x) in x_cl.chunks_exact(g.pixels_in() * c).enumerate() {
-        for oy in 0..g.out_h {
-            for ox in 0..g.out_w {
-                let row = (img * g.pixels_out() + oy * g.out_w + ox) * patch;
-                for ky in 0..g.kernel_h {
-                    for kx in 0..g.kernel_w {
-                        let at = row + (ky * g.kernel_w + kx) * c;
-                        let dst = &mut cols[at..at + c];
-                        match g.source(oy, ox, ky, kx) {
-                            Some((iy, ix)) => {
-                                let from = (iy * g.width + ix) * c;
-                                dst.copy_from_slice(&x[from..from + c]);
+/// The patch matrix of a chunk of NCHW images, [patch, images * pixels_out]: row (c, ky, kx)
+/// holds, for every output pixel, the input value that tap reads (0 in the padding). Built from
+/// contiguous runs of the input rows.
+fn im2col(g: &ConvGeometry, x: &[f32], cols: &mut [f32]) {
+    let images = x.len() / (g.c_in * g.pixels_in());
+    let width = images * g.pixels_out();
+    for c in 0..g.c_in {
+        for ky in 0..g.kernel_h {
+            for kx in 0..g.kernel_w {
+                let q = (c * g.kernel_h + ky) * g.kernel_w + kx;
+                let (lo, hi) = g.columns(kx);
+                for img in 0..images {
+                    let plane = &x[(img * g.c_in + c) * g.pixels_in()..][..g.pixels_in()];
+                    for oy in 0..g.out_h {
+                        let at = q * width + img * g.pixels_out() + oy * g.out_w;
+                        let dst = &mut cols[at..at + g.out_w];
+                        let Some(iy) = g.input_row(oy, ky) else {
+                            dst.fill(0.0);
+                            continue;
+                        };
+                        let row = &plane[iy * g.width..(iy + 1) * g.width];
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        let first = lo * g.stride + kx - g.padding;
+                        if g.stride == 1 {
+                            dst[lo..hi].copy_from_slice(&row[first..first + (hi - lo)]);
+                        } else {
+                            for (k, d) in dst[lo..hi].iter_mut().enumerate() {
+                                *d = row[first + k * g.stride];
                             }
-                            None => dst.fill(0.0),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds patch-matrix gradients back onto the NCHW image gradients (the adjoint of im2col).
+fn col2im(g: &ConvGeometry, dcols: &[f32], dx: &mut [f32]) {
+    let images = dx.len() / (g.c_in * g.pixels_in());
+    let width = images * g.pixels_out();
+    for c in 0..g.c_in {
+        for ky in 0..g.kernel_h {
+            for kx in 0..g.kernel_w {
+                let q = (c * g.kernel_h + ky) * g.kernel_w + kx;
+                let (lo, hi) = g.columns(kx);
+                for img in 0..images {
+                    let plane = &mut dx[(img * g.c_in + c) * g.pixels_in()..][..g.pixels_in()];
+                    for oy in 0..g.out_h {
+                        let Some(iy) = g.input_row(oy, ky) else {
+                            continue;
+                        };
+                        let at = q * width + img * g.pixels_out() + oy * g.out_w;
+                        let src = &dcols[at + lo..at + hi];
+                        let row = &mut plane[iy * g.width..(iy + 1) * g.width];
+                        let first = lo * g.stride + kx - g.padding;
+                        if g.stride == 1 {
+                            add_assign(&mut row[first..first + (hi - lo)], src);
+                        } else {
+                            for (k, s) in src.iter().enumerate() {
+                                row[first + k * g.stride] += *s;
+                            }
                         }
                     }
                 }
@@ -710,39 +740,26 @@ simd_kernel! {
     }
 }
 
-/// Adds patch-row gradients back onto channels-last image gradients (the adjoint of im2col).
-fn col2im(g: &ConvGeometry, dcols: &[f32], dx_cl: &mut [f32]) {
-    let (c, patch) = (g.c_in, g.patch());
-    for (img, dx) in dx_cl.chunks_exact_mut(g.pixels_in() * c).enumerate() {
-        for oy in 0..g.out_h {
-            for ox in 0..g.out_w {
-                let row = (img * g.pixels_out() + oy * g.out_w + ox) * patch;
-                for ky in 0..g.kernel_h {
-                    for kx in 0..g.kernel_w {
-                        if let Some((iy, ix)) = g.source(oy, ox, ky, kx) {
-                            let at = row + (ky * g.kernel_w + kx) * c;
-                            let to = (iy * g.width + ix) * c;
-                            add_assign(&mut dx[to..to + c], &dcols[at..at + c]);
-                        }
-                    }
-                }
+/// [images, channels, pixels] <-> [channels, images * pixels]: contiguous runs of `pixels`.
+fn swap_image_and_channel(
+    src: &[f32],
+    dst: &mut [f32],
+    channels: usize,
+    pixels: usize,
+    to_wide: bool,
+) {
+    let images = src.len() / (channels * pixels).max(1);
+    for img in 0..images {
+        for c in 0..channels {
+            let nchw = (img * channels + c) * pixels;
+            let wide = (c * images + img) * pixels;
+            if to_wide {
+                dst[wide..wide + pixels].copy_from_slice(&src[nchw..nchw + pixels]);
+            } else {
+                dst[nchw..nchw + pixels].copy_from_slice(&src[wide..wide + pixels]);
             }
         }
     }
-}
-
-/// [o, c, ky, kx] -> [o, ky, kx, c], the weight layout that matches the patch rows.
-fn weight_channels_last(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
-    let taps = g.kernel_h * g.kernel_w;
-    let mut out = vec![0f32; w.len()];
-    for o in 0..g.c_out {
-        for c in 0..g.c_in {
-            for t in 0..taps {
-                out[(o * taps + t) * g.c_in + c] = w[(o * g.c_in + c) * taps + t];
-            }
-        }
-    }
-    out
 }
 
 struct Conv2dOp {
@@ -773,32 +790,30 @@ impl CustomOp3 for Conv2dOp {
             );
         }
         let (x, w, b) = (slice_of(xs, xl)?, slice_of(ws, wl)?, slice_of(bs, bl)?);
-        let w_cl = weight_channels_last(&g, w);
         let mut out = vec![0f32; g.batch * g.c_out * g.pixels_out()];
         let per_task = g.images_per_task();
         out.par_chunks_mut(per_task * g.c_out * g.pixels_out())
             .zip(x.par_chunks(per_task * g.c_in * g.pixels_in()))
             .try_for_each(|(out, x)| -> Result<()> {
                 with_conv_scratch(|scratch| {
-                    let ConvScratch { x_cl, cols, y_cl } = scratch;
-                    let rows = x.len() / (g.c_in * g.pixels_in()) * g.pixels_out();
-                    let x_cl = sized(x_cl, x.len());
-                    to_channels_last(x, x_cl, g.c_in, g.pixels_in());
-                    let cols = sized(cols, rows * g.patch());
-                    im2col(&g, x_cl, cols);
-                    let out_cl = sized(y_cl, rows * g.c_out);
-                    for row in out_cl.chunks_exact_mut(g.c_out) {
-                        row.copy_from_slice(b);
+                    let ConvScratch { cols, wide } = scratch;
+                    let width = x.len() / (g.c_in * g.pixels_in()) * g.pixels_out();
+                    let cols = sized(cols, g.patch() * width);
+                    im2col(&g, x, cols);
+                    // The bias is the GEMM's starting value.
+                    let y = sized(wide, g.c_out * width);
+                    for (row, &bias) in y.chunks_exact_mut(width).zip(b) {
+                        row.fill(bias);
                     }
                     gemm(
-                        (rows, g.c_out, g.patch()),
-                        out_cl,
+                        (g.c_out, width, g.patch()),
+                        y,
                         true,
-                        View::row_major(cols, g.patch()),
-                        View::transposed(&w_cl, g.patch()),
+                        View::row_major(w, g.patch()),
+                        View::row_major(cols, width),
                         1,
                     )?;
-                    to_channels_first(out_cl, out, g.c_out, g.pixels_out());
+                    swap_image_and_channel(y, out, g.c_out, g.pixels_out(), false);
                     Ok(())
                 })
             })?;
@@ -818,13 +833,13 @@ impl CustomOp3 for Conv2dOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = ConvGeometry::new(x.dims(), w.dims(), self.stride, self.padding)?;
         let dy = values(grad)?;
-        let w_cl = with_values(w, |w| Ok(weight_channels_last(&g, w)))?;
+        let wv = values(w)?;
         let want_dx = x.track_op();
         let mut dx = vec![0f32; if want_dx { x.elem_count() } else { 0 }];
         let per_task = g.images_per_task();
         let dx_chunk = per_task * g.c_in * g.pixels_in();
         let dy_chunk = per_task * g.c_out * g.pixels_out();
-        // Each task returns its share of dW (channels-last) and db; they are summed after.
+        // Each task returns its share of dW and db; they are summed after.
         let partials: Vec<(Vec<f32>, Vec<f32>)> = with_values(x, |x| {
             let tasks = x.len().div_ceil(dx_chunk);
             let dx_slots: Vec<Option<&mut [f32]>> = if want_dx {
@@ -835,24 +850,14 @@ impl CustomOp3 for Conv2dOp {
             x.par_chunks(dx_chunk)
                 .zip(dy.par_chunks(dy_chunk))
                 .zip(dx_slots.into_par_iter())
-                .map(|((x, dy), dx)| conv_backward_task(&g, &w_cl, x, dy, dx))
+                .map(|((x, dy), dx)| conv_backward_task(&g, &wv, x, dy, dx))
                 .collect()
         })?;
-        let mut dw_cl = vec![0f32; g.c_out * g.patch()];
+        let mut dw = vec![0f32; g.c_out * g.patch()];
         let mut db = vec![0f32; g.c_out];
         for (dw_part, db_part) in &partials {
-            add_assign(&mut dw_cl, dw_part);
+            add_assign(&mut dw, dw_part);
             add_assign(&mut db, db_part);
-        }
-        // Back to candle's [o, c, ky, kx].
-        let taps = g.kernel_h * g.kernel_w;
-        let mut dw = vec![0f32; dw_cl.len()];
-        for o in 0..g.c_out {
-            for c in 0..g.c_in {
-                for t in 0..taps {
-                    dw[(o * g.c_in + c) * taps + t] = dw_cl[(o * taps + t) * g.c_in + c];
-                }
-            }
         }
         let dx = if want_dx {
             Some(Tensor::from_vec(dx, x.shape(), x.device())?)
@@ -867,48 +872,44 @@ impl CustomOp3 for Conv2dOp {
     }
 }
 
-/// One chunk of images of the convolution backward: returns (dW channels-last, db) for the
-/// chunk and writes its dx when asked.
+/// One chunk of images of the convolution backward: returns (dW, db) for the chunk and writes
+/// its dx when asked.
 fn conv_backward_task(
     g: &ConvGeometry,
-    w_cl: &[f32],
+    w: &[f32],
     x: &[f32],
     dy: &[f32],
     dx: Option<&mut [f32]>,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     with_conv_scratch(|scratch| {
-        let ConvScratch { x_cl, cols, y_cl } = scratch;
-        let rows = x.len() / (g.c_in * g.pixels_in()) * g.pixels_out();
-        let dy_cl = sized(y_cl, dy.len());
-        to_channels_last(dy, dy_cl, g.c_out, g.pixels_out());
-        let mut db = vec![0f32; g.c_out];
-        add_column_sums(dy_cl, &mut db);
-        let x_cl = sized(x_cl, x.len());
-        to_channels_last(x, x_cl, g.c_in, g.pixels_in());
-        let cols = sized(cols, rows * g.patch());
-        im2col(g, x_cl, cols);
+        let ConvScratch { cols, wide } = scratch;
+        let width = x.len() / (g.c_in * g.pixels_in()) * g.pixels_out();
+        let dy_wide = sized(wide, dy.len());
+        swap_image_and_channel(dy, dy_wide, g.c_out, g.pixels_out(), true);
+        let db: Vec<f32> = dy_wide.chunks_exact(width).map(lane_sum).collect();
+        let cols = sized(cols, g.patch() * width);
+        im2col(g, x, cols);
         let mut dw = vec![0f32; g.c_out * g.patch()];
         gemm(
-            (g.c_out, g.patch(), rows),
+            (g.c_out, g.patch(), width),
             &mut dw,
             false,
-            View::transposed(dy_cl, g.c_out),
-            View::row_major(cols, g.patch()),
+            View::row_major(dy_wide, width),
+            View::transposed(cols, width),
             1,
         )?;
         if let Some(dx) = dx {
-            // The patch gradients reuse the patch buffer, the image gradients the image one.
+            // The patch gradients reuse the patch buffer.
             gemm(
-                (rows, g.patch(), g.c_out),
+                (g.patch(), width, g.c_out),
                 cols,
                 false,
-                View::row_major(dy_cl, g.c_out),
-                View::row_major(w_cl, g.patch()),
+                View::transposed(w, g.patch()),
+                View::row_major(dy_wide, width),
                 1,
             )?;
-            x_cl.fill(0.0);
-            col2im(g, cols, x_cl);
-            to_channels_first(x_cl, dx, g.c_in, g.pixels_in());
+            dx.fill(0.0);
+            col2im(g, cols, dx);
         }
         Ok((dw, db))
     })
@@ -917,9 +918,8 @@ fn conv_backward_task(
 /// Per-thread convolution buffers, reused across calls: no allocation or zeroing per task.
 #[derive(Default)]
 struct ConvScratch {
-    x_cl: Vec<f32>,
     cols: Vec<f32>,
-    y_cl: Vec<f32>,
+    wide: Vec<f32>,
 }
 
 thread_local! {
@@ -1141,9 +1141,8 @@ struct GroupNormChannel {
 const LANES: usize = 16;
 
 simd_kernel! {
-    /// Mean and (biased) variance, two passes.
-    fn mean_and_variance(x: &[f32]) -> (f32, f32) {
-        let n = x.len().max(1) as f32;
+    /// The sum of the values.
+    fn lane_sum(x: &[f32]) -> f32 {
         let mut acc = [0f32; LANES];
         let chunks = x.chunks_exact(LANES);
         let tail: f32 = chunks.remainder().iter().sum();
@@ -1152,7 +1151,15 @@ simd_kernel! {
                 acc[l] += c[l];
             }
         }
-        let mean = (acc.iter().sum::<f32>() + tail) / n;
+        acc.iter().sum::<f32>() + tail
+    }
+}
+
+simd_kernel! {
+    /// Mean and (biased) variance, two passes.
+    fn mean_and_variance(x: &[f32]) -> (f32, f32) {
+        let n = x.len().max(1) as f32;
+        let mean = lane_sum(x) / n;
         let mut acc = [0f32; LANES];
         let chunks = x.chunks_exact(LANES);
         let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
