@@ -11,19 +11,26 @@ use super::unet::{Unet, UnetConfig};
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
 
-/// The network's noise features: sin(c_noise f_k) then cos(c_noise f_k) for `count` frequencies
-/// f_k log-spaced from 1 to 1000.
-pub fn fourier_features(c_noise: f64, count: usize) -> Vec<f32> {
-    let freq = |k: usize| {
-        if count <= 1 {
-            1.0
-        } else {
-            1000f64.powf(k as f64 / (count - 1) as f64)
-        }
-    };
-    let sin = (0..count).map(|k| (c_noise * freq(k)).sin() as f32);
-    let cos = (0..count).map(|k| (c_noise * freq(k)).cos() as f32);
-    sin.chain(cos).collect()
+/// The `count` frequencies f_k log-spaced from 1 to 1000 of the noise features.
+pub fn fourier_frequencies(count: usize) -> Vec<f64> {
+    (0..count)
+        .map(|k| {
+            if count <= 1 {
+                1.0
+            } else {
+                1000f64.powf(k as f64 / (count - 1) as f64)
+            }
+        })
+        .collect()
+}
+
+/// The network's noise features: sin(c_noise f_k) then cos(c_noise f_k) for the frequencies
+/// of [`fourier_frequencies`], appended to `out`.
+pub fn push_fourier_features(c_noise: f64, frequencies: &[f64], out: &mut Vec<f32>) {
+    let (sin, cos): (Vec<f64>, Vec<f64>) =
+        frequencies.iter().map(|f| (c_noise * f).sin_cos()).unzip();
+    out.extend(sin.iter().map(|&v| v as f32));
+    out.extend(cos.iter().map(|&v| v as f32));
 }
 
 /// One batch of network inputs.
@@ -57,6 +64,7 @@ impl NetInput {
         }
         let mut scaled = Vec::with_capacity(x.len());
         let mut features = Vec::with_capacity(rows * 2 * frequencies);
+        let freqs = fourier_frequencies(frequencies);
         let mut dropped = Vec::with_capacity(rows);
         for (r, c) in coefficients.iter().enumerate() {
             scaled.extend(
@@ -66,7 +74,7 @@ impl NetInput {
             );
             match c.c_noise {
                 Some(c_noise) => {
-                    features.extend(fourier_features(c_noise, frequencies));
+                    push_fourier_features(c_noise, &freqs, &mut features);
                     dropped.push(0f32);
                 }
                 None => {
