@@ -7,6 +7,7 @@
 use candle_core::Tensor;
 use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
 
+use super::fused_mlp::DenseLayer;
 use super::ops::{self, Activation, FusedGroupNorm};
 
 use crate::error::Result;
@@ -41,13 +42,28 @@ impl Dense {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let layer = self.fused()?;
+        Ok(ops::linear(
+            x,
+            &layer.weight,
+            &layer.bias,
+            layer.activation,
+        )?)
+    }
+
+    /// The layer as one step of `fused_mlp::mlp` (its tensors shared, not copied).
+    pub fn fused(&self) -> Result<DenseLayer> {
         let activation = if self.activation {
             Activation::Silu
         } else {
             Activation::Identity
         };
         match self.linear.bias() {
-            Some(bias) => Ok(ops::linear(x, self.linear.weight(), bias, activation)?),
+            Some(bias) => Ok(DenseLayer {
+                weight: self.linear.weight().clone(),
+                bias: bias.clone(),
+                activation,
+            }),
             None => Err(crate::error::Error::Train(
                 "a dense layer without a bias".into(),
             )),

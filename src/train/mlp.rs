@@ -8,8 +8,10 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use super::fused_mlp::{self, DenseLayer};
 use super::layers::Dense;
 use super::network::{Conditioning, NetInput};
+use super::ops;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,6 +56,8 @@ pub struct Mlp {
     conditioning: Conditioning,
     hidden: Vec<Dense>,
     output: Dense,
+    /// The hidden and output layers as one `fused_mlp::mlp` stack.
+    stack: Vec<DenseLayer>,
 }
 
 impl Mlp {
@@ -76,20 +80,33 @@ impl Mlp {
             )?);
             width = config.hidden;
         }
+        let output = Dense::zero(width, dim, vb.pp("output"))?;
+        let stack = hidden
+            .iter()
+            .chain([&output])
+            .map(Dense::fused)
+            .collect::<Result<_>>()?;
         Ok(Mlp {
             conditioning,
             hidden,
-            output: Dense::zero(width, dim, vb.pp("output"))?,
+            output,
+            stack,
         })
     }
 
     /// F, [B, D].
     pub fn forward(&self, input: &NetInput) -> Result<Tensor> {
         let (noise, class) = self.conditioning.embed(input)?;
-        let mut h = Tensor::cat(&[&input.x, &noise, &class], 1)?;
-        for layer in &self.hidden {
-            h = layer.forward(&h)?;
+        let h = Tensor::cat(&[&input.x, &noise, &class], 1)?;
+        if ops::stock_ops() {
+            // candle's stock layers one by one (the baseline and the reference of the tests).
+            let mut h = h;
+            for layer in &self.hidden {
+                h = layer.forward(&h)?;
+            }
+            return self.output.forward(&h);
         }
-        self.output.forward(&h)
+        // Weight gradients come out of `ops::backward`.
+        Ok(fused_mlp::mlp(&h, &self.stack)?)
     }
 }

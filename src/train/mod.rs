@@ -1,7 +1,7 @@
 //! Learned denoisers with candle: the networks (`mlp`, `unet`, written the candle way: `Config` +
 //! `new(vb)` + `forward`), EDM preconditioning (`precond`), the training loop (`trainer`), its
 //! optimiser, EMA and training-sigma distribution, and checkpoints (safetensors + JSON sidecar);
-//! `ops`: the fused CPU ops the hot paths run on; `speed`: the training-speed workloads.
+//! `ops`: the fused CPU ops the hot paths run on (`fused_mlp`: a whole stack of dense layers as one op); `speed`: the training-speed workloads.
 //!
 //! # What the network sees (EDM, Karras et al. 2022, arXiv 2206.00364, Table 1 / eq. 7)
 //! Noise-conditional: D(x; sigma, c) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x; e(c_noise), c),
@@ -30,6 +30,7 @@ pub mod adamw;
 pub mod checkpoint;
 pub mod data;
 pub mod ema;
+pub mod fused_mlp;
 pub mod layers;
 pub mod mlp;
 pub mod network;

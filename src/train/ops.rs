@@ -93,6 +93,17 @@ pub fn with_stock_ops<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` on one of rayon's worker threads (at once when already on one), carrying this
+/// thread's [`with_stock_ops`] setting along. The fused ops split their work with rayon; from a
+/// worker that costs no hand-off to the pool and no sleep and wake-up of the caller per op.
+pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    let stock = stock_ops();
+    rayon::scope(|_| if stock { with_stock_ops(f) } else { f() })
+}
+
 /// Whether this thread runs the stock compositions (inside [`with_stock_ops`]).
 pub fn stock_ops() -> bool {
     STOCK_OPS.with(|s| s.get())
@@ -100,9 +111,9 @@ pub fn stock_ops() -> bool {
 
 /// Compiles an elementwise kernel twice (AVX-512 and portable) and picks one at run time.
 macro_rules! simd_kernel {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        fn $name($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn portable($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
@@ -111,13 +122,19 @@ macro_rules! simd_kernel {
                 portable($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
-            if Isa::detect() == Isa::Avx512 {
+            if isa() == Isa::Avx512 {
                 // SAFETY: the CPU has every feature `avx512` is compiled with.
                 return unsafe { avx512($($arg),*) };
             }
             portable($($arg),*)
         }
     };
+}
+
+/// This machine's instruction set, detected once (the kernels run on slices as short as 4).
+fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(Isa::detect)
 }
 
 #[inline(always)]
@@ -127,7 +144,7 @@ fn sigmoid(z: f32) -> f32 {
 
 simd_kernel! {
     /// z <- silu(z) = z sigmoid(z); slope <- silu'(z) = s (1 + z (1 - s)).
-    fn silu_with_slope(z: &mut [f32], slope: &mut [f32]) {
+    pub(super) fn silu_with_slope(z: &mut [f32], slope: &mut [f32]) {
         for (z, d) in z.iter_mut().zip(slope.iter_mut()) {
             let s = sigmoid(*z);
             *d = s * (1.0 + *z * (1.0 - s));
@@ -138,7 +155,7 @@ simd_kernel! {
 
 simd_kernel! {
     /// g <- g * slope.
-    fn scale_by(g: &mut [f32], slope: &[f32]) {
+    pub(super) fn scale_by(g: &mut [f32], slope: &[f32]) {
         for (g, d) in g.iter_mut().zip(slope) {
             *g *= *d;
         }
@@ -196,21 +213,21 @@ fn par_zip_ref_with<A: Copy + Send + Sync>(
 
 /// A matrix view for [`gemm`]: element (i, j) is data[i * rows + j * cols].
 #[derive(Clone, Copy)]
-struct View<'a> {
+pub(super) struct View<'a> {
     data: &'a [f32],
     rows: usize,
     cols: usize,
 }
 
 impl<'a> View<'a> {
-    fn row_major(data: &'a [f32], width: usize) -> Self {
+    pub(super) fn row_major(data: &'a [f32], width: usize) -> Self {
         View {
             data,
             rows: width,
             cols: 1,
         }
     }
-    fn transposed(data: &'a [f32], width: usize) -> Self {
+    pub(super) fn transposed(data: &'a [f32], width: usize) -> Self {
         View {
             data,
             rows: 1,
@@ -224,7 +241,7 @@ impl<'a> View<'a> {
 }
 
 /// dst[m, n] (row-major) = (accumulate ? dst : 0) + a[m, k] b[k, n], on `threads` threads.
-fn gemm(
+pub(super) fn gemm(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     accumulate: bool,
@@ -272,7 +289,7 @@ fn gemm(
 }
 
 /// The contiguous f32 values of a CPU storage.
-fn slice_of<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+pub(super) fn slice_of<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let data = storage.as_slice::<f32>()?;
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
@@ -281,18 +298,55 @@ fn slice_of<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
 }
 
 /// A copy of a tensor's values (f32, on the CPU).
-fn values(t: &Tensor) -> Result<Vec<f32>> {
+pub(super) fn values(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
 /// Runs `f` on a CPU tensor's contiguous f32 values without copying them.
-fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+pub(super) fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
         Storage::Cpu(cpu) => f(slice_of(cpu, layout)?),
         _ => bail!("fused op: CPU tensors only"),
     }
+}
+
+/// The contiguous f32 values of a storage held through `Tensor::storage_and_layout`.
+pub(super) fn cpu_values<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
+    match storage {
+        Storage::Cpu(cpu) => slice_of(cpu, layout),
+        _ => bail!("fused op: CPU tensors only"),
+    }
+}
+
+thread_local! {
+    /// Gradients that fused ops computed for tensors outside candle's graph during the running
+    /// backward pass (see [`backward`]).
+    static SIDE_GRADIENTS: std::cell::RefCell<Vec<(Tensor, Tensor)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Hands the gradient of `tensor` (a variable a fused op read without recording it) to the
+/// running [`backward`].
+pub(super) fn add_side_gradient(tensor: &Tensor, grad: Tensor) {
+    SIDE_GRADIENTS.with(|s| s.borrow_mut().push((tensor.clone(), grad)));
+}
+
+/// `loss.backward()` plus the gradients that fused ops handed over on the side (the weights of
+/// `fused_mlp::mlp` after its first): every variable's gradient, as candle's stock ops would
+/// give it. Training code calls this in place of `Tensor::backward`.
+pub fn backward(loss: &Tensor) -> Result<GradStore> {
+    SIDE_GRADIENTS.with(|s| s.borrow_mut().clear());
+    let mut grads = loss.backward()?;
+    for (tensor, grad) in SIDE_GRADIENTS.with(|s| std::mem::take(&mut *s.borrow_mut())) {
+        let total = match grads.remove(&tensor) {
+            Some(earlier) => (earlier + grad)?,
+            None => grad,
+        };
+        grads.insert(&tensor, total);
+    }
+    Ok(grads)
 }
 
 /// candle's thread count, asked once (candle 0.11 re-derives it on every call).
@@ -302,7 +356,7 @@ fn threads() -> usize {
 }
 
 /// Locks a cache, recovering it if another thread panicked while holding it.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -652,11 +706,68 @@ impl ConvGeometry {
             .min(self.out_w);
         (lo.min(hi), hi)
     }
+    /// For a same-size stride-1 convolution (kernel 2 p + 1, padding p < width), each tap
+    /// (ky, kx) as a flat shift of the image plane; None otherwise.
+    fn same_size_taps(&self) -> Option<Vec<Tap>> {
+        let same = self.stride == 1
+            && self.out_h == self.height
+            && self.out_w == self.width
+            && self.padding < self.width
+            && self.padding < self.height;
+        if !same {
+            return None;
+        }
+        let (w, pixels) = (self.width as isize, self.pixels_in() as isize);
+        let mut taps = Vec::with_capacity(self.kernel_h * self.kernel_w);
+        for ky in 0..self.kernel_h {
+            for kx in 0..self.kernel_w {
+                let p = self.padding as isize;
+                let shift = (ky as isize - p) * w + (kx as isize - p);
+                let lo = (-shift).clamp(0, pixels) as usize;
+                let hi = (pixels - shift).clamp(0, pixels) as usize;
+                taps.push(Tap {
+                    shift,
+                    range: (lo, hi.max(lo)),
+                    columns: self.columns(kx),
+                });
+            }
+        }
+        Some(taps)
+    }
     /// The input row that kernel row ky of output row oy reads, if it is inside the image.
     #[inline(always)]
     fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
         let iy = (oy * self.stride + ky).checked_sub(self.padding)?;
         (iy < self.height).then_some(iy)
+    }
+}
+
+/// One tap of a same-size convolution: output pixel i reads input pixel i + shift of the same
+/// plane, for i in `range` and output columns in `columns`; everything else reads padding.
+struct Tap {
+    shift: isize,
+    range: (usize, usize),
+    columns: (usize, usize),
+}
+
+impl Tap {
+    /// The input pixel that output pixel `i` of `range` (or its end) reads.
+    #[inline(always)]
+    fn source(&self, i: usize) -> usize {
+        (i as isize + self.shift) as usize
+    }
+    /// Zeroes the output columns outside `columns` in every row of `plane` (a row's flat shift
+    /// wraps there into the neighbouring row).
+    #[inline(always)]
+    fn zero_wrapped(&self, g: &ConvGeometry, plane: &mut [f32]) {
+        let (lo, hi) = self.columns;
+        if lo == 0 && hi == g.out_w {
+            return;
+        }
+        for row in plane.chunks_exact_mut(g.out_w) {
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+        }
     }
 }
 
@@ -666,6 +777,24 @@ impl ConvGeometry {
 fn im2col(g: &ConvGeometry, x: &[f32], cols: &mut [f32]) {
     let images = x.len() / (g.c_in * g.pixels_in());
     let width = images * g.pixels_out();
+    if let Some(taps) = g.same_size_taps() {
+        let pixels = g.pixels_in();
+        for c in 0..g.c_in {
+            for (t, tap) in taps.iter().enumerate() {
+                let q = c * taps.len() + t;
+                for img in 0..images {
+                    let plane = &x[(img * g.c_in + c) * pixels..][..pixels];
+                    let dst = &mut cols[q * width + img * pixels..][..pixels];
+                    let (lo, hi) = tap.range;
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
+                    dst[lo..hi].copy_from_slice(&plane[tap.source(lo)..tap.source(hi)]);
+                    tap.zero_wrapped(g, dst);
+                }
+            }
+        }
+        return;
+    }
     for c in 0..g.c_in {
         for ky in 0..g.kernel_h {
             for kx in 0..g.kernel_w {
@@ -699,9 +828,26 @@ fn im2col(g: &ConvGeometry, x: &[f32], cols: &mut [f32]) {
 }
 
 /// Adds patch-matrix gradients back onto the NCHW image gradients (the adjoint of im2col).
-fn col2im(g: &ConvGeometry, dcols: &[f32], dx: &mut [f32]) {
+/// `dcols` is scratch: the fast path zeroes its entries that read padding.
+fn col2im(g: &ConvGeometry, dcols: &mut [f32], dx: &mut [f32]) {
     let images = dx.len() / (g.c_in * g.pixels_in());
     let width = images * g.pixels_out();
+    if let Some(taps) = g.same_size_taps() {
+        let pixels = g.pixels_in();
+        for c in 0..g.c_in {
+            for (t, tap) in taps.iter().enumerate() {
+                let q = c * taps.len() + t;
+                for img in 0..images {
+                    let plane = &mut dx[(img * g.c_in + c) * pixels..][..pixels];
+                    let src = &mut dcols[q * width + img * pixels..][..pixels];
+                    tap.zero_wrapped(g, src);
+                    let (lo, hi) = tap.range;
+                    add_assign(&mut plane[tap.source(lo)..tap.source(hi)], &src[lo..hi]);
+                }
+            }
+        }
+        return;
+    }
     for c in 0..g.c_in {
         for ky in 0..g.kernel_h {
             for kx in 0..g.kernel_w {
@@ -1730,6 +1876,11 @@ mod tests {
             (2, 3, 8, 5, 5, 2, 3, 2, 0),
             (1, 1, 1, 1, 1, 1, 1, 1, 0),
             (20, 8, 8, 8, 16, 3, 3, 1, 1),
+            // Same-size taps as plane shifts: 5x5 with padding 2, tiny planes, and a plane
+            // narrower than the padding (the row-by-row path).
+            (2, 3, 7, 6, 4, 5, 5, 1, 2),
+            (2, 2, 2, 3, 3, 3, 3, 1, 1),
+            (2, 2, 4, 1, 3, 3, 3, 1, 1),
         ];
         for &(batch, c_in, h, wd, c_out, kh, kw, stride, padding) in &cases {
             let x = var(&mut rng, &[batch, c_in, h, wd]);

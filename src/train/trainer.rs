@@ -15,6 +15,7 @@ use super::adamw::{AdamW, AdamWConfig};
 use super::data::TrainingSet;
 use super::ema::{Ema, one_minus_decay};
 use super::network::{ArchConfig, DenoiserNet, ModelConfig, NetInput};
+use super::ops;
 use super::params::ParamStore;
 use super::precond::{Coefficients, Preconditioning};
 use super::sigma_dist::{SigmaDistribution, SigmaSampler};
@@ -575,6 +576,10 @@ impl Trainer {
 
     /// One optimisation step; returns its loss and learning rate.
     pub fn step(&mut self) -> Result<(f64, f64)> {
+        ops::on_worker(|| self.step_here())
+    }
+
+    fn step_here(&mut self) -> Result<(f64, f64)> {
         let batch = self.config.batch;
         let mut rng = step_rng(self.config.seed, self.steps_done);
         let draws = draw(
@@ -596,7 +601,7 @@ impl Trainer {
                 self.steps_done
             )));
         }
-        let grads = loss.backward()?;
+        let grads = ops::backward(&loss)?;
         let lr = self.config.optimizer.lr_at(self.steps_done);
         self.optimizer.step(&self.params, &grads, lr)?;
         let decay = one_minus_decay(
