@@ -666,6 +666,9 @@ impl ConvGeometry {
         if ph < kernel_h || pw < kernel_w {
             bail!("fused conv2d: kernel {kernel_h}x{kernel_w} larger than the padded input");
         }
+        if height.saturating_mul(width) >= PADDING as usize {
+            bail!("fused conv2d: planes of {height}x{width} pixels are too large");
+        }
         Ok(ConvGeometry {
             batch,
             c_in,
@@ -694,180 +697,162 @@ impl ConvGeometry {
     fn images_per_task(&self) -> usize {
         (CONV_TASK_ROWS / self.pixels_out().max(1)).clamp(1, self.batch.max(1))
     }
-    /// The input columns ix and the output columns [ox_lo, ox_hi) of an output row that kernel
-    /// column kx reads inside the image (the rest reads padding).
-    #[inline(always)]
-    fn columns(&self, kx: usize) -> (usize, usize) {
-        // ix = ox stride + kx - padding must lie in [0, width).
-        let lo = self.padding.saturating_sub(kx).div_ceil(self.stride);
-        let hi = (self.width + self.padding)
-            .checked_sub(kx)
-            .map_or(0, |v| v.div_ceil(self.stride))
-            .min(self.out_w);
-        (lo.min(hi), hi)
-    }
-    /// For a same-size stride-1 convolution (kernel 2 p + 1, padding p < width), each tap
-    /// (ky, kx) as a flat shift of the image plane; None otherwise.
-    fn same_size_taps(&self) -> Option<Vec<Tap>> {
-        let same = self.stride == 1
-            && self.out_h == self.height
-            && self.out_w == self.width
-            && self.padding < self.width
-            && self.padding < self.height;
-        if !same {
-            return None;
-        }
-        let (w, pixels) = (self.width as isize, self.pixels_in() as isize);
-        let mut taps = Vec::with_capacity(self.kernel_h * self.kernel_w);
+    /// For every tap (ky, kx) and output pixel, the input pixel of the same plane it reads
+    /// (iy * width + ix), or `PADDING` where it reads the zero padding: [taps, pixels_out].
+    fn tap_table(&self) -> Vec<u32> {
+        let mut table = Vec::with_capacity(self.kernel_h * self.kernel_w * self.pixels_out());
+        let inside = |o: usize, k: usize, size: usize| {
+            (o * self.stride + k)
+                .checked_sub(self.padding)
+                .filter(|&i| i < size)
+        };
         for ky in 0..self.kernel_h {
             for kx in 0..self.kernel_w {
-                let p = self.padding as isize;
-                let shift = (ky as isize - p) * w + (kx as isize - p);
-                let lo = (-shift).clamp(0, pixels) as usize;
-                let hi = (pixels - shift).clamp(0, pixels) as usize;
-                taps.push(Tap {
-                    shift,
-                    range: (lo, hi.max(lo)),
-                    columns: self.columns(kx),
-                });
-            }
-        }
-        Some(taps)
-    }
-    /// The input row that kernel row ky of output row oy reads, if it is inside the image.
-    #[inline(always)]
-    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
-        let iy = (oy * self.stride + ky).checked_sub(self.padding)?;
-        (iy < self.height).then_some(iy)
-    }
-}
-
-/// One tap of a same-size convolution: output pixel i reads input pixel i + shift of the same
-/// plane, for i in `range` and output columns in `columns`; everything else reads padding.
-struct Tap {
-    shift: isize,
-    range: (usize, usize),
-    columns: (usize, usize),
-}
-
-impl Tap {
-    /// The input pixel that output pixel `i` of `range` (or its end) reads.
-    #[inline(always)]
-    fn source(&self, i: usize) -> usize {
-        (i as isize + self.shift) as usize
-    }
-    /// Zeroes the output columns outside `columns` in every row of `plane` (a row's flat shift
-    /// wraps there into the neighbouring row).
-    #[inline(always)]
-    fn zero_wrapped(&self, g: &ConvGeometry, plane: &mut [f32]) {
-        let (lo, hi) = self.columns;
-        if lo == 0 && hi == g.out_w {
-            return;
-        }
-        for row in plane.chunks_exact_mut(g.out_w) {
-            row[..lo].fill(0.0);
-            row[hi..].fill(0.0);
-        }
-    }
-}
-
-/// The patch matrix of a chunk of NCHW images, [patch, images * pixels_out]: row (c, ky, kx)
-/// holds, for every output pixel, the input value that tap reads (0 in the padding). Built from
-/// contiguous runs of the input rows.
-fn im2col(g: &ConvGeometry, x: &[f32], cols: &mut [f32]) {
-    let images = x.len() / (g.c_in * g.pixels_in());
-    let width = images * g.pixels_out();
-    if let Some(taps) = g.same_size_taps() {
-        let pixels = g.pixels_in();
-        for c in 0..g.c_in {
-            for (t, tap) in taps.iter().enumerate() {
-                let q = c * taps.len() + t;
-                for img in 0..images {
-                    let plane = &x[(img * g.c_in + c) * pixels..][..pixels];
-                    let dst = &mut cols[q * width + img * pixels..][..pixels];
-                    let (lo, hi) = tap.range;
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
-                    dst[lo..hi].copy_from_slice(&plane[tap.source(lo)..tap.source(hi)]);
-                    tap.zero_wrapped(g, dst);
-                }
-            }
-        }
-        return;
-    }
-    for c in 0..g.c_in {
-        for ky in 0..g.kernel_h {
-            for kx in 0..g.kernel_w {
-                let q = (c * g.kernel_h + ky) * g.kernel_w + kx;
-                let (lo, hi) = g.columns(kx);
-                for img in 0..images {
-                    let plane = &x[(img * g.c_in + c) * g.pixels_in()..][..g.pixels_in()];
-                    for oy in 0..g.out_h {
-                        let at = q * width + img * g.pixels_out() + oy * g.out_w;
-                        let dst = &mut cols[at..at + g.out_w];
-                        let Some(iy) = g.input_row(oy, ky) else {
-                            dst.fill(0.0);
-                            continue;
-                        };
-                        let row = &plane[iy * g.width..(iy + 1) * g.width];
-                        dst[..lo].fill(0.0);
-                        dst[hi..].fill(0.0);
-                        let first = lo * g.stride + kx - g.padding;
-                        if g.stride == 1 {
-                            dst[lo..hi].copy_from_slice(&row[first..first + (hi - lo)]);
-                        } else {
-                            for (k, d) in dst[lo..hi].iter_mut().enumerate() {
-                                *d = row[first + k * g.stride];
-                            }
-                        }
+                for oy in 0..self.out_h {
+                    for ox in 0..self.out_w {
+                        table.push(
+                            match (inside(oy, ky, self.height), inside(ox, kx, self.width)) {
+                                (Some(iy), Some(ix)) => (iy * self.width + ix) as u32,
+                                _ => PADDING,
+                            },
+                        );
                     }
                 }
             }
         }
+        table
     }
 }
 
-/// Adds patch-matrix gradients back onto the NCHW image gradients (the adjoint of im2col).
-/// `dcols` is scratch: the fast path zeroes its entries that read padding.
-fn col2im(g: &ConvGeometry, dcols: &mut [f32], dx: &mut [f32]) {
-    let images = dx.len() / (g.c_in * g.pixels_in());
-    let width = images * g.pixels_out();
-    if let Some(taps) = g.same_size_taps() {
-        let pixels = g.pixels_in();
-        for c in 0..g.c_in {
-            for (t, tap) in taps.iter().enumerate() {
-                let q = c * taps.len() + t;
-                for img in 0..images {
-                    let plane = &mut dx[(img * g.c_in + c) * pixels..][..pixels];
-                    let src = &mut dcols[q * width + img * pixels..][..pixels];
-                    tap.zero_wrapped(g, src);
-                    let (lo, hi) = tap.range;
-                    add_assign(&mut plane[tap.source(lo)..tap.source(hi)], &src[lo..hi]);
+/// The tap table's entry for a pixel that reads the padding (past the end of any plane: the
+/// input is limited to fewer than 2^32 pixels per plane by `ConvGeometry::new`).
+const PADDING: u32 = u32::MAX;
+
+simd_kernel! {
+    /// dst[i] = plane[index[i]], 0 where the index is past the plane (a gather: slow on CPUs
+    /// with gather mitigations, so only for the convolutions that are not same-size).
+    fn gather(dst: &mut [f32], plane: &[f32], index: &[u32]) {
+        for (d, &i) in dst.iter_mut().zip(index) {
+            *d = plane.get(i as usize).copied().unwrap_or(0.0);
+        }
+    }
+}
+
+simd_kernel! {
+    /// dst[i] = src[i] where index[i] is not `PADDING`, else 0.
+    fn masked_copy(dst: &mut [f32], src: &[f32], index: &[u32]) {
+        for ((d, &s), &i) in dst.iter_mut().zip(src).zip(index) {
+            *d = if i != PADDING { s } else { 0.0 };
+        }
+    }
+}
+
+simd_kernel! {
+    /// dst[i] += src[i] where index[i] is not `PADDING`.
+    fn masked_add(dst: &mut [f32], src: &[f32], index: &[u32]) {
+        for ((d, &s), &i) in dst.iter_mut().zip(src).zip(index) {
+            *d += if i != PADDING { s } else { 0.0 };
+        }
+    }
+}
+
+/// A same-size stride-1 convolution's tap as a flat shift of the plane: output pixel i reads
+/// input pixel i + shift (unless the tap table says padding) for i in [lo, hi).
+#[derive(Clone, Copy)]
+struct Shift {
+    shift: isize,
+    lo: usize,
+    hi: usize,
+}
+
+impl ConvGeometry {
+    /// The taps as plane shifts, when the output has the input's size at stride 1 (then every
+    /// tap reads the same plane shifted by (ky - p) rows and (kx - p) columns); else None.
+    fn tap_shifts(&self) -> Option<Vec<Shift>> {
+        if self.stride != 1 || self.out_h != self.height || self.out_w != self.width {
+            return None;
+        }
+        let (w, pixels, p) = (
+            self.width as isize,
+            self.pixels_in() as isize,
+            self.padding as isize,
+        );
+        let mut shifts = Vec::with_capacity(self.kernel_h * self.kernel_w);
+        for ky in 0..self.kernel_h as isize {
+            for kx in 0..self.kernel_w as isize {
+                let shift = (ky - p) * w + (kx - p);
+                let lo = (-shift).clamp(0, pixels) as usize;
+                let hi = (pixels - shift).clamp(0, pixels) as usize;
+                shifts.push(Shift {
+                    shift,
+                    lo,
+                    hi: hi.max(lo),
+                });
+            }
+        }
+        Some(shifts)
+    }
+}
+
+impl Shift {
+    /// The input pixels [lo + shift, hi + shift).
+    fn source(&self) -> std::ops::Range<usize> {
+        (self.lo as isize + self.shift) as usize..(self.hi as isize + self.shift) as usize
+    }
+}
+
+/// The patch matrix of a chunk of NCHW images, [patch, images * pixels_out]: row (c, ky, kx)
+/// holds, for every output pixel, the input value that tap reads (0 in the padding): shifted
+/// copies of each plane for same-size convolutions, else a gather through the tap table.
+fn im2col(g: &ConvGeometry, table: &[u32], x: &[f32], cols: &mut [f32]) {
+    let (pixels_in, pixels_out) = (g.pixels_in(), g.pixels_out());
+    let images = x.len() / (g.c_in * pixels_in);
+    let width = images * pixels_out;
+    let taps = g.kernel_h * g.kernel_w;
+    let shifts = g.tap_shifts();
+    for c in 0..g.c_in {
+        for img in 0..images {
+            let plane = &x[(img * g.c_in + c) * pixels_in..][..pixels_in];
+            for (t, index) in table.chunks_exact(pixels_out).enumerate() {
+                let at = (c * taps + t) * width + img * pixels_out;
+                let dst = &mut cols[at..at + pixels_out];
+                match &shifts {
+                    Some(shifts) => {
+                        let s = shifts[t];
+                        dst[..s.lo].fill(0.0);
+                        dst[s.hi..].fill(0.0);
+                        masked_copy(&mut dst[s.lo..s.hi], &plane[s.source()], &index[s.lo..s.hi]);
+                    }
+                    None => gather(dst, plane, index),
                 }
             }
         }
-        return;
     }
+}
+
+/// Adds patch-matrix gradients back onto the NCHW image gradients (the adjoint of im2col; taps
+/// in the same order, so every pixel sums its taps in order).
+fn col2im(g: &ConvGeometry, table: &[u32], dcols: &[f32], dx: &mut [f32]) {
+    let (pixels_in, pixels_out) = (g.pixels_in(), g.pixels_out());
+    let images = dx.len() / (g.c_in * pixels_in);
+    let width = images * pixels_out;
+    let taps = g.kernel_h * g.kernel_w;
+    let shifts = g.tap_shifts();
     for c in 0..g.c_in {
-        for ky in 0..g.kernel_h {
-            for kx in 0..g.kernel_w {
-                let q = (c * g.kernel_h + ky) * g.kernel_w + kx;
-                let (lo, hi) = g.columns(kx);
-                for img in 0..images {
-                    let plane = &mut dx[(img * g.c_in + c) * g.pixels_in()..][..g.pixels_in()];
-                    for oy in 0..g.out_h {
-                        let Some(iy) = g.input_row(oy, ky) else {
-                            continue;
-                        };
-                        let at = q * width + img * g.pixels_out() + oy * g.out_w;
-                        let src = &dcols[at + lo..at + hi];
-                        let row = &mut plane[iy * g.width..(iy + 1) * g.width];
-                        let first = lo * g.stride + kx - g.padding;
-                        if g.stride == 1 {
-                            add_assign(&mut row[first..first + (hi - lo)], src);
-                        } else {
-                            for (k, s) in src.iter().enumerate() {
-                                row[first + k * g.stride] += *s;
+        for img in 0..images {
+            let plane = &mut dx[(img * g.c_in + c) * pixels_in..][..pixels_in];
+            for (t, index) in table.chunks_exact(pixels_out).enumerate() {
+                let at = (c * taps + t) * width + img * pixels_out;
+                let src = &dcols[at..at + pixels_out];
+                match &shifts {
+                    Some(shifts) => {
+                        let s = shifts[t];
+                        masked_add(&mut plane[s.source()], &src[s.lo..s.hi], &index[s.lo..s.hi]);
+                    }
+                    None => {
+                        for (&i, &d) in index.iter().zip(src) {
+                            if let Some(p) = plane.get_mut(i as usize) {
+                                *p += d;
                             }
                         }
                     }
@@ -937,6 +922,7 @@ impl CustomOp3 for Conv2dOp {
         }
         let (x, w, b) = (slice_of(xs, xl)?, slice_of(ws, wl)?, slice_of(bs, bl)?);
         let mut out = vec![0f32; g.batch * g.c_out * g.pixels_out()];
+        let table = g.tap_table();
         let per_task = g.images_per_task();
         out.par_chunks_mut(per_task * g.c_out * g.pixels_out())
             .zip(x.par_chunks(per_task * g.c_in * g.pixels_in()))
@@ -945,7 +931,7 @@ impl CustomOp3 for Conv2dOp {
                     let ConvScratch { cols, wide } = scratch;
                     let width = x.len() / (g.c_in * g.pixels_in()) * g.pixels_out();
                     let cols = sized(cols, g.patch() * width);
-                    im2col(&g, x, cols);
+                    im2col(&g, &table, x, cols);
                     // The bias is the GEMM's starting value.
                     let y = sized(wide, g.c_out * width);
                     for (row, &bias) in y.chunks_exact_mut(width).zip(b) {
@@ -982,6 +968,7 @@ impl CustomOp3 for Conv2dOp {
         let wv = values(w)?;
         let want_dx = x.track_op();
         let mut dx = vec![0f32; if want_dx { x.elem_count() } else { 0 }];
+        let table = g.tap_table();
         let per_task = g.images_per_task();
         let dx_chunk = per_task * g.c_in * g.pixels_in();
         let dy_chunk = per_task * g.c_out * g.pixels_out();
@@ -996,7 +983,7 @@ impl CustomOp3 for Conv2dOp {
             x.par_chunks(dx_chunk)
                 .zip(dy.par_chunks(dy_chunk))
                 .zip(dx_slots.into_par_iter())
-                .map(|((x, dy), dx)| conv_backward_task(&g, &wv, x, dy, dx))
+                .map(|((x, dy), dx)| conv_backward_task(&g, &table, &wv, x, dy, dx))
                 .collect()
         })?;
         let mut dw = vec![0f32; g.c_out * g.patch()];
@@ -1022,6 +1009,7 @@ impl CustomOp3 for Conv2dOp {
 /// its dx when asked.
 fn conv_backward_task(
     g: &ConvGeometry,
+    table: &[u32],
     w: &[f32],
     x: &[f32],
     dy: &[f32],
@@ -1034,7 +1022,7 @@ fn conv_backward_task(
         swap_image_and_channel(dy, dy_wide, g.c_out, g.pixels_out(), true);
         let db: Vec<f32> = dy_wide.chunks_exact(width).map(lane_sum).collect();
         let cols = sized(cols, g.patch() * width);
-        im2col(g, x, cols);
+        im2col(g, table, x, cols);
         let mut dw = vec![0f32; g.c_out * g.patch()];
         gemm(
             (g.c_out, g.patch(), width),
@@ -1055,7 +1043,7 @@ fn conv_backward_task(
                 1,
             )?;
             dx.fill(0.0);
-            col2im(g, cols, dx);
+            col2im(g, table, cols, dx);
         }
         Ok((dw, db))
     })
