@@ -17,7 +17,10 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::ops::{self, Activation, View, gemm, scale_by, silu_with_slope, slice_of, with_values};
+use super::ops::{
+    self, Activation, View, add_column_range, gemm, scale_by, silu_with_slope, slice_of,
+    with_values,
+};
 
 /// Rows below which the batch is not split between threads.
 const SPLIT_MIN_ROWS: usize = 32;
@@ -486,11 +489,7 @@ fn weight_gradients(
                 View::row_major(input, inp),
                 1,
             )?;
-            for row in dzk.chunks_exact(out) {
-                for (acc, v) in db.iter_mut().zip(&row[o0..o0 + n]) {
-                    *acc += *v;
-                }
-            }
+            add_column_range(dzk, out, o0, db);
             Ok(())
         })
         .collect::<Result<Vec<()>>>()?;

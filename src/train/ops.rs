@@ -173,6 +173,17 @@ simd_kernel! {
     }
 }
 
+simd_kernel! {
+    /// acc[j] += rows[i, start + j] over all rows i (rows is [n, width]).
+    pub(super) fn add_column_range(rows: &[f32], width: usize, start: usize, acc: &mut [f32]) {
+        for row in rows.chunks_exact(width) {
+            for (a, r) in acc.iter_mut().zip(&row[start..]) {
+                *a += *r;
+            }
+        }
+    }
+}
+
 /// Runs `f` on matching chunks of two buffers, in parallel when they are large.
 fn par_zip2(a: &mut [f32], b: &mut [f32], f: fn(&mut [f32], &mut [f32])) {
     if a.len() < PARALLEL_MIN {
