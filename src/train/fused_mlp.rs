@@ -124,10 +124,7 @@ fn split_rows<'a>(
 }
 
 /// Regroups per-buffer row blocks into per-block lists (block b gets every buffer's b-th block).
-fn transpose_blocks<'a>(
-    per_buffer: Vec<Vec<&'a mut [f32]>>,
-    blocks: usize,
-) -> Vec<Vec<&'a mut [f32]>> {
+fn transpose_blocks(per_buffer: Vec<Vec<&mut [f32]>>, blocks: usize) -> Vec<Vec<&mut [f32]>> {
     let mut per_block: Vec<Vec<&mut [f32]>> = (0..blocks).map(|_| Vec::new()).collect();
     for buffer in per_buffer {
         for (b, part) in buffer.into_iter().enumerate() {
@@ -409,10 +406,8 @@ impl Chain<'_> {
                 View::row_major(self.params[k].0, inp),
                 1,
             )?;
-            if k > 0 {
-                if let Some(slope) = self.slope_of[k - 1] {
-                    scale_by(dst, &slope[r0 * inp..(r0 + rows) * inp]);
-                }
+            if let Some(slope) = k.checked_sub(1).and_then(|j| self.slope_of[j]) {
+                scale_by(dst, &slope[r0 * inp..(r0 + rows) * inp]);
             }
             upstream = dst;
         }
@@ -577,7 +572,9 @@ mod tests {
     #[test]
     fn the_fused_stack_matches_stock_layers_in_values_and_gradients() {
         let mut rng = Rng::new(11);
-        let cases: &[(usize, usize, &[(usize, bool)])] = &[
+        // (batch, inputs, layers as (width, SiLU)).
+        type Case = (usize, usize, &'static [(usize, bool)]);
+        let cases: &[Case] = &[
             (37, 5, &[(19, true), (7, true), (3, false)]),
             (1, 1, &[(1, true)]),
             (33, 4, &[(9, false), (2, true)]),
