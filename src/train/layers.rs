@@ -74,16 +74,34 @@ impl Dense {
 /// A convolution through `ops::conv2d` (groups 1, dilation 1, with a bias: how train/ builds
 /// them).
 pub fn convolve(conv: &Conv2d, x: &Tensor) -> Result<Tensor> {
+    convolve_shifted(conv, x, None)
+}
+
+/// A convolution plus `shift` [B, C_out] per image and channel (broadcast over the pixels),
+/// folded into the convolution's bias when it runs on `ops::conv2d`.
+fn convolve_shifted(conv: &Conv2d, x: &Tensor, shift: Option<&Tensor>) -> Result<Tensor> {
     let config = conv.config();
     match conv.bias() {
-        Some(bias) if config.groups == 1 && config.dilation == 1 => Ok(ops::conv2d(
-            x,
-            conv.weight(),
-            bias,
-            config.stride,
-            config.padding,
-        )?),
-        _ => Ok(candle_core::Module::forward(conv, x)?),
+        Some(bias) if config.groups == 1 && config.dilation == 1 => {
+            let bias = match shift {
+                Some(s) => s.broadcast_add(&bias.unsqueeze(0)?)?,
+                None => bias.clone(),
+            };
+            Ok(ops::conv2d(
+                x,
+                conv.weight(),
+                &bias,
+                config.stride,
+                config.padding,
+            )?)
+        }
+        _ => {
+            let y = candle_core::Module::forward(conv, x)?;
+            Ok(match shift {
+                Some(s) => y.broadcast_add(&s.unsqueeze(2)?.unsqueeze(3)?)?,
+                None => y,
+            })
+        }
     }
 }
 
@@ -122,7 +140,12 @@ impl NormActConv {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        convolve(&self.conv, &self.norm.forward_silu(x)?)
+        self.forward_shifted(x, None)
+    }
+
+    /// The same plus `shift` [B, C_out] per image and channel.
+    pub fn forward_shifted(&self, x: &Tensor, shift: Option<&Tensor>) -> Result<Tensor> {
+        convolve_shifted(&self.conv, &self.norm.forward_silu(x)?, shift)
     }
 }
 
@@ -167,12 +190,15 @@ impl ResBlock {
 
     /// `x` [B, C, H, W]; `embedding` [B, E], already passed through SiLU.
     pub fn forward(&self, x: &Tensor, embedding: &Tensor) -> Result<Tensor> {
-        let batch = x.dim(0)?;
-        let e = self
-            .embedding
-            .forward(embedding)?
-            .reshape((batch, self.outputs, 1, 1))?;
-        let h = self.first.forward(x)?.broadcast_add(&e)?;
+        let e = self.embedding.forward(embedding)?;
+        let h = if ops::stock_ops() {
+            let batch = x.dim(0)?;
+            let e = e.reshape((batch, self.outputs, 1, 1))?;
+            self.first.forward(x)?.broadcast_add(&e)?
+        } else {
+            // The embedding joins the convolution's bias: no pass over the activations.
+            self.first.forward_shifted(x, Some(&e))?
+        };
         let h = self.second.forward(&h)?;
         let skip = match &self.skip {
             Some(conv) => convolve(conv, x)?,

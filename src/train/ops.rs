@@ -704,6 +704,19 @@ impl ConvGeometry {
     fn patch(&self) -> usize {
         self.kernel_h * self.kernel_w * self.c_in
     }
+    /// Whether a bias of shape `dims` is per image and channel ([batch, c_out]) rather than
+    /// per channel ([c_out]).
+    fn bias_per_image(&self, dims: &[usize]) -> Result<bool> {
+        match dims {
+            [c] if *c == self.c_out => Ok(false),
+            [b, c] if *b == self.batch && *c == self.c_out => Ok(true),
+            _ => bail!(
+                "fused conv2d: bias {dims:?} for {} images of {} channels",
+                self.batch,
+                self.c_out
+            ),
+        }
+    }
     /// Images per task so that a task has about CONV_TASK_ROWS patch columns.
     fn images_per_task(&self) -> usize {
         (CONV_TASK_ROWS / self.pixels_out().max(1)).clamp(1, self.batch.max(1))
@@ -924,29 +937,31 @@ impl CustomOp3 for Conv2dOp {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = ConvGeometry::new(xl.dims(), wl.dims(), self.stride, self.padding)?;
-        if bl.shape().elem_count() != g.c_out {
-            bail!(
-                "fused conv2d: bias {:?} for {} channels",
-                bl.dims(),
-                g.c_out
-            );
-        }
+        let per_image = g.bias_per_image(bl.dims())?;
         let (x, w, b) = (slice_of(xs, xl)?, slice_of(ws, wl)?, slice_of(bs, bl)?);
         let mut out = vec![0f32; g.batch * g.c_out * g.pixels_out()];
         let table = g.tap_table();
         let per_task = g.images_per_task();
         out.par_chunks_mut(per_task * g.c_out * g.pixels_out())
             .zip(x.par_chunks(per_task * g.c_in * g.pixels_in()))
-            .try_for_each(|(out, x)| -> Result<()> {
+            .enumerate()
+            .try_for_each(|(task, (out, x))| -> Result<()> {
                 with_conv_scratch(|scratch| {
                     let ConvScratch { cols, wide } = scratch;
-                    let width = x.len() / (g.c_in * g.pixels_in()) * g.pixels_out();
+                    let images = x.len() / (g.c_in * g.pixels_in());
+                    let width = images * g.pixels_out();
                     let cols = sized(cols, g.patch() * width);
                     im2col(&g, &table, x, cols);
                     // The bias is the GEMM's starting value.
                     let y = sized(wide, g.c_out * width);
-                    for (row, &bias) in y.chunks_exact_mut(width).zip(b) {
-                        row.fill(bias);
+                    for (c, row) in y.chunks_exact_mut(width).enumerate() {
+                        for (img, pixels) in row.chunks_exact_mut(g.pixels_out()).enumerate() {
+                            pixels.fill(if per_image {
+                                b[(task * per_task + img) * g.c_out + c]
+                            } else {
+                                b[c]
+                            });
+                        }
                     }
                     gemm(
                         (g.c_out, width, g.patch()),
@@ -975,6 +990,7 @@ impl CustomOp3 for Conv2dOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = ConvGeometry::new(x.dims(), w.dims(), self.stride, self.padding)?;
+        let per_image = g.bias_per_image(b.dims())?;
         let dy = values(grad)?;
         let wv = values(w)?;
         let want_dx = x.track_op();
@@ -998,10 +1014,19 @@ impl CustomOp3 for Conv2dOp {
                 .collect()
         })?;
         let mut dw = vec![0f32; g.c_out * g.patch()];
-        let mut db = vec![0f32; g.c_out];
+        let mut db = vec![0f32; b.elem_count()];
+        let mut db_at = 0;
         for (dw_part, db_part) in &partials {
             add_assign(&mut dw, dw_part);
-            add_assign(&mut db, db_part);
+            if per_image {
+                // Image by image, [images, c_out], in task order.
+                db[db_at..db_at + db_part.len()].copy_from_slice(db_part);
+                db_at += db_part.len();
+            } else {
+                for per_channel in db_part.chunks_exact(g.c_out) {
+                    add_assign(&mut db, per_channel);
+                }
+            }
         }
         let dx = if want_dx {
             Some(Tensor::from_vec(dx, x.shape(), x.device())?)
@@ -1031,7 +1056,14 @@ fn conv_backward_task(
         let width = x.len() / (g.c_in * g.pixels_in()) * g.pixels_out();
         let dy_wide = sized(wide, dy.len());
         swap_image_and_channel(dy, dy_wide, g.c_out, g.pixels_out(), true);
-        let db: Vec<f32> = dy_wide.chunks_exact(width).map(lane_sum).collect();
+        // db per image and channel, [images, c_out] (summed over images for a shared bias).
+        let images = width / g.pixels_out();
+        let mut db = vec![0f32; images * g.c_out];
+        for (c, row) in dy_wide.chunks_exact(width).enumerate() {
+            for (img, pixels) in row.chunks_exact(g.pixels_out()).enumerate() {
+                db[img * g.c_out + c] = lane_sum(pixels);
+            }
+        }
         let cols = sized(cols, g.patch() * width);
         im2col(g, table, x, cols);
         let mut dw = vec![0f32; g.c_out * g.patch()];
@@ -1088,7 +1120,9 @@ fn sized(buffer: &mut Vec<f32>, n: usize) -> &mut [f32] {
 }
 
 /// 2-D convolution of NCHW images x [b, c, h, w] with w [o, c, kh, kw] and bias [o] (candle's
-/// `conv2d` layout, groups 1, dilation 1), as im2col + GEMM with its own backward.
+/// `conv2d` layout, groups 1, dilation 1), as im2col + GEMM with its own backward. The bias may
+/// also be [b, o], one per image and channel (a conditioning shift folded into the
+/// convolution's starting value).
 pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
@@ -1097,10 +1131,14 @@ pub fn conv2d(
     padding: usize,
 ) -> Result<Tensor> {
     if stock_ops() {
-        let c_out = bias.elem_count();
+        let shape = match bias.dims() {
+            &[c] => (1, c, 1, 1),
+            &[b, c] => (b, c, 1, 1),
+            other => bail!("conv2d: bias {other:?}"),
+        };
         return x
             .conv2d(weight, padding, stride, 1, 1)?
-            .broadcast_add(&bias.reshape((1, c_out, 1, 1))?);
+            .broadcast_add(&bias.reshape(shape)?);
     }
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
@@ -1875,8 +1913,8 @@ mod tests {
             (2, 3, 8, 5, 5, 2, 3, 2, 0),
             (1, 1, 1, 1, 1, 1, 1, 1, 0),
             (20, 8, 8, 8, 16, 3, 3, 1, 1),
-            // Same-size taps as plane shifts: 5x5 with padding 2, tiny planes, and a plane
-            // narrower than the padding (the row-by-row path).
+            // Same-size taps as plane shifts: 5x5 with padding 2, tiny and one-pixel-wide
+            // planes (the stride-2 cases above go through the tap-table gather).
             (2, 3, 7, 6, 4, 5, 5, 1, 2),
             (2, 2, 2, 3, 3, 3, 3, 1, 1),
             (2, 2, 4, 1, 3, 3, 3, 1, 1),
@@ -1905,11 +1943,36 @@ mod tests {
                 .expect("stock backward");
             assert_grads_close(&what, &[&x, &w, &b], &gf, &gs);
         }
+        // A bias per image and channel, [batch, c_out] (tasks of several images: batch 20).
+        for &(batch, c_in, h, wd, c_out, stride, padding) in
+            &[(20, 3, 8, 8, 5, 1, 1), (3, 2, 8, 8, 3, 2, 1)]
+        {
+            let x = var(&mut rng, &[batch, c_in, h, wd]);
+            let w = var(&mut rng, &[c_out, c_in, 3, 3]);
+            let b = var(&mut rng, &[batch, c_out]);
+            let fused = conv2d(&x, &w, &b, stride, padding).expect("fused");
+            let stock = x
+                .conv2d(&w, padding, stride, 1, 1)
+                .expect("conv")
+                .broadcast_add(&b.reshape((batch, c_out, 1, 1)).expect("reshape"))
+                .expect("add");
+            let what = format!("conv2d, bias per image, batch {batch}, stride {stride}");
+            assert_close(&what, &fused, &stock, 1e-5);
+            let probe = randn(&mut rng, stock.dims());
+            let gf = probe_loss(&fused, &probe).backward().expect("fused");
+            let gs = probe_loss(&stock, &probe).backward().expect("stock");
+            assert_grads_close(&what, &[&x, &w, &b], &gf, &gs);
+        }
         let x = var(&mut rng, &[1, 2, 3, 3]);
         let (w, b) = (var(&mut rng, &[1, 3, 3, 3]), var(&mut rng, &[1]));
         assert!(
             conv2d(&x, &w, &b, 1, 1).is_err(),
             "channel mismatch must be an error"
+        );
+        let (w, b2) = (var(&mut rng, &[1, 2, 3, 3]), var(&mut rng, &[2, 1]));
+        assert!(
+            conv2d(&x, &w, &b2, 1, 1).is_err(),
+            "a bias for 2 images on 1 must be an error"
         );
         let w = var(&mut rng, &[1, 2, 5, 5]);
         assert!(
