@@ -468,3 +468,62 @@ fn the_unet_trains_and_samples_on_a_folder_of_rgb_images() -> Result<()> {
     assert!(x.is_finite() && x.rows == 3);
     Ok(())
 }
+
+#[test]
+fn a_checkpoint_for_other_data_is_refused() -> Result<()> {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+    let (_, data) = moons()?;
+    let mut trainer = Trainer::new(
+        ArchConfig::Mlp(MlpConfig::default()),
+        mlp_config(2, 16, 0),
+        data,
+    )?;
+    train(&mut trainer)?;
+    let path = dir.path().join("moons.safetensors");
+    let moons_spec = DataSpec::Toy {
+        name: "moons".into(),
+        points: 2000,
+    };
+    checkpoint::save(&path, &trainer, &moons_spec, false)?;
+    let model = LearnedDenoiser::from_checkpoint(&path)?;
+    // The same toy with another point count is the same distribution.
+    let more = DataSpec::Toy {
+        name: "moons".into(),
+        points: 3000,
+    };
+    model.check_data(&more, &more.load()?)?;
+    let rings = DataSpec::Toy {
+        name: "rings".into(),
+        points: 2000,
+    };
+    let message = |spec: &DataSpec| -> Result<String> {
+        Ok(match model.check_data(spec, &spec.load()?) {
+            Ok(()) => String::new(),
+            Err(e) => e.to_string(),
+        })
+    };
+    // Rings have 3 classes, moons 2; unlabelled 2-D data has the dimension but not the data.
+    assert!(message(&rings)?.contains("classes"), "{}", message(&rings)?);
+    assert!(message(&DataSpec::Digits)?.contains("64-dimensional"));
+    let npy = dir.path().join("points.npy");
+    let Source::Empirical(set) = moons_spec.load()? else {
+        return Err(Error::Data("moons is a finite set".into()));
+    };
+    noisescope::data::npy::write(&npy, &[set.n, 2], &set.values, true)?;
+    let labels = dir.path().join("labels.npy");
+    let l: Vec<f64> = set.labels.iter().flatten().map(|&c| c as f64).collect();
+    noisescope::data::npy::write(&labels, &[set.n], &l, true)?;
+    let same_points = DataSpec::Npy {
+        path: npy.clone(),
+        labels: Some(labels.clone()),
+    };
+    // The same rows from a file are another data spec but the same data: accepted.
+    model.check_data(&same_points, &same_points.load()?)?;
+    let mut shifted = set.values.clone();
+    shifted[0] += 0.5;
+    noisescope::data::npy::write(&npy, &[set.n, 2], &shifted, true)?;
+    let other = message(&same_points)?;
+    assert!(other.contains("trained on toy:moons"), "{other}");
+    Ok(())
+}

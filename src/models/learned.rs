@@ -7,8 +7,10 @@ use std::path::Path;
 
 use crate::core::Batch;
 use crate::core::denoiser::{Cond, Denoiser};
+use crate::data::{DataSpec, Source};
 use crate::error::{Error, Result};
 use crate::train::checkpoint::{Checkpoint, Sidecar};
+use crate::train::data::source_fingerprint;
 use crate::train::network::{ArchConfig, DenoiserNet, ModelConfig};
 use crate::train::trainer::Trainer;
 
@@ -32,7 +34,10 @@ impl LearnedDenoiser {
 
     /// The EMA weights of a checkpoint file.
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
-        let checkpoint = Checkpoint::load(path)?;
+        Self::from_loaded(Checkpoint::load(path)?)
+    }
+
+    fn from_loaded(checkpoint: Checkpoint) -> Result<Self> {
         let side = &checkpoint.sidecar;
         let description = format!(
             "{}, {} steps on {}",
@@ -63,6 +68,45 @@ impl LearnedDenoiser {
 
     pub fn config(&self) -> &ModelConfig {
         &self.net.config
+    }
+
+    /// Checks that this model can denoise `source`, the data `spec` names: the same dimension
+    /// and classes, and for a checkpoint the data it was trained on (the same toy, whatever
+    /// its point count, or the same data set bit for bit).
+    pub fn check_data(&self, spec: &DataSpec, source: &Source) -> Result<()> {
+        let c = self.config();
+        let label = spec.label();
+        if c.dim != source.dim() {
+            return Err(Error::InvalidSpec(format!(
+                "the learned model ({}) denoises {}-dimensional data, {label} is {}-dimensional",
+                self.description,
+                c.dim,
+                source.dim()
+            )));
+        }
+        if c.classes != source.num_classes() {
+            return Err(Error::InvalidSpec(format!(
+                "the learned model ({}) knows {} classes, {label} has {}",
+                self.description,
+                c.classes,
+                source.num_classes()
+            )));
+        }
+        let Some(side) = &self.sidecar else {
+            return Ok(());
+        };
+        let same = match (&side.data.spec, spec) {
+            (DataSpec::Toy { name: a, .. }, DataSpec::Toy { name: b, .. }) => a == b,
+            _ => side.data.fingerprint == source_fingerprint(source),
+        };
+        if !same {
+            return Err(Error::InvalidSpec(format!(
+                "the learned model ({}) was trained on {}, not on {label}: train one on this data \
+                 with noisescope train",
+                self.description, side.data.label
+            )));
+        }
+        Ok(())
     }
 
     /// Rows per network call: bounds the activations' memory.

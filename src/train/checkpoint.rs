@@ -214,12 +214,18 @@ impl Checkpoint {
                 ),
             )
         })?;
-        let sidecar: Sidecar = serde_json::from_str(&text).map_err(|e| {
+        Self::from_parts(path, &bytes, &text)
+    }
+
+    /// A checkpoint from its weights file and sidecar text in memory (bundled models); `path`
+    /// names it in errors.
+    pub fn from_parts(path: &Path, bytes: &[u8], sidecar_text: &str) -> Result<Self> {
+        let sidecar: Sidecar = serde_json::from_str(sidecar_text).map_err(|e| {
             bad(
                 path,
                 format!(
                     "its sidecar {} is not a valid description: {e}",
-                    side.display()
+                    sidecar_path(path).display()
                 ),
             )
         })?;
@@ -233,7 +239,7 @@ impl Checkpoint {
                 ),
             ));
         }
-        let found = fingerprint(&bytes);
+        let found = fingerprint(bytes);
         if found != sidecar.weights.fingerprint {
             return Err(bad(
                 path,
@@ -248,7 +254,7 @@ impl Checkpoint {
             .model
             .validate()
             .map_err(|e| bad(path, format!("its model description is invalid: {e}")))?;
-        let all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
+        let all = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| {
             bad(
                 path,
                 format!("not a readable safetensors file: {}", candle_message(&e)),
