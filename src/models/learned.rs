@@ -14,6 +14,26 @@ use crate::train::data::source_fingerprint;
 use crate::train::network::{ArchConfig, DenoiserNet, ModelConfig};
 use crate::train::trainer::Trainer;
 
+/// The models shipped in the binary (assets/models, made by `noisescope train`; assets/README.md
+/// has the commands): name, weights, sidecar.
+const BUNDLED: [(&str, &[u8], &str); 2] = [
+    (
+        "moons",
+        include_bytes!("../../assets/models/moons.safetensors"),
+        include_str!("../../assets/models/moons.json"),
+    ),
+    (
+        "digits",
+        include_bytes!("../../assets/models/digits.safetensors"),
+        include_str!("../../assets/models/digits.json"),
+    ),
+];
+
+/// The names `bundled` knows.
+pub fn bundled_names() -> Vec<&'static str> {
+    BUNDLED.iter().map(|(name, _, _)| *name).collect()
+}
+
 /// A learned denoiser.
 pub struct LearnedDenoiser {
     net: DenoiserNet,
@@ -35,6 +55,18 @@ impl LearnedDenoiser {
     /// The EMA weights of a checkpoint file.
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
         Self::from_loaded(Checkpoint::load(path)?)
+    }
+
+    /// A model shipped with noisescope, by name (`bundled_names`).
+    pub fn bundled(name: &str) -> Result<Self> {
+        let Some((_, weights, sidecar)) = BUNDLED.iter().find(|(n, _, _)| *n == name) else {
+            return Err(Error::InvalidSpec(format!(
+                "there is no bundled model '{name}' (bundled: {})",
+                bundled_names().join(", ")
+            )));
+        };
+        let origin = Path::new("bundled").join(format!("{name}.safetensors"));
+        Self::from_loaded(Checkpoint::from_parts(&origin, weights, sidecar)?)
     }
 
     fn from_loaded(checkpoint: Checkpoint) -> Result<Self> {

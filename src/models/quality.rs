@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::metrics::Quality;
-use crate::core::noise::{SeededNoise, initial_noise};
+use crate::core::noise::{SeededNoise, choose_subset, initial_noise};
 use crate::core::sampler::{Hooks, SamplerArgs, SamplerKind, Stochasticity, sample};
 use crate::core::schedule::karras;
 use crate::core::{Batch, log_sum_exp};
@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 pub const CLASS_SIGMA: f64 = 0.002;
 /// Rows a closed-form source is represented by in the metrics.
 const ANALYTIC_ROWS: usize = 4096;
+/// Data rows the metrics compare with at most (a seeded subset of larger sets).
+pub const MAX_DATA_ROWS: usize = 8192;
 
 /// Every metric of `samples` against the data of `source`; with `intended` classes (one per
 /// sample), the class accuracy under the exact class posterior at `CLASS_SIGMA` too.
@@ -30,7 +32,11 @@ pub fn quality(
     seed: u64,
 ) -> Result<Quality> {
     let points = source.display_points(ANALYTIC_ROWS);
-    let data = Batch::from_vec(points.n, points.dim, points.values)?;
+    let mut data = Batch::from_vec(points.n, points.dim, points.values)?;
+    if data.rows > MAX_DATA_ROWS {
+        // The nearest-point search costs samples x rows x dim: a fixed subset of large sets.
+        data = data.select_rows(&choose_subset(seed, data.rows, MAX_DATA_ROWS));
+    }
     let mut q = Quality::measure(samples, &data, seed)?;
     if let Some(classes) = intended {
         let posterior = |x: &Batch| class_posterior(source, x, CLASS_SIGMA);
@@ -41,8 +47,34 @@ pub fn quality(
     Ok(q)
 }
 
-/// Samples `rows` from `denoiser` (Heun, 18 Karras steps from 80 to 0.002, the noise of `seed`;
-/// classes round-robin when the data are labelled) and measures their quality.
+/// `rows` samples of `denoiser` by Heun with `steps` Karras steps from 80 to 0.002, from the
+/// seeded initial noise of `seed`.
+pub fn sample_heun(
+    denoiser: &dyn Denoiser,
+    cond: &Cond,
+    rows: usize,
+    steps: usize,
+    seed: u64,
+) -> Result<Batch> {
+    let sigmas = karras(steps, CLASS_SIGMA, 80.0, 7.0);
+    let x0 = initial_noise(seed, rows, denoiser.dim()).scale(sigmas[0]);
+    let args = SamplerArgs {
+        denoiser,
+        cond,
+        sigmas,
+        stochasticity: Stochasticity::default(),
+    };
+    let mut noise = SeededNoise { seed };
+    let mut hooks = Hooks {
+        noise: &mut noise,
+        replan: None,
+        on_step: &mut |_| ControlFlow::Continue(()),
+    };
+    Ok(sample(SamplerKind::Heun, args, x0, &mut hooks)?.x)
+}
+
+/// Samples `rows` from `denoiser` (Heun, 18 Karras steps; classes round-robin when the data
+/// are labelled) and measures their quality.
 pub fn sample_quality(
     denoiser: &dyn Denoiser,
     source: &Source,
@@ -53,21 +85,7 @@ pub fn sample_quality(
     let intended: Option<Vec<u32>> =
         (classes > 0).then(|| (0..rows).map(|r| (r % classes) as u32).collect());
     let cond = Cond::with_class(intended.clone());
-    let sigmas = karras(18, CLASS_SIGMA, 80.0, 7.0);
-    let x0 = initial_noise(seed, rows, denoiser.dim()).scale(sigmas[0]);
-    let args = SamplerArgs {
-        denoiser,
-        cond: &cond,
-        sigmas,
-        stochasticity: Stochasticity::default(),
-    };
-    let mut noise = SeededNoise { seed };
-    let mut hooks = Hooks {
-        noise: &mut noise,
-        replan: None,
-        on_step: &mut |_| ControlFlow::Continue(()),
-    };
-    let x = sample(SamplerKind::Heun, args, x0, &mut hooks)?.x;
+    let x = sample_heun(denoiser, &cond, rows, 18, seed)?;
     quality(&x, source, intended.as_deref(), seed)
 }
 
