@@ -134,7 +134,7 @@ fn the_app_runs_on_while_a_dialog_is_open_and_saves_the_preset_when_it_answers()
 fn a_dialog_that_cannot_open_says_so_in_the_status_bar() {
     let (mut h, answer, _) = app_with_dialogs();
     wait_for_run(&mut h, 0);
-    let why = "no desktop portal; no zenity either";
+    let why = "no desktop portal and no zenity: install xdg-desktop-portal or zenity";
 
     for (entry, title) in [
         ("Save preset…", "Save preset"),
