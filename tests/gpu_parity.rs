@@ -18,8 +18,7 @@
 use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
 
-use noisescope::backend::cpu::{Span, Weighting};
-use noisescope::backend::{BackendChoice, Compute};
+use noisescope::backend::{BackendChoice, Compute, Span, Weighting};
 use noisescope::core::denoiser::{Cond, Denoiser};
 use noisescope::core::estimate::{NoiseLikelihood, PosteriorEstimator, SigmaPrior};
 use noisescope::core::guidance::{Cfg, Nag};

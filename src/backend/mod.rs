@@ -12,8 +12,59 @@ use crate::core::Batch;
 use crate::core::Precision;
 use crate::error::{Error, Result};
 use crate::models::mixture::MixtureModel;
-use cpu::{Isa, PreparedSet, Span, WeightedRow, Weighting};
+use cpu::{Isa, PreparedSet};
 use serde::{Deserialize, Serialize};
+
+/// The contiguous part of the data set some rows are compared against (one class, or all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// How one row's squared distances become weights w_j.
+#[derive(Clone, Copy, Debug)]
+pub enum Weighting<'a> {
+    /// w_j = exp(-(d_j - d_min) / (2 s^2)): the softmax of the ideal denoiser.
+    Softmax { sigma: f64 },
+    /// NAG's noise-unconditional score: for prior nodes k with log weight l_k,
+    /// logit_jk = l_k - D ln s_k - d_j / (2 s_k^2); w_j = sum_k e^(logit_jk - M) / s_k^2.
+    Marginal {
+        sigmas: &'a [f64],
+        log_weights: &'a [f64],
+    },
+}
+
+/// One row's result: sum_j w_j y_j, sum_j w_j and the normaliser Z (sum of the softmax terms,
+/// which equals sum_j w_j for `Softmax`).
+#[derive(Clone, Debug)]
+pub struct WeightedRow {
+    pub weighted: Vec<f64>,
+    pub weight_sum: f64,
+    pub normaliser: f64,
+}
+
+impl Default for WeightedRow {
+    fn default() -> Self {
+        WeightedRow {
+            weighted: Vec::new(),
+            weight_sum: 0.0,
+            normaliser: 0.0,
+        }
+    }
+}
+
+/// One row's log-sum-exp on the coarse grid, its fine sigmas and its values on them.
+pub type GridRow = (Vec<f64>, Vec<f64>, Vec<f64>);
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,8 +9,7 @@ use std::f64::consts::PI;
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use crate::backend::cpu::{Span, Weighting};
-use crate::backend::{Compute, EmpiricalKernel, MixtureKernel};
+use crate::backend::{Compute, EmpiricalKernel, MixtureKernel, Span, Weighting};
 use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::estimate::{GridLikelihood, NoiseLikelihood, SigmaPrior};
 use crate::core::{Batch, Precision, log_sum_exp};

@@ -1,6 +1,6 @@
 //! The empirical kernels on the GPU: a data set uploaded once, then per call only the query rows,
 //! their spans and the parameters go up and the per-row results come back (shaders/empirical.wgsl).
-//! Same semantics as the CPU kernels in backend/cpu.rs, in f32. If the GPU fails mid-run the
+//! Same semantics as the CPU kernels in backend/cpu/, in f32. If the GPU fails mid-run the
 //! kernel switches itself to the CPU path for good and leaves one notice on its context.
 
 use std::collections::HashMap;
@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::buffers::{self, INPUT, OUTPUT, STAGING, Scratch, UNIFORM};
 use super::device::{GpuContext, lock};
 use super::pipelines::{bind, dispatch};
-use crate::backend::cpu::{Isa, PreparedSet, Real, Span, WeightedRow, Weighting};
-use crate::backend::{EmpiricalKernel, GridLogSumExp};
+use crate::backend::cpu::{Isa, PreparedSet, Real};
+use crate::backend::{EmpiricalKernel, GridLogSumExp, Span, WeightedRow, Weighting};
 use crate::core::Batch;
 use crate::error::{Error, Result};
 
@@ -680,7 +680,7 @@ fn distance_tiles(spans: &[Span]) -> (Vec<[u32; 4]>, Vec<u32>) {
     (tiles, row_list)
 }
 
-/// Per row, the prior nodes that contribute and their terms, as `weigh_row` in backend/cpu.rs
+/// Per row, the prior nodes that contribute and their terms, as `weigh_row` in backend/cpu/weighted.rs
 /// forms them: offset_k = l_k - D ln s_k - d_min / (2 s_k^2) - top, skipped below -UNDERFLOW.
 /// Returns ([rows][nodes] of (offset, -1 / (2 s^2), 1 / s^2, 0) with the active ones first, and
 /// the active count per row).

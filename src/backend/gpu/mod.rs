@@ -1,4 +1,4 @@
-//! The wgpu backend: the same kernels as backend/cpu.rs in f32 WGSL (shaders/*.wgsl).
+//! The wgpu backend: the same kernels as backend/cpu/ in f32 WGSL (shaders/*.wgsl).
 //!
 //! - `device.rs`: `GpuContext`, the adapter, device and queue, compiled pipelines, error scopes.
 //! - `buffers.rs`: resident uploads, reusable per-call buffers, read-back.
@@ -31,8 +31,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::{AdapterPreference, GpuContext};
-    use crate::backend::cpu::{Span, Weighting};
-    use crate::backend::{Compute, EmpiricalKernel};
+    use crate::backend::{Compute, EmpiricalKernel, Span, Weighting};
     use crate::core::{Batch, Precision};
     use crate::models::gaussian::GaussianModel;
     use crate::models::mixture::MixtureModel;
