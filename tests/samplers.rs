@@ -15,9 +15,9 @@ use noisescope::core::sampler::{
 use noisescope::core::schedule::{karras, uniform};
 use noisescope::core::theory::gaussian_theory;
 use noisescope::core::{Batch, Precision, quantile};
+use noisescope::data::gaussian::GaussianModel;
 use noisescope::data::{Source, digits, toys};
 use noisescope::models::AnalyticModel;
-use noisescope::models::gaussian::GaussianModel;
 
 fn model(source: Source, precision: Precision) -> Result<AnalyticModel> {
     AnalyticModel::new(

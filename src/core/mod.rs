@@ -5,6 +5,7 @@ pub mod denoiser;
 pub mod diagnostics;
 pub mod estimate;
 pub mod guidance;
+pub mod linalg;
 pub mod noise;
 pub mod sampler;
 pub mod schedule;

@@ -1,9 +1,6 @@
 //! The analytic denoisers: data whose D(x; sigma), p(x; sigma) and noise-unconditional score are
 //! known exactly. `AnalyticModel` implements `Denoiser` (with NAG's D(x; none)) and `NoiseLikelihood`.
 
-pub mod gaussian;
-pub mod mixture;
-
 use std::f64::consts::PI;
 
 use rayon::prelude::*;
@@ -13,10 +10,10 @@ use crate::backend::{Compute, EmpiricalKernel, MixtureKernel, Span, Weighting};
 use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::estimate::{GridLikelihood, NoiseLikelihood, SigmaPrior};
 use crate::core::{Batch, Precision, log_sum_exp};
+use crate::data::gaussian::GaussianModel;
+use crate::data::mixture::MixtureModel;
 use crate::data::{DataSet, Source};
 use crate::error::{Error, Result};
-use gaussian::GaussianModel;
-use mixture::MixtureModel;
 
 enum Kind {
     /// The ideal denoiser of a finite set: D = sum_j softmax_j(-|x - y_j|^2 / 2 s^2) y_j.

@@ -18,7 +18,6 @@ use crate::core::theory::{GaussianTheory, best_tangent_c, gaussian_theory};
 use crate::data::{DataSpec, Source, npy};
 use crate::error::{Error, Result};
 use crate::models::AnalyticModel;
-use crate::models::gaussian::symmetric_eigen;
 
 use super::spec::{ClassSpec, RunSpec};
 
@@ -90,35 +89,6 @@ pub struct Session {
     pub theory: Option<GaussianTheory>,
 }
 
-/// The eigenvalues of the data's covariance, for the tangent law's coefficient.
-fn spectrum_of(source: &Source) -> Vec<f64> {
-    if let Source::Gaussian(g) = source {
-        return g.eigenvalues.clone();
-    }
-    let pts = source.display_points(4096);
-    let (n, d) = (pts.n as f64, pts.dim);
-    let mean: Vec<f64> = (0..d)
-        .map(|k| (0..pts.n).map(|j| pts.values[j * d + k]).sum::<f64>() / n)
-        .collect();
-    let cov_entry = |a: usize, b: usize| {
-        (0..pts.n)
-            .map(|j| (pts.values[j * d + a] - mean[a]) * (pts.values[j * d + b] - mean[b]))
-            .sum::<f64>()
-            / n
-    };
-    let floor = 1e-8;
-    if d <= 128 {
-        let cov: Vec<f64> = (0..d * d).map(|i| cov_entry(i / d, i % d)).collect();
-        symmetric_eigen(&cov, d)
-            .0
-            .into_iter()
-            .map(|l| l.max(floor))
-            .collect()
-    } else {
-        (0..d).map(|k| cov_entry(k, k).max(floor)).collect()
-    }
-}
-
 impl Session {
     /// Builds a run; `handle` is reused when it serves the spec, else data are loaded anew.
     pub fn new(spec: &RunSpec, handle: Arc<ModelHandle>) -> Result<Self> {
@@ -133,7 +103,7 @@ impl Session {
             let c = match c {
                 Some(c) => c,
                 None => best_tangent_c(
-                    &spectrum_of(&handle.source),
+                    &handle.source.covariance_spectrum(),
                     schedule.steps,
                     schedule.sigma_min,
                     schedule.sigma_max,

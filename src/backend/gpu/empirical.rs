@@ -1,17 +1,17 @@
 //! The empirical kernels on the GPU: a data set uploaded once, then per call only the query rows,
 //! their spans and the parameters go up and the per-row results come back (shaders/empirical.wgsl).
-//! Same semantics as the CPU kernels in backend/cpu/, in f32. If the GPU fails mid-run the
-//! kernel switches itself to the CPU path for good and leaves one notice on its context.
+//! Same semantics as the CPU kernels in backend/cpu/, in f32. A GPU failure comes back as
+//! `Error::Gpu`; the CPU path that takes over lives in backend/mod.rs.
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::buffers::{self, INPUT, OUTPUT, STAGING, Scratch, UNIFORM};
 use super::device::{GpuContext, lock};
 use super::pipelines::{bind, dispatch};
-use crate::backend::cpu::{Isa, PreparedSet, Real};
-use crate::backend::{EmpiricalKernel, GridLogSumExp, Span, WeightedRow, Weighting};
+use crate::backend::cpu::Real;
+use crate::backend::{GridLogSumExp, Span, WeightedRow, Weighting};
 use crate::core::Batch;
 use crate::error::{Error, Result};
 
@@ -57,17 +57,15 @@ mod slot {
     pub const STAGING: usize = 12;
 }
 
-/// A data set resident on the GPU, with what it needs to carry on without it.
+/// A data set resident on the GPU.
 pub struct GpuEmpirical {
     context: Arc<GpuContext>,
     n: usize,
     dim: usize,
-    /// [n][dim] in f32: what the GPU holds, kept to build the CPU fallback.
+    /// [n][dim] in f32: what the GPU holds, kept for the CPU path that takes over on a failure.
     host_rows: Vec<f32>,
     data: wgpu::Buffer,
     scratch: Mutex<Scratch>,
-    /// Set when the GPU failed: the CPU f32 kernel that answers every call from then on.
-    fallback: OnceLock<EmpiricalKernel>,
 }
 
 impl std::fmt::Debug for GpuEmpirical {
@@ -75,7 +73,6 @@ impl std::fmt::Debug for GpuEmpirical {
         f.debug_struct("GpuEmpirical")
             .field("n", &self.n)
             .field("dim", &self.dim)
-            .field("on_gpu", &self.on_gpu())
             .finish_non_exhaustive()
     }
 }
@@ -135,33 +132,22 @@ impl GpuEmpirical {
             host_rows,
             data,
             scratch: Mutex::new(Scratch::default()),
-            fallback: OnceLock::new(),
         })
     }
 
-    /// Whether calls still run on the GPU (false after a failure switched it to the CPU).
-    pub fn on_gpu(&self) -> bool {
-        self.fallback.get().is_none()
-    }
-
-    /// Bytes held on the device for the data set (plus the CPU copy after a fallback).
+    /// Bytes held on the device for the data set.
     pub fn bytes(&self) -> usize {
-        self.data.size() as usize + self.fallback.get().map_or(0, EmpiricalKernel::bytes)
+        self.data.size() as usize
     }
 
-    /// The CPU copy, built on the first failure, which also gives up the device (with a notice).
-    fn fall_back(&self, why: &str) -> &EmpiricalKernel {
-        self.fallback.get_or_init(|| {
-            self.context.give_up(why);
-            let values: Vec<f64> = self.host_rows.iter().map(|&v| f64::from(v)).collect();
-            EmpiricalKernel::CpuF32 {
-                set: PreparedSet::new(&values, self.n, self.dim),
-                isa: Isa::detect(),
-            }
-        })
+    /// The data set as the GPU holds it (rounded to f32), [n][dim], with n and dim.
+    pub fn host_values(&self) -> (Vec<f64>, usize, usize) {
+        let values = self.host_rows.iter().map(|&v| f64::from(v)).collect();
+        (values, self.n, self.dim)
     }
 
-    fn check(&self, x: &Batch, spans: &[Span]) -> Result<()> {
+    /// Checks a call's shapes: `x` of the data's dimension, one span per row, inside the data.
+    pub fn check(&self, x: &Batch, spans: &[Span]) -> Result<()> {
         x.expect_dim(self.dim, "the state")?;
         if spans.len() != x.rows {
             return Err(Error::Shape(format!(
@@ -179,22 +165,6 @@ impl GpuEmpirical {
         Ok(())
     }
 
-    /// Runs `gpu` under error scopes; on a GPU error, switches to the CPU and runs `cpu` there.
-    fn run_or_fall_back<T>(
-        &self,
-        gpu: impl FnOnce() -> Result<T>,
-        cpu: impl FnOnce(&EmpiricalKernel) -> Result<T>,
-    ) -> Result<T> {
-        if let Some(kernel) = self.fallback.get() {
-            return cpu(kernel);
-        }
-        match self.context.scoped(gpu) {
-            Ok(value) => Ok(value),
-            Err(Error::Gpu(why)) => cpu(self.fall_back(&why)),
-            Err(other) => Err(other),
-        }
-    }
-
     /// For every row r: sum_j w_j y_j over `spans[r]` with the given weighting (see
     /// `EmpiricalKernel::weighted_rows`).
     pub fn weighted_rows(
@@ -205,17 +175,14 @@ impl GpuEmpirical {
     ) -> Result<Vec<WeightedRow>> {
         self.check(x, spans)?;
         let xs: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
-        self.run_or_fall_back(
-            || {
-                let mut out = Vec::with_capacity(spans.len());
-                for rows in self.chunks(spans, self.per_row_bytes(weighting_grid(weighting))) {
-                    let chunk = self.chunk(&xs, spans, rows);
-                    out.extend(self.weighted_chunk(&chunk, weighting)?);
-                }
-                Ok(out)
-            },
-            |kernel| kernel.weighted_rows(x, spans, weighting),
-        )
+        self.context.scoped(|| {
+            let mut out = Vec::with_capacity(spans.len());
+            for rows in self.chunks(spans, self.per_row_bytes(weighting_grid(weighting))) {
+                let chunk = self.chunk(&xs, spans, rows);
+                out.extend(self.weighted_chunk(&chunk, weighting)?);
+            }
+            Ok(out)
+        })
     }
 
     /// ln sum_j exp(-|x_r - y_j|^2 / (2 s^2)) per row on the shared `coarse` grid, then on the fine
@@ -229,20 +196,17 @@ impl GpuEmpirical {
     ) -> Result<GridLogSumExp> {
         self.check(x, spans)?;
         let xs: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
-        self.run_or_fall_back(
-            || {
-                let mut out = GridLogSumExp::default();
-                // The fine grids are unknown until the coarse pass; 64 nodes covers the estimator's.
-                let grid = coarse.len().max(64);
-                for rows in self.chunks(spans, self.per_row_bytes(grid)) {
-                    let first = rows.start;
-                    let chunk = self.chunk(&xs, spans, rows);
-                    self.log_sum_exp_chunk(&chunk, first, coarse, refine, &mut out)?;
-                }
-                Ok(out)
-            },
-            |kernel| kernel.log_sum_exp_grid(x, spans, coarse, refine),
-        )
+        self.context.scoped(|| {
+            let mut out = GridLogSumExp::default();
+            // The fine grids are unknown until the coarse pass; 64 nodes covers the estimator's.
+            let grid = coarse.len().max(64);
+            for rows in self.chunks(spans, self.per_row_bytes(grid)) {
+                let first = rows.start;
+                let chunk = self.chunk(&xs, spans, rows);
+                self.log_sum_exp_chunk(&chunk, first, coarse, refine, &mut out)?;
+            }
+            Ok(out)
+        })
     }
 
     /// Bytes one query row needs in the largest per-call buffer.
