@@ -4,6 +4,11 @@
 //! -D ln s - d / 2s^2 at its mode), so one grid with about that spacing over the prior's support
 //! integrates it to ~1e-9 by the trapezoid rule; backends skip the nodes that provably carry no
 //! mass. A fine grid around the mode is a safety net for posteriors narrower than that spacing.
+//!
+//! `NoiseLevelEstimator` is what the diagnostics and the adaptive re-planner ask for; the exact
+//! posterior (`ExactPosterior`) is its first implementation, a learned g(sigma | x) the next.
+
+use std::sync::Arc;
 
 use super::denoiser::Cond;
 use super::{Batch, quantile};
@@ -122,6 +127,33 @@ pub struct SigmaEstimate {
 impl SigmaEstimate {
     pub fn sigma_hat(&self) -> f64 {
         self.mean_ln.exp()
+    }
+}
+
+/// sigma_hat(x) for every row of a batch, under a class condition.
+pub trait NoiseLevelEstimator: Send + Sync {
+    fn estimate(&self, x: &Batch, cond: &Cond) -> Result<Vec<SigmaEstimate>>;
+}
+
+/// The exact posterior p(sigma | x) ∝ p(x; sigma) pi(sigma) of a model whose likelihood is known.
+#[derive(Clone)]
+pub struct ExactPosterior {
+    pub likelihood: Arc<dyn NoiseLikelihood>,
+    pub posterior: PosteriorEstimator,
+}
+
+impl ExactPosterior {
+    pub fn new(likelihood: Arc<dyn NoiseLikelihood>, posterior: PosteriorEstimator) -> Self {
+        ExactPosterior {
+            likelihood,
+            posterior,
+        }
+    }
+}
+
+impl NoiseLevelEstimator for ExactPosterior {
+    fn estimate(&self, x: &Batch, cond: &Cond) -> Result<Vec<SigmaEstimate>> {
+        self.posterior.estimate(self.likelihood.as_ref(), x, cond)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The pure sampling core: schedules, samplers, the denoiser trait, guidance, noise-level
 //! estimation, diagnostics and Gaussian theory. No threads, no egui, no wgpu; sigmas are f64.
 
+pub mod adaptive;
 pub mod denoiser;
 pub mod diagnostics;
 pub mod estimate;

@@ -58,11 +58,6 @@ impl SamplerKind {
     pub fn uses_noise(&self) -> bool {
         matches!(self, SamplerKind::Edm | SamplerKind::EulerAncestral)
     }
-
-    /// Whether the sampler evaluates the slope at the Euler predictor itself (EDM's corrector).
-    pub fn has_corrector(&self) -> bool {
-        matches!(self, SamplerKind::Heun | SamplerKind::Edm)
-    }
 }
 
 impl std::str::FromStr for SamplerKind {

@@ -190,14 +190,6 @@ impl AnalyticModel {
             _ => self.mixture_kernel.is_some(),
         }
     }
-
-    /// Bytes the backend holds for this model.
-    pub fn resident_bytes(&self) -> usize {
-        match &self.kind {
-            Kind::Empirical { kernel, .. } => kernel.bytes(),
-            _ => 0,
-        }
-    }
 }
 
 impl Denoiser for AnalyticModel {
