@@ -63,8 +63,8 @@ impl Default for WeightedRow {
     }
 }
 
-/// One row's log-sum-exp on the coarse grid, its fine sigmas and its values on them.
-pub type GridRow = (Vec<f64>, Vec<f64>, Vec<f64>);
+/// The log-sum-exp kernels answer on sigma grids: per row, ln sum_j exp(-d_j / (2 s^2)).
+pub use crate::core::estimate::{GridRow, SigmaGrid};
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -390,14 +390,6 @@ pub enum EmpiricalKernel {
     Gpu(Arc<WithFallback<gpu::GpuEmpirical, EmpiricalKernel>>),
 }
 
-/// Per-row log-sum-exp of -d_j / (2 s^2) on a coarse grid and on per-row fine grids.
-#[derive(Clone, Debug, Default)]
-pub struct GridLogSumExp {
-    pub coarse: Vec<f64>,
-    pub fine_sigmas: Vec<Vec<f64>>,
-    pub fine: Vec<Vec<f64>>,
-}
-
 impl EmpiricalKernel {
     /// For every row r: sum_j w_j y_j over `spans[r]` with the given weighting.
     pub fn weighted_rows(
@@ -436,7 +428,7 @@ impl EmpiricalKernel {
         spans: &[Span],
         coarse: &[f64],
         refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
-    ) -> Result<GridLogSumExp> {
+    ) -> Result<SigmaGrid> {
         let rows = match self {
             EmpiricalKernel::CpuF32 { set, isa } => {
                 let xs: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
@@ -457,13 +449,7 @@ impl EmpiricalKernel {
                 );
             }
         };
-        let mut out = GridLogSumExp::default();
-        for (c, s, f) in rows {
-            out.coarse.extend(c);
-            out.fine_sigmas.push(s);
-            out.fine.push(f);
-        }
-        Ok(out)
+        Ok(rows.into_iter().collect())
     }
 }
 

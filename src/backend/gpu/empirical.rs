@@ -11,7 +11,7 @@ use super::buffers::{self, INPUT, OUTPUT, STAGING, Scratch, UNIFORM};
 use super::device::{GpuContext, lock};
 use super::pipelines::{bind, dispatch};
 use crate::backend::cpu::Real;
-use crate::backend::{GridLogSumExp, Span, WeightedRow, Weighting};
+use crate::backend::{SigmaGrid, Span, WeightedRow, Weighting};
 use crate::core::Batch;
 use crate::error::{Error, Result};
 
@@ -193,11 +193,11 @@ impl GpuEmpirical {
         spans: &[Span],
         coarse: &[f64],
         refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
-    ) -> Result<GridLogSumExp> {
+    ) -> Result<SigmaGrid> {
         self.check(x, spans)?;
         let xs: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
         self.context.scoped(|| {
-            let mut out = GridLogSumExp::default();
+            let mut out = SigmaGrid::default();
             // The fine grids are unknown until the coarse pass; 64 nodes covers the estimator's.
             let grid = coarse.len().max(64);
             for rows in self.chunks(spans, self.per_row_bytes(grid)) {
@@ -484,7 +484,7 @@ impl GpuEmpirical {
         first_row: usize,
         coarse: &[f64],
         refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
-        out: &mut GridLogSumExp,
+        out: &mut SigmaGrid,
     ) -> Result<()> {
         let context = &*self.context;
         let rows = chunk.spans.len();
@@ -556,9 +556,7 @@ impl GpuEmpirical {
             }
         }
         for ((row, sigmas), fine) in coarse_rows.into_iter().zip(fine_sigmas).zip(fine_rows) {
-            out.coarse.extend(row);
-            out.fine_sigmas.push(sigmas);
-            out.fine.push(fine);
+            out.push((row, sigmas, fine));
         }
         Ok(())
     }
