@@ -496,7 +496,7 @@ fn assert_runs_agree(
             .fold(0.0, f64::max);
         eprintln!(
             "run {name} {} {guidance:?} churn={churn}: final {worst:.2e}, path {worst_path:.2e}",
-            kind.name()
+            kind
         );
         assert!(
             scale_of(&c_final.data) < 10.0 * scale,
@@ -505,7 +505,7 @@ fn assert_runs_agree(
         assert!(
             worst <= TOLERANCE && worst_path <= TOLERANCE,
             "run {name} {} {guidance:?} churn={churn}: final {worst:e}, path {worst_path:e}",
-            kind.name()
+            kind
         );
     }
     let notices = gpu.take_notices();

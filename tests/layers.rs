@@ -196,7 +196,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Every import of one top-level module by another: (from, to) -> the files that make it.
-fn edges_and_violations() -> (BTreeMap<(String, String), Vec<String>>, Vec<String>) {
+type Edges = BTreeMap<(String, String), Vec<String>>;
+
+/// The imports between top-level modules, and every file that breaks a rule.
+fn edges_and_violations() -> (Edges, Vec<String>) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
@@ -206,7 +209,7 @@ fn edges_and_violations() -> (BTreeMap<(String, String), Vec<String>>, Vec<Strin
         "found only {} files under src/",
         files.len()
     );
-    let mut edges: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut edges = Edges::new();
     let mut violations = Vec::new();
     for file in files {
         let relative = file.strip_prefix(&src).unwrap_or(&file).to_path_buf();

@@ -143,3 +143,50 @@ fn a_denoiser_that_is_not_available_is_an_error_not_the_exact_one() {
         assert!(message.contains(&spec.denoiser.label()), "{message}");
     }
 }
+
+/// Checks that `T` prints, parses and serialises exactly `names`, in order, and nothing else.
+fn assert_spelled<T>(names: &[&str])
+where
+    T: clap::ValueEnum
+        + std::fmt::Display
+        + std::str::FromStr
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + PartialEq
+        + std::fmt::Debug,
+{
+    let values = T::value_variants();
+    assert_eq!(values.len(), names.len());
+    for (value, name) in values.iter().zip(names) {
+        assert_eq!(value.to_string(), *name);
+        assert!(name.parse::<T>().is_ok_and(|v| v == *value), "{name}");
+        let json = serde_json::to_string(value).expect("serialise");
+        assert_eq!(json, format!("\"{name}\""));
+        assert_eq!(serde_json::from_str::<T>(&json).expect("parse"), *value);
+    }
+    assert!("nope".parse::<T>().is_err());
+    assert!(serde_json::from_str::<T>("\"nope\"").is_err());
+    // Case matters, as it did.
+    assert!(names[0].to_uppercase().parse::<T>().is_err());
+}
+
+#[test]
+fn enum_names_are_the_ones_flags_and_presets_always_used() {
+    assert_spelled::<SamplerKind>(&["euler", "heun", "edm", "euler-a", "dpmpp-2m"]);
+    assert_spelled::<Precision>(&["f32", "f64"]);
+    assert_spelled::<BackendChoice>(&["auto", "gpu", "cpu"]);
+    for (name, kind) in [
+        ("karras", ScheduleKind::Karras),
+        ("log", ScheduleKind::LogUniform),
+        ("log-uniform", ScheduleKind::LogUniform),
+        ("uniform", ScheduleKind::Uniform),
+        ("vp", ScheduleKind::Vp),
+        ("tangent", ScheduleKind::Tangent { c: None }),
+        ("tangent:0.25", ScheduleKind::Tangent { c: Some(0.25) }),
+    ] {
+        assert_eq!(name.parse::<ScheduleKind>().ok(), Some(kind), "{name}");
+    }
+    for kind in ScheduleKind::FAMILIES {
+        assert_eq!(kind.name().parse::<ScheduleKind>().ok(), Some(kind));
+    }
+}

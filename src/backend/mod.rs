@@ -13,7 +13,6 @@ use crate::core::Precision;
 use crate::data::mixture::MixtureModel;
 use crate::error::{Error, Result};
 use cpu::{Isa, PreparedSet};
-use serde::{Deserialize, Serialize};
 
 /// The contiguous part of the data set some rows are compared against (one class, or all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,8 +66,7 @@ impl Default for WeightedRow {
 pub use crate::core::estimate::{GridRow, SigmaGrid};
 
 /// What the user asked for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
     /// A real GPU when there is one, else the CPU.
     #[default]
@@ -77,19 +75,7 @@ pub enum BackendChoice {
     Cpu,
 }
 
-impl std::str::FromStr for BackendChoice {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(BackendChoice::Auto),
-            "gpu" => Ok(BackendChoice::Gpu),
-            "cpu" => Ok(BackendChoice::Cpu),
-            other => Err(Error::InvalidSpec(format!(
-                "backend must be auto, gpu or cpu, not '{other}'"
-            ))),
-        }
-    }
-}
+crate::core::named_enum!(BackendChoice, "backend");
 
 /// The backend in use.
 #[derive(Clone, Debug)]

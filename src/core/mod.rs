@@ -14,6 +14,62 @@ pub mod theory;
 
 use crate::error::{Error, Result};
 
+/// Display, FromStr and serde for an enum whose names come from its `clap::ValueEnum` derive
+/// (`#[value(name = ...)]`), so that the CLI, preset files, the app and error messages spell it
+/// one way. `$what` names the setting in messages ("sampler").
+macro_rules! named_enum {
+    ($type:ty, $what:literal) => {
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                clap::ValueEnum::to_possible_value(self)
+                    .map_or(Ok(()), |value| f.write_str(value.get_name()))
+            }
+        }
+
+        impl std::str::FromStr for $type {
+            type Err = $crate::error::Error;
+            fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+                <Self as clap::ValueEnum>::from_str(s, false).map_err(|_| {
+                    $crate::error::Error::InvalidSpec(format!(
+                        "unknown {} '{s}' ({})",
+                        $what,
+                        $crate::core::value_names::<Self>()
+                    ))
+                })
+            }
+        }
+
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use named_enum;
+
+/// The names of a `clap::ValueEnum`'s values, comma-separated, for messages.
+pub fn value_names<T: clap::ValueEnum>() -> String {
+    T::value_variants()
+        .iter()
+        .filter_map(|v| v.to_possible_value())
+        .map(|v| v.get_name().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A batch of `rows` vectors of length `dim`, row-major, in f64: the sampler state and every
 /// host-side tensor the core passes around.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,26 +173,16 @@ impl Batch {
 
 /// Numeric precision of the denoiser arithmetic. Sampler state updates are always f64; they cost
 /// O(B*D) against the denoiser's O(B*N*D).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
     #[default]
+    #[value(name = "f32")]
     F32,
+    #[value(name = "f64")]
     F64,
 }
 
-impl std::str::FromStr for Precision {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "f64" => Ok(Precision::F64),
-            other => Err(Error::InvalidSpec(format!(
-                "precision must be f32 or f64, not '{other}'"
-            ))),
-        }
-    }
-}
+named_enum!(Precision, "precision");
 
 /// Euclidean norm of a slice.
 pub fn norm(v: &[f64]) -> f64 {
