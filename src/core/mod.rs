@@ -194,10 +194,14 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// The q-quantile (0..=1) of `values` by linear interpolation between order statistics;
-/// NaN for an empty slice.
-pub fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+/// The q-quantile (0..=1) of `values` (a slice, a Vec, a VecDeque, ...) by linear interpolation
+/// between order statistics, NaNs left out; NaN when nothing is left.
+pub fn quantile<'a>(values: impl IntoIterator<Item = &'a f64>, q: f64) -> f64 {
+    let mut sorted: Vec<f64> = values
+        .into_iter()
+        .copied()
+        .filter(|v| !v.is_nan())
+        .collect();
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -216,4 +220,23 @@ pub fn log_sum_exp(values: &[f64]) -> f64 {
         return m;
     }
     m + values.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_between_order_statistics_and_skip_nan() {
+        let values = [4.0, f64::NAN, 1.0, 3.0, 2.0];
+        assert_eq!(quantile(&values, 0.5), 2.5);
+        assert_eq!(quantile(&values, 0.0), 1.0);
+        assert_eq!(quantile(&values, 1.0), 4.0);
+        // Position 0.75 * 3 = 2.25 among four: a quarter of the way from 3 to 4.
+        assert_eq!(quantile(&values, 0.75), 3.25);
+        let series: std::collections::VecDeque<f64> = [10.0, 30.0, 20.0].into();
+        assert_eq!(quantile(&series, 0.5), 20.0);
+        assert!(quantile(&[f64::NAN], 0.5).is_nan());
+        assert!(quantile(&Vec::new(), 0.5).is_nan());
+    }
 }
