@@ -437,20 +437,6 @@ impl EmpiricalKernel {
         };
         Ok(rows.into_iter().collect())
     }
-}
-
-impl EmpiricalKernel {
-    /// Bytes held by the backend for this data set.
-    pub fn bytes(&self) -> usize {
-        match self {
-            EmpiricalKernel::CpuF32 { set, .. } => set.bytes(),
-            EmpiricalKernel::CpuF64 { set, .. } => set.bytes(),
-            #[cfg(feature = "gpu")]
-            EmpiricalKernel::Gpu(kernel) => {
-                kernel.gpu.bytes() + kernel.cpu.get().map_or(0, EmpiricalKernel::bytes)
-            }
-        }
-    }
 
     /// Whether the kernel runs on a GPU (false on the CPU and after a GPU failure).
     pub fn on_gpu(&self) -> bool {

@@ -142,11 +142,6 @@ impl GpuContext {
         }))
     }
 
-    /// The adapter that runs the kernels.
-    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
-        &self.info
-    }
-
     /// Whether the adapter is a CPU rasteriser (lavapipe / llvmpipe, WARP) rather than a GPU.
     pub fn is_cpu_adapter(&self) -> bool {
         !is_real_gpu(self.info.device_type)

@@ -135,11 +135,6 @@ impl GpuEmpirical {
         })
     }
 
-    /// Bytes held on the device for the data set.
-    pub fn bytes(&self) -> usize {
-        self.data.size() as usize
-    }
-
     /// The data set as the GPU holds it (rounded to f32), [n][dim], with n and dim.
     pub fn host_values(&self) -> (Vec<f64>, usize, usize) {
         let values = self.host_rows.iter().map(|&v| f64::from(v)).collect();
