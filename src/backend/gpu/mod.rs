@@ -3,8 +3,8 @@
 //! - `device.rs`: `GpuContext`, the adapter, device and queue, compiled pipelines, error scopes.
 //! - `buffers.rs`: resident uploads, reusable per-call buffers, read-back.
 //! - `pipelines.rs`: one compute pipeline per kernel entry point.
-//! - `empirical.rs`: the ideal empirical denoiser (softmax and NAG's marginal weights, class
-//!   spans) and the exact noise posterior's log-sum-exp on sigma grids.
+//! - `empirical/`: the ideal empirical denoiser (softmax and NAG's marginal weights, class
+//!   spans); `empirical/grid.rs`: the exact noise posterior's log-sum-exp on sigma grids.
 //! - `mixture.rs`: the Gaussian / Gaussian-mixture denoiser.
 //!
 //! Failure policy: every GPU call runs inside error scopes; an error (device lost, out of memory,
