@@ -11,7 +11,9 @@ use std::sync::{Arc, OnceLock};
 use crate::core::Batch;
 use crate::core::Precision;
 use crate::data::mixture::MixtureModel;
-use crate::error::{Error, Result};
+#[cfg(feature = "gpu")]
+use crate::error::Error;
+use crate::error::Result;
 use cpu::{Isa, PreparedSet};
 
 /// The contiguous part of the data set some rows are compared against (one class, or all).
