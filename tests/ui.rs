@@ -173,7 +173,7 @@ fn churn_cfg_and_nag_sliders_rerun_the_same_noise_and_change_the_diagnostics() {
     let churned = wait_for_run(&mut h, first.generation);
     assert_eq!(churned.spec.stochasticity.churn, 20.0);
     assert_eq!(
-        churned.spec.sampler.name(),
+        churned.spec.sampler.to_string(),
         "edm",
         "S_churn switches heun to EDM Alg. 2"
     );

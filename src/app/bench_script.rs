@@ -131,7 +131,7 @@ impl NoiseScopeApp {
                 "{}, {} particles, {} {} steps, exact denoiser, diagnostics subset {}",
                 spec.data.label(),
                 spec.batch,
-                spec.sampler.name(),
+                spec.sampler,
                 spec.schedule.steps,
                 spec.diagnostics.subset
             ),

@@ -15,10 +15,10 @@ use crate::app::tips;
 pub(super) fn sampler_group(ui: &mut Ui, settings: &mut Settings) {
     let spec = &mut settings.spec;
     ComboBox::from_id_salt("sampler")
-        .selected_text(format!("sampler: {}", spec.sampler.name()))
+        .selected_text(format!("sampler: {}", spec.sampler))
         .show_ui(ui, |ui| {
-            for kind in SamplerKind::ALL {
-                ui.selectable_value(&mut spec.sampler, kind, kind.name());
+            for &kind in <SamplerKind as clap::ValueEnum>::value_variants() {
+                ui.selectable_value(&mut spec.sampler, kind, kind.to_string());
             }
         })
         .response
@@ -34,13 +34,7 @@ pub(super) fn sampler_group(ui: &mut Ui, settings: &mut Settings) {
     ComboBox::from_id_salt("schedule")
         .selected_text(format!("schedule: {family}"))
         .show_ui(ui, |ui| {
-            for kind in [
-                ScheduleKind::Karras,
-                ScheduleKind::LogUniform,
-                ScheduleKind::Uniform,
-                ScheduleKind::Vp,
-                ScheduleKind::Tangent { c: None },
-            ] {
+            for kind in ScheduleKind::FAMILIES {
                 let selected = schedule.kind.name() == kind.name();
                 if ui.selectable_label(selected, kind.name()).clicked() && !selected {
                     schedule.kind = kind;
@@ -137,7 +131,7 @@ pub(super) fn stochasticity_group(ui: &mut Ui, settings: &mut Settings, state: &
         slider(ui, &mut st.eta, 0.0..=1.0, "η (eta)", tips::ETA, false);
     });
     if !spec.sampler.uses_noise() && st.churn > 0.0 {
-        ui.label(RichText::new(format!("S_churn has no effect in {}", spec.sampler.name())).weak());
+        ui.label(RichText::new(format!("S_churn has no effect in {}", spec.sampler)).weak());
     }
 }
 
