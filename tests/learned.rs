@@ -396,6 +396,15 @@ fn bad_checkpoints_give_one_clear_error() -> Result<()> {
     // A sidecar that describes another network: the weights do not fit it.
     let narrower = edit(&|v| v["model"]["arch"]["hidden"] = 128.into());
     expect_checkpoint_error(&write("narrow", &weights, Some(&narrower))?, "do not fit");
+    // A version-1 sidecar (fixed dropped-branch scale, other fields): refused by its version.
+    let old = edit(&|v| {
+        v["version"] = 1.into();
+        v["model"]["precond"]["sigma_rms"] = 1.27.into();
+        if let Some(t) = v["training"].as_object_mut() {
+            t.remove("noise_dropped_sigma");
+        }
+    });
+    expect_checkpoint_error(&write("old", &weights, Some(&old))?, "version 1");
     Ok(())
 }
 
@@ -533,7 +542,64 @@ fn the_bundled_models_load_fit_their_data_and_sample_well() -> Result<()> {
         }
     }
     let other = LearnedDenoiser::bundled("moons")?;
-    assert!(other.check_data(&DataSpec::Digits, &DataSpec::Digits.load()?).is_err());
+    assert!(
+        other
+            .check_data(&DataSpec::Digits, &DataSpec::Digits.load()?)
+            .is_err()
+    );
     assert!(LearnedDenoiser::bundled("cifar").is_err());
+    Ok(())
+}
+
+#[test]
+fn a_learned_run_takes_every_sampler_guidance_and_the_exact_diagnostics() -> Result<()> {
+    use noisescope::backend::BackendChoice;
+    use noisescope::core::sampler::SamplerKind;
+    use noisescope::run::spec::{ClassSpec, DenoiserSpec};
+    use noisescope::run::{ModelHandle, RunSpec, Session};
+
+    let _turn = one_at_a_time();
+    let base = RunSpec {
+        data: DataSpec::Toy {
+            name: "moons".into(),
+            points: 4096,
+        },
+        denoiser: DenoiserSpec::Bundled("moons".into()),
+        backend: BackendChoice::Cpu,
+        batch: 64,
+        ..Default::default()
+    };
+    let handle = Arc::new(ModelHandle::load(&base, &mut Vec::new())?);
+    for sampler in [
+        SamplerKind::Euler,
+        SamplerKind::Heun,
+        SamplerKind::Edm,
+        SamplerKind::EulerAncestral,
+        SamplerKind::DpmPp2m,
+    ] {
+        for (cfg, nag, adaptive) in [(1.0, 0.0, false), (2.0, 0.0, false), (1.0, 2.0, true)] {
+            let mut spec = base.clone();
+            spec.sampler = sampler;
+            spec.schedule.steps = 8;
+            spec.stochasticity.churn = 10.0;
+            spec.guidance.cfg = cfg;
+            spec.guidance.nag = nag;
+            spec.guidance.class = Some(ClassSpec::All(1));
+            spec.adaptive = adaptive;
+            let session = Session::new(&spec, handle.clone())?;
+            let result = session.run(&mut |_, _| std::ops::ControlFlow::Continue(()))?;
+            let what = format!("{sampler} cfg {cfg} nag {nag}");
+            assert!(result.output.x.is_finite(), "{what}");
+            // The noise-level diagnostics come from the exact posterior of the data.
+            assert!(!result.records.is_empty(), "{what}");
+            assert!(
+                result
+                    .records
+                    .iter()
+                    .all(|r| r.sigma_hat.median.is_finite()),
+                "{what}"
+            );
+        }
+    }
     Ok(())
 }

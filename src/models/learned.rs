@@ -1,7 +1,8 @@
 //! A trained network as a `Denoiser`: the EMA weights of a checkpoint (or of a trainer), f32,
 //! evaluated in chunks of rows. `Cond::class = None` is the null class (CFG's unconditional model);
 //! `Cond::noise_conditional = false` is the noise-dropped branch D_none(x; sigma) =
-//! x + sigma F(c_none x; null), which converges to x - sigma E_pi[n | x] (see the note of `train`).
+//! x + sigma F(c_none(x) x; null), which converges to x - sigma E[n | x] under the noise-dropped
+//! rows' training distribution of sigma (see the note of `train`).
 
 use std::path::Path;
 

@@ -23,8 +23,10 @@ const ANALYTIC_ROWS: usize = 4096;
 /// Data rows the metrics compare with at most (a seeded subset of larger sets).
 pub const MAX_DATA_ROWS: usize = 8192;
 
-/// Every metric of `samples` against the data of `source`; with `intended` classes (one per
-/// sample), the class accuracy under the exact class posterior at `CLASS_SIGMA` too.
+/// Every metric of `samples` against the data of `source`. With `intended` classes (one per
+/// sample) the samples of each class are compared with that class's data (the metrics averaged
+/// over classes, weighted by samples), and the class accuracy under the exact class posterior
+/// at `CLASS_SIGMA` is added.
 pub fn quality(
     samples: &Batch,
     source: &Source,
@@ -32,18 +34,50 @@ pub fn quality(
     seed: u64,
 ) -> Result<Quality> {
     let points = source.display_points(ANALYTIC_ROWS);
-    let mut data = Batch::from_vec(points.n, points.dim, points.values)?;
-    if data.rows > MAX_DATA_ROWS {
-        // The nearest-point search costs samples x rows x dim: a fixed subset of large sets.
-        data = data.select_rows(&choose_subset(seed, data.rows, MAX_DATA_ROWS));
+    let all = Batch::from_vec(points.n, points.dim, points.values)?;
+    // The nearest-point search costs samples x rows x dim: a fixed subset of large sets.
+    let keep = choose_subset(seed, all.rows, MAX_DATA_ROWS);
+    let data = all.select_rows(&keep);
+    let (Some(classes), Some(labels)) = (intended, &points.labels) else {
+        return Quality::measure(samples, &data, seed);
+    };
+    if classes.len() != samples.rows {
+        return Err(Error::Shape(format!(
+            "{} intended classes for {} samples",
+            classes.len(),
+            samples.rows
+        )));
     }
-    let mut q = Quality::measure(samples, &data, seed)?;
-    if let Some(classes) = intended {
-        let posterior = |x: &Batch| class_posterior(source, x, CLASS_SIGMA);
-        q.class_accuracy = Some(crate::core::metrics::class_accuracy(
-            samples, classes, &posterior,
-        )?);
+    let labels: Vec<u32> = keep.iter().map(|&j| labels[j]).collect();
+    let mut wanted: Vec<u32> = classes.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut q = Quality {
+        sliced_w2: 0.0,
+        mmd: 0.0,
+        mmd_bandwidth: 0.0,
+        nearest_distance: 0.0,
+        class_accuracy: None,
+    };
+    for c in wanted {
+        let own: Vec<usize> = (0..samples.rows).filter(|&r| classes[r] == c).collect();
+        let rows: Vec<usize> = (0..data.rows).filter(|&j| labels[j] == c).collect();
+        if rows.is_empty() {
+            return Err(Error::InvalidSpec(format!(
+                "class {c} has no data to compare with"
+            )));
+        }
+        let part = Quality::measure(&samples.select_rows(&own), &data.select_rows(&rows), seed)?;
+        let weight = own.len() as f64 / samples.rows as f64;
+        q.sliced_w2 += weight * part.sliced_w2;
+        q.mmd += weight * part.mmd;
+        q.mmd_bandwidth += weight * part.mmd_bandwidth;
+        q.nearest_distance += weight * part.nearest_distance;
     }
+    let posterior = |x: &Batch| class_posterior(source, x, CLASS_SIGMA);
+    q.class_accuracy = Some(crate::core::metrics::class_accuracy(
+        samples, classes, &posterior,
+    )?);
     Ok(q)
 }
 

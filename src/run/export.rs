@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::core::diagnostics::StepRecord;
 use crate::core::estimate::Spread;
+use crate::core::metrics::Quality;
 use crate::core::theory::GaussianTheory;
 use crate::core::{Batch, Precision};
 use crate::data::grid::{export_scale, image_grid};
@@ -48,6 +49,8 @@ pub struct RunArtifacts {
     pub evaluations: usize,
     pub tangent_c: Option<f64>,
     pub theory: Option<GaussianTheory>,
+    /// The final samples' quality against the data (core::metrics), when measured.
+    pub quality: Option<Quality>,
     pub timings: Timings,
 }
 
@@ -84,6 +87,7 @@ impl RunArtifacts {
             evaluations: run.evaluations,
             tangent_c: run.tangent_c,
             theory: run.theory.clone(),
+            quality: None,
             timings: Timings {
                 total_s: run.sampling_s + run.diagnostics_s,
                 sampling_s: run.sampling_s,
@@ -175,6 +179,7 @@ pub fn write_run(out: &Path, run: &RunArtifacts) -> Result<()> {
         },
         "straightness": Spread::of(&run.straightness),
         "theory": run.theory,
+        "quality": run.quality,
     });
     let json_path = out.join("run.json");
     let text = serde_json::to_string_pretty(&summary)

@@ -10,6 +10,7 @@ use crate::core::sampler::{SamplerKind, Stochasticity};
 use crate::core::schedule::ScheduleSpec;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
+use crate::models::learned::bundled_names;
 use serde::{Deserialize, Serialize};
 
 /// CFG's class condition: one class for all samples, or one per sample from a .npy [B].
@@ -26,6 +27,61 @@ impl ClassSpec {
         match s.parse::<u32>() {
             Ok(c) => ClassSpec::All(c),
             Err(_) => ClassSpec::File(s.into()),
+        }
+    }
+}
+
+/// Which denoiser the sampler calls. Presets spell it `"exact"` (the default, and what presets
+/// without the field mean), `{"checkpoint": PATH}` or `{"bundled": NAME}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenoiserSpec {
+    /// The exact denoiser of the data: ideal empirical, Gaussian or mixture, in closed form.
+    #[default]
+    Exact,
+    /// A trained model saved as a checkpoint (PATH.safetensors with PATH.json beside it).
+    Checkpoint(PathBuf),
+    /// A trained model shipped with noisescope, by name (`models::learned::bundled_names`).
+    Bundled(String),
+}
+
+impl DenoiserSpec {
+    /// A short label for titles and messages.
+    pub fn label(&self) -> String {
+        match self {
+            DenoiserSpec::Exact => "exact".into(),
+            DenoiserSpec::Checkpoint(path) => format!("checkpoint {}", path.display()),
+            DenoiserSpec::Bundled(name) => format!("bundled model '{name}'"),
+        }
+    }
+
+    /// The CLI's spelling: `exact`, `bundled:NAME`, or a checkpoint path.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.split_once(':') {
+            _ if s == "exact" => Ok(DenoiserSpec::Exact),
+            Some(("bundled", name)) => {
+                let spec = DenoiserSpec::Bundled(name.to_string());
+                spec.check_available()?;
+                Ok(spec)
+            }
+            _ if s.is_empty() => Err(Error::InvalidSpec(
+                "--denoiser needs exact, bundled:NAME or a checkpoint path".into(),
+            )),
+            _ => Ok(DenoiserSpec::Checkpoint(s.into())),
+        }
+    }
+
+    /// Whether this build can make the denoiser (a bundled name must exist; a checkpoint is
+    /// checked when it is loaded), so that a preset asking for one is never run with another.
+    pub fn check_available(&self) -> Result<()> {
+        match self {
+            DenoiserSpec::Bundled(name) if !bundled_names().contains(&name.as_str()) => {
+                Err(Error::InvalidSpec(format!(
+                    "there is no bundled model '{name}' (bundled: {})",
+                    bundled_names().join(", ")
+                )))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -77,6 +133,7 @@ impl Default for DiagnosticsSpec {
 #[serde(default)]
 pub struct RunSpec {
     pub data: DataSpec,
+    pub denoiser: DenoiserSpec,
     pub sampler: SamplerKind,
     pub schedule: ScheduleSpec,
     /// Seed 001's adaptive re-planning of the remaining steps from sigma_hat.
@@ -98,6 +155,7 @@ impl Default for RunSpec {
     fn default() -> Self {
         RunSpec {
             data: DataSpec::default(),
+            denoiser: DenoiserSpec::Exact,
             sampler: SamplerKind::Heun,
             schedule: ScheduleSpec::default(),
             adaptive: false,

@@ -19,12 +19,21 @@ use crate::data::DataSpec;
 use crate::error::{Error, Result, candle_message};
 
 pub const FORMAT: &str = "noisescope-checkpoint";
-pub const VERSION: u32 = 1;
+/// 2: the noise-dropped branch scales its input by c_none(x) and trains on its own sigma law
+/// (version 1 used a fixed scale; its weights mean something else).
+pub const VERSION: u32 = 2;
 
 const EMA: &str = "ema.";
 const RAW: &str = "raw.";
 const ADAM_FIRST: &str = "adam_m.";
 const ADAM_SECOND: &str = "adam_v.";
+
+/// The fields every sidecar version has.
+#[derive(Deserialize)]
+struct SidecarHead {
+    format: String,
+    version: u32,
+}
 
 /// The data a model was trained on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -220,6 +229,26 @@ impl Checkpoint {
     /// A checkpoint from its weights file and sidecar text in memory (bundled models); `path`
     /// names it in errors.
     pub fn from_parts(path: &Path, bytes: &[u8], sidecar_text: &str) -> Result<Self> {
+        // The format and version first: an older sidecar's fields need not parse.
+        let head: SidecarHead = serde_json::from_str(sidecar_text).map_err(|e| {
+            bad(
+                path,
+                format!(
+                    "its sidecar {} is not a valid description: {e}",
+                    sidecar_path(path).display()
+                ),
+            )
+        })?;
+        if head.format != FORMAT || head.version != VERSION {
+            return Err(bad(
+                path,
+                format!(
+                    "its sidecar is format '{}' version {}, this noisescope reads '{FORMAT}' \
+                     version {VERSION} (retrain it with this noisescope's `train`)",
+                    head.format, head.version
+                ),
+            ));
+        }
         let sidecar: Sidecar = serde_json::from_str(sidecar_text).map_err(|e| {
             bad(
                 path,
@@ -229,16 +258,6 @@ impl Checkpoint {
                 ),
             )
         })?;
-        if sidecar.format != FORMAT || sidecar.version != VERSION {
-            return Err(bad(
-                path,
-                format!(
-                    "its sidecar is format '{}' version {}, this noisescope reads '{FORMAT}' \
-                     version {VERSION}",
-                    sidecar.format, sidecar.version
-                ),
-            ));
-        }
         let found = fingerprint(bytes);
         if found != sidecar.weights.fingerprint {
             return Err(bad(
