@@ -10,8 +10,8 @@ pub struct Cond {
     pub class: Option<Vec<u32>>,
     /// `true`: the ordinary noise-conditional D(x; sigma). `false`: the noise-UNconditional model of
     /// NAG (seed 000): for analytic models D(x; none) = x + sigma^2 s(x) with s the score of
-    /// p(x) = int p(x; s) pi(s) ds; for learned ones the noise-dropped branch
-    /// x - sigma E_pi[n | x] (docs/learned-denoisers.md).
+    /// p(x) = int p(x; s) pi(s) ds; for learned ones the noise-dropped branch x - sigma E[n | x],
+    /// sigma ~ the dropped rows' training law pi_none (docs/learned-denoisers.md).
     pub noise_conditional: bool,
 }
 

@@ -1,5 +1,5 @@
-//! EDM preconditioning (Karras et al. 2022, arXiv 2206.00364, Table 1 and eq. 7), and the fixed
-//! scaling of the noise-dropped branch (see the module note of `train`).
+//! EDM preconditioning (Karras et al. 2022, arXiv 2206.00364, Table 1 and eq. 7), and the
+//! x-dependent input scale c_none(x) of the noise-dropped branch (see the module note of `train`).
 
 use serde::{Deserialize, Serialize};
 
