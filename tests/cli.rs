@@ -1,37 +1,10 @@
 //! The `noisescope sample` command on real files: outputs, errors, and an independent f64
 //! reference implementation of EDM Algorithms 1/2 and DPM-Solver++(2M) written from the formulas.
 
-use std::path::Path;
-use std::process::Command;
-
 use noisescope::data::npy;
 
-fn noisescope(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_noisescope"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a clean failure: exit 2, one `error:` line mentioning `needle`, no panic.
-fn assert_clear_error(o: &std::process::Output, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(err.starts_with("error:"), "stderr: {err}");
-    assert!(
-        err.to_lowercase().contains(&needle.to_lowercase()),
-        "expected '{needle}' in: {err}"
-    );
-}
-
-fn path(dir: &Path, name: &str) -> String {
-    dir.join(name).display().to_string()
-}
+mod cli_support;
+use cli_support::{assert_clear_error, noisescope, path, stderr};
 
 #[test]
 fn sample_writes_every_output_and_the_npy_files_read_back() {

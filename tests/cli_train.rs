@@ -1,37 +1,11 @@
 //! The `noisescope train` command: a checkpoint on disk, resume, and one clear error per bad input.
 
 use std::path::Path;
-use std::process::Command;
 
 use noisescope::models::learned::LearnedDenoiser;
 
-fn noisescope(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_noisescope"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts a clean failure: exit 2, one `error:` line mentioning `needle`, no panic.
-fn assert_clear_error(o: &std::process::Output, needle: &str) {
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(err.starts_with("error:"), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(
-        err.to_lowercase().contains(&needle.to_lowercase()),
-        "expected '{needle}' in: {err}"
-    );
-}
-
-fn path(dir: &Path, name: &str) -> String {
-    dir.join(name).display().to_string()
-}
+mod cli_support;
+use cli_support::{assert_one_line_error as assert_clear_error, noisescope, path, text};
 
 #[test]
 fn train_writes_a_checkpoint_and_resumes_it() {

@@ -229,16 +229,18 @@ impl Checkpoint {
     /// A checkpoint from its weights file and sidecar text in memory (bundled models); `path`
     /// names it in errors.
     pub fn from_parts(path: &Path, bytes: &[u8], sidecar_text: &str) -> Result<Self> {
-        // The format and version first: an older sidecar's fields need not parse.
-        let head: SidecarHead = serde_json::from_str(sidecar_text).map_err(|e| {
+        let invalid = |e: serde_json::Error| {
+            let side = sidecar_path(path);
             bad(
                 path,
                 format!(
                     "its sidecar {} is not a valid description: {e}",
-                    sidecar_path(path).display()
+                    side.display()
                 ),
             )
-        })?;
+        };
+        // The format and version first: an older sidecar's fields need not parse.
+        let head: SidecarHead = serde_json::from_str(sidecar_text).map_err(invalid)?;
         if head.format != FORMAT || head.version != VERSION {
             return Err(bad(
                 path,
@@ -249,15 +251,7 @@ impl Checkpoint {
                 ),
             ));
         }
-        let sidecar: Sidecar = serde_json::from_str(sidecar_text).map_err(|e| {
-            bad(
-                path,
-                format!(
-                    "its sidecar {} is not a valid description: {e}",
-                    sidecar_path(path).display()
-                ),
-            )
-        })?;
+        let sidecar: Sidecar = serde_json::from_str(sidecar_text).map_err(invalid)?;
         let found = fingerprint(bytes);
         if found != sidecar.weights.fingerprint {
             return Err(bad(
