@@ -17,18 +17,6 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Asserts a clean failure: exit 2, one `error:` line mentioning `needle`, no panic.
-fn assert_clear_error(o: &std::process::Output, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(err.starts_with("error:"), "stderr: {err}");
-    assert!(
-        err.to_lowercase().contains(&needle.to_lowercase()),
-        "expected '{needle}' in: {err}"
-    );
-}
-
 fn path(dir: &Path, name: &str) -> String {
     dir.join(name).display().to_string()
 }
@@ -98,107 +86,697 @@ fn gaussian_runs_carry_the_theory_and_f64_files() {
     assert!(String::from_utf8_lossy(&bytes[..128]).contains("<f8"));
 }
 
+/// One bad input: the arguments (after `noisescope`), the words stderr must contain (the
+/// offending flag or file among them) and an optional environment variable.
+struct BadInput {
+    args: Vec<String>,
+    needles: Vec<String>,
+    env: Option<(&'static str, &'static str)>,
+}
+
+fn bad(args: &[&str], needles: &[&str]) -> BadInput {
+    BadInput {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        needles: needles.iter().map(|s| s.to_string()).collect(),
+        env: None,
+    }
+}
+
+/// Name, size, modification time and bytes of every entry of `dir` (sorted by name).
+fn snapshot(dir: &Path) -> Vec<(String, u64, std::time::SystemTime, Vec<u8>)> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let meta = e.metadata().expect("metadata");
+            let bytes = if meta.is_file() {
+                std::fs::read(e.path()).expect("read")
+            } else {
+                Vec::new()
+            };
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                meta.len(),
+                meta.modified().expect("mtime"),
+                bytes,
+            )
+        })
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries
+}
+
+/// A tiny PNG.
+fn save_png(path: &Path, shade: u8) {
+    image::GrayImage::from_fn(5, 4, |x, y| {
+        image::Luma([shade.wrapping_add((x * y) as u8)])
+    })
+    .save(path)
+    .expect("save png");
+}
+
+/// A .npy written by hand: `header` (the dict) and `body` bytes.
+fn raw_npy(path: &Path, header: &str, body: &[u8]) {
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(body);
+    std::fs::write(path, bytes).expect("write");
+}
+
 #[test]
-fn bad_input_gives_one_clear_error_and_exit_2() {
+fn every_bad_input_gives_one_line_exit_2_and_leaves_the_output_folder_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let f = |name: &str| dir.path().join(name).display().to_string();
+    // Files the cases read.
+    std::fs::write(dir.path().join("bad.npy"), b"\x93NUMPY\x01\x00garbage").expect("write");
+    npy::write(
+        &dir.path().join("nan.npy"),
+        &[3, 2],
+        &[0.0, 1.0, f64::NAN, 2.0, 3.0, 4.0],
+        true,
+    )
+    .expect("write");
+    npy::write(
+        &dir.path().join("data.npy"),
+        &[3, 2],
+        &[0.0, 1.0, 2.0, 2.0, 3.0, 4.0],
+        false,
+    )
+    .expect("write");
+    npy::write(&dir.path().join("labels.npy"), &[2], &[0.0, 1.0], false).expect("write");
+    npy::write(&dir.path().join("frac.npy"), &[3], &[0.0, 0.5, 1.0], true).expect("write");
+    npy::write(&dir.path().join("z.npy"), &[4, 3], &[0.0; 12], false).expect("write");
+    let mut z_nan = vec![0.0; 4];
+    z_nan[1] = f64::NAN;
+    npy::write(&dir.path().join("znan.npy"), &[2, 2], &z_nan, true).expect("write");
+    npy::write(&dir.path().join("eps.npy"), &[2, 2, 2], &[0.0; 8], true).expect("write");
+    npy::write(&dir.path().join("classes5.npy"), &[5], &[0.0; 5], false).expect("write");
+    npy::write(&dir.path().join("cube.npy"), &[2, 2, 2], &[0.0; 8], false).expect("write");
+    npy::write(
+        &dir.path().join("huge.npy"),
+        &[2, 2],
+        &[0.0, 1e10, 1.0, 2.0],
+        true,
+    )
+    .expect("write");
+    raw_npy(
+        &dir.path().join("complex.npy"),
+        "{'descr': '<c8', 'fortran_order': False, 'shape': (2, 2), }\n",
+        &[0u8; 32],
+    );
+    raw_npy(
+        &dir.path().join("trunc.npy"),
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (100, 2), }\n",
+        &[0u8; 24],
+    );
+    std::fs::create_dir(dir.path().join("empty")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("mixed/cats")).expect("mkdir");
+    save_png(&dir.path().join("mixed/top.png"), 10);
+    save_png(&dir.path().join("mixed/cats/a.png"), 90);
+    std::fs::create_dir(dir.path().join("corrupt")).expect("mkdir");
+    std::fs::write(dir.path().join("corrupt/x.png"), b"not a png").expect("write");
+    std::fs::create_dir(dir.path().join("imgs")).expect("mkdir");
+    save_png(&dir.path().join("imgs/a.png"), 40);
+    let presets = [
+        ("steps0.json", r#"{"schedule": {"steps": 0}}"#),
+        (
+            "tangent.json",
+            r#"{"schedule": {"kind": {"family": "tangent", "c": -1.0}}}"#,
+        ),
+        ("typo.json", r#"{"step": 5}"#),
+        ("nested.json", r#"{"schedule": {"step": 5}}"#),
+        ("broken.json", r#"{"batch": 5"#),
+        ("kind.json", r#"{"data": {"kind": "mnist"}}"#),
+        ("batch0.json", r#"{"batch": 0}"#),
+    ];
+    for (name, text) in presets {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    }
+    let a_file = f("data.npy");
+    let cases = vec![
+        // Data files.
+        bad(
+            &["sample", "--data", &format!("npy:{}", f("bad.npy"))],
+            &["bad.npy"],
+        ),
+        bad(
+            &["sample", "--data", &format!("npy:{}", f("nan.npy"))],
+            &["nan", "nan.npy"],
+        ),
+        bad(
+            &[
+                "sample",
+                "--data",
+                &format!("npy:{a_file}"),
+                "--labels",
+                &f("labels.npy"),
+            ],
+            &["2 labels", "labels.npy"],
+        ),
+        bad(
+            &[
+                "sample",
+                "--data",
+                &format!("npy:{a_file}"),
+                "--labels",
+                &f("frac.npy"),
+            ],
+            &["frac.npy", "0.5"],
+        ),
+        bad(
+            &[
+                "sample",
+                "--data",
+                &format!("npy:{a_file}"),
+                "--labels",
+                &f("none.npy"),
+            ],
+            &["none.npy"],
+        ),
+        bad(
+            &["sample", "--data", &format!("npy:{}", f("cube.npy"))],
+            &["cube.npy", "[N, D]"],
+        ),
+        bad(
+            &["sample", "--data", &format!("npy:{}", f("complex.npy"))],
+            &["complex.npy", "<c8"],
+        ),
+        bad(
+            &["sample", "--data", &format!("npy:{}", f("trunc.npy"))],
+            &["trunc.npy", "truncated"],
+        ),
+        bad(
+            &["sample", "--data", &format!("npy:{}", f("missing.npy"))],
+            &["missing.npy"],
+        ),
+        bad(
+            &["sample", "--data", &format!("npy:{}", f("huge.npy"))],
+            &["huge.npy", "--precision f64"],
+        ),
+        bad(&["sample", "--data", "npy:"], &["--data"]),
+        bad(&["sample", "--data", "mnist"], &["--data"]),
+        bad(
+            &["sample", "--data", "toy:nope"],
+            &["unknown toy", "--data"],
+        ),
+        bad(&["sample", "--data", "gaussian:1,abc"], &["--data", "abc"]),
+        bad(&["sample", "--data", "gaussian:-1"], &["--data", "-1"]),
+        bad(
+            &["sample", "--data", "toy:moons", "--points", "0"],
+            &["--points"],
+        ),
+        bad(
+            &[
+                "sample",
+                "--data",
+                "toy:moons",
+                "--labels",
+                &f("labels.npy"),
+            ],
+            &["--labels"],
+        ),
+        // Image folders.
+        bad(
+            &["sample", "--data", "images:/definitely/not/here"],
+            &["not a folder", "/definitely/not/here"],
+        ),
+        bad(
+            &["sample", "--data", &format!("images:{}", f("empty"))],
+            &["no .png", "empty"],
+        ),
+        bad(
+            &["sample", "--data", &format!("images:{}", f("mixed"))],
+            &["mixed", "sub-folder"],
+        ),
+        bad(
+            &["sample", "--data", &format!("images:{}", f("corrupt"))],
+            &["x.png"],
+        ),
+        bad(
+            &[
+                "sample",
+                "--data",
+                &format!("images:{}", f("imgs")),
+                "--image-size",
+                "1",
+            ],
+            &["--image-size"],
+        ),
+        bad(
+            &[
+                "sample",
+                "--data",
+                &format!("images:{}", f("imgs")),
+                "--image-size",
+                "1000",
+            ],
+            &["--image-size"],
+        ),
+        // Schedule and sampler.
+        bad(
+            &["sample", "--sigma-min", "5", "--sigma-max", "1"],
+            &["sigma_min", "--sigma-min"],
+        ),
+        bad(&["sample", "--sigma-min", "0"], &["--sigma-min"]),
+        bad(&["sample", "--sigma-max", "1e13"], &["--sigma-max"]),
+        bad(&["sample", "--steps", "0"], &["steps", "--steps"]),
+        bad(&["sample", "--steps", "100001"], &["--steps"]),
+        bad(&["sample", "--steps", "abc"], &["--steps"]),
+        bad(&["sample", "--rho", "0"], &["--rho"]),
+        bad(&["sample", "--sampler", "foo"], &["--sampler"]),
+        bad(&["sample", "--schedule", "foo"], &["--schedule"]),
+        bad(&["sample", "--schedule", "tangent:-1"], &["--schedule"]),
+        bad(&["sample", "--schedule", "tangent:abc"], &["--schedule"]),
+        bad(&["sample", "--churn", "inf"], &["--churn", "finite"]),
+        bad(&["sample", "--churn", "-1"], &["--churn"]),
+        bad(&["sample", "--tmin", "5", "--tmax", "1"], &["--tmax"]),
+        bad(&["sample", "--snoise", "-1"], &["--snoise"]),
+        bad(&["sample", "--eta", "nan"], &["--eta"]),
+        bad(&["sample", "--adaptive", "maybe"], &["--adaptive"]),
+        // Guidance.
+        bad(
+            &["sample", "--data", "toy:checkerboard", "--class", "1"],
+            &["no classes", "--class"],
+        ),
+        bad(
+            &["sample", "--data", "digits", "--class", "12"],
+            &["class 12", "--class"],
+        ),
+        bad(
+            &["sample", "--data", "digits", "--class", "-1"],
+            &["--class", "-1"],
+        ),
+        bad(
+            &["sample", "--data", "digits", "--class", "2.5"],
+            &["--class"],
+        ),
+        bad(
+            &["sample", "--data", "digits", "--class", &f("nope.npy")],
+            &["nope.npy"],
+        ),
+        bad(
+            &[
+                "sample",
+                "--data",
+                "digits",
+                "--batch",
+                "4",
+                "--class",
+                &f("classes5.npy"),
+            ],
+            &["classes5.npy"],
+        ),
+        bad(
+            &[
+                "sample", "--data", "digits", "--class", "1", "--cfg", "1e300",
+            ],
+            &["--cfg"],
+        ),
+        bad(&["sample", "--cfg", "nan"], &["--cfg"]),
+        bad(
+            &["sample", "--data", "digits", "--nag", "100"],
+            &["--nag", "sigma"],
+        ),
+        bad(&["sample", "--nag", "inf"], &["--nag"]),
+        bad(&["sample", "--nag-prior", "flat"], &["--nag-prior"]),
+        // Run settings.
+        bad(&["sample", "--batch", "0"], &["--batch"]),
+        bad(
+            &["sample", "--data", "digits", "--batch", "10000000"],
+            &["--batch", "GiB", "limit"],
+        ),
+        bad(&["sample", "--seed", "-1"], &["--seed"]),
+        bad(&["sample", "--precision", "f16"], &["--precision"]),
+        bad(&["sample", "--backend", "tpu"], &["--backend"]),
+        bad(&["sample", "--diagnostics", "maybe"], &["--diagnostics"]),
+        bad(
+            &["sample", "--diagnostics-subset", "0"],
+            &["--diagnostics-subset"],
+        ),
+        bad(&["sample", "--bogus", "1"], &["--bogus"]),
+        bad(&["sample", "--step", "3"], &["--step"]),
+        // Injected noise.
+        bad(
+            &[
+                "sample",
+                "--data",
+                "toy:moons",
+                "--batch",
+                "4",
+                "--init-noise",
+                &f("z.npy"),
+            ],
+            &["shape", "z.npy"],
+        ),
+        bad(
+            &[
+                "sample",
+                "--data",
+                "toy:moons",
+                "--batch",
+                "2",
+                "--init-noise",
+                &f("znan.npy"),
+            ],
+            &["znan.npy"],
+        ),
+        bad(
+            &["sample", "--init-noise", &f("nothere.npy")],
+            &["nothere.npy"],
+        ),
+        bad(
+            &[
+                "sample",
+                "--data",
+                "toy:moons",
+                "--sampler",
+                "edm",
+                "--churn",
+                "5",
+                "--steps",
+                "4",
+                "--batch",
+                "2",
+                "--churn-noise",
+                &f("eps.npy"),
+            ],
+            &["eps.npy"],
+        ),
+        // Presets.
+        bad(
+            &["sample", "--preset", &f("steps0.json")],
+            &["steps0.json", "--steps"],
+        ),
+        bad(
+            &["sample", "--preset", &f("tangent.json")],
+            &["tangent.json", "tangent"],
+        ),
+        bad(
+            &["sample", "--preset", &f("typo.json")],
+            &["typo.json", "`step`"],
+        ),
+        bad(
+            &["sample", "--preset", &f("nested.json")],
+            &["nested.json", "`step`"],
+        ),
+        bad(&["sample", "--preset", &f("broken.json")], &["broken.json"]),
+        bad(
+            &["sample", "--preset", &f("kind.json")],
+            &["kind.json", "mnist"],
+        ),
+        bad(
+            &["sample", "--preset", &f("batch0.json")],
+            &["batch0.json", "--batch"],
+        ),
+        bad(&["sample", "--preset", &f("absent.json")], &["absent.json"]),
+        // The output folder itself.
+        bad(&["sample", "--out", &a_file], &["--out"]),
+        // The memory limit, set by hand.
+        BadInput {
+            env: Some(("NOISESCOPE_MEMORY_LIMIT", "100")),
+            ..bad(
+                &["sample", "--data", &format!("npy:{a_file}")],
+                &["data.npy", "NOISESCOPE_MEMORY_LIMIT"],
+            )
+        },
+        BadInput {
+            env: Some(("NOISESCOPE_MEMORY_LIMIT", "lots")),
+            ..bad(&["sample"], &["NOISESCOPE_MEMORY_LIMIT"])
+        },
+        // The benchmarks.
+        bad(&["bench", "--repeats", "0"], &["--repeats"]),
+        bad(&["bench", "--workload", "huge"], &["--workload"]),
+        bad(&["bench-ui", "--drag-seconds", "nan"], &["--drag-seconds"]),
+        bad(&["bench-ui", "--reruns", "0"], &["--reruns"]),
+        bad(&["bench-ui", "--width", "10"], &["--width"]),
+        // The app's own flags.
+        bad(
+            &["--preset", &f("typo.json"), "--renderer", "glow"],
+            &["typo.json", "`step`"],
+        ),
+        bad(&["--renderer", "vulkan"], &["--renderer"]),
+    ];
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    // An earlier run's folder, with a file of the user's beside it, all dated an hour ago.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for (name, bytes) in [
+        ("run.json", &b"{\"old\": true}"[..]),
+        ("traj.npy", &b"old trajectory"[..]),
+        ("samples.png", &b"old picture"[..]),
+        ("my-notes.txt", &b"keep me"[..]),
+    ] {
+        std::fs::write(out.join(name), bytes).expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(out.join(name))
+            .and_then(|file| file.set_modified(an_hour_ago))
+            .expect("set mtime");
+    }
+    let before = snapshot(&out);
+    let around = snapshot(dir.path());
+    for case in &cases {
+        let mut args = case.args.clone();
+        if args[0] == "sample" && !args.iter().any(|a| a == "--out") {
+            args.extend(["--out".to_string(), out.display().to_string()]);
+        }
+        let mut command = Command::new(env!("CARGO_BIN_EXE_noisescope"));
+        command.args(&args).env_remove("NOISESCOPE_MEMORY_LIMIT");
+        if let Some((key, value)) = case.env {
+            command.env(key, value);
+        }
+        let o = command.output().expect("the binary runs");
+        let err = stderr(&o);
+        let shown = format!("{args:?} -> {err}");
+        println!("{shown}");
+        assert_eq!(o.status.code(), Some(2), "{shown}");
+        assert!(!err.contains("panicked"), "panic: {shown}");
+        assert_eq!(err.lines().count(), 1, "not one line: {shown}");
+        assert!(err.starts_with("error: "), "{shown}");
+        for needle in &case.needles {
+            assert!(
+                err.to_lowercase().contains(&needle.to_lowercase()),
+                "expected '{needle}' in: {shown}"
+            );
+        }
+        assert!(
+            snapshot(&out) == before,
+            "the output folder changed: {shown}"
+        );
+        assert!(
+            snapshot(dir.path()) == around,
+            "files beside it changed: {shown}"
+        );
+    }
+}
+
+#[test]
+fn presets_are_validated_after_the_flags_and_notes_name_ignored_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let preset = dir.path().join("steps0.json");
+    std::fs::write(&preset, r#"{"schedule": {"steps": 0}, "batch": 3}"#).expect("write");
     let out = path(dir.path(), "o");
-    // A malformed .npy.
-    let bad = dir.path().join("bad.npy");
-    std::fs::write(&bad, b"\x93NUMPY\x01\x00garbage").expect("write");
+    // --steps mends the preset's steps: 0.
     let o = noisescope(&[
         "sample",
-        "--data",
-        &format!("npy:{}", bad.display()),
+        "--preset",
+        &preset.display().to_string(),
+        "--steps",
+        "3",
         "--out",
         &out,
     ]);
-    assert_clear_error(&o, "bad.npy");
-    // Data with NaN.
-    let nan = dir.path().join("nan.npy");
-    npy::write(&nan, &[3, 2], &[0.0, 1.0, f64::NAN, 2.0, 3.0, 4.0], true).expect("write");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sig = npy::read(&dir.path().join("o/sigmas.npy")).expect("sigmas");
+    assert_eq!(sig.data.len(), 4);
+    // Flags the run ignores: one note each, and the run goes ahead.
+    let data = dir.path().join("d.npy");
+    npy::write(
+        &data,
+        &[4, 2],
+        &[0.0, 1.0, 2.0, 3.0, 1.0, 0.0, 2.0, 1.0],
+        false,
+    )
+    .expect("write");
+    let runs: [(&[&str], &[&str]); 4] = [
+        (&["--churn", "20", "--sampler", "heun"], &["--churn"]),
+        (&["--churn", "20", "--sampler", "euler"], &["--churn"]),
+        (
+            &[
+                "--data",
+                &format!("npy:{}", data.display()),
+                "--points",
+                "9",
+            ],
+            &["--points"],
+        ),
+        (
+            &["--data", "toy:moons", "--image-size", "8", "--rgb"],
+            &["--image-size", "--rgb"],
+        ),
+    ];
+    for (flags, expect) in runs {
+        let mut args = vec!["sample", "--steps", "3", "--batch", "4", "--out", &out];
+        args.extend_from_slice(flags);
+        let o = noisescope(&args);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{flags:?}: {err}");
+        let notes: Vec<&str> = err.lines().filter(|l| l.starts_with("note: ")).collect();
+        assert_eq!(notes.len(), expect.len(), "{flags:?}: {err}");
+        for (note, flag) in notes.iter().zip(expect) {
+            assert!(note.contains(flag) && note.contains("no effect"), "{note}");
+        }
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("o/run.json")).expect("json"),
+        )
+        .expect("valid");
+        assert_eq!(
+            json["notes"].as_array().map(|n| n.len()),
+            Some(expect.len())
+        );
+    }
+    // A schedule no sampler can follow still runs, with a warning that names the fix.
     let o = noisescope(&[
         "sample",
-        "--data",
-        &format!("npy:{}", nan.display()),
+        "--sigma-min",
+        "1e-12",
+        "--sigma-max",
+        "1e12",
+        "--steps",
+        "18",
+        "--batch",
+        "4",
         "--out",
         &out,
     ]);
-    assert_clear_error(&o, "nan");
-    // Labels of the wrong length.
-    let data = dir.path().join("data.npy");
-    npy::write(&data, &[3, 2], &[0.0, 1.0, 2.0, 2.0, 3.0, 4.0], false).expect("write");
-    let labels = dir.path().join("labels.npy");
-    npy::write(&labels, &[2], &[0.0, 1.0], false).expect("write");
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("warning: ") && l.contains("--steps")),
+        "{err}"
+    );
+    // The default schedule gets no warning.
+    let o = noisescope(&["sample", "--batch", "4", "--out", &out]);
+    assert!(
+        o.status.success() && stderr(&o).is_empty(),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn double_precision_takes_data_single_precision_cannot_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("wide.npy");
+    let values: Vec<f64> = (0..20).map(|i| (i as f64 - 10.0) * 1e9).collect();
+    npy::write(&data, &[10, 2], &values, true).expect("write");
+    let out = path(dir.path(), "o");
     let o = noisescope(&[
         "sample",
         "--data",
         &format!("npy:{}", data.display()),
-        "--labels",
-        &labels.display().to_string(),
-        "--out",
-        &out,
-    ]);
-    assert_clear_error(&o, "2 labels");
-    // Initial noise of the wrong shape.
-    let z = dir.path().join("z.npy");
-    npy::write(&z, &[4, 3], &[0.0; 12], false).expect("write");
-    let o = noisescope(&[
-        "sample",
-        "--data",
-        "toy:moons",
-        "--batch",
-        "4",
-        "--init-noise",
-        &z.display().to_string(),
-        "--out",
-        &out,
-    ]);
-    assert_clear_error(&o, "shape");
-    // sigma_min >= sigma_max, steps = 0, unknown names.
-    let o = noisescope(&[
-        "sample",
-        "--sigma-min",
-        "5",
+        "--precision",
+        "f64",
         "--sigma-max",
-        "1",
+        "1e11",
+        "--batch",
+        "3",
+        "--steps",
+        "4",
         "--out",
         &out,
     ]);
-    assert_clear_error(&o, "sigma_min");
-    let o = noisescope(&["sample", "--steps", "0", "--out", &out]);
-    assert_clear_error(&o, "steps");
-    let o = noisescope(&["sample", "--data", "toy:nope", "--out", &out]);
-    assert_clear_error(&o, "unknown toy");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let traj = npy::read(&dir.path().join("o/traj.npy")).expect("traj");
+    assert!(traj.data.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn a_new_run_replaces_every_file_of_the_old_one_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let imgs = dir.path().join("imgs");
+    std::fs::create_dir(&imgs).expect("mkdir");
+    for i in 0..3 {
+        save_png(&imgs.join(format!("{i}.png")), 60 * i);
+    }
+    let out = path(dir.path(), "o");
     let o = noisescope(&[
         "sample",
         "--data",
-        "images:/definitely/not/here",
+        &format!("images:{}", imgs.display()),
+        "--image-size",
+        "4",
+        "--batch",
+        "2",
+        "--steps",
+        "3",
         "--out",
         &out,
     ]);
-    assert_clear_error(&o, "not a folder");
-    let empty = dir.path().join("empty");
-    std::fs::create_dir(&empty).expect("mkdir");
-    let o = noisescope(&[
-        "sample",
-        "--data",
-        &format!("images:{}", empty.display()),
-        "--out",
-        &out,
-    ]);
-    assert_clear_error(&o, "no .png");
-    let o = noisescope(&[
-        "sample",
-        "--data",
-        "toy:checkerboard",
-        "--class",
-        "1",
-        "--out",
-        &out,
-    ]);
-    assert_clear_error(&o, "no classes");
-    let o = noisescope(&["sample", "--data", "digits", "--class", "12", "--out", &out]);
-    assert_clear_error(&o, "class 12");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join("o/samples.png").exists());
+    std::fs::write(dir.path().join("o/mine.txt"), "keep").expect("write");
+    let o = noisescope(&["sample", "--batch", "2", "--steps", "3", "--out", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("o"))
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "denoised.npy",
+            "diagnostics.csv",
+            "mine.txt",
+            "run.json",
+            "sigmas.npy",
+            "traj.npy"
+        ]
+    );
+    // No staging folders are left beside it.
+    let beside: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("o/run.json")).expect("json"),
+    )
+    .expect("valid");
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "backend",
+            "data",
+            "evaluations",
+            "notes",
+            "sigmas",
+            "spec",
+            "straightness",
+            "tangent_c",
+            "theory",
+            "timings"
+        ]
+    );
+    assert_eq!(json["data"]["label"], "toy:8gaussians");
+    assert_eq!(json["data"]["dim"], 2);
+    assert!(
+        json["timings"]["evaluations_per_s"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0)
+    );
 }
 
 #[test]

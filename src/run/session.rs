@@ -43,7 +43,7 @@ pub struct ModelHandle {
 impl ModelHandle {
     /// Loads the data and uploads it to the backend the spec asks for.
     pub fn load(spec: &RunSpec, notes: &mut Vec<String>) -> Result<Self> {
-        let source = spec.data.load()?;
+        let source = spec.load_data()?;
         let compute = Compute::select(spec.backend, notes)?;
         Self::with_source(spec, Arc::new(source), &compute)
     }
@@ -125,6 +125,7 @@ impl Session {
         spec.validate()?;
         let model = handle.model.clone();
         let dim = model.dim();
+        spec.check_run_memory(dim)?;
         let batch = spec.batch;
         // The schedule; a tangent law without c gets the KL-optimal c for the data's spectrum.
         let mut schedule: ScheduleSpec = spec.schedule;
@@ -171,7 +172,7 @@ impl Session {
             .and_then(|c| c.iter().find(|&&c| c as usize >= model.num_classes()))
         {
             return Err(Error::InvalidSpec(format!(
-                "class {c} does not exist ({} has {} classes)",
+                "class {c} (--class) does not exist ({} has {} classes)",
                 spec.data.label(),
                 model.num_classes()
             )));
@@ -314,9 +315,10 @@ impl Session {
             },
             on_step: &mut callback,
         };
-        let output = sample(spec.sampler, args, self.x0.clone(), &mut hooks)?;
+        let output = sample(spec.sampler, args, self.x0.clone(), &mut hooks)
+            .map_err(|e| spec.explain_failure(e))?;
         if let Some(e) = error {
-            return Err(e);
+            return Err(spec.explain_failure(e));
         }
         let total_s = started.elapsed().as_secs_f64();
         let (late, straightness) = match diagnostics.as_mut() {
