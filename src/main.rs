@@ -70,8 +70,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One clear line: the error and its causes.
-            eprintln!("error: {e:#}");
+            // One clear line: the error and its causes (a cause's own line breaks joined).
+            let text = format!("{e:#}");
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("error: {}", lines.join("; "));
             ExitCode::from(2)
         }
     }

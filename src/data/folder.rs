@@ -100,7 +100,11 @@ pub fn load(dir: &Path, size: u32, rgb: bool) -> Result<DataSet> {
     let dim = image_dim(size, rgb);
     let mut values = Vec::with_capacity(files.len() * dim);
     for (path, _) in &files {
-        let img = image::open(path).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        let img = image::open(path).map_err(|e| {
+            // The decoders' messages may span lines; an error is one line.
+            let reason: Vec<String> = e.to_string().split_whitespace().map(String::from).collect();
+            Error::Data(format!("{}: {}", path.display(), reason.join(" ")))
+        })?;
         let img = img.resize_exact(size, size, image::imageops::FilterType::Triangle);
         let pixels = if rgb {
             img.to_rgb8().into_raw()

@@ -28,11 +28,32 @@ pub const MAX_LEVEL_RATIO: f64 = 1e4;
 pub const MEMORY_LIMIT_ENV: &str = "NOISESCOPE_MEMORY_LIMIT";
 
 /// CFG's class condition: one class for all samples, or one per sample from a .npy [B].
+/// Written as `{"all": 3}` or `{"file": "classes.npy"}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", try_from = "ClassSpecFields")]
 pub enum ClassSpec {
     All(u32),
     File(PathBuf),
+}
+
+/// `ClassSpec` as read from JSON: its fields by name, so that an unknown one is named in the error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassSpecFields {
+    all: Option<u32>,
+    file: Option<PathBuf>,
+}
+
+impl TryFrom<ClassSpecFields> for ClassSpec {
+    type Error = String;
+
+    fn try_from(fields: ClassSpecFields) -> std::result::Result<Self, String> {
+        match (fields.all, fields.file) {
+            (Some(c), None) => Ok(ClassSpec::All(c)),
+            (None, Some(path)) => Ok(ClassSpec::File(path)),
+            _ => Err("a class is {\"all\": N} or {\"file\": PATH}".into()),
+        }
+    }
 }
 
 impl ClassSpec {
@@ -552,6 +573,7 @@ mod tests {
                 "sd",
             ),
             (r#"{"guidance": {"class": {"every": 3}}}"#, "every"),
+            (r#"{"guidance": {"class": {"all": 3, "zz": 1}}}"#, "zz"),
             (r#"{"diagnostics": {"on": true}}"#, "on"),
             (
                 r#"{"data": {"kind": "toy", "name": "moons", "points": 9, "point": 9}}"#,
