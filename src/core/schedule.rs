@@ -15,7 +15,7 @@ pub const VP_EPS_S: f64 = 1e-3;
 
 /// A schedule family.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "family", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", tag = "family", from = "ScheduleKindFields")]
 pub enum ScheduleKind {
     /// Karras et al. 2022 (EDM) eq. 5, with exponent rho.
     Karras,
@@ -27,6 +27,30 @@ pub enum ScheduleKind {
     Vp,
     /// The Gaussian tangent law (seed 004); `c: None` means "best c for the Gaussian spectrum".
     Tangent { c: Option<f64> },
+}
+
+/// `ScheduleKind` as read from JSON: serde lets unit variants carry any fields, empty struct
+/// variants refuse them, so a typo in a preset is an error that names it.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", tag = "family", deny_unknown_fields)]
+enum ScheduleKindFields {
+    Karras {},
+    LogUniform {},
+    Uniform {},
+    Vp {},
+    Tangent { c: Option<f64> },
+}
+
+impl From<ScheduleKindFields> for ScheduleKind {
+    fn from(fields: ScheduleKindFields) -> Self {
+        match fields {
+            ScheduleKindFields::Karras {} => ScheduleKind::Karras,
+            ScheduleKindFields::LogUniform {} => ScheduleKind::LogUniform,
+            ScheduleKindFields::Uniform {} => ScheduleKind::Uniform,
+            ScheduleKindFields::Vp {} => ScheduleKind::Vp,
+            ScheduleKindFields::Tangent { c } => ScheduleKind::Tangent { c },
+        }
+    }
 }
 
 impl ScheduleKind {

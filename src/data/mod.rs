@@ -175,7 +175,7 @@ impl DataSet {
 
 /// Which data to sample. The names are shared by the CLI (`--data`), the app and preset files.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", from = "DataSpecFields")]
 pub enum DataSpec {
     /// A 2-D toy (or the 1-D two Diracs) with `points` samples.
     Toy { name: String, points: usize },
@@ -190,6 +190,42 @@ pub enum DataSpec {
     },
     /// A folder of images, resized to size x size, grey or RGB.
     Images { dir: PathBuf, size: u32, rgb: bool },
+}
+
+/// `DataSpec` as read from JSON. Serde lets a unit variant (`digits`) carry any fields; an
+/// empty struct variant refuses them, so a typo there is an error too.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum DataSpecFields {
+    Toy {
+        name: String,
+        points: usize,
+    },
+    Gaussian {
+        spectrum: Vec<f64>,
+    },
+    Digits {},
+    Npy {
+        path: PathBuf,
+        labels: Option<PathBuf>,
+    },
+    Images {
+        dir: PathBuf,
+        size: u32,
+        rgb: bool,
+    },
+}
+
+impl From<DataSpecFields> for DataSpec {
+    fn from(fields: DataSpecFields) -> Self {
+        match fields {
+            DataSpecFields::Toy { name, points } => DataSpec::Toy { name, points },
+            DataSpecFields::Gaussian { spectrum } => DataSpec::Gaussian { spectrum },
+            DataSpecFields::Digits {} => DataSpec::Digits,
+            DataSpecFields::Npy { path, labels } => DataSpec::Npy { path, labels },
+            DataSpecFields::Images { dir, size, rgb } => DataSpec::Images { dir, size, rgb },
+        }
+    }
 }
 
 impl Default for DataSpec {

@@ -574,6 +574,11 @@ mod tests {
             ),
             (r#"{"guidance": {"class": {"every": 3}}}"#, "every"),
             (r#"{"guidance": {"class": {"all": 3, "zz": 1}}}"#, "zz"),
+            (r#"{"data": {"kind": "digits", "size": 8}}"#, "size"),
+            (
+                r#"{"schedule": {"kind": {"family": "karras", "rho": 7}}}"#,
+                "rho",
+            ),
             (r#"{"diagnostics": {"on": true}}"#, "on"),
             (
                 r#"{"data": {"kind": "toy", "name": "moons", "points": 9, "point": 9}}"#,
