@@ -280,16 +280,18 @@ impl RunSpec {
     /// precision cannot hold. The app's worker and the CLI load through here.
     pub fn load_data(&self) -> Result<Source> {
         if let Some((rows, dim)) = self.data.peek_shape()? {
-            // The data set in f64, the denoiser's copy of it, and the kernel's layout.
-            let per_value = 16 + self.precision_bytes();
+            // The data set in f64, and the CPU kernel's blocked and row layouts (plus a column
+            // layout for small dimensions) in the run's precision.
+            let layouts = if dim <= 8 { 3 } else { 2 };
+            let per_value = 8 + layouts * self.precision_bytes();
             let needed = (rows as u64)
                 .saturating_mul(dim as u64)
                 .saturating_mul(per_value);
             check_memory(
                 needed,
                 &format!(
-                    "loading {} needs about {} ({rows} x {dim} values: the data set in f64, the \
-                     denoiser's copy and its kernel's)",
+                    "loading {} needs about {} ({rows} x {dim} values: the data set in f64 and \
+                     the denoiser's layouts of it)",
                     self.data.label(),
                     bytes_text(needed)
                 ),
