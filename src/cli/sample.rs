@@ -279,7 +279,7 @@ impl SampleArgs {
 /// samples.png (image data) and run.json into --out (`run::export::write_run`, shared with the
 /// app). Notes and warnings are printed once the run is written; a failure prints one line.
 pub fn run(args: &SampleArgs) -> Result<()> {
-    check_out_dir(&args.out)?;
+    check_out_dir(&args.out).context("--out")?;
     let (spec, mut notes) = args.spec()?;
     notes.extend(spec.notes());
     let handle = std::sync::Arc::new(ModelHandle::load(&spec, &mut notes)?);

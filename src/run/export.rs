@@ -167,13 +167,13 @@ pub fn diagnostics_csv(records: &[StepRecord]) -> String {
 pub fn check_out_dir(out: &Path) -> Result<()> {
     let not_a_folder = |p: &Path| {
         Error::InvalidSpec(format!(
-            "--out {}: {} is a file, not a folder",
+            "the output folder {}: {} is a file, not a folder",
             out.display(),
             p.display()
         ))
     };
     if out.as_os_str().is_empty() {
-        return Err(Error::InvalidSpec("--out needs a folder".into()));
+        return Err(Error::InvalidSpec("the output folder has no name".into()));
     }
     for ancestor in out.ancestors().filter(|a| !a.as_os_str().is_empty()) {
         if let Ok(meta) = std::fs::metadata(ancestor) {
@@ -210,7 +210,7 @@ fn split_out_dir(out: &Path) -> Result<(PathBuf, std::ffi::OsString)> {
         };
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         let name = out.file_name().ok_or_else(|| {
-            Error::InvalidSpec(format!("--out {} does not name a folder", out.display()))
+            Error::InvalidSpec(format!("{} does not name a folder", out.display()))
         })?;
         parent
             .canonicalize()
@@ -220,7 +220,7 @@ fn split_out_dir(out: &Path) -> Result<(PathBuf, std::ffi::OsString)> {
     match (full.parent(), full.file_name()) {
         (Some(parent), Some(name)) => Ok((parent.to_path_buf(), name.to_os_string())),
         _ => Err(Error::InvalidSpec(format!(
-            "--out {} cannot hold a run: use a folder below it",
+            "{} cannot hold a run: use a folder below it",
             out.display()
         ))),
     }

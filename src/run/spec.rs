@@ -449,7 +449,7 @@ fn parse_bytes(text: &str) -> Option<u64> {
         _ => (text, 1),
     };
     let value: f64 = number.trim().parse().ok()?;
-    (value.is_finite() && value >= 0.0).then(|| (value * scale as f64) as u64)
+    (value.is_finite() && value >= 0.0).then_some((value * scale as f64) as u64)
 }
 
 /// Refuses `needed` bytes beyond the memory limit (`memory_limit`).
@@ -645,13 +645,14 @@ mod tests {
 
     #[test]
     fn notes_name_every_setting_the_sampler_ignores() {
-        let notes_of = |edit: &dyn Fn(&mut RunSpec)| {
+        type Edit<'a> = &'a dyn Fn(&mut RunSpec);
+        let notes_of = |edit: Edit| {
             let mut spec = RunSpec::default();
             edit(&mut spec);
             spec.notes()
         };
         assert!(notes_of(&|_| {}).is_empty());
-        let cases: [(&dyn Fn(&mut RunSpec), &str); 9] = [
+        let cases: [(Edit, &str); 9] = [
             (&|s| s.guidance.cfg = 2.0, "--cfg"),
             (&|s| s.stochasticity.churn = 20.0, "--churn"),
             (
@@ -689,7 +690,7 @@ mod tests {
             assert!(notes[0].starts_with(flag), "{flag}: {notes:?}");
         }
         // Settings the run uses get no note.
-        let used: [&dyn Fn(&mut RunSpec); 3] = [
+        let used: [Edit; 3] = [
             &|s| {
                 s.sampler = SamplerKind::Edm;
                 s.stochasticity.churn = 20.0;
