@@ -7,7 +7,7 @@
 //   weighted_sum    sum_j w_j y_j, and
 //   log_sum_exp     ln sum_j exp(-(d_j - d_min) / (2 s^2)) on a sigma grid.
 // Subtracting d_min before scaling keeps sigma = 0.002 exact: the nearest point weighs 1 and
-// weights below e^-80 are exactly 0, as in the CPU kernels (backend/cpu.rs).
+// weights below e^-80 are exactly 0, as in the CPU kernels (backend/cpu/).
 
 struct Params {
     // Dimension of one sample.
