@@ -12,7 +12,8 @@ use noisescope::core::sampler::SamplerKind;
 use noisescope::core::schedule::ScheduleKind;
 use noisescope::data::{DataSpec, toys};
 use noisescope::run::export::{RunArtifacts, Timings, check_out_dir, write_run};
-use noisescope::run::spec::{ClassSpec, steep_schedule_warning};
+use noisescope::run::notes::steep_schedule_warning;
+use noisescope::run::spec::ClassSpec;
 use noisescope::run::{ModelHandle, RunSpec, Session};
 
 /// Every flag is optional: a flag overrides the preset (or the default) it is given on.
