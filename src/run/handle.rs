@@ -45,7 +45,7 @@ impl ModelHandle {
                 "learned models compute in f32; f64 applies to the exact ground truth".to_string(),
             );
         }
-        let source = spec.data.load()?;
+        let source = spec.load_data()?;
         let compute = Compute::select(spec.backend, notes)?;
         Self::with_source(spec, Arc::new(source), &compute)
     }

@@ -1,5 +1,5 @@
-//! What the command-line tests share: the binary, its output as text, and the check of a clean
-//! failure.
+//! What the command-line tests share: the binary run on arguments, its output as text, paths in a
+//! temporary folder, a tiny PNG and the check of a clean failure.
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
@@ -23,6 +23,15 @@ pub fn stderr(o: &Output) -> String {
 
 pub fn path(dir: &Path, name: &str) -> String {
     dir.join(name).display().to_string()
+}
+
+/// A tiny PNG.
+pub fn save_png(path: &Path, shade: u8) {
+    image::GrayImage::from_fn(5, 4, |x, y| {
+        image::Luma([shade.wrapping_add((x * y) as u8)])
+    })
+    .save(path)
+    .expect("save png");
 }
 
 /// Asserts a clean failure: exit 2, an `error:` message mentioning `needle`, no panic.
