@@ -3,10 +3,14 @@
 
 use rayon::prelude::*;
 
-use super::layout::{PreparedSet, tasks};
+use super::gemm::Threads;
+use super::gemm_form::{RowMeta, RowWeights, SpanDistances, finish_row, weigh_gemm_row};
+use super::grid::{GRID_MAX_DIM, Grid, grid_row};
+use super::layout::{GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
 use super::log_sum_exp::log_sum_exp_task;
 use super::real::Real;
 use super::weighted::weighted_rows_task;
+use super::weights::Reach;
 use crate::backend::{GridRow, Span, WeightedRow, Weighting};
 
 macro_rules! dispatch {
@@ -26,6 +30,14 @@ macro_rules! dispatch {
 
 dispatch!(weighted_rows_task, weighted_rows_avx512, weighted_rows_avx2,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, weighting: &Weighting) -> Vec<WeightedRow>);
+dispatch!(finish_row, finish_row_avx512, finish_row_avx2,
+    (set: &PreparedSet<T>, ops: &GemmOperands<T>, x: &[T], x_norm: f64, span: Span,
+     logits: &mut [T]) -> RowMeta);
+dispatch!(weigh_gemm_row, weigh_gemm_row_avx512, weigh_gemm_row_avx2,
+    (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta,
+     weighting: &Weighting) -> RowWeights<T>);
+dispatch!(grid_row, grid_row_avx512, grid_row_avx2,
+    (grid: &Grid<T>, rows: &[T], span: Span, x: &[T], weighting: &Weighting) -> WeightedRow);
 dispatch!(log_sum_exp_task, log_sum_exp_avx512, log_sum_exp_avx2,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, coarse: &[f64],
      refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync)) -> Vec<GridRow>);
@@ -78,6 +90,32 @@ fn group_by_span(spans: &[Span]) -> Vec<(Span, Vec<usize>)> {
     groups
 }
 
+/// How a kernel measures distances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// Explicit differences to every point of the span.
+    Explicit,
+    /// The GEMM form, exact where the weighting needs it (`gemm_form.rs`).
+    Gemm,
+    /// A uniform grid over the span, explicit differences to the points within reach (D <= 3).
+    Grid,
+}
+
+impl Path {
+    /// The path a set takes by default: the grid for D <= 3, the GEMM form for f32 sets of
+    /// GEMM_MIN_DIM or more dimensions, explicit differences otherwise (and for f64 sets above 3
+    /// dimensions, which stay the oracle).
+    pub fn for_set<T: Real>(set: &PreparedSet<T>) -> Path {
+        if set.dim <= GRID_MAX_DIM {
+            Path::Grid
+        } else if T::GEMM_FORM && set.dim >= GEMM_MIN_DIM {
+            Path::Gemm
+        } else {
+            Path::Explicit
+        }
+    }
+}
+
 /// For every query row r (of `x`, [rows][dim]), sum_j w_j y_j over its span `spans[r]` with the
 /// given weighting. Parallel over tasks.
 pub fn weighted_rows<T: Real>(
@@ -87,16 +125,46 @@ pub fn weighted_rows<T: Real>(
     weighting: &Weighting,
     isa: Isa,
 ) -> Vec<WeightedRow> {
+    weighted_rows_on(set, x, spans, weighting, isa, Path::for_set(set))
+}
+
+/// `weighted_rows` on a given path (tests and benches compare the paths).
+pub fn weighted_rows_on<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    spans: &[Span],
+    weighting: &Weighting,
+    isa: Isa,
+    path: Path,
+) -> Vec<WeightedRow> {
     let groups = group_by_span(spans);
-    let work: Vec<(Span, &[usize])> = groups
-        .iter()
-        .flat_map(|(span, rows)| {
-            tasks(rows, span.len(), set.dim)
-                .into_iter()
-                .map(move |t| (*span, t))
-        })
-        .collect();
-    let results: Vec<Vec<WeightedRow>> = work
+    let threads = if groups.len() == 1 {
+        Threads::All
+    } else {
+        Threads::One
+    };
+    let mut work: Vec<(Span, &[usize])> = Vec::new();
+    let mut results: Vec<Vec<WeightedRow>> = Vec::new();
+    let mut explicit: Vec<(Span, &[usize])> = Vec::new();
+    for (span, rows) in &groups {
+        let done = match path {
+            Path::Gemm => Some(gemm_rows(set, x, rows, *span, weighting, isa, threads)),
+            Path::Grid => grid_rows(set, x, rows, *span, weighting, isa),
+            Path::Explicit => None,
+        };
+        match done {
+            Some(rows_done) => {
+                work.push((*span, rows.as_slice()));
+                results.push(rows_done);
+            }
+            None => explicit.extend(
+                tasks(rows, span.len(), set.dim)
+                    .into_iter()
+                    .map(|t| (*span, t)),
+            ),
+        }
+    }
+    let explicit_results: Vec<Vec<WeightedRow>> = explicit
         .par_iter()
         .map(|&(span, rows)| match isa {
             #[cfg(target_arch = "x86_64")]
@@ -108,7 +176,78 @@ pub fn weighted_rows<T: Real>(
             _ => weighted_rows_task::<T, false>(set, x, rows, span, weighting),
         })
         .collect();
+    work.extend(explicit);
+    results.extend(explicit_results);
     scatter(spans.len(), &work, results)
+}
+
+/// One span's rows in GEMM form.
+fn gemm_rows<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+    isa: Isa,
+    threads: Threads,
+) -> Vec<WeightedRow> {
+    let ops = set.gemm_operands();
+    let finish = |xr: &[T], norm: f64, logits: &mut [T]| match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+        Isa::Avx512 => unsafe { finish_row_avx512(set, ops, xr, norm, span, logits) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { finish_row_avx2(set, ops, xr, norm, span, logits) },
+        _ => finish_row::<T, false>(set, ops, xr, norm, span, logits),
+    };
+    let distances = SpanDistances::new(set, ops, x, rows, span, threads, &finish);
+    let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta| match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx512 => unsafe { weigh_gemm_row_avx512(set, xr, span, gaps, meta, weighting) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { weigh_gemm_row_avx2(set, xr, span, gaps, meta, weighting) },
+        _ => weigh_gemm_row::<T, false>(set, xr, span, gaps, meta, weighting),
+    };
+    distances.weighted_rows(set, x, threads, &weigh)
+}
+
+/// One span's rows through a grid; `None` when the weighting reaches too far for a grid to prune
+/// (large sigma, NAG's marginal): the dense path is then as fast.
+fn grid_rows<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+    isa: Isa,
+) -> Option<Vec<WeightedRow>> {
+    if !matches!(weighting, Weighting::Softmax { .. }) {
+        return None;
+    }
+    let reach = Reach::of::<T>(weighting, (0.0, 0.0), set.dim, 0.0);
+    let grid = Grid::new(&set.rows, set.dim, span, reach.gap_cut.sqrt())?;
+    let dim = set.dim;
+    Some(
+        rows.par_iter()
+            .map(|&r| {
+                let xr = &x[r * dim..(r + 1) * dim];
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+                    Isa::Avx512 => unsafe {
+                        grid_row_avx512(&grid, &set.rows, span, xr, weighting)
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as above.
+                    Isa::Avx2 => unsafe { grid_row_avx2(&grid, &set.rows, span, xr, weighting) },
+                    _ => grid_row::<T, false>(&grid, &set.rows, span, xr, weighting),
+                }
+            })
+            .collect(),
+    )
 }
 
 /// For every query row r: ln sum_j exp(-|x_r - y_j|^2 / (2 s^2)) over its span, for each s of
