@@ -31,12 +31,14 @@ fn workloads() -> Vec<(&'static str, DataSet, usize)> {
 /// B states at `sigma` around data points, rounded to f32.
 fn states(set: &DataSet, batch: usize, sigma: f64) -> Vec<f32> {
     let z = initial_noise(3, batch, set.dim);
-    (0..batch)
-        .flat_map(|r| {
-            let y = set.row((r * 7919 + 13) % set.n);
-            (0..set.dim).map(move |k| (y[k] + sigma * z.row(r)[k]) as f32)
-        })
-        .collect()
+    let mut x = Vec::with_capacity(batch * set.dim);
+    for r in 0..batch {
+        let y = set.row((r * 7919 + 13) % set.n);
+        for (k, &v) in y.iter().enumerate() {
+            x.push((v + sigma * z.row(r)[k]) as f32);
+        }
+    }
+    x
 }
 
 fn one_evaluation(c: &mut Criterion) {

@@ -1,13 +1,16 @@
 //! The instruction set picked at run time, the target-feature copies of the kernels, and the
 //! parallel entry points.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
+use super::fused::{FUSED_MAX_DIM, fused_softmax_task};
 use super::gemm::Threads;
 use super::gemm_form::{RowMeta, RowWeights, SpanDistances, finish_row, weigh_gemm_row};
 use super::grid::{GRID_MAX_DIM, Grid, grid_row};
 use super::layout::{GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
-use super::log_sum_exp::log_sum_exp_task;
+use super::log_sum_exp::{gemm_log_sum_exp_row, log_sum_exp_task};
 use super::real::Real;
 use super::weighted::weighted_rows_task;
 use super::weights::Reach;
@@ -38,6 +41,11 @@ dispatch!(weigh_gemm_row, weigh_gemm_row_avx512, weigh_gemm_row_avx2,
      weighting: &Weighting) -> RowWeights<T>);
 dispatch!(grid_row, grid_row_avx512, grid_row_avx2,
     (grid: &Grid<T>, rows: &[T], span: Span, x: &[T], weighting: &Weighting) -> WeightedRow);
+dispatch!(fused_softmax_task, fused_softmax_avx512, fused_softmax_avx2,
+    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, sigma: f64) -> Vec<WeightedRow>);
+dispatch!(gemm_log_sum_exp_row, gemm_lse_row_avx512, gemm_lse_row_avx2,
+    (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta, coarse: &[f64],
+     fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> GridRow);
 dispatch!(log_sum_exp_task, log_sum_exp_avx512, log_sum_exp_avx2,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, coarse: &[f64],
      refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync)) -> Vec<GridRow>);
@@ -97,7 +105,8 @@ pub enum Path {
     Explicit,
     /// The GEMM form, exact where the weighting needs it (`gemm_form.rs`).
     Gemm,
-    /// A uniform grid over the span, explicit differences to the points within reach (D <= 3).
+    /// A uniform grid over the span, explicit differences to the points within reach (D <= 3);
+    /// where the reach covers too much of the data to prune (large sigma), the fused dense kernel.
     Grid,
 }
 
@@ -149,7 +158,8 @@ pub fn weighted_rows_on<T: Real>(
     for (span, rows) in &groups {
         let done = match path {
             Path::Gemm => Some(gemm_rows(set, x, rows, *span, weighting, isa, threads)),
-            Path::Grid => grid_rows(set, x, rows, *span, weighting, isa),
+            Path::Grid => grid_rows(set, x, rows, *span, weighting, isa)
+                .or_else(|| fused_rows(set, x, rows, *span, weighting, isa)),
             Path::Explicit => None,
         };
         match done {
@@ -181,16 +191,19 @@ pub fn weighted_rows_on<T: Real>(
     scatter(spans.len(), &work, results)
 }
 
-/// One span's rows in GEMM form.
-fn gemm_rows<T: Real>(
+/// The distances of `rows` (of the batch `x`) to `span` in GEMM form: from the cache when the
+/// same rows were measured lately, else by one product (and then cached).
+fn gemm_distances<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
     rows: &[usize],
     span: Span,
-    weighting: &Weighting,
     isa: Isa,
     threads: Threads,
-) -> Vec<WeightedRow> {
+) -> Arc<SpanDistances<T>> {
+    if let Some(cached) = set.cache.lookup(x, set.dim, rows, span) {
+        return cached;
+    }
     let ops = set.gemm_operands();
     let finish = |xr: &[T], norm: f64, logits: &mut [T]| match isa {
         #[cfg(target_arch = "x86_64")]
@@ -201,10 +214,27 @@ fn gemm_rows<T: Real>(
         Isa::Avx2 => unsafe { finish_row_avx2(set, ops, xr, norm, span, logits) },
         _ => finish_row::<T, false>(set, ops, xr, norm, span, logits),
     };
-    let distances = SpanDistances::new(set, ops, x, rows, span, threads, &finish);
+    let distances = Arc::new(SpanDistances::new(
+        set, ops, x, rows, span, threads, &finish,
+    ));
+    set.cache.insert(x, set.dim, Arc::clone(&distances));
+    distances
+}
+
+/// One span's rows in GEMM form.
+fn gemm_rows<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+    isa: Isa,
+    threads: Threads,
+) -> Vec<WeightedRow> {
+    let distances = gemm_distances(set, x, rows, span, isa, threads);
     let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta| match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
+        // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
         Isa::Avx512 => unsafe { weigh_gemm_row_avx512(set, xr, span, gaps, meta, weighting) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
@@ -212,6 +242,79 @@ fn gemm_rows<T: Real>(
         _ => weigh_gemm_row::<T, false>(set, xr, span, gaps, meta, weighting),
     };
     distances.weighted_rows(set, x, threads, &weigh)
+}
+
+/// One span's log-sum-exps in GEMM form (rows measured by the denoiser lately come from the cache).
+fn gemm_log_sum_exp<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    coarse: &[f64],
+    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
+    isa: Isa,
+    threads: Threads,
+) -> Vec<GridRow> {
+    let distances = gemm_distances(set, x, rows, span, isa, threads);
+    let dim = set.dim;
+    let width = span.len();
+    distances
+        .rows
+        .par_iter()
+        .enumerate()
+        .map(|(q, &r)| {
+            let xr = &x[r * dim..(r + 1) * dim];
+            let gaps = &distances.gaps[q * width..(q + 1) * width];
+            let meta = &distances.meta[q];
+            let fine_of = |c: &[f64]| refine(r, c);
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+                Isa::Avx512 => unsafe {
+                    gemm_lse_row_avx512(set, xr, span, gaps, meta, coarse, &fine_of)
+                },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx2 => unsafe {
+                    gemm_lse_row_avx2(set, xr, span, gaps, meta, coarse, &fine_of)
+                },
+                _ => gemm_log_sum_exp_row::<T, false>(set, xr, span, gaps, meta, coarse, &fine_of),
+            }
+        })
+        .collect()
+}
+
+/// One span's rows through the fused dense softmax (D <= FUSED_MAX_DIM); `None` for other
+/// weightings.
+fn fused_rows<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+    isa: Isa,
+) -> Option<Vec<WeightedRow>> {
+    let Weighting::Softmax { sigma } = *weighting else {
+        return None;
+    };
+    if set.dim > FUSED_MAX_DIM || set.dim == 0 {
+        return None;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = rows.len().div_ceil(4 * threads).max(4);
+    let done: Vec<Vec<WeightedRow>> = rows
+        .par_chunks(per_task)
+        .map(|rows| match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+            Isa::Avx512 => unsafe { fused_softmax_avx512(set, x, rows, span, sigma) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Isa::Avx2 => unsafe { fused_softmax_avx2(set, x, rows, span, sigma) },
+            _ => fused_softmax_task::<T, false>(set, x, rows, span, sigma),
+        })
+        .collect();
+    Some(done.into_iter().flatten().collect())
 }
 
 /// One span's rows through a grid; `None` when the weighting reaches too far for a grid to prune
@@ -262,6 +365,24 @@ pub fn log_sum_exp_grid<T: Real>(
     isa: Isa,
 ) -> Vec<GridRow> {
     let groups = group_by_span(spans);
+    if Path::for_set(set) == Path::Gemm {
+        let threads = if groups.len() == 1 {
+            Threads::All
+        } else {
+            Threads::One
+        };
+        let work: Vec<(Span, &[usize])> = groups
+            .iter()
+            .map(|(span, rows)| (*span, rows.as_slice()))
+            .collect();
+        let results = work
+            .iter()
+            .map(|&(span, rows)| {
+                gemm_log_sum_exp(set, x, rows, span, coarse, refine, isa, threads)
+            })
+            .collect();
+        return scatter(spans.len(), &work, results);
+    }
     let work: Vec<(Span, &[usize])> = groups
         .iter()
         .flat_map(|(span, rows)| {

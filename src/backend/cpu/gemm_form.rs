@@ -129,6 +129,36 @@ fn recompute<T: Real, const FMA: bool>(
     (index, exact)
 }
 
+/// Makes a row of product gaps exact where they are within `exact_cut`: those points are
+/// recomputed by explicit differences, every gap is taken relative to the exact nearest squared
+/// distance, which is returned.
+#[inline(always)]
+pub(super) fn hybrid_gaps<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    span: Span,
+    gaps: &mut [T],
+    meta: &RowMeta,
+    exact_cut: f64,
+) -> f64 {
+    if exact_cut <= 0.0 {
+        return meta.d_min;
+    }
+    let (index, exact) =
+        recompute::<T, FMA>(set, x, span, gaps, T::from_f64(exact_cut + meta.bound));
+    let nearest = exact.iter().map(|d| d.to_f64()).fold(meta.d_min, f64::min);
+    // The product's gaps are relative to the point measured as meta.d_min.
+    let shift = T::from_f64(meta.d_min - nearest);
+    for g in gaps.iter_mut() {
+        *g = *g + shift;
+    }
+    let nearest_t = T::from_f64(nearest);
+    for (&j, &d) in index.iter().zip(&exact) {
+        gaps[j] = d - nearest_t;
+    }
+    nearest
+}
+
 /// sum_j w_j y_j over the listed points of the span, accumulated in T.
 #[inline(always)]
 fn sparse_sum<T: Real, const FMA: bool>(
@@ -201,17 +231,8 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
         }
         if !sparse {
             // NAG's marginal sees coarse and fine scales at once: the fine ones get exact gaps,
-            // the coarse ones the product's, both relative to the exact nearest.
-            let (index, exact) = recompute::<T, FMA>(set, x, span, gaps, limit);
-            let nearest = exact.iter().map(|d| d.to_f64()).fold(meta.d_min, f64::min);
-            let shift = T::from_f64(meta.d_min - nearest);
-            for w in weights.iter_mut() {
-                *w = *w + shift;
-            }
-            for (&j, &d) in index.iter().zip(&exact) {
-                weights[j] = d - T::from_f64(nearest);
-            }
-            d_min = nearest;
+            // the coarse ones the product's.
+            d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut weights, meta, reach.exact_cut);
         }
     }
     let normaliser = weigh_gaps::<T, FMA>(&mut weights, d_min, weighting, dim);
@@ -318,10 +339,13 @@ impl<T: Real> SpanDistances<T> {
                 matrix.extend_from_slice(weights);
             }
         }
+        // Against the centred rows (the ones the distances streamed, likely still in cache):
+        // sum_j w_j y_j = sum_j w_j (y_j - mu) + mu sum_j w_j.
+        let ops = set.gemm_operands();
         let mut sums = vec![T::ZERO; dense.len() * dim];
         product(
             &matrix,
-            &set.rows[self.span.start * dim..self.span.end * dim],
+            &ops.centred[self.span.start * dim..self.span.end * dim],
             (dense.len(), dim, width),
             &mut sums,
             threads,
@@ -339,7 +363,11 @@ impl<T: Real> SpanDistances<T> {
                     let s = &sums[next_dense * dim..(next_dense + 1) * dim];
                     next_dense += 1;
                     WeightedRow {
-                        weighted: s.iter().map(|v| v.to_f64()).collect(),
+                        weighted: s
+                            .iter()
+                            .zip(&ops.mean)
+                            .map(|(v, m)| v.to_f64() + m * weight_sum)
+                            .collect(),
                         weight_sum,
                         normaliser,
                     }

@@ -2,6 +2,7 @@
 
 use std::sync::OnceLock;
 
+use super::cache::DistanceCache;
 use super::real::Real;
 
 /// SIMD width the blocked data layout is padded to.
@@ -20,6 +21,8 @@ pub struct PreparedSet<T> {
     pub(super) columns: Vec<T>,
     /// The GEMM form's operands, built at first use.
     pub(super) gemm: OnceLock<GemmOperands<T>>,
+    /// The last batches' distances in GEMM form.
+    pub(super) cache: DistanceCache<T>,
 }
 
 /// f32 sets of this many dimensions or more take the distances in GEMM form.
@@ -108,6 +111,7 @@ impl<T: Real> PreparedSet<T> {
             rows,
             columns,
             gemm: OnceLock::new(),
+            cache: DistanceCache::default(),
         }
     }
 

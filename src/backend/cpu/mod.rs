@@ -13,8 +13,10 @@
 //! - `log_sum_exp.rs`: the noise posterior's log-sum-exp on sigma grids, over bucketed gaps.
 //! - `dispatch.rs`: the ISA detection, the target-feature copies and the parallel entry points.
 
+mod cache;
 mod dispatch;
 mod distances;
+mod fused;
 pub mod gemm;
 mod gemm_form;
 mod grid;
