@@ -37,6 +37,17 @@ impl Cond {
         }
     }
 
+    /// The condition of some rows of the batch (the class labels at `rows`, in that order).
+    pub fn for_rows(&self, rows: &[usize]) -> Self {
+        Cond {
+            class: self
+                .class
+                .as_ref()
+                .map(|c| rows.iter().map(|&r| c[r]).collect()),
+            noise_conditional: self.noise_conditional,
+        }
+    }
+
     /// The same noise condition with the class dropped (CFG's unconditional call).
     pub fn without_class(&self) -> Self {
         Cond {

@@ -9,43 +9,27 @@ use std::ops::ControlFlow;
 
 use super::Batch;
 use super::denoiser::{Cond, Denoiser, slope};
+use super::named_enum;
 use super::noise::NoiseSource;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Which sampler to run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum SamplerKind {
     Euler,
     #[default]
     Heun,
     Edm,
-    #[serde(rename = "euler-a")]
+    #[value(name = "euler-a")]
     EulerAncestral,
-    #[serde(rename = "dpmpp-2m")]
+    #[value(name = "dpmpp-2m")]
     DpmPp2m,
 }
 
+named_enum!(SamplerKind, "sampler");
+
 impl SamplerKind {
-    pub const ALL: [SamplerKind; 5] = [
-        SamplerKind::Euler,
-        SamplerKind::Heun,
-        SamplerKind::Edm,
-        SamplerKind::EulerAncestral,
-        SamplerKind::DpmPp2m,
-    ];
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            SamplerKind::Euler => "euler",
-            SamplerKind::Heun => "heun",
-            SamplerKind::Edm => "edm",
-            SamplerKind::EulerAncestral => "euler-a",
-            SamplerKind::DpmPp2m => "dpmpp-2m",
-        }
-    }
-
     /// Denoiser evaluations for N steps.
     pub fn evaluations(&self, steps: usize) -> usize {
         match self {
@@ -57,25 +41,6 @@ impl SamplerKind {
     /// Whether the sampler draws per-step noise (churn or ancestral).
     pub fn uses_noise(&self) -> bool {
         matches!(self, SamplerKind::Edm | SamplerKind::EulerAncestral)
-    }
-
-    /// Whether the sampler evaluates the slope at the Euler predictor itself (EDM's corrector).
-    pub fn has_corrector(&self) -> bool {
-        matches!(self, SamplerKind::Heun | SamplerKind::Edm)
-    }
-}
-
-impl std::str::FromStr for SamplerKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        SamplerKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                Error::InvalidSpec(format!(
-                    "unknown sampler '{s}' (euler, heun, edm, euler-a, dpmpp-2m)"
-                ))
-            })
     }
 }
 

@@ -30,8 +30,16 @@ pub enum ScheduleKind {
 }
 
 impl ScheduleKind {
-    pub const NAMES: [&'static str; 5] = ["karras", "log", "uniform", "vp", "tangent"];
+    /// Every family, tangent with its coefficient left to the data.
+    pub const FAMILIES: [ScheduleKind; 5] = [
+        ScheduleKind::Karras,
+        ScheduleKind::LogUniform,
+        ScheduleKind::Uniform,
+        ScheduleKind::Vp,
+        ScheduleKind::Tangent { c: None },
+    ];
 
+    /// The family's name, as the CLI and the app spell it.
     pub fn name(&self) -> &'static str {
         match self {
             ScheduleKind::Karras => "karras",
@@ -47,28 +55,27 @@ impl std::str::FromStr for ScheduleKind {
     type Err = Error;
     /// `karras | log | uniform | vp | tangent | tangent:C`.
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "karras" => Ok(ScheduleKind::Karras),
-            "log" | "log-uniform" => Ok(ScheduleKind::LogUniform),
-            "uniform" => Ok(ScheduleKind::Uniform),
-            "vp" => Ok(ScheduleKind::Vp),
-            "tangent" => Ok(ScheduleKind::Tangent { c: None }),
-            _ => match s.strip_prefix("tangent:") {
-                Some(c) => {
-                    let c: f64 = c.parse().map_err(|_| {
-                        Error::InvalidSpec(format!("tangent coefficient '{c}' is not a number"))
-                    })?;
-                    if !(c.is_finite() && c > 0.0) {
-                        return Err(Error::InvalidSpec(format!(
-                            "tangent coefficient must be positive, got {c}"
-                        )));
-                    }
-                    Ok(ScheduleKind::Tangent { c: Some(c) })
+        if s == "log-uniform" {
+            return Ok(ScheduleKind::LogUniform);
+        }
+        if let Some(family) = ScheduleKind::FAMILIES.into_iter().find(|k| k.name() == s) {
+            return Ok(family);
+        }
+        match s.strip_prefix("tangent:") {
+            Some(c) => {
+                let c: f64 = c.parse().map_err(|_| {
+                    Error::InvalidSpec(format!("tangent coefficient '{c}' is not a number"))
+                })?;
+                if !(c.is_finite() && c > 0.0) {
+                    return Err(Error::InvalidSpec(format!(
+                        "tangent coefficient must be positive, got {c}"
+                    )));
                 }
-                None => Err(Error::InvalidSpec(format!(
-                    "unknown schedule '{s}' (karras, log, uniform, vp, tangent[:C])"
-                ))),
-            },
+                Ok(ScheduleKind::Tangent { c: Some(c) })
+            }
+            None => Err(Error::InvalidSpec(format!(
+                "unknown schedule '{s}' (karras, log, uniform, vp, tangent[:C])"
+            ))),
         }
     }
 }

@@ -1,17 +1,21 @@
 //! Data sources: 2-D toys, a 1-D pair of Diracs, Gaussian spectra, the UCI digits, .npy files and
 //! folders of images. Everything ends as a finite `DataSet` (for the ideal empirical denoiser) or a
-//! Gaussian / mixture model known in closed form.
+//! distribution known in closed form (`gaussian.rs`, `mixture.rs`: parameters, sampler, density).
 
 pub mod digits;
 pub mod folder;
+pub mod gaussian;
 pub mod grid;
+pub mod mixture;
 pub mod npy;
 pub mod toys;
 
 use std::path::PathBuf;
 
+use crate::core::linalg::symmetric_eigen;
 use crate::error::{Error, Result};
-use crate::models::{gaussian::GaussianModel, mixture::MixtureModel};
+use gaussian::GaussianModel;
+use mixture::MixtureModel;
 use serde::{Deserialize, Serialize};
 
 /// The largest data magnitude accepted: squared distances must stay within f32.
@@ -276,6 +280,37 @@ impl Source {
         match self {
             Source::Empirical(s) => s.image,
             _ => None,
+        }
+    }
+
+    /// The eigenvalues of the data's covariance (the tangent law's coefficient depends on them):
+    /// exact for a Gaussian, else estimated from up to 4096 points, floored at 1e-8; above 128
+    /// dimensions only the diagonal.
+    pub fn covariance_spectrum(&self) -> Vec<f64> {
+        if let Source::Gaussian(g) = self {
+            return g.eigenvalues.clone();
+        }
+        let pts = self.display_points(4096);
+        let (n, d) = (pts.n as f64, pts.dim);
+        let mean: Vec<f64> = (0..d)
+            .map(|k| (0..pts.n).map(|j| pts.values[j * d + k]).sum::<f64>() / n)
+            .collect();
+        let cov_entry = |a: usize, b: usize| {
+            (0..pts.n)
+                .map(|j| (pts.values[j * d + a] - mean[a]) * (pts.values[j * d + b] - mean[b]))
+                .sum::<f64>()
+                / n
+        };
+        let floor = 1e-8;
+        if d <= 128 {
+            let cov: Vec<f64> = (0..d * d).map(|i| cov_entry(i / d, i % d)).collect();
+            symmetric_eigen(&cov, d)
+                .0
+                .into_iter()
+                .map(|l| l.max(floor))
+                .collect()
+        } else {
+            (0..d).map(|k| cov_entry(k, k).max(floor)).collect()
         }
     }
 

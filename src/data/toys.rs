@@ -1,10 +1,11 @@
 //! Toy data: 2-D point clouds (the ideal empirical denoiser memorises them), the 8-Gaussians mixture
 //! (exact mixture denoiser), and EDM figure 3's 1-D pair of Diracs at +-1.
 
+use super::gaussian::GaussianModel;
+use super::mixture::MixtureModel;
 use super::{DataSet, Source};
 use crate::core::noise::Rng;
 use crate::error::{Error, Result};
-use crate::models::{gaussian::GaussianModel, mixture::MixtureModel};
 
 pub const NAMES: [&str; 6] = [
     "8gaussians",

@@ -30,6 +30,47 @@ impl ClassSpec {
     }
 }
 
+/// Which denoiser the sampler calls. Presets spell it `"exact"` (the default, and what presets
+/// without the field mean), `{"checkpoint": PATH}` or `{"bundled": NAME}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenoiserSpec {
+    /// The exact denoiser of the data: ideal empirical, Gaussian or mixture, in closed form.
+    #[default]
+    Exact,
+    /// A trained model saved as a checkpoint file (not available yet).
+    Checkpoint(PathBuf),
+    /// A trained model shipped with noisescope, by name (not available yet).
+    Bundled(String),
+}
+
+impl DenoiserSpec {
+    /// A short label for titles and messages.
+    pub fn label(&self) -> String {
+        match self {
+            DenoiserSpec::Exact => "exact".into(),
+            DenoiserSpec::Checkpoint(path) => format!("checkpoint {}", path.display()),
+            DenoiserSpec::Bundled(name) => format!("bundled model '{name}'"),
+        }
+    }
+
+    /// An error for a denoiser this build cannot make, so that a preset asking for one is never
+    /// run with another.
+    pub fn check_available(&self) -> Result<()> {
+        match self {
+            DenoiserSpec::Exact => Ok(()),
+            other => Err(other.unavailable()),
+        }
+    }
+
+    pub(crate) fn unavailable(&self) -> Error {
+        Error::InvalidSpec(format!(
+            "denoiser {}: learned denoisers are not available yet (use \"exact\")",
+            self.label()
+        ))
+    }
+}
+
 /// Guidance settings (science.md section 4).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -77,6 +118,7 @@ impl Default for DiagnosticsSpec {
 #[serde(default)]
 pub struct RunSpec {
     pub data: DataSpec,
+    pub denoiser: DenoiserSpec,
     pub sampler: SamplerKind,
     pub schedule: ScheduleSpec,
     /// Seed 001's adaptive re-planning of the remaining steps from sigma_hat.
@@ -98,6 +140,7 @@ impl Default for RunSpec {
     fn default() -> Self {
         RunSpec {
             data: DataSpec::default(),
+            denoiser: DenoiserSpec::Exact,
             sampler: SamplerKind::Heun,
             schedule: ScheduleSpec::default(),
             adaptive: false,
