@@ -16,7 +16,6 @@ use rayon::prelude::*;
 use super::distances::{explicit_distance, max_signed};
 use super::layout::{GemmOperands, LANES, PreparedSet};
 use super::real::Real;
-use super::tiles::{LogitsTask, WeightedTask};
 use super::weights::{Reach, weigh_gaps};
 use crate::backend::{Span, WeightedRow, Weighting};
 
@@ -273,19 +272,14 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
     }
 }
 
-/// A compiled `finish_row`: (x, |x|^2, logits) -> the row's meta.
-pub(super) type FinishRow<'a, T> = dyn Fn(&[T], f64, &mut [T]) -> RowMeta + Sync + 'a;
-/// A compiled `weigh_gemm_row`: (x, gaps, meta) -> the row's weights.
-pub(super) type WeighRow<'a, T> = dyn Fn(&[T], &[T], &RowMeta) -> RowWeights<T> + Sync + 'a;
-
 /// The machine's compiled kernels for one span's products: `logits` is `tiles::logits_task`,
 /// `weighted` is `tiles::weighted_task`, `finish` is `finish_row`; `parallel`: the products use
 /// every thread (else the caller runs spans in parallel).
 pub(super) struct Kernels<'a, T> {
     pub parallel: bool,
-    pub logits: &'a LogitsTask<'a, T>,
-    pub weighted: &'a WeightedTask<'a, T>,
-    pub finish: &'a FinishRow<'a, T>,
+    pub logits: &'a (dyn Fn(&[T], (usize, usize), (usize, usize), &mut [T]) + Sync),
+    pub weighted: &'a (dyn Fn(&[T], (usize, usize), (usize, usize), &mut [f64]) + Sync),
+    pub finish: &'a (dyn Fn(&[T], f64, &mut [T]) -> RowMeta + Sync),
 }
 
 impl<T: Real> SpanDistances<T> {
@@ -341,7 +335,7 @@ impl<T: Real> SpanDistances<T> {
         set: &PreparedSet<T>,
         x: &[T],
         kernels: &Kernels<T>,
-        weigh: &WeighRow<'_, T>,
+        weigh: &(dyn Fn(&[T], &[T], &RowMeta) -> RowWeights<T> + Sync),
     ) -> Vec<WeightedRow> {
         let dim = set.dim;
         let width = self.span.len();

@@ -16,13 +16,6 @@ use rayon::prelude::*;
 use super::layout::LANES;
 use super::real::Real;
 
-/// A compiled `logits_task`: (x, blocks, points, out).
-pub(super) type LogitsTask<'a, T> =
-    dyn Fn(&[T], (usize, usize), (usize, usize), &mut [T]) + Sync + 'a;
-/// A compiled `weighted_task`: (w, blocks, dims, out).
-pub(super) type WeightedTask<'a, T> =
-    dyn Fn(&[T], (usize, usize), (usize, usize), &mut [f64]) + Sync + 'a;
-
 /// Rows per register tile.
 const TILE_ROWS: usize = 4;
 /// Blocks of LANES points per logits tile.
@@ -89,7 +82,7 @@ pub(super) fn logits_task<T: Real, const FMA: bool>(
     points: (usize, usize),
     out: &mut [T],
 ) {
-    let rows = x.len().checked_div(dim).unwrap_or(0);
+    let rows = if dim == 0 { 0 } else { x.len() / dim };
     let width = points.1 - points.0;
     let block_len = dim * LANES;
     let block = |b: usize| &blocked[b * block_len..(b + 1) * block_len];
@@ -198,7 +191,7 @@ pub(super) fn weighted_task<T: Real, const FMA: bool>(
     out: &mut [f64],
 ) {
     let stride = (blocks.1 - blocks.0) * LANES;
-    let rows = w.len().checked_div(stride).unwrap_or(0);
+    let rows = if stride == 0 { 0 } else { w.len() / stride };
     let width = dims.1 - dims.0;
     let row = |r: usize| &w[r * stride..(r + 1) * stride];
     let mut k = dims.0;
@@ -252,9 +245,9 @@ pub(super) fn logits<T: Real>(
     dim: usize,
     (first, last): (usize, usize),
     parallel: bool,
-    task: &LogitsTask<'_, T>,
+    task: &(dyn Fn(&[T], (usize, usize), (usize, usize), &mut [T]) + Sync),
 ) -> Vec<T> {
-    let rows = x.len().checked_div(dim).unwrap_or(0);
+    let rows = if dim == 0 { 0 } else { x.len() / dim };
     let width = last - first;
     let (b0, b1) = (first / LANES, last.div_ceil(LANES));
     let parts = if parallel {
@@ -292,10 +285,10 @@ pub(super) fn weighted<T: Real>(
     dim: usize,
     blocks: (usize, usize),
     parallel: bool,
-    task: &WeightedTask<'_, T>,
+    task: &(dyn Fn(&[T], (usize, usize), (usize, usize), &mut [f64]) + Sync),
 ) -> Vec<f64> {
     let stride = (blocks.1 - blocks.0) * LANES;
-    let rows = w.len().checked_div(stride).unwrap_or(0);
+    let rows = if stride == 0 { 0 } else { w.len() / stride };
     let parts = if parallel {
         2 * rayon::current_num_threads()
     } else {
