@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::Args;
 
-use noisescope::backend::cpu::probe_throughput;
+use noisescope::backend::cpu::gemm::probe_throughput;
 use noisescope::backend::{BackendChoice, Compute};
 use noisescope::core::quantile;
 use noisescope::data::{DataSpec, Source, digits, toys};

@@ -13,8 +13,8 @@ use crate::backend::Span;
 
 /// Batches kept: a Heun step evaluates x_i and its Euler predictor before the posterior of x_i.
 const ENTRIES: usize = 3;
-/// Gaps kept at most, over all entries (f32: 128 MiB).
-const MAX_GAPS: usize = 1 << 25;
+/// Gaps kept at most, over all entries (f32: 256 MiB).
+const MAX_GAPS: usize = 1 << 26;
 
 /// One batch's distances to one span, with its rows' values for the bit-for-bit check.
 struct Entry<T> {

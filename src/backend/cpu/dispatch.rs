@@ -6,12 +6,12 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::fused::{FUSED_MAX_DIM, fused_softmax_task};
-use super::gemm_form::{Kernels, RowMeta, RowWeights, SpanDistances, finish_row, weigh_gemm_row};
+use super::gemm::Threads;
+use super::gemm_form::{RowMeta, RowWeights, SpanDistances, finish_row, weigh_gemm_row};
 use super::grid::{GRID_MAX_DIM, Grid, grid_row};
 use super::layout::{GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
 use super::log_sum_exp::{gemm_log_sum_exp_row, log_sum_exp_task};
 use super::real::Real;
-use super::tiles::{logits_task, weighted_task};
 use super::weighted::weighted_rows_task;
 use super::weights::Reach;
 use crate::backend::{GridRow, Span, WeightedRow, Weighting};
@@ -31,27 +31,6 @@ macro_rules! dispatch {
     };
 }
 
-/// Calls the copy of a kernel compiled for `isa`.
-macro_rules! by_isa {
-    ($isa:expr, $name512:ident, $name2:ident, $kernel:ident, ($($arg:expr),*)) => {
-        match $isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-            Isa::Avx512 => unsafe { $name512($($arg),*) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Isa::Avx2 => unsafe { $name2($($arg),*) },
-            _ => $kernel::<_, false>($($arg),*),
-        }
-    };
-}
-
-dispatch!(logits_task, logits_avx512, logits_avx2,
-    (x: &[T], dim: usize, blocked: &[T], blocks: (usize, usize), points: (usize, usize),
-     out: &mut [T]) -> ());
-dispatch!(weighted_task, weighted_sums_avx512, weighted_sums_avx2,
-    (w: &[T], blocked: &[T], dim: usize, blocks: (usize, usize), dims: (usize, usize),
-     out: &mut [f64]) -> ());
 dispatch!(weighted_rows_task, weighted_rows_avx512, weighted_rows_avx2,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, weighting: &Weighting) -> Vec<WeightedRow>);
 dispatch!(finish_row, finish_row_avx512, finish_row_avx2,
@@ -168,14 +147,17 @@ pub fn weighted_rows_on<T: Real>(
     path: Path,
 ) -> Vec<WeightedRow> {
     let groups = group_by_span(spans);
-    // One span: its products use every thread; several: the spans run in parallel instead.
-    let parallel = groups.len() == 1;
+    let threads = if groups.len() == 1 {
+        Threads::All
+    } else {
+        Threads::One
+    };
     let mut work: Vec<(Span, &[usize])> = Vec::new();
     let mut results: Vec<Vec<WeightedRow>> = Vec::new();
     let mut explicit: Vec<(Span, &[usize])> = Vec::new();
     for (span, rows) in &groups {
         let done = match path {
-            Path::Gemm => Some(gemm_rows(set, x, rows, *span, weighting, isa, parallel)),
+            Path::Gemm => Some(gemm_rows(set, x, rows, *span, weighting, isa, threads)),
             Path::Grid => grid_rows(set, x, rows, *span, weighting, isa)
                 .or_else(|| fused_rows(set, x, rows, *span, weighting, isa)),
             Path::Explicit => None,
@@ -209,68 +191,32 @@ pub fn weighted_rows_on<T: Real>(
     scatter(spans.len(), &work, results)
 }
 
-/// Runs `body` with the GEMM form's kernels for `span`, compiled for `isa`.
-fn with_kernels<T: Real, R>(
-    set: &PreparedSet<T>,
-    span: Span,
-    isa: Isa,
-    parallel: bool,
-    body: impl FnOnce(&GemmOperands<T>, &Kernels<T>) -> R,
-) -> R {
-    let ops = set.gemm_operands();
-    let dim = set.dim;
-    let logits = |x: &[T], blocks, points, out: &mut [T]| {
-        by_isa!(
-            isa,
-            logits_avx512,
-            logits_avx2,
-            logits_task,
-            (x, dim, &ops.blocked, blocks, points, out)
-        )
-    };
-    let weighted = |w: &[T], blocks, dims, out: &mut [f64]| {
-        by_isa!(
-            isa,
-            weighted_sums_avx512,
-            weighted_sums_avx2,
-            weighted_task,
-            (w, &ops.blocked, dim, blocks, dims, out)
-        )
-    };
-    let finish = |xr: &[T], norm: f64, logits: &mut [T]| {
-        by_isa!(
-            isa,
-            finish_row_avx512,
-            finish_row_avx2,
-            finish_row,
-            (set, ops, xr, norm, span, logits)
-        )
-    };
-    body(
-        ops,
-        &Kernels {
-            parallel,
-            logits: &logits,
-            weighted: &weighted,
-            finish: &finish,
-        },
-    )
-}
-
 /// The distances of `rows` (of the batch `x`) to `span` in GEMM form: from the cache when the
 /// same rows were measured lately, else by one product (and then cached).
 fn gemm_distances<T: Real>(
     set: &PreparedSet<T>,
-    ops: &GemmOperands<T>,
     x: &[T],
     rows: &[usize],
     span: Span,
-    kernels: &Kernels<T>,
+    isa: Isa,
+    threads: Threads,
 ) -> Arc<SpanDistances<T>> {
     if let Some(cached) = set.cache.lookup(x, set.dim, rows, span) {
         return cached;
     }
-    let distances = Arc::new(SpanDistances::new(set, ops, x, rows, span, kernels));
+    let ops = set.gemm_operands();
+    let finish = |xr: &[T], norm: f64, logits: &mut [T]| match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+        Isa::Avx512 => unsafe { finish_row_avx512(set, ops, xr, norm, span, logits) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { finish_row_avx2(set, ops, xr, norm, span, logits) },
+        _ => finish_row::<T, false>(set, ops, xr, norm, span, logits),
+    };
+    let distances = Arc::new(SpanDistances::new(
+        set, ops, x, rows, span, threads, &finish,
+    ));
     set.cache.insert(x, set.dim, Arc::clone(&distances));
     distances
 }
@@ -283,21 +229,19 @@ fn gemm_rows<T: Real>(
     span: Span,
     weighting: &Weighting,
     isa: Isa,
-    parallel: bool,
+    threads: Threads,
 ) -> Vec<WeightedRow> {
-    with_kernels(set, span, isa, parallel, |ops, kernels| {
-        let distances = gemm_distances(set, ops, x, rows, span, kernels);
-        let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta| {
-            by_isa!(
-                isa,
-                weigh_gemm_row_avx512,
-                weigh_gemm_row_avx2,
-                weigh_gemm_row,
-                (set, xr, span, gaps, meta, weighting)
-            )
-        };
-        distances.weighted_rows(set, x, kernels, &weigh)
-    })
+    let distances = gemm_distances(set, x, rows, span, isa, threads);
+    let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta| match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+        Isa::Avx512 => unsafe { weigh_gemm_row_avx512(set, xr, span, gaps, meta, weighting) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { weigh_gemm_row_avx2(set, xr, span, gaps, meta, weighting) },
+        _ => weigh_gemm_row::<T, false>(set, xr, span, gaps, meta, weighting),
+    };
+    distances.weighted_rows(set, x, threads, &weigh)
 }
 
 /// One span's log-sum-exps in GEMM form (rows measured by the denoiser lately come from the cache).
@@ -309,68 +253,35 @@ fn gemm_log_sum_exp<T: Real>(
     coarse: &[f64],
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
-    parallel: bool,
+    threads: Threads,
 ) -> Vec<GridRow> {
-    with_kernels(set, span, isa, parallel, |ops, kernels| {
-        let distances = gemm_distances(set, ops, x, rows, span, kernels);
-        let dim = set.dim;
-        let width = span.len();
-        distances
-            .rows
-            .par_iter()
-            .enumerate()
-            .map(|(q, &r)| {
-                let xr = &x[r * dim..(r + 1) * dim];
-                let gaps = &distances.gaps[q * width..(q + 1) * width];
-                let meta = &distances.meta[q];
-                let fine_of = |c: &[f64]| refine(r, c);
-                by_isa!(
-                    isa,
-                    gemm_lse_row_avx512,
-                    gemm_lse_row_avx2,
-                    gemm_log_sum_exp_row,
-                    (set, xr, span, gaps, meta, coarse, &fine_of)
-                )
-            })
-            .collect()
-    })
-}
-
-/// This machine's f32 throughput (GFLOP/s, 2 m n k flops) for the GEMM form's logits product on
-/// a workload's shape: m query rows against n data points of dimension k, the same kernel and
-/// threads the denoiser uses, repeated for at least `seconds`; the best of three rounds.
-pub fn probe_throughput(m: usize, n: usize, k: usize, seconds: f64) -> f64 {
-    let values: Vec<f64> = (0..n * k)
-        .map(|i| ((i * 7919) % 1021) as f64 / 511.0 - 1.0)
-        .collect();
-    let set = PreparedSet::<f32>::new(&values, n, k);
-    let x: Vec<f32> = (0..m * k)
-        .map(|i| ((i * 104_729) % 1021) as f32 / 511.0 - 1.0)
-        .collect();
-    let isa = Isa::detect();
-    let flops = 2.0 * (m * n * k) as f64;
-    with_kernels(
-        &set,
-        Span { start: 0, end: n },
-        isa,
-        true,
-        |ops, kernels| {
-            let _ = ops;
-            let run = || super::tiles::logits(&x, k, (0, n), true, kernels.logits);
-            std::hint::black_box(run());
-            let mut best = 0.0f64;
-            for _ in 0..3 {
-                let started = std::time::Instant::now();
-                let mut reps = 0usize;
-                while reps == 0 || started.elapsed().as_secs_f64() < seconds / 3.0 {
-                    std::hint::black_box(run());
-                    reps += 1;
-                }
-                best = best.max(flops * reps as f64 / started.elapsed().as_secs_f64() / 1e9);
+    let distances = gemm_distances(set, x, rows, span, isa, threads);
+    let dim = set.dim;
+    let width = span.len();
+    distances
+        .rows
+        .par_iter()
+        .enumerate()
+        .map(|(q, &r)| {
+            let xr = &x[r * dim..(r + 1) * dim];
+            let gaps = &distances.gaps[q * width..(q + 1) * width];
+            let meta = &distances.meta[q];
+            let fine_of = |c: &[f64]| refine(r, c);
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+                Isa::Avx512 => unsafe {
+                    gemm_lse_row_avx512(set, xr, span, gaps, meta, coarse, &fine_of)
+                },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx2 => unsafe {
+                    gemm_lse_row_avx2(set, xr, span, gaps, meta, coarse, &fine_of)
+                },
+                _ => gemm_log_sum_exp_row::<T, false>(set, xr, span, gaps, meta, coarse, &fine_of),
             }
-            best
-        },
-    )
+        })
+        .collect()
 }
 
 /// One span's rows through the fused dense softmax (D <= FUSED_MAX_DIM); `None` for other
@@ -453,22 +364,13 @@ pub fn log_sum_exp_grid<T: Real>(
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
 ) -> Vec<GridRow> {
-    log_sum_exp_grid_on(set, x, spans, coarse, refine, isa, Path::for_set(set))
-}
-
-/// `log_sum_exp_grid` on a given path (the grid path measures explicitly here).
-pub fn log_sum_exp_grid_on<T: Real>(
-    set: &PreparedSet<T>,
-    x: &[T],
-    spans: &[Span],
-    coarse: &[f64],
-    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
-    isa: Isa,
-    path: Path,
-) -> Vec<GridRow> {
     let groups = group_by_span(spans);
-    if path == Path::Gemm {
-        let parallel = groups.len() == 1;
+    if Path::for_set(set) == Path::Gemm {
+        let threads = if groups.len() == 1 {
+            Threads::All
+        } else {
+            Threads::One
+        };
         let work: Vec<(Span, &[usize])> = groups
             .iter()
             .map(|(span, rows)| (*span, rows.as_slice()))
@@ -476,7 +378,7 @@ pub fn log_sum_exp_grid_on<T: Real>(
         let results = work
             .iter()
             .map(|&(span, rows)| {
-                gemm_log_sum_exp(set, x, rows, span, coarse, refine, isa, parallel)
+                gemm_log_sum_exp(set, x, rows, span, coarse, refine, isa, threads)
             })
             .collect();
         return scatter(spans.len(), &work, results);

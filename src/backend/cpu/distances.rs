@@ -54,9 +54,8 @@ pub(super) fn span_distances<T: Real, const FMA: bool>(
     let width = (b1 - b0) * LANES;
     let mut dist = vec![T::INFINITY; rows.len() * width];
     let row_of = |r: usize| &x[rows[r] * dim..(rows[r] + 1) * dim];
-    let blocked = set.blocked();
     for b in b0..b1 {
-        let block = &blocked[b * dim * LANES..(b + 1) * dim * LANES];
+        let block = &set.blocked[b * dim * LANES..(b + 1) * dim * LANES];
         let offset = (b - b0) * LANES;
         let mut r = 0;
         // Eight rows at a time: eight independent FMA chains hide the FMA latency.

@@ -14,31 +14,24 @@ pub(super) const FUSED_MAX_DIM: usize = 3;
 /// Rows per group: their accumulators (1 + D lane vectors each) stay in registers.
 const ROWS: usize = 4;
 
-/// One block of LANES points in the column layout, copied out (one bounds check per block).
-#[inline(always)]
-fn load_block<T: Real, const D: usize>(
-    columns: &[T],
-    col_width: usize,
-    offset: usize,
-) -> [[T; LANES]; D] {
-    let mut block = [[T::ZERO; LANES]; D];
-    for (k, lanes) in block.iter_mut().enumerate() {
-        lanes.copy_from_slice(&columns[k * col_width + offset..k * col_width + offset + LANES]);
-    }
-    block
-}
-
-/// Squared distances of ROWS rows to one block of points.
+/// Squared distances of ROWS rows to one block of LANES points in the column layout.
 #[inline(always)]
 fn block_distances<T: Real, const FMA: bool, const D: usize>(
     x: &[[T; D]; ROWS],
-    block: &[[T; LANES]; D],
+    columns: &[T],
+    col_width: usize,
+    offset: usize,
 ) -> [[T; LANES]; ROWS] {
     let mut acc = [[T::ZERO; LANES]; ROWS];
     for k in 0..D {
+        let Ok(col) =
+            <&[T; LANES]>::try_from(&columns[k * col_width + offset..k * col_width + offset + LANES])
+        else {
+            return acc;
+        };
         for r in 0..ROWS {
             for l in 0..LANES {
-                let t = x[r][k] - block[k][l];
+                let t = x[r][k] - col[l];
                 acc[r][l] = t.fused::<FMA>(t, acc[r][l]);
             }
         }
@@ -77,8 +70,7 @@ fn softmax_group<T: Real, const FMA: bool, const D: usize>(
     // Pass 1: the nearest squared distance of every row.
     let mut mins = [[T::INFINITY; LANES]; ROWS];
     for b in b0..b1 {
-        let block = load_block::<T, D>(&set.columns, col_width, b * LANES);
-        let mut d = block_distances::<T, FMA, D>(x, &block);
+        let mut d = block_distances::<T, FMA, D>(x, &set.columns, col_width, b * LANES);
         mask_block(&mut d, b, span);
         for r in 0..ROWS {
             for l in 0..LANES {
@@ -94,20 +86,17 @@ fn softmax_group<T: Real, const FMA: bool, const D: usize>(
     let mut sums = [[T::ZERO; LANES]; ROWS];
     let mut moments = [[[T::ZERO; LANES]; D]; ROWS];
     for b in b0..b1 {
-        let block = load_block::<T, D>(&set.columns, col_width, b * LANES);
-        let mut d = block_distances::<T, FMA, D>(x, &block);
+        let mut d = block_distances::<T, FMA, D>(x, &set.columns, col_width, b * LANES);
         mask_block(&mut d, b, span);
         for r in 0..ROWS {
-            let mut w = [T::ZERO; LANES];
             for l in 0..LANES {
                 let gap = d[r][l] - d_min[r];
                 let e = (gap * c).exp();
-                w[l] = if gap <= cut { e } else { T::ZERO };
-                sums[r][l] = sums[r][l] + w[l];
-            }
-            for k in 0..D {
-                for l in 0..LANES {
-                    moments[r][k][l] = w[l].fused::<FMA>(block[k][l], moments[r][k][l]);
+                let w = if gap <= cut { e } else { T::ZERO };
+                sums[r][l] = sums[r][l] + w;
+                for k in 0..D {
+                    let y = set.columns[k * col_width + b * LANES + l];
+                    moments[r][k][l] = w.fused::<FMA>(y, moments[r][k][l]);
                 }
             }
         }

@@ -14,7 +14,8 @@
 use rayon::prelude::*;
 
 use super::distances::{explicit_distance, max_signed};
-use super::layout::{GemmOperands, LANES, PreparedSet};
+use super::gemm::{Threads, product, product_transposed};
+use super::layout::{GemmOperands, PreparedSet};
 use super::real::Real;
 use super::weights::{Reach, weigh_gaps};
 use crate::backend::{Span, WeightedRow, Weighting};
@@ -99,86 +100,63 @@ impl<T> Default for RowWeights<T> {
     }
 }
 
-/// At most this many candidates per row are recomputed by explicit differences (the nearest
-/// ones by product gap): about 1% of the product's own work. Beyond it the weighting is wide (its
-/// many terms average the product's rounding out, see the module note).
+/// A softmax recomputes at most this many candidates by explicit differences (more: it is wide,
+/// see the module note).
 pub(super) fn recompute_limit(span_len: usize) -> usize {
-    (span_len / 128).max(32)
+    (span_len / 8).max(64)
 }
 
-/// The candidates of one row recomputed by explicit differences.
-pub(super) struct Exact<T> {
-    /// Span-relative indices.
-    pub index: Vec<usize>,
-    /// Their gaps to `d_min`, exact.
-    pub gaps: Vec<T>,
-    /// The row's nearest squared distance, by explicit differences.
-    pub d_min: f64,
-    /// Whether every point whose gap can be within the cut was recomputed.
-    pub complete: bool,
-}
-
-/// Recomputes the points whose product gap may be within `exact_cut` (the nearest
-/// `recompute_limit` of them when there are more).
+/// Explicit squared distances of the points whose product gap is within `limit`: (index in span,
+/// distance).
 #[inline(always)]
-pub(super) fn exact_candidates<T: Real, const FMA: bool>(
+fn recompute<T: Real, const FMA: bool>(
     set: &PreparedSet<T>,
     x: &[T],
     span: Span,
     gaps: &[T],
-    meta: &RowMeta,
-    exact_cut: f64,
-) -> Exact<T> {
-    let bar = T::from_f64(exact_cut + meta.bound);
+    limit: T,
+) -> (Vec<usize>, Vec<T>) {
+    let dim = set.dim;
     let mut index = Vec::new();
+    let mut exact = Vec::new();
     for (j, &g) in gaps.iter().enumerate() {
-        if g <= bar {
+        if g <= limit {
+            let y = &set.rows[(span.start + j) * dim..(span.start + j + 1) * dim];
             index.push(j);
+            exact.push(explicit_distance::<T, FMA>(x, y));
         }
     }
-    let limit = recompute_limit(span.len());
-    let complete = index.len() <= limit;
-    if !complete {
-        index.select_nth_unstable_by(limit, |&a, &b| {
-            gaps[a]
-                .partial_cmp(&gaps[b])
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        index.truncate(limit);
-    }
-    let dim = set.dim;
-    let mut exact: Vec<T> = index
-        .iter()
-        .map(|&j| {
-            let y = &set.rows[(span.start + j) * dim..(span.start + j + 1) * dim];
-            explicit_distance::<T, FMA>(x, y)
-        })
-        .collect();
-    let d_min = exact.iter().map(|d| d.to_f64()).fold(meta.d_min, f64::min);
-    let nearest = T::from_f64(d_min);
-    for d in exact.iter_mut() {
-        *d = *d - nearest;
-    }
-    Exact {
-        index,
-        gaps: exact,
-        d_min,
-        complete,
-    }
+    (index, exact)
 }
 
-/// A row of product gaps made relative to the exact nearest squared distance, with the
-/// recomputed candidates' exact gaps in place.
+/// Makes a row of product gaps exact where they are within `exact_cut`: those points are
+/// recomputed by explicit differences, every gap is taken relative to the exact nearest squared
+/// distance, which is returned.
 #[inline(always)]
-pub(super) fn hybrid_gaps<T: Real>(gaps: &mut [T], meta: &RowMeta, exact: &Exact<T>) {
+pub(super) fn hybrid_gaps<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    span: Span,
+    gaps: &mut [T],
+    meta: &RowMeta,
+    exact_cut: f64,
+) -> f64 {
+    if exact_cut <= 0.0 {
+        return meta.d_min;
+    }
+    let (index, exact) =
+        recompute::<T, FMA>(set, x, span, gaps, T::from_f64(exact_cut + meta.bound));
+    let nearest = exact.iter().map(|d| d.to_f64()).fold(meta.d_min, f64::min);
     // The product's gaps are relative to the point measured as meta.d_min.
-    let shift = T::from_f64(meta.d_min - exact.d_min);
+    let shift = T::from_f64(meta.d_min - nearest);
     for g in gaps.iter_mut() {
         *g = *g + shift;
     }
-    for (&j, &g) in exact.index.iter().zip(&exact.gaps) {
-        gaps[j] = g;
+    let nearest_t = T::from_f64(nearest);
+    for (&j, &d) in index.iter().zip(&exact) {
+        gaps[j] = d - nearest_t;
     }
+    nearest
 }
 
 /// sum_j w_j y_j over the listed points of the span, accumulated in T.
@@ -226,29 +204,36 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
     let mut weights = gaps.to_vec();
     let mut d_min = meta.d_min;
     if reach.exact_cut > 0.0 {
-        let exact = exact_candidates::<T, FMA>(set, x, span, gaps, meta, reach.exact_cut);
-        if exact.complete && reach.gap_cut <= reach.exact_cut {
-            // All the weight is among the candidates: a sparse row, exps for them only.
-            let Exact {
-                index,
-                gaps: mut compact,
-                d_min,
-                ..
-            } = exact;
-            let normaliser = weigh_gaps::<T, FMA>(&mut compact, d_min, weighting, dim);
-            let (weighted, weight_sum) = sparse_sum::<T, FMA>(
-                set,
-                span,
-                index.iter().copied().zip(compact.iter().copied()),
-            );
+        let limit = T::from_f64(reach.exact_cut + meta.bound);
+        let mut count = 0usize;
+        for &g in gaps {
+            count += usize::from(g <= limit);
+        }
+        // All the weight is among the candidates: a sparse row.
+        let sparse = reach.gap_cut <= reach.exact_cut;
+        if sparse && count <= recompute_limit(span.len()) {
+            let (index, mut exact) = recompute::<T, FMA>(set, x, span, gaps, limit);
+            let nearest = exact
+                .iter()
+                .copied()
+                .fold(T::INFINITY, |m, v| if v < m { v } else { m });
+            for d in exact.iter_mut() {
+                *d = *d - nearest;
+            }
+            let normaliser = weigh_gaps::<T, FMA>(&mut exact, nearest.to_f64(), weighting, dim);
+            let (weighted, weight_sum) =
+                sparse_sum::<T, FMA>(set, span, index.iter().copied().zip(exact.iter().copied()));
             return RowWeights::Summed(WeightedRow {
                 weighted,
                 weight_sum,
                 normaliser,
             });
         }
-        hybrid_gaps(&mut weights, meta, &exact);
-        d_min = exact.d_min;
+        if !sparse {
+            // NAG's marginal sees coarse and fine scales at once: the fine ones get exact gaps,
+            // the coarse ones the product's.
+            d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut weights, meta, reach.exact_cut);
+        }
     }
     let normaliser = weigh_gaps::<T, FMA>(&mut weights, d_min, weighting, dim);
     let mut nonzero = 0usize;
@@ -272,25 +257,17 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
     }
 }
 
-/// The machine's compiled kernels for one span's products: `logits` is `tiles::logits_task`,
-/// `weighted` is `tiles::weighted_task`, `finish` is `finish_row`; `parallel`: the products use
-/// every thread (else the caller runs spans in parallel).
-pub(super) struct Kernels<'a, T> {
-    pub parallel: bool,
-    pub logits: &'a (dyn Fn(&[T], (usize, usize), (usize, usize), &mut [T]) + Sync),
-    pub weighted: &'a (dyn Fn(&[T], (usize, usize), (usize, usize), &mut [f64]) + Sync),
-    pub finish: &'a (dyn Fn(&[T], f64, &mut [T]) -> RowMeta + Sync),
-}
-
 impl<T: Real> SpanDistances<T> {
     /// The gaps of `rows` of the batch `x` to `span` by one product, and each row's meta.
+    /// `finish` is `finish_row` compiled for the machine's instruction set.
     pub fn new(
         set: &PreparedSet<T>,
         ops: &GemmOperands<T>,
         x: &[T],
         rows: &[usize],
         span: Span,
-        kernels: &Kernels<T>,
+        threads: Threads,
+        finish: &(dyn Fn(&[T], f64, &mut [T]) -> RowMeta + Sync),
     ) -> Self {
         let dim = set.dim;
         let width = span.len();
@@ -305,12 +282,13 @@ impl<T: Real> SpanDistances<T> {
             }
             norms.push(norm2.sqrt());
         }
-        let mut gaps = super::tiles::logits(
+        let mut gaps = vec![T::ZERO; rows.len() * width];
+        product_transposed(
             &centred,
-            dim,
-            (span.start, span.end),
-            kernels.parallel,
-            kernels.logits,
+            &ops.centred[span.start * dim..span.end * dim],
+            (rows.len(), width, dim),
+            &mut gaps,
+            threads,
         );
         let mut meta = vec![RowMeta::default(); rows.len()];
         gaps.par_chunks_mut(width.max(1))
@@ -318,7 +296,7 @@ impl<T: Real> SpanDistances<T> {
             .enumerate()
             .for_each(|(q, (logits, m))| {
                 let r = rows[q];
-                *m = (kernels.finish)(&x[r * dim..(r + 1) * dim], norms[q], logits);
+                *m = finish(&x[r * dim..(r + 1) * dim], norms[q], logits);
             });
         SpanDistances {
             span,
@@ -328,13 +306,13 @@ impl<T: Real> SpanDistances<T> {
         }
     }
 
-    /// sum_j w_j y_j, sum_j w_j and Z for each row under the weighting `weigh` applies
-    /// (`weigh_gemm_row` compiled for the machine).
+    /// sum_j w_j y_j, sum_j w_j and Z for each row under `weighting`; `weigh` is `weigh_gemm_row`
+    /// compiled for the machine's instruction set.
     pub fn weighted_rows(
         &self,
         set: &PreparedSet<T>,
         x: &[T],
-        kernels: &Kernels<T>,
+        threads: Threads,
         weigh: &(dyn Fn(&[T], &[T], &RowMeta) -> RowWeights<T> + Sync),
     ) -> Vec<WeightedRow> {
         let dim = set.dim;
@@ -351,23 +329,27 @@ impl<T: Real> SpanDistances<T> {
                 )
             })
             .collect();
-        // The dense rows' sums by one product with the centred data (the distances streamed the
-        // same data): sum_j w_j y_j = sum_j w_j (y_j - mu) + mu sum_j w_j. The weights are laid
-        // out on the data's blocks, zero outside the span.
-        let ops = set.gemm_operands();
-        let (b0, b1) = (self.span.start / LANES, self.span.end.div_ceil(LANES));
-        let stride = (b1 - b0) * LANES;
-        let offset = self.span.start - b0 * LANES;
-        let mut matrix = Vec::new();
-        for w in &per_row {
-            if let RowWeights::Dense { weights, .. } = w {
-                let at = matrix.len() + offset;
-                matrix.resize(matrix.len() + stride, T::ZERO);
-                matrix[at..at + width].copy_from_slice(weights);
+        // The dense rows' sums by one product with the span's rows.
+        let dense: Vec<usize> = (0..per_row.len())
+            .filter(|&q| matches!(per_row[q], RowWeights::Dense { .. }))
+            .collect();
+        let mut matrix = Vec::with_capacity(dense.len() * width);
+        for &q in &dense {
+            if let RowWeights::Dense { weights, .. } = &per_row[q] {
+                matrix.extend_from_slice(weights);
             }
         }
-        let sums =
-            super::tiles::weighted(&matrix, dim, (b0, b1), kernels.parallel, kernels.weighted);
+        // Against the centred rows (the ones the distances streamed, likely still in cache):
+        // sum_j w_j y_j = sum_j w_j (y_j - mu) + mu sum_j w_j.
+        let ops = set.gemm_operands();
+        let mut sums = vec![T::ZERO; dense.len() * dim];
+        product(
+            &matrix,
+            &ops.centred[self.span.start * dim..self.span.end * dim],
+            (dense.len(), dim, width),
+            &mut sums,
+            threads,
+        );
         let mut next_dense = 0;
         per_row
             .into_iter()
@@ -384,7 +366,7 @@ impl<T: Real> SpanDistances<T> {
                         weighted: s
                             .iter()
                             .zip(&ops.mean)
-                            .map(|(v, m)| v + m * weight_sum)
+                            .map(|(v, m)| v.to_f64() + m * weight_sum)
                             .collect(),
                         weight_sum,
                         normaliser,

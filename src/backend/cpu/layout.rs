@@ -13,9 +13,8 @@ pub const LANES: usize = 16;
 pub struct PreparedSet<T> {
     pub n: usize,
     pub dim: usize,
-    /// [block][dim][LANES], zero-padded to whole blocks: one block's columns are contiguous
-    /// (for the explicit differences; built at first use).
-    blocked: OnceLock<Vec<T>>,
+    /// [block][dim][LANES], zero-padded to whole blocks: one block's columns are contiguous.
+    pub(super) blocked: Vec<T>,
     /// [n][dim], for the weighted sum.
     pub(super) rows: Vec<T>,
     /// [dim][blocks * LANES], zero-padded columns, for the weighted sum of small dimensions.
@@ -35,8 +34,8 @@ pub(super) const GEMM_MIN_DIM: usize = 16;
 pub(super) struct GemmOperands<T> {
     /// The data mean mu, in f64.
     pub mean: Vec<f64>,
-    /// y_j - mu, rounded once, in the blocked layout [block][dim][LANES] (zero-padded points).
-    pub blocked: Vec<T>,
+    /// [n][dim]: y_j - mu, rounded once.
+    pub centred: Vec<T>,
     /// |y_j - mu|^2 / 2 of the rounded rows, rounded once.
     pub half_norms: Vec<T>,
     /// |y_j - mu| of the rounded rows.
@@ -55,26 +54,28 @@ impl<T: Real> GemmOperands<T> {
         for m in mean.iter_mut() {
             *m /= n.max(1) as f64;
         }
-        let mut blocked = vec![T::ZERO; n.div_ceil(LANES) * dim * LANES];
-        let mut norms2 = vec![0.0f64; n];
-        for (j, row) in rows.chunks_exact(dim).enumerate() {
-            let (b, l) = (j / LANES, j % LANES);
-            for (k, (v, m)) in row.iter().zip(&mean).enumerate() {
-                let c = T::from_f64(v.to_f64() - m);
-                blocked[(b * dim + k) * LANES + l] = c;
-                norms2[j] += c.to_f64() * c.to_f64();
-            }
-        }
+        let centred: Vec<T> = rows
+            .chunks_exact(dim)
+            .flat_map(|row| {
+                row.iter()
+                    .zip(&mean)
+                    .map(|(v, m)| T::from_f64(v.to_f64() - m))
+            })
+            .collect();
+        let norms2: Vec<f64> = centred
+            .chunks_exact(dim)
+            .map(|row| row.iter().map(|v| v.to_f64() * v.to_f64()).sum())
+            .collect();
         GemmOperands {
             mean,
-            blocked,
+            centred,
             half_norms: norms2.iter().map(|v| T::from_f64(v / 2.0)).collect(),
             norms: norms2.iter().map(|v| v.sqrt()).collect(),
         }
     }
 
     fn bytes(&self) -> usize {
-        (self.blocked.len() + self.half_norms.len()) * std::mem::size_of::<T>()
+        (self.centred.len() + self.half_norms.len()) * std::mem::size_of::<T>()
             + (self.mean.len() + self.norms.len()) * 8
     }
 }
@@ -85,6 +86,13 @@ pub(super) const SMALL_DIM: usize = 8;
 impl<T: Real> PreparedSet<T> {
     pub fn new(values: &[f64], n: usize, dim: usize) -> Self {
         let blocks = n.div_ceil(LANES);
+        let mut blocked = vec![T::ZERO; blocks * dim * LANES];
+        for j in 0..n {
+            let (b, l) = (j / LANES, j % LANES);
+            for k in 0..dim {
+                blocked[(b * dim + k) * LANES + l] = T::from_f64(values[j * dim + k]);
+            }
+        }
         let rows = values.iter().map(|&v| T::from_f64(v)).collect();
         let mut columns = Vec::new();
         if dim <= SMALL_DIM {
@@ -99,7 +107,7 @@ impl<T: Real> PreparedSet<T> {
         PreparedSet {
             n,
             dim,
-            blocked: OnceLock::new(),
+            blocked,
             rows,
             columns,
             gemm: OnceLock::new(),
@@ -109,24 +117,8 @@ impl<T: Real> PreparedSet<T> {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        (self.blocked.get().map_or(0, Vec::len) + self.rows.len() + self.columns.len())
-            * std::mem::size_of::<T>()
+        (self.blocked.len() + self.rows.len() + self.columns.len()) * std::mem::size_of::<T>()
             + self.gemm.get().map_or(0, GemmOperands::bytes)
-    }
-
-    /// The blocked layout (built at the first call).
-    pub(super) fn blocked(&self) -> &[T] {
-        self.blocked.get_or_init(|| {
-            let (n, dim) = (self.n, self.dim);
-            let mut blocked = vec![T::ZERO; n.div_ceil(LANES) * dim * LANES];
-            for j in 0..n {
-                let (b, l) = (j / LANES, j % LANES);
-                for k in 0..dim {
-                    blocked[(b * dim + k) * LANES + l] = self.rows[j * dim + k];
-                }
-            }
-            blocked
-        })
     }
 
     /// The GEMM form's operands (built at the first call).

@@ -1,7 +1,7 @@
 //! The noise posterior's log-sum-exp on sigma grids, over gaps bucketed by binary exponent.
 
 use super::distances::{min_of, span_distances};
-use super::gemm_form::{RowMeta, exact_candidates, hybrid_gaps};
+use super::gemm_form::{RowMeta, hybrid_gaps};
 use super::layout::{LANES, PreparedSet};
 use super::real::Real;
 use super::weights::TIGHT;
@@ -201,24 +201,18 @@ pub(super) fn gemm_log_sum_exp_row<T: Real, const FMA: bool>(
     let ln = |s: &[f64]| s.iter().map(|s| s.ln()).collect::<Vec<f64>>();
     let coarse_ln = ln(coarse);
     let cut = posterior_exact_cut(coarse, &coarse_ln, meta, dim, gaps.len());
-    let hybrid = |cut: f64| {
-        let mut row = gaps.to_vec();
-        let mut d_min = meta.d_min;
-        if cut > 0.0 {
-            let exact = exact_candidates::<T, FMA>(set, x, span, gaps, meta, cut);
-            hybrid_gaps(&mut row, meta, &exact);
-            d_min = exact.d_min;
-        }
-        BucketedGaps::of(&row, T::ZERO, d_min)
-    };
-    let mut buckets = hybrid(cut);
+    let mut row = gaps.to_vec();
+    let d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut row, meta, cut);
+    let mut buckets = BucketedGaps::of(&row, T::ZERO, d_min);
     let c = log_sum_exp_bucketed::<T, FMA>(&buckets, coarse, &coarse_ln, dim);
     let fine_sigmas = fine_of(&c);
     let fine_ln = ln(&fine_sigmas);
     let fine_cut = posterior_exact_cut(&fine_sigmas, &fine_ln, meta, dim, gaps.len());
     if fine_cut > cut {
         // The fine grid resolves finer than the coarse one did: more gaps made exact.
-        buckets = hybrid(fine_cut);
+        row.copy_from_slice(gaps);
+        let d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut row, meta, fine_cut);
+        buckets = BucketedGaps::of(&row, T::ZERO, d_min);
     }
     let f = log_sum_exp_bucketed::<T, FMA>(&buckets, &fine_sigmas, &fine_ln, dim);
     (c, fine_sigmas, f)

@@ -17,6 +17,7 @@ mod cache;
 mod dispatch;
 mod distances;
 mod fused;
+pub mod gemm;
 mod gemm_form;
 mod grid;
 mod layout;
@@ -24,14 +25,10 @@ mod log_sum_exp;
 mod real;
 #[cfg(test)]
 mod tests;
-mod tiles;
 mod weighted;
 mod weights;
 
-pub use dispatch::{
-    Isa, Path, log_sum_exp_grid, log_sum_exp_grid_on, probe_throughput, weighted_rows,
-    weighted_rows_on,
-};
+pub use dispatch::{Isa, Path, log_sum_exp_grid, weighted_rows, weighted_rows_on};
 pub use layout::{LANES, PreparedSet};
 pub use log_sum_exp::LIKELIHOOD_MARGIN;
 pub use real::Real;
