@@ -9,7 +9,7 @@ use super::fused::{FUSED_MAX_DIM, fused_softmax_task};
 use super::gemm::Threads;
 use super::gemm_form::{RowMeta, RowWeights, SpanDistances, finish_row, weigh_gemm_row};
 use super::grid::{GRID_MAX_DIM, Grid, grid_row};
-use super::layout::{GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
+use super::layout::{GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
 use super::log_sum_exp::{gemm_log_sum_exp_row, log_sum_exp_task};
 use super::real::Real;
 use super::weighted::weighted_rows_task;
@@ -112,12 +112,12 @@ pub enum Path {
 
 impl Path {
     /// The path a set takes by default: the grid for D <= 3, the GEMM form for f32 sets of
-    /// GEMM_MIN_DIM or more dimensions, explicit differences otherwise (and for f64 sets above 3
+    /// GEMM_MIN_DIM to GEMM_MAX_DIM dimensions, explicit differences otherwise (and for f64 sets above 3
     /// dimensions, which stay the oracle).
     pub fn for_set<T: Real>(set: &PreparedSet<T>) -> Path {
         if set.dim <= GRID_MAX_DIM {
             Path::Grid
-        } else if T::GEMM_FORM && set.dim >= GEMM_MIN_DIM {
+        } else if T::GEMM_FORM && (GEMM_MIN_DIM..=GEMM_MAX_DIM).contains(&set.dim) {
             Path::Gemm
         } else {
             Path::Explicit
@@ -377,9 +377,7 @@ pub fn log_sum_exp_grid<T: Real>(
             .collect();
         let results = work
             .iter()
-            .map(|&(span, rows)| {
-                gemm_log_sum_exp(set, x, rows, span, coarse, refine, isa, threads)
-            })
+            .map(|&(span, rows)| gemm_log_sum_exp(set, x, rows, span, coarse, refine, isa, threads))
             .collect();
         return scatter(spans.len(), &work, results);
     }

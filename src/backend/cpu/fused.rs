@@ -24,9 +24,9 @@ fn block_distances<T: Real, const FMA: bool, const D: usize>(
 ) -> [[T; LANES]; ROWS] {
     let mut acc = [[T::ZERO; LANES]; ROWS];
     for k in 0..D {
-        let Ok(col) =
-            <&[T; LANES]>::try_from(&columns[k * col_width + offset..k * col_width + offset + LANES])
-        else {
+        let Ok(col) = <&[T; LANES]>::try_from(
+            &columns[k * col_width + offset..k * col_width + offset + LANES],
+        ) else {
             return acc;
         };
         for r in 0..ROWS {

@@ -211,7 +211,11 @@ fn reference_sets() -> Vec<(&'static str, Vec<f64>, usize)> {
 
 /// The largest error of D = sum w y / sum w against a reference, relative to the data's scale,
 /// and the largest relative error of the weight sums.
-fn errors(got: &[crate::backend::WeightedRow], reference: &[(Vec<f64>, f64)], scale: f64) -> (f64, f64) {
+fn errors(
+    got: &[crate::backend::WeightedRow],
+    reference: &[(Vec<f64>, f64)],
+    scale: f64,
+) -> (f64, f64) {
     let (mut d, mut sum) = (0.0f64, 0.0f64);
     for (g, (expect, expect_sum)) in got.iter().zip(reference) {
         for (v, e) in g.weighted.iter().zip(expect) {
@@ -228,10 +232,17 @@ fn brute_rows(values: &[f64], dim: usize, x: &[f64], sigma: f64) -> Vec<(Vec<f64
         .map(|xr| {
             let n = values.len() / dim;
             let d: Vec<f64> = (0..n)
-                .map(|j| (0..dim).map(|k| (xr[k] - values[j * dim + k]).powi(2)).sum())
+                .map(|j| {
+                    (0..dim)
+                        .map(|k| (xr[k] - values[j * dim + k]).powi(2))
+                        .sum()
+                })
                 .collect();
             let m = d.iter().copied().fold(f64::INFINITY, f64::min);
-            let w: Vec<f64> = d.iter().map(|v| (-(v - m) / (2.0 * sigma * sigma)).exp()).collect();
+            let w: Vec<f64> = d
+                .iter()
+                .map(|v| (-(v - m) / (2.0 * sigma * sigma)).exp())
+                .collect();
             let z: f64 = w.iter().sum();
             let mean = (0..dim)
                 .map(|k| (0..n).map(|j| w[j] * values[j * dim + k]).sum::<f64>() / z)
@@ -260,7 +271,12 @@ fn the_gemm_form_matches_explicit_differences_at_every_sigma() {
             let (explicit_d, explicit_sum) = errors(&explicit, &reference, scale);
             let between: Vec<(Vec<f64>, f64)> = explicit
                 .iter()
-                .map(|e| (e.weighted.iter().map(|v| v / e.weight_sum).collect(), e.weight_sum))
+                .map(|e| {
+                    (
+                        e.weighted.iter().map(|v| v / e.weight_sum).collect(),
+                        e.weight_sum,
+                    )
+                })
                 .collect();
             let (apart_d, apart_sum) = errors(&gemm, &between, scale);
             eprintln!(
@@ -292,7 +308,11 @@ fn brute_marginal(
     x.chunks_exact(dim)
         .map(|xr| {
             let d: Vec<f64> = (0..n)
-                .map(|j| (0..dim).map(|k| (xr[k] - values[j * dim + k]).powi(2)).sum())
+                .map(|j| {
+                    (0..dim)
+                        .map(|k| (xr[k] - values[j * dim + k]).powi(2))
+                        .sum()
+                })
                 .collect();
             let logit = |j: usize, k: usize| {
                 log_weights[k] - dim as f64 * sigmas[k].ln() - d[j] / (2.0 * sigmas[k] * sigmas[k])
@@ -345,11 +365,15 @@ fn the_gemm_form_matches_explicit_differences_for_nag() {
                     let r = (g.weight_sum / g.normaliser) / ratio - 1.0;
                     worst[2 * p] = worst[2 * p].max(r.abs());
                     for (gv, ev) in g.weighted.iter().zip(mean) {
-                        worst[2 * p + 1] = worst[2 * p + 1].max((gv / g.weight_sum - ev).abs() / scale);
+                        worst[2 * p + 1] =
+                            worst[2 * p + 1].max((gv / g.weight_sum - ev).abs() / scale);
                     }
                 }
             }
-            eprintln!("nag {name} sigma {sigma}: gemm {:.1e} / {:.1e}, explicit {:.1e} / {:.1e}", worst[0], worst[1], worst[2], worst[3]);
+            eprintln!(
+                "nag {name} sigma {sigma}: gemm {:.1e} / {:.1e}, explicit {:.1e} / {:.1e}",
+                worst[0], worst[1], worst[2], worst[3]
+            );
             for e in worst {
                 assert!(e <= 1e-4, "nag {name} sigma {sigma}: {worst:?}");
             }
@@ -371,7 +395,10 @@ fn the_grid_matches_brute_force_on_every_toy() {
         let exact = PreparedSet::<f64>::new(&values, n, dim);
         let single = PreparedSet::<f32>::new(&values, n, dim);
         // Whole set and a class span (or a part of the set).
-        let half = Span { start: 0, end: n / 2 };
+        let half = Span {
+            start: 0,
+            end: n / 2,
+        };
         for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
             let x = f32_rounded(&rows_around(&values, dim, sigma, 3));
             let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
@@ -380,18 +407,31 @@ fn the_grid_matches_brute_force_on_every_toy() {
                 let weighting = Weighting::Softmax { sigma };
                 let reference =
                     brute_rows(&values[span.start * dim..span.end * dim], dim, &x, sigma);
-                let grid = weighted_rows_on(&exact, &x, &spans, &weighting, Isa::detect(), Path::Grid);
+                let grid =
+                    weighted_rows_on(&exact, &x, &spans, &weighting, Isa::detect(), Path::Grid);
                 let (d, sum) = errors(&grid, &reference, scale);
-                assert!(d <= 1e-12 && sum <= 1e-12, "{toy} f64 sigma {sigma}: {d:e} / {sum:e}");
-                let on = |path| weighted_rows_on(&single, &xs, &spans, &weighting, Isa::detect(), path);
+                assert!(
+                    d <= 1e-12 && sum <= 1e-12,
+                    "{toy} f64 sigma {sigma}: {d:e} / {sum:e}"
+                );
+                let on =
+                    |path| weighted_rows_on(&single, &xs, &spans, &weighting, Isa::detect(), path);
                 let explicit = on(Path::Explicit);
                 let between: Vec<(Vec<f64>, f64)> = explicit
                     .iter()
-                    .map(|e| (e.weighted.iter().map(|v| v / e.weight_sum).collect(), e.weight_sum))
+                    .map(|e| {
+                        (
+                            e.weighted.iter().map(|v| v / e.weight_sum).collect(),
+                            e.weight_sum,
+                        )
+                    })
                     .collect();
                 let (d, sum) = errors(&on(Path::Grid), &between, scale);
                 // The same weights; only the order of the sums differs.
-                assert!(d <= 2e-6 && sum <= 2e-6, "{toy} f32 sigma {sigma}: {d:e} / {sum:e}");
+                assert!(
+                    d <= 2e-6 && sum <= 2e-6,
+                    "{toy} f32 sigma {sigma}: {d:e} / {sum:e}"
+                );
             }
         }
     }
