@@ -257,6 +257,11 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
     }
 }
 
+/// A compiled `finish_row`: (x, |x|^2, logits) -> the row's meta.
+pub(super) type FinishRow<'a, T> = dyn Fn(&[T], f64, &mut [T]) -> RowMeta + Sync + 'a;
+/// A compiled `weigh_gemm_row`: (x, gaps, meta) -> the row's weights.
+pub(super) type WeighRow<'a, T> = dyn Fn(&[T], &[T], &RowMeta) -> RowWeights<T> + Sync + 'a;
+
 impl<T: Real> SpanDistances<T> {
     /// The gaps of `rows` of the batch `x` to `span` by one product, and each row's meta.
     /// `finish` is `finish_row` compiled for the machine's instruction set.
@@ -267,7 +272,7 @@ impl<T: Real> SpanDistances<T> {
         rows: &[usize],
         span: Span,
         threads: Threads,
-        finish: &(dyn Fn(&[T], f64, &mut [T]) -> RowMeta + Sync),
+        finish: &FinishRow<'_, T>,
     ) -> Self {
         let dim = set.dim;
         let width = span.len();
@@ -313,7 +318,7 @@ impl<T: Real> SpanDistances<T> {
         set: &PreparedSet<T>,
         x: &[T],
         threads: Threads,
-        weigh: &(dyn Fn(&[T], &[T], &RowMeta) -> RowWeights<T> + Sync),
+        weigh: &WeighRow<'_, T>,
     ) -> Vec<WeightedRow> {
         let dim = set.dim;
         let width = self.span.len();
