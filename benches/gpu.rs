@@ -14,8 +14,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use noisescope::backend::cpu::{Span, Weighting};
-use noisescope::backend::{BackendChoice, Compute};
+use noisescope::backend::{BackendChoice, Compute, Span, Weighting};
 use noisescope::core::denoiser::Cond;
 use noisescope::core::estimate::SigmaPrior;
 use noisescope::core::noise::{Rng, SeededNoise, initial_noise};

@@ -1,37 +1,11 @@
 //! The `noisescope train` command: a checkpoint on disk, resume, and one clear error per bad input.
 
 use std::path::Path;
-use std::process::Command;
 
 use noisescope::models::learned::LearnedDenoiser;
 
-fn noisescope(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_noisescope"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts a clean failure: exit 2, one `error:` line mentioning `needle`, no panic.
-fn assert_clear_error(o: &std::process::Output, needle: &str) {
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(err.starts_with("error:"), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(
-        err.to_lowercase().contains(&needle.to_lowercase()),
-        "expected '{needle}' in: {err}"
-    );
-}
-
-fn path(dir: &Path, name: &str) -> String {
-    dir.join(name).display().to_string()
-}
+mod cli_support;
+use cli_support::{assert_one_line_error as assert_clear_error, noisescope, path, text};
 
 #[test]
 fn train_writes_a_checkpoint_and_resumes_it() {
@@ -214,4 +188,96 @@ fn train_rejects_bad_input_with_one_clear_line() {
     );
     // Nothing was written by the failed runs.
     assert!(!dir.path().join("r.safetensors").exists());
+}
+
+#[test]
+fn sample_runs_a_learned_denoiser_and_reports_its_quality() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "run");
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "toy:moons",
+        "--denoiser",
+        "bundled:moons",
+        "--class",
+        "0",
+        "--cfg",
+        "2",
+        "--nag",
+        "1",
+        "--batch",
+        "200",
+        // NAG w = 1 needs more than 8 Heun steps to be stable (README, NAG), learned or exact.
+        "--steps",
+        "18",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains("quality vs the data: sliced W2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("class accuracy"), "{stdout}");
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/run.json")).expect("run.json"),
+    )
+    .expect("json");
+    assert_eq!(run["spec"]["denoiser"]["bundled"], "moons");
+    assert!(
+        run["backend"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("candle"))
+    );
+    let accuracy = run["quality"]["class_accuracy"].as_f64().expect("accuracy");
+    assert!(accuracy > 0.9, "{accuracy}");
+    assert!(
+        run["quality"]["sliced_w2"]
+            .as_f64()
+            .is_some_and(|w| w > 0.0)
+    );
+    // Exact runs report their quality too.
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "toy:moons",
+        "--batch",
+        "50",
+        "--steps",
+        "6",
+        "--out",
+        &path(dir.path(), "exact"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("quality vs the data"));
+}
+
+#[test]
+fn sample_refuses_a_learned_denoiser_of_other_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "run");
+    let sample = |data: &str, denoiser: &str| {
+        noisescope(&[
+            "sample",
+            "--data",
+            data,
+            "--denoiser",
+            denoiser,
+            "--out",
+            &out,
+        ])
+    };
+    assert_clear_error(
+        &sample("toy:checkerboard", "bundled:moons"),
+        "knows 2 classes",
+    );
+    assert_clear_error(&sample("digits", "bundled:moons"), "64-dimensional");
+    assert_clear_error(&sample("toy:moons", "bundled:nothing"), "no bundled model");
+    assert_clear_error(
+        &sample("toy:moons", &path(dir.path(), "none.safetensors")),
+        "none.safetensors",
+    );
+    assert!(!dir.path().join("run").exists());
 }

@@ -1,7 +1,6 @@
 //! Learned denoisers (issue 9): training, checkpoints, and the trained model as a `Denoiser`
 //! under the samplers and guidance. Trainings here are short: CI runs them in a debug build.
 
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -14,13 +13,12 @@ use noisescope::core::denoiser::{Cond, Denoiser};
 use noisescope::core::estimate::SigmaPrior;
 use noisescope::core::guidance::{Cfg, Nag};
 use noisescope::core::metrics::sliced_w2;
-use noisescope::core::noise::{SeededNoise, initial_noise};
-use noisescope::core::sampler::{Hooks, SamplerArgs, SamplerKind, Stochasticity, sample};
-use noisescope::core::schedule::karras;
+use noisescope::core::noise::initial_noise;
 use noisescope::data::{DataSet, DataSpec, Source, digits, toys};
 use noisescope::error::Error;
 use noisescope::models::AnalyticModel;
 use noisescope::models::learned::LearnedDenoiser;
+use noisescope::models::quality::{sample_heun, sample_quality};
 use noisescope::train::checkpoint::{self, Checkpoint};
 use noisescope::train::data::TrainingSet;
 use noisescope::train::mlp::MlpConfig;
@@ -48,6 +46,18 @@ fn mlp_config(steps: usize, batch: usize, seed: u64) -> TrainConfig {
     c
 }
 
+/// The default mlp trained on moons for `steps` steps of `batch` rows.
+fn trained_moons(steps: usize, batch: usize, seed: u64) -> Result<Trainer> {
+    let (_, data) = moons()?;
+    let mut trainer = Trainer::new(
+        ArchConfig::Mlp(MlpConfig::default()),
+        mlp_config(steps, batch, seed),
+        data,
+    )?;
+    train(&mut trainer)?;
+    Ok(trainer)
+}
+
 fn train(trainer: &mut Trainer) -> Result<Vec<f64>> {
     let mut losses = Vec::new();
     let outcome = trainer.run(&TrainControl::default(), &mut |p| losses.push(p.loss))?;
@@ -55,29 +65,17 @@ fn train(trainer: &mut Trainer) -> Result<Vec<f64>> {
     Ok(losses)
 }
 
-/// Heun with `steps` Karras steps from the seeded noise of `seed`.
-fn heun(
-    denoiser: &dyn Denoiser,
-    cond: &Cond,
-    rows: usize,
-    steps: usize,
-    seed: u64,
-) -> Result<Batch> {
-    let sigmas = karras(steps, 0.002, 80.0, 7.0);
-    let x0 = initial_noise(seed, rows, denoiser.dim()).scale(sigmas[0]);
-    let args = SamplerArgs {
-        denoiser,
-        cond,
-        sigmas,
-        stochasticity: Stochasticity::default(),
-    };
-    let mut noise = SeededNoise { seed };
-    let mut hooks = Hooks {
-        noise: &mut noise,
-        replan: None,
-        on_step: &mut |_| ControlFlow::Continue(()),
-    };
-    Ok(sample(SamplerKind::Heun, args, x0, &mut hooks)?.x)
+/// The default mlp on moons and the unet on the digits.
+fn both_networks() -> Result<[(ArchConfig, Arc<TrainingSet>); 2]> {
+    let (_, moons) = moons()?;
+    let digits = Arc::new(TrainingSet::from_dataset(&digits::load()?)?);
+    let image = digits
+        .image
+        .ok_or_else(|| Error::Data("digits are images".into()))?;
+    Ok([
+        (ArchConfig::Mlp(MlpConfig::default()), moons),
+        (ArchConfig::Unet(UnetConfig::for_image(image)), digits),
+    ])
 }
 
 fn batch_of(set: &DataSet) -> Result<Batch> {
@@ -89,16 +87,7 @@ fn initial_weighted_loss_is_about_one_at_every_sigma() -> Result<()> {
     let _turn = one_at_a_time();
     // EDM fig. 5a: with the output layer at zero, lambda ||D - y||^2 / dim = 1 in expectation at
     // every sigma (precond.rs derives it), for the dropped-noise rows too (E||n||^2 / dim).
-    let (_, moons) = moons()?;
-    let digits = Arc::new(TrainingSet::from_dataset(&digits::load()?)?);
-    let image = digits
-        .image
-        .ok_or_else(|| Error::Data("digits are images".into()))?;
-    let cases = [
-        (ArchConfig::Mlp(MlpConfig::default()), moons, 16_384),
-        (ArchConfig::Unet(UnetConfig::for_image(image)), digits, 2048),
-    ];
-    for (arch, data, rows) in cases {
+    for ((arch, data), rows) in both_networks()?.into_iter().zip([16_384, 2048]) {
         let name = arch.name();
         let config = TrainConfig::for_arch(&arch, 1);
         let mut trainer = Trainer::new(arch, config, data)?;
@@ -147,7 +136,7 @@ fn a_short_training_lowers_the_loss_and_samples_like_the_exact_denoiser() -> Res
     let data_rows = batch_of(set)?;
     let cond = Cond::plain();
     let w2 = |d: &dyn Denoiser| -> Result<f64> {
-        sliced_w2(&heun(d, &cond, 1000, 18, 11)?, &data_rows, 128, 5)
+        sliced_w2(&sample_heun(d, &cond, 1000, 18, 11)?, &data_rows, 128, 5)
     };
     let (w2_learned, w2_exact) = (w2(&learned)?, w2(&exact)?);
     // The exact denoiser returns training points, so its W2 is the floor set by drawing 1000 of
@@ -207,16 +196,7 @@ fn the_same_seed_gives_the_same_loss_curve_and_a_resume_continues_it() -> Result
 fn save_then_load_reproduces_d_bit_for_bit() -> Result<()> {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-    let (_, moons) = moons()?;
-    let digits = Arc::new(TrainingSet::from_dataset(&digits::load()?)?);
-    let image = digits
-        .image
-        .ok_or_else(|| Error::Data("digits are images".into()))?;
-    let cases = [
-        (ArchConfig::Mlp(MlpConfig::default()), moons, 64),
-        (ArchConfig::Unet(UnetConfig::for_image(image)), digits, 16),
-    ];
-    for (arch, data, batch) in cases {
+    for ((arch, data), batch) in both_networks()?.into_iter().zip([64, 16]) {
         let mut config = TrainConfig::for_arch(&arch, 6);
         config.batch = batch;
         let mut trainer = Trainer::new(arch, config, data.clone())?;
@@ -249,13 +229,7 @@ fn save_then_load_reproduces_d_bit_for_bit() -> Result<()> {
 #[test]
 fn guidance_at_its_neutral_weights_and_the_dropped_conditions() -> Result<()> {
     let _turn = one_at_a_time();
-    let (_, data) = moons()?;
-    let mut trainer = Trainer::new(
-        ArchConfig::Mlp(MlpConfig::default()),
-        mlp_config(40, 128, 1),
-        data,
-    )?;
-    train(&mut trainer)?;
+    let trainer = trained_moons(40, 128, 1)?;
     let base: Arc<dyn Denoiser> = Arc::new(LearnedDenoiser::from_trainer(&trainer)?);
     let x = initial_noise(4, 30, 2).scale(0.8);
     let cond = Cond::with_class(Some((0..30).map(|r| r % 2).collect()));
@@ -378,13 +352,7 @@ fn expect_checkpoint_error(path: &Path, needle: &str) {
 fn bad_checkpoints_give_one_clear_error() -> Result<()> {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-    let (_, data) = moons()?;
-    let mut trainer = Trainer::new(
-        ArchConfig::Mlp(MlpConfig::default()),
-        mlp_config(2, 16, 0),
-        data,
-    )?;
-    train(&mut trainer)?;
+    let trainer = trained_moons(2, 16, 0)?;
     let good = dir.path().join("good.safetensors");
     checkpoint::save(&good, &trainer, &DataSpec::default(), false)?;
     assert!(LearnedDenoiser::from_checkpoint(&good).is_ok());
@@ -423,6 +391,15 @@ fn bad_checkpoints_give_one_clear_error() -> Result<()> {
     // A sidecar that describes another network: the weights do not fit it.
     let narrower = edit(&|v| v["model"]["arch"]["hidden"] = 128.into());
     expect_checkpoint_error(&write("narrow", &weights, Some(&narrower))?, "do not fit");
+    // A version-1 sidecar (fixed dropped-branch scale, other fields): refused by its version.
+    let old = edit(&|v| {
+        v["version"] = 1.into();
+        v["model"]["precond"]["sigma_rms"] = 1.27.into();
+        if let Some(t) = v["training"].as_object_mut() {
+            t.remove("noise_dropped_sigma");
+        }
+    });
+    expect_checkpoint_error(&write("old", &weights, Some(&old))?, "version 1");
     Ok(())
 }
 
@@ -464,7 +441,160 @@ fn the_unet_trains_and_samples_on_a_folder_of_rgb_images() -> Result<()> {
     )?;
     let model = LearnedDenoiser::from_checkpoint(&path)?;
     assert_eq!(model.dim(), 16 * 16 * 3);
-    let x = heun(&model, &Cond::plain(), 3, 4, 2)?;
+    let x = sample_heun(&model, &Cond::plain(), 3, 4, 2)?;
     assert!(x.is_finite() && x.rows == 3);
+    Ok(())
+}
+
+#[test]
+fn a_checkpoint_for_other_data_is_refused() -> Result<()> {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+    let trainer = trained_moons(2, 16, 0)?;
+    let path = dir.path().join("moons.safetensors");
+    let moons_spec = DataSpec::Toy {
+        name: "moons".into(),
+        points: 2000,
+    };
+    checkpoint::save(&path, &trainer, &moons_spec, false)?;
+    let model = LearnedDenoiser::from_checkpoint(&path)?;
+    // The same toy with another point count is the same distribution.
+    let more = DataSpec::Toy {
+        name: "moons".into(),
+        points: 3000,
+    };
+    model.check_data(&more, &more.load()?)?;
+    let rings = DataSpec::Toy {
+        name: "rings".into(),
+        points: 2000,
+    };
+    let message = |spec: &DataSpec| -> Result<String> {
+        Ok(match model.check_data(spec, &spec.load()?) {
+            Ok(()) => String::new(),
+            Err(e) => e.to_string(),
+        })
+    };
+    // Rings have 3 classes, moons 2; unlabelled 2-D data has the dimension but not the data.
+    assert!(message(&rings)?.contains("classes"), "{}", message(&rings)?);
+    assert!(message(&DataSpec::Digits)?.contains("64-dimensional"));
+    let npy = dir.path().join("points.npy");
+    let Source::Empirical(set) = moons_spec.load()? else {
+        return Err(Error::Data("moons is a finite set".into()));
+    };
+    noisescope::data::npy::write(&npy, &[set.n, 2], &set.values, true)?;
+    let labels = dir.path().join("labels.npy");
+    let l: Vec<f64> = set.labels.iter().flatten().map(|&c| c as f64).collect();
+    noisescope::data::npy::write(&labels, &[set.n], &l, true)?;
+    let same_points = DataSpec::Npy {
+        path: npy.clone(),
+        labels: Some(labels.clone()),
+    };
+    // The same rows from a file are another data spec but the same data: accepted.
+    model.check_data(&same_points, &same_points.load()?)?;
+    let mut shifted = set.values.clone();
+    shifted[0] += 0.5;
+    noisescope::data::npy::write(&npy, &[set.n, 2], &shifted, true)?;
+    let other = message(&same_points)?;
+    assert!(other.contains("trained on toy:moons"), "{other}");
+    Ok(())
+}
+
+#[test]
+fn the_bundled_models_load_fit_their_data_and_sample_well() -> Result<()> {
+    let _turn = one_at_a_time();
+    for (name, spec) in [
+        (
+            "moons",
+            DataSpec::Toy {
+                name: "moons".into(),
+                points: 4096,
+            },
+        ),
+        ("digits", DataSpec::Digits),
+    ] {
+        let model = LearnedDenoiser::bundled(name)?;
+        let source = spec.load()?;
+        model.check_data(&spec, &source)?;
+        let q = sample_quality(&model, &source, 500, 3)?;
+        let exact = AnalyticModel::new(
+            &source,
+            &Compute::cpu(),
+            Precision::F32,
+            SigmaPrior::edm_training(),
+        )?;
+        let floor = sample_quality(&exact, &source, 500, 3)?;
+        let accuracy = q.class_accuracy.unwrap_or(0.0);
+        eprintln!("{name}: learned {q:?}\nexact {floor:?}");
+        // The exact denoiser returns training points: its W2 is the floor of 500 samples
+        // against the set. The learned moons must come within 1.5x of it (its target) and name
+        // the intended moon; the digits must reach issue 9's 80% class accuracy at CFG 1.
+        match name {
+            "moons" => assert!(
+                q.sliced_w2 < 1.5 * floor.sliced_w2 && accuracy > 0.95,
+                "{q:?} vs {floor:?}"
+            ),
+            _ => assert!(accuracy >= 0.8, "{q:?}"),
+        }
+    }
+    let other = LearnedDenoiser::bundled("moons")?;
+    assert!(
+        other
+            .check_data(&DataSpec::Digits, &DataSpec::Digits.load()?)
+            .is_err()
+    );
+    assert!(LearnedDenoiser::bundled("cifar").is_err());
+    Ok(())
+}
+
+#[test]
+fn a_learned_run_takes_every_sampler_guidance_and_the_exact_diagnostics() -> Result<()> {
+    use noisescope::backend::BackendChoice;
+    use noisescope::core::sampler::SamplerKind;
+    use noisescope::run::spec::{ClassSpec, DenoiserSpec};
+    use noisescope::run::{ModelHandle, RunSpec, Session};
+
+    let _turn = one_at_a_time();
+    let base = RunSpec {
+        data: DataSpec::Toy {
+            name: "moons".into(),
+            points: 4096,
+        },
+        denoiser: DenoiserSpec::Bundled("moons".into()),
+        backend: BackendChoice::Cpu,
+        batch: 64,
+        ..Default::default()
+    };
+    let handle = Arc::new(ModelHandle::load(&base, &mut Vec::new())?);
+    for sampler in [
+        SamplerKind::Euler,
+        SamplerKind::Heun,
+        SamplerKind::Edm,
+        SamplerKind::EulerAncestral,
+        SamplerKind::DpmPp2m,
+    ] {
+        for (cfg, nag, adaptive) in [(1.0, 0.0, false), (2.0, 0.0, false), (1.0, 2.0, true)] {
+            let mut spec = base.clone();
+            spec.sampler = sampler;
+            spec.schedule.steps = 8;
+            spec.stochasticity.churn = 10.0;
+            spec.guidance.cfg = cfg;
+            spec.guidance.nag = nag;
+            spec.guidance.class = Some(ClassSpec::All(1));
+            spec.adaptive = adaptive;
+            let session = Session::new(&spec, handle.clone())?;
+            let result = session.run(&mut |_, _| std::ops::ControlFlow::Continue(()))?;
+            let what = format!("{sampler} cfg {cfg} nag {nag}");
+            assert!(result.output.x.is_finite(), "{what}");
+            // The noise-level diagnostics come from the exact posterior of the data.
+            assert!(!result.records.is_empty(), "{what}");
+            assert!(
+                result
+                    .records
+                    .iter()
+                    .all(|r| r.sigma_hat.median.is_finite()),
+                "{what}"
+            );
+        }
+    }
     Ok(())
 }

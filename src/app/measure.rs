@@ -17,7 +17,7 @@ use crate::run::store::{RunStatus, RunStore};
 use crate::run::worker::Worker;
 
 use super::DRAIN_BUDGET;
-use super::plot_style::finite_quantile;
+use crate::core::quantile;
 
 /// Samples kept per series (a long session must not grow without bound).
 const KEEP: usize = 20_000;
@@ -74,11 +74,6 @@ impl FrameStats {
     pub fn clear(&mut self) {
         *self = FrameStats::default();
     }
-}
-
-fn quantile(series: &VecDeque<f64>, p: f64) -> f64 {
-    let v: Vec<f64> = series.iter().copied().collect();
-    finite_quantile(&v, p)
 }
 
 /// Median, 95th percentile and maximum of a series, with its size.

@@ -90,12 +90,6 @@ pub fn log10_points(points: impl IntoIterator<Item = (f64, f64)>) -> Vec<[f64; 2
         .collect()
 }
 
-/// The p-quantile of finite values (NaN when none), for frame-time summaries and bounds.
-pub fn finite_quantile(values: &[f64], p: f64) -> f64 {
-    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    crate::core::quantile(&finite, p)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

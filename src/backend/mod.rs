@@ -6,18 +6,69 @@ pub mod cpu;
 pub mod gpu;
 
 #[cfg(feature = "gpu")]
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::core::Batch;
 use crate::core::Precision;
-use crate::error::{Error, Result};
-use crate::models::mixture::MixtureModel;
-use cpu::{Isa, PreparedSet, Span, WeightedRow, Weighting};
-use serde::{Deserialize, Serialize};
+use crate::data::mixture::MixtureModel;
+#[cfg(feature = "gpu")]
+use crate::error::Error;
+use crate::error::Result;
+use cpu::{Isa, PreparedSet};
+
+/// The contiguous part of the data set some rows are compared against (one class, or all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// How one row's squared distances become weights w_j.
+#[derive(Clone, Copy, Debug)]
+pub enum Weighting<'a> {
+    /// w_j = exp(-(d_j - d_min) / (2 s^2)): the softmax of the ideal denoiser.
+    Softmax { sigma: f64 },
+    /// NAG's noise-unconditional score: for prior nodes k with log weight l_k,
+    /// logit_jk = l_k - D ln s_k - d_j / (2 s_k^2); w_j = sum_k e^(logit_jk - M) / s_k^2.
+    Marginal {
+        sigmas: &'a [f64],
+        log_weights: &'a [f64],
+    },
+}
+
+/// One row's result: sum_j w_j y_j, sum_j w_j and the normaliser Z (sum of the softmax terms,
+/// which equals sum_j w_j for `Softmax`).
+#[derive(Clone, Debug)]
+pub struct WeightedRow {
+    pub weighted: Vec<f64>,
+    pub weight_sum: f64,
+    pub normaliser: f64,
+}
+
+impl Default for WeightedRow {
+    fn default() -> Self {
+        WeightedRow {
+            weighted: Vec::new(),
+            weight_sum: 0.0,
+            normaliser: 0.0,
+        }
+    }
+}
+
+/// The log-sum-exp kernels answer on sigma grids: per row, ln sum_j exp(-d_j / (2 s^2)).
+pub use crate::core::estimate::{GridRow, SigmaGrid};
 
 /// What the user asked for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
     /// A real GPU when there is one, else the CPU.
     #[default]
@@ -26,19 +77,7 @@ pub enum BackendChoice {
     Cpu,
 }
 
-impl std::str::FromStr for BackendChoice {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(BackendChoice::Auto),
-            "gpu" => Ok(BackendChoice::Gpu),
-            "cpu" => Ok(BackendChoice::Cpu),
-            other => Err(Error::InvalidSpec(format!(
-                "backend must be auto, gpu or cpu, not '{other}'"
-            ))),
-        }
-    }
-}
+crate::core::named_enum!(BackendChoice, "backend");
 
 /// The backend in use.
 #[derive(Clone, Debug)]
@@ -125,40 +164,6 @@ impl Compute {
         }
     }
 
-    /// Per row of two equal-shaped batches: a.b, |a|^2, |b|^2 and |a - b|^2 (f64 on the CPU,
-    /// f32 on the GPU; on a GPU failure the CPU answers, with a notice).
-    pub fn row_reductions(&self, a: &Batch, b: &Batch) -> Result<Vec<RowReduction>> {
-        if a.rows != b.rows || a.dim != b.dim {
-            return Err(Error::Shape(format!(
-                "row reductions of [{}, {}] and [{}, {}]",
-                a.rows, a.dim, b.rows, b.dim
-            )));
-        }
-        match self {
-            Compute::Cpu { .. } => Ok(cpu_row_reductions(a, b)),
-            #[cfg(feature = "gpu")]
-            Compute::Gpu(context) => {
-                let to_f32 = |x: &Batch| x.data.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-                match context.row_reductions(&to_f32(a), &to_f32(b), a.dim.max(1)) {
-                    Ok(rows) => Ok(rows
-                        .iter()
-                        .map(|v| RowReduction {
-                            dot: f64::from(v[0]),
-                            norm_a2: f64::from(v[1]),
-                            norm_b2: f64::from(v[2]),
-                            diff2: f64::from(v[3]),
-                        })
-                        .collect()),
-                    Err(Error::Gpu(why)) => {
-                        context.give_up(&why);
-                        Ok(cpu_row_reductions(a, b))
-                    }
-                    Err(other) => Err(other),
-                }
-            }
-        }
-    }
-
     /// Puts a Gaussian mixture (or a single Gaussian as one component) on the backend for its
     /// noise-conditional denoiser. `None` means the model computes on the host in f64: on the CPU
     /// backend, for `Precision::F64` (the GPU kernels are f32), or when the GPU cannot take it
@@ -182,7 +187,10 @@ impl Compute {
                     return None;
                 }
                 match gpu::GpuMixture::new(Arc::clone(context), model) {
-                    Ok(kernel) => Some(MixtureKernel::Gpu(Arc::new(kernel))),
+                    Ok(kernel) => Some(MixtureKernel::Gpu(Arc::new(WithFallback::new(
+                        kernel,
+                        Arc::clone(context),
+                    )))),
                     Err(e) => {
                         context.notify(format!("{e}; the Gaussian denoiser stays on the CPU"));
                         None
@@ -214,7 +222,10 @@ impl Compute {
                     return Ok(cpu_kernel(values, n, dim, precision, isa));
                 }
                 match gpu::GpuEmpirical::new(Arc::clone(context), values, n, dim) {
-                    Ok(kernel) => Ok(EmpiricalKernel::Gpu(Arc::new(kernel))),
+                    Ok(kernel) => Ok(EmpiricalKernel::Gpu(Arc::new(WithFallback::new(
+                        kernel,
+                        Arc::clone(context),
+                    )))),
                     Err(Error::Gpu(why)) => {
                         context.notify(format!("{why}; it stays on the CPU"));
                         Ok(cpu_kernel(values, n, dim, precision, isa))
@@ -224,6 +235,13 @@ impl Compute {
             }
         }
     }
+}
+
+/// The CPU f32 copy of a GPU data set that takes over when the GPU fails.
+#[cfg(feature = "gpu")]
+fn cpu_copy(gpu: &gpu::GpuEmpirical) -> EmpiricalKernel {
+    let (values, n, dim) = gpu.host_values();
+    cpu_kernel(&values, n, dim, Precision::F32, Isa::detect())
 }
 
 /// A data set prepared for the CPU kernels.
@@ -246,40 +264,63 @@ fn cpu_kernel(
     }
 }
 
-/// One row's reductions of two batches a, b (see `Compute::row_reductions`): what the
-/// diagnostics' angles and norms are made of.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct RowReduction {
-    /// a . b
-    pub dot: f64,
-    /// |a|^2
-    pub norm_a2: f64,
-    /// |b|^2
-    pub norm_b2: f64,
-    /// |a - b|^2, from explicit differences.
-    pub diff2: f64,
+/// A kernel on the GPU and the CPU path that takes over, for good, at the GPU's first failure
+/// (the context then gives up the device, with one notice for the user).
+#[cfg(feature = "gpu")]
+#[derive(Debug)]
+pub struct WithFallback<G, C> {
+    gpu: G,
+    context: Arc<gpu::GpuContext>,
+    /// Set at the first failure: what answers every call from then on.
+    cpu: OnceLock<C>,
 }
 
-fn cpu_row_reductions(a: &Batch, b: &Batch) -> Vec<RowReduction> {
-    (0..a.rows)
-        .map(|r| {
-            let mut out = RowReduction::default();
-            for (&u, &v) in a.row(r).iter().zip(b.row(r)) {
-                out.dot += u * v;
-                out.norm_a2 += u * u;
-                out.norm_b2 += v * v;
-                out.diff2 += (u - v) * (u - v);
+#[cfg(feature = "gpu")]
+impl<G, C> WithFallback<G, C> {
+    fn new(gpu: G, context: Arc<gpu::GpuContext>) -> Self {
+        WithFallback {
+            gpu,
+            context,
+            cpu: OnceLock::new(),
+        }
+    }
+
+    /// Whether calls still run on the GPU.
+    fn on_gpu(&self) -> bool {
+        self.cpu.get().is_none()
+    }
+
+    /// `on_gpu` while the GPU works; after an `Error::Gpu`, `on_cpu` on the CPU path that
+    /// `make_cpu` builds once, for this call and every later one.
+    fn run<T>(
+        &self,
+        on_gpu: impl FnOnce(&G) -> Result<T>,
+        make_cpu: impl FnOnce(&G) -> C,
+        on_cpu: impl FnOnce(&G, &C) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(cpu) = self.cpu.get() {
+            return on_cpu(&self.gpu, cpu);
+        }
+        match on_gpu(&self.gpu) {
+            Ok(value) => Ok(value),
+            Err(Error::Gpu(why)) => {
+                let cpu = self.cpu.get_or_init(|| {
+                    self.context.give_up(&why);
+                    make_cpu(&self.gpu)
+                });
+                on_cpu(&self.gpu, cpu)
             }
-            out
-        })
-        .collect()
+            Err(other) => Err(other),
+        }
+    }
 }
 
 /// A Gaussian mixture resident on a backend (see `Compute::prepare_mixture`).
 #[derive(Clone, Debug)]
 pub enum MixtureKernel {
+    /// f32 on a wgpu device; after a GPU failure the mixture's own f64 host path answers.
     #[cfg(feature = "gpu")]
-    Gpu(Arc<gpu::GpuMixture>),
+    Gpu(Arc<WithFallback<gpu::GpuMixture, ()>>),
 }
 
 impl MixtureKernel {
@@ -288,9 +329,37 @@ impl MixtureKernel {
     pub fn denoise(&self, x: &Batch, sigma: f64, classes: Option<&[u32]>) -> Result<Batch> {
         match *self {
             #[cfg(feature = "gpu")]
-            MixtureKernel::Gpu(ref kernel) => kernel.denoise(x, sigma, classes),
+            MixtureKernel::Gpu(ref kernel) => {
+                x.expect_dim(kernel.gpu.model().dim(), "the state")?;
+                if let Some(c) = classes
+                    && c.len() != x.rows
+                {
+                    return Err(Error::Shape(format!(
+                        "{} classes for {} rows",
+                        c.len(),
+                        x.rows
+                    )));
+                }
+                kernel.run(
+                    |gpu| gpu.denoise(x, sigma, classes),
+                    |_| (),
+                    |gpu, ()| Ok(mixture_on_host(gpu.model(), x, sigma, classes)),
+                )
+            }
         }
     }
+}
+
+/// D(x; sigma) of a mixture in f64 on the host, row by row.
+#[cfg(feature = "gpu")]
+fn mixture_on_host(model: &MixtureModel, x: &Batch, sigma: f64, classes: Option<&[u32]>) -> Batch {
+    let mut out = Batch::zeros(x.rows, x.dim);
+    for r in 0..x.rows {
+        let allowed = model.allowed(classes.map(|c| c[r]));
+        out.row_mut(r)
+            .copy_from_slice(&model.denoise_row(x.row(r), sigma, &allowed));
+    }
+    out
 }
 
 /// A data set resident on a backend.
@@ -304,17 +373,9 @@ pub enum EmpiricalKernel {
         set: PreparedSet<f64>,
         isa: Isa,
     },
-    /// f32 on a wgpu device; switches itself to the CPU if the GPU fails (with a notice).
+    /// f32 on a wgpu device; after a GPU failure a CPU f32 copy answers (with a notice).
     #[cfg(feature = "gpu")]
-    Gpu(Arc<gpu::GpuEmpirical>),
-}
-
-/// Per-row log-sum-exp of -d_j / (2 s^2) on a coarse grid and on per-row fine grids.
-#[derive(Clone, Debug, Default)]
-pub struct GridLogSumExp {
-    pub coarse: Vec<f64>,
-    pub fine_sigmas: Vec<Vec<f64>>,
-    pub fine: Vec<Vec<f64>>,
+    Gpu(Arc<WithFallback<gpu::GpuEmpirical, EmpiricalKernel>>),
 }
 
 impl EmpiricalKernel {
@@ -334,7 +395,16 @@ impl EmpiricalKernel {
                 cpu::weighted_rows(set, &x.data, spans, weighting, *isa)
             }
             #[cfg(feature = "gpu")]
-            EmpiricalKernel::Gpu(kernel) => return kernel.weighted_rows(x, spans, weighting),
+            EmpiricalKernel::Gpu(kernel) => {
+                return kernel.run(
+                    |gpu| gpu.weighted_rows(x, spans, weighting),
+                    cpu_copy,
+                    |gpu, cpu| {
+                        gpu.check(x, spans)?;
+                        cpu.weighted_rows(x, spans, weighting)
+                    },
+                );
+            }
         })
     }
 
@@ -346,7 +416,7 @@ impl EmpiricalKernel {
         spans: &[Span],
         coarse: &[f64],
         refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
-    ) -> Result<GridLogSumExp> {
+    ) -> Result<SigmaGrid> {
         let rows = match self {
             EmpiricalKernel::CpuF32 { set, isa } => {
                 let xs: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
@@ -357,28 +427,17 @@ impl EmpiricalKernel {
             }
             #[cfg(feature = "gpu")]
             EmpiricalKernel::Gpu(kernel) => {
-                return kernel.log_sum_exp_grid(x, spans, coarse, refine);
+                return kernel.run(
+                    |gpu| gpu.log_sum_exp_grid(x, spans, coarse, refine),
+                    cpu_copy,
+                    |gpu, cpu| {
+                        gpu.check(x, spans)?;
+                        cpu.log_sum_exp_grid(x, spans, coarse, refine)
+                    },
+                );
             }
         };
-        let mut out = GridLogSumExp::default();
-        for (c, s, f) in rows {
-            out.coarse.extend(c);
-            out.fine_sigmas.push(s);
-            out.fine.push(f);
-        }
-        Ok(out)
-    }
-}
-
-impl EmpiricalKernel {
-    /// Bytes held by the backend for this data set.
-    pub fn bytes(&self) -> usize {
-        match self {
-            EmpiricalKernel::CpuF32 { set, .. } => set.bytes(),
-            EmpiricalKernel::CpuF64 { set, .. } => set.bytes(),
-            #[cfg(feature = "gpu")]
-            EmpiricalKernel::Gpu(kernel) => kernel.bytes(),
-        }
+        Ok(rows.into_iter().collect())
     }
 
     /// Whether the kernel runs on a GPU (false on the CPU and after a GPU failure).

@@ -10,8 +10,8 @@ pub struct Cond {
     pub class: Option<Vec<u32>>,
     /// `true`: the ordinary noise-conditional D(x; sigma). `false`: the noise-UNconditional model of
     /// NAG (seed 000): for analytic models D(x; none) = x + sigma^2 s(x) with s the score of
-    /// p(x) = int p(x; s) pi(s) ds; for learned ones the noise-dropped branch
-    /// x - sigma E_pi[n | x] (docs/learned-denoisers.md).
+    /// p(x) = int p(x; s) pi(s) ds; for learned ones the noise-dropped branch x - sigma E[n | x],
+    /// sigma ~ the dropped rows' training law pi_none (docs/learned-denoisers.md).
     pub noise_conditional: bool,
 }
 
@@ -36,6 +36,17 @@ impl Cond {
         Cond {
             class: self.class.clone(),
             noise_conditional: false,
+        }
+    }
+
+    /// The condition of some rows of the batch (the class labels at `rows`, in that order).
+    pub fn for_rows(&self, rows: &[usize]) -> Self {
+        Cond {
+            class: self
+                .class
+                .as_ref()
+                .map(|c| rows.iter().map(|&r| c[r]).collect()),
+            noise_conditional: self.noise_conditional,
         }
     }
 

@@ -7,7 +7,7 @@
 //! step late. At the end: each trajectory's straightness ||x_N - x_0|| / sum ||x_{i+1} - x_i||.
 
 use super::denoiser::Cond;
-use super::estimate::{NoiseLikelihood, PosteriorEstimator, Spread};
+use super::estimate::{NoiseLevelEstimator, Spread};
 use super::sampler::StepInfo;
 use super::{Batch, dot, norm};
 use crate::error::Result;
@@ -117,8 +117,7 @@ struct Pending {
 
 /// Turns the sampler's StepInfo stream into StepRecords.
 pub struct Diagnostics<'a> {
-    likelihood: Option<&'a dyn NoiseLikelihood>,
-    estimator: PosteriorEstimator,
+    estimator: Option<&'a dyn NoiseLevelEstimator>,
     subset: Vec<usize>,
     cond: Cond,
     pending: Option<Pending>,
@@ -127,23 +126,17 @@ pub struct Diagnostics<'a> {
 }
 
 impl<'a> Diagnostics<'a> {
-    /// `likelihood: None` turns the noise-level statistics off (curvature is still recorded).
+    /// `estimator: None` turns the noise-level statistics off (curvature is still recorded).
     /// `subset` are the batch rows the noise statistics use; `cond` is the run's condition.
     pub fn new(
-        likelihood: Option<&'a dyn NoiseLikelihood>,
-        estimator: PosteriorEstimator,
+        estimator: Option<&'a dyn NoiseLevelEstimator>,
         subset: Vec<usize>,
         cond: &Cond,
     ) -> Self {
-        let class = cond
-            .class
-            .as_ref()
-            .map(|c| subset.iter().map(|&r| c[r]).collect());
         Diagnostics {
-            likelihood,
             estimator,
+            cond: cond.for_rows(&subset),
             subset,
-            cond: Cond::with_class(class),
             pending: None,
             x0: None,
             path_length: Vec::new(),
@@ -157,11 +150,11 @@ impl<'a> Diagnostics<'a> {
             p10: f64::NAN,
             p90: f64::NAN,
         };
-        let Some(model) = self.likelihood else {
+        let Some(estimator) = self.estimator else {
             return Ok((nan, nan));
         };
         let rows = x.select_rows(&self.subset);
-        let est = self.estimator.estimate(model, &rows, &self.cond)?;
+        let est = estimator.estimate(&rows, &self.cond)?;
         let hats: Vec<f64> = est.iter().map(|e| e.sigma_hat()).collect();
         let deltas: Vec<f64> = est.iter().map(|e| e.mean_ln - sigma.ln()).collect();
         Ok((Spread::of(&hats), Spread::of(&deltas)))
@@ -262,7 +255,7 @@ mod tests {
 
     #[test]
     fn noise_shift_is_measured_against_the_scheduled_sigma_not_the_churned_one() -> Result<()> {
-        use crate::core::estimate::SigmaPrior;
+        use crate::core::estimate::{ExactPosterior, PosteriorEstimator, SigmaPrior};
         let x = crate::core::noise::initial_noise(1, 64, 256).scale(0.5);
         let zero = Batch::zeros(64, 256);
         let info = StepInfo {
@@ -277,13 +270,12 @@ mod tests {
             x_next: &x,
             evaluations: 7,
         };
-        let mut diag = Diagnostics::new(
-            // p(x; s) = N(x; 0, s^2 I): a state z * s has sigma_hat ~ s.
-            Some(&crate::core::estimate::tests::IsotropicAtZero),
+        // p(x; s) = N(x; 0, s^2 I): a state z * s has sigma_hat ~ s.
+        let estimator = ExactPosterior::new(
+            std::sync::Arc::new(crate::core::estimate::tests::IsotropicAtZero),
             PosteriorEstimator::new(SigmaPrior::for_schedule(0.002, 80.0)),
-            (0..64).collect(),
-            &Cond::plain(),
         );
+        let mut diag = Diagnostics::new(Some(&estimator), (0..64).collect(), &Cond::plain());
         let records = diag.observe(&info, 1.0)?;
         assert_eq!(records.len(), 1);
         let r = &records[0];

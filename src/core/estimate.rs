@@ -4,6 +4,11 @@
 //! -D ln s - d / 2s^2 at its mode), so one grid with about that spacing over the prior's support
 //! integrates it to ~1e-9 by the trapezoid rule; backends skip the nodes that provably carry no
 //! mass. A fine grid around the mode is a safety net for posteriors narrower than that spacing.
+//!
+//! `NoiseLevelEstimator` is what the diagnostics and the adaptive re-planner ask for; the exact
+//! posterior (`ExactPosterior`) is its first implementation, a learned g(sigma | x) the next.
+
+use std::sync::Arc;
 
 use super::denoiser::Cond;
 use super::{Batch, quantile};
@@ -12,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 /// A prior over sigma, as a density in ln sigma.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum SigmaPrior {
     /// Uniform in ln sigma over [lo, hi].
     LogUniform { lo: f64, hi: f64 },
@@ -99,15 +104,39 @@ pub trait NoiseLikelihood: Send + Sync {
         cond: &Cond,
         coarse: &[f64],
         refine: &(dyn Fn(&[f64]) -> Vec<f64> + Sync),
-    ) -> Result<GridLikelihood>;
+    ) -> Result<SigmaGrid>;
 }
 
-/// What `NoiseLikelihood::log_likelihood` returns: rows x coarse.len(), and per-row fine grids.
+/// One row's values on the coarse grid, its fine sigmas, and its values on them.
+pub type GridRow = (Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// Per-row values on sigma grids (log-likelihoods, or the backends' log-sum-exps they are made
+/// of): on the coarse grid shared by every row ([rows][coarse.len()], flat), and on each row's
+/// own fine grid.
 #[derive(Clone, Debug, Default)]
-pub struct GridLikelihood {
+pub struct SigmaGrid {
     pub coarse: Vec<f64>,
     pub fine_sigmas: Vec<Vec<f64>>,
     pub fine: Vec<Vec<f64>>,
+}
+
+impl SigmaGrid {
+    /// Appends one row.
+    pub fn push(&mut self, (coarse, fine_sigmas, fine): GridRow) {
+        self.coarse.extend(coarse);
+        self.fine_sigmas.push(fine_sigmas);
+        self.fine.push(fine);
+    }
+}
+
+impl FromIterator<GridRow> for SigmaGrid {
+    fn from_iter<I: IntoIterator<Item = GridRow>>(rows: I) -> Self {
+        let mut grid = SigmaGrid::default();
+        for row in rows {
+            grid.push(row);
+        }
+        grid
+    }
 }
 
 /// The estimate for one sample.
@@ -122,6 +151,33 @@ pub struct SigmaEstimate {
 impl SigmaEstimate {
     pub fn sigma_hat(&self) -> f64 {
         self.mean_ln.exp()
+    }
+}
+
+/// sigma_hat(x) for every row of a batch, under a class condition.
+pub trait NoiseLevelEstimator: Send + Sync {
+    fn estimate(&self, x: &Batch, cond: &Cond) -> Result<Vec<SigmaEstimate>>;
+}
+
+/// The exact posterior p(sigma | x) ∝ p(x; sigma) pi(sigma) of a model whose likelihood is known.
+#[derive(Clone)]
+pub struct ExactPosterior {
+    pub likelihood: Arc<dyn NoiseLikelihood>,
+    pub posterior: PosteriorEstimator,
+}
+
+impl ExactPosterior {
+    pub fn new(likelihood: Arc<dyn NoiseLikelihood>, posterior: PosteriorEstimator) -> Self {
+        ExactPosterior {
+            likelihood,
+            posterior,
+        }
+    }
+}
+
+impl NoiseLevelEstimator for ExactPosterior {
+    fn estimate(&self, x: &Batch, cond: &Cond) -> Result<Vec<SigmaEstimate>> {
+        self.posterior.estimate(self.likelihood.as_ref(), x, cond)
     }
 }
 
@@ -326,22 +382,20 @@ pub(crate) mod tests {
             _cond: &Cond,
             coarse: &[f64],
             refine: &(dyn Fn(&[f64]) -> Vec<f64> + Sync),
-        ) -> Result<GridLikelihood> {
+        ) -> Result<SigmaGrid> {
             let ll = |row: &[f64], s: f64| {
                 let d = row.len() as f64;
                 let r2: f64 = row.iter().map(|v| v * v).sum();
                 -0.5 * r2 / (s * s) - d * s.ln()
             };
-            let mut out = GridLikelihood::default();
-            for r in 0..x.rows {
-                let c: Vec<f64> = coarse.iter().map(|&s| ll(x.row(r), s)).collect();
-                let fine = refine(&c);
-                out.fine
-                    .push(fine.iter().map(|&s| ll(x.row(r), s)).collect());
-                out.fine_sigmas.push(fine);
-                out.coarse.extend(c);
-            }
-            Ok(out)
+            Ok((0..x.rows)
+                .map(|r| {
+                    let c: Vec<f64> = coarse.iter().map(|&s| ll(x.row(r), s)).collect();
+                    let fine = refine(&c);
+                    let f = fine.iter().map(|&s| ll(x.row(r), s)).collect();
+                    (c, fine, f)
+                })
+                .collect())
         }
     }
 

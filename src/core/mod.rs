@@ -1,10 +1,12 @@
 //! The pure sampling core: schedules, samplers, the denoiser trait, guidance, noise-level
 //! estimation, diagnostics and Gaussian theory. No threads, no egui, no wgpu; sigmas are f64.
 
+pub mod adaptive;
 pub mod denoiser;
 pub mod diagnostics;
 pub mod estimate;
 pub mod guidance;
+pub mod linalg;
 pub mod metrics;
 pub mod noise;
 pub mod sampler;
@@ -12,6 +14,62 @@ pub mod schedule;
 pub mod theory;
 
 use crate::error::{Error, Result};
+
+/// Display, FromStr and serde for an enum whose names come from its `clap::ValueEnum` derive
+/// (`#[value(name = ...)]`), so that the CLI, preset files, the app and error messages spell it
+/// one way. `$what` names the setting in messages ("sampler").
+macro_rules! named_enum {
+    ($type:ty, $what:literal) => {
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                clap::ValueEnum::to_possible_value(self)
+                    .map_or(Ok(()), |value| f.write_str(value.get_name()))
+            }
+        }
+
+        impl std::str::FromStr for $type {
+            type Err = $crate::error::Error;
+            fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+                <Self as clap::ValueEnum>::from_str(s, false).map_err(|_| {
+                    $crate::error::Error::InvalidSpec(format!(
+                        "unknown {} '{s}' ({})",
+                        $what,
+                        $crate::core::value_names::<Self>()
+                    ))
+                })
+            }
+        }
+
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use named_enum;
+
+/// The names of a `clap::ValueEnum`'s values, comma-separated, for messages.
+pub fn value_names<T: clap::ValueEnum>() -> String {
+    T::value_variants()
+        .iter()
+        .filter_map(|v| v.to_possible_value())
+        .map(|v| v.get_name().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// A batch of `rows` vectors of length `dim`, row-major, in f64: the sampler state and every
 /// host-side tensor the core passes around.
@@ -116,26 +174,16 @@ impl Batch {
 
 /// Numeric precision of the denoiser arithmetic. Sampler state updates are always f64; they cost
 /// O(B*D) against the denoiser's O(B*N*D).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
     #[default]
+    #[value(name = "f32")]
     F32,
+    #[value(name = "f64")]
     F64,
 }
 
-impl std::str::FromStr for Precision {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "f64" => Ok(Precision::F64),
-            other => Err(Error::InvalidSpec(format!(
-                "precision must be f32 or f64, not '{other}'"
-            ))),
-        }
-    }
-}
+named_enum!(Precision, "precision");
 
 /// Euclidean norm of a slice.
 pub fn norm(v: &[f64]) -> f64 {
@@ -147,10 +195,14 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// The q-quantile (0..=1) of `values` by linear interpolation between order statistics;
-/// NaN for an empty slice.
-pub fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+/// The q-quantile (0..=1) of `values` (a slice, a Vec, a VecDeque, ...) by linear interpolation
+/// between order statistics, NaNs left out; NaN when nothing is left.
+pub fn quantile<'a>(values: impl IntoIterator<Item = &'a f64>, q: f64) -> f64 {
+    let mut sorted: Vec<f64> = values
+        .into_iter()
+        .copied()
+        .filter(|v| !v.is_nan())
+        .collect();
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -169,4 +221,23 @@ pub fn log_sum_exp(values: &[f64]) -> f64 {
         return m;
     }
     m + values.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_between_order_statistics_and_skip_nan() {
+        let values = [4.0, f64::NAN, 1.0, 3.0, 2.0];
+        assert_eq!(quantile(&values, 0.5), 2.5);
+        assert_eq!(quantile(&values, 0.0), 1.0);
+        assert_eq!(quantile(&values, 1.0), 4.0);
+        // Position 0.75 * 3 = 2.25 among four: a quarter of the way from 3 to 4.
+        assert_eq!(quantile(&values, 0.75), 3.25);
+        let series: std::collections::VecDeque<f64> = [10.0, 30.0, 20.0].into();
+        assert_eq!(quantile(&series, 0.5), 20.0);
+        assert!(quantile(&[f64::NAN], 0.5).is_nan());
+        assert!(quantile(&Vec::new(), 0.5).is_nan());
+    }
 }

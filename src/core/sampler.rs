@@ -9,43 +9,27 @@ use std::ops::ControlFlow;
 
 use super::Batch;
 use super::denoiser::{Cond, Denoiser, slope};
+use super::named_enum;
 use super::noise::NoiseSource;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Which sampler to run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum SamplerKind {
     Euler,
     #[default]
     Heun,
     Edm,
-    #[serde(rename = "euler-a")]
+    #[value(name = "euler-a")]
     EulerAncestral,
-    #[serde(rename = "dpmpp-2m")]
+    #[value(name = "dpmpp-2m")]
     DpmPp2m,
 }
 
+named_enum!(SamplerKind, "sampler");
+
 impl SamplerKind {
-    pub const ALL: [SamplerKind; 5] = [
-        SamplerKind::Euler,
-        SamplerKind::Heun,
-        SamplerKind::Edm,
-        SamplerKind::EulerAncestral,
-        SamplerKind::DpmPp2m,
-    ];
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            SamplerKind::Euler => "euler",
-            SamplerKind::Heun => "heun",
-            SamplerKind::Edm => "edm",
-            SamplerKind::EulerAncestral => "euler-a",
-            SamplerKind::DpmPp2m => "dpmpp-2m",
-        }
-    }
-
     /// Denoiser evaluations for N steps.
     pub fn evaluations(&self, steps: usize) -> usize {
         match self {
@@ -58,29 +42,11 @@ impl SamplerKind {
     pub fn uses_noise(&self) -> bool {
         matches!(self, SamplerKind::Edm | SamplerKind::EulerAncestral)
     }
-
-    /// Whether the sampler evaluates the slope at the Euler predictor itself (EDM's corrector).
-    pub fn has_corrector(&self) -> bool {
-        matches!(self, SamplerKind::Heun | SamplerKind::Edm)
-    }
-}
-
-impl std::str::FromStr for SamplerKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        SamplerKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                Error::InvalidSpec(format!(
-                    "unknown sampler '{s}' (euler, heun, edm, euler-a, dpmpp-2m)"
-                ))
-            })
-    }
 }
 
 /// EDM Algorithm 2's churn parameters and the ancestral eta.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Stochasticity {
     pub churn: f64,
     pub tmin: f64,
@@ -105,22 +71,22 @@ impl Default for Stochasticity {
 impl Stochasticity {
     pub fn validate(&self) -> Result<()> {
         let finite_nonneg = |v: f64| v.is_finite() && v >= 0.0;
-        if !finite_nonneg(self.churn) {
-            return Err(Error::InvalidSpec(format!(
-                "S_churn must be >= 0, got {}",
-                self.churn
-            )));
+        for (name, v) in [
+            ("S_churn (--churn)", self.churn),
+            ("S_tmin (--tmin)", self.tmin),
+            ("S_noise (--snoise)", self.snoise),
+            ("eta (--eta)", self.eta),
+        ] {
+            if !finite_nonneg(v) {
+                return Err(Error::InvalidSpec(format!(
+                    "{name} must be a finite number >= 0, got {v}"
+                )));
+            }
         }
-        if !finite_nonneg(self.tmin) || self.tmax.is_nan() || self.tmax < self.tmin {
+        if self.tmax.is_nan() || self.tmax < self.tmin {
             return Err(Error::InvalidSpec(format!(
-                "need 0 <= S_tmin <= S_tmax, got {} and {}",
-                self.tmin, self.tmax
-            )));
-        }
-        if !finite_nonneg(self.snoise) || !finite_nonneg(self.eta) {
-            return Err(Error::InvalidSpec(format!(
-                "S_noise and eta must be >= 0, got {} and {}",
-                self.snoise, self.eta
+                "S_tmax (--tmax) must be at least S_tmin (--tmin), got {} and {}",
+                self.tmax, self.tmin
             )));
         }
         Ok(())
@@ -282,7 +248,7 @@ fn evaluate(args: &SamplerArgs, x: &Batch, sigma: f64, evaluations: &mut usize) 
     }
     if !d.is_finite() {
         return Err(Error::NonFinite(format!(
-            "denoiser output at sigma = {sigma:e} (data or noise levels beyond the float range?)"
+            "the denoiser's output at sigma = {sigma:e} is not finite"
         )));
     }
     Ok(d)

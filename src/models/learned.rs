@@ -1,16 +1,39 @@
 //! A trained network as a `Denoiser`: the EMA weights of a checkpoint (or of a trainer), f32,
 //! evaluated in chunks of rows. `Cond::class = None` is the null class (CFG's unconditional model);
 //! `Cond::noise_conditional = false` is the noise-dropped branch D_none(x; sigma) =
-//! x + sigma F(c_none x; null), which converges to x - sigma E_pi[n | x] (see the note of `train`).
+//! x + sigma F(c_none(x) x; null), which converges to x - sigma E[n | x] under the noise-dropped
+//! rows' training distribution of sigma (see the note of `train`).
 
 use std::path::Path;
 
 use crate::core::Batch;
 use crate::core::denoiser::{Cond, Denoiser};
+use crate::data::{DataSpec, Source};
 use crate::error::{Error, Result};
 use crate::train::checkpoint::{Checkpoint, Sidecar};
+use crate::train::data::source_fingerprint;
 use crate::train::network::{ArchConfig, DenoiserNet, ModelConfig};
 use crate::train::trainer::Trainer;
+
+/// The models shipped in the binary (assets/models, made by `noisescope train`; assets/README.md
+/// has the commands): name, weights, sidecar.
+const BUNDLED: [(&str, &[u8], &str); 2] = [
+    (
+        "moons",
+        include_bytes!("../../assets/models/moons.safetensors"),
+        include_str!("../../assets/models/moons.json"),
+    ),
+    (
+        "digits",
+        include_bytes!("../../assets/models/digits.safetensors"),
+        include_str!("../../assets/models/digits.json"),
+    ),
+];
+
+/// The names `bundled` knows.
+pub fn bundled_names() -> Vec<&'static str> {
+    BUNDLED.iter().map(|(name, _, _)| *name).collect()
+}
 
 /// A learned denoiser.
 pub struct LearnedDenoiser {
@@ -32,7 +55,22 @@ impl LearnedDenoiser {
 
     /// The EMA weights of a checkpoint file.
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
-        let checkpoint = Checkpoint::load(path)?;
+        Self::from_loaded(Checkpoint::load(path)?)
+    }
+
+    /// A model shipped with noisescope, by name (`bundled_names`).
+    pub fn bundled(name: &str) -> Result<Self> {
+        let Some((_, weights, sidecar)) = BUNDLED.iter().find(|(n, _, _)| *n == name) else {
+            return Err(Error::InvalidSpec(format!(
+                "there is no bundled model '{name}' (bundled: {})",
+                bundled_names().join(", ")
+            )));
+        };
+        let origin = Path::new("bundled").join(format!("{name}.safetensors"));
+        Self::from_loaded(Checkpoint::from_parts(&origin, weights, sidecar)?)
+    }
+
+    fn from_loaded(checkpoint: Checkpoint) -> Result<Self> {
         let side = &checkpoint.sidecar;
         let description = format!(
             "{}, {} steps on {}",
@@ -63,6 +101,45 @@ impl LearnedDenoiser {
 
     pub fn config(&self) -> &ModelConfig {
         &self.net.config
+    }
+
+    /// Checks that this model can denoise `source`, the data `spec` names: the same dimension
+    /// and classes, and for a checkpoint the data it was trained on (the same toy, whatever
+    /// its point count, or the same data set bit for bit).
+    pub fn check_data(&self, spec: &DataSpec, source: &Source) -> Result<()> {
+        let c = self.config();
+        let label = spec.label();
+        if c.dim != source.dim() {
+            return Err(Error::InvalidSpec(format!(
+                "the learned model ({}) denoises {}-dimensional data, {label} is {}-dimensional",
+                self.description,
+                c.dim,
+                source.dim()
+            )));
+        }
+        if c.classes != source.num_classes() {
+            return Err(Error::InvalidSpec(format!(
+                "the learned model ({}) knows {} classes, {label} has {}",
+                self.description,
+                c.classes,
+                source.num_classes()
+            )));
+        }
+        let Some(side) = &self.sidecar else {
+            return Ok(());
+        };
+        let same = match (&side.data.spec, spec) {
+            (DataSpec::Toy { name: a, .. }, DataSpec::Toy { name: b, .. }) => a == b,
+            _ => side.data.fingerprint == source_fingerprint(source),
+        };
+        if !same {
+            return Err(Error::InvalidSpec(format!(
+                "the learned model ({}) was trained on {}, not on {label}: train one on this data \
+                 with noisescope train",
+                self.description, side.data.label
+            )));
+        }
+        Ok(())
     }
 
     /// Rows per network call: bounds the activations' memory.

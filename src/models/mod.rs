@@ -1,9 +1,9 @@
-//! The analytic denoisers: data whose D(x; sigma), p(x; sigma) and noise-unconditional score are
-//! known exactly. `AnalyticModel` implements `Denoiser` (with NAG's D(x; none)) and `NoiseLikelihood`.
+//! The denoisers. The analytic ones: data whose D(x; sigma), p(x; sigma) and noise-unconditional
+//! score are known exactly; `AnalyticModel` implements `Denoiser` (with NAG's D(x; none)) and
+//! `NoiseLikelihood`. `learned`: a trained network (train/) as a `Denoiser`. `quality`: sample
+//! quality against the data with the exact model as ground truth.
 
-pub mod gaussian;
 pub mod learned;
-pub mod mixture;
 pub mod quality;
 
 use std::f64::consts::PI;
@@ -11,19 +11,19 @@ use std::f64::consts::PI;
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use crate::backend::cpu::{Span, Weighting};
-use crate::backend::{Compute, EmpiricalKernel, MixtureKernel};
+use crate::backend::{Compute, EmpiricalKernel, MixtureKernel, Span, Weighting};
 use crate::core::denoiser::{Cond, Denoiser};
-use crate::core::estimate::{GridLikelihood, NoiseLikelihood, SigmaPrior};
+use crate::core::estimate::{GridRow, NoiseLikelihood, SigmaGrid, SigmaPrior};
 use crate::core::{Batch, Precision, log_sum_exp};
+use crate::data::gaussian::GaussianModel;
+use crate::data::mixture::MixtureModel;
 use crate::data::{DataSet, Source};
 use crate::error::{Error, Result};
-use gaussian::GaussianModel;
-use mixture::MixtureModel;
 
 enum Kind {
     /// The ideal denoiser of a finite set: D = sum_j softmax_j(-|x - y_j|^2 / 2 s^2) y_j.
     Empirical {
+        /// Rows and labels only (no values): `spans` reads the class ranges.
         set: Arc<DataSet>,
         kernel: EmpiricalKernel,
     },
@@ -65,7 +65,12 @@ impl AnalyticModel {
         let kind = match source {
             Source::Empirical(set) => Kind::Empirical {
                 kernel: compute.prepare(&set.values, set.n, set.dim, precision)?,
-                set: Arc::new(set.clone()),
+                // The kernel holds the values; the model needs only the class spans.
+                set: Arc::new(DataSet {
+                    values: Vec::new(),
+                    labels: set.labels.clone(),
+                    ..*set
+                }),
             },
             Source::Gaussian(g) => Kind::Gaussian(g.clone()),
             Source::Mixture(m) => Kind::Mixture(m.clone()),
@@ -196,14 +201,6 @@ impl AnalyticModel {
             _ => self.mixture_kernel.is_some(),
         }
     }
-
-    /// Bytes the backend holds for this model.
-    pub fn resident_bytes(&self) -> usize {
-        match &self.kind {
-            Kind::Empirical { kernel, .. } => kernel.bytes(),
-            _ => 0,
-        }
-    }
 }
 
 impl Denoiser for AnalyticModel {
@@ -291,7 +288,7 @@ impl NoiseLikelihood for AnalyticModel {
         cond: &Cond,
         coarse: &[f64],
         refine: &(dyn Fn(&[f64]) -> Vec<f64> + Sync),
-    ) -> Result<GridLikelihood> {
+    ) -> Result<SigmaGrid> {
         self.check_input(x, cond)?;
         let xq = self.quantised(x);
         let dim = self.dim as f64;
@@ -312,7 +309,7 @@ impl NoiseLikelihood for AnalyticModel {
                 let refine_rows = |r: usize, lse: &[f64]| refine(&to_loglik(r, coarse, lse));
                 let grid = kernel.log_sum_exp_grid(&xq, &spans, coarse, &refine_rows)?;
                 let g = coarse.len();
-                let mut out = GridLikelihood::default();
+                let mut out = SigmaGrid::default();
                 for r in 0..x.rows {
                     out.coarse
                         .extend(to_loglik(r, coarse, &grid.coarse[r * g..(r + 1) * g]));
@@ -323,7 +320,7 @@ impl NoiseLikelihood for AnalyticModel {
                 Ok(out)
             }
             Kind::Gaussian(_) | Kind::Mixture(_) => {
-                let rows: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = (0..x.rows)
+                let rows: Vec<GridRow> = (0..x.rows)
                     .into_par_iter()
                     .map(|r| {
                         let parts = self.parts(Self::class_of(cond, r));
@@ -346,13 +343,7 @@ impl NoiseLikelihood for AnalyticModel {
                         (c, fine_sigmas, f)
                     })
                     .collect();
-                let mut out = GridLikelihood::default();
-                for (c, fine_sigmas, f) in rows {
-                    out.coarse.extend(c);
-                    out.fine_sigmas.push(fine_sigmas);
-                    out.fine.push(f);
-                }
-                Ok(out)
+                Ok(rows.into_iter().collect())
             }
         }
     }

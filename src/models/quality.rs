@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::metrics::Quality;
-use crate::core::noise::{SeededNoise, initial_noise};
+use crate::core::noise::{SeededNoise, choose_subset, initial_noise};
 use crate::core::sampler::{Hooks, SamplerArgs, SamplerKind, Stochasticity, sample};
 use crate::core::schedule::karras;
 use crate::core::{Batch, log_sum_exp};
@@ -20,9 +20,13 @@ use crate::error::{Error, Result};
 pub const CLASS_SIGMA: f64 = 0.002;
 /// Rows a closed-form source is represented by in the metrics.
 const ANALYTIC_ROWS: usize = 4096;
+/// Data rows the metrics compare with at most (a seeded subset of larger sets).
+pub const MAX_DATA_ROWS: usize = 8192;
 
-/// Every metric of `samples` against the data of `source`; with `intended` classes (one per
-/// sample), the class accuracy under the exact class posterior at `CLASS_SIGMA` too.
+/// Every metric of `samples` against the data of `source`. With `intended` classes (one per
+/// sample) the samples of each class are compared with that class's data (the metrics averaged
+/// over classes, weighted by samples), and the class accuracy under the exact class posterior
+/// at `CLASS_SIGMA` is added.
 pub fn quality(
     samples: &Batch,
     source: &Source,
@@ -30,19 +34,81 @@ pub fn quality(
     seed: u64,
 ) -> Result<Quality> {
     let points = source.display_points(ANALYTIC_ROWS);
-    let data = Batch::from_vec(points.n, points.dim, points.values)?;
-    let mut q = Quality::measure(samples, &data, seed)?;
-    if let Some(classes) = intended {
-        let posterior = |x: &Batch| class_posterior(source, x, CLASS_SIGMA);
-        q.class_accuracy = Some(crate::core::metrics::class_accuracy(
-            samples, classes, &posterior,
-        )?);
+    let all = Batch::from_vec(points.n, points.dim, points.values)?;
+    // The nearest-point search costs samples x rows x dim: a fixed subset of large sets.
+    let keep = choose_subset(seed, all.rows, MAX_DATA_ROWS);
+    let data = all.select_rows(&keep);
+    let (Some(classes), Some(labels)) = (intended, &points.labels) else {
+        return Quality::measure(samples, &data, seed);
+    };
+    if classes.len() != samples.rows {
+        return Err(Error::Shape(format!(
+            "{} intended classes for {} samples",
+            classes.len(),
+            samples.rows
+        )));
     }
+    let labels: Vec<u32> = keep.iter().map(|&j| labels[j]).collect();
+    let mut wanted: Vec<u32> = classes.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut q = Quality {
+        sliced_w2: 0.0,
+        mmd: 0.0,
+        mmd_bandwidth: 0.0,
+        nearest_distance: 0.0,
+        class_accuracy: None,
+    };
+    for c in wanted {
+        let own: Vec<usize> = (0..samples.rows).filter(|&r| classes[r] == c).collect();
+        let rows: Vec<usize> = (0..data.rows).filter(|&j| labels[j] == c).collect();
+        if rows.is_empty() {
+            return Err(Error::InvalidSpec(format!(
+                "class {c} has no data to compare with"
+            )));
+        }
+        let part = Quality::measure(&samples.select_rows(&own), &data.select_rows(&rows), seed)?;
+        let weight = own.len() as f64 / samples.rows as f64;
+        q.sliced_w2 += weight * part.sliced_w2;
+        q.mmd += weight * part.mmd;
+        q.mmd_bandwidth += weight * part.mmd_bandwidth;
+        q.nearest_distance += weight * part.nearest_distance;
+    }
+    let posterior = |x: &Batch| class_posterior(source, x, CLASS_SIGMA);
+    q.class_accuracy = Some(crate::core::metrics::class_accuracy(
+        samples, classes, &posterior,
+    )?);
     Ok(q)
 }
 
-/// Samples `rows` from `denoiser` (Heun, 18 Karras steps from 80 to 0.002, the noise of `seed`;
-/// classes round-robin when the data are labelled) and measures their quality.
+/// `rows` samples of `denoiser` by Heun with `steps` Karras steps from 80 to 0.002, from the
+/// seeded initial noise of `seed`.
+pub fn sample_heun(
+    denoiser: &dyn Denoiser,
+    cond: &Cond,
+    rows: usize,
+    steps: usize,
+    seed: u64,
+) -> Result<Batch> {
+    let sigmas = karras(steps, CLASS_SIGMA, 80.0, 7.0);
+    let x0 = initial_noise(seed, rows, denoiser.dim()).scale(sigmas[0]);
+    let args = SamplerArgs {
+        denoiser,
+        cond,
+        sigmas,
+        stochasticity: Stochasticity::default(),
+    };
+    let mut noise = SeededNoise { seed };
+    let mut hooks = Hooks {
+        noise: &mut noise,
+        replan: None,
+        on_step: &mut |_| ControlFlow::Continue(()),
+    };
+    Ok(sample(SamplerKind::Heun, args, x0, &mut hooks)?.x)
+}
+
+/// Samples `rows` from `denoiser` (Heun, 18 Karras steps; classes round-robin when the data
+/// are labelled) and measures their quality.
 pub fn sample_quality(
     denoiser: &dyn Denoiser,
     source: &Source,
@@ -53,21 +119,7 @@ pub fn sample_quality(
     let intended: Option<Vec<u32>> =
         (classes > 0).then(|| (0..rows).map(|r| (r % classes) as u32).collect());
     let cond = Cond::with_class(intended.clone());
-    let sigmas = karras(18, CLASS_SIGMA, 80.0, 7.0);
-    let x0 = initial_noise(seed, rows, denoiser.dim()).scale(sigmas[0]);
-    let args = SamplerArgs {
-        denoiser,
-        cond: &cond,
-        sigmas,
-        stochasticity: Stochasticity::default(),
-    };
-    let mut noise = SeededNoise { seed };
-    let mut hooks = Hooks {
-        noise: &mut noise,
-        replan: None,
-        on_step: &mut |_| ControlFlow::Continue(()),
-    };
-    let x = sample(SamplerKind::Heun, args, x0, &mut hooks)?.x;
+    let x = sample_heun(denoiser, &cond, rows, 18, seed)?;
     quality(&x, source, intended.as_deref(), seed)
 }
 
@@ -160,6 +212,39 @@ mod tests {
         // At a tiny sigma it is the nearest point's class, without overflow.
         let post = class_posterior(&source, &Batch::from_vec(1, 1, vec![0.1])?, 0.002)?;
         assert_eq!(post[0], vec![0.0, 1.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn class_conditional_quality_compares_each_class_with_its_own_data() -> Result<()> {
+        // Class 0 around (-2, 0), class 1 around (2, 0); the samples are the data itself.
+        let mut values = Vec::new();
+        let mut labels = Vec::new();
+        for (class, centre) in [(0u32, -2.0), (1, 2.0)] {
+            for k in 0..6 {
+                values.extend([centre + 0.1 * k as f64, 0.05 * k as f64]);
+                labels.push(class);
+            }
+        }
+        let set = DataSet::new(12, 2, values.clone(), Some(labels.clone()), None)?;
+        let source = Source::Empirical(set);
+        let samples = Batch::from_vec(12, 2, values)?;
+        let right = quality(&samples, &source, Some(&labels), 3)?;
+        assert!(
+            right.sliced_w2 < 1e-12 && right.nearest_distance < 1e-12,
+            "{right:?}"
+        );
+        assert_eq!(right.class_accuracy, Some(1.0));
+        // Each sample tagged with the other class: the pooled metrics cannot tell, the per-class
+        // ones see the 4-unit gap between the clusters, and the accuracy is 0.
+        let swapped: Vec<u32> = labels.iter().map(|c| 1 - c).collect();
+        let wrong = quality(&samples, &source, Some(&swapped), 3)?;
+        let pooled = quality(&samples, &source, None, 3)?;
+        assert!(pooled.sliced_w2 < 1e-12, "{pooled:?}");
+        assert!(wrong.sliced_w2 > 1.0, "{wrong:?}");
+        assert_eq!(wrong.class_accuracy, Some(0.0));
+        assert_eq!(pooled.class_accuracy, None);
+        assert!(quality(&samples, &source, Some(&labels[..5]), 3).is_err());
         Ok(())
     }
 

@@ -14,8 +14,6 @@ use super::spec::RunSpec;
 pub enum Command {
     /// Start a run; it cancels any older run at its next step.
     Start { generation: u64, spec: Box<RunSpec> },
-    /// Stop the current run (the worker stays).
-    Stop,
 }
 
 /// What the UI needs to draw the data behind a run.

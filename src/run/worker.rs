@@ -11,8 +11,9 @@ use std::time::Instant;
 use crate::backend::{BackendChoice, Compute};
 use crate::error::{Error, Result};
 
+use super::handle::ModelHandle;
 use super::protocol::{Command, DataView, Event, StepSnapshot};
-use super::session::{ModelHandle, Session};
+use super::session::Session;
 use super::spec::RunSpec;
 
 /// How soon the UI should look at a new event.
@@ -77,15 +78,6 @@ impl Worker {
         generation
     }
 
-    /// Stops the current run at its next step.
-    pub fn stop(&mut self) {
-        self.latest.store(self.next_generation, Ordering::SeqCst);
-        self.next_generation += 1;
-        if let Some(tx) = &self.commands {
-            let _ = tx.send(Command::Stop);
-        }
-    }
-
     /// The next waiting event, if any.
     pub fn try_event(&self) -> Option<Event> {
         self.events.try_recv().ok()
@@ -116,43 +108,41 @@ struct WorkerState {
 
 impl WorkerState {
     fn serve(mut self) {
-        while let Ok(command) = self.commands.recv() {
-            let mut command = Some(command);
+        while let Ok(mut command) = self.commands.recv() {
             // Only the newest waiting Start matters.
             loop {
                 match self.commands.try_recv() {
-                    Ok(newer) => command = Some(newer),
+                    Ok(newer) => command = newer,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
-            if let Some(Command::Start { generation, spec }) = command {
-                if generation != self.latest.load(Ordering::SeqCst) {
-                    continue;
-                }
-                // A bug must not kill the worker: a panic becomes a failed run, and the
-                // thread serves the next command.
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.run(generation, &spec)
-                }));
-                let message = match outcome {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(panic) => Some(format!(
-                        "internal error (please report): {}",
-                        panic
-                            .downcast_ref::<String>()
-                            .map(String::as_str)
-                            .or_else(|| panic.downcast_ref::<&str>().copied())
-                            .unwrap_or("panic")
-                    )),
-                };
-                if let Some(message) = message {
-                    self.send(Event::Failed {
-                        generation,
-                        message,
-                    });
-                }
+            let Command::Start { generation, spec } = command;
+            if generation != self.latest.load(Ordering::SeqCst) {
+                continue;
+            }
+            // A bug must not kill the worker: a panic becomes a failed run, and the
+            // thread serves the next command.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.run(generation, &spec)
+            }));
+            let message = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(panic) => Some(format!(
+                    "internal error (please report): {}",
+                    panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("panic")
+                )),
+            };
+            if let Some(message) = message {
+                self.send(Event::Failed {
+                    generation,
+                    message,
+                });
             }
         }
     }
@@ -181,15 +171,11 @@ impl WorkerState {
     fn run(&mut self, generation: u64, spec: &RunSpec) -> Result<()> {
         spec.validate()?;
         let (compute, notes) = self.compute(spec.backend)?;
-        let reuse = self
-            .handle
-            .as_ref()
-            .filter(|h| h.serves(spec) && h.choice == spec.backend)
-            .cloned();
+        let reuse = self.handle.as_ref().filter(|h| h.serves(spec)).cloned();
         let handle = match reuse {
             Some(h) => h,
             None => {
-                let source = Arc::new(spec.data.load()?);
+                let source = Arc::new(spec.load_data()?);
                 let h = Arc::new(ModelHandle::with_source(spec, source, &compute)?);
                 self.handle = Some(h.clone());
                 h

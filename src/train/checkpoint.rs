@@ -19,12 +19,21 @@ use crate::data::DataSpec;
 use crate::error::{Error, Result, candle_message};
 
 pub const FORMAT: &str = "noisescope-checkpoint";
-pub const VERSION: u32 = 1;
+/// 2: the noise-dropped branch scales its input by c_none(x) and trains on its own sigma law
+/// (version 1 used a fixed scale; its weights mean something else).
+pub const VERSION: u32 = 2;
 
 const EMA: &str = "ema.";
 const RAW: &str = "raw.";
 const ADAM_FIRST: &str = "adam_m.";
 const ADAM_SECOND: &str = "adam_v.";
+
+/// The fields every sidecar version has.
+#[derive(Deserialize)]
+struct SidecarHead {
+    format: String,
+    version: u32,
+}
 
 /// The data a model was trained on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -214,7 +223,14 @@ impl Checkpoint {
                 ),
             )
         })?;
-        let sidecar: Sidecar = serde_json::from_str(&text).map_err(|e| {
+        Self::from_parts(path, &bytes, &text)
+    }
+
+    /// A checkpoint from its weights file and sidecar text in memory (bundled models); `path`
+    /// names it in errors.
+    pub fn from_parts(path: &Path, bytes: &[u8], sidecar_text: &str) -> Result<Self> {
+        let invalid = |e: serde_json::Error| {
+            let side = sidecar_path(path);
             bad(
                 path,
                 format!(
@@ -222,18 +238,21 @@ impl Checkpoint {
                     side.display()
                 ),
             )
-        })?;
-        if sidecar.format != FORMAT || sidecar.version != VERSION {
+        };
+        // The format and version first: an older sidecar's fields need not parse.
+        let head: SidecarHead = serde_json::from_str(sidecar_text).map_err(invalid)?;
+        if head.format != FORMAT || head.version != VERSION {
             return Err(bad(
                 path,
                 format!(
                     "its sidecar is format '{}' version {}, this noisescope reads '{FORMAT}' \
-                     version {VERSION}",
-                    sidecar.format, sidecar.version
+                     version {VERSION} (retrain it with this noisescope's `train`)",
+                    head.format, head.version
                 ),
             ));
         }
-        let found = fingerprint(&bytes);
+        let sidecar: Sidecar = serde_json::from_str(sidecar_text).map_err(invalid)?;
+        let found = fingerprint(bytes);
         if found != sidecar.weights.fingerprint {
             return Err(bad(
                 path,
@@ -248,7 +267,7 @@ impl Checkpoint {
             .model
             .validate()
             .map_err(|e| bad(path, format!("its model description is invalid: {e}")))?;
-        let all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
+        let all = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| {
             bad(
                 path,
                 format!("not a readable safetensors file: {}", candle_message(&e)),

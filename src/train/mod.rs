@@ -9,14 +9,17 @@
 //! (row 0 is the learned null class: CFG's unconditional model).
 //!
 //! Noise condition DROPPED (classifier-free NAG, seed 000, arXiv 2510.12497): the network sees
-//! x scaled by a FIXED factor c_none = 1 / sqrt(sigma_data^2 + E_pi[sigma^2]), the learned null
-//! noise embedding in place of e(c_noise), and the class as usual; sigma enters only outside it:
-//!     D_none(x; sigma, c) = x + sigma F(c_none x; e_null, c).
-//! Every row, dropped or not, is trained with EDM's weight lambda = 1 / c_out^2; for a dropped row
-//! (c_out = sigma) that is || F + n ||^2 with x = y + sigma n, a weight that does not depend on
-//! sigma. The minimiser is therefore F* = -E[n | x] under the TRAINING distribution pi of sigma:
-//!     eps_none(x) := -F* = E_pi[n | x] = int p_pi(sigma | x) (x - D(x; sigma)) / sigma dsigma,
-//!     p_pi(sigma | x) ∝ p(x; sigma) pi(sigma),
+//! x scaled by c_none(x) = 1 / sqrt(sigma_data^2 + |x|^2 / dim) (a function of x alone that keeps
+//! the input bounded at any noise level), the learned null noise embedding in place of
+//! e(c_noise), and the class as usual; sigma enters only outside it:
+//!     D_none(x; sigma, c) = x + sigma F(c_none(x) x; e_null, c).
+//! Dropped rows draw sigma from their own distribution pi_none, log-uniform over the samplers'
+//! range [0.002, 80] by default (EDM's log-normal puts almost no mass above 10, where sampling
+//! starts). Every row is trained with EDM's weight lambda = 1 / c_out^2; for a dropped row
+//! (c_out = sigma) that is || F + n ||^2 with x = y + sigma n, a weight free of sigma. The
+//! minimiser is therefore F* = -E[n | x] under pi_none:
+//!     eps_none(x) := -F* = E[n | x] = int p(sigma | x) (x - D(x; sigma)) / sigma dsigma,
+//!     p(sigma | x) ∝ p(x; sigma) pi_none(sigma),
 //! the eps-form posterior average of science.md section 4, and D_none(x; sigma) = x - sigma eps_none(x).
 //! NAG's D + w (D - D_none) is then D - sigma w (eps(x; sigma) - eps_none(x)): bounded, and it
 //! vanishes with sigma. The derivation, and the exact counterpart for analytic data, are in

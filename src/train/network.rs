@@ -231,28 +231,31 @@ impl DenoiserNet {
         }
     }
 
-    /// The inputs for rows that share one sigma and one noise condition.
+    /// The inputs and coefficients of rows that share one sigma and one noise condition.
     pub fn inputs(
         &self,
         x: &[f64],
         sigma: f64,
         noise_dropped: bool,
         class_index: &[u32],
-    ) -> Result<(NetInput, Coefficients)> {
-        let c = self.config.precond.coefficients(sigma, noise_dropped);
-        let rows = class_index.len();
+    ) -> Result<(NetInput, Vec<Coefficients>)> {
+        let dim = self.config.dim;
+        let coefficients: Vec<Coefficients> = x
+            .chunks(dim)
+            .map(|row| self.config.precond.coefficients(sigma, noise_dropped, row))
+            .collect();
         let input = NetInput::from_rows(
             x,
-            self.config.dim,
-            &vec![c; rows],
+            dim,
+            &coefficients,
             class_index,
             self.config.arch.frequencies(),
         )?;
-        Ok((input, c))
+        Ok((input, coefficients))
     }
 
     /// D(x; sigma) = c_skip x + c_out F for `class_index.len()` rows of `x` at one sigma
-    /// (or D_none = x + sigma F(c_none x; null) when the noise condition is dropped).
+    /// (or D_none = x + sigma F(c_none(x) x; null) when the noise condition is dropped).
     pub fn denoise_rows(
         &self,
         x: &[f64],
@@ -260,15 +263,20 @@ impl DenoiserNet {
         noise_dropped: bool,
         class_index: &[u32],
     ) -> Result<Vec<f64>> {
-        let (input, c) = self.inputs(x, sigma, noise_dropped, class_index)?;
+        let (input, coefficients) = self.inputs(x, sigma, noise_dropped, class_index)?;
         let f = self
             .forward(&input)?
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
+        let dim = self.config.dim;
         Ok(x.iter()
             .zip(&f)
-            .map(|(&xv, &fv)| c.c_skip * xv + c.c_out * fv as f64)
+            .enumerate()
+            .map(|(i, (&xv, &fv))| {
+                let c = &coefficients[i / dim];
+                c.c_skip * xv + c.c_out * fv as f64
+            })
             .collect())
     }
 }

@@ -1,5 +1,5 @@
-//! EDM preconditioning (Karras et al. 2022, arXiv 2206.00364, Table 1 and eq. 7), and the fixed
-//! scaling of the noise-dropped branch (see the module note of `train`).
+//! EDM preconditioning (Karras et al. 2022, arXiv 2206.00364, Table 1 and eq. 7), and the
+//! x-dependent input scale c_none(x) of the noise-dropped branch (see the module note of `train`).
 
 use serde::{Deserialize, Serialize};
 
@@ -28,32 +28,21 @@ impl Coefficients {
     }
 }
 
-/// The constants of the preconditioning, fixed when a model is created and kept in its sidecar.
+/// The constant of the preconditioning, fixed when a model is created and kept in its sidecar.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Preconditioning {
     /// RMS of the training data over all coordinates: makes the initial loss 1 at every sigma.
     pub sigma_data: f64,
-    /// sqrt(E[sigma^2]) under the training distribution: the noise-dropped branch scales its
-    /// input by 1 / sqrt(sigma_data^2 + sigma_rms^2), the RMS of x over training.
-    pub sigma_rms: f64,
 }
 
 impl Preconditioning {
-    pub fn new(sigma_data: f64, sigma_rms: f64) -> Result<Self> {
+    pub fn new(sigma_data: f64) -> Result<Self> {
         if !(sigma_data.is_finite() && sigma_data > 0.0) {
             return Err(Error::InvalidSpec(format!(
                 "sigma_data must be positive and finite, got {sigma_data} (is the data all zeros?)"
             )));
         }
-        if !(sigma_rms.is_finite() && sigma_rms > 0.0) {
-            return Err(Error::InvalidSpec(format!(
-                "the training sigmas' RMS must be positive and finite, got {sigma_rms}"
-            )));
-        }
-        Ok(Preconditioning {
-            sigma_data,
-            sigma_rms,
-        })
+        Ok(Preconditioning { sigma_data })
     }
 
     /// EDM Table 1: c_skip = sd^2/(s^2+sd^2), c_out = s sd/sqrt(s^2+sd^2),
@@ -69,25 +58,24 @@ impl Preconditioning {
         }
     }
 
-    /// The noise-dropped branch: D_none = x + sigma F(c_none x; null), c_none fixed.
-    pub fn noise_dropped(&self, sigma: f64) -> Coefficients {
+    /// The noise-dropped branch for the row `x`: D_none = x + sigma F(c_none(x) x; null) with
+    /// c_none(x) = 1 / sqrt(sigma_data^2 + |x|^2 / dim), a function of x alone. It keeps the
+    /// input within a ball of radius sqrt(dim) at any noise level (x / sqrt(sd^2 + sigma^2)
+    /// would need sigma); being injective in x it leaves the minimiser E[n | x] unchanged.
+    pub fn noise_dropped(&self, sigma: f64, x: &[f64]) -> Coefficients {
+        let mean_square = x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64;
         Coefficients {
             c_skip: 1.0,
             c_out: sigma,
-            c_in: self.c_none(),
+            c_in: 1.0 / (self.sigma_data * self.sigma_data + mean_square).sqrt(),
             c_noise: None,
         }
     }
 
-    /// The dropped branch's fixed input scale 1 / sqrt(sigma_data^2 + sigma_rms^2).
-    pub fn c_none(&self) -> f64 {
-        1.0 / (self.sigma_data * self.sigma_data + self.sigma_rms * self.sigma_rms).sqrt()
-    }
-
-    /// The coefficients for one row.
-    pub fn coefficients(&self, sigma: f64, noise_dropped: bool) -> Coefficients {
+    /// The coefficients for one row `x` at `sigma`.
+    pub fn coefficients(&self, sigma: f64, noise_dropped: bool, x: &[f64]) -> Coefficients {
         if noise_dropped {
-            self.noise_dropped(sigma)
+            self.noise_dropped(sigma, x)
         } else {
             self.edm(sigma)
         }
@@ -112,7 +100,7 @@ mod tests {
     #[test]
     fn edm_coefficients_match_the_paper_and_its_unit_variance_design() -> Result<()> {
         for sd in [0.5, 0.577, 1.3] {
-            let p = Preconditioning::new(sd, 1.0)?;
+            let p = Preconditioning::new(sd)?;
             for sigma in [0.002, 0.05, 0.3, sd, 2.0, 80.0] {
                 let c = p.edm(sigma);
                 let (skip, out, c_in, noise) = edm_table_1(sigma, sd);
@@ -134,19 +122,27 @@ mod tests {
     }
 
     #[test]
-    fn the_dropped_branch_is_x_plus_sigma_f_with_a_fixed_input_scale() -> Result<()> {
-        let p = Preconditioning::new(0.5, 1.27)?;
-        let a = p.noise_dropped(0.01);
-        let b = p.noise_dropped(40.0);
+    fn the_dropped_branch_is_x_plus_sigma_f_with_a_bounded_sigma_free_input() -> Result<()> {
+        let p = Preconditioning::new(0.5)?;
+        let x = [3.0, -4.0];
+        let a = p.noise_dropped(0.01, &x);
+        let b = p.noise_dropped(40.0, &x);
         assert_eq!((a.c_skip, a.c_out, a.c_noise), (1.0, 0.01, None));
+        // The input scale depends on x, not on sigma, and bounds |c_in x|^2 by dim.
         assert_eq!(a.c_in, b.c_in);
-        assert!((a.c_in - 1.0 / (0.25f64 + 1.27 * 1.27).sqrt()).abs() < 1e-15);
+        assert!((a.c_in - 1.0 / (0.25f64 + 12.5).sqrt()).abs() < 1e-15);
+        for scale in [1e-3, 1.0, 1e6] {
+            let far: Vec<f64> = x.iter().map(|v| v * scale).collect();
+            let c = p.noise_dropped(1.0, &far).c_in;
+            let norm2: f64 = far.iter().map(|v| (c * v).powi(2)).sum();
+            assert!(norm2 < 2.0, "{norm2}");
+        }
         // Its target is -n: (y - (y + sigma n)) / sigma.
         let (y, n, s) = (0.3, -1.7, 2.5);
-        let t = p.noise_dropped(s).target(y, y + s * n);
+        let t = p.noise_dropped(s, &[y + s * n]).target(y, y + s * n);
         assert!((t + n).abs() < 1e-12);
-        assert!(Preconditioning::new(0.0, 1.0).is_err());
-        assert!(Preconditioning::new(0.5, f64::NAN).is_err());
+        assert!(Preconditioning::new(0.0).is_err());
+        assert!(Preconditioning::new(f64::NAN).is_err());
         Ok(())
     }
 }

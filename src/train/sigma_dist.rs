@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 pub enum SigmaDistribution {
     /// ln sigma ~ N(p_mean, p_std^2) (EDM section 5, P_mean = -1.2, P_std = 1.2).
     LogNormal { p_mean: f64, p_std: f64 },
+    /// ln sigma uniform over [ln sigma_min, ln sigma_max].
+    LogUniform { sigma_min: f64, sigma_max: f64 },
 }
 
 impl Default for SigmaDistribution {
@@ -25,6 +27,15 @@ impl Default for SigmaDistribution {
 }
 
 impl SigmaDistribution {
+    /// Log-uniform over the samplers' default range [0.002, 80]: what the noise-dropped rows
+    /// train on, so that the noise-unconditional branch has seen every level a sampler visits.
+    pub fn sampling_range() -> Self {
+        SigmaDistribution::LogUniform {
+            sigma_min: 0.002,
+            sigma_max: 80.0,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         match *self {
             SigmaDistribution::LogNormal { p_mean, p_std } => {
@@ -35,15 +46,19 @@ impl SigmaDistribution {
                     )));
                 }
             }
+            SigmaDistribution::LogUniform {
+                sigma_min,
+                sigma_max,
+            } => {
+                if !(sigma_min > 0.0 && sigma_max > sigma_min && sigma_max <= 1e6) {
+                    return Err(Error::InvalidSpec(format!(
+                        "log-uniform training sigmas need 0 < sigma_min < sigma_max <= 1e6, \
+                         got {sigma_min} / {sigma_max}"
+                    )));
+                }
+            }
         }
         Ok(())
-    }
-
-    /// sqrt(E[sigma^2]): for the log-normal exp(P_mean + P_std^2).
-    pub fn rms(&self) -> f64 {
-        match *self {
-            SigmaDistribution::LogNormal { p_mean, p_std } => (p_mean + p_std * p_std).exp(),
-        }
     }
 
     /// The same law as a prior over sigma, for the exact counterpart of the noise-dropped branch
@@ -54,6 +69,13 @@ impl SigmaDistribution {
                 mean: p_mean,
                 std: p_std,
             },
+            SigmaDistribution::LogUniform {
+                sigma_min,
+                sigma_max,
+            } => SigmaPrior::LogUniform {
+                lo: sigma_min,
+                hi: sigma_max,
+            },
         }
     }
 
@@ -63,6 +85,13 @@ impl SigmaDistribution {
             SigmaDistribution::LogNormal { p_mean, p_std } => {
                 Box::new(LogNormalSampler { p_mean, p_std })
             }
+            SigmaDistribution::LogUniform {
+                sigma_min,
+                sigma_max,
+            } => Box::new(LogUniformSampler {
+                ln_min: sigma_min.ln(),
+                ln_max: sigma_max.ln(),
+            }),
         }
     }
 }
@@ -89,12 +118,25 @@ impl SigmaSampler for LogNormalSampler {
     }
 }
 
+struct LogUniformSampler {
+    ln_min: f64,
+    ln_max: f64,
+}
+
+impl SigmaSampler for LogUniformSampler {
+    fn draw(&mut self, rng: &mut Rng, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|_| (self.ln_min + (self.ln_max - self.ln_min) * (1.0 - rng.uniform())).exp())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn log_normal_draws_have_its_moments_and_rms() -> Result<()> {
+    fn draws_follow_their_law() -> Result<()> {
         let dist = SigmaDistribution::default();
         dist.validate()?;
         let s = dist.sampler().draw(&mut Rng::new(1), 200_000);
@@ -103,21 +145,36 @@ mod tests {
         let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / logs.len() as f64;
         assert!((mean + 1.2).abs() < 0.01, "mean {mean}");
         assert!((var.sqrt() - 1.2).abs() < 0.01, "std {}", var.sqrt());
-        // E[sigma^2] = exp(2 P_mean + 2 P_std^2); the heavy tail needs a loose tolerance.
-        let ms = s.iter().map(|v| v * v).sum::<f64>() / s.len() as f64;
+        // Log-uniform: ln sigma uniform, mean and variance of U(a, b).
+        let range = SigmaDistribution::sampling_range();
+        range.validate()?;
+        let (a, b) = (0.002f64.ln(), 80f64.ln());
+        let logs: Vec<f64> = range
+            .sampler()
+            .draw(&mut Rng::new(2), 200_000)
+            .iter()
+            .map(|v| v.ln())
+            .collect();
+        assert!(logs.iter().all(|l| (a - 1e-12..=b + 1e-12).contains(l)));
+        let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+        let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / logs.len() as f64;
+        assert!((mean - (a + b) / 2.0).abs() < 0.02, "mean {mean}");
         assert!(
-            (ms.sqrt() / dist.rms() - 1.0).abs() < 0.05,
-            "rms {}",
-            ms.sqrt()
+            (var / ((b - a).powi(2) / 12.0) - 1.0).abs() < 0.01,
+            "var {var}"
         );
-        assert!(
+        for bad in [
             SigmaDistribution::LogNormal {
                 p_mean: 0.0,
-                p_std: 0.0
-            }
-            .validate()
-            .is_err()
-        );
+                p_std: 0.0,
+            },
+            SigmaDistribution::LogUniform {
+                sigma_min: 1.0,
+                sigma_max: 0.5,
+            },
+        ] {
+            assert!(bad.validate().is_err());
+        }
         Ok(())
     }
 }

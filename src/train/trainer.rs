@@ -120,7 +120,11 @@ pub struct TrainConfig {
     /// Probability that a row's noise condition is dropped (classifier-free NAG).
     pub noise_dropout: f64,
     pub seed: u64,
+    /// Where the noise levels of noise-conditional rows come from (EDM's log-normal).
     pub sigma: SigmaDistribution,
+    /// Where the noise levels of noise-dropped rows come from: the samplers' whole range, so that
+    /// the noise-unconditional branch has seen every level it is asked about.
+    pub noise_dropped_sigma: SigmaDistribution,
     pub loss_bins: LossBins,
     /// Steps between per-sigma loss reports.
     pub report_every: usize,
@@ -142,6 +146,7 @@ impl TrainConfig {
             noise_dropout: 0.1,
             seed: 0,
             sigma: SigmaDistribution::default(),
+            noise_dropped_sigma: SigmaDistribution::sampling_range(),
             loss_bins: LossBins::default(),
             report_every: 100,
         }
@@ -150,6 +155,7 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         self.optimizer.validate()?;
         self.sigma.validate()?;
+        self.noise_dropped_sigma.validate()?;
         let prob = |p: f64| (0.0..=1.0).contains(&p);
         let bins = &self.loss_bins;
         let problem = if self.batch == 0 || self.batch > 1 << 16 {
@@ -283,19 +289,31 @@ fn step_rng(seed: u64, step: usize) -> Rng {
     Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (step as u64).wrapping_add(1))
 }
 
+/// The training-sigma samplers: noise-conditional rows, noise-dropped rows.
+struct Samplers {
+    conditional: Box<dyn SigmaSampler>,
+    dropped: Box<dyn SigmaSampler>,
+}
+
 /// `batch` rows of random draws from `rng`, in a fixed order.
 fn draw(
-    sigma: &mut dyn SigmaSampler,
+    samplers: &mut Samplers,
     data: &TrainingSet,
     config: &TrainConfig,
     rng: &mut Rng,
     batch: usize,
 ) -> StepDraws {
     let rows = (0..batch).map(|_| rng.below(data.n)).collect();
-    let sigmas = sigma.draw(rng, batch);
+    let mut sigmas = samplers.conditional.draw(rng, batch);
     let mut flip = |p: f64| -> Vec<bool> { (0..batch).map(|_| rng.uniform() < p).collect() };
     let noise_dropped = flip(config.noise_dropout);
     let class_dropped = flip(config.class_dropout);
+    let dropped_sigmas = samplers.dropped.draw(rng, batch);
+    for (i, &dropped) in noise_dropped.iter().enumerate() {
+        if dropped {
+            sigmas[i] = dropped_sigmas[i];
+        }
+    }
     let noise = (0..batch * data.dim).map(|_| rng.normal()).collect();
     StepDraws {
         rows,
@@ -320,11 +338,18 @@ fn prepare(
     let mut class_index = Vec::with_capacity(batch);
     for (i, &j) in draws.rows.iter().enumerate() {
         let sigma = draws.sigmas[i];
-        let c = model.precond.coefficients(sigma, draws.noise_dropped[i]);
-        for (k, &y) in data.row(j).iter().enumerate() {
-            let xv = y as f64 + sigma * draws.noise[i * dim + k];
-            x.push(xv);
-            target.push(c.target(y as f64, xv) as f32);
+        let y = data.row(j);
+        let start = x.len();
+        x.extend(
+            y.iter()
+                .zip(&draws.noise[i * dim..(i + 1) * dim])
+                .map(|(&yv, n)| yv as f64 + sigma * n),
+        );
+        let c = model
+            .precond
+            .coefficients(sigma, draws.noise_dropped[i], &x[start..]);
+        for (&yv, &xv) in y.iter().zip(&x[start..]) {
+            target.push(c.target(yv as f64, xv) as f32);
         }
         coefficients.push(c);
         let labelled = data.classes > 0 && !draws.class_dropped[i];
@@ -395,7 +420,7 @@ pub struct Trainer {
     net: DenoiserNet,
     optimizer: AdamW,
     ema: Ema,
-    sigma: Box<dyn SigmaSampler>,
+    samplers: Samplers,
     steps_done: usize,
     samples_seen: u64,
     bins: BinAccumulator,
@@ -414,7 +439,7 @@ impl Trainer {
             dim: data.dim,
             classes: data.classes,
             image: data.image,
-            precond: Preconditioning::new(data.sigma_data, config.sigma.rms())?,
+            precond: Preconditioning::new(data.sigma_data)?,
         };
         let params = ParamStore::new();
         let net = DenoiserNet::new(&model, params.seeded_builder(config.seed))?;
@@ -471,7 +496,10 @@ impl Trainer {
         samples_seen: u64,
     ) -> Self {
         Trainer {
-            sigma: config.sigma.sampler(),
+            samplers: Samplers {
+                conditional: config.sigma.sampler(),
+                dropped: config.noise_dropped_sigma.sampler(),
+            },
             bins: BinAccumulator::new(config.loss_bins.count),
             config,
             data,
@@ -554,7 +582,7 @@ impl Trainer {
         while left > 0 {
             let batch = left.min(self.config.batch);
             let draws = draw(
-                self.sigma.as_mut(),
+                &mut self.samplers,
                 &self.data,
                 &self.config,
                 &mut rng,
@@ -583,7 +611,7 @@ impl Trainer {
         let batch = self.config.batch;
         let mut rng = step_rng(self.config.seed, self.steps_done);
         let draws = draw(
-            self.sigma.as_mut(),
+            &mut self.samplers,
             &self.data,
             &self.config,
             &mut rng,
@@ -618,7 +646,7 @@ impl Trainer {
             &coefficients,
             &per_row.to_vec1()?,
         );
-        self.sigma.observe(&sigmas, &mmse);
+        self.samplers.conditional.observe(&sigmas, &mmse);
         self.steps_done += 1;
         self.samples_seen += batch as u64;
         if self.recent.len() == RECENT_STEPS {

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::buffers::Scratch;
 use super::pipelines::Pipelines;
 use crate::error::{Error, Result};
 
@@ -41,8 +40,6 @@ pub struct GpuContext {
     notices: Mutex<Vec<String>>,
     /// Every message ever posted, so each is told once.
     told: Mutex<Vec<String>>,
-    /// Per-call buffers of the context's own kernels (the row reductions).
-    pub(crate) reduction_scratch: Mutex<Scratch>,
 }
 
 impl fmt::Debug for GpuContext {
@@ -142,13 +139,7 @@ impl GpuContext {
             failure,
             notices: Mutex::new(Vec::new()),
             told: Mutex::new(Vec::new()),
-            reduction_scratch: Mutex::new(Scratch::default()),
         }))
-    }
-
-    /// The adapter that runs the kernels.
-    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
-        &self.info
     }
 
     /// Whether the adapter is a CPU rasteriser (lavapipe / llvmpipe, WARP) rather than a GPU.

@@ -1,16 +1,16 @@
 //! The Gaussian-mixture denoiser on the GPU (shaders/mixture.wgsl): components uploaded once in
 //! their eigenbasis; per call the rows, their classes and one log-normaliser per component go up.
-//! A single Gaussian is a one-component mixture. On a GPU failure the kernel computes on the
-//! host from then on (the model's own f64 path) and leaves one notice.
+//! A single Gaussian is a one-component mixture. A GPU failure comes back as `Error::Gpu`; the
+//! host path that takes over lives in backend/mod.rs.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::buffers::{self, INPUT, OUTPUT, STAGING, Scratch, UNIFORM};
 use super::device::{GpuContext, lock};
 use super::pipelines::{bind, dispatch};
 use crate::core::Batch;
+use crate::data::mixture::MixtureModel;
 use crate::error::{Error, Result};
-use crate::models::mixture::MixtureModel;
 
 /// Components the kernel handles (its workgroup array of logits).
 const MAX_COMPONENTS: usize = 256;
@@ -41,15 +41,13 @@ mod slot {
 /// A mixture resident on the GPU.
 pub struct GpuMixture {
     context: Arc<GpuContext>,
-    /// The host model: per-call log-normalisers, and the fallback.
+    /// The host model: per-call log-normalisers (and the host path after a failure).
     model: MixtureModel,
     dim: usize,
     info: wgpu::Buffer,
     moments: wgpu::Buffer,
     bases: wgpu::Buffer,
     scratch: Mutex<Scratch>,
-    /// Set when the GPU failed: from then on every call runs on the host.
-    failed: OnceLock<()>,
 }
 
 impl std::fmt::Debug for GpuMixture {
@@ -57,7 +55,6 @@ impl std::fmt::Debug for GpuMixture {
         f.debug_struct("GpuMixture")
             .field("components", &self.model.components.len())
             .field("dim", &self.dim)
-            .field("on_gpu", &self.on_gpu())
             .finish_non_exhaustive()
     }
 }
@@ -112,44 +109,18 @@ impl GpuMixture {
             moments,
             bases,
             scratch: Mutex::new(Scratch::default()),
-            failed: OnceLock::new(),
         })
     }
 
-    /// Whether calls still run on the GPU.
-    pub fn on_gpu(&self) -> bool {
-        self.failed.get().is_none()
+    /// The mixture as the host holds it.
+    pub fn model(&self) -> &MixtureModel {
+        &self.model
     }
 
     /// D(x; sigma) for every row, conditioned on `classes[r]` when given (CFG: only that class's
-    /// components), in f32 on the GPU.
+    /// components), in f32 on the GPU; `Error::Gpu` when the GPU fails.
     pub fn denoise(&self, x: &Batch, sigma: f64, classes: Option<&[u32]>) -> Result<Batch> {
-        x.expect_dim(self.dim, "the state")?;
-        if let Some(c) = classes
-            && c.len() != x.rows
-        {
-            return Err(Error::Shape(format!(
-                "{} classes for {} rows",
-                c.len(),
-                x.rows
-            )));
-        }
-        if self.on_gpu() {
-            match self.context.scoped(|| self.denoise_gpu(x, sigma, classes)) {
-                Ok(out) => return Ok(out),
-                Err(Error::Gpu(why)) => {
-                    self.failed.get_or_init(|| self.context.give_up(&why));
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        let mut out = Batch::zeros(x.rows, x.dim);
-        for r in 0..x.rows {
-            let allowed = self.model.allowed(classes.map(|c| c[r]));
-            out.row_mut(r)
-                .copy_from_slice(&self.model.denoise_row(x.row(r), sigma, &allowed));
-        }
-        Ok(out)
+        self.context.scoped(|| self.denoise_gpu(x, sigma, classes))
     }
 
     fn denoise_gpu(&self, x: &Batch, sigma: f64, classes: Option<&[u32]>) -> Result<Batch> {

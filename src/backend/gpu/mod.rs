@@ -1,16 +1,15 @@
-//! The wgpu backend: the same kernels as backend/cpu.rs in f32 WGSL (shaders/*.wgsl).
+//! The wgpu backend: the same kernels as backend/cpu/ in f32 WGSL (shaders/*.wgsl).
 //!
 //! - `device.rs`: `GpuContext`, the adapter, device and queue, compiled pipelines, error scopes.
 //! - `buffers.rs`: resident uploads, reusable per-call buffers, read-back.
 //! - `pipelines.rs`: one compute pipeline per kernel entry point.
-//! - `empirical.rs`: the ideal empirical denoiser (softmax and NAG's marginal weights, class
-//!   spans) and the exact noise posterior's log-sum-exp on sigma grids.
+//! - `empirical/`: the ideal empirical denoiser (softmax and NAG's marginal weights, class
+//!   spans); `empirical/grid.rs`: the exact noise posterior's log-sum-exp on sigma grids.
 //! - `mixture.rs`: the Gaussian / Gaussian-mixture denoiser.
-//! - `reductions.rs`: per-row dot products and norms for the diagnostics.
 //!
 //! Failure policy: every GPU call runs inside error scopes; an error (device lost, out of memory,
-//! a failed mapping) becomes `Error::Gpu`, the kernel answers that call and every later one on the
-//! CPU, and the whole context gives up the device: kernels prepared later stay on the CPU too. The
+//! a failed mapping) becomes `Error::Gpu`; the kernel's `WithFallback` (backend/mod.rs) answers
+//! that call and every later one on the CPU, and the whole context gives up the device: kernels prepared later stay on the CPU too. The
 //! user gets one notice, "GPU <adapter> failed (<reason>); continuing on the CPU", through
 //! `Compute::take_notices`. Things the GPU cannot take at all (f64, a data set larger than a
 //! buffer) stay on the CPU with a notice of their own and leave the device in use. Nothing panics.
@@ -20,7 +19,6 @@ mod device;
 mod empirical;
 mod mixture;
 mod pipelines;
-mod reductions;
 
 pub use device::{AdapterPreference, GpuContext};
 pub use empirical::GpuEmpirical;
@@ -31,11 +29,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::{AdapterPreference, GpuContext};
-    use crate::backend::cpu::{Span, Weighting};
-    use crate::backend::{Compute, EmpiricalKernel};
+    use crate::backend::{Compute, EmpiricalKernel, Span, Weighting};
     use crate::core::{Batch, Precision};
-    use crate::models::gaussian::GaussianModel;
-    use crate::models::mixture::MixtureModel;
+    use crate::data::gaussian::GaussianModel;
+    use crate::data::mixture::MixtureModel;
 
     /// A fresh context (each test breaks its own); `None` without an adapter, a failure under CI.
     fn context() -> Option<GpuContext> {
@@ -109,8 +106,6 @@ mod tests {
                 mixture.denoise_row(x.row(r), 0.5, &[0]).as_slice()
             );
         }
-        let sums = gpu.row_reductions(&x, &x).expect("reductions after loss");
-        assert_eq!(sums[0].norm_a2, 0.1 * 0.1 + 0.2 * 0.2);
         let notices = gpu.take_notices();
         eprintln!("notices: {notices:?}");
         assert_eq!(notices.len(), 1, "one message for the user: {notices:?}");

@@ -13,12 +13,10 @@ pub(crate) struct Pipelines {
     pub weighted_sum_tiled: wgpu::ComputePipeline,
     pub log_sum_exp: wgpu::ComputePipeline,
     pub mixture_denoise: wgpu::ComputePipeline,
-    pub row_reductions: wgpu::ComputePipeline,
 }
 
 const EMPIRICAL_WGSL: &str = include_str!("../../../shaders/empirical.wgsl");
 const MIXTURE_WGSL: &str = include_str!("../../../shaders/mixture.wgsl");
-const REDUCTIONS_WGSL: &str = include_str!("../../../shaders/reductions.wgsl");
 
 fn module(device: &wgpu::Device, label: &str, source: &'static str) -> wgpu::ShaderModule {
     device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -47,7 +45,6 @@ impl Pipelines {
     pub fn new(device: &wgpu::Device) -> Self {
         let empirical = module(device, "empirical.wgsl", EMPIRICAL_WGSL);
         let mixture = module(device, "mixture.wgsl", MIXTURE_WGSL);
-        let reductions = module(device, "reductions.wgsl", REDUCTIONS_WGSL);
         Pipelines {
             distances: pipeline(device, &empirical, "distances"),
             row_min: pipeline(device, &empirical, "row_min"),
@@ -57,7 +54,6 @@ impl Pipelines {
             weighted_sum_tiled: pipeline(device, &empirical, "weighted_sum_tiled"),
             log_sum_exp: pipeline(device, &empirical, "log_sum_exp"),
             mixture_denoise: pipeline(device, &mixture, "mixture_denoise"),
-            row_reductions: pipeline(device, &reductions, "row_reductions"),
         }
     }
 }

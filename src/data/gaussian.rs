@@ -1,12 +1,13 @@
-//! The Gaussian source N(mu, Sigma) in closed form, any covariance through its eigen-decomposition
+//! The Gaussian distribution N(mu, Sigma) in closed form: parameters, sampler and the density of
+//! its noisy versions, any covariance through its eigen-decomposition
 //! Sigma = U diag(lambda) U^T (science.md section 7). In the eigenbasis z = U^T (x - mu):
 //! D = mu + U (lambda / (lambda + s^2) z), p(x; s) = N(x; mu, Sigma + s^2 I).
 
 use std::f64::consts::PI;
 
-use crate::core::Batch;
+use super::DataSet;
+use crate::core::linalg::symmetric_eigen;
 use crate::core::noise::Rng;
-use crate::data::DataSet;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -159,82 +160,11 @@ impl GaussianModel {
             image: None,
         }
     }
-
-    /// D(x; s) for a batch.
-    pub fn denoise_batch(&self, x: &Batch, sigma: f64) -> Batch {
-        let mut out = Batch::zeros(x.rows, x.dim);
-        for r in 0..x.rows {
-            out.row_mut(r)
-                .copy_from_slice(&self.denoise_row(x.row(r), sigma));
-        }
-        out
-    }
-}
-
-/// Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations:
-/// (eigenvalues, U row-major with eigenvectors as columns).
-pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut m = a.to_vec();
-    let mut u = vec![0.0; n * n];
-    for i in 0..n {
-        u[i * n + i] = 1.0;
-    }
-    for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| m[i * n + j].powi(2))
-            .sum();
-        let scale: f64 = m.iter().map(|v| v * v).sum::<f64>().max(f64::MIN_POSITIVE);
-        if off <= 1e-30 * scale {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = m[p * n + q];
-                if apq == 0.0 {
-                    continue;
-                }
-                let theta = (m[q * n + q] - m[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..n {
-                    let (mkp, mkq) = (m[k * n + p], m[k * n + q]);
-                    m[k * n + p] = c * mkp - s * mkq;
-                    m[k * n + q] = s * mkp + c * mkq;
-                }
-                for k in 0..n {
-                    let (mpk, mqk) = (m[p * n + k], m[q * n + k]);
-                    m[p * n + k] = c * mpk - s * mqk;
-                    m[q * n + k] = s * mpk + c * mqk;
-                }
-                for k in 0..n {
-                    let (ukp, ukq) = (u[k * n + p], u[k * n + q]);
-                    u[k * n + p] = c * ukp - s * ukq;
-                    u[k * n + q] = s * ukp + c * ukq;
-                }
-            }
-        }
-    }
-    ((0..n).map(|i| m[i * n + i]).collect(), u)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jacobi_reconstructs_the_matrix() {
-        let a = [4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 1.0];
-        let (l, u) = symmetric_eigen(&a, 3);
-        for i in 0..3 {
-            for j in 0..3 {
-                let v: f64 = (0..3).map(|k| u[i * 3 + k] * l[k] * u[j * 3 + k]).sum();
-                assert!((v - a[i * 3 + j]).abs() < 1e-12);
-            }
-        }
-    }
 
     #[test]
     fn rotated_gaussian_denoiser_is_the_linear_map_sigma_times_inverse() -> Result<()> {

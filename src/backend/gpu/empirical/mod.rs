@@ -1,19 +1,21 @@
 //! The empirical kernels on the GPU: a data set uploaded once, then per call only the query rows,
 //! their spans and the parameters go up and the per-row results come back (shaders/empirical.wgsl).
-//! Same semantics as the CPU kernels in backend/cpu.rs, in f32. If the GPU fails mid-run the
-//! kernel switches itself to the CPU path for good and leaves one notice on its context.
+//! Same semantics as the CPU kernels in backend/cpu/, in f32. A GPU failure comes back as
+//! `Error::Gpu`; the CPU path that takes over lives in backend/mod.rs.
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::buffers::{self, INPUT, OUTPUT, STAGING, Scratch, UNIFORM};
 use super::device::{GpuContext, lock};
 use super::pipelines::{bind, dispatch};
-use crate::backend::cpu::{Isa, PreparedSet, Real, Span, WeightedRow, Weighting};
-use crate::backend::{EmpiricalKernel, GridLogSumExp};
+use crate::backend::cpu::Real;
+use crate::backend::{SigmaGrid, Span, WeightedRow, Weighting};
 use crate::core::Batch;
 use crate::error::{Error, Result};
+
+mod grid;
 
 /// Rows x data points of one distance tile (shaders/empirical.wgsl).
 const TILE_ROWS: usize = 16;
@@ -57,17 +59,15 @@ mod slot {
     pub const STAGING: usize = 12;
 }
 
-/// A data set resident on the GPU, with what it needs to carry on without it.
+/// A data set resident on the GPU.
 pub struct GpuEmpirical {
     context: Arc<GpuContext>,
     n: usize,
     dim: usize,
-    /// [n][dim] in f32: what the GPU holds, kept to build the CPU fallback.
+    /// [n][dim] in f32: what the GPU holds, kept for the CPU path that takes over on a failure.
     host_rows: Vec<f32>,
     data: wgpu::Buffer,
     scratch: Mutex<Scratch>,
-    /// Set when the GPU failed: the CPU f32 kernel that answers every call from then on.
-    fallback: OnceLock<EmpiricalKernel>,
 }
 
 impl std::fmt::Debug for GpuEmpirical {
@@ -75,7 +75,6 @@ impl std::fmt::Debug for GpuEmpirical {
         f.debug_struct("GpuEmpirical")
             .field("n", &self.n)
             .field("dim", &self.dim)
-            .field("on_gpu", &self.on_gpu())
             .finish_non_exhaustive()
     }
 }
@@ -135,33 +134,17 @@ impl GpuEmpirical {
             host_rows,
             data,
             scratch: Mutex::new(Scratch::default()),
-            fallback: OnceLock::new(),
         })
     }
 
-    /// Whether calls still run on the GPU (false after a failure switched it to the CPU).
-    pub fn on_gpu(&self) -> bool {
-        self.fallback.get().is_none()
+    /// The data set as the GPU holds it (rounded to f32), [n][dim], with n and dim.
+    pub fn host_values(&self) -> (Vec<f64>, usize, usize) {
+        let values = self.host_rows.iter().map(|&v| f64::from(v)).collect();
+        (values, self.n, self.dim)
     }
 
-    /// Bytes held on the device for the data set (plus the CPU copy after a fallback).
-    pub fn bytes(&self) -> usize {
-        self.data.size() as usize + self.fallback.get().map_or(0, EmpiricalKernel::bytes)
-    }
-
-    /// The CPU copy, built on the first failure, which also gives up the device (with a notice).
-    fn fall_back(&self, why: &str) -> &EmpiricalKernel {
-        self.fallback.get_or_init(|| {
-            self.context.give_up(why);
-            let values: Vec<f64> = self.host_rows.iter().map(|&v| f64::from(v)).collect();
-            EmpiricalKernel::CpuF32 {
-                set: PreparedSet::new(&values, self.n, self.dim),
-                isa: Isa::detect(),
-            }
-        })
-    }
-
-    fn check(&self, x: &Batch, spans: &[Span]) -> Result<()> {
+    /// Checks a call's shapes: `x` of the data's dimension, one span per row, inside the data.
+    pub fn check(&self, x: &Batch, spans: &[Span]) -> Result<()> {
         x.expect_dim(self.dim, "the state")?;
         if spans.len() != x.rows {
             return Err(Error::Shape(format!(
@@ -179,22 +162,6 @@ impl GpuEmpirical {
         Ok(())
     }
 
-    /// Runs `gpu` under error scopes; on a GPU error, switches to the CPU and runs `cpu` there.
-    fn run_or_fall_back<T>(
-        &self,
-        gpu: impl FnOnce() -> Result<T>,
-        cpu: impl FnOnce(&EmpiricalKernel) -> Result<T>,
-    ) -> Result<T> {
-        if let Some(kernel) = self.fallback.get() {
-            return cpu(kernel);
-        }
-        match self.context.scoped(gpu) {
-            Ok(value) => Ok(value),
-            Err(Error::Gpu(why)) => cpu(self.fall_back(&why)),
-            Err(other) => Err(other),
-        }
-    }
-
     /// For every row r: sum_j w_j y_j over `spans[r]` with the given weighting (see
     /// `EmpiricalKernel::weighted_rows`).
     pub fn weighted_rows(
@@ -205,17 +172,14 @@ impl GpuEmpirical {
     ) -> Result<Vec<WeightedRow>> {
         self.check(x, spans)?;
         let xs: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
-        self.run_or_fall_back(
-            || {
-                let mut out = Vec::with_capacity(spans.len());
-                for rows in self.chunks(spans, self.per_row_bytes(weighting_grid(weighting))) {
-                    let chunk = self.chunk(&xs, spans, rows);
-                    out.extend(self.weighted_chunk(&chunk, weighting)?);
-                }
-                Ok(out)
-            },
-            |kernel| kernel.weighted_rows(x, spans, weighting),
-        )
+        self.context.scoped(|| {
+            let mut out = Vec::with_capacity(spans.len());
+            for rows in self.chunks(spans, self.per_row_bytes(weighting_grid(weighting))) {
+                let chunk = self.chunk(&xs, spans, rows);
+                out.extend(self.weighted_chunk(&chunk, weighting)?);
+            }
+            Ok(out)
+        })
     }
 
     /// ln sum_j exp(-|x_r - y_j|^2 / (2 s^2)) per row on the shared `coarse` grid, then on the fine
@@ -226,23 +190,20 @@ impl GpuEmpirical {
         spans: &[Span],
         coarse: &[f64],
         refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
-    ) -> Result<GridLogSumExp> {
+    ) -> Result<SigmaGrid> {
         self.check(x, spans)?;
         let xs: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
-        self.run_or_fall_back(
-            || {
-                let mut out = GridLogSumExp::default();
-                // The fine grids are unknown until the coarse pass; 64 nodes covers the estimator's.
-                let grid = coarse.len().max(64);
-                for rows in self.chunks(spans, self.per_row_bytes(grid)) {
-                    let first = rows.start;
-                    let chunk = self.chunk(&xs, spans, rows);
-                    self.log_sum_exp_chunk(&chunk, first, coarse, refine, &mut out)?;
-                }
-                Ok(out)
-            },
-            |kernel| kernel.log_sum_exp_grid(x, spans, coarse, refine),
-        )
+        self.context.scoped(|| {
+            let mut out = SigmaGrid::default();
+            // The fine grids are unknown until the coarse pass; 64 nodes covers the estimator's.
+            let grid = coarse.len().max(64);
+            for rows in self.chunks(spans, self.per_row_bytes(grid)) {
+                let first = rows.start;
+                let chunk = self.chunk(&xs, spans, rows);
+                self.log_sum_exp_chunk(&chunk, first, coarse, refine, &mut out)?;
+            }
+            Ok(out)
+        })
     }
 
     /// Bytes one query row needs in the largest per-call buffer.
@@ -512,137 +473,6 @@ impl GpuEmpirical {
             })
             .collect())
     }
-
-    /// Both grid passes for one chunk; the distances stay on the device in between.
-    fn log_sum_exp_chunk(
-        &self,
-        chunk: &Chunk,
-        first_row: usize,
-        coarse: &[f64],
-        refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
-        out: &mut GridLogSumExp,
-    ) -> Result<()> {
-        let context = &*self.context;
-        let rows = chunk.spans.len();
-        let mut scratch = lock(&self.scratch);
-        let scratch = &mut *scratch;
-        let params = Params {
-            dim: self.dim as u32,
-            stride: chunk.stride as u32,
-            grid: coarse.len() as u32,
-            grid_stride: 0,
-            ..Params::default()
-        };
-        let mut encoder = self.encoder();
-        let bound = self.record_distances(scratch, &mut encoder, chunk, params);
-        let coarse_coeffs: Vec<f32> = coarse
-            .iter()
-            .map(|&s| (1.0 / (2.0 * s * s)) as f32)
-            .collect();
-        let values =
-            self.log_sum_exp_pass(scratch, encoder, &bound, rows, &coarse_coeffs, coarse.len())?;
-        let (sums, lse) = values.split_at(rows * 4);
-        let coarse_rows: Vec<Vec<f64>> = (0..rows)
-            .map(|r| {
-                grid_values(
-                    chunk.spans[r],
-                    sums[4 * r],
-                    coarse,
-                    &lse[r * coarse.len()..(r + 1) * coarse.len()],
-                )
-            })
-            .collect();
-        let fine_sigmas: Vec<Vec<f64>> = coarse_rows
-            .iter()
-            .enumerate()
-            .map(|(r, row)| refine(first_row + r, row))
-            .collect();
-
-        // Second pass: per-row fine grids, padded to the longest with its last node.
-        let width = fine_sigmas.iter().map(Vec::len).max().unwrap_or(0);
-        let mut fine_rows: Vec<Vec<f64>> = vec![Vec::new(); rows];
-        if width > 0 {
-            let mut coeffs = Vec::with_capacity(rows * width);
-            for sigmas in &fine_sigmas {
-                let pad = sigmas.last().copied().unwrap_or(1.0);
-                coeffs.extend(
-                    (0..width)
-                        .map(|g| sigmas.get(g).copied().unwrap_or(pad))
-                        .map(|s| (1.0 / (2.0 * s * s)) as f32),
-                );
-            }
-            let params = Params {
-                grid: width as u32,
-                grid_stride: width as u32,
-                ..params
-            };
-            context
-                .queue
-                .write_buffer(&bound.params, 0, bytemuck::bytes_of(&params));
-            let encoder = self.encoder();
-            let values = self.log_sum_exp_pass(scratch, encoder, &bound, rows, &coeffs, width)?;
-            let lse = &values[rows * 4..];
-            for (r, sigmas) in fine_sigmas.iter().enumerate() {
-                fine_rows[r] = grid_values(
-                    chunk.spans[r],
-                    sums[4 * r],
-                    sigmas,
-                    &lse[r * width..r * width + sigmas.len()],
-                );
-            }
-        }
-        for ((row, sigmas), fine) in coarse_rows.into_iter().zip(fine_sigmas).zip(fine_rows) {
-            out.coarse.extend(row);
-            out.fine_sigmas.push(sigmas);
-            out.fine.push(fine);
-        }
-        Ok(())
-    }
-
-    /// Records the log-sum-exp kernel for `coeffs` (1 / (2 s^2)), submits, reads back
-    /// (sums, lse).
-    fn log_sum_exp_pass(
-        &self,
-        scratch: &mut Scratch,
-        mut encoder: wgpu::CommandEncoder,
-        bound: &Bound,
-        rows: usize,
-        coeffs: &[f32],
-        grid: usize,
-    ) -> Result<Vec<f32>> {
-        let context = &*self.context;
-        let coeffs_buffer = scratch.filled(
-            context,
-            slot::SIGMA_COEFFS,
-            buffers::bytes_of(coeffs),
-            INPUT,
-        );
-        let lse_bytes = (rows * grid * 4) as u64;
-        let lse = scratch.get(context, slot::LSE, lse_bytes, OUTPUT);
-        let group = bind(
-            &context.device,
-            &context.pipelines.log_sum_exp,
-            &[
-                (0, &bound.params),
-                (5, &bound.dist),
-                (6, &bound.spans),
-                (7, &bound.sums),
-                (11, &coeffs_buffer),
-                (12, &lse),
-            ],
-        );
-        dispatch(
-            &mut encoder,
-            &context.pipelines.log_sum_exp,
-            &group,
-            (rows as u32, 1),
-        );
-        self.finish(
-            scratch,
-            encoder,
-            &[(&bound.sums, (rows * 16) as u64), (&lse, lse_bytes)],
-        )
-    }
 }
 
 /// Grid nodes a weighting needs per row (for sizing chunks).
@@ -680,7 +510,7 @@ fn distance_tiles(spans: &[Span]) -> (Vec<[u32; 4]>, Vec<u32>) {
     (tiles, row_list)
 }
 
-/// Per row, the prior nodes that contribute and their terms, as `weigh_row` in backend/cpu.rs
+/// Per row, the prior nodes that contribute and their terms, as `weigh_row` in backend/cpu/weighted.rs
 /// forms them: offset_k = l_k - D ln s_k - d_min / (2 s_k^2) - top, skipped below -UNDERFLOW.
 /// Returns ([rows][nodes] of (offset, -1 / (2 s^2), 1 / s^2, 0) with the active ones first, and
 /// the active count per row).
@@ -725,18 +555,4 @@ fn marginal_nodes(
         counts[r] = active as u32;
     }
     (nodes, counts)
-}
-
-/// ln sum_j exp(-d_j / (2 s^2)) = -d_min / (2 s^2) + (the kernel's shifted value), in f64;
-/// -inf for an empty span, as on the CPU.
-fn grid_values(span: Span, d_min: f32, sigmas: &[f64], shifted: &[f32]) -> Vec<f64> {
-    if span.is_empty() {
-        return vec![f64::NEG_INFINITY; sigmas.len()];
-    }
-    let d_min = f64::from(d_min);
-    sigmas
-        .iter()
-        .zip(shifted)
-        .map(|(&s, &l)| -d_min / (2.0 * s * s) + f64::from(l))
-        .collect()
 }

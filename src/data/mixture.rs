@@ -1,12 +1,11 @@
 //! A Gaussian mixture sum_c w_c N(mu_c, Sigma_c) in closed form: p(x; s) is the mixture of the
 //! noisy components and D(x; s) = sum_c r_c(x; s) D_c(x; s), r_c the component posterior.
 
+use super::DataSet;
+use super::gaussian::GaussianModel;
 use crate::core::log_sum_exp;
 use crate::core::noise::Rng;
-use crate::data::DataSet;
 use crate::error::{Error, Result};
-
-use super::gaussian::GaussianModel;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MixtureModel {

@@ -1,0 +1,86 @@
+//! Distances -> weights -> weighted sums: the ideal denoiser's softmax and NAG's marginal.
+
+use super::distances::{dot_lanes, min_of, span_distances, sum_of};
+use super::layout::{PreparedSet, SMALL_DIM};
+use super::real::Real;
+use super::weights::weigh_gaps;
+use crate::backend::{Span, WeightedRow, Weighting};
+
+/// Turns one row of distances into weights in place; returns the normaliser Z.
+#[inline(always)]
+fn weigh_row<T: Real, const FMA: bool>(row: &mut [T], weighting: &Weighting, dim: usize) -> f64 {
+    let d_min = min_of(row);
+    if d_min == T::INFINITY {
+        row.fill(T::ZERO);
+        return 0.0;
+    }
+    // (d_j - d_min) first: exact near the minimum, where precision matters.
+    for v in row.iter_mut() {
+        *v = *v - d_min;
+    }
+    weigh_gaps::<T, FMA>(row, d_min.to_f64(), weighting, dim)
+}
+
+/// One task: distances, weights, weighted sums.
+#[inline(always)]
+pub(super) fn weighted_rows_task<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+) -> Vec<WeightedRow> {
+    // Plain loops, not iterator closures: closures are not always inlined into the
+    // target-feature wrapper, and would then run without AVX / FMA.
+    let (mut dist, first, width) = span_distances::<T, FMA>(set, x, rows, span);
+    let dim = set.dim;
+    let mut normalisers = Vec::with_capacity(rows.len());
+    let mut sums = Vec::with_capacity(rows.len());
+    for r in 0..rows.len() {
+        let row = &mut dist[r * width..(r + 1) * width];
+        normalisers.push(weigh_row::<T, FMA>(row, weighting, dim));
+        sums.push(sum_of(row));
+    }
+    let mut weighted = vec![0.0; rows.len() * dim];
+    if dim <= SMALL_DIM {
+        // One dot product per column, vectorised along the data.
+        let col_width = set.columns.len() / dim;
+        for r in 0..rows.len() {
+            let w = &dist[r * width..(r + 1) * width];
+            for k in 0..dim {
+                let col = &set.columns[k * col_width + first..k * col_width + first + width];
+                weighted[r * dim + k] = dot_lanes::<T, FMA>(w, col);
+            }
+        }
+    } else {
+        // Data point outer, rows inner: each y_j is read once per task (it stays in L1 while
+        // the task's rows use it), and the zero weights beyond the cutoff are skipped.
+        let mut acc = vec![T::ZERO; rows.len() * dim];
+        let last = (set.n - first).min(width);
+        for j in 0..last {
+            let y = &set.rows[(first + j) * dim..(first + j + 1) * dim];
+            for r in 0..rows.len() {
+                let w = dist[r * width + j];
+                if w == T::ZERO {
+                    continue;
+                }
+                let a = &mut acc[r * dim..(r + 1) * dim];
+                for k in 0..dim {
+                    a[k] = w.fused::<FMA>(y[k], a[k]);
+                }
+            }
+        }
+        for (o, a) in weighted.iter_mut().zip(&acc) {
+            *o = a.to_f64();
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in 0..rows.len() {
+        out.push(WeightedRow {
+            weighted: weighted[r * dim..(r + 1) * dim].to_vec(),
+            weight_sum: sums[r],
+            normaliser: normalisers[r],
+        });
+    }
+    out
+}

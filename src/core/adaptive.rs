@@ -1,0 +1,119 @@
+//! Seed 001's adaptive schedule: after each step, sigma_hat of the state (median over a subset of
+//! the batch) becomes the next noise level and the rest of the budget is re-planned from it down
+//! to sigma_min with the same family.
+
+use super::Batch;
+use super::denoiser::Cond;
+use super::estimate::NoiseLevelEstimator;
+use super::quantile;
+use super::sampler::Replanner;
+use super::schedule::ScheduleSpec;
+use crate::error::Result;
+
+/// Re-plans the remaining steps from the estimated noise level (capped to make at least half the
+/// planned progress, so it never stalls).
+pub struct AdaptiveReplanner<'a> {
+    estimator: &'a dyn NoiseLevelEstimator,
+    subset: Vec<usize>,
+    /// The run's condition restricted to `subset`.
+    cond: Cond,
+    schedule: ScheduleSpec,
+}
+
+impl<'a> AdaptiveReplanner<'a> {
+    /// `subset`: the batch rows sigma_hat is taken over; `cond`: the run's condition (all rows).
+    pub fn new(
+        estimator: &'a dyn NoiseLevelEstimator,
+        subset: Vec<usize>,
+        cond: &Cond,
+        schedule: ScheduleSpec,
+    ) -> Self {
+        AdaptiveReplanner {
+            estimator,
+            cond: cond.for_rows(&subset),
+            subset,
+            schedule,
+        }
+    }
+}
+
+impl Replanner for AdaptiveReplanner<'_> {
+    fn replan(&mut self, x_next: &Batch, step: usize, sigmas: &[f64]) -> Result<Option<Vec<f64>>> {
+        let rows = x_next.select_rows(&self.subset);
+        let est = self.estimator.estimate(&rows, &self.cond)?;
+        let logs: Vec<f64> = est.iter().map(|e| e.mean_ln).collect();
+        let sigma_hat = quantile(&logs, 0.5).exp();
+        // The next level is sigma_hat, but at least halfway (in ln sigma) from the current level
+        // to the planned next one: where sigma_hat is not identifiable (below the data's own
+        // scale) it must not stall the schedule. A failed estimate, or a run already at
+        // sigma_min, keeps the planned rest.
+        let (current, planned, floor) = (sigmas[step], sigmas[step + 1], self.schedule.sigma_min);
+        if !sigma_hat.is_finite() || current <= floor || planned <= 0.0 {
+            return Ok(None);
+        }
+        let halfway = (current * planned).sqrt();
+        let start = sigma_hat.min(halfway);
+        let remaining = sigmas.len() - step - 2;
+        // Below sigma_min there is nothing left to re-plan towards: keep the plan.
+        if start <= floor && remaining > 1 {
+            return Ok(None);
+        }
+        let start = start.max(floor);
+        Ok(Some(self.schedule.replan(start, remaining)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::estimate::SigmaEstimate;
+
+    /// Every row's noise level is `sigma`.
+    struct Fixed(f64);
+    impl NoiseLevelEstimator for Fixed {
+        fn estimate(&self, x: &Batch, _cond: &Cond) -> Result<Vec<SigmaEstimate>> {
+            let e = SigmaEstimate {
+                mean_ln: self.0.ln(),
+                map_ln: self.0.ln(),
+            };
+            Ok(vec![e; x.rows])
+        }
+    }
+
+    fn replan(sigma_hat: f64, step: usize) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
+        let schedule = ScheduleSpec::default();
+        let sigmas = schedule.sigmas()?;
+        let estimator = Fixed(sigma_hat);
+        let mut replanner =
+            AdaptiveReplanner::new(&estimator, vec![0, 2], &Cond::plain(), schedule);
+        let x = Batch::zeros(3, 2);
+        let new = replanner.replan(&x, step, &sigmas)?;
+        Ok((sigmas, new))
+    }
+
+    #[test]
+    fn the_next_level_is_sigma_hat_capped_at_halfway() -> Result<()> {
+        // sigma_hat between the planned next level and the halfway point: taken as it is.
+        let (sigmas, new) = replan(20.0, 1)?;
+        let new = new.expect("a re-plan");
+        assert_eq!(new.len(), sigmas.len() - 2);
+        assert!((new[0] - 20.0).abs() < 1e-9, "{new:?}");
+        assert!((new[new.len() - 2] - 0.002).abs() < 1e-12 && new[new.len() - 1] == 0.0);
+        // sigma_hat above the current level: the next level is the geometric halfway point.
+        let (sigmas, new) = replan(1e3, 0)?;
+        let new = new.expect("a re-plan");
+        assert!(
+            (new[0] - (sigmas[0] * sigmas[1]).sqrt()).abs() < 1e-9,
+            "{new:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_unusable_estimate_keeps_the_plan() -> Result<()> {
+        assert!(replan(f64::NAN, 3)?.1.is_none());
+        // Below sigma_min with more than one step left: nothing to re-plan towards.
+        assert!(replan(1e-4, 3)?.1.is_none());
+        Ok(())
+    }
+}
