@@ -9,6 +9,7 @@ pub mod guidance;
 pub mod linalg;
 pub mod metrics;
 pub mod noise;
+pub mod real;
 pub mod sampler;
 pub mod schedule;
 pub mod theory;

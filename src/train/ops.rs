@@ -30,7 +30,7 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
-use crate::backend::cpu::{Isa, Real};
+use crate::core::real::Real;
 
 /// Elementwise work below this many values stays on one thread (a rayon split costs ~10 us).
 const PARALLEL_MIN: usize = 16_384;
@@ -122,7 +122,7 @@ macro_rules! simd_kernel {
                 portable($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
-            if isa() == Isa::Avx512 {
+            if avx512_available() {
                 // SAFETY: the CPU has every feature `avx512` is compiled with.
                 return unsafe { avx512($($arg),*) };
             }
@@ -131,10 +131,21 @@ macro_rules! simd_kernel {
     };
 }
 
-/// This machine's instruction set, detected once (the kernels run on slices as short as 4).
-fn isa() -> Isa {
-    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-    *ISA.get_or_init(Isa::detect)
+/// Whether this machine runs the AVX-512 copies of the kernels, detected once (the kernels run
+/// on slices as short as 4).
+fn avx512_available() -> bool {
+    static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX512.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
 }
 
 #[inline(always)]

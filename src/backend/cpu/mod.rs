@@ -5,7 +5,8 @@
 //! explicit differences (no |x|^2 - 2 x.y + |y|^2 cancellation, so it stays exact at s = 0.002) and
 //! max-subtraction: the nearest point has weight 1, and weights that underflow are skipped.
 //!
-//! - `real.rs`: the `Real` trait (f32 / f64) with the vectorisable exp polynomials.
+//! - `real`: the `Real` trait (f32 / f64) with the vectorisable exp polynomials (core::real,
+//!   pure math shared with train/).
 //! - `layout.rs`: `PreparedSet`, the data set in the blocked / row / column layouts, and the
 //!   row tasks that fit the cache.
 //! - `distances.rs`: squared distances of query rows to a span, and lane-wide reductions.
@@ -22,7 +23,7 @@ mod gemm_form;
 mod grid;
 mod layout;
 mod log_sum_exp;
-mod real;
+use crate::core::real;
 #[cfg(test)]
 mod tests;
 mod weighted;
