@@ -101,7 +101,7 @@ pub struct SampleArgs {
     /// [>= N, B, D] standard-normal churn noise, row i for step i.
     #[arg(long)]
     pub churn_noise: Option<PathBuf>,
-    /// A preset (JSON RunSpec, as the app exports); flags override it.
+    /// A preset (JSON RunSpec, or a PNG of the view, as the app exports them); flags override it.
     #[arg(long)]
     pub preset: Option<PathBuf>,
     /// Output folder.
@@ -114,7 +114,8 @@ impl SampleArgs {
     pub fn spec(&self) -> Result<RunSpec> {
         let mut spec = match &self.preset {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
+                // JSON, or the scene a view PNG exported by the app carries.
+                let text = noisescope::run::preset::read_preset_text(p)
                     .with_context(|| format!("reading preset {}", p.display()))?;
                 RunSpec::from_json(&text).with_context(|| format!("preset {}", p.display()))?
             }
