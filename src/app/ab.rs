@@ -93,7 +93,8 @@ pub fn spec_changes(from: &RunSpec, to: &RunSpec) -> Vec<String> {
     paths.sort();
     paths.dedup();
     for path in paths.into_iter().filter(|p| !named(p)) {
-        let find = |l: &[(String, Value)]| l.iter().find(|(p, _)| p == path).map(|(_, v)| v.clone());
+        let find =
+            |l: &[(String, Value)]| l.iter().find(|(p, _)| p == path).map(|(_, v)| v.clone());
         let (x, y) = (find(&leaves_a), find(&leaves_b));
         if x != y {
             let show = |v: Option<Value>| v.as_ref().map_or_else(|| "none".to_string(), compact);
@@ -157,7 +158,13 @@ fn compact(value: &Value) -> String {
 
 /// The A/B row above the central view while a baseline is shown: what the baseline is (its
 /// differing settings) and how its states are compared.
-pub fn ab_bar(ui: &mut Ui, baseline: &RunSpec, live: &RunSpec, mode: &mut AbView, flipped: &mut bool) {
+pub fn ab_bar(
+    ui: &mut Ui,
+    baseline: &RunSpec,
+    live: &RunSpec,
+    mode: &mut AbView,
+    flipped: &mut bool,
+) {
     ui.horizontal_wrapped(|ui| {
         plot_style::title_and_key(
             ui,

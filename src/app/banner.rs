@@ -90,7 +90,11 @@ impl NoiseScopeApp {
             .stroke(Stroke::new(1.5, DIVERGED))
             .inner_margin(6.0)
             .show(ui, |ui| {
-                ui.label(RichText::new(&explanation.what).color(Color32::WHITE).strong());
+                ui.label(
+                    RichText::new(&explanation.what)
+                        .color(Color32::WHITE)
+                        .strong(),
+                );
                 ui.horizontal_wrapped(|ui| {
                     ui.label(RichText::new("Likely cause:").strong());
                     ui.label(&explanation.cause);

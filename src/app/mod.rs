@@ -53,8 +53,8 @@ pub use controls::parse_spectrum;
 pub use dialogs::{
     DialogAnswer, DialogKind, DialogSpec, FileDialogs, FileTask, PendingDialog, SystemDialogs,
 };
-pub use measure::{BenchOptions, BenchReport, FrameStats};
 pub use lessons::{ActiveLesson, Lesson, LessonDraft};
+pub use measure::{BenchOptions, BenchReport, FrameStats};
 pub use replay::Replay;
 pub use scenes::VIEW_KEY;
 pub use settings::{DEFAULT_SCENE_SUBSET, Settings, Tab, ViewOptions};
@@ -172,8 +172,7 @@ impl NoiseScopeApp {
     /// it has once been dismissed.
     pub fn from_storage(storage: Option<&dyn eframe::Storage>) -> Self {
         let mut app = NoiseScopeApp::new(Settings::from_storage(storage));
-        app.welcome =
-            storage.is_none_or(|s| s.get_string(welcome::WELCOME_DISMISSED).is_none());
+        app.welcome = storage.is_none_or(|s| s.get_string(welcome::WELCOME_DISMISSED).is_none());
         app
     }
 

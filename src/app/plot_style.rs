@@ -441,8 +441,9 @@ pub fn step_hover<'a>(
             plot_name,
             position,
             ..
-        } => step_at(run, axis, position.x)
-            .map(|s| format!("{plot_name}\n{}", step_summary(run, s))),
+        } => {
+            step_at(run, axis, position.x).map(|s| format!("{plot_name}\n{}", step_summary(run, s)))
+        }
         HoverPosition::Elsewhere { .. } => None,
     }
 }

@@ -127,10 +127,7 @@ impl NoiseScopeApp {
                 .send_viewport_cmd(egui::ViewportCommand::Fullscreen(!full));
         }
         ui.separator();
-        ui.label(format!(
-            "UI scale: {:.0}%",
-            100.0 * ui.ctx().zoom_factor()
-        ));
+        ui.label(format!("UI scale: {:.0}%", 100.0 * ui.ctx().zoom_factor()));
         egui::gui_zoom::zoom_menu_buttons(ui);
         ui.separator();
         ui.label(RichText::new("Keyboard shortcuts").strong());

@@ -95,7 +95,8 @@ impl NoiseScopeApp {
         }
         if ctx.input(|i| !i.raw.hovered_files.is_empty()) {
             let screen = ctx.content_rect();
-            let painter = ctx.layer_painter(LayerId::new(Order::Foreground, Id::unique("drop-hint")));
+            let painter =
+                ctx.layer_painter(LayerId::new(Order::Foreground, Id::unique("drop-hint")));
             painter.rect_filled(screen, 0.0, Color32::from_black_alpha(170));
             painter.text(
                 screen.center(),

@@ -80,38 +80,38 @@ pub fn show(
         .y_axis_label("σ_i")
         .label_formatter(plot_style::value_hover(("i", false), ("σ_i", true)));
     plot_style::show(ui, plot_style::log_y(plot), |plot| {
-            for (k, kind) in families(tangent_c).into_iter().enumerate() {
-                let chosen = kind.name() == spec.kind.name();
-                let points = curve(ScheduleSpec { kind, ..*spec });
-                // The others faint but distinguishable.
-                let (color, width) = if chosen {
-                    (LIVE, 2.5)
-                } else {
-                    (faint(FAMILY_COLORS[k], 120), 1.2)
-                };
-                plot.line(
-                    Line::new(family_label(kind), points)
-                        .color(color)
-                        .width(emphasis * width),
-                );
-            }
-            if let Some(run) = live {
-                let used = log10_points(run.sigmas.iter().enumerate().map(|(i, v)| (i as f64, *v)));
-                plot.points(
-                    Points::new("this run", used)
-                        .color(LIVE)
-                        .radius(emphasis * 3.0),
-                );
-            }
-            if let Some(b) = baseline {
-                let used = log10_points(b.sigmas.iter().enumerate().map(|(i, v)| (i as f64, *v)));
-                plot.line(
-                    Line::new("baseline", used)
-                        .color(BASELINE)
-                        .width(emphasis * 1.5)
-                        .style(baseline_style()),
-                );
-            }
+        for (k, kind) in families(tangent_c).into_iter().enumerate() {
+            let chosen = kind.name() == spec.kind.name();
+            let points = curve(ScheduleSpec { kind, ..*spec });
+            // The others faint but distinguishable.
+            let (color, width) = if chosen {
+                (LIVE, 2.5)
+            } else {
+                (faint(FAMILY_COLORS[k], 120), 1.2)
+            };
+            plot.line(
+                Line::new(family_label(kind), points)
+                    .color(color)
+                    .width(emphasis * width),
+            );
+        }
+        if let Some(run) = live {
+            let used = log10_points(run.sigmas.iter().enumerate().map(|(i, v)| (i as f64, *v)));
+            plot.points(
+                Points::new("this run", used)
+                    .color(LIVE)
+                    .radius(emphasis * 3.0),
+            );
+        }
+        if let Some(b) = baseline {
+            let used = log10_points(b.sigmas.iter().enumerate().map(|(i, v)| (i as f64, *v)));
+            plot.line(
+                Line::new("baseline", used)
+                    .color(BASELINE)
+                    .width(emphasis * 1.5)
+                    .style(baseline_style()),
+            );
+        }
     });
 }
 

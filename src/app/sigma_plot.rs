@@ -80,80 +80,74 @@ pub fn show(
         .y_axis_label("σ_hat")
         .invert_x(true)
         .label_formatter(plot_style::step_hover(live, StepAxis::LogSigma));
-    let top = plot_style::show(
-        ui,
-        plot_style::log_y(plot_style::log_x(plot)),
-        |plot| {
-            plot.line(
-                Line::new("σ_hat = σ", vec![[lo, lo], [hi, hi]])
-                    .color(REFERENCE)
-                    .allow_hover(false)
-                    .style(egui_plot::LineStyle::Dotted { spacing: 6.0 }),
-            );
-            let xs: Vec<f64> = records.iter().map(|r| r.sigma.log10()).collect();
-            let band: Vec<(f64, f64)> = records
+    let top = plot_style::show(ui, plot_style::log_y(plot_style::log_x(plot)), |plot| {
+        plot.line(
+            Line::new("σ_hat = σ", vec![[lo, lo], [hi, hi]])
+                .color(REFERENCE)
+                .allow_hover(false)
+                .style(egui_plot::LineStyle::Dotted { spacing: 6.0 }),
+        );
+        let xs: Vec<f64> = records.iter().map(|r| r.sigma.log10()).collect();
+        let band: Vec<(f64, f64)> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.sigma_hat.p10.max(1e-300).log10(),
+                    r.sigma_hat.p90.max(1e-300).log10(),
+                )
+            })
+            .collect();
+        if xs.len() >= 2 && band.iter().all(|(a, b)| a.is_finite() && b.is_finite()) {
+            let (p10, p90): (Vec<f64>, Vec<f64>) = band.into_iter().unzip();
+            plot.add(FilledArea::new("σ_hat 10–90%", &xs, &p10, &p90).fill_color(faint(LIVE, 50)));
+        }
+        let median = log10_points(
+            records
                 .iter()
-                .map(|r| {
-                    (
-                        r.sigma_hat.p10.max(1e-300).log10(),
-                        r.sigma_hat.p90.max(1e-300).log10(),
-                    )
-                })
-                .collect();
-            if xs.len() >= 2 && band.iter().all(|(a, b)| a.is_finite() && b.is_finite()) {
-                let (p10, p90): (Vec<f64>, Vec<f64>) = band.into_iter().unzip();
-                plot.add(
-                    FilledArea::new("σ_hat 10–90%", &xs, &p10, &p90).fill_color(faint(LIVE, 50)),
-                );
-            }
-            let median = log10_points(
-                records
-                    .iter()
-                    .map(|r| (r.sigma.log10(), r.sigma_hat.median)),
-            );
+                .map(|r| (r.sigma.log10(), r.sigma_hat.median)),
+        );
+        plot.line(
+            Line::new("median σ_hat", median.clone())
+                .id("median-line")
+                .color(LIVE)
+                .width(width),
+        );
+        plot.points(
+            Points::new("median σ_hat", median)
+                .id("median-points")
+                .color(LIVE)
+                .radius(radius),
+        );
+        if !base.is_empty() {
+            let b = log10_points(base.iter().map(|r| (r.sigma.log10(), r.sigma_hat.median)));
             plot.line(
-                Line::new("median σ_hat", median.clone())
-                    .id("median-line")
-                    .color(LIVE)
-                    .width(width),
+                Line::new("baseline σ_hat", b)
+                    .color(BASELINE)
+                    .style(baseline_style())
+                    .width(0.75 * width),
             );
-            plot.points(
-                Points::new("median σ_hat", median)
-                    .id("median-points")
-                    .color(LIVE)
-                    .radius(radius),
-            );
-            if !base.is_empty() {
-                let b = log10_points(base.iter().map(|r| (r.sigma.log10(), r.sigma_hat.median)));
-                plot.line(
-                    Line::new("baseline σ_hat", b)
-                        .color(BASELINE)
-                        .style(baseline_style())
-                        .width(0.75 * width),
-                );
-            }
-            if shown_sigma > 0.0 {
-                plot.vline(
-                    VLine::new("shown step", shown_sigma.log10())
-                        .color(SHOWN)
-                        .width(0.75 * width)
-                        .allow_hover(false),
-                );
-            }
-            if let Some(r) = shown_record {
-                plot.points(
-                    Points::new(
-                        "shown step",
-                        vec![[r.sigma.log10(), r.sigma_hat.median.max(1e-300).log10()]],
-                    )
-                    .id("shown-sigma")
+        }
+        if shown_sigma > 0.0 {
+            plot.vline(
+                VLine::new("shown step", shown_sigma.log10())
                     .color(SHOWN)
-                    .filled(false)
-                    .radius(2.2 * radius),
-                );
-            }
-        },
-    );
+                    .width(0.75 * width)
+                    .allow_hover(false),
+            );
+        }
+        if let Some(r) = shown_record {
+            plot.points(
+                Points::new(
+                    "shown step",
+                    vec![[r.sigma.log10(), r.sigma_hat.median.max(1e-300).log10()]],
+                )
+                .id("shown-sigma")
+                .color(SHOWN)
+                .filled(false)
+                .radius(2.2 * radius),
+            );
+        }
+    });
     let clicked = plot_style::clicked_step(&top, live, StepAxis::LogSigma);
     plot_style::title_and_key(
         ui,

@@ -10,7 +10,7 @@ use egui::{Color32, RichText, TextureHandle, TextureOptions, Ui};
 use egui_plot::{Arrows, HLine, Line, Plot, Points, VLine};
 
 use crate::core::Batch;
-use crate::data::grid::image_grid;
+use crate::data::grid::image_grid_columns;
 use crate::run::store::RunRecord;
 
 use super::ViewOptions;
@@ -28,17 +28,45 @@ const MAX_DATA_POINTS: usize = 1000;
 const MAX_ARROWS: usize = 300;
 /// Most images in a grid.
 const MAX_IMAGES: usize = 64;
+/// Most images in a grid that fills a tall area (the Overview's half).
+const MAX_TALL_IMAGES: usize = 160;
 
-/// Image-grid textures, made once per (run, step, which) and dropped with their run.
+/// How an image grid is laid out: how many images, and how many per row (None: square).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct GridLayout {
+    images: usize,
+    columns: Option<u32>,
+}
+
+impl GridLayout {
+    const SQUARE: GridLayout = GridLayout {
+        images: MAX_IMAGES,
+        columns: None,
+    };
+
+    /// A grid that fills a tall area: eight per row, as many rows as the height allows.
+    fn filling(width: f32, height: f32) -> GridLayout {
+        let columns = 8u32;
+        let rows = ((height / width.max(1.0)) * columns as f32)
+            .floor()
+            .max(8.0) as usize;
+        GridLayout {
+            images: (rows * columns as usize).min(MAX_TALL_IMAGES),
+            columns: Some(columns),
+        }
+    }
+}
+
+/// Image-grid textures, made once per (run, step, which, layout) and dropped with their run.
 #[derive(Default)]
 pub struct TextureCache {
-    textures: HashMap<(u64, usize, bool), TextureHandle>,
+    textures: HashMap<(u64, usize, bool, GridLayout), TextureHandle>,
 }
 
 impl TextureCache {
     /// Forgets every texture of runs other than `keep`.
     pub fn retain_runs(&mut self, keep: &[u64]) {
-        self.textures.retain(|(g, _, _), _| keep.contains(g));
+        self.textures.retain(|(g, _, _, _), _| keep.contains(g));
     }
 
     fn grid(
@@ -48,15 +76,23 @@ impl TextureCache {
         step: usize,
         denoised: bool,
         batch: &Batch,
+        layout: GridLayout,
     ) -> Option<TextureHandle> {
         let shape = run.data.image?;
-        let key = (run.generation, step, denoised);
+        let key = (run.generation, step, denoised, layout);
         if let Some(t) = self.textures.get(&key) {
             return Some(t.clone());
         }
         // Small images get bigger pixels so the grid stays legible.
         let scale = (64 / shape.width.max(1)).clamp(1, 8) as u32;
-        let img = image_grid(&batch.data, batch.rows, shape, MAX_IMAGES, scale);
+        let img = image_grid_columns(
+            &batch.data,
+            batch.rows,
+            shape,
+            layout.images,
+            scale,
+            layout.columns,
+        );
         let size = [img.width() as usize, img.height() as usize];
         let color = egui::ColorImage::from_rgb(size, img.as_raw());
         let name = format!("grid-{}-{step}-{denoised}", run.generation);
@@ -328,12 +364,24 @@ fn two_d(ui: &mut Ui, panel: &Panel<'_>, x: &Batch, view: &ViewOptions, id: &str
                 );
             }
             if let Some(d) = den_points {
-                plot.points(Points::new("D(x_i)", d).color(DENOISED).radius(0.9 * radius));
+                plot.points(
+                    Points::new("D(x_i)", d)
+                        .color(DENOISED)
+                        .radius(0.9 * radius),
+                );
             }
             if let Some(b) = overlay {
-                plot.points(Points::new("baseline x_i", b).color(BASELINE).radius(radius));
+                plot.points(
+                    Points::new("baseline x_i", b)
+                        .color(BASELINE)
+                        .radius(radius),
+                );
             }
-            plot.points(Points::new("x_i", current).color(panel.color).radius(radius));
+            plot.points(
+                Points::new("x_i", current)
+                    .color(panel.color)
+                    .radius(radius),
+            );
             if !diverged.is_empty() {
                 plot.points(
                     Points::new("diverged", diverged)
@@ -402,7 +450,9 @@ fn one_d(ui: &mut Ui, panel: &Panel<'_>, view: &ViewOptions, id: &str) {
     let top = run.spec.schedule.sigma_max.max(1e-3).log10() + 0.1;
     let bottom = run.spec.schedule.sigma_min.max(1e-6).log10() - 0.6;
     let at = |b: &Batch, rows: &mut dyn Iterator<Item = usize>| -> Vec<[f64; 2]> {
-        rows.filter(|&r| r < b.rows).map(|r| [here, b.row(r)[0]]).collect()
+        rows.filter(|&r| r < b.rows)
+            .map(|r| [here, b.row(r)[0]])
+            .collect()
     };
     let diverged: Vec<[f64; 2]> = run
         .state(step)
@@ -421,54 +471,70 @@ fn one_d(ui: &mut Ui, panel: &Panel<'_>, view: &ViewOptions, id: &str) {
         .default_y_bounds(bx[0] - 1.5, bx[1] + 1.5)
         .x_axis_label("σ")
         .label_formatter(plot_style::value_hover(("σ", true), ("x", false)));
-    plot_style::show(
-        ui,
-        plot_style::log_x(plot),
-        |plot| {
-            for (k, y) in levels.into_iter().enumerate() {
-                plot.hline(HLine::new("data", y).id(("level", k)).color(DATA));
+    plot_style::show(ui, plot_style::log_x(plot), |plot| {
+        for (k, y) in levels.into_iter().enumerate() {
+            plot.hline(HLine::new("data", y).id(("level", k)).color(DATA));
+        }
+        for (r, line) in lines.into_iter().enumerate() {
+            if view.show_paths {
+                plot.line(
+                    Line::new("trajectories", line)
+                        .id(("traj", r))
+                        .color(faint(panel.color, 90))
+                        .width(path_width)
+                        .allow_hover(false),
+                );
             }
-            for (r, line) in lines.into_iter().enumerate() {
-                if view.show_paths {
-                    plot.line(
-                        Line::new("trajectories", line)
-                            .id(("traj", r))
-                            .color(faint(panel.color, 90))
-                            .width(path_width)
-                            .allow_hover(false),
-                    );
-                }
-            }
-            plot.vline(
-                VLine::new("shown step", here)
-                    .color(SHOWN)
-                    .width(0.75 * radius)
-                    .allow_hover(false),
+        }
+        plot.vline(
+            VLine::new("shown step", here)
+                .color(SHOWN)
+                .width(0.75 * radius)
+                .allow_hover(false),
+        );
+        if let Some(d) = den {
+            plot.points(Points::new("D(x_i)", d).color(DENOISED).radius(radius));
+        }
+        if let Some(b) = overlay {
+            plot.points(
+                Points::new("baseline x_i", b)
+                    .color(BASELINE)
+                    .radius(radius),
             );
-            if let Some(d) = den {
-                plot.points(Points::new("D(x_i)", d).color(DENOISED).radius(radius));
-            }
-            if let Some(b) = overlay {
-                plot.points(Points::new("baseline x_i", b).color(BASELINE).radius(radius));
-            }
-            plot.points(Points::new("x_i", current).color(panel.color).radius(radius));
-            if !diverged.is_empty() {
-                plot.points(Points::new("diverged", diverged).color(DIVERGED).radius(1.4 * radius));
-            }
-        },
-    );
+        }
+        plot.points(
+            Points::new("x_i", current)
+                .color(panel.color)
+                .radius(radius),
+        );
+        if !diverged.is_empty() {
+            plot.points(
+                Points::new("diverged", diverged)
+                    .color(DIVERGED)
+                    .radius(1.4 * radius),
+            );
+        }
+    });
 }
 
 fn images(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, textures: &mut TextureCache) {
-    let state = textures.grid(ui, run, step, false, x);
-    let den = denoised_at(run, step).and_then(|d| textures.grid(ui, run, step, true, d));
-    let count = x.rows.min(MAX_IMAGES);
     let height = ui.available_height();
+    let width = ui.available_width();
+    // A tall, narrow area (the Overview's half) stacks x_i over D(x_i), and the final samples
+    // fill it with more images: the space under a square grid is used.
+    let tall = height > 1.2 * width;
+    let den_batch = denoised_at(run, step);
+    let layout = if tall && den_batch.is_none() {
+        GridLayout::filling(width, height - 40.0)
+    } else {
+        GridLayout::SQUARE
+    };
+    let state = textures.grid(ui, run, step, false, x, layout);
+    let den = den_batch.and_then(|d| textures.grid(ui, run, step, true, d, layout));
+    let count = x.rows.min(layout.images);
     let caption = format!("x_{step} ({count} of {}, clipped to [−1, 1])", x.rows);
-    // A tall, narrow area (the Overview's half) stacks the two grids: each gets the full width.
-    let stacked = height > 1.2 * ui.available_width();
     match den {
-        Some(den) if stacked => {
+        Some(den) if tall => {
             ui.label(caption);
             let half = 0.5 * height - 10.0;
             if let Some(t) = state {
@@ -496,7 +562,7 @@ fn images(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, textures: &mut T
             );
         }),
         None => {
-            // The final state has no D (at σ = 0, D(x_N) = x_N): the grid gets the full width.
+            // The final state has no D (at σ = 0, D(x_N) = x_N): the grid gets the whole area.
             ui.label(format!("{caption}: the final samples"));
             if let Some(t) = state {
                 fit_image(ui, &t, height, &format!("x_{step} as an image grid"));

@@ -260,7 +260,11 @@ fn variance_plot(
             )
         })
         .collect();
-    keys.push(Key::new("λ + σ_i² (the promise)", REFERENCE, Swatch::Dashed));
+    keys.push(Key::new(
+        "λ + σ_i² (the promise)",
+        REFERENCE,
+        Swatch::Dashed,
+    ));
     keys.push(Key::new("this run", REFERENCE, Swatch::Dot));
     plot_style::title_and_key(
         ui,
@@ -275,46 +279,46 @@ fn variance_plot(
         .y_axis_label("variance")
         .label_formatter(plot_style::value_hover(("i", false), ("variance", true)));
     plot_style::show(ui, plot_style::log_y(plot), |plot| {
-            for k in 0..directions {
-                let color = PALETTE[k];
-                let name = format!("λ = {}", format_number(lambdas[k]));
-                let line = log10_points(
-                    exact
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))),
-                );
-                plot.line(
-                    Line::new(name.clone(), line)
-                        .id(("exact", k))
-                        .color(color)
-                        .width(width),
-                );
-                let promise = log10_points(
-                    live.sigmas
-                        .iter()
-                        .enumerate()
-                        .map(|(i, s)| (i as f64, lambdas[k] + s * s)),
-                );
-                plot.line(
-                    Line::new(name.clone(), promise)
-                        .id(("promise", k))
-                        .color(faint(color, 90))
-                        .style(LineStyle::Dashed { length: 4.0 }),
-                );
-                let dots = log10_points(
-                    measured
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))),
-                );
-                plot.points(
-                    Points::new(name, dots)
-                        .id(("measured", k))
-                        .color(color)
-                        .radius(radius),
-                );
-            }
+        for k in 0..directions {
+            let color = PALETTE[k];
+            let name = format!("λ = {}", format_number(lambdas[k]));
+            let line = log10_points(
+                exact
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))),
+            );
+            plot.line(
+                Line::new(name.clone(), line)
+                    .id(("exact", k))
+                    .color(color)
+                    .width(width),
+            );
+            let promise = log10_points(
+                live.sigmas
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (i as f64, lambdas[k] + s * s)),
+            );
+            plot.line(
+                Line::new(name.clone(), promise)
+                    .id(("promise", k))
+                    .color(faint(color, 90))
+                    .style(LineStyle::Dashed { length: 4.0 }),
+            );
+            let dots = log10_points(
+                measured
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))),
+            );
+            plot.points(
+                Points::new(name, dots)
+                    .id(("measured", k))
+                    .color(color)
+                    .radius(radius),
+            );
+        }
     });
 }
 
@@ -354,27 +358,27 @@ fn kl_plot(ui: &mut Ui, curves: &KlCurves, steps: usize, salt: &str) {
         .y_axis_label("KL")
         .label_formatter(plot_style::value_hover(("N", true), ("KL", true)));
     plot_style::show(ui, plot_style::log_y(plot_style::log_x(plot)), |plot| {
-            for (k, (name, values)) in curves.families.iter().enumerate() {
-                let points = log10_points(
-                    curves
-                        .steps
-                        .iter()
-                        .zip(values)
-                        .map(|(n, v)| ((*n as f64).log10(), *v)),
-                );
-                let tangent = k + 1 == curves.families.len();
-                plot.line(
-                    Line::new(name.clone(), points)
-                        .color(family_color(k, curves.families.len()))
-                        .width(emphasis * if tangent { 2.5 } else { 1.5 }),
-                );
-            }
-            plot.vline(
-                VLine::new("this N", (steps.max(1) as f64).log10())
-                    .color(SHOWN)
-                    .width(emphasis * 1.5)
-                    .allow_hover(false),
+        for (k, (name, values)) in curves.families.iter().enumerate() {
+            let points = log10_points(
+                curves
+                    .steps
+                    .iter()
+                    .zip(values)
+                    .map(|(n, v)| ((*n as f64).log10(), *v)),
             );
+            let tangent = k + 1 == curves.families.len();
+            plot.line(
+                Line::new(name.clone(), points)
+                    .color(family_color(k, curves.families.len()))
+                    .width(emphasis * if tangent { 2.5 } else { 1.5 }),
+            );
+        }
+        plot.vline(
+            VLine::new("this N", (steps.max(1) as f64).log10())
+                .color(SHOWN)
+                .width(emphasis * 1.5)
+                .allow_hover(false),
+        );
     });
 }
 
@@ -434,7 +438,10 @@ mod tests {
     /// 3.9 times higher.
     #[test]
     fn the_header_says_higher_when_tangent_loses() {
-        assert_eq!(tangent_against_karras(1.0, 3.9), "tangent is 3.9× higher (Karras wins here)");
+        assert_eq!(
+            tangent_against_karras(1.0, 3.9),
+            "tangent is 3.9× higher (Karras wins here)"
+        );
         assert_eq!(tangent_against_karras(3.9, 1.0), "tangent is 3.9× lower");
         assert_eq!(tangent_against_karras(1.0, 1.0), "tangent is 1.0× lower");
         assert!(tangent_against_karras(f64::NAN, 1.0).contains("not finite"));

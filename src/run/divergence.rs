@@ -8,6 +8,7 @@ use crate::core::diagnostics::StepRecord;
 use crate::data::DataSet;
 
 use super::spec::RunSpec;
+use crate::core::schedule::ScheduleKind;
 
 /// A sample is outside when one of its coordinates lies more than this many data widths beyond
 /// the data's range in that coordinate (the widest coordinate range, so constant pixels do not
@@ -30,6 +31,18 @@ pub struct NoisyStep {
     pub sigma_hat: f64,
 }
 
+/// A step at least this many times shorter in σ at its end than at its start is a jump that a
+/// corrector (Heun's slope at σ_{i+1}) cannot follow: 4.7 -> 0.002 is the uniform schedule's last.
+const JUMP_RATIO: f64 = 50.0;
+
+/// The step with the largest ratio σ_i / σ_{i+1} (σ_{i+1} > 0).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LongStep {
+    pub step: usize,
+    pub sigma: f64,
+    pub sigma_next: f64,
+}
+
 /// What went wrong in a diverged run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Divergence {
@@ -43,6 +56,8 @@ pub struct Divergence {
     pub data_width: f64,
     /// The last step whose median sigma_hat was far above both sigma_i and the data's spread.
     pub noisy_step: Option<NoisyStep>,
+    /// The run's longest step in ratio (None when no step ends above σ = 0).
+    pub longest_step: Option<LongStep>,
 }
 
 /// The banner's text: what happened, the likely cause, the fix, and the spec with the fix.
@@ -55,8 +70,17 @@ pub struct Explanation {
     pub fixed: Option<RunSpec>,
 }
 
-/// Per-coordinate (min, max) of the data, its widest range and its RMS spread per coordinate.
-fn data_extent(data: &DataSet) -> Option<(Vec<(f64, f64)>, f64, f64)> {
+/// Where the data lies.
+struct Extent {
+    /// Per-coordinate (min, max).
+    range: Vec<(f64, f64)>,
+    /// The widest coordinate range.
+    width: f64,
+    /// The RMS spread per coordinate.
+    spread: f64,
+}
+
+fn data_extent(data: &DataSet) -> Option<Extent> {
     if data.n == 0 || data.dim == 0 || data.values.len() < data.n * data.dim {
         return None;
     }
@@ -71,21 +95,26 @@ fn data_extent(data: &DataSet) -> Option<(Vec<(f64, f64)>, f64, f64)> {
         }
     }
     let n = data.n as f64;
-    let width = range
-        .iter()
-        .map(|(lo, hi)| hi - lo)
-        .fold(0.0f64, f64::max);
+    let width = range.iter().map(|(lo, hi)| hi - lo).fold(0.0f64, f64::max);
     let variance = (0..data.dim)
         .map(|k| (sum_sq[k] / n - (sum[k] / n).powi(2)).max(0.0))
         .sum::<f64>()
         / data.dim as f64;
-    Some((range, width, variance.sqrt()))
+    Some(Extent {
+        range,
+        width,
+        spread: variance.sqrt(),
+    })
 }
 
 /// Looks for divergence in a run's final samples `x_final` (against the `data` it should match)
 /// and in its per-step noise levels; `None` when the run stayed in range.
 pub fn detect(data: &DataSet, x_final: &Batch, records: &[StepRecord]) -> Option<Divergence> {
-    let (range, width, spread) = data_extent(data)?;
+    let Extent {
+        range,
+        width,
+        spread,
+    } = data_extent(data)?;
     if x_final.dim != data.dim || x_final.rows == 0 {
         return None;
     }
@@ -95,12 +124,17 @@ pub fn detect(data: &DataSet, x_final: &Batch, records: &[StepRecord]) -> Option
     let mut max_abs = 0.0f64;
     for r in 0..x_final.rows {
         let row = x_final.row(r);
-        let outside = row.iter().zip(&range).any(|(&v, &(lo, hi))| {
-            !v.is_finite() || v < lo - margin || v > hi + margin
-        });
-        max_abs = row
+        let outside = row
             .iter()
-            .fold(max_abs, |m, v| if v.is_finite() { m.max(v.abs()) } else { f64::INFINITY });
+            .zip(&range)
+            .any(|(&v, &(lo, hi))| !v.is_finite() || v < lo - margin || v > hi + margin);
+        max_abs = row.iter().fold(max_abs, |m, v| {
+            if v.is_finite() {
+                m.max(v.abs())
+            } else {
+                f64::INFINITY
+            }
+        });
         if outside {
             samples.push(r);
         }
@@ -118,6 +152,15 @@ pub fn detect(data: &DataSet, x_final: &Batch, records: &[StepRecord]) -> Option
             sigma: r.sigma,
             sigma_hat: r.sigma_hat.median,
         });
+    let longest_step = records
+        .iter()
+        .filter(|r| r.sigma_next > 0.0 && r.sigma.is_finite())
+        .max_by(|a, b| (a.sigma / a.sigma_next).total_cmp(&(b.sigma / b.sigma_next)))
+        .map(|r| LongStep {
+            step: r.step,
+            sigma: r.sigma,
+            sigma_next: r.sigma_next,
+        });
     // A few strays in a big batch are not a divergence; one in a small one is.
     let enough = samples.len() >= (x_final.rows / 200).max(1);
     (enough || noisy_step.is_some()).then_some(Divergence {
@@ -126,6 +169,7 @@ pub fn detect(data: &DataSet, x_final: &Batch, records: &[StepRecord]) -> Option
         max_abs,
         data_width: width,
         noisy_step,
+        longest_step,
     })
 }
 
@@ -187,6 +231,27 @@ impl Divergence {
                     spec.sampler
                 ),
                 "18 steps (EDM's default), or euler, which at worst lands on the data's mean."
+                    .into(),
+            )
+        } else if let Some(jump) = self
+            .longest_step
+            .as_ref()
+            .filter(|j| j.sigma / j.sigma_next >= JUMP_RATIO)
+        {
+            fixed.schedule.kind = ScheduleKind::Karras;
+            (
+                format!(
+                    "The {} schedule's step {} jumps from σ = {} to σ = {} ({:.0}× lower) in one step: {} measures the slope (x − D)/σ at σ = {} for a state that still carries noise of about σ = {}, so that slope is far too steep.",
+                    spec.schedule.kind.name(),
+                    jump.step,
+                    num(jump.sigma),
+                    num(jump.sigma_next),
+                    jump.sigma / jump.sigma_next,
+                    spec.sampler,
+                    num(jump.sigma_next),
+                    num(jump.sigma)
+                ),
+                "the karras schedule (EDM, ρ = 7), which spends its steps near σ_min, or more steps."
                     .into(),
             )
         } else if g.cfg > 3.0 && g.class.is_some() {
@@ -312,6 +377,38 @@ mod tests {
         assert!(e.cause.starts_with("2 step(s)"), "{}", e.cause);
         assert!(e.what.contains("σ_hat = 45"), "{}", e.what);
         assert_eq!(e.fixed.map(|s| s.schedule.steps), Some(18));
+    }
+
+    #[test]
+    fn one_jump_of_the_schedule_is_blamed_and_karras_is_the_fix() {
+        let data = square();
+        let x = batch(&[[0.0, 0.0], [300.0, 0.0]]);
+        // The uniform schedule at N = 18: its last non-zero step goes 80/17 -> 0.002.
+        let records = [
+            record(0, 80.0, 80.0),
+            StepRecord {
+                sigma_next: 0.002,
+                ..record(17, 80.0 / 17.0, 4.0)
+            },
+        ];
+        let d = detect(&data, &x, &records).expect("diverged");
+        let jump = d.longest_step.clone().expect("a longest step");
+        assert_eq!((jump.step, jump.sigma_next), (17, 0.002));
+        let mut spec = RunSpec::default();
+        spec.schedule.kind = ScheduleKind::Uniform;
+        let e = d.explain(&spec);
+        assert!(
+            e.cause.starts_with(
+                "The uniform schedule's step 17 jumps from σ = 4.706 to σ = 0.002 (2353× lower)"
+            ),
+            "{}",
+            e.cause
+        );
+        assert_eq!(e.fixed.map(|s| s.schedule.kind), Some(ScheduleKind::Karras));
+        // A schedule without such a jump gets the general cause.
+        let gentle = [record(0, 80.0, 80.0), record(1, 40.0, 40.0)];
+        let d = detect(&data, &x, &gentle).expect("diverged");
+        assert!(d.explain(&spec).cause.starts_with("The steps are too long"));
     }
 
     #[test]

@@ -130,7 +130,10 @@ mod tests {
         let image = image::RgbaImage::from_fn(7, 5, |x, y| image::Rgba([x as u8, y as u8, 9, 255]));
         let bytes = encode_png(
             &image,
-            &[(PRESET_KEY, spec.to_json()), ("comment", "σ ünïcode".into())],
+            &[
+                (PRESET_KEY, spec.to_json()),
+                ("comment", "σ ünïcode".into()),
+            ],
         )?;
         assert!(is_png(&bytes));
         // Still an ordinary picture.

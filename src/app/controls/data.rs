@@ -156,9 +156,11 @@ fn data_controls(
             });
             if let Some(error) = &state.spectrum_error {
                 ui.label(
-                    RichText::new(format!("not used: {error} (the run keeps the last valid spectrum)"))
-                        .small()
-                        .color(WARNING),
+                    RichText::new(format!(
+                        "not used: {error} (the run keeps the last valid spectrum)"
+                    ))
+                    .small()
+                    .color(WARNING),
                 );
             }
         }

@@ -111,7 +111,11 @@ fn slider<N: Numeric>(
     let typed = value.to_f64();
     let clamped = !(lo..=hi).contains(&typed);
     if clamped {
-        let kept = if typed.is_nan() { lo } else { typed.clamp(lo, hi) };
+        let kept = if typed.is_nan() {
+            lo
+        } else {
+            typed.clamp(lo, hi)
+        };
         *value = N::from_f64(kept);
         let note = format!(
             "{label} {} is outside {}–{}: set to {}",
@@ -159,7 +163,12 @@ const STOCHASTICITY: &[Control] = &[
     Control::Snoise,
     Control::Eta,
 ];
-const GUIDANCE: &[Control] = &[Control::Cfg, Control::Class, Control::Nag, Control::NagPrior];
+const GUIDANCE: &[Control] = &[
+    Control::Cfg,
+    Control::Class,
+    Control::Nag,
+    Control::NagPrior,
+];
 const RUN: &[Control] = &[
     Control::Seed,
     Control::Batch,

@@ -27,7 +27,14 @@ pub(super) fn sampler_group(ui: &mut Ui, settings: &mut Settings, info: &Control
     });
     let schedule = &mut spec.schedule;
     gate(ui, info, Control::Steps, |ui| {
-        slider(ui, &mut schedule.steps, 1..=256, "steps N", tips::STEPS, true);
+        slider(
+            ui,
+            &mut schedule.steps,
+            1..=256,
+            "steps N",
+            tips::STEPS,
+            true,
+        );
     });
     gate(ui, info, Control::Schedule, |ui| {
         let family = schedule.kind.name();

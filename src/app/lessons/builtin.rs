@@ -236,9 +236,9 @@ fn schedules() -> Lesson {
     .stage(
         Words {
             title: "Uniform and log-uniform",
-            text: "Uniform steps are equal in σ: on a log axis almost all of them sit near σ_max, and the last non-zero step jumps from about 80/17 ≈ 4.7 to 0.002. Log-uniform steps are equal in ln σ: a straight line on this plot, the same number of steps per decade of noise.",
+            text: "Uniform steps are equal in σ: on a log axis almost all of them sit near σ_max, and the last non-zero step jumps from about 80/17 ≈ 4.7 to 0.002. Log-uniform steps are equal in ln σ: a straight line on this plot, the same number of steps per decade of noise.\n\nThat one jump is too long for Heun: its second slope is measured at σ = 0.002 for a state that still carries noise of about 4.7, so the run diverges and the banner above the plot says why.",
             formula: "uniform: σ_i = (1 − u) σ_max + u σ_min;   log: ln σ_i = (1 − u) ln σ_max + u ln σ_min",
-            look_at: "Where each family spends its steps, and the final samples on the Overview.",
+            look_at: "Where each family spends its steps, the banner, and the final samples on the Overview.",
             try_this: "Switch between karras, uniform and log; then look at the Overview.",
         },
         Tab::Schedule,
@@ -629,7 +629,10 @@ mod tests {
         assert!(nag.stages[1].pin_baseline);
         let euler = euler_vs_heun();
         let s = euler.stage_settings(1)?;
-        assert_eq!((s.spec.sampler, s.spec.schedule.steps), (SamplerKind::Euler, 19));
+        assert_eq!(
+            (s.spec.sampler, s.spec.schedule.steps),
+            (SamplerKind::Euler, 19)
+        );
         // The change is a small patch, not the whole scene.
         assert_eq!(
             euler.stages[1].change,

@@ -264,8 +264,8 @@ impl Lesson {
 
     /// Reads and validates a lesson file's text.
     pub fn from_json(text: &str) -> Result<Self> {
-        let lesson: Lesson = serde_json::from_str(text)
-            .map_err(|e| Error::InvalidSpec(format!("lesson: {e}")))?;
+        let lesson: Lesson =
+            serde_json::from_str(text).map_err(|e| Error::InvalidSpec(format!("lesson: {e}")))?;
         lesson.validate()?;
         Ok(lesson)
     }
@@ -424,7 +424,10 @@ mod tests {
         assert_eq!(table.of(Control::Replay), Access::Open);
         assert_eq!(table.of(Control::View), Access::Locked);
         assert_eq!(table.of(Control::Reset), Access::Open);
-        assert_eq!(ControlRules::default().table().of(Control::Reset), Access::Hidden);
+        assert_eq!(
+            ControlRules::default().table().of(Control::Reset),
+            Access::Hidden
+        );
         assert_eq!(ControlRules::from_table(&table).table(), table);
     }
 
@@ -435,17 +438,23 @@ mod tests {
             assert!(Lesson::looks_like_lesson(&text));
             assert_eq!(Lesson::from_json(&text)?, lesson);
         }
-        assert!(!Lesson::looks_like_lesson(&crate::run::RunSpec::default().to_json()));
+        assert!(!Lesson::looks_like_lesson(
+            &crate::run::RunSpec::default().to_json()
+        ));
         let mut lesson = builtin::lessons().remove(0);
         lesson.stages[0].change = serde_json::json!({"spec": {"batch": 0}});
-        let why = Lesson::from_json(&lesson.to_json()).expect_err("batch 0").to_string();
+        let why = Lesson::from_json(&lesson.to_json())
+            .expect_err("batch 0")
+            .to_string();
         assert!(why.contains("stage 1") && why.contains("batch"), "{why}");
         lesson.stages.clear();
         assert!(lesson.validate().is_err());
         let typo = r#"{"format": "noisescope-lesson", "version": 1, "title": "t", "summary": "",
             "scene": {}, "stages": [{"title": "s", "text": "", "tab": "overview",
             "controls": {"open": ["chrun"]}}]}"#;
-        let why = Lesson::from_json(typo).expect_err("unknown control").to_string();
+        let why = Lesson::from_json(typo)
+            .expect_err("unknown control")
+            .to_string();
         assert!(why.contains("chrun"), "{why}");
         Ok(())
     }

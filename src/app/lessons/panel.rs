@@ -35,7 +35,10 @@ impl LessonDraft {
     /// with every run control locked.
     pub fn new(app: &NoiseScopeApp) -> Self {
         let locked = ControlRules::default().table();
-        match app.active_lesson().and_then(|a| a.current().map(|s| (a, s))) {
+        match app
+            .active_lesson()
+            .and_then(|a| a.current().map(|s| (a, s)))
+        {
             Some((active, stage)) => LessonDraft {
                 title: active.lesson.title.clone(),
                 summary: active.lesson.summary.clone(),
@@ -176,9 +179,11 @@ impl NoiseScopeApp {
                             });
                         }
                     }
-                    if presenter && Control::ALL.iter().any(|c| {
-                        c.edits_spec() && open_controls.of(*c) == Access::Open
-                    }) {
+                    if presenter
+                        && Control::ALL
+                            .iter()
+                            .any(|c| c.edits_spec() && open_controls.of(*c) == Access::Open)
+                    {
                         ui.separator();
                         ui.label(RichText::new("Controls of this stage").strong());
                         let info = ControlsInfo {
@@ -229,46 +234,51 @@ impl NoiseScopeApp {
                 ui.label(
                     RichText::new("The current scene and tab become the lesson's stage.").weak(),
                 );
-                egui::Grid::new("lesson-words").num_columns(2).show(ui, |ui| {
-                    for (name, text, lines) in [
-                        ("lesson title", &mut draft.title, 1),
-                        ("one-line summary", &mut draft.summary, 1),
-                        ("stage title", &mut draft.stage_title, 1),
-                        ("text", &mut draft.text, 6),
-                        ("formula", &mut draft.formula, 1),
-                        ("look at", &mut draft.look_at, 2),
-                        ("try", &mut draft.try_this, 2),
-                    ] {
-                        let label = ui.label(name);
-                        ui.add(
-                            egui::TextEdit::multiline(text)
-                                .desired_rows(lines)
-                                .desired_width(360.0),
-                        )
-                        .labelled_by(label.id);
-                        ui.end_row();
-                    }
-                });
+                egui::Grid::new("lesson-words")
+                    .num_columns(2)
+                    .show(ui, |ui| {
+                        for (name, text, lines) in [
+                            ("lesson title", &mut draft.title, 1),
+                            ("one-line summary", &mut draft.summary, 1),
+                            ("stage title", &mut draft.stage_title, 1),
+                            ("text", &mut draft.text, 6),
+                            ("formula", &mut draft.formula, 1),
+                            ("look at", &mut draft.look_at, 2),
+                            ("try", &mut draft.try_this, 2),
+                        ] {
+                            let label = ui.label(name);
+                            ui.add(
+                                egui::TextEdit::multiline(text)
+                                    .desired_rows(lines)
+                                    .desired_width(360.0),
+                            )
+                            .labelled_by(label.id);
+                            ui.end_row();
+                        }
+                    });
                 ui.separator();
                 ui.label(RichText::new("Controls").strong());
                 egui::ScrollArea::vertical()
                     .max_height(220.0)
                     .show(ui, |ui| {
-                        egui::Grid::new("lesson-locks").num_columns(2).show(ui, |ui| {
-                            for control in Control::ALL {
-                                ui.label(control.label());
-                                let mut access = draft.access.of(control);
-                                ComboBox::from_id_salt(("lesson-access", control as usize))
-                                    .selected_text(access_name(access))
-                                    .show_ui(ui, |ui| {
-                                        for a in [Access::Open, Access::Locked, Access::Hidden] {
-                                            ui.selectable_value(&mut access, a, access_name(a));
-                                        }
-                                    });
-                                draft.access.set(control, access);
-                                ui.end_row();
-                            }
-                        });
+                        egui::Grid::new("lesson-locks")
+                            .num_columns(2)
+                            .show(ui, |ui| {
+                                for control in Control::ALL {
+                                    ui.label(control.label());
+                                    let mut access = draft.access.of(control);
+                                    ComboBox::from_id_salt(("lesson-access", control as usize))
+                                        .selected_text(access_name(access))
+                                        .show_ui(ui, |ui| {
+                                            for a in [Access::Open, Access::Locked, Access::Hidden]
+                                            {
+                                                ui.selectable_value(&mut access, a, access_name(a));
+                                            }
+                                        });
+                                    draft.access.set(control, access);
+                                    ui.end_row();
+                                }
+                            });
                     });
                 ui.separator();
                 if ui
@@ -316,7 +326,12 @@ impl NoiseScopeApp {
 /// In presenter mode the lesson panel shows the stage's open run controls only.
 fn lesson_controls(open: AccessTable) -> AccessTable {
     let mut table = open;
-    for c in [Control::Replay, Control::Rerun, Control::Reset, Control::View] {
+    for c in [
+        Control::Replay,
+        Control::Rerun,
+        Control::Reset,
+        Control::View,
+    ] {
         table.set(c, Access::Hidden);
     }
     table
