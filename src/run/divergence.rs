@@ -179,9 +179,16 @@ fn num(x: f64) -> String {
         "∞ (not finite)".into()
     } else if x != 0.0 && !(1e-3..1e5).contains(&x.abs()) {
         format!("{x:.2e}")
+    } else if x == 0.0 {
+        "0".into()
     } else {
-        let text = format!("{x:.3}");
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
+        let decimals = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+        let text = format!("{x:.decimals$}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
     }
 }
 
@@ -325,6 +332,18 @@ mod tests {
     }
 
     #[test]
+    fn banner_numbers_have_three_significant_digits() {
+        let shown: Vec<String> = [459.627, 4.899, 10.062, 0.002, 80.0, 0.0, 12345.6, 2e-5]
+            .into_iter()
+            .map(num)
+            .collect();
+        assert_eq!(
+            shown,
+            ["460", "4.9", "10.1", "0.002", "80", "0", "12346", "2.00e-5"]
+        );
+    }
+
+    #[test]
     fn samples_on_and_near_the_data_are_not_a_divergence() {
         let data = square();
         // 2.9 is inside [-1 - 2, 1 + 2]; sigma_hat at 4x sigma below the data's spread is fine.
@@ -399,7 +418,7 @@ mod tests {
         let e = d.explain(&spec);
         assert!(
             e.cause.starts_with(
-                "The uniform schedule's step 17 jumps from σ = 4.706 to σ = 0.002 (2353× lower)"
+                "The uniform schedule's step 17 jumps from σ = 4.71 to σ = 0.002 (2353× lower)"
             ),
             "{}",
             e.cause
