@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use egui::{Color32, RichText, TextureHandle, TextureOptions, Ui};
-use egui_plot::{Arrows, HLine, Line, Plot, Points, VLine};
+use egui_plot::{Arrows, HLine, Line, Plot, PlotUi, Points, VLine};
 
 use crate::core::Batch;
 use crate::data::grid::image_grid_columns;
@@ -363,32 +363,13 @@ fn two_d(ui: &mut Ui, panel: &Panel<'_>, x: &Batch, view: &ViewOptions, id: &str
                         .tip_length(5.0),
                 );
             }
-            if let Some(d) = den_points {
-                plot.points(
-                    Points::new("D(x_i)", d)
-                        .color(DENOISED)
-                        .radius(0.9 * radius),
-                );
+            StatePoints {
+                denoised: den_points.map(|d| (d, 0.9 * radius)),
+                overlay,
+                current,
+                diverged,
             }
-            if let Some(b) = overlay {
-                plot.points(
-                    Points::new("baseline x_i", b)
-                        .color(BASELINE)
-                        .radius(radius),
-                );
-            }
-            plot.points(
-                Points::new("x_i", current)
-                    .color(panel.color)
-                    .radius(radius),
-            );
-            if !diverged.is_empty() {
-                plot.points(
-                    Points::new("diverged", diverged)
-                        .color(DIVERGED)
-                        .radius(1.4 * radius),
-                );
-            }
+            .draw(plot, panel.color, radius);
         },
     );
 }
@@ -492,29 +473,48 @@ fn one_d(ui: &mut Ui, panel: &Panel<'_>, view: &ViewOptions, id: &str) {
                 .width(0.75 * radius)
                 .allow_hover(false),
         );
-        if let Some(d) = den {
-            plot.points(Points::new("D(x_i)", d).color(DENOISED).radius(radius));
+        StatePoints {
+            denoised: den.map(|d| (d, radius)),
+            overlay,
+            current,
+            diverged,
         }
-        if let Some(b) = overlay {
+        .draw(plot, panel.color, radius);
+    });
+}
+
+/// A state's points in plot coordinates, drawn over its paths in this order.
+struct StatePoints {
+    /// D(x_i), with its marker radius.
+    denoised: Option<(Vec<[f64; 2]>, f32)>,
+    /// The pinned baseline's state (overlay mode).
+    overlay: Option<Vec<[f64; 2]>>,
+    current: Vec<[f64; 2]>,
+    /// Diverged samples, drawn larger and red on top.
+    diverged: Vec<[f64; 2]>,
+}
+
+impl StatePoints {
+    fn draw(self, plot: &mut PlotUi<'_>, color: Color32, radius: f32) {
+        if let Some((d, r)) = self.denoised {
+            plot.points(Points::new("D(x_i)", d).color(DENOISED).radius(r));
+        }
+        if let Some(b) = self.overlay {
             plot.points(
                 Points::new("baseline x_i", b)
                     .color(BASELINE)
                     .radius(radius),
             );
         }
-        plot.points(
-            Points::new("x_i", current)
-                .color(panel.color)
-                .radius(radius),
-        );
-        if !diverged.is_empty() {
+        plot.points(Points::new("x_i", self.current).color(color).radius(radius));
+        if !self.diverged.is_empty() {
             plot.points(
-                Points::new("diverged", diverged)
+                Points::new("diverged", self.diverged)
                     .color(DIVERGED)
                     .radius(1.4 * radius),
             );
         }
-    });
+    }
 }
 
 fn images(ui: &mut Ui, run: &RunRecord, step: usize, x: &Batch, textures: &mut TextureCache) {
