@@ -4,6 +4,8 @@
 pub mod divergence;
 pub mod export;
 pub mod handle;
+pub mod memory;
+pub mod notes;
 pub mod preset;
 pub mod protocol;
 pub mod resolve;
