@@ -66,6 +66,12 @@ fn plot_height(ui: &Ui, top: f32, share: f32) -> f32 {
     (share - (ui.cursor().top() - top)).max(100.0)
 }
 
+/// The turning-angle plot's id: from its salt alone, not its place in the layout, so that its
+/// memory (`egui_plot::PlotMemory`, the axes' transform) can be found from outside.
+pub fn angle_plot_id(salt: &str) -> egui::Id {
+    egui::Id::new(("angle-plot", salt))
+}
+
 fn angle_plot(
     ui: &mut Ui,
     live: &RunRecord,
@@ -92,6 +98,10 @@ fn angle_plot(
     let response = plot_style::show(
         ui,
         Plot::new(format!("{salt}-angle"))
+            .id(angle_plot_id(salt))
+            // Every step in range: moving the shown-step marker never rescales the axis.
+            .include_x(0.0)
+            .include_x(live.spec.schedule.steps as f64)
             .height(plot_height(ui, top, share))
             .x_axis_label("step i")
             .include_y(0.0)
@@ -143,6 +153,8 @@ fn error_plot(
         |run: &RunRecord| log10_points(run.records.iter().map(|r| (r.step as f64, r.local_error)));
     let (width, radius) = (plot_style::size(ui, 2.0), plot_style::size(ui, 2.5));
     let plot = Plot::new(format!("{salt}-error"))
+        .include_x(0.0)
+        .include_x(live.spec.schedule.steps as f64)
         .height(plot_height(ui, top, share))
         .x_axis_label("step i")
         .label_formatter(plot_style::step_hover(live, StepAxis::Index));

@@ -50,6 +50,7 @@ use crate::run::store::{RunRecord, RunStore};
 use crate::run::worker::{Wake, Waker, Worker};
 
 pub use controls::parse_spectrum;
+pub use curvature_plot::angle_plot_id;
 pub use dialogs::{
     DialogAnswer, DialogKind, DialogSpec, FileDialogs, FileTask, PendingDialog, SystemDialogs,
 };

@@ -156,7 +156,10 @@ pub fn show(
         &keys("median δ", "10–90%", !base.is_empty(), "δ = 0"),
     );
     // The key row and the axis label above leave this much for the plot.
+    // Every step in range from the start: moving the shown-step marker never rescales the axis.
     let plot = Plot::new(format!("{salt}-delta"))
+        .include_x(0.0)
+        .include_x(live.spec.schedule.steps as f64)
         .height(ui.available_height().max(100.0))
         .x_axis_label("step i")
         .y_axis_label("δ")
