@@ -69,7 +69,7 @@ fn plot_height(ui: &Ui, top: f32, share: f32) -> f32 {
 /// The turning-angle plot's id: from its salt alone, not its place in the layout, so that its
 /// memory (`egui_plot::PlotMemory`, the axes' transform) can be found from outside.
 pub fn angle_plot_id(salt: &str) -> egui::Id {
-    egui::Id::new(("angle-plot", salt))
+    egui::Id::unique(("angle-plot", salt))
 }
 
 fn angle_plot(

@@ -176,7 +176,9 @@ mod tests {
             include_str!("welcome.rs"),
             include_str!("plot_style.rs"),
             include_str!("lessons/mod.rs"),
-            include_str!("lessons/builtin.rs"),
+            include_str!("lessons/builtin/mod.rs"),
+            include_str!("lessons/builtin/sampling.rs"),
+            include_str!("lessons/builtin/noise.rs"),
             include_str!("lessons/panel.rs"),
             include_str!("controls/access.rs"),
             include_str!("../run/divergence.rs"),
@@ -211,7 +213,18 @@ mod tests {
             ("banner.rs", include_str!("banner.rs")),
             ("presenter.rs", include_str!("presenter.rs")),
             ("welcome.rs", include_str!("welcome.rs")),
-            ("lessons/builtin.rs", include_str!("lessons/builtin.rs")),
+            (
+                "lessons/builtin/mod.rs",
+                include_str!("lessons/builtin/mod.rs"),
+            ),
+            (
+                "lessons/builtin/sampling.rs",
+                include_str!("lessons/builtin/sampling.rs"),
+            ),
+            (
+                "lessons/builtin/noise.rs",
+                include_str!("lessons/builtin/noise.rs"),
+            ),
             ("lessons/panel.rs", include_str!("lessons/panel.rs")),
             ("../run/divergence.rs", include_str!("../run/divergence.rs")),
         ];

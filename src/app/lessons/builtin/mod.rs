@@ -119,6 +119,7 @@ pub fn lessons() -> Vec<Lesson> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::sampler::SamplerKind;
 
     #[test]
     fn every_built_in_lesson_is_valid_with_two_to_four_stages() -> crate::error::Result<()> {
