@@ -7,6 +7,7 @@ pub mod diagnostics;
 pub mod estimate;
 pub mod guidance;
 pub mod linalg;
+pub mod metrics;
 pub mod noise;
 pub mod sampler;
 pub mod schedule;
