@@ -23,7 +23,7 @@ fn open_app(
     use anyhow::Context;
     let spec = match preset {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            let text = noisescope::run::preset::read_preset_text(path)
                 .with_context(|| format!("reading preset {}", path.display()))?;
             Some(
                 noisescope::run::RunSpec::from_json(&text)

@@ -2,12 +2,15 @@
 //! d_i and the slope d'_i at the Euler predictor, the local error |h| ||d'_i - d_i|| / 2 per step,
 //! and a histogram of each trajectory's straightness ||x_N - x_0|| / sum ||x_{i+1} - x_i||.
 
-use egui::{RichText, Ui};
+use egui::Ui;
 use egui_plot::{Bar, BarChart, Line, Plot, Points};
 
 use crate::run::store::RunRecord;
 
-use super::plot_style::{self, BASELINE, DENOISED, LIVE, baseline_style, faint, log10_points};
+use super::plot_style::{
+    self, BASELINE, DENOISED, Key, LIVE, SHOWN, StepAxis, Swatch, baseline_style, faint,
+    log10_points,
+};
 
 /// Bins of the straightness histogram over [0, 1].
 const BINS: usize = 20;
@@ -25,38 +28,65 @@ pub fn straightness_histogram(values: &[f64]) -> Vec<f64> {
 }
 
 /// Angle and local error side by side, then the straightness histogram (unless `compact`).
+/// `shown` is the state the views show; returns the step a click asked for.
 pub fn show(
     ui: &mut Ui,
     live: &RunRecord,
     baseline: Option<&RunRecord>,
+    shown: usize,
     compact: bool,
     salt: &str,
-) {
+) -> Option<usize> {
     let height = ui.available_height();
-    // Leave room for each plot's title row and axis label.
-    let plot_height = if compact {
-        (height - 28.0).max(100.0)
-    } else {
-        (height * 0.55).max(140.0)
-    };
+    // Each plot's share of the height, its title row included.
+    let share = if compact { height } else { height * 0.55 };
+    let mut clicked = None;
     ui.columns(2, |cols| {
-        angle_plot(&mut cols[0], live, baseline, plot_height, salt);
-        error_plot(&mut cols[1], live, baseline, plot_height, salt);
+        clicked = angle_plot(&mut cols[0], live, baseline, shown, share, salt);
+        clicked = error_plot(&mut cols[1], live, baseline, shown, share, salt).or(clicked);
     });
     if !compact {
         histogram(ui, live, baseline, salt);
     }
+    clicked
+}
+
+/// The keys of a per-step plot.
+fn step_keys(name: &str, color: egui::Color32, with_baseline: bool) -> Vec<Key> {
+    let mut keys = vec![Key::new(name, color, Swatch::Line)];
+    if with_baseline {
+        keys.push(Key::new("baseline", BASELINE, Swatch::Dashed));
+    }
+    keys.push(Key::new("shown step", SHOWN, Swatch::Line));
+    keys
+}
+
+/// The plot height left in a share of `share` points once the title row is drawn.
+fn plot_height(ui: &Ui, top: f32, share: f32) -> f32 {
+    (share - (ui.cursor().top() - top)).max(100.0)
+}
+
+/// The turning-angle plot's id: from its salt alone, not its place in the layout, so that its
+/// memory (`egui_plot::PlotMemory`, the axes' transform) can be found from outside.
+pub fn angle_plot_id(salt: &str) -> egui::Id {
+    egui::Id::unique(("angle-plot", salt))
 }
 
 fn angle_plot(
     ui: &mut Ui,
     live: &RunRecord,
     baseline: Option<&RunRecord>,
-    height: f32,
+    shown: usize,
+    share: f32,
     salt: &str,
-) {
-    ui.label(RichText::new("turning angle θ_i (degrees)").strong())
-        .on_hover_text("θ_i = angle(d_i, d'_i), d = (x − D(x; σ))/σ, d' at the Euler predictor; 0 = straight (EDM §3, science.md §6). Samplers without a corrector use the next step's slope.");
+) -> Option<usize> {
+    let top = ui.cursor().top();
+    plot_style::title_and_key(
+        ui,
+        "turning angle θ_i (degrees)",
+        "θ_i = angle(d_i, d'_i), d = (x − D(x; σ))/σ, d' at the Euler predictor; 0 = straight (EDM, Karras et al. 2022, arXiv 2206.00364, §3). Samplers without a corrector use the next step's slope. Hover a point for its numbers, click it to show that step.",
+        &step_keys("θ", LIVE, baseline.is_some()),
+    );
     let series = |run: &RunRecord| -> Vec<[f64; 2]> {
         run.records
             .iter()
@@ -64,86 +94,107 @@ fn angle_plot(
             .map(|r| [r.step as f64, r.angle_deg])
             .collect()
     };
-    plot_style::show(
+    let (width, radius) = (plot_style::size(ui, 2.0), plot_style::size(ui, 2.5));
+    let response = plot_style::show(
         ui,
         Plot::new(format!("{salt}-angle"))
-            .height(height)
+            .id(angle_plot_id(salt))
+            // Every step in range: moving the shown-step marker never rescales the axis.
+            .include_x(0.0)
+            .include_x(live.spec.schedule.steps as f64)
+            .height(plot_height(ui, top, share))
             .x_axis_label("step i")
-            .include_y(0.0),
+            .include_y(0.0)
+            .label_formatter(plot_style::step_hover(live, StepAxis::Index)),
         |plot| {
             let points = series(live);
             plot.line(
                 Line::new("θ", points.clone())
                     .id("angle-line")
                     .color(LIVE)
-                    .width(2.0),
+                    .width(width),
             );
             plot.points(
                 Points::new("θ", points)
                     .id("angle-points")
                     .color(LIVE)
-                    .radius(2.5),
+                    .radius(radius),
             );
             if let Some(b) = baseline {
                 plot.line(
                     Line::new("baseline θ", series(b))
                         .color(BASELINE)
+                        .width(0.75 * width)
                         .style(baseline_style()),
                 );
             }
+            plot_style::shown_step_marker(plot, shown, width);
         },
     );
+    plot_style::clicked_step(&response, live, StepAxis::Index)
 }
 
 fn error_plot(
     ui: &mut Ui,
     live: &RunRecord,
     baseline: Option<&RunRecord>,
-    height: f32,
+    shown: usize,
+    share: f32,
     salt: &str,
-) {
-    ui.label(RichText::new("local error e_i (log)").strong())
-        .on_hover_text("e_i = |σ_{i+1} − σ_i| ||d'_i − d_i|| / 2, RMS per dimension: Heun minus Euler (EDM §3, science.md §6).");
+) -> Option<usize> {
+    let top = ui.cursor().top();
+    plot_style::title_and_key(
+        ui,
+        "local error e_i (log)",
+        "e_i = |σ_{i+1} − σ_i| ||d'_i − d_i|| / 2, RMS per dimension: Heun minus Euler (EDM, Karras et al. 2022, arXiv 2206.00364, §3). Hover a point for its numbers, click it to show that step.",
+        &step_keys("e", DENOISED, baseline.is_some()),
+    );
     let series =
         |run: &RunRecord| log10_points(run.records.iter().map(|r| (r.step as f64, r.local_error)));
-    plot_style::show(
-        ui,
-        Plot::new(format!("{salt}-error"))
-            .height(height)
-            .x_axis_label("step i")
-            .y_axis_formatter(plot_style::log_axis_label),
-        |plot| {
-            let points = series(live);
+    let (width, radius) = (plot_style::size(ui, 2.0), plot_style::size(ui, 2.5));
+    let plot = Plot::new(format!("{salt}-error"))
+        .include_x(0.0)
+        .include_x(live.spec.schedule.steps as f64)
+        .height(plot_height(ui, top, share))
+        .x_axis_label("step i")
+        .label_formatter(plot_style::step_hover(live, StepAxis::Index));
+    let response = plot_style::show(ui, plot_style::log_y(plot), |plot| {
+        let points = series(live);
+        plot.line(
+            Line::new("e", points.clone())
+                .id("error-line")
+                .color(DENOISED)
+                .width(width),
+        );
+        plot.points(
+            Points::new("e", points)
+                .id("error-points")
+                .color(DENOISED)
+                .radius(radius),
+        );
+        if let Some(b) = baseline {
             plot.line(
-                Line::new("e", points.clone())
-                    .id("error-line")
-                    .color(DENOISED)
-                    .width(2.0),
+                Line::new("baseline e", series(b))
+                    .color(BASELINE)
+                    .width(0.75 * width)
+                    .style(baseline_style()),
             );
-            plot.points(
-                Points::new("e", points)
-                    .id("error-points")
-                    .color(DENOISED)
-                    .radius(2.5),
-            );
-            if let Some(b) = baseline {
-                plot.line(
-                    Line::new("baseline e", series(b))
-                        .color(BASELINE)
-                        .style(baseline_style()),
-                );
-            }
-        },
-    );
+        }
+        plot_style::shown_step_marker(plot, shown, width);
+    });
+    plot_style::clicked_step(&response, live, StepAxis::Index)
 }
 
 fn histogram(ui: &mut Ui, live: &RunRecord, baseline: Option<&RunRecord>, salt: &str) {
-    ui.label(
-        RichText::new("straightness ||x_N − x_0|| / Σ||x_{i+1} − x_i|| (1 = straight line)")
-            .strong(),
-    )
-    .on_hover_text(
-        "Per trajectory over the diagnostics subset, at the end of the run (science.md §6).",
+    let mut keys = vec![Key::new("trajectories", faint(LIVE, 180), Swatch::Band)];
+    if baseline.is_some() {
+        keys.push(Key::new("baseline", BASELINE, Swatch::Dashed));
+    }
+    plot_style::title_and_key(
+        ui,
+        "straightness ||x_N − x_0|| / Σ||x_{i+1} − x_i|| (1 = straight line)",
+        "Per trajectory over the diagnostics subset, at the end of the run (EDM, Karras et al. 2022, arXiv 2206.00364, §3: straighter trajectories need fewer steps).",
+        &keys,
     );
     if live.straightness.is_empty() {
         ui.label("(when the run finishes)");

@@ -42,10 +42,12 @@ pub enum FileTask {
     ViewPng,
     GridPng,
     RunFolder,
+    OpenLesson,
+    SaveLesson,
 }
 
 impl FileTask {
-    pub const ALL: [FileTask; 7] = [
+    pub const ALL: [FileTask; 9] = [
         FileTask::OpenImageFolder,
         FileTask::OpenNpy,
         FileTask::LoadPreset,
@@ -53,6 +55,8 @@ impl FileTask {
         FileTask::ViewPng,
         FileTask::GridPng,
         FileTask::RunFolder,
+        FileTask::OpenLesson,
+        FileTask::SaveLesson,
     ];
 
     /// The menu entry or button that asked, for messages.
@@ -65,12 +69,16 @@ impl FileTask {
             FileTask::ViewPng => "PNG of the view",
             FileTask::GridPng => "Image grid PNG",
             FileTask::RunFolder => "Run as NPY + CSV",
+            FileTask::OpenLesson => "Open lesson file",
+            FileTask::SaveLesson => "Save as lesson",
         }
     }
 
     pub fn dialog(self) -> DialogSpec {
         const PNG: (&str, &[&str]) = ("PNG", &["png"]);
         const PRESET: (&str, &[&str]) = ("preset", &["json"]);
+        const SCENE: (&str, &[&str]) = ("preset or view PNG", &["json", "png"]);
+        const LESSON: (&str, &[&str]) = ("lesson", &["json"]);
         let (kind, title, filter, file_name) = match self {
             FileTask::OpenImageFolder => (
                 DialogKind::OpenFolder,
@@ -84,7 +92,12 @@ impl FileTask {
                 Some(("NumPy array", &["npy"][..])),
                 None,
             ),
-            FileTask::LoadPreset => (DialogKind::OpenFile, "Load a preset", Some(PRESET), None),
+            FileTask::LoadPreset => (
+                DialogKind::OpenFile,
+                "Load a preset or a view PNG",
+                Some(SCENE),
+                None,
+            ),
             FileTask::SavePreset => (
                 DialogKind::SaveFile,
                 "Save the settings as a preset",
@@ -108,6 +121,13 @@ impl FileTask {
                 "Folder for the run's files",
                 None,
                 None,
+            ),
+            FileTask::OpenLesson => (DialogKind::OpenFile, "Open a lesson", Some(LESSON), None),
+            FileTask::SaveLesson => (
+                DialogKind::SaveFile,
+                "Save the scene as a lesson",
+                Some(LESSON),
+                Some("lesson.json"),
             ),
         };
         DialogSpec {
@@ -323,8 +343,8 @@ mod tests {
             let spec = task.dialog();
             let want = match task {
                 OpenImageFolder | RunFolder => DialogKind::OpenFolder,
-                OpenNpy | LoadPreset => DialogKind::OpenFile,
-                SavePreset | ViewPng | GridPng => DialogKind::SaveFile,
+                OpenNpy | LoadPreset | OpenLesson => DialogKind::OpenFile,
+                SavePreset | ViewPng | GridPng | SaveLesson => DialogKind::SaveFile,
             };
             assert_eq!(spec.kind, want, "{task:?}");
             assert!(!spec.title.is_empty() && !task.title().is_empty());

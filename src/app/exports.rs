@@ -1,7 +1,7 @@
-//! The app's exports: a PNG of the current view (a cropped window screenshot) or of an image
-//! grid, the run as the CLI's files (`run::export::write_run`), and preset files (`RunSpec`
-//! JSON, readable by `noisescope sample --preset`). Encoding and disk writes run on short-lived
-//! named threads; each reports one line back to the status bar. Paths come from dialogs.rs.
+//! The app's exports: a PNG of the current view (a cropped window screenshot that carries its
+//! scene in text chunks, `run::preset`) or of an image grid, and the run as the CLI's files
+//! (`run::export::write_run`). Encoding and disk writes run on short-lived named threads; each
+//! reports one line back to the status bar. Paths come from dialogs.rs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,8 +9,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 
 use crate::data::grid::{export_scale, image_grid};
 use crate::error::{Error, Result};
-use crate::run::RunSpec;
 use crate::run::export::{RunArtifacts, write_run};
+use crate::run::preset::encode_png;
 use crate::run::store::RunRecord;
 
 /// The outcome of one export: a message for the status bar.
@@ -63,16 +63,28 @@ impl Exports {
         self.pending > 0
     }
 
-    /// Asks for a screenshot of the next frame and saves `crop` (points) of it as a PNG.
-    pub fn view_png(&mut self, ctx: &egui::Context, path: PathBuf, crop: Option<egui::Rect>) {
+    /// Asks for a screenshot of the next frame and saves `crop` (points) of it as a PNG with
+    /// `texts` (the scene) in its text chunks.
+    pub fn view_png(
+        &mut self,
+        ctx: &egui::Context,
+        path: PathBuf,
+        crop: Option<egui::Rect>,
+        texts: Vec<(&'static str, String)>,
+    ) {
         self.pending += 1;
         let tx = self.tx.clone();
         let ppp = ctx.pixels_per_point();
         let waker = ctx.clone();
         ctx.request_screenshot(move |image: Arc<egui::ColorImage>| {
             spawn_job(tx, waker, "png", move || {
-                save_screenshot(&image, crop, ppp, &path)
-                    .map(|()| format!("saved the view to {}", path.display()))
+                save_screenshot(&image, crop, ppp, &path, &texts)
+                    .map(|()| {
+                        format!(
+                            "saved the view to {} (open or drop it on the window to restore the scene)",
+                            path.display()
+                        )
+                    })
                     .map_err(|e| e.to_string())
             });
         });
@@ -119,12 +131,13 @@ impl Exports {
     }
 }
 
-/// Crops a screenshot to `crop` (in points) and writes it as PNG.
+/// Crops a screenshot to `crop` (in points) and writes it as PNG with `texts`.
 fn save_screenshot(
     image: &egui::ColorImage,
     crop: Option<egui::Rect>,
     ppp: f32,
     path: &Path,
+    texts: &[(&str, String)],
 ) -> Result<()> {
     let [w, h] = image.size;
     let raw: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
@@ -140,39 +153,6 @@ fn save_screenshot(
         }
         None => full,
     };
-    cropped
-        .save(path)
-        .map_err(|e| Error::io(path, std::io::Error::other(e)))
-}
-
-/// Writes a preset (the `RunSpec` as JSON).
-pub fn save_preset(spec: &RunSpec, path: &Path) -> Result<()> {
-    std::fs::write(path, spec.to_json()).map_err(|e| Error::io(path, e))
-}
-
-/// Reads and validates a preset.
-pub fn load_preset(path: &Path) -> Result<RunSpec> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    RunSpec::from_json(&text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn presets_round_trip_through_a_file() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let path = dir.path().join("p.json");
-        let spec = RunSpec {
-            seed: 42,
-            batch: 17,
-            ..Default::default()
-        };
-        save_preset(&spec, &path)?;
-        assert_eq!(load_preset(&path)?, spec);
-        std::fs::write(&path, "{oops").map_err(|e| Error::io(&path, e))?;
-        assert!(load_preset(&path).is_err());
-        Ok(())
-    }
+    let bytes = encode_png(&cropped, texts)?;
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }

@@ -11,7 +11,8 @@ use crate::run::store::RunRecord;
 
 use super::controls::{Action, ControlsState};
 use super::dialogs::{DialogAnswer, FileTask};
-use super::{DRAIN_BUDGET, NoiseScopeApp, Settings, exports};
+use super::{DRAIN_BUDGET, NoiseScopeApp, Settings};
+use crate::run::preset;
 
 impl NoiseScopeApp {
     /// Starts a run of the current settings (same seed, so the same initial noise).
@@ -53,9 +54,11 @@ impl NoiseScopeApp {
         }
     }
 
-    /// Saves the central view of the next frame as a PNG at `path`, in the background.
+    /// Saves the central view of the next frame as a PNG at `path`, in the background; the
+    /// PNG carries the scene (preset and view), so opening it restores the scene.
     pub fn export_view_png(&mut self, ctx: &egui::Context, path: PathBuf) {
-        self.exports.view_png(ctx, path, self.view_rect);
+        let texts = self.scene_texts();
+        self.exports.view_png(ctx, path, self.view_rect, texts);
     }
 
     /// Saves the shown state of image data as a grid PNG at `path`, in the background.
@@ -71,20 +74,9 @@ impl NoiseScopeApp {
 
     /// Writes the current settings as a preset (JSON `RunSpec`); errors go to the status bar.
     pub fn save_preset(&mut self, path: &Path) {
-        match exports::save_preset(&self.settings.spec, path) {
+        match preset::save_preset(&self.settings.spec, path) {
             Ok(()) => self.status.info = Some(format!("saved the preset to {}", path.display())),
             Err(e) => self.report_error(e.to_string()),
-        }
-    }
-
-    /// Runs the settings of a preset file; a bad file leaves the settings alone.
-    pub fn load_preset(&mut self, path: &Path) {
-        match exports::load_preset(path) {
-            Ok(spec) => {
-                self.settings.spec = spec;
-                self.start_run();
-            }
-            Err(e) => self.report_error(format!("{}: {e}", path.display())),
         }
     }
 
@@ -98,6 +90,8 @@ impl NoiseScopeApp {
             self.launch_generation = self.worker.is_some().then_some(self.store.expected);
         }
         self.drain_events(ctx);
+        self.check_divergence();
+        self.take_dropped_files(ctx);
         let now = ctx.input(|i| i.time);
         let dt = self.last_time.map_or(0.0, |t| now - t);
         self.last_time = Some(now);
@@ -229,6 +223,7 @@ impl NoiseScopeApp {
             Action::Step => self.replay.step_forward(count),
             Action::FollowLive => self.replay.follow_live(),
             Action::ResetScene => {
+                self.lesson = None;
                 self.settings = Settings::default_scene();
                 self.controls = ControlsState::default();
             }
@@ -258,23 +253,15 @@ impl NoiseScopeApp {
             }
         };
         match task {
-            FileTask::OpenImageFolder => {
-                let (size, rgb) = match &self.settings.spec.data {
-                    DataSpec::Images { size, rgb, .. } => (*size, *rgb),
-                    _ => (32, false),
-                };
-                self.load_data(DataSpec::Images {
-                    dir: path,
-                    size,
-                    rgb,
-                });
-            }
+            FileTask::OpenImageFolder => self.load_image_folder(path),
             FileTask::OpenNpy => self.load_data(DataSpec::Npy { path, labels: None }),
             FileTask::LoadPreset => self.load_preset(&path),
             FileTask::SavePreset => self.save_preset(&path),
             FileTask::ViewPng => self.export_view_png(ctx, path),
             FileTask::GridPng => self.export_grid_png(ctx, path),
             FileTask::RunFolder => self.export_run(ctx, path),
+            FileTask::OpenLesson => self.load_lesson(&path),
+            FileTask::SaveLesson => self.save_lesson(&path),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The menu bar (tabs, baseline, Export, Rerun) and the status bar (backend, speed, run state,
-//! timings, the passing note and the last error).
+//! The menu bar (tabs, baseline, Lessons, View, Export, Rerun) and the status bar (backend, run
+//! state, the passing note and the last error; the developer figures fold away).
 
 use egui::{Color32, RichText, Ui};
 
@@ -31,6 +31,8 @@ impl NoiseScopeApp {
             if self.store.baseline.is_some() && ui.button("Unpin").on_hover_text("Drop the baseline.").clicked() {
                 self.unpin_baseline();
             }
+            ui.menu_button("Lessons", |ui| self.lessons_menu(ui, actions));
+            ui.menu_button("View", |ui| self.view_menu(ui));
             ui.menu_button("Export", |ui| self.export_menu(ui, actions));
             if ui.button("Rerun").on_hover_text(tips::RERUN).clicked() {
                 actions.push(Action::Rerun);
@@ -47,7 +49,7 @@ impl NoiseScopeApp {
             (
                 FileTask::ViewPng,
                 "PNG of the view…",
-                "A screenshot of the central view (image crate).",
+                "A picture of the central view that carries its scene: open it (Load preset…) or drop it on the window to restore the scene, or run it with `noisescope sample --preset FILE.png`.",
                 true,
             ),
             (
@@ -71,7 +73,7 @@ impl NoiseScopeApp {
             (
                 FileTask::LoadPreset,
                 "Load preset…",
-                "Settings from a preset JSON file.",
+                "Settings from a preset JSON file or a view PNG exported here (dropping either on the window works too).",
                 true,
             ),
         ];
@@ -95,10 +97,6 @@ impl NoiseScopeApp {
             match &self.store.current {
                 Some(run) => {
                     ui.label(format!("backend: {}", run.backend));
-                    ui.separator();
-                    ui.label(format!("{:.0} eval/s", run.evaluations_per_s()));
-                    ui.separator();
-                    ui.label(format!("{:.2} ms/step", run.ms_per_step()));
                     ui.separator();
                     let state = match &run.status {
                         RunStatus::Running => format!(
@@ -124,16 +122,17 @@ impl NoiseScopeApp {
                     });
                 }
             }
-            if let Some(ms) = self.stats.last_rerun_ms() {
-                ui.separator();
-                ui.label(format!("rerun {ms:.0} ms"))
-                    .on_hover_text("From the setting change to the finished run shown.");
+            ui.separator();
+            let fold = if self.figures_open { "figures (hide)" } else { "figures…" };
+            if ui
+                .small_button(fold)
+                .on_hover_text("Speed figures for developers: evaluations per second, time per step, rerun latency, frame time.")
+                .clicked()
+            {
+                self.figures_open = !self.figures_open;
             }
-            let p95 = self.stats.p95_sampling_ms();
-            if p95.is_finite() {
-                ui.separator();
-                ui.label(format!("frame p95 {p95:.1} ms"))
-                    .on_hover_text("95th percentile of the frame CPU time while sampling (eframe: ui, tessellation and the renderer's calls; a software rasteriser's work at the buffer swap is not in it; `noisescope bench-ui` measures whole painted frames).");
+            if self.figures_open {
+                self.figures(ui);
             }
             if let Some(info) = &self.status.info {
                 ui.separator();
@@ -150,5 +149,25 @@ impl NoiseScopeApp {
                 }
             }
         });
+    }
+
+    /// The developer figures of the status bar, once unfolded.
+    fn figures(&self, ui: &mut Ui) {
+        if let Some(run) = &self.store.current {
+            ui.label(format!("{:.0} eval/s", run.evaluations_per_s()));
+            ui.separator();
+            ui.label(format!("{:.2} ms/step", run.ms_per_step()));
+        }
+        if let Some(ms) = self.stats.last_rerun_ms() {
+            ui.separator();
+            ui.label(format!("rerun {ms:.0} ms"))
+                .on_hover_text("From the setting change to the finished run shown.");
+        }
+        let p95 = self.stats.p95_sampling_ms();
+        if p95.is_finite() {
+            ui.separator();
+            ui.label(format!("frame p95 {p95:.1} ms"))
+                .on_hover_text("95th percentile of the frame CPU time while sampling (eframe: ui, tessellation and the renderer's calls; a software rasteriser's work at the buffer swap is not in it; `noisescope bench-ui` measures whole painted frames).");
+        }
     }
 }

@@ -11,24 +11,35 @@
 //! never waits for a file dialog (dialogs.rs). settings.rs holds what is saved and the rules by
 //! which one setting moves another; window.rs opens the window and keeps frames cheap where a
 //! CPU rasterises them; bench_script.rs drives `noisescope bench-ui`, measure.rs keeps its figures.
+//!
+//! For teaching: lessons/ (guided scenes with stages, text and control locks), presenter.rs
+//! (projector mode and the keyboard), welcome.rs (the first launch), banner.rs (a diverged run
+//! says why), ab.rs (what a pinned baseline differs in, and how states are compared) and
+//! scenes.rs (view PNGs that carry their scene; files opened or dropped on the window).
 
+pub mod ab;
+mod banner;
 mod bench_script;
-mod controls;
+pub mod controls;
 mod curvature_plot;
 pub mod dialogs;
 mod exports;
+pub mod lessons;
 mod logic;
 pub mod measure;
 mod menu;
 mod panels;
-mod plot_style;
+pub mod plot_style;
+pub mod presenter;
 mod replay;
+mod scenes;
 mod schedule_plot;
 pub mod settings;
 mod sigma_plot;
 mod states_view;
-mod theory;
+pub mod theory;
 pub mod tips;
+mod welcome;
 mod window;
 
 use std::sync::Arc;
@@ -39,11 +50,14 @@ use crate::run::store::{RunRecord, RunStore};
 use crate::run::worker::{Wake, Waker, Worker};
 
 pub use controls::parse_spectrum;
+pub use curvature_plot::angle_plot_id;
 pub use dialogs::{
     DialogAnswer, DialogKind, DialogSpec, FileDialogs, FileTask, PendingDialog, SystemDialogs,
 };
+pub use lessons::{ActiveLesson, Lesson, LessonDraft};
 pub use measure::{BenchOptions, BenchReport, FrameStats};
 pub use replay::Replay;
+pub use scenes::VIEW_KEY;
 pub use settings::{DEFAULT_SCENE_SUBSET, Settings, Tab, ViewOptions};
 use window::WindowFill;
 pub use window::{Renderer, run, run_bench};
@@ -106,6 +120,17 @@ pub struct NoiseScopeApp {
     renderer: Renderer,
     /// How long a run in flight may finish before a changed setting cancels it.
     rerun_grace: Duration,
+    /// The lesson being shown.
+    lesson: Option<ActiveLesson>,
+    /// "Save as lesson": the window's words and locks, until saved or closed.
+    lesson_draft: Option<LessonDraft>,
+    presenter: presenter::Presenter,
+    /// The first-launch welcome is showing.
+    welcome: bool,
+    /// Whether the current run diverged (checked once per run).
+    divergence: banner::DivergenceCache,
+    /// The status bar's developer figures (eval/s, ms/step, frame p95) are unfolded.
+    figures_open: bool,
 }
 
 impl NoiseScopeApp {
@@ -135,12 +160,21 @@ impl NoiseScopeApp {
             window_fill: None,
             renderer: Renderer::default(),
             rerun_grace: RERUN_GRACE,
+            lesson: None,
+            lesson_draft: None,
+            presenter: presenter::Presenter::default(),
+            welcome: false,
+            divergence: banner::DivergenceCache::default(),
+            figures_open: false,
         }
     }
 
-    /// The settings saved by the last session, or the default scene.
+    /// The settings saved by the last session, or the default scene; the welcome shows until
+    /// it has once been dismissed.
     pub fn from_storage(storage: Option<&dyn eframe::Storage>) -> Self {
-        NoiseScopeApp::new(Settings::from_storage(storage))
+        let mut app = NoiseScopeApp::new(Settings::from_storage(storage));
+        app.welcome = storage.is_none_or(|s| s.get_string(welcome::WELCOME_DISMISSED).is_none());
+        app
     }
 
     /// Once: sets the app's style on `ctx` and starts the worker thread, waking `ctx` after
@@ -256,6 +290,9 @@ impl eframe::App for NoiseScopeApp {
         // A bench session must not overwrite the user's settings.
         if self.bench.is_none() {
             self.settings.save_to(storage);
+            if !self.welcome {
+                storage.set_string(welcome::WELCOME_DISMISSED, "true".into());
+            }
         }
     }
 

@@ -66,6 +66,13 @@ impl Replay {
         self.playing = false;
     }
 
+    /// One state back (paused afterwards).
+    pub fn step_back(&mut self, count: usize) {
+        self.step = self.visible(count).saturating_sub(1);
+        self.follow = false;
+        self.playing = false;
+    }
+
     /// Back to following the newest state.
     pub fn follow_live(&mut self) {
         self.follow = true;
@@ -127,5 +134,11 @@ mod tests {
         r.scrub(4);
         r.step_forward(19);
         assert_eq!((r.visible(19), r.playing), (5, false));
+        r.step_back(19);
+        r.step_back(19);
+        assert_eq!(r.visible(19), 3);
+        r.scrub(0);
+        r.step_back(19);
+        assert_eq!(r.visible(19), 0, "no step before x_0");
     }
 }

@@ -3,13 +3,13 @@
 //! points and the baseline's dashed. The formulas are closed-form (core/schedule.rs), so this
 //! is cheap enough for the UI thread.
 
-use egui::{Color32, RichText, Ui};
+use egui::{Color32, Ui};
 use egui_plot::{Line, Plot, Points};
 
 use crate::core::schedule::{ScheduleKind, ScheduleSpec};
 use crate::run::store::RunRecord;
 
-use super::plot_style::{self, BASELINE, LIVE, baseline_style, faint, log10_points};
+use super::plot_style::{self, BASELINE, Key, LIVE, Swatch, baseline_style, faint, log10_points};
 
 /// One hue per family (karras, log, uniform, vp, tangent), drawn faint when not chosen.
 const FAMILY_COLORS: [Color32; 5] = [
@@ -48,52 +48,79 @@ pub fn show(
     baseline: Option<&RunRecord>,
     salt: &str,
 ) {
-    ui.label(
-        RichText::new(format!(
+    let tangent_c = live.and_then(|r| r.tangent_c);
+    let mut keys: Vec<Key> = families(tangent_c)
+        .into_iter()
+        .enumerate()
+        .map(|(k, kind)| {
+            let chosen = kind.name() == spec.kind.name();
+            let color = if chosen { LIVE } else { FAMILY_COLORS[k] };
+            Key::new(family_label(kind), color, Swatch::Line)
+        })
+        .collect();
+    if live.is_some() {
+        keys.push(Key::new("this run", LIVE, Swatch::Dot));
+    }
+    if baseline.is_some() {
+        keys.push(Key::new("baseline", BASELINE, Swatch::Dashed));
+    }
+    plot_style::title_and_key(
+        ui,
+        &format!(
             "σ_i vs i, log scale: {} (bold) and the other families",
             spec.kind.name()
-        ))
-        .strong(),
-    )
-    .on_hover_text(super::tips::SCHEDULE);
-    let tangent_c = live.and_then(|r| r.tangent_c);
-    plot_style::show(
-        ui,
-        Plot::new(format!("{salt}-schedule"))
-            .height(ui.available_height().max(150.0))
-            .x_axis_label("step i")
-            .y_axis_label("σ_i")
-            .y_axis_formatter(plot_style::log_axis_label),
-        |plot| {
-            for (k, kind) in families(tangent_c).into_iter().enumerate() {
-                let chosen = kind.name() == spec.kind.name();
-                let points = curve(ScheduleSpec { kind, ..*spec });
-                // The others faint but distinguishable.
-                let (color, width) = if chosen {
-                    (LIVE, 2.5)
-                } else {
-                    (faint(FAMILY_COLORS[k], 120), 1.2)
-                };
-                let label = match kind {
-                    ScheduleKind::Tangent { c: Some(c) } => {
-                        format!("tangent (c = {})", plot_style::format_number(c))
-                    }
-                    _ => kind.name().to_string(),
-                };
-                plot.line(Line::new(label, points).color(color).width(width));
-            }
-            if let Some(run) = live {
-                let used = log10_points(run.sigmas.iter().enumerate().map(|(i, v)| (i as f64, *v)));
-                plot.points(Points::new("this run", used).color(LIVE).radius(3.0));
-            }
-            if let Some(b) = baseline {
-                let used = log10_points(b.sigmas.iter().enumerate().map(|(i, v)| (i as f64, *v)));
-                plot.line(
-                    Line::new("baseline", used)
-                        .color(BASELINE)
-                        .style(baseline_style()),
-                );
-            }
-        },
+        ),
+        super::tips::SCHEDULE,
+        &keys,
     );
+    let emphasis = plot_style::size(ui, 1.0);
+    let plot = Plot::new(format!("{salt}-schedule"))
+        .height(ui.available_height().max(150.0))
+        .x_axis_label("step i")
+        .y_axis_label("σ_i")
+        .label_formatter(plot_style::value_hover(("i", false), ("σ_i", true)));
+    plot_style::show(ui, plot_style::log_y(plot), |plot| {
+        for (k, kind) in families(tangent_c).into_iter().enumerate() {
+            let chosen = kind.name() == spec.kind.name();
+            let points = curve(ScheduleSpec { kind, ..*spec });
+            // The others faint but distinguishable.
+            let (color, width) = if chosen {
+                (LIVE, 2.5)
+            } else {
+                (faint(FAMILY_COLORS[k], 120), 1.2)
+            };
+            plot.line(
+                Line::new(family_label(kind), points)
+                    .color(color)
+                    .width(emphasis * width),
+            );
+        }
+        if let Some(run) = live {
+            let used = log10_points(run.sigmas.iter().enumerate().map(|(i, v)| (i as f64, *v)));
+            plot.points(
+                Points::new("this run", used)
+                    .color(LIVE)
+                    .radius(emphasis * 3.0),
+            );
+        }
+        if let Some(b) = baseline {
+            let used = log10_points(b.sigmas.iter().enumerate().map(|(i, v)| (i as f64, *v)));
+            plot.line(
+                Line::new("baseline", used)
+                    .color(BASELINE)
+                    .width(emphasis * 1.5)
+                    .style(baseline_style()),
+            );
+        }
+    });
+}
+
+/// A family's name in the key and the hover (the tangent law with its coefficient).
+fn family_label(kind: ScheduleKind) -> String {
+    match kind {
+        ScheduleKind::Tangent { c: Some(c) } => {
+            format!("tangent (c = {})", plot_style::format_number(c))
+        }
+        _ => kind.name().to_string(),
+    }
 }

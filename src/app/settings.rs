@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ab::AbView;
 use crate::core::sampler::SamplerKind;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
@@ -67,6 +68,10 @@ pub struct ViewOptions {
     pub show_baseline: bool,
     /// Replay speed, states per second.
     pub play_speed: f64,
+    /// How the baseline's states sit against the live ones.
+    pub ab: AbView,
+    /// In flip mode: the baseline is the one shown.
+    pub ab_flipped: bool,
 }
 
 impl Default for ViewOptions {
@@ -81,6 +86,8 @@ impl Default for ViewOptions {
             show_arrows: false,
             show_baseline: true,
             play_speed: 6.0,
+            ab: AbView::SideBySide,
+            ab_flipped: false,
         }
     }
 }

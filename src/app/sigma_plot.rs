@@ -1,7 +1,8 @@
 //! The Noise level view: the estimated noise level sigma_hat(x_i) against the scheduled sigma_i
 //! on log-log axes with the diagonal (median and 10-90% band over the diagnostics subset), and
 //! the noise shift delta_i = ln(sigma_hat / sigma_i) per step (science.md section 5; the
-//! noise-shift picture of the NAG paper, Zhong et al. 2025, arXiv 2510.12497).
+//! noise-shift picture of the NAG paper, Zhong et al. 2025, arXiv 2510.12497). Hovering a point
+//! shows the step's numbers; clicking one shows that step's state.
 
 use egui::{RichText, Ui};
 use egui_plot::{FilledArea, HLine, Line, Plot, Points, VLine};
@@ -9,7 +10,10 @@ use egui_plot::{FilledArea, HLine, Line, Plot, Points, VLine};
 use crate::core::diagnostics::StepRecord;
 use crate::run::store::RunRecord;
 
-use super::plot_style::{self, BASELINE, LIVE, REFERENCE, baseline_style, faint, log10_points};
+use super::plot_style::{
+    self, BASELINE, Key, LIVE, REFERENCE, SHOWN, StepAxis, Swatch, baseline_style, faint,
+    log10_points,
+};
 
 /// Records with a usable sigma_hat (diagnostics on, finite).
 fn usable(run: &RunRecord) -> Vec<&StepRecord> {
@@ -19,17 +23,36 @@ fn usable(run: &RunRecord) -> Vec<&StepRecord> {
         .collect()
 }
 
-/// Shows both plots in the available space; `shown_sigma` marks the replay cursor.
+const SIGMA_TIP: &str = "σ_hat = exp E[ln σ | x] under the exact posterior p(σ|x) prop. to p(x; σ) π(σ) (log-sum-exp on a log grid); median and 10–90% band over the diagnostics subset. Noise-level estimation as in San-Roman et al. 2021 (arXiv 2104.02600) and the noise-shift analysis of Zhong et al. 2025 (NAG, arXiv 2510.12497). Below the data's own scale a low-dimensional state says little about σ: the posterior falls back on the prior and σ_hat levels off. Hover a point for its numbers, click it to show that step.";
+
+const DELTA_TIP: &str = "The noise shift of x_i: > 0 means the state looks noisier than scheduled. Accumulated error e ~ N(0, s_e²) gives σ_eff = √(σ² + s_e²), so δ ≥ 0 in that model (Zhong et al. 2025, NAG, arXiv 2510.12497); with the exact denoiser the sign is the discretisation's.";
+
+/// The keys of both plots: the live curves, the baseline when there is one, the shown step.
+fn keys(first: &str, band: &str, with_baseline: bool, reference: &str) -> Vec<Key> {
+    let mut keys = vec![
+        Key::new(reference, REFERENCE, Swatch::Dotted),
+        Key::new(band, faint(LIVE, 90), Swatch::Band),
+        Key::new(first, LIVE, Swatch::Line),
+    ];
+    if with_baseline {
+        keys.push(Key::new("baseline", BASELINE, Swatch::Dashed));
+    }
+    keys.push(Key::new("shown step", SHOWN, Swatch::Line));
+    keys
+}
+
+/// Shows both plots in the available space; `shown` is the state the views show. Returns the
+/// step a click asked for.
 pub fn show(
     ui: &mut Ui,
     live: &RunRecord,
     baseline: Option<&RunRecord>,
-    shown_sigma: f64,
+    shown: usize,
     salt: &str,
-) {
+) -> Option<usize> {
     if !live.spec.diagnostics.enabled {
         ui.label("Diagnostics are off for this run (Run -> diagnostics).");
-        return;
+        return None;
     }
     let height = ui.available_height();
     let records = usable(live);
@@ -38,124 +61,160 @@ pub fn show(
         live.spec.schedule.sigma_min.log10() - 0.3,
         live.spec.schedule.sigma_max.log10() + 0.3,
     );
-    ui.label(RichText::new("σ_hat(x_i) vs σ_i, log-log; diagonal = no shift").strong())
-        .on_hover_text("σ_hat = exp E[ln σ | x] under the exact posterior p(σ|x) prop. to p(x; σ) π(σ) (log-sum-exp on a log grid); median and 10–90% band over the diagnostics subset (science.md §5). Below the data's own scale a low-dimensional state says little about σ: the posterior falls back on the prior and σ_hat levels off.");
+    let width = plot_style::size(ui, 2.0);
+    let radius = plot_style::size(ui, 2.5);
+    let shown_sigma = live.steps.get(shown).map_or(0.0, |s| s.sigma);
+    let shown_record = records.iter().find(|r| r.step == shown).copied();
+    plot_style::title_and_key(
+        ui,
+        "σ_hat(x_i) vs σ_i, log-log",
+        SIGMA_TIP,
+        &keys("median σ_hat", "10–90%", !base.is_empty(), "σ_hat = σ"),
+    );
     if live.state(0).is_some_and(|x| x.dim <= 16) {
         ui.label(RichText::new("low dimension: below the data's own scale σ_hat levels off at the prior (not a shift)").weak().small());
     }
-    plot_style::show(
-        ui,
-        Plot::new(format!("{salt}-sigma"))
-            .height((height * 0.58).max(120.0))
-            .x_axis_label("σ_i")
-            .y_axis_label("σ_hat")
-            .x_axis_formatter(plot_style::log_axis_label)
-            .y_axis_formatter(plot_style::log_axis_label)
-            .invert_x(true),
-        |plot| {
-            plot.line(
-                Line::new("diagonal σ_hat = σ", vec![[lo, lo], [hi, hi]])
-                    .color(REFERENCE)
-                    .style(egui_plot::LineStyle::Dotted { spacing: 6.0 }),
-            );
-            let xs: Vec<f64> = records.iter().map(|r| r.sigma.log10()).collect();
-            let band: Vec<(f64, f64)> = records
+    let plot = Plot::new(format!("{salt}-sigma"))
+        .height((height * 0.56).max(120.0))
+        .x_axis_label("σ_i (noise level scheduled)")
+        .y_axis_label("σ_hat")
+        .invert_x(true)
+        .label_formatter(plot_style::step_hover(live, StepAxis::LogSigma));
+    let top = plot_style::show(ui, plot_style::log_y(plot_style::log_x(plot)), |plot| {
+        plot.line(
+            Line::new("σ_hat = σ", vec![[lo, lo], [hi, hi]])
+                .color(REFERENCE)
+                .allow_hover(false)
+                .style(egui_plot::LineStyle::Dotted { spacing: 6.0 }),
+        );
+        let xs: Vec<f64> = records.iter().map(|r| r.sigma.log10()).collect();
+        let band: Vec<(f64, f64)> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.sigma_hat.p10.max(1e-300).log10(),
+                    r.sigma_hat.p90.max(1e-300).log10(),
+                )
+            })
+            .collect();
+        if xs.len() >= 2 && band.iter().all(|(a, b)| a.is_finite() && b.is_finite()) {
+            let (p10, p90): (Vec<f64>, Vec<f64>) = band.into_iter().unzip();
+            plot.add(FilledArea::new("σ_hat 10–90%", &xs, &p10, &p90).fill_color(faint(LIVE, 50)));
+        }
+        let median = log10_points(
+            records
                 .iter()
-                .map(|r| {
-                    (
-                        r.sigma_hat.p10.max(1e-300).log10(),
-                        r.sigma_hat.p90.max(1e-300).log10(),
-                    )
-                })
-                .collect();
-            if xs.len() >= 2 && band.iter().all(|(a, b)| a.is_finite() && b.is_finite()) {
-                let (p10, p90): (Vec<f64>, Vec<f64>) = band.into_iter().unzip();
-                plot.add(
-                    FilledArea::new("σ_hat 10–90%", &xs, &p10, &p90).fill_color(faint(LIVE, 50)),
-                );
-            }
-            let median = log10_points(
-                records
-                    .iter()
-                    .map(|r| (r.sigma.log10(), r.sigma_hat.median)),
-            );
+                .map(|r| (r.sigma.log10(), r.sigma_hat.median)),
+        );
+        plot.line(
+            Line::new("median σ_hat", median.clone())
+                .id("median-line")
+                .color(LIVE)
+                .width(width),
+        );
+        plot.points(
+            Points::new("median σ_hat", median)
+                .id("median-points")
+                .color(LIVE)
+                .radius(radius),
+        );
+        if !base.is_empty() {
+            let b = log10_points(base.iter().map(|r| (r.sigma.log10(), r.sigma_hat.median)));
             plot.line(
-                Line::new("median σ_hat", median.clone())
-                    .id("median-line")
-                    .color(LIVE)
-                    .width(2.0),
+                Line::new("baseline σ_hat", b)
+                    .color(BASELINE)
+                    .style(baseline_style())
+                    .width(0.75 * width),
             );
+        }
+        if shown_sigma > 0.0 {
+            plot.vline(
+                VLine::new("shown step", shown_sigma.log10())
+                    .color(SHOWN)
+                    .width(0.75 * width)
+                    .allow_hover(false),
+            );
+        }
+        if let Some(r) = shown_record {
             plot.points(
-                Points::new("median σ_hat", median)
-                    .id("median-points")
-                    .color(LIVE)
-                    .radius(2.5),
+                Points::new(
+                    "shown step",
+                    vec![[r.sigma.log10(), r.sigma_hat.median.max(1e-300).log10()]],
+                )
+                .id("shown-sigma")
+                .color(SHOWN)
+                .filled(false)
+                .radius(2.2 * radius),
             );
-            if !base.is_empty() {
-                let b = log10_points(base.iter().map(|r| (r.sigma.log10(), r.sigma_hat.median)));
-                plot.line(
-                    Line::new("baseline σ_hat", b)
-                        .color(BASELINE)
-                        .style(baseline_style())
-                        .width(1.5),
-                );
-            }
-            if shown_sigma > 0.0 {
-                plot.vline(
-                    VLine::new("shown step", shown_sigma.log10()).color(faint(REFERENCE, 80)),
-                );
-            }
-        },
-    );
-    ui.label(RichText::new("δ_i = ln(σ_hat / σ_i) per step").strong())
-        .on_hover_text("The noise shift of x_i (science.md §5): > 0 means the state looks noisier than scheduled. Accumulated error e ~ N(0, s_e²) gives σ_eff = √(σ² + s_e²), so δ ≥ 0 in that model (seed 000).");
-    plot_style::show(
+        }
+    });
+    let clicked = plot_style::clicked_step(&top, live, StepAxis::LogSigma);
+    plot_style::title_and_key(
         ui,
-        Plot::new(format!("{salt}-delta"))
-            .height(ui.available_height().max(100.0))
-            .x_axis_label("step i")
-            .y_axis_label("δ"),
-        |plot| {
-            plot.hline(HLine::new("δ = 0", 0.0).color(REFERENCE));
-            let finite: Vec<&&StepRecord> = records
+        "δ_i = ln(σ_hat / σ_i) per step",
+        DELTA_TIP,
+        &keys("median δ", "10–90%", !base.is_empty(), "δ = 0"),
+    );
+    // The key row and the axis label above leave this much for the plot.
+    // Every step in range from the start: moving the shown-step marker never rescales the axis.
+    let plot = Plot::new(format!("{salt}-delta"))
+        .include_x(0.0)
+        .include_x(live.spec.schedule.steps as f64)
+        .height(ui.available_height().max(100.0))
+        .x_axis_label("step i")
+        .y_axis_label("δ")
+        .label_formatter(plot_style::step_hover(live, StepAxis::Index));
+    let bottom = plot_style::show(ui, plot, |plot| {
+        plot.hline(HLine::new("δ = 0", 0.0).color(REFERENCE).allow_hover(false));
+        let finite: Vec<&&StepRecord> = records
+            .iter()
+            .filter(|r| r.delta.median.is_finite())
+            .collect();
+        let xs: Vec<f64> = finite.iter().map(|r| r.step as f64).collect();
+        let p10: Vec<f64> = finite.iter().map(|r| r.delta.p10).collect();
+        let p90: Vec<f64> = finite.iter().map(|r| r.delta.p90).collect();
+        if xs.len() >= 2 && p10.iter().chain(&p90).all(|v| v.is_finite()) {
+            plot.add(FilledArea::new("δ 10–90%", &xs, &p10, &p90).fill_color(faint(LIVE, 50)));
+        }
+        let median: Vec<[f64; 2]> = finite
+            .iter()
+            .map(|r| [r.step as f64, r.delta.median])
+            .collect();
+        plot.line(
+            Line::new("median δ", median.clone())
+                .id("delta-line")
+                .color(LIVE)
+                .width(width),
+        );
+        plot.points(
+            Points::new("median δ", median)
+                .id("delta-points")
+                .color(LIVE)
+                .radius(radius),
+        );
+        if !base.is_empty() {
+            let b: Vec<[f64; 2]> = base
                 .iter()
                 .filter(|r| r.delta.median.is_finite())
-                .collect();
-            let xs: Vec<f64> = finite.iter().map(|r| r.step as f64).collect();
-            let p10: Vec<f64> = finite.iter().map(|r| r.delta.p10).collect();
-            let p90: Vec<f64> = finite.iter().map(|r| r.delta.p90).collect();
-            if xs.len() >= 2 && p10.iter().chain(&p90).all(|v| v.is_finite()) {
-                plot.add(FilledArea::new("δ 10–90%", &xs, &p10, &p90).fill_color(faint(LIVE, 50)));
-            }
-            let median: Vec<[f64; 2]> = finite
-                .iter()
                 .map(|r| [r.step as f64, r.delta.median])
                 .collect();
             plot.line(
-                Line::new("median δ", median.clone())
-                    .id("delta-line")
-                    .color(LIVE)
-                    .width(2.0),
+                Line::new("baseline δ", b)
+                    .color(BASELINE)
+                    .style(baseline_style())
+                    .width(0.75 * width),
             );
+        }
+        plot_style::shown_step_marker(plot, shown, width);
+        if let Some(r) = shown_record.filter(|r| r.delta.median.is_finite()) {
             plot.points(
-                Points::new("median δ", median)
-                    .id("delta-points")
-                    .color(LIVE)
-                    .radius(2.5),
+                Points::new("shown step", vec![[r.step as f64, r.delta.median]])
+                    .id("shown-delta")
+                    .color(SHOWN)
+                    .filled(false)
+                    .radius(2.2 * radius),
             );
-            if !base.is_empty() {
-                let b: Vec<[f64; 2]> = base
-                    .iter()
-                    .filter(|r| r.delta.median.is_finite())
-                    .map(|r| [r.step as f64, r.delta.median])
-                    .collect();
-                plot.line(
-                    Line::new("baseline δ", b)
-                        .color(BASELINE)
-                        .style(baseline_style())
-                        .width(1.5),
-                );
-            }
-        },
-    );
+        }
+    });
+    clicked.or(plot_style::clicked_step(&bottom, live, StepAxis::Index))
 }

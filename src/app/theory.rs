@@ -1,4 +1,5 @@
-//! The Theory view (Gaussian data, science.md section 7; seed 004, arXiv 2601.13602): the exact
+//! The Theory view (Gaussian data, science.md section 7; Sun, Poor & Zhang 2026, "An Elementary
+//! Approach to Scheduling in Generative Diffusion Models", arXiv 2601.13602): the exact
 //! per-step state variances against the ones measured in the run, the closed-form
 //! KL(p_data || p_out) against the step count N for every schedule family, and the tangent law
 //! against Karras at the run's N. The KL curves need a 1-D search for the tangent c per N, so
@@ -15,7 +16,10 @@ use crate::core::theory::{best_tangent_c, gaussian_theory, kl_gaussian};
 use crate::data::DataSpec;
 use crate::run::store::RunRecord;
 
-use super::plot_style::{self, LIVE, REFERENCE, faint, format_number, log10_points};
+use super::plot_style::{
+    self, Key, LIVE, REFERENCE, SHOWN, Swatch, faint, format_number, format_significant,
+    log10_points,
+};
 
 /// Step counts of the KL-vs-N curves.
 const STEP_COUNTS: [usize; 14] = [2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64];
@@ -160,7 +164,7 @@ impl TheoryPanel {
         let (DataSpec::Gaussian { spectrum }, Some(theory)) = (&live.spec.data, &live.theory)
         else {
             ui.label("Closed forms exist for Gaussian data: choose Data -> Gaussian spectrum.");
-            ui.label(RichText::new("For N(0, diag λ) every sampler step multiplies each direction by a scalar, so the state variances, the exact noise shift and KL(p_data || p_out) follow exactly (science.md §7).").weak());
+            ui.label(RichText::new("For N(0, diag λ) every sampler step multiplies each direction by a scalar, so the state variances, the exact noise shift and KL(p_data || p_out) follow exactly (Sun, Poor & Zhang 2026, arXiv 2601.13602).").weak());
             return;
         };
         let key = KlKey {
@@ -203,26 +207,25 @@ impl TheoryPanel {
             format_number(exact_kl),
             measured_kl.map_or(String::new(), |m| format!("   (from this batch's variances: {})", format_number(m)))
         )).strong())
-        .on_hover_text("KL = ½ Σ_k (λ_k/v_k − 1 + ln(v_k/λ_k)) with v_N from the exact per-step recursion (science.md §7). The batch estimate carries sampling error ~ √(2/B) per direction.");
+        .on_hover_text("KL = ½ Σ_k (λ_k/v_k − 1 + ln(v_k/λ_k)) with v_N from the exact per-step recursion (Sun, Poor & Zhang 2026, arXiv 2601.13602). The batch estimate carries sampling error ~ √(2/B) per direction.");
         if let Some((_, curves)) = self.curves.as_ref().filter(|(k, _)| *k == key)
             && let Some(at) = curves.steps.iter().position(|&n| n == steps)
         {
             let karras = curves.families.first().map_or(f64::NAN, |(_, v)| v[at]);
             let tangent = curves.families.last().map_or(f64::NAN, |(_, v)| v[at]);
             ui.label(format!(
-                "N = {steps}: karras KL = {}, tangent (c = {}) KL = {}: tangent is {}× lower",
+                "N = {steps}: karras KL = {}, tangent (c = {}) KL = {}: {}",
                 format_number(karras),
                 format_number(curves.tangent_c[at]),
                 format_number(tangent),
-                format_number(karras / tangent)
+                tangent_against_karras(karras, tangent)
             ))
-            .on_hover_text("Seed 004 (arXiv 2601.13602): the tangent law is Gaussian-optimal; its advantage over Karras is largest at small N.");
+            .on_hover_text("Sun, Poor & Zhang 2026 (arXiv 2601.13602): the tangent law minimises the leading term of the Gaussian KL as N grows; its advantage over Karras is largest at small N. With a wide spectrum and Heun the best tangent c can still lose to Karras at some N: the comparison says which way it goes.");
         } else if let Some(f) = &self.failed {
             ui.label(f.as_str());
         } else {
             ui.label("computing KL against N…");
         }
-        let height = ui.available_height().max(160.0);
         ui.columns(2, |cols| {
             variance_plot(
                 &mut cols[0],
@@ -230,11 +233,10 @@ impl TheoryPanel {
                 spectrum,
                 &theory.variances,
                 measured,
-                height,
                 salt,
             );
             if let Some((_, curves)) = &self.curves {
-                kl_plot(&mut cols[1], curves, steps, height, salt);
+                kl_plot(&mut cols[1], curves, steps, salt);
             }
         });
     }
@@ -246,99 +248,155 @@ fn variance_plot(
     lambdas: &[f64],
     exact: &[Vec<f64>],
     measured: &[Vec<f64>],
-    height: f32,
     salt: &str,
 ) {
-    ui.label(RichText::new("state variance per direction (log): exact lines, this run's dots").strong())
-        .on_hover_text("v_{i+1} = f_i² (v_i + churn), Heun f = 1 + h/2 (a(s_i) + a(s_{i+1})(1 + h a(s_i))), a(s) = s/(λ + s²); dashed: the promise λ_k + σ_i² (science.md §7).");
     let directions = lambdas.len().min(MAX_DIRECTIONS);
-    plot_style::show(
+    let mut keys: Vec<Key> = (0..directions)
+        .map(|k| {
+            Key::new(
+                format!("λ = {}", format_number(lambdas[k])),
+                PALETTE[k],
+                Swatch::Line,
+            )
+        })
+        .collect();
+    keys.push(Key::new(
+        "λ + σ_i² (the promise)",
+        REFERENCE,
+        Swatch::Dashed,
+    ));
+    keys.push(Key::new("this run", REFERENCE, Swatch::Dot));
+    plot_style::title_and_key(
         ui,
-        Plot::new(format!("{salt}-variance"))
-            .height(height)
-            .x_axis_label("step i")
-            .y_axis_formatter(plot_style::log_axis_label),
-        |plot| {
-            for k in 0..directions {
-                let color = PALETTE[k];
-                let name = format!("λ = {}", format_number(lambdas[k]));
-                let line = log10_points(
-                    exact
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))),
-                );
-                plot.line(
-                    Line::new(name.clone(), line)
-                        .id(("exact", k))
-                        .color(color)
-                        .width(1.8),
-                );
-                let promise = log10_points(
-                    live.sigmas
-                        .iter()
-                        .enumerate()
-                        .map(|(i, s)| (i as f64, lambdas[k] + s * s)),
-                );
-                plot.line(
-                    Line::new(name.clone(), promise)
-                        .id(("promise", k))
-                        .color(faint(color, 90))
-                        .style(LineStyle::Dashed { length: 4.0 }),
-                );
-                let dots = log10_points(
-                    measured
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))),
-                );
-                plot.points(
-                    Points::new(name, dots)
-                        .id(("measured", k))
-                        .color(color)
-                        .radius(2.5),
-                );
-            }
-        },
+        "state variance per direction (log): exact lines, this run's dots",
+        "v_{i+1} = f_i² (v_i + churn), Heun f = 1 + h/2 (a(s_i) + a(s_{i+1})(1 + h a(s_i))), a(s) = s/(λ + s²); dashed: the promise λ_k + σ_i² (Sun, Poor & Zhang 2026, arXiv 2601.13602).",
+        &keys,
     );
+    let (width, radius) = (plot_style::size(ui, 1.8), plot_style::size(ui, 2.5));
+    let plot = Plot::new(format!("{salt}-variance"))
+        .height(ui.available_height().max(160.0))
+        .x_axis_label("step i")
+        .y_axis_label("variance")
+        .label_formatter(plot_style::value_hover(("i", false), ("variance", true)));
+    plot_style::show(ui, plot_style::log_y(plot), |plot| {
+        for k in 0..directions {
+            let color = PALETTE[k];
+            let name = format!("λ = {}", format_number(lambdas[k]));
+            let line = log10_points(
+                exact
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))),
+            );
+            plot.line(
+                Line::new(name.clone(), line)
+                    .id(("exact", k))
+                    .color(color)
+                    .width(width),
+            );
+            let promise = log10_points(
+                live.sigmas
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (i as f64, lambdas[k] + s * s)),
+            );
+            plot.line(
+                Line::new(name.clone(), promise)
+                    .id(("promise", k))
+                    .color(faint(color, 90))
+                    .style(LineStyle::Dashed { length: 4.0 }),
+            );
+            let dots = log10_points(
+                measured
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.get(k).map(|v| (i as f64, *v))),
+            );
+            plot.points(
+                Points::new(name, dots)
+                    .id(("measured", k))
+                    .color(color)
+                    .radius(radius),
+            );
+        }
+    });
 }
 
-fn kl_plot(ui: &mut Ui, curves: &KlCurves, steps: usize, height: f32, salt: &str) {
-    ui.label(RichText::new("KL(p_data || p_out) vs N, log-log").strong())
-        .on_hover_text("Closed form per schedule family with the run's sampler; the tangent family uses its KL-optimal c at every N (seed 004).");
-    plot_style::show(
+/// The colour of family `k` of the KL plot (the tangent law, last, in the live colour).
+fn family_color(k: usize, families: usize) -> Color32 {
+    if k + 1 == families {
+        LIVE
+    } else {
+        PALETTE[(k + 1) % MAX_DIRECTIONS]
+    }
+}
+
+fn kl_plot(ui: &mut Ui, curves: &KlCurves, steps: usize, salt: &str) {
+    let mut keys: Vec<Key> = curves
+        .families
+        .iter()
+        .enumerate()
+        .map(|(k, (name, _))| {
+            Key::new(
+                name.clone(),
+                family_color(k, curves.families.len()),
+                Swatch::Line,
+            )
+        })
+        .collect();
+    keys.push(Key::new("this N", SHOWN, Swatch::Line));
+    plot_style::title_and_key(
         ui,
-        Plot::new(format!("{salt}-kl"))
-            .height(height)
-            .x_axis_label("N")
-            .x_axis_formatter(plot_style::log_axis_label)
-            .y_axis_formatter(plot_style::log_axis_label),
-        |plot| {
-            for (k, (name, values)) in curves.families.iter().enumerate() {
-                let points = log10_points(
-                    curves
-                        .steps
-                        .iter()
-                        .zip(values)
-                        .map(|(n, v)| ((*n as f64).log10(), *v)),
-                );
-                let tangent = k + 1 == curves.families.len();
-                let color = if tangent {
-                    LIVE
-                } else {
-                    PALETTE[(k + 1) % MAX_DIRECTIONS]
-                };
-                plot.line(
-                    Line::new(name.clone(), points)
-                        .color(color)
-                        .width(if tangent { 2.5 } else { 1.5 }),
-                );
-            }
-            plot.vline(
-                VLine::new("this N", (steps.max(1) as f64).log10()).color(faint(REFERENCE, 90)),
-            );
-        },
+        "KL(p_data || p_out) vs N, log-log",
+        "Closed form per schedule family with the run's sampler; the tangent family uses its KL-optimal c at every N (Sun, Poor & Zhang 2026, arXiv 2601.13602).",
+        &keys,
     );
+    let emphasis = plot_style::size(ui, 1.0);
+    let plot = Plot::new(format!("{salt}-kl"))
+        .height(ui.available_height().max(160.0))
+        .x_axis_label("N (steps)")
+        .y_axis_label("KL")
+        .label_formatter(plot_style::value_hover(("N", true), ("KL", true)));
+    plot_style::show(ui, plot_style::log_y(plot_style::log_x(plot)), |plot| {
+        for (k, (name, values)) in curves.families.iter().enumerate() {
+            let points = log10_points(
+                curves
+                    .steps
+                    .iter()
+                    .zip(values)
+                    .map(|(n, v)| ((*n as f64).log10(), *v)),
+            );
+            let tangent = k + 1 == curves.families.len();
+            plot.line(
+                Line::new(name.clone(), points)
+                    .color(family_color(k, curves.families.len()))
+                    .width(emphasis * if tangent { 2.5 } else { 1.5 }),
+            );
+        }
+        plot.vline(
+            VLine::new("this N", (steps.max(1) as f64).log10())
+                .color(SHOWN)
+                .width(emphasis * 1.5)
+                .allow_hover(false),
+        );
+    });
+}
+
+/// How the tangent law compares with Karras at one N: "tangent is 3.9× lower", or, when it
+/// loses, "tangent is 3.9× higher (Karras wins here)".
+pub fn tangent_against_karras(karras: f64, tangent: f64) -> String {
+    if !(karras.is_finite() && tangent.is_finite() && karras > 0.0 && tangent > 0.0) {
+        return "no comparison (a KL is not finite)".into();
+    }
+    let ratio = karras / tangent;
+    if ratio >= 1.0 {
+        format!("tangent is {}× lower", format_significant(ratio, 2))
+    } else {
+        format!(
+            "tangent is {}× higher (Karras wins here)",
+            format_significant(1.0 / ratio, 2)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -367,5 +425,25 @@ mod tests {
         // More steps, less KL.
         let last = curves.steps.len() - 1;
         assert!(curves.families[0].1[last] < karras);
+        assert_eq!(
+            tangent_against_karras(karras, tangent),
+            format!(
+                "tangent is {}× lower",
+                format_significant(karras / tangent, 2)
+            )
+        );
+    }
+
+    /// The issue's case: spectrum (9, 0.01), where the header said "0.259× lower" for a KL
+    /// 3.9 times higher.
+    #[test]
+    fn the_header_says_higher_when_tangent_loses() {
+        assert_eq!(
+            tangent_against_karras(1.0, 3.9),
+            "tangent is 3.9× higher (Karras wins here)"
+        );
+        assert_eq!(tangent_against_karras(3.9, 1.0), "tangent is 3.9× lower");
+        assert_eq!(tangent_against_karras(1.0, 1.0), "tangent is 1.0× lower");
+        assert!(tangent_against_karras(f64::NAN, 1.0).contains("not finite"));
     }
 }

@@ -2,11 +2,11 @@
 //! check that every one renders with the app's fonts.
 
 pub const DATA: &str = "The data the exact denoiser knows. Finite sets use the ideal empirical denoiser \
-D(x; σ) = Σ_j w_j y_j, w = softmax_j(−||x − y_j||² / 2σ²) (the minimiser of EDM's eq. 2 loss, Karras et al. 2022); \
+D(x; σ) = Σ_j w_j y_j, w = softmax_j(−||x − y_j||² / 2σ²) (the minimiser of the denoising loss, eq. 2 of EDM, Karras et al. 2022, arXiv 2206.00364); \
 8gaussians and Gaussian spectra use their closed forms.";
-pub const TWO_DIRACS: &str = "1-D data at ±1: EDM's figure 3 (Karras et al. 2022). Trajectories bend only in a narrow σ band.";
+pub const TWO_DIRACS: &str = "1-D data at ±1: figure 3 of EDM (Karras et al. 2022, arXiv 2206.00364). Trajectories bend only in a narrow σ band.";
 pub const GAUSSIAN: &str = "N(0, diag λ): D = λ/(λ + σ²) x per direction, so every step, the output variance and \
-KL(p_data || p_out) = ½ Σ_k (λ_k/v_k − 1 + ln(v_k/λ_k)) are exact (science.md §7; seed 004, arXiv 2601.13602). \
+KL(p_data || p_out) = ½ Σ_k (λ_k/v_k − 1 + ln(v_k/λ_k)) are exact (Sun, Poor & Zhang 2026, arXiv 2601.13602). \
 Type eigenvalues separated by commas, then Enter.";
 pub const POINTS: &str =
     "Points drawn from the toy's generator; the ideal denoiser memorises this finite set.";
@@ -15,20 +15,20 @@ sampled with the ideal empirical denoiser.";
 pub const OPEN_NPY: &str =
     "An [N, D] .npy file (float or integer) as a finite data set; ideal empirical denoiser.";
 pub const IMAGE_SIZE: &str = "Side of the resized images (pixels); D = size² (× 3 for RGB).";
-pub const DENOISER: &str = "exact: D(x; σ) = E[y | x] for x = y + σ n (EDM convention, Karras et al. 2022, §2): \
+pub const DENOISER: &str = "exact: D(x; σ) = E[y | x] for x = y + σ n (the convention of EDM, Karras et al. 2022, arXiv 2206.00364, §2): \
 softmax-weighted data mean for finite sets, closed forms for Gaussians and mixtures. Learned models come later.";
-pub const SAMPLER: &str = "euler: x_{i+1} = x_i + (σ_{i+1} − σ_i) d_i, d = (x − D(x; σ))/σ (probability-flow ODE, EDM eq. 3). \
+pub const SAMPLER: &str = "euler: x_{i+1} = x_i + (σ_{i+1} − σ_i) d_i, d = (x − D(x; σ))/σ (the probability-flow ODE, eq. 3 of EDM, Karras et al. 2022, arXiv 2206.00364). \
 heun: EDM Algorithm 1, Euler predictor + trapezoid corrector, 2N − 1 evaluations. \
 edm: EDM Algorithm 2, churn then a Heun step. \
-euler-a: k-diffusion's Euler ancestral. \
-dpmpp-2m: DPM-Solver++(2M) (Lu et al. 2022), multistep in t = −ln σ.";
+euler-a: Euler ancestral, as in Crowson's k-diffusion library. \
+dpmpp-2m: DPM-Solver++(2M) (Lu et al. 2022, arXiv 2211.01095), multistep in t = −ln σ.";
 pub const STEPS: &str = "N: σ_0 > … > σ_{N−1} = σ_min, then σ_N = 0 (EDM Alg. 1).";
-pub const SCHEDULE: &str = "u = i/(N−1). karras: σ_i = (σ_max^{1/ρ} + u (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ (EDM eq. 5). \
+pub const SCHEDULE: &str = "u = i/(N−1). karras: σ_i = (σ_max^{1/ρ} + u (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ (eq. 5 of EDM, Karras et al. 2022, arXiv 2206.00364). \
 log: equal steps in ln σ. uniform: equal steps in σ. \
 vp: σ(t) = √(exp(β_d t²/2 + β_min t) − 1), t = 1 + u (ε_s − 1), β_d = 19.9, β_min = 0.1 (EDM Table 1). \
-tangent: σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)) (seed 004, arXiv 2601.13602; c = 1 is AYS kl_optimal).";
+tangent: σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)) (Sun, Poor & Zhang 2026, arXiv 2601.13602; c = 1 is the kl_optimal schedule of Align Your Steps).";
 pub const TANGENT_AUTO: &str = "c minimising the closed-form Gaussian KL for the data's covariance spectrum \
-(one eigenvalue λ: c ≈ √λ; seed 004).";
+(one eigenvalue λ and the Euler sampler: c = √λ; Sun, Poor & Zhang 2026, arXiv 2601.13602).";
 pub const TANGENT_C: &str =
     "c of σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)); c = 1 is kl_optimal.";
 pub const RHO: &str = "ρ of Karras' schedule σ_i = (σ_max^{1/ρ} + u (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ; EDM eq. 5 uses ρ = 7 \
@@ -39,7 +39,7 @@ pub const ADAPTIVE: &str = "San-Roman et al. 2021 (arXiv 2104.02600): after each
 remaining steps from σ_hat down to σ_min with the same family (the next level makes at least half the planned \
 progress in ln σ, so an unidentifiable σ_hat cannot stall it).";
 pub const CHURN: &str = "γ_i = min(S_churn/N, √2 − 1) for S_tmin ≤ σ_i ≤ S_tmax, else 0; t_hat = σ_i (1 + γ_i), \
-x_hat = x_i + √(t_hat² − σ_i²) S_noise ε, then a Heun step from t_hat. EDM, Karras et al. 2022, Alg. 2. \
+x_hat = x_i + √(t_hat² − σ_i²) S_noise ε, then a Heun step from t_hat. Algorithm 2 of EDM, Karras et al. 2022, arXiv 2206.00364. \
 Acts in the edm sampler (heun switches to edm, which equals heun at S_churn = 0).";
 pub const TMIN: &str = "Churn only where S_tmin ≤ σ_i ≤ S_tmax (EDM Alg. 2; ImageNet-64: 0.05).";
 pub const TMAX: &str = "Churn only where S_tmin ≤ σ_i ≤ S_tmax (EDM Alg. 2; ImageNet-64: 50).";
@@ -56,7 +56,7 @@ score of the noise-unconditional p(x) = ∫ p(x; σ') π(σ') dσ'. Noise Awaren
 (arXiv 2510.12497); paper defaults w = 3, or 2 with CFG. With this exact model the correction is stiff \
 (it grows like σ²/σ_hat² for states cleaner than scheduled): with 18 steps w <= 0.5 stays stable, larger w overshoots.";
 pub const NAG_PRIOR: &str = "π(σ) of NAG's noise-unconditional model: EDM's training log-normal ln σ ~ N(−1.2, 1.2²), \
-or log-uniform over [σ_min, σ_max] (science.md §4).";
+or log-uniform over [σ_min, σ_max] (the noise-unconditional model of NAG, Zhong et al. 2025, arXiv 2510.12497).";
 pub const SEED: &str = "x_0 = σ_0 z, z ~ N(0, I) drawn from this seed, one stream per sample: a changed setting \
 reruns the same noise, so the difference on screen is the setting's effect alone.";
 pub const BATCH: &str = "Particles sampled at once.";
@@ -65,7 +65,7 @@ pub const BACKEND: &str =
 pub const PRECISION: &str = "Denoiser arithmetic; sampler state updates are always f64.";
 pub const DIAGNOSTICS: &str = "Per step: σ_hat(x_i) from the exact posterior p(σ|x) prop. to p(x; σ) π(σ) (log-sum-exp on a \
 log grid), δ = ln(σ_hat/σ_i), the turning angle between d_i and d'_i and the local error |h| ||d'_i − d_i||/2 \
-(science.md §5–6).";
+(noise level: San-Roman et al. 2021, arXiv 2104.02600; curvature: §3 of EDM, Karras et al. 2022, arXiv 2206.00364).";
 pub const SUBSET: &str =
     "Rows of the batch whose σ_hat gives the median and 10–90% band (a fixed random subset).";
 pub const PLAY: &str = "Replay the recorded states x_0 … x_N (the run itself takes milliseconds).";
@@ -169,6 +169,19 @@ mod tests {
             include_str!("schedule_plot.rs"),
             include_str!("theory.rs"),
             include_str!("exports.rs"),
+            include_str!("ab.rs"),
+            include_str!("banner.rs"),
+            include_str!("presenter.rs"),
+            include_str!("scenes.rs"),
+            include_str!("welcome.rs"),
+            include_str!("plot_style.rs"),
+            include_str!("lessons/mod.rs"),
+            include_str!("lessons/builtin/mod.rs"),
+            include_str!("lessons/builtin/sampling.rs"),
+            include_str!("lessons/builtin/noise.rs"),
+            include_str!("lessons/panel.rs"),
+            include_str!("controls/access.rs"),
+            include_str!("../run/divergence.rs"),
         ];
         let missing: std::collections::BTreeSet<char> = ctx.fonts_mut(|f| {
             sources
@@ -178,5 +191,62 @@ mod tests {
                 .collect()
         });
         assert!(missing.is_empty(), "no glyph for {missing:?}");
+    }
+
+    /// What the app shows cites papers by name and arXiv number, never the project's own notes
+    /// ("science.md", "seed 004"): every string literal of the app's sources is checked.
+    #[test]
+    fn shown_text_cites_papers_not_internal_notes() {
+        let sources = [
+            ("tips.rs", include_str!("tips.rs")),
+            ("menu.rs", include_str!("menu.rs")),
+            ("panels.rs", include_str!("panels.rs")),
+            ("controls/data.rs", include_str!("controls/data.rs")),
+            ("controls/sampling.rs", include_str!("controls/sampling.rs")),
+            ("controls/run_view.rs", include_str!("controls/run_view.rs")),
+            ("states_view.rs", include_str!("states_view.rs")),
+            ("sigma_plot.rs", include_str!("sigma_plot.rs")),
+            ("curvature_plot.rs", include_str!("curvature_plot.rs")),
+            ("schedule_plot.rs", include_str!("schedule_plot.rs")),
+            ("theory.rs", include_str!("theory.rs")),
+            ("ab.rs", include_str!("ab.rs")),
+            ("banner.rs", include_str!("banner.rs")),
+            ("presenter.rs", include_str!("presenter.rs")),
+            ("welcome.rs", include_str!("welcome.rs")),
+            (
+                "lessons/builtin/mod.rs",
+                include_str!("lessons/builtin/mod.rs"),
+            ),
+            (
+                "lessons/builtin/sampling.rs",
+                include_str!("lessons/builtin/sampling.rs"),
+            ),
+            (
+                "lessons/builtin/noise.rs",
+                include_str!("lessons/builtin/noise.rs"),
+            ),
+            ("lessons/panel.rs", include_str!("lessons/panel.rs")),
+            ("../run/divergence.rs", include_str!("../run/divergence.rs")),
+        ];
+        for (name, source) in sources {
+            // Comments and tests may name the notes; the code (and so every string) may not.
+            let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                let lower = line.to_lowercase();
+                for word in ["science.md", "seed 00"] {
+                    assert!(
+                        !lower.contains(word),
+                        "{name}:{}: '{word}' in shown text",
+                        n + 1
+                    );
+                }
+            }
+        }
+        for tip in super::ALL {
+            assert!(!tip.contains("science.md") && !tip.to_lowercase().contains("seed 00"));
+        }
     }
 }

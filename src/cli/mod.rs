@@ -16,7 +16,8 @@ use clap::{Parser, Subcommand};
     about = "A lab for diffusion-model sampling: live states, noise shift, curvature, exact answers.\nWithout a subcommand it opens the app."
 )]
 pub struct Cli {
-    /// Open the app on this preset (a JSON RunSpec saved by the app) instead of the saved settings.
+    /// Open the app on this preset (a JSON RunSpec or a view PNG saved by the app) instead of the
+    /// saved settings.
     #[arg(long)]
     pub preset: Option<std::path::PathBuf>,
     /// What paints the app's window: glow (OpenGL, default; much faster under a software

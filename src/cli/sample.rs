@@ -107,7 +107,7 @@ pub struct SampleArgs {
     /// `noisescope train` checkpoint). A learned run's diagnostics still use the exact posterior.
     #[arg(long)]
     pub denoiser: Option<String>,
-    /// A preset (JSON RunSpec, as the app exports); flags override it.
+    /// A preset (JSON RunSpec, or a PNG of the view, as the app exports them); flags override it.
     #[arg(long)]
     pub preset: Option<PathBuf>,
     /// Output folder.
@@ -122,7 +122,8 @@ impl SampleArgs {
         let mut notes = Vec::new();
         let mut spec = match &self.preset {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
+                // JSON, or the scene a view PNG exported by the app carries.
+                let text = noisescope::run::preset::read_preset_text(p)
                     .with_context(|| format!("reading preset {}", p.display()))?;
                 // Validated below, once the flags are applied: --steps 5 mends a preset's 0.
                 RunSpec::parse_json(&text).with_context(|| format!("preset {}", p.display()))?

@@ -11,7 +11,7 @@ pub fn export_scale(shape: ImageShape) -> u32 {
 /// Most pixels a grid may hold (about 48 MB of RGB); larger images mean fewer of them.
 const MAX_GRID_PIXELS: usize = 16 << 20;
 
-/// Lays out up to `max` rows of `values` ([rows][dim], in [-1, 1]) as a grid of images,
+/// Lays out up to `max` rows of `values` ([rows][dim], in [-1, 1]) as a square grid of images,
 /// each pixel repeated `scale` times, with a 1-pixel dark gap.
 pub fn image_grid(
     values: &[f64],
@@ -20,9 +20,23 @@ pub fn image_grid(
     max: usize,
     scale: u32,
 ) -> image::RgbImage {
+    image_grid_columns(values, rows, shape, max, scale, None)
+}
+
+/// `image_grid` with `columns` images per row (`None`: as many as rows, a square grid).
+pub fn image_grid_columns(
+    values: &[f64],
+    rows: usize,
+    shape: ImageShape,
+    max: usize,
+    scale: u32,
+    columns: Option<u32>,
+) -> image::RgbImage {
     let cell = (shape.width * scale as usize + 1) * (shape.height * scale as usize + 1);
     let count = rows.min(max).min(MAX_GRID_PIXELS / cell.max(1)).max(1);
-    let cols = (count as f64).sqrt().ceil() as u32;
+    let cols = columns
+        .unwrap_or_else(|| (count as f64).sqrt().ceil() as u32)
+        .clamp(1, count as u32);
     let grid_rows = (count as u32).div_ceil(cols);
     let (w, h) = (shape.width as u32 * scale, shape.height as u32 * scale);
     let mut img = image::RgbImage::from_pixel(

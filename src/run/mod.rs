@@ -1,10 +1,12 @@
 //! Runs: the spec, building and executing a session (shared by CLI and app), and the app's
 //! worker thread with its protocol and store; `export` writes a run folder (CLI and app).
 
+pub mod divergence;
 pub mod export;
 pub mod handle;
 pub mod memory;
 pub mod notes;
+pub mod preset;
 pub mod protocol;
 pub mod resolve;
 pub mod session;

@@ -1,11 +1,11 @@
 //! The Data group: the source (built-in toys, a Gaussian spectrum, digits, a folder of images,
 //! an .npy file) and its size.
 
-use egui::{ComboBox, Slider, Ui};
+use egui::{ComboBox, RichText, Ui};
 
 use crate::data::{DataSpec, toys};
 
-use super::{Action, ControlsInfo, ControlsState};
+use super::{Action, Control, ControlsInfo, ControlsState, WARNING, gate, slider};
 use crate::app::dialogs::FileTask;
 use crate::app::settings::{Settings, same_kind};
 use crate::app::tips;
@@ -57,6 +57,18 @@ pub(super) fn data_group(
     info: &ControlsInfo,
     actions: &mut Vec<Action>,
 ) {
+    gate(ui, info, Control::Data, |ui| {
+        data_controls(ui, settings, state, info, actions)
+    });
+}
+
+fn data_controls(
+    ui: &mut Ui,
+    settings: &mut Settings,
+    state: &mut ControlsState,
+    info: &ControlsInfo,
+    actions: &mut Vec<Action>,
+) {
     let points = match &settings.spec.data {
         DataSpec::Toy { points, .. } => *points,
         _ => 4096,
@@ -99,6 +111,7 @@ pub(super) fn data_group(
     if let Some(spec) = chosen {
         if let DataSpec::Gaussian { spectrum } = &spec {
             state.spectrum_text = spectrum_text(spectrum);
+            state.spectrum_error = None;
         }
         settings.set_data(spec);
     }
@@ -119,12 +132,7 @@ pub(super) fn data_group(
     });
     match &mut settings.spec.data {
         DataSpec::Toy { name, points } if name != "8gaussians" && name != "two-diracs" => {
-            ui.add(
-                Slider::new(points, 64..=20_000)
-                    .logarithmic(true)
-                    .text("points"),
-            )
-            .on_hover_text(tips::POINTS);
+            slider(ui, points, 64..=20_000, "points", tips::POINTS, true);
         }
         DataSpec::Gaussian { spectrum } => {
             if state.spectrum_text.is_empty() {
@@ -140,16 +148,24 @@ pub(super) fn data_group(
                     match parse_spectrum(&state.spectrum_text) {
                         Ok(parsed) => {
                             *spectrum = parsed;
-                            state.note = None;
+                            state.spectrum_error = None;
                         }
-                        Err(message) => state.note = Some(message),
+                        Err(message) => state.spectrum_error = Some(message),
                     }
                 }
             });
+            if let Some(error) = &state.spectrum_error {
+                ui.label(
+                    RichText::new(format!(
+                        "not used: {error} (the run keeps the last valid spectrum)"
+                    ))
+                    .small()
+                    .color(WARNING),
+                );
+            }
         }
         DataSpec::Images { size, rgb, .. } => {
-            ui.add(Slider::new(size, 8..=64).text("image size"))
-                .on_hover_text(tips::IMAGE_SIZE);
+            slider(ui, size, 8..=64, "image size", tips::IMAGE_SIZE, false);
             ui.checkbox(rgb, "RGB").on_hover_text(tips::IMAGE_SIZE);
         }
         _ => {}
