@@ -74,7 +74,9 @@ dpmpp-2m: DPM-Solver++(2M) (Lu et al. 2022), multistep in t = −ln σ.";
     pub const SCHEDULE: &str = "u = i/(N−1). karras: σ_i = (σ_max^{1/ρ} + u (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ (EDM eq. 5). \
 log: equal steps in ln σ. uniform: equal steps in σ. \
 vp: σ(t) = √(exp(β_d t²/2 + β_min t) − 1), t = 1 + u (ε_s − 1), β_d = 19.9, β_min = 0.1 (EDM Table 1). \
-tangent: σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)) (seed 004, arXiv 2601.13602; c = 1 is AYS kl_optimal).";
+tangent: σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)) (seed 004, arXiv 2601.13602; c = 1 is AYS kl_optimal). \
+info: σ_i at equal quantiles of the data's information profile mmse(σ)/σ² per d ln σ on [σ_min, σ_max] \
+(InfoNoise, seed 003, arXiv 2602.18647; exact for analytic data).";
     pub const TANGENT_AUTO: &str = "c minimising the closed-form Gaussian KL for the data's covariance spectrum \
 (one eigenvalue λ: c ≈ √λ; seed 004).";
     pub const TANGENT_C: &str =
@@ -278,6 +280,7 @@ fn builtin_data(points: usize) -> Vec<(String, DataSpec)> {
         },
     ));
     entries.push(("digits (UCI 8×8)".into(), DataSpec::Digits));
+    entries.push(("digits, binarised to ±1".into(), DataSpec::BinaryDigits));
     entries
 }
 
@@ -294,7 +297,7 @@ fn same_kind(a: &DataSpec, b: &DataSpec) -> bool {
 fn suggested_batch(data: &DataSpec, batch: usize) -> usize {
     match data {
         DataSpec::Images { .. } => batch.min(64),
-        DataSpec::Digits | DataSpec::Npy { .. } => batch.min(256),
+        DataSpec::Digits | DataSpec::BinaryDigits | DataSpec::Npy { .. } => batch.min(256),
         _ => batch,
     }
 }
@@ -335,6 +338,7 @@ fn data_group(
         DataSpec::Toy { name, .. } => format!("toy: {name}"),
         DataSpec::Gaussian { .. } => "Gaussian spectrum".into(),
         DataSpec::Digits => "digits (UCI 8×8)".into(),
+        DataSpec::BinaryDigits => "digits, binarised to ±1".into(),
         DataSpec::Npy { path, .. } => format!("npy: {}", file_name(path)),
         DataSpec::Images { dir, .. } => format!("images: {}", file_name(dir)),
     };

@@ -144,6 +144,8 @@ pub enum DataSpec {
     Gaussian { spectrum: Vec<f64> },
     /// The UCI 8x8 digits (1797, 64), 10 classes.
     Digits,
+    /// The same digits with every pixel thresholded to +-1 (`digits:binary`).
+    BinaryDigits,
     /// An [N, D] .npy with optional [N] integer labels.
     Npy {
         path: PathBuf,
@@ -163,8 +165,8 @@ impl Default for DataSpec {
 }
 
 impl DataSpec {
-    /// Parses `toy:NAME | gaussian:l1,l2,... | digits | npy:PATH | images:DIR`; `labels`, toy
-    /// `points`, image `size` and `rgb` come from their own flags.
+    /// Parses `toy:NAME | gaussian:l1,l2,... | digits | digits:binary | npy:PATH | images:DIR`;
+    /// `labels`, toy `points`, image `size` and `rgb` come from their own flags.
     pub fn parse(
         s: &str,
         labels: Option<PathBuf>,
@@ -197,7 +199,8 @@ impl DataSpec {
                     .collect::<Result<Vec<f64>>>()?;
                 DataSpec::Gaussian { spectrum }
             }
-            "digits" => DataSpec::Digits,
+            "digits" if arg.is_empty() => DataSpec::Digits,
+            "digits" if arg == "binary" => DataSpec::BinaryDigits,
             "npy" if !arg.is_empty() => DataSpec::Npy {
                 path: arg.into(),
                 labels: labels.clone(),
@@ -209,7 +212,8 @@ impl DataSpec {
             },
             _ => {
                 return Err(Error::InvalidSpec(format!(
-                    "unknown data '{s}' (toy:NAME, gaussian:l1,l2,..., digits, npy:PATH, images:DIR)"
+                    "unknown data '{s}' (toy:NAME, gaussian:l1,l2,..., digits, digits:binary, \
+                     npy:PATH, images:DIR)"
                 )));
             }
         };
@@ -227,6 +231,7 @@ impl DataSpec {
             DataSpec::Toy { name, .. } => format!("toy:{name}"),
             DataSpec::Gaussian { spectrum } => format!("gaussian ({} dims)", spectrum.len()),
             DataSpec::Digits => "digits".into(),
+            DataSpec::BinaryDigits => "digits:binary".into(),
             DataSpec::Npy { path, .. } => format!("npy:{}", path.display()),
             DataSpec::Images { dir, .. } => format!("images:{}", dir.display()),
         }
@@ -240,6 +245,7 @@ impl DataSpec {
                 Ok(Source::Gaussian(GaussianModel::diagonal(spectrum.clone())?))
             }
             DataSpec::Digits => Ok(Source::Empirical(digits::load()?)),
+            DataSpec::BinaryDigits => Ok(Source::Empirical(digits::load_binary()?)),
             DataSpec::Npy { path, labels } => Ok(Source::Empirical(npy::load_dataset(
                 path,
                 labels.as_deref(),
@@ -321,5 +327,23 @@ impl Source {
             Source::Gaussian(g) => g.sample(n, 11),
             Source::Mixture(m) => m.sample(n, 11),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_parse_plain_or_binary_and_nothing_else() -> Result<()> {
+        let parse = |s: &str| DataSpec::parse(s, None, 100, 32, false);
+        assert_eq!(parse("digits")?, DataSpec::Digits);
+        assert_eq!(parse("digits:binary")?, DataSpec::BinaryDigits);
+        assert!(parse("digits:bin").is_err());
+        assert_eq!(DataSpec::BinaryDigits.label(), "digits:binary");
+        let json = serde_json::to_string(&DataSpec::BinaryDigits)
+            .map_err(|e| Error::Data(e.to_string()))?;
+        assert_eq!(json, r#"{"kind":"binary_digits"}"#);
+        Ok(())
     }
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use crate::backend::{Compute, EmpiricalKernel, MixtureKernel, Span, Weighting};
 use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::estimate::{GridRow, NoiseLikelihood, SigmaGrid, SigmaPrior};
+use crate::core::information::InformationProfile;
+use crate::core::noise::Rng;
 use crate::core::{Batch, Precision, log_sum_exp};
 use crate::data::gaussian::GaussianModel;
 use crate::data::mixture::MixtureModel;
@@ -180,6 +182,33 @@ impl AnalyticModel {
                 .collect(),
             Kind::Empirical { .. } => Vec::new(),
         }
+    }
+
+    /// The data's exact information profile mmse(sigma)/dim at `sigmas` (InfoNoise, seed 003):
+    /// the closed form for a Gaussian, else Monte Carlo with this ideal denoiser over `rows`
+    /// samples of the data (drawn with replacement from a finite set), seeded.
+    pub fn information_profile(
+        &self,
+        sigmas: &[f64],
+        rows: usize,
+        seed: u64,
+    ) -> Result<InformationProfile> {
+        let clean = match &self.kind {
+            Kind::Gaussian(g) => return Ok(InformationProfile::gaussian(&g.eigenvalues, sigmas)),
+            Kind::Mixture(m) => {
+                let set = m.sample(rows, seed);
+                Batch::from_vec(set.n, set.dim, set.values)?
+            }
+            Kind::Empirical { set, .. } => {
+                let mut rng = Rng::new(seed);
+                let mut values = Vec::with_capacity(rows * set.dim);
+                for _ in 0..rows {
+                    values.extend_from_slice(set.row(rng.below(set.n)));
+                }
+                Batch::from_vec(rows, set.dim, values)?
+            }
+        };
+        InformationProfile::monte_carlo(self, &clean, sigmas, seed)
     }
 
     /// Whether the heavy kernels of this model run on a GPU (false for CPU backends, f64 on a
