@@ -3,86 +3,21 @@
 //! a pinned baseline survives the next run; bad data shows an error and the app keeps going;
 //! the exported run matches `noisescope sample --preset` on the exported preset.
 
+mod ui_support;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use egui::accesskit::Role;
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-use noisescope::app::{NoiseScopeApp, Settings};
+use noisescope::app::Settings;
 use noisescope::data::{DataSpec, npy};
 use noisescope::run::spec::ClassSpec;
 use noisescope::run::store::{RunRecord, RunStatus};
 
-/// Generous: a loaded CI machine may be slow, the default run takes well under a second.
-const TIMEOUT: Duration = Duration::from_secs(180);
-
-fn harness(settings: Settings, size: egui::Vec2) -> Harness<'static, NoiseScopeApp> {
-    Harness::builder().with_size(size).build_ui_state(
-        |ui, app: &mut NoiseScopeApp| app.frame(ui),
-        NoiseScopeApp::new(settings),
-    )
-}
-
-/// A window tall enough that every control of the left panel is laid out (and so reachable).
-fn tall() -> egui::Vec2 {
-    egui::vec2(1500.0, 2000.0)
-}
-
-/// Steps frames until the newest asked-for run is finished and newer than `after`.
-fn wait_for_run(h: &mut Harness<'static, NoiseScopeApp>, after: u64) -> RunRecord {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        h.step();
-        let app = h.state();
-        let store = app.store();
-        if let Some(run) = &store.current
-            && run.generation == store.expected
-            && run.generation > after
-            && run.status == RunStatus::Finished
-            && !app.is_sampling()
-        {
-            return run.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no finished run within {TIMEOUT:?}; error: {:?}",
-            app.status_error()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Steps frames until the replay cursor rests (the launch run is replayed from x_0).
-fn wait_for_replay(h: &mut Harness<'static, NoiseScopeApp>) {
-    let deadline = Instant::now() + TIMEOUT;
-    while h.state().replay().playing {
-        h.step();
-        assert!(Instant::now() < deadline, "the replay did not end");
-    }
-    h.step();
-}
-
-/// Steps frames until the status bar holds an error.
-fn wait_for_error(h: &mut Harness<'static, NoiseScopeApp>) -> String {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        h.step();
-        if let Some(e) = h.state().status_error() {
-            return e.to_string();
-        }
-        assert!(Instant::now() < deadline, "no error within {TIMEOUT:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Moves the slider named `label` to `value` the way assistive technology does.
-fn set_slider(h: &mut Harness<'static, NoiseScopeApp>, label: &str, value: f64) {
-    h.get_by_role_and_label(Role::Slider, label)
-        .set_value_accesskit(value);
-    h.step();
-}
+use ui_support::{
+    AppHarness, TIMEOUT, harness, set_slider, tall, wait_for_error, wait_for_replay, wait_for_run,
+};
 
 fn final_state(run: &RunRecord) -> Vec<f64> {
     run.x_final
@@ -184,7 +119,7 @@ fn the_app_starts_on_the_default_scene_and_a_run_finishes() {
 }
 
 /// Sets S_churn directly (no widget) and runs one frame: the setting change as the app sees it.
-fn change_churn(h: &mut Harness<'static, NoiseScopeApp>, churn: f64) {
+fn change_churn(h: &mut AppHarness, churn: f64) {
     h.state_mut().settings.spec.stochasticity.churn = churn;
     h.step();
 }

@@ -1,21 +1,14 @@
 //! Closing the app mid-run ends its worker thread. A file of its own: it counts the process's
 //! threads, which tests running in parallel in one process would disturb.
 
+mod ui_support;
+
 use std::time::{Duration, Instant};
 
-use egui_kittest::Harness;
-
-use noisescope::app::{NoiseScopeApp, Settings};
+use noisescope::app::Settings;
 use noisescope::data::DataSpec;
 
-const TIMEOUT: Duration = Duration::from_secs(180);
-
-fn harness(settings: Settings, size: egui::Vec2) -> Harness<'static, NoiseScopeApp> {
-    Harness::builder().with_size(size).build_ui_state(
-        |ui, app: &mut NoiseScopeApp| app.frame(ui),
-        NoiseScopeApp::new(settings),
-    )
-}
+use ui_support::{TIMEOUT, harness};
 
 /// Names of this process's threads (Linux: /proc/self/task/*/comm, 15 characters).
 #[cfg(target_os = "linux")]

@@ -1,7 +1,7 @@
 //! The app's exports: a PNG of the current view (a cropped window screenshot) or of an image
 //! grid, the run as the CLI's files (`run::export::write_run`), and preset files (`RunSpec`
 //! JSON, readable by `noisescope sample --preset`). Encoding and disk writes run on short-lived
-//! named threads; each reports one line back to the status bar.
+//! named threads; each reports one line back to the status bar. Paths come from dialogs.rs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,42 +154,6 @@ pub fn save_preset(spec: &RunSpec, path: &Path) -> Result<()> {
 pub fn load_preset(path: &Path) -> Result<RunSpec> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     RunSpec::from_json(&text)
-}
-
-/// A file chooser (rfd) on the UI thread: it only picks a path.
-pub fn pick(kind: Pick) -> Option<PathBuf> {
-    let dialog = rfd::FileDialog::new();
-    match kind {
-        Pick::Folder => dialog.set_title("Open a folder of images").pick_folder(),
-        Pick::Npy => dialog
-            .set_title("Open an [N, D] .npy")
-            .add_filter("NumPy array", &["npy"])
-            .pick_file(),
-        Pick::Preset => dialog
-            .set_title("Load a preset")
-            .add_filter("preset", &["json"])
-            .pick_file(),
-        Pick::SavePng(name) => dialog
-            .add_filter("PNG", &["png"])
-            .set_file_name(name)
-            .save_file(),
-        Pick::SavePreset => dialog
-            .add_filter("preset", &["json"])
-            .set_file_name("preset.json")
-            .save_file(),
-        Pick::RunFolder => dialog.set_title("Folder for the run's files").pick_folder(),
-    }
-}
-
-/// What to ask the user for.
-#[derive(Clone, Copy, Debug)]
-pub enum Pick {
-    Folder,
-    Npy,
-    Preset,
-    SavePng(&'static str),
-    SavePreset,
-    RunFolder,
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ pub fn show(
         ))
         .strong(),
     )
-    .on_hover_text(super::controls::tips::SCHEDULE);
+    .on_hover_text(super::tips::SCHEDULE);
     let tangent_c = live.and_then(|r| r.tangent_c);
     plot_style::show(
         ui,

@@ -1,0 +1,204 @@
+//! The Sampler & schedule, Stochasticity and Guidance groups.
+
+use egui::{ComboBox, RichText, Slider, Ui};
+
+use crate::core::estimate::SigmaPrior;
+use crate::core::sampler::SamplerKind;
+use crate::core::schedule::ScheduleKind;
+use crate::run::spec::ClassSpec;
+
+use super::data::file_name;
+use super::{ControlsInfo, ControlsState, slider};
+use crate::app::settings::Settings;
+use crate::app::tips;
+
+pub(super) fn sampler_group(ui: &mut Ui, settings: &mut Settings) {
+    let spec = &mut settings.spec;
+    ComboBox::from_id_salt("sampler")
+        .selected_text(format!("sampler: {}", spec.sampler))
+        .show_ui(ui, |ui| {
+            for &kind in <SamplerKind as clap::ValueEnum>::value_variants() {
+                ui.selectable_value(&mut spec.sampler, kind, kind.to_string());
+            }
+        })
+        .response
+        .on_hover_text(tips::SAMPLER);
+    let schedule = &mut spec.schedule;
+    ui.add(
+        Slider::new(&mut schedule.steps, 1..=256)
+            .logarithmic(true)
+            .text("steps N"),
+    )
+    .on_hover_text(tips::STEPS);
+    let family = schedule.kind.name();
+    ComboBox::from_id_salt("schedule")
+        .selected_text(format!("schedule: {family}"))
+        .show_ui(ui, |ui| {
+            for kind in ScheduleKind::FAMILIES {
+                let selected = schedule.kind.name() == kind.name();
+                if ui.selectable_label(selected, kind.name()).clicked() && !selected {
+                    schedule.kind = kind;
+                }
+            }
+        })
+        .response
+        .on_hover_text(tips::SCHEDULE);
+    if let ScheduleKind::Tangent { c } = &mut schedule.kind {
+        let mut auto = c.is_none();
+        if ui
+            .checkbox(&mut auto, "auto c (KL-optimal)")
+            .on_hover_text(tips::TANGENT_AUTO)
+            .changed()
+        {
+            *c = if auto { None } else { Some(1.0) };
+        }
+        if let Some(c) = c {
+            slider(ui, c, 0.01..=100.0, "c", tips::TANGENT_C, true);
+        }
+    }
+    ui.add_enabled_ui(schedule.kind == ScheduleKind::Karras, |ui| {
+        slider(
+            ui,
+            &mut schedule.rho,
+            1.0..=20.0,
+            "ρ (rho)",
+            tips::RHO,
+            false,
+        );
+    });
+    ui.add_enabled_ui(schedule.kind != ScheduleKind::Vp, |ui| {
+        slider(
+            ui,
+            &mut schedule.sigma_min,
+            1e-4..=0.5,
+            "σ_min",
+            tips::SIGMA_MIN,
+            true,
+        );
+        slider(
+            ui,
+            &mut schedule.sigma_max,
+            1.0..=500.0,
+            "σ_max",
+            tips::SIGMA_MAX,
+            true,
+        );
+    });
+    ui.checkbox(&mut spec.adaptive, "adaptive (re-plan from σ_hat)")
+        .on_hover_text(tips::ADAPTIVE);
+}
+
+pub(super) fn stochasticity_group(ui: &mut Ui, settings: &mut Settings, state: &mut ControlsState) {
+    let mut churn = settings.spec.stochasticity.churn;
+    if slider(ui, &mut churn, 0.0..=100.0, "S_churn", tips::CHURN, false)
+        && let Some(note) = settings.set_churn(churn)
+    {
+        state.note = Some(note.into());
+    }
+    let (mut tmin, mut tmax) = (
+        settings.spec.stochasticity.tmin,
+        settings.spec.stochasticity.tmax,
+    );
+    slider(ui, &mut tmin, 0.0..=10.0, "S_tmin", tips::TMIN, false);
+    let mut infinite = tmax >= f64::MAX;
+    ui.horizontal(|ui| {
+        ui.add_enabled_ui(!infinite, |ui| {
+            let mut shown = if infinite { 80.0 } else { tmax };
+            if slider(ui, &mut shown, 0.2..=80.0, "S_tmax", tips::TMAX, true) {
+                tmax = shown;
+            }
+        });
+        if ui
+            .checkbox(&mut infinite, "∞")
+            .on_hover_text(tips::TMAX_INF)
+            .changed()
+        {
+            tmax = if infinite { f64::MAX } else { 50.0 };
+        }
+    });
+    settings.set_churn_band(tmin, tmax);
+    let spec = &mut settings.spec;
+    let st = &mut spec.stochasticity;
+    slider(
+        ui,
+        &mut st.snoise,
+        1.0..=1.011,
+        "S_noise",
+        tips::SNOISE,
+        false,
+    );
+    ui.add_enabled_ui(spec.sampler == SamplerKind::EulerAncestral, |ui| {
+        slider(ui, &mut st.eta, 0.0..=1.0, "η (eta)", tips::ETA, false);
+    });
+    if !spec.sampler.uses_noise() && st.churn > 0.0 {
+        ui.label(RichText::new(format!("S_churn has no effect in {}", spec.sampler)).weak());
+    }
+}
+
+pub(super) fn guidance_group(
+    ui: &mut Ui,
+    settings: &mut Settings,
+    state: &mut ControlsState,
+    info: &ControlsInfo,
+) {
+    ui.add_enabled_ui(info.classes > 0, |ui| {
+        let mut w = settings.spec.guidance.cfg;
+        if slider(ui, &mut w, 0.0..=8.0, "CFG w", tips::CFG, false)
+            && let Some(note) = settings.set_cfg(w)
+        {
+            state.note = Some(note.into());
+        }
+        let g = &mut settings.spec.guidance;
+        let label = match &g.class {
+            None => "class: none".to_string(),
+            Some(ClassSpec::All(c)) => format!("class: {c}"),
+            Some(ClassSpec::File(p)) => format!("classes: {}", file_name(p)),
+        };
+        ComboBox::from_id_salt("class")
+            .selected_text(label)
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut g.class, None, "none (unconditional)");
+                for c in 0..info.classes.min(256) as u32 {
+                    ui.selectable_value(
+                        &mut g.class,
+                        Some(ClassSpec::All(c)),
+                        format!("class {c}"),
+                    );
+                }
+            })
+            .response
+            .on_hover_text(tips::CLASS);
+    })
+    .response
+    .on_disabled_hover_text(
+        "The shown data has no labels; CFG needs classes (toy: moons, rings, 8gaussians, digits).",
+    );
+    let g = &mut settings.spec.guidance;
+    slider(ui, &mut g.nag, 0.0..=8.0, "NAG w", tips::NAG, false);
+    let lognormal = matches!(g.nag_prior, SigmaPrior::LogNormal { .. });
+    ComboBox::from_id_salt("nag_prior")
+        .selected_text(if lognormal {
+            "NAG π(σ): log-normal"
+        } else {
+            "NAG π(σ): log-uniform"
+        })
+        .show_ui(ui, |ui| {
+            if ui
+                .selectable_label(lognormal, "log-normal (EDM training)")
+                .clicked()
+            {
+                g.nag_prior = SigmaPrior::edm_training();
+            }
+            if ui
+                .selectable_label(!lognormal, "log-uniform [σ_min, σ_max]")
+                .clicked()
+            {
+                g.nag_prior = SigmaPrior::LogUniform {
+                    lo: settings.spec.schedule.sigma_min,
+                    hi: settings.spec.schedule.sigma_max,
+                };
+            }
+        })
+        .response
+        .on_hover_text(tips::NAG_PRIOR);
+}

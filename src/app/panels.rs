@@ -1,0 +1,132 @@
+//! The frame's layout: the menu bar on top, the status bar below, the controls on the left and
+//! the central view, whose tab (`Tab`) picks one view file to draw from the store.
+
+use std::time::Instant;
+
+use egui::{RichText, Ui};
+
+use super::controls::{self, ControlsInfo};
+use super::settings::Tab;
+use super::{NoiseScopeApp, curvature_plot, plot_style, schedule_plot, sigma_plot, states_view};
+
+impl NoiseScopeApp {
+    /// Draws every panel from the store and starts a rerun when a setting changed.
+    pub fn show(&mut self, ui: &mut Ui) {
+        let frame_started = Instant::now();
+        let mut actions = Vec::new();
+        egui::Panel::top("menu_bar").show(ui, |ui| self.menu_bar(ui, &mut actions));
+        egui::Panel::bottom("status_bar").show(ui, |ui| self.status_bar(ui));
+        let info = ControlsInfo {
+            classes: self.store.current.as_ref().map_or(0, |r| r.data.classes),
+            dirty: !self.settings.view.rerun_on_change
+                && self.last_started.as_ref() != Some(&self.settings.spec),
+            playing: self.replay.playing,
+            dialog_open: self.dialogs.is_open(),
+        };
+        egui::Panel::left("controls")
+            .resizable(true)
+            .default_size(330.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    controls::show(
+                        ui,
+                        &mut self.settings,
+                        &mut self.controls,
+                        &info,
+                        &mut actions,
+                    );
+                });
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.view_rect = Some(ui.max_rect());
+            self.central(ui);
+        });
+        for action in actions {
+            self.handle(ui.ctx(), action);
+        }
+        self.rerun_if_changed(ui.ctx());
+        let sampling = self.is_sampling();
+        if sampling {
+            self.stats
+                .record_app(1e3 * frame_started.elapsed().as_secs_f64());
+        }
+        self.prev_sampling = sampling;
+    }
+
+    fn central(&mut self, ui: &mut Ui) {
+        let Some(live) = self.store.shown() else {
+            ui.centered_and_justified(|ui| {
+                ui.label(if self.status.error.is_some() {
+                    "no run: see the status bar"
+                } else {
+                    "starting the default scene…"
+                });
+            });
+            return;
+        };
+        let view = &self.settings.view;
+        let count = live.state_count();
+        let shown = self.replay.visible(count);
+        let baseline = self.store.baseline.as_ref().filter(|_| view.show_baseline);
+        ui.horizontal(|ui| {
+            let mut step = shown;
+            let last = live.spec.schedule.steps;
+            let slider = ui
+                .add(egui::Slider::new(&mut step, 0..=last).text("step"))
+                .on_hover_text("Scrub through the recorded states x_0 … x_N (replay / rewind); Run -> Live follows the newest.");
+            if slider.changed() {
+                self.replay.scrub(step.min(count.saturating_sub(1)));
+            }
+            let sigma = states_view::state_sigma(live, shown);
+            ui.label(format!("σ = {}", plot_style::format_number(sigma)));
+            if self.replay.playing {
+                ui.label(RichText::new("(replaying)").weak());
+            } else if !self.replay.follow {
+                ui.label(RichText::new("(held: Run -> Live follows the newest state)").weak());
+            }
+        });
+        let shown_sigma = states_view::state_sigma(live, shown);
+        match view.tab {
+            Tab::Overview => {
+                let height = ui.available_height();
+                ui.columns(2, |cols| {
+                    cols[0].set_min_height(height);
+                    states_view::show(
+                        &mut cols[0],
+                        live,
+                        baseline,
+                        shown,
+                        view,
+                        &mut self.textures,
+                        "ov-states",
+                    );
+                    let right = &mut cols[1];
+                    let h = right.available_height();
+                    right.allocate_ui(egui::vec2(right.available_width(), h * 0.62), |ui| {
+                        sigma_plot::show(ui, live, baseline, shown_sigma, "ov");
+                    });
+                    curvature_plot::show(right, live, baseline, true, "ov");
+                });
+            }
+            Tab::States => states_view::show(
+                ui,
+                live,
+                baseline,
+                shown,
+                view,
+                &mut self.textures,
+                "states",
+            ),
+            Tab::NoiseLevel => sigma_plot::show(ui, live, baseline, shown_sigma, "noise"),
+            Tab::Curvature => curvature_plot::show(ui, live, baseline, false, "curv"),
+            Tab::Schedule => schedule_plot::show(
+                ui,
+                &self.settings.spec.schedule,
+                Some(live),
+                baseline,
+                "sched",
+            ),
+            Tab::Theory => self.theory.show(ui, live, "theory"),
+        }
+    }
+}

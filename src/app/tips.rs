@@ -1,0 +1,184 @@
+//! Formula and source of each control, shown as its tooltip. Kept in one table so a test can
+//! check that every one renders with the app's fonts.
+
+pub const DATA: &str = "The data the exact denoiser knows. Finite sets use the ideal empirical denoiser \
+D(x; σ) = Σ_j w_j y_j, w = softmax_j(−||x − y_j||² / 2σ²) (the minimiser of EDM's eq. 2 loss, Karras et al. 2022); \
+8gaussians and Gaussian spectra use their closed forms.";
+pub const TWO_DIRACS: &str = "1-D data at ±1: EDM's figure 3 (Karras et al. 2022). Trajectories bend only in a narrow σ band.";
+pub const GAUSSIAN: &str = "N(0, diag λ): D = λ/(λ + σ²) x per direction, so every step, the output variance and \
+KL(p_data || p_out) = ½ Σ_k (λ_k/v_k − 1 + ln(v_k/λ_k)) are exact (science.md §7; seed 004, arXiv 2601.13602). \
+Type eigenvalues separated by commas, then Enter.";
+pub const POINTS: &str =
+    "Points drawn from the toy's generator; the ideal denoiser memorises this finite set.";
+pub const OPEN_FOLDER: &str = "A folder of .png/.jpg images, resized to size × size, grey or RGB, scaled to [−1, 1]; \
+sampled with the ideal empirical denoiser.";
+pub const OPEN_NPY: &str =
+    "An [N, D] .npy file (float or integer) as a finite data set; ideal empirical denoiser.";
+pub const IMAGE_SIZE: &str = "Side of the resized images (pixels); D = size² (× 3 for RGB).";
+pub const DENOISER: &str = "exact: D(x; σ) = E[y | x] for x = y + σ n (EDM convention, Karras et al. 2022, §2): \
+softmax-weighted data mean for finite sets, closed forms for Gaussians and mixtures. Learned models come later.";
+pub const SAMPLER: &str = "euler: x_{i+1} = x_i + (σ_{i+1} − σ_i) d_i, d = (x − D(x; σ))/σ (probability-flow ODE, EDM eq. 3). \
+heun: EDM Algorithm 1, Euler predictor + trapezoid corrector, 2N − 1 evaluations. \
+edm: EDM Algorithm 2, churn then a Heun step. \
+euler-a: k-diffusion's Euler ancestral. \
+dpmpp-2m: DPM-Solver++(2M) (Lu et al. 2022), multistep in t = −ln σ.";
+pub const STEPS: &str = "N: σ_0 > … > σ_{N−1} = σ_min, then σ_N = 0 (EDM Alg. 1).";
+pub const SCHEDULE: &str = "u = i/(N−1). karras: σ_i = (σ_max^{1/ρ} + u (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ (EDM eq. 5). \
+log: equal steps in ln σ. uniform: equal steps in σ. \
+vp: σ(t) = √(exp(β_d t²/2 + β_min t) − 1), t = 1 + u (ε_s − 1), β_d = 19.9, β_min = 0.1 (EDM Table 1). \
+tangent: σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)) (seed 004, arXiv 2601.13602; c = 1 is AYS kl_optimal). \
+info: σ_i at equal quantiles of the data's information profile mmse(σ)/σ² per d ln σ on [σ_min, σ_max] \
+(InfoNoise, seed 003, arXiv 2602.18647; exact for analytic data).";
+pub const TANGENT_AUTO: &str = "c minimising the closed-form Gaussian KL for the data's covariance spectrum \
+(one eigenvalue λ: c ≈ √λ; seed 004).";
+pub const TANGENT_C: &str =
+    "c of σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)); c = 1 is kl_optimal.";
+pub const RHO: &str = "ρ of Karras' schedule σ_i = (σ_max^{1/ρ} + u (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ; EDM eq. 5 uses ρ = 7 \
+(ρ = 1 is uniform, large ρ crowds steps near σ_min).";
+pub const SIGMA_MIN: &str = "σ_min, the last non-zero noise level (EDM: 0.002).";
+pub const SIGMA_MAX: &str = "σ_max = σ_0, x_0 = σ_0 z (EDM: 80).";
+pub const ADAPTIVE: &str = "San-Roman et al. 2021 (arXiv 2104.02600): after each step estimate σ_hat(x) and re-plan the \
+remaining steps from σ_hat down to σ_min with the same family (the next level makes at least half the planned \
+progress in ln σ, so an unidentifiable σ_hat cannot stall it).";
+pub const CHURN: &str = "γ_i = min(S_churn/N, √2 − 1) for S_tmin ≤ σ_i ≤ S_tmax, else 0; t_hat = σ_i (1 + γ_i), \
+x_hat = x_i + √(t_hat² − σ_i²) S_noise ε, then a Heun step from t_hat. EDM, Karras et al. 2022, Alg. 2. \
+Acts in the edm sampler (heun switches to edm, which equals heun at S_churn = 0).";
+pub const TMIN: &str = "Churn only where S_tmin ≤ σ_i ≤ S_tmax (EDM Alg. 2; ImageNet-64: 0.05).";
+pub const TMAX: &str = "Churn only where S_tmin ≤ σ_i ≤ S_tmax (EDM Alg. 2; ImageNet-64: 50).";
+pub const TMAX_INF: &str = "S_tmax = ∞: churn at every σ_i ≥ S_tmin.";
+pub const SNOISE: &str = "x_hat = x_i + √(t_hat² − σ_i²) S_noise ε (t_hat = σ_i (1 + γ_i)): S_noise > 1 offsets the denoiser's detail loss \
+(EDM Alg. 2; typical 1.000–1.011, ImageNet-64: 1.003). Also scales euler-a's noise.";
+pub const ETA: &str = "Euler ancestral: σ_up = min(σ', η √(σ'² (σ² − σ'²)/σ²)), σ_down = √(σ'² − σ_up²); \
+Euler to σ_down, add σ_up ε (k-diffusion). η = 0 is Euler.";
+pub const CFG: &str = "D_w = D(x; σ, none) + w (D(x; σ, c) − D(x; σ, none)); w = 1 is the plain conditional model, \
+w = 0 the unconditional one. Classifier-free guidance, Ho & Salimans 2022 (arXiv 2207.12598).";
+pub const CLASS: &str = "c, the class CFG conditions on (labelled data only).";
+pub const NAG: &str = "D_w = D(x; σ) + w (D(x; σ) − D(x; none)): the score (w + 1) s(x|σ) − w s(x), with s(x) the \
+score of the noise-unconditional p(x) = ∫ p(x; σ') π(σ') dσ'. Noise Awareness Guidance, Zhong et al. 2025 \
+(arXiv 2510.12497); paper defaults w = 3, or 2 with CFG. With this exact model the correction is stiff \
+(it grows like σ²/σ_hat² for states cleaner than scheduled): with 18 steps w <= 0.5 stays stable, larger w overshoots.";
+pub const NAG_PRIOR: &str = "π(σ) of NAG's noise-unconditional model: EDM's training log-normal ln σ ~ N(−1.2, 1.2²), \
+or log-uniform over [σ_min, σ_max] (science.md §4).";
+pub const SEED: &str = "x_0 = σ_0 z, z ~ N(0, I) drawn from this seed, one stream per sample: a changed setting \
+reruns the same noise, so the difference on screen is the setting's effect alone.";
+pub const BATCH: &str = "Particles sampled at once.";
+pub const BACKEND: &str =
+    "Where the denoiser's heavy kernels run: auto (a GPU when there is one), gpu, cpu.";
+pub const PRECISION: &str = "Denoiser arithmetic; sampler state updates are always f64.";
+pub const DIAGNOSTICS: &str = "Per step: σ_hat(x_i) from the exact posterior p(σ|x) prop. to p(x; σ) π(σ) (log-sum-exp on a \
+log grid), δ = ln(σ_hat/σ_i), the turning angle between d_i and d'_i and the local error |h| ||d'_i − d_i||/2 \
+(science.md §5–6).";
+pub const SUBSET: &str =
+    "Rows of the batch whose σ_hat gives the median and 10–90% band (a fixed random subset).";
+pub const PLAY: &str = "Replay the recorded states x_0 … x_N (the run itself takes milliseconds).";
+pub const PAUSE: &str = "Hold the shown state.";
+pub const STEP: &str = "One state forward.";
+pub const FOLLOW: &str = "Show the newest state of each run.";
+pub const RERUN: &str = "Run the current settings again (same seed, same noise).";
+pub const RERUN_ON_CHANGE: &str =
+    "Start a new run whenever a setting changes; the old run stops at its next step.";
+pub const RESET: &str =
+    "Back to the default scene: 8gaussians, exact denoiser, heun, 18 karras steps, 1000 particles.";
+pub const NEW_SEED: &str = "Next seed: new initial noise z.";
+pub const SHOW_DATA: &str = "Draw the data set behind the denoiser.";
+pub const SHOW_PATHS: &str = "Draw the paths x_0 -> x_i of the first particles (2-D), or trajectories against σ \
+(1-D, EDM fig. 3).";
+pub const SHOW_DENOISED: &str =
+    "Draw D(x_i), the denoiser's estimate of the clean data at the shown step.";
+pub const SHOW_ARROWS: &str = "Each particle's Euler step x_i -> x_i + (1 − σ_{i+1}/σ_i)(D(x_i) − x_i): the ODE \
+direction dx/dσ = (x − D)/σ at the particle, scaled to this step.";
+pub const SHOW_BASELINE: &str =
+    "Overlay the pinned baseline (dashed) and show its states beside the live ones.";
+pub const PLAY_SPEED: &str = "Replay speed, states per second.";
+
+/// Every tooltip, for the glyph test.
+pub const ALL: &[&str] = &[
+    DATA,
+    TWO_DIRACS,
+    GAUSSIAN,
+    POINTS,
+    OPEN_FOLDER,
+    OPEN_NPY,
+    IMAGE_SIZE,
+    DENOISER,
+    SAMPLER,
+    STEPS,
+    SCHEDULE,
+    TANGENT_AUTO,
+    TANGENT_C,
+    RHO,
+    SIGMA_MIN,
+    SIGMA_MAX,
+    ADAPTIVE,
+    CHURN,
+    TMIN,
+    TMAX,
+    TMAX_INF,
+    SNOISE,
+    ETA,
+    CFG,
+    CLASS,
+    NAG,
+    NAG_PRIOR,
+    SEED,
+    BATCH,
+    BACKEND,
+    PRECISION,
+    DIAGNOSTICS,
+    SUBSET,
+    PLAY,
+    PAUSE,
+    STEP,
+    FOLLOW,
+    RERUN,
+    RERUN_ON_CHANGE,
+    RESET,
+    NEW_SEED,
+    SHOW_DATA,
+    SHOW_PATHS,
+    SHOW_DENOISED,
+    SHOW_ARROWS,
+    SHOW_BASELINE,
+    PLAY_SPEED,
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_character_of_the_app_renders_with_the_default_fonts() {
+        let ctx = egui::Context::default();
+        // Fonts load on the first pass.
+        let mut output = ctx.run_ui(egui::RawInput::default(), |_| {});
+        output.textures_delta.clear();
+        let font = egui::FontId::proportional(14.0);
+        // Every tooltip and label lives in these sources; all their characters must render.
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("settings.rs"),
+            include_str!("panels.rs"),
+            include_str!("menu.rs"),
+            include_str!("dialogs.rs"),
+            include_str!("tips.rs"),
+            include_str!("controls/mod.rs"),
+            include_str!("controls/data.rs"),
+            include_str!("controls/sampling.rs"),
+            include_str!("controls/run_view.rs"),
+            include_str!("logic.rs"),
+            include_str!("bench_script.rs"),
+            include_str!("states_view.rs"),
+            include_str!("sigma_plot.rs"),
+            include_str!("curvature_plot.rs"),
+            include_str!("schedule_plot.rs"),
+            include_str!("theory.rs"),
+            include_str!("exports.rs"),
+        ];
+        let missing: std::collections::BTreeSet<char> = ctx.fonts_mut(|f| {
+            sources
+                .iter()
+                .flat_map(|s| s.chars())
+                .filter(|c| !c.is_ascii() && !f.has_glyph(&font, *c))
+                .collect()
+        });
+        assert!(missing.is_empty(), "no glyph for {missing:?}");
+    }
+}

@@ -1,0 +1,87 @@
+//! What the egui_kittest tests share: the app in a harness with the real worker thread, and
+//! frames stepped until a run, a replay or an error arrives.
+// Each test file uses its own part of this module.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+use noisescope::app::{NoiseScopeApp, Settings};
+use noisescope::run::store::{RunRecord, RunStatus};
+
+/// Generous: a loaded CI machine may be slow, the default run takes well under a second.
+pub const TIMEOUT: Duration = Duration::from_secs(180);
+
+pub type AppHarness = Harness<'static, NoiseScopeApp>;
+
+pub fn harness(settings: Settings, size: egui::Vec2) -> AppHarness {
+    harness_of(NoiseScopeApp::new(settings), size)
+}
+
+pub fn harness_of(app: NoiseScopeApp, size: egui::Vec2) -> AppHarness {
+    Harness::builder()
+        .with_size(size)
+        .build_ui_state(|ui, app: &mut NoiseScopeApp| app.frame(ui), app)
+}
+
+/// A window tall enough that every control of the left panel is laid out (and so reachable).
+pub fn tall() -> egui::Vec2 {
+    egui::vec2(1500.0, 2000.0)
+}
+
+/// Steps frames until the newest asked-for run is finished and newer than `after`.
+pub fn wait_for_run(h: &mut AppHarness, after: u64) -> RunRecord {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        h.step();
+        let app = h.state();
+        let store = app.store();
+        if let Some(run) = &store.current
+            && run.generation == store.expected
+            && run.generation > after
+            && run.status == RunStatus::Finished
+            && !app.is_sampling()
+        {
+            return run.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no finished run within {TIMEOUT:?}; error: {:?}",
+            app.status_error()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Steps frames until the replay cursor rests (the launch run is replayed from x_0).
+pub fn wait_for_replay(h: &mut AppHarness) {
+    let deadline = Instant::now() + TIMEOUT;
+    while h.state().replay().playing {
+        h.step();
+        assert!(Instant::now() < deadline, "the replay did not end");
+    }
+    h.step();
+}
+
+/// Steps frames until the status bar holds an error.
+pub fn wait_for_error(h: &mut AppHarness) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        h.step();
+        if let Some(e) = h.state().status_error() {
+            return e.to_string();
+        }
+        assert!(Instant::now() < deadline, "no error within {TIMEOUT:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Moves the slider named `label` to `value` the way assistive technology does.
+pub fn set_slider(h: &mut AppHarness, label: &str, value: f64) {
+    h.get_by_role_and_label(Role::Slider, label)
+        .set_value_accesskit(value);
+    h.step();
+}
