@@ -343,25 +343,25 @@ impl InfoNoiseSampler {
 
     /// One training step's noise-conditional rows: their sigmas and unweighted losses. Rebuilds
     /// the density at the end of the warm-up and every `rebuild_every` steps after it.
-    pub fn observe_step(&mut self, sigmas: &[f64], losses: &[f64]) -> Result<()> {
+    pub fn observe_step(&mut self, sigmas: &[f64], losses: &[f64]) {
         self.mmse.observe(sigmas, losses);
         self.steps += 1;
         let warm = self.config.warmup_steps;
         if self.steps >= warm && (self.steps - warm).is_multiple_of(self.config.rebuild_every) {
-            self.rebuild()?;
+            self.rebuild();
         }
-        Ok(())
     }
 
-    /// Rebuilds m_hat and the sampling density now.
-    pub fn rebuild(&mut self) -> Result<()> {
+    /// Rebuilds m_hat and the sampling density now. A density that cannot be formed (m_hat zero
+    /// everywhere: nothing left to learn) keeps the previous one, so training never stops on it.
+    pub fn rebuild(&mut self) {
         if !self.mmse.rebuild() {
-            return Ok(());
+            return;
         }
-        let (density, c) = sampling_density(&self.config, &self.mmse.estimate())?;
-        self.density = Some(density);
-        self.gate_c = Some(c);
-        Ok(())
+        if let Ok((density, c)) = sampling_density(&self.config, &self.mmse.estimate()) {
+            self.density = Some(density);
+            self.gate_c = Some(c);
+        }
     }
 
     /// m_hat and the current sampling density at the bin centres.
@@ -523,7 +523,7 @@ mod tests {
                 assert!((mean + 1.2).abs() < 0.1, "step {step}: {mean}");
             }
             let (s, l) = exact_gaussian_losses(&lambdas, &mut rng, 4096);
-            sampler.observe_step(&s, &l)?;
+            sampler.observe_step(&s, &l);
             let expect_rebuilds = if step + 1 < 20 {
                 0
             } else {
