@@ -35,9 +35,32 @@ fn open_app(
     Ok(noisescope::app::run(spec, renderer)?)
 }
 
+/// clap's error as one line (its message, tips and possible values, without the usage block);
+/// --help and --version print as usual.
+fn argument_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    let text = e.to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let message = parts.join("; ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    eprintln!("error: {message} (see --help)");
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     quiet_graphics_probe();
-    let parsed = cli::Cli::parse();
+    let parsed = match cli::Cli::try_parse() {
+        Ok(parsed) => parsed,
+        Err(e) => return argument_error(e),
+    };
     let result = match parsed.command {
         Some(cli::Command::Sample(args)) => cli::sample::run(&args),
         Some(cli::Command::Bench(args)) => cli::bench::run(&args),
@@ -47,8 +70,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One clear line: the error and its causes.
-            eprintln!("error: {e:#}");
+            // One clear line: the error and its causes (a cause's own line breaks joined).
+            let text = format!("{e:#}");
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("error: {}", lines.join("; "));
             ExitCode::from(2)
         }
     }

@@ -66,7 +66,7 @@ fn time_runs(session: &Session, repeats: usize) -> Result<(f64, f64, usize)> {
     let mut totals = Vec::new();
     let mut diags = Vec::new();
     let mut evaluations = 0;
-    for _ in 0..repeats.max(1) {
+    for _ in 0..repeats {
         let started = std::time::Instant::now();
         let r = session.run(&mut |_, _| std::ops::ControlFlow::Continue(()))?;
         totals.push(started.elapsed().as_secs_f64());
@@ -77,9 +77,12 @@ fn time_runs(session: &Session, repeats: usize) -> Result<(f64, f64, usize)> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.repeats == 0 {
+        anyhow::bail!("--repeats must be at least 1 (the median of that many runs is reported)");
+    }
     if args.workload != "all" && !WORKLOADS.iter().any(|w| w.name == args.workload) {
         anyhow::bail!(
-            "unknown workload '{}' (all, toy, digits, images784)",
+            "unknown --workload '{}' (all, toy, digits, images784)",
             args.workload
         );
     }

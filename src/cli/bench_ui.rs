@@ -38,10 +38,33 @@ pub struct BenchUiArgs {
     pub headless: bool,
 }
 
+/// Refuses settings the session cannot honour rather than bending them.
+fn check(args: &BenchUiArgs) -> Result<()> {
+    if args.reruns == 0 {
+        anyhow::bail!("--reruns must be at least 1");
+    }
+    if !(args.drag_seconds.is_finite() && args.drag_seconds >= 0.0) {
+        anyhow::bail!(
+            "--drag-seconds must be a finite number >= 0, got {}",
+            args.drag_seconds
+        );
+    }
+    for (flag, value, least) in [
+        ("--width", args.width, 400.0),
+        ("--height", args.height, 300.0),
+    ] {
+        if !(value.is_finite() && value >= least) {
+            anyhow::bail!("{flag} must be at least {least} points, got {value}");
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: &BenchUiArgs) -> Result<()> {
+    check(args)?;
     if args.headless {
         let scene = app::Settings::default_scene().spec;
-        let (latency, worker) = app::measure::headless_reruns(&scene, args.reruns.max(1))?;
+        let (latency, worker) = app::measure::headless_reruns(&scene, args.reruns)?;
         println!(
             "bench-ui --headless: {}, {} particles, edm {} steps, diagnostics subset {}",
             scene.data.label(),
@@ -60,10 +83,10 @@ pub fn run(args: &BenchUiArgs) -> Result<()> {
         return Ok(());
     }
     app::run_bench(BenchOptions {
-        reruns: args.reruns.max(1),
-        drag_seconds: args.drag_seconds.max(0.0),
+        reruns: args.reruns,
+        drag_seconds: args.drag_seconds,
         json: args.json.clone(),
-        window: [args.width.max(400.0), args.height.max(300.0)],
+        window: [args.width, args.height],
         vsync: !args.no_vsync,
         renderer: args.renderer,
     })?;

@@ -10,8 +10,9 @@ use noisescope::core::Precision;
 use noisescope::core::estimate::SigmaPrior;
 use noisescope::core::sampler::SamplerKind;
 use noisescope::core::schedule::ScheduleKind;
-use noisescope::data::DataSpec;
-use noisescope::run::export::{RunArtifacts, Timings, write_run};
+use noisescope::data::{DataSpec, toys};
+use noisescope::run::export::{RunArtifacts, Timings, check_out_dir, write_run};
+use noisescope::run::notes::steep_schedule_warning;
 use noisescope::run::spec::ClassSpec;
 use noisescope::run::{ModelHandle, RunSpec, Session};
 
@@ -110,13 +111,16 @@ pub struct SampleArgs {
 }
 
 impl SampleArgs {
-    /// The spec: the preset (or defaults), then every given flag.
-    pub fn spec(&self) -> Result<RunSpec> {
+    /// The spec: the preset (or defaults), then every given flag, validated once; and a note for
+    /// each flag the data has no use for.
+    pub fn spec(&self) -> Result<(RunSpec, Vec<String>)> {
+        let mut notes = Vec::new();
         let mut spec = match &self.preset {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading preset {}", p.display()))?;
-                RunSpec::from_json(&text).with_context(|| format!("preset {}", p.display()))?
+                // Validated below, once the flags are applied: --steps 5 mends a preset's 0.
+                RunSpec::parse_json(&text).with_context(|| format!("preset {}", p.display()))?
             }
             None => RunSpec {
                 batch: 256,
@@ -124,26 +128,15 @@ impl SampleArgs {
             },
         };
         if let Some(d) = &self.data {
+            // A new source keeps the preset's point count, image size and colour.
             let (points, size, rgb) = match &spec.data {
                 DataSpec::Toy { points, .. } => (*points, 32, false),
                 DataSpec::Images { size, rgb, .. } => (4096, *size, *rgb),
                 _ => (4096, 32, false),
             };
-            spec.data = DataSpec::parse(
-                d,
-                self.labels.clone(),
-                self.points.unwrap_or(points),
-                self.image_size.unwrap_or(size),
-                self.rgb.unwrap_or(rgb),
-            )?;
-        } else if self.labels.is_some() || self.points.is_some() || self.image_size.is_some() {
-            bail!("--labels, --points and --image-size go with --data");
-        } else if let Some(want) = self.rgb {
-            match &mut spec.data {
-                DataSpec::Images { rgb, .. } => *rgb = want,
-                _ => bail!("--rgb goes with image data (--data images:DIR)"),
-            }
+            spec.data = DataSpec::parse(d, None, points, size, rgb)?;
         }
+        self.apply_data_flags(&mut spec.data, &mut notes)?;
         let s = &mut spec.schedule;
         if let Some(v) = self.schedule {
             s.kind = v;
@@ -185,7 +178,7 @@ impl SampleArgs {
             g.cfg = v;
         }
         if let Some(v) = &self.class {
-            g.class = Some(ClassSpec::parse(v));
+            g.class = Some(ClassSpec::parse(v)?);
         }
         if let Some(v) = self.nag {
             g.nag = v;
@@ -228,24 +221,73 @@ impl SampleArgs {
         if let Some(p) = &self.churn_noise {
             spec.churn_noise = Some(p.clone());
         }
-        spec.validate()?;
-        Ok(spec)
+        if let Err(e) = spec.validate() {
+            return Err(match &self.preset {
+                Some(p) => anyhow::Error::new(e)
+                    .context(format!("preset {} with the flags given", p.display())),
+                None => e.into(),
+            });
+        }
+        Ok((spec, notes))
+    }
+
+    /// --labels, --points, --image-size and --rgb go to the data they belong to (from --data or
+    /// the preset); a flag the data has no use for gets a note.
+    fn apply_data_flags(&self, data: &mut DataSpec, notes: &mut Vec<String>) -> Result<()> {
+        let label = data.label();
+        match data {
+            DataSpec::Npy { labels, .. } => {
+                if let Some(l) = &self.labels {
+                    *labels = Some(l.clone());
+                }
+            }
+            _ if self.labels.is_some() => bail!("--labels goes with --data npy:PATH, not {label}"),
+            _ => {}
+        }
+        match data {
+            DataSpec::Toy { name, points } if toys::SAMPLED.contains(&name.as_str()) => {
+                *points = self.points.unwrap_or(*points);
+            }
+            _ if self.points.is_some() => notes.push(format!(
+                "--points has no effect with {label}: only the sampled toys ({}) use it",
+                toys::SAMPLED.join(", ")
+            )),
+            _ => {}
+        }
+        match data {
+            DataSpec::Images { size, rgb, .. } => {
+                *size = self.image_size.unwrap_or(*size);
+                *rgb = self.rgb.unwrap_or(*rgb);
+            }
+            _ => {
+                for (flag, given) in [
+                    ("--image-size", self.image_size.is_some()),
+                    ("--rgb", self.rgb.is_some()),
+                ] {
+                    if given {
+                        notes.push(format!(
+                            "{flag} has no effect with {label}: only images:DIR uses it"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 /// Runs the sampler and writes traj.npy, denoised.npy, sigmas.npy, diagnostics.csv,
-/// samples.png (image data) and run.json into --out (`run::export::write_run`, shared with the app).
+/// samples.png (image data) and run.json into --out (`run::export::write_run`, shared with the
+/// app). Notes and warnings are printed once the run is written; a failure prints one line.
 pub fn run(args: &SampleArgs) -> Result<()> {
-    let spec = args.spec()?;
-    let mut notes = Vec::new();
-    if spec.guidance.cfg != 1.0 && spec.guidance.class.is_none() {
-        notes.push("--cfg has no effect without --class: the run is unconditional".to_string());
-    }
+    check_out_dir(&args.out).context("--out")?;
+    let (spec, mut notes) = args.spec()?;
+    notes.extend(spec.notes());
     let handle = std::sync::Arc::new(ModelHandle::load(&spec, &mut notes)?);
-    for n in &notes {
-        eprintln!("note: {n}");
-    }
     let session = Session::new(&spec, handle.clone())?;
+    let warnings: Vec<String> = steep_schedule_warning(&session.sigmas)
+        .into_iter()
+        .collect();
     let steps = session.sigmas.len() - 1;
     let mut states = Vec::with_capacity(steps + 1);
     let mut denoised = Vec::with_capacity(steps);
@@ -256,10 +298,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         std::ops::ControlFlow::Continue(())
     })?;
     let total_s = started.elapsed().as_secs_f64();
-    for n in handle.compute.take_notices() {
-        eprintln!("note: {n}");
-        notes.push(n);
-    }
+    notes.extend(handle.compute.take_notices());
     let steps = denoised.len();
     states.push(result.output.x);
     let evaluations = result.output.evaluations;
@@ -269,7 +308,11 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     let artifacts = RunArtifacts {
         spec: spec.clone(),
         backend: handle.backend.clone(),
-        notes,
+        notes: notes
+            .iter()
+            .cloned()
+            .chain(warnings.iter().map(|w| format!("warning: {w}")))
+            .collect(),
         data_label: spec.data.label(),
         classes: handle.model_classes(),
         image: handle.source.image(),
@@ -289,6 +332,12 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     };
     let out = &args.out;
     write_run(out, &artifacts).with_context(|| format!("writing the run to {}", out.display()))?;
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     println!(
         "{} steps, {evaluations} evaluations, {:.3} s sampling + {:.3} s diagnostics on {}; wrote {}",
         steps,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 /// A prior over sigma, as a density in ln sigma.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum SigmaPrior {
     /// Uniform in ln sigma over [lo, hi].
     LogUniform { lo: f64, hi: f64 },

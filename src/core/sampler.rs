@@ -46,6 +46,7 @@ impl SamplerKind {
 
 /// EDM Algorithm 2's churn parameters and the ancestral eta.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Stochasticity {
     pub churn: f64,
     pub tmin: f64,
@@ -70,22 +71,22 @@ impl Default for Stochasticity {
 impl Stochasticity {
     pub fn validate(&self) -> Result<()> {
         let finite_nonneg = |v: f64| v.is_finite() && v >= 0.0;
-        if !finite_nonneg(self.churn) {
-            return Err(Error::InvalidSpec(format!(
-                "S_churn must be >= 0, got {}",
-                self.churn
-            )));
+        for (name, v) in [
+            ("S_churn (--churn)", self.churn),
+            ("S_tmin (--tmin)", self.tmin),
+            ("S_noise (--snoise)", self.snoise),
+            ("eta (--eta)", self.eta),
+        ] {
+            if !finite_nonneg(v) {
+                return Err(Error::InvalidSpec(format!(
+                    "{name} must be a finite number >= 0, got {v}"
+                )));
+            }
         }
-        if !finite_nonneg(self.tmin) || self.tmax.is_nan() || self.tmax < self.tmin {
+        if self.tmax.is_nan() || self.tmax < self.tmin {
             return Err(Error::InvalidSpec(format!(
-                "need 0 <= S_tmin <= S_tmax, got {} and {}",
-                self.tmin, self.tmax
-            )));
-        }
-        if !finite_nonneg(self.snoise) || !finite_nonneg(self.eta) {
-            return Err(Error::InvalidSpec(format!(
-                "S_noise and eta must be >= 0, got {} and {}",
-                self.snoise, self.eta
+                "S_tmax (--tmax) must be at least S_tmin (--tmin), got {} and {}",
+                self.tmax, self.tmin
             )));
         }
         Ok(())
@@ -247,7 +248,7 @@ fn evaluate(args: &SamplerArgs, x: &Batch, sigma: f64, evaluations: &mut usize) 
     }
     if !d.is_finite() {
         return Err(Error::NonFinite(format!(
-            "denoiser output at sigma = {sigma:e} (data or noise levels beyond the float range?)"
+            "the denoiser's output at sigma = {sigma:e} is not finite"
         )));
     }
     Ok(d)

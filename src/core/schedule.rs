@@ -16,7 +16,7 @@ pub const VP_EPS_S: f64 = 1e-3;
 
 /// A schedule family.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "family")]
+#[serde(rename_all = "snake_case", tag = "family", from = "ScheduleKindFields")]
 pub enum ScheduleKind {
     /// Karras et al. 2022 (EDM) eq. 5, with exponent rho.
     Karras,
@@ -31,6 +31,30 @@ pub enum ScheduleKind {
     /// Equal quantiles of the data's information profile (InfoNoise, seed 003); the run layer
     /// supplies the profile (exact for analytic data).
     Info,
+}
+
+/// `ScheduleKind` as read from JSON: serde lets unit variants carry any fields, empty struct
+/// variants refuse them, so a typo in a preset is an error that names it.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", tag = "family", deny_unknown_fields)]
+enum ScheduleKindFields {
+    Karras {},
+    LogUniform {},
+    Uniform {},
+    Vp {},
+    Tangent { c: Option<f64> },
+}
+
+impl From<ScheduleKindFields> for ScheduleKind {
+    fn from(fields: ScheduleKindFields) -> Self {
+        match fields {
+            ScheduleKindFields::Karras {} => ScheduleKind::Karras,
+            ScheduleKindFields::LogUniform {} => ScheduleKind::LogUniform,
+            ScheduleKindFields::Uniform {} => ScheduleKind::Uniform,
+            ScheduleKindFields::Vp {} => ScheduleKind::Vp,
+            ScheduleKindFields::Tangent { c } => ScheduleKind::Tangent { c },
+        }
+    }
 }
 
 impl ScheduleKind {
@@ -72,11 +96,7 @@ impl std::str::FromStr for ScheduleKind {
                 let c: f64 = c.parse().map_err(|_| {
                     Error::InvalidSpec(format!("tangent coefficient '{c}' is not a number"))
                 })?;
-                if !(c.is_finite() && c > 0.0) {
-                    return Err(Error::InvalidSpec(format!(
-                        "tangent coefficient must be positive, got {c}"
-                    )));
-                }
+                check_tangent_c(c)?;
                 Ok(ScheduleKind::Tangent { c: Some(c) })
             }
             None => Err(Error::InvalidSpec(format!(
@@ -86,10 +106,22 @@ impl std::str::FromStr for ScheduleKind {
     }
 }
 
+/// The tangent law's c must be positive and finite (a preset's as well as a flag's).
+fn check_tangent_c(c: f64) -> Result<()> {
+    if c.is_finite() && c > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidSpec(format!(
+            "the tangent coefficient (--schedule tangent:C) must be positive and finite, got {c}"
+        )))
+    }
+}
+
 /// Everything a schedule needs; `c` of a tangent schedule without one defaults to 1 (kl_optimal)
 /// unless the caller resolved it from a Gaussian spectrum first; the info family needs the data's
 /// information profile besides (`sigmas_with`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ScheduleSpec {
     pub kind: ScheduleKind,
     pub steps: usize,
@@ -113,38 +145,43 @@ impl Default for ScheduleSpec {
 impl ScheduleSpec {
     pub fn validate(&self) -> Result<()> {
         if self.steps == 0 {
-            return Err(Error::InvalidSpec("steps must be at least 1".into()));
+            return Err(Error::InvalidSpec(
+                "--steps must be at least 1, got 0".into(),
+            ));
         }
         if self.steps > 100_000 {
             return Err(Error::InvalidSpec(format!(
-                "steps = {} is more than 100000",
+                "--steps must be at most 100000, got {}",
                 self.steps
             )));
         }
         // Noise levels outside [1e-12, 1e12] overflow f32 arithmetic (sigma^2, 1/sigma^2).
         if !(self.sigma_min.is_finite() && self.sigma_min >= SIGMA_FLOOR) {
             return Err(Error::InvalidSpec(format!(
-                "sigma_min must be at least {SIGMA_FLOOR:e}, got {:e}",
+                "sigma_min (--sigma-min) must be at least {SIGMA_FLOOR:e}, got {:e}",
                 self.sigma_min
             )));
         }
         if self.sigma_max.is_nan() || self.sigma_max > SIGMA_CEILING {
             return Err(Error::InvalidSpec(format!(
-                "sigma_max must be at most {SIGMA_CEILING:e}, got {:e}",
+                "sigma_max (--sigma-max) must be at most {SIGMA_CEILING:e}, got {:e}",
                 self.sigma_max
             )));
         }
         if !self.sigma_max.is_finite() || self.sigma_min >= self.sigma_max {
             return Err(Error::InvalidSpec(format!(
-                "sigma_min ({}) must be below sigma_max ({})",
+                "sigma_min (--sigma-min {}) must be below sigma_max (--sigma-max {})",
                 self.sigma_min, self.sigma_max
             )));
         }
         if !(self.rho.is_finite() && self.rho > 0.0) {
             return Err(Error::InvalidSpec(format!(
-                "rho must be positive, got {}",
+                "rho (--rho) must be positive and finite, got {}",
                 self.rho
             )));
+        }
+        if let ScheduleKind::Tangent { c: Some(c) } = self.kind {
+            check_tangent_c(c)?;
         }
         Ok(())
     }

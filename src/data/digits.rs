@@ -7,6 +7,10 @@ use crate::error::{Error, Result};
 
 const DIGITS_CSV_GZ: &[u8] = include_bytes!("../../assets/uci-digits-8x8.csv.gz");
 
+/// The shape of the embedded set: [ROWS, DIM].
+pub const ROWS: usize = 1797;
+pub const DIM: usize = 64;
+
 /// The 1797 digits as [1797, 64] in [-1, 1] (v/8 - 1), labels 0..9.
 pub fn load() -> Result<DataSet> {
     let mut text = String::new();

@@ -1,11 +1,20 @@
 //! NumPy .npy files (format versions 1-3): read any numeric dtype, write f32 / f64, C order.
+//! Reading streams the file into the f64 values (no copy of the file's bytes is held), and a
+//! header is checked against the file's length before anything is allocated.
 
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
 use super::DataSet;
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// Headers longer than this are refused (numpy writes a few hundred bytes for plain arrays).
+const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// Bytes read and converted at a time.
+const READ_CHUNK_BYTES: usize = 1 << 20;
 
 /// The values of a .npy file, as f64 (every supported dtype converts exactly, but i64 / u64 beyond 2^53).
 #[derive(Clone, Debug, PartialEq)]
@@ -16,6 +25,29 @@ pub struct NpyArray {
     pub integer: bool,
 }
 
+/// What a .npy header says about the array that follows it.
+#[derive(Clone, Debug)]
+pub struct NpyHeader {
+    pub shape: Vec<usize>,
+    /// Number of values (the product of the shape).
+    pub count: usize,
+    /// Bytes per value.
+    pub value_bytes: usize,
+    /// The dtype is an integer or bool type.
+    pub integer: bool,
+    /// Where the values start in the file.
+    pub data_offset: usize,
+    fortran: bool,
+    convert: fn(&[u8]) -> f64,
+}
+
+impl NpyHeader {
+    /// Bytes of data the header promises.
+    pub fn data_bytes(&self) -> usize {
+        self.count * self.value_bytes
+    }
+}
+
 fn npy_err(path: &Path, reason: impl Into<String>) -> Error {
     Error::Npy {
         path: path.display().to_string(),
@@ -23,18 +55,115 @@ fn npy_err(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// Reads only the header of `path`.
+pub fn read_header(path: &Path) -> Result<NpyHeader> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    read_header_from(&mut file, path)
+}
+
+fn read_header_from(file: &mut std::fs::File, path: &Path) -> Result<NpyHeader> {
+    let mut prefix = [0u8; 12];
+    let got = read_up_to(file, &mut prefix).map_err(|e| Error::io(path, e))?;
+    let header_end = header_extent(&prefix[..got]).map_err(|reason| npy_err(path, reason))?;
+    let mut bytes = prefix[..got.min(header_end)].to_vec();
+    if header_end > got {
+        bytes.resize(header_end, 0);
+        file.read_exact(&mut bytes[got..])
+            .map_err(|_| npy_err(path, "truncated header"))?;
+    }
+    let header = parse_header(&bytes).map_err(|reason| npy_err(path, reason))?;
+    // The prefix may have read past the header: start the data where the header says.
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(header.data_offset as u64))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(header)
+}
+
+/// Fills `buf` as far as the reader allows; the number of bytes read.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 pub fn read(path: &Path) -> Result<NpyArray> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(&bytes).map_err(|reason| npy_err(path, reason))
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let header = read_header_from(&mut file, path)?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let available = len.saturating_sub(header.data_offset as u64);
+    if available < header.data_bytes() as u64 {
+        return Err(npy_err(path, truncated(&header, available)));
+    }
+    let mut data = Vec::new();
+    data.try_reserve_exact(header.count).map_err(|_| {
+        npy_err(
+            path,
+            format!("{} values do not fit in memory", header.count),
+        )
+    })?;
+    let chunk_values = (READ_CHUNK_BYTES / header.value_bytes).max(1);
+    let mut chunk = vec![0u8; chunk_values * header.value_bytes];
+    let mut left = header.count;
+    while left > 0 {
+        let take = left.min(chunk_values) * header.value_bytes;
+        file.read_exact(&mut chunk[..take])
+            .map_err(|e| Error::io(path, e))?;
+        data.extend(
+            chunk[..take]
+                .chunks_exact(header.value_bytes)
+                .map(header.convert),
+        );
+        left -= take / header.value_bytes;
+    }
+    Ok(finish(header, data))
 }
 
 /// Parses the bytes of a .npy file.
 pub fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+    let header = parse_header(bytes)?;
+    let body = &bytes[header.data_offset..];
+    let needed = header.data_bytes();
+    if body.len() < needed {
+        return Err(truncated(&header, body.len() as u64));
+    }
+    let data = body[..needed]
+        .chunks_exact(header.value_bytes)
+        .map(header.convert)
+        .collect();
+    Ok(finish(header, data))
+}
+
+fn truncated(header: &NpyHeader, available: u64) -> String {
+    format!(
+        "data is truncated: {available} bytes for {} values of {} bytes",
+        header.count, header.value_bytes
+    )
+}
+
+fn finish(header: NpyHeader, mut data: Vec<f64>) -> NpyArray {
+    if header.fortran && header.shape.len() > 1 {
+        data = fortran_to_c(&data, &header.shape);
+    }
+    NpyArray {
+        shape: header.shape,
+        data,
+        integer: header.integer,
+    }
+}
+
+/// Where the header ends (the data starts), from the magic, version and header length.
+fn header_extent(bytes: &[u8]) -> std::result::Result<usize, String> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err("not a .npy file (bad magic)".into());
     }
-    let major = bytes[6];
-    let (header_len, start) = match major {
+    let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 => {
             if bytes.len() < 12 {
@@ -47,9 +176,17 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         }
         v => return Err(format!("unsupported format version {v}")),
     };
-    let header = bytes
-        .get(start..start + header_len)
-        .ok_or("truncated header")?;
+    if header_len > MAX_HEADER_BYTES {
+        return Err(format!("a header of {header_len} bytes is too long"));
+    }
+    Ok(start + header_len)
+}
+
+/// Parses the header at the start of `bytes` (which may hold more: the data).
+fn parse_header(bytes: &[u8]) -> std::result::Result<NpyHeader, String> {
+    let end = header_extent(bytes)?;
+    let start = if bytes[6] == 1 { 10 } else { 12 };
+    let header = bytes.get(start..end).ok_or("truncated header")?;
     let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
     let descr = dict_value(header, "descr").ok_or("header has no 'descr'")?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
@@ -65,43 +202,51 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or("shape is too large")?;
-    let (kind, size, little) = parse_descr(descr)?;
-    let body = &bytes[start + header_len..];
-    let needed = count.checked_mul(size).ok_or("shape is too large")?;
-    if body.len() < needed {
-        return Err(format!(
-            "data is truncated: {} bytes for {count} values of {size} bytes",
-            body.len()
-        ));
-    }
-    let mut data = Vec::with_capacity(count);
-    for chunk in body[..needed].chunks_exact(size) {
-        let mut b = [0u8; 8];
-        b[..size].copy_from_slice(chunk);
-        if !little {
-            b[..size].reverse();
-        }
-        data.push(match (kind, size) {
-            ('f', 4) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
-            ('f', 8) => f64::from_le_bytes(b),
-            ('i', 1) => b[0] as i8 as f64,
-            ('i', 2) => i16::from_le_bytes([b[0], b[1]]) as f64,
-            ('i', 4) => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
-            ('i', 8) => i64::from_le_bytes(b) as f64,
-            ('u', 1) | ('b', 1) => b[0] as f64,
-            ('u', 2) => u16::from_le_bytes([b[0], b[1]]) as f64,
-            ('u', 4) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
-            ('u', 8) => u64::from_le_bytes(b) as f64,
-            _ => return Err(format!("unsupported dtype '{descr}'")),
-        });
-    }
-    if fortran && shape.len() > 1 {
-        data = fortran_to_c(&data, &shape);
-    }
-    Ok(NpyArray {
+    let (kind, value_bytes, little) = parse_descr(descr)?;
+    count.checked_mul(value_bytes).ok_or("shape is too large")?;
+    Ok(NpyHeader {
         shape,
-        data,
+        count,
+        value_bytes,
         integer: kind != 'f',
+        data_offset: end,
+        fortran,
+        convert: converter(kind, value_bytes, little)
+            .ok_or_else(|| format!("unsupported dtype '{descr}'"))?,
+    })
+}
+
+/// The conversion of one value's bytes to f64, chosen once per file.
+fn converter(kind: char, size: usize, little: bool) -> Option<fn(&[u8]) -> f64> {
+    macro_rules! from_bytes {
+        ($t:ty, $n:literal) => {
+            if little {
+                (|b: &[u8]| {
+                    let mut a = [0u8; $n];
+                    a.copy_from_slice(&b[..$n]);
+                    <$t>::from_le_bytes(a) as f64
+                }) as fn(&[u8]) -> f64
+            } else {
+                (|b: &[u8]| {
+                    let mut a = [0u8; $n];
+                    a.copy_from_slice(&b[..$n]);
+                    <$t>::from_be_bytes(a) as f64
+                }) as fn(&[u8]) -> f64
+            }
+        };
+    }
+    Some(match (kind, size) {
+        ('f', 4) => from_bytes!(f32, 4),
+        ('f', 8) => from_bytes!(f64, 8),
+        ('i', 1) => from_bytes!(i8, 1),
+        ('i', 2) => from_bytes!(i16, 2),
+        ('i', 4) => from_bytes!(i32, 4),
+        ('i', 8) => from_bytes!(i64, 8),
+        ('u', 1) | ('b', 1) => from_bytes!(u8, 1),
+        ('u', 2) => from_bytes!(u16, 2),
+        ('u', 4) => from_bytes!(u32, 4),
+        ('u', 8) => from_bytes!(u64, 8),
+        _ => return None,
     })
 }
 
@@ -150,13 +295,6 @@ fn parse_descr(descr: &str) -> std::result::Result<(char, usize, bool), String> 
         .as_str()
         .parse()
         .map_err(|_| format!("unsupported dtype '{descr}'"))?;
-    let ok = matches!(
-        (kind, size),
-        ('f', 4 | 8) | ('i', 1 | 2 | 4 | 8) | ('u', 1 | 2 | 4 | 8) | ('b', 1)
-    );
-    if !ok {
-        return Err(format!("unsupported dtype '{descr}'"));
-    }
     Ok((kind, size, little))
 }
 
@@ -182,12 +320,16 @@ fn fortran_to_c(data: &[f64], shape: &[usize]) -> Vec<f64> {
 
 /// Writes `data` with `shape` as little-endian f64 (`double`) or f32, C order, format 1.0.
 pub fn write(path: &Path, shape: &[usize], data: &[f64], double: bool) -> Result<()> {
+    write_parts(path, shape, &[data], double)
+}
+
+/// Writes the concatenation of `parts` with `shape` (as `write`), streamed: no copy of the
+/// whole array is made.
+pub fn write_parts(path: &Path, shape: &[usize], parts: &[&[f64]], double: bool) -> Result<()> {
     let count: usize = shape.iter().product();
-    if count != data.len() {
-        return Err(Error::Shape(format!(
-            "{} values for shape {shape:?}",
-            data.len()
-        )));
+    let given: usize = parts.iter().map(|p| p.len()).sum();
+    if count != given {
+        return Err(Error::Shape(format!("{given} values for shape {shape:?}")));
     }
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = match dims.len() {
@@ -201,19 +343,25 @@ pub fn write(path: &Path, shape: &[usize], data: &[f64], double: bool) -> Result
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat(total.next_multiple_of(64) - total));
     header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + data.len() * 8);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&[1, 0]);
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for &v in data {
-        if double {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        } else {
-            bytes.extend_from_slice(&(v as f32).to_le_bytes());
+    let header_len = u16::try_from(header.len())
+        .map_err(|_| Error::Shape(format!("shape {shape:?} has too many dimensions")))?;
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut out = BufWriter::with_capacity(READ_CHUNK_BYTES, file);
+    let written = (|| {
+        out.write_all(MAGIC)?;
+        out.write_all(&[1, 0])?;
+        out.write_all(&header_len.to_le_bytes())?;
+        out.write_all(header.as_bytes())?;
+        for &v in parts.iter().flat_map(|p| p.iter()) {
+            if double {
+                out.write_all(&v.to_le_bytes())?;
+            } else {
+                out.write_all(&(v as f32).to_le_bytes())?;
+            }
         }
-    }
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+        out.flush()
+    })();
+    written.map_err(|e| Error::io(path, e))
 }
 
 /// The values of an array (read from `path`) as class indices: whole numbers in 0..65536.
@@ -233,19 +381,22 @@ pub fn class_indices(arr: &NpyArray, path: &Path) -> Result<Vec<u32>> {
         .collect()
 }
 
+/// (N, D) of a data file's [N, D] (or [N]) shape.
+pub fn rows_and_dim(shape: &[usize], path: &Path) -> Result<(usize, usize)> {
+    match *shape {
+        [n] => Ok((n, 1)),
+        [n, d] => Ok((n, d)),
+        ref s => Err(npy_err(
+            path,
+            format!("expected a [N, D] array, got shape {s:?}"),
+        )),
+    }
+}
+
 /// An [N, D] (or [N]) array as a data set, with optional [N] integer labels.
 pub fn load_dataset(path: &Path, labels: Option<&Path>) -> Result<DataSet> {
-    let arr = read(path)?;
-    let (n, dim) = match arr.shape[..] {
-        [n] => (n, 1),
-        [n, d] => (n, d),
-        ref s => {
-            return Err(npy_err(
-                path,
-                format!("expected a [N, D] array, got shape {s:?}"),
-            ));
-        }
-    };
+    // The shape from the header first: a wrong file is refused before its data is read.
+    let (n, dim) = rows_and_dim(&read_header(path)?.shape, path)?;
     let labels = match labels {
         Some(lp) => {
             let l = read(lp)?;
@@ -268,6 +419,7 @@ pub fn load_dataset(path: &Path, labels: Option<&Path>) -> Result<DataSet> {
         }
         None => None,
     };
+    let arr = read(path)?;
     DataSet::new(n, dim, arr.data, labels, None).map_err(|e| npy_err(path, e.to_string()))
 }
 

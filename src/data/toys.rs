@@ -16,15 +16,37 @@ pub const NAMES: [&str; 6] = [
     "two-diracs",
 ];
 
+/// The toys drawn as `points` samples (the others are closed-form or fixed).
+pub const SAMPLED: [&str; 4] = ["moons", "checkerboard", "swissroll", "rings"];
+
 /// Fixed seed: a toy is the same data set every time.
 const TOY_SEED: u64 = 20_221_206;
 
-pub fn load(name: &str, points: usize) -> Result<Source> {
+/// Checks a toy's name.
+pub fn check_name(name: &str) -> Result<()> {
+    if NAMES.contains(&name) {
+        Ok(())
+    } else {
+        Err(Error::InvalidSpec(format!(
+            "unknown toy '{name}' for --data toy:NAME (one of {})",
+            NAMES.join(", ")
+        )))
+    }
+}
+
+/// Checks a toy's name and point count.
+pub fn check(name: &str, points: usize) -> Result<()> {
+    check_name(name)?;
     if points == 0 || points > 1_000_000 {
         return Err(Error::InvalidSpec(format!(
-            "toy points must be in 1..=1000000, got {points}"
+            "--points must be in 1..=1000000, got {points}"
         )));
     }
+    Ok(())
+}
+
+pub fn load(name: &str, points: usize) -> Result<Source> {
+    check(name, points)?;
     let mut rng = Rng::new(TOY_SEED);
     let (values, labels): (Vec<[f64; 2]>, Option<Vec<u32>>) = match name {
         "8gaussians" => return Ok(Source::Mixture(eight_gaussians()?)),
@@ -94,10 +116,8 @@ pub fn load(name: &str, points: usize) -> Result<Source> {
             (v, Some(l))
         }
         other => {
-            return Err(Error::InvalidSpec(format!(
-                "unknown toy '{other}' (one of {})",
-                NAMES.join(", ")
-            )));
+            check_name(other)?;
+            return Err(Error::InvalidSpec(format!("toy '{other}' has no sampler")));
         }
     };
     let n = values.len();

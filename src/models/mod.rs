@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 enum Kind {
     /// The ideal denoiser of a finite set: D = sum_j softmax_j(-|x - y_j|^2 / 2 s^2) y_j.
     Empirical {
+        /// Rows and labels only (no values): `spans` reads the class ranges.
         set: Arc<DataSet>,
         kernel: EmpiricalKernel,
     },
@@ -61,7 +62,12 @@ impl AnalyticModel {
         let kind = match source {
             Source::Empirical(set) => Kind::Empirical {
                 kernel: compute.prepare(&set.values, set.n, set.dim, precision)?,
-                set: Arc::new(set.clone()),
+                // The kernel holds the values; the model needs only the class spans.
+                set: Arc::new(DataSet {
+                    values: Vec::new(),
+                    labels: set.labels.clone(),
+                    ..*set
+                }),
             },
             Source::Gaussian(g) => Kind::Gaussian(g.clone()),
             Source::Mixture(m) => Kind::Mixture(m.clone()),

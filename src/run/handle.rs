@@ -51,7 +51,7 @@ impl ModelHandle {
     /// Loads the data and builds the spec's denoiser on the backend the spec asks for.
     pub fn load(spec: &RunSpec, notes: &mut Vec<String>) -> Result<Self> {
         spec.denoiser.check_available()?;
-        let source = spec.data.load()?;
+        let source = spec.load_data()?;
         let compute = Compute::select(spec.backend, notes)?;
         Self::with_source(spec, Arc::new(source), &compute)
     }

@@ -3,6 +3,8 @@
 
 pub mod export;
 pub mod handle;
+pub mod memory;
+pub mod notes;
 pub mod protocol;
 pub mod resolve;
 pub mod session;

@@ -98,7 +98,7 @@ pub fn class_condition(spec: &RunSpec, classes: usize) -> Result<Option<Vec<u32>
         .and_then(|c| c.iter().find(|&&c| c as usize >= classes))
     {
         return Err(Error::InvalidSpec(format!(
-            "class {c} does not exist ({} has {classes} classes)",
+            "class {c} (--class) does not exist ({} has {classes} classes)",
             spec.data.label(),
         )));
     }

@@ -54,6 +54,7 @@ impl Session {
             )));
         }
         let base = handle.denoiser.clone();
+        spec.check_run_memory(base.dim())?;
         let resolved = resolve::schedule(spec, &handle)?;
         let cond = Cond::with_class(resolve::class_condition(spec, base.num_classes())?);
         let x0 = resolve::initial_z(spec, base.dim())?.scale(resolved.sigmas[0]);
@@ -167,9 +168,10 @@ impl Session {
             replan: replanner.as_mut().map(|r| r as &mut dyn Replanner),
             on_step: &mut callback,
         };
-        let output = sample(spec.sampler, args, self.x0.clone(), &mut hooks)?;
+        let output = sample(spec.sampler, args, self.x0.clone(), &mut hooks)
+            .map_err(|e| spec.explain_failure(e))?;
         if let Some(e) = error {
-            return Err(e);
+            return Err(spec.explain_failure(e));
         }
         let total_s = started.elapsed().as_secs_f64();
         let (late, straightness) = match diagnostics.as_mut() {

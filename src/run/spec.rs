@@ -1,5 +1,8 @@
 //! `RunSpec`: everything that defines a run. The CLI flags, the app's controls and preset files
-//! (JSON) all produce one, with the same names.
+//! (JSON) all produce one, with the same names, and all go through one validation path:
+//! `RunSpec::validate` (everything that needs no data), then `RunSpec::load_data` and
+//! `RunSpec::check_run_memory` (what needs the data, in `memory.rs`). `RunSpec::notes` (in
+//! `notes.rs`) names the settings a run ignores. Unknown preset fields are errors that name them.
 
 use std::path::PathBuf;
 
@@ -12,21 +15,52 @@ use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// The largest |CFG| and |NAG| weight accepted: beyond it the guided denoiser leaves every data
+/// scale (the app's sliders stop at 8).
+pub const MAX_GUIDANCE_WEIGHT: f64 = 1000.0;
+
 /// CFG's class condition: one class for all samples, or one per sample from a .npy [B].
+/// Written as `{"all": 3}` or `{"file": "classes.npy"}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "ClassSpecFields")]
 pub enum ClassSpec {
     All(u32),
     File(PathBuf),
 }
 
-impl ClassSpec {
-    /// An integer, or a path to a .npy of integers.
-    pub fn parse(s: &str) -> Self {
-        match s.parse::<u32>() {
-            Ok(c) => ClassSpec::All(c),
-            Err(_) => ClassSpec::File(s.into()),
+/// `ClassSpec` as read from JSON: its fields by name, so that an unknown one is named in the error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassSpecFields {
+    all: Option<u32>,
+    file: Option<PathBuf>,
+}
+
+impl TryFrom<ClassSpecFields> for ClassSpec {
+    type Error = String;
+
+    fn try_from(fields: ClassSpecFields) -> std::result::Result<Self, String> {
+        match (fields.all, fields.file) {
+            (Some(c), None) => Ok(ClassSpec::All(c)),
+            (None, Some(path)) => Ok(ClassSpec::File(path)),
+            _ => Err("a class is {\"all\": N} or {\"file\": PATH}".into()),
         }
+    }
+}
+
+impl ClassSpec {
+    /// A class index, or a path to a .npy of them; a number that is no class index (-1, 2.5)
+    /// is an error rather than a file name.
+    pub fn parse(s: &str) -> Result<Self> {
+        if let Ok(c) = s.parse::<u32>() {
+            return Ok(ClassSpec::All(c));
+        }
+        if s.is_empty() || s.parse::<f64>().is_ok() {
+            return Err(Error::InvalidSpec(format!(
+                "--class must be a class index (0, 1, 2, ...) or a .npy file of them, got '{s}'"
+            )));
+        }
+        Ok(ClassSpec::File(s.into()))
     }
 }
 
@@ -73,7 +107,7 @@ impl DenoiserSpec {
 
 /// Guidance settings (science.md section 4).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GuidanceSpec {
     /// CFG weight w; 1 = plain conditional.
     pub cfg: f64,
@@ -97,7 +131,7 @@ impl Default for GuidanceSpec {
 
 /// Per-step diagnostics settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DiagnosticsSpec {
     pub enabled: bool,
     /// Rows of the batch the noise-level statistics use (a fixed random subset).
@@ -115,7 +149,7 @@ impl Default for DiagnosticsSpec {
 
 /// A whole run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RunSpec {
     pub data: DataSpec,
     pub denoiser: DenoiserSpec,
@@ -158,33 +192,51 @@ impl Default for RunSpec {
 }
 
 impl RunSpec {
-    /// Checks everything that can be checked without loading data.
+    /// Checks everything that can be checked without loading data. Flags, presets and the app
+    /// all come through here; the messages name the CLI flag of the offending setting.
     pub fn validate(&self) -> Result<()> {
+        self.data.validate()?;
         self.schedule.validate()?;
         self.stochasticity.validate()?;
         if self.batch == 0 || self.batch > 10_000_000 {
             return Err(Error::InvalidSpec(format!(
-                "batch must be in 1..=10000000, got {}",
+                "--batch must be in 1..=10000000, got {}",
                 self.batch
             )));
         }
-        for (name, w) in [("CFG", self.guidance.cfg), ("NAG", self.guidance.nag)] {
-            if !w.is_finite() {
-                return Err(Error::InvalidSpec(format!("{name} weight must be finite")));
+        for (name, w) in [
+            ("CFG (--cfg)", self.guidance.cfg),
+            ("NAG (--nag)", self.guidance.nag),
+        ] {
+            if !(w.is_finite() && w.abs() <= MAX_GUIDANCE_WEIGHT) {
+                return Err(Error::InvalidSpec(format!(
+                    "the {name} weight must be a number within ±{MAX_GUIDANCE_WEIGHT}, got {w:e}"
+                )));
             }
         }
-        self.guidance.nag_prior.validate()?;
+        self.guidance.nag_prior.validate().map_err(|_| {
+            Error::InvalidSpec(format!(
+                "NAG's sigma prior (--nag-prior) needs 0 < lo < hi and a positive std, got {:?}",
+                self.guidance.nag_prior
+            ))
+        })?;
         if self.diagnostics.subset == 0 {
             return Err(Error::InvalidSpec(
-                "the diagnostics subset must hold at least one sample".into(),
+                "--diagnostics-subset must be at least 1".into(),
             ));
         }
         Ok(())
     }
 
+    /// Reads a preset without validating it, so that flags can still change it (the CLI
+    /// validates once all of them are applied). Unknown fields are errors that name them.
+    pub fn parse_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::InvalidSpec(e.to_string()))
+    }
+
+    /// Reads and validates a preset.
     pub fn from_json(text: &str) -> Result<Self> {
-        let spec: RunSpec =
-            serde_json::from_str(text).map_err(|e| Error::InvalidSpec(format!("preset: {e}")))?;
+        let spec = Self::parse_json(text)?;
         spec.validate()?;
         Ok(spec)
     }
@@ -197,6 +249,7 @@ impl RunSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::schedule::ScheduleKind;
 
     #[test]
     fn presets_round_trip_and_fill_defaults() -> Result<()> {
@@ -216,6 +269,138 @@ mod tests {
         assert_eq!(partial.schedule, ScheduleSpec::default());
         assert!(RunSpec::from_json(r#"{"batch": 0}"#).is_err());
         assert!(RunSpec::from_json("{not json").is_err());
+        Ok(())
+    }
+
+    /// Presets as the app wrote them before unknown fields became errors (tests/fixtures, made
+    /// by `RunSpec::to_json` at commit b57c01d) and the README's screenshot preset.
+    const WRITTEN_BY_TODAYS_APP: [(&str, &str); 6] = [
+        (
+            "default scene",
+            include_str!("../../tests/fixtures/preset-default-scene.json"),
+        ),
+        (
+            "digits",
+            include_str!("../../tests/fixtures/preset-digits.json"),
+        ),
+        (
+            "every field",
+            include_str!("../../tests/fixtures/preset-every-field.json"),
+        ),
+        (
+            "gaussian",
+            include_str!("../../tests/fixtures/preset-gaussian.json"),
+        ),
+        (
+            "npy + tangent",
+            include_str!("../../tests/fixtures/preset-npy-tangent.json"),
+        ),
+        (
+            "screenshot",
+            include_str!("../../docs/screenshot-preset.json"),
+        ),
+    ];
+
+    #[test]
+    fn presets_written_by_todays_app_still_load() -> Result<()> {
+        for (name, text) in WRITTEN_BY_TODAYS_APP {
+            let spec = RunSpec::from_json(text).map_err(|e| {
+                Error::InvalidSpec(format!("the {name} preset no longer loads: {e}"))
+            })?;
+            assert_eq!(RunSpec::from_json(&spec.to_json())?, spec, "{name}");
+        }
+        let every = RunSpec::from_json(WRITTEN_BY_TODAYS_APP[2].1)?;
+        assert_eq!(every.schedule.kind, ScheduleKind::Tangent { c: Some(0.7) });
+        assert_eq!(
+            every.guidance.class,
+            Some(ClassSpec::File("classes.npy".into()))
+        );
+        assert_eq!(every.stochasticity.churn, 40.0);
+        assert_eq!(every.precision, Precision::F64);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_that_name_them_at_every_level() {
+        let typos = [
+            (r#"{"step": 5}"#, "step"),
+            (r#"{"schedule": {"step": 5}}"#, "step"),
+            (
+                r#"{"schedule": {"kind": {"family": "tangent", "cc": 1}}}"#,
+                "cc",
+            ),
+            (r#"{"stochasticity": {"S_churn": 1}}"#, "S_churn"),
+            (r#"{"guidance": {"weight": 2}}"#, "weight"),
+            (
+                r#"{"guidance": {"nag_prior": {"kind": "log_normal", "mean": 0, "std": 1, "sd": 2}}}"#,
+                "sd",
+            ),
+            (r#"{"guidance": {"class": {"every": 3}}}"#, "every"),
+            (r#"{"guidance": {"class": {"all": 3, "zz": 1}}}"#, "zz"),
+            (r#"{"data": {"kind": "digits", "size": 8}}"#, "size"),
+            (
+                r#"{"schedule": {"kind": {"family": "karras", "rho": 7}}}"#,
+                "rho",
+            ),
+            (r#"{"diagnostics": {"on": true}}"#, "on"),
+            (
+                r#"{"data": {"kind": "toy", "name": "moons", "points": 9, "point": 9}}"#,
+                "point",
+            ),
+        ];
+        for (text, field) in typos {
+            match RunSpec::parse_json(text) {
+                Ok(spec) => panic!("{text} loaded as {spec:?}"),
+                Err(e) => assert!(e.to_string().contains(&format!("`{field}`")), "{text}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn presets_are_validated_like_flags() -> Result<()> {
+        // A preset's tangent c = -1 is refused as the flag's is.
+        let tangent = r#"{"schedule": {"kind": {"family": "tangent", "c": -1.0}}}"#;
+        let err = RunSpec::from_json(tangent)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(err.is_err_and(|e| e.contains("tangent")));
+        assert!("tangent:-1".parse::<ScheduleKind>().is_err());
+        // Parsed alone, steps: 0 waits for a flag to mend it; validated, it is refused.
+        let mut spec = RunSpec::parse_json(r#"{"schedule": {"steps": 0}}"#)?;
+        assert!(spec.validate().is_err());
+        spec.schedule.steps = 5;
+        spec.validate()?;
+        // Partial sub-objects take the defaults of the fields they leave out.
+        let partial =
+            RunSpec::from_json(r#"{"schedule": {"steps": 7}, "stochasticity": {"churn": 3}}"#)?;
+        assert_eq!(
+            partial.schedule.sigma_max,
+            ScheduleSpec::default().sigma_max
+        );
+        assert_eq!(partial.stochasticity.tmax, Stochasticity::default().tmax);
+        Ok(())
+    }
+
+    #[test]
+    fn guidance_weights_and_classes_have_clear_bounds() -> Result<()> {
+        for (cfg, nag) in [
+            (1e300, 0.0),
+            (f64::NAN, 0.0),
+            (1.0, f64::INFINITY),
+            (1.0, -1001.0),
+        ] {
+            let mut spec = RunSpec::default();
+            spec.guidance.cfg = cfg;
+            spec.guidance.nag = nag;
+            let e = spec.validate().map(|_| ()).map_err(|e| e.to_string());
+            assert!(e.is_err_and(|e| e.contains("--cfg") || e.contains("--nag")));
+        }
+        assert_eq!(ClassSpec::parse("3")?, ClassSpec::All(3));
+        assert_eq!(ClassSpec::parse("c.npy")?, ClassSpec::File("c.npy".into()));
+        for bad in ["-1", "2.5", "1e3", ""] {
+            let e = ClassSpec::parse(bad).map(|_| ()).map_err(|e| e.to_string());
+            assert!(e.is_err_and(|e| e.contains("--class")), "{bad}");
+        }
         Ok(())
     }
 }

@@ -175,7 +175,7 @@ impl WorkerState {
         let handle = match reuse {
             Some(h) => h,
             None => {
-                let source = Arc::new(spec.data.load()?);
+                let source = Arc::new(spec.load_data()?);
                 let h = Arc::new(ModelHandle::with_source(spec, source, &compute)?);
                 self.handle = Some(h.clone());
                 h
