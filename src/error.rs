@@ -26,6 +26,12 @@ pub enum Error {
     /// The app window could not open or run.
     #[error("app: {0}")]
     App(String),
+    /// Training or evaluating a learned model failed (a tensor operation in candle).
+    #[error("learned model: {0}")]
+    Train(String),
+    /// A checkpoint is missing, corrupt, or does not fit where it is used.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint { path: String, reason: String },
     /// Reading or writing a file failed.
     #[error("{path}: {cause}")]
     Io {
@@ -42,6 +48,17 @@ impl Error {
             cause,
         }
     }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Train(candle_message(&e))
+    }
+}
+
+/// A candle error's message without the backtrace candle appends when RUST_BACKTRACE is set.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -20,5 +20,6 @@ pub mod data;
 pub mod error;
 pub mod models;
 pub mod run;
+pub mod train;
 
 pub use error::{Error, Result};

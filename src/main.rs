@@ -63,6 +63,7 @@ fn main() -> ExitCode {
     };
     let result = match parsed.command {
         Some(cli::Command::Sample(args)) => cli::sample::run(&args),
+        Some(cli::Command::Train(args)) => cli::train::run(&args),
         Some(cli::Command::Bench(args)) => cli::bench::run(&args),
         Some(cli::Command::BenchUi(args)) => cli::bench_ui::run(&args),
         None => open_app(parsed.preset.as_deref(), parsed.renderer),

@@ -121,16 +121,23 @@ fn the_denoiser_field_round_trips_in_its_documented_spellings() {
 }
 
 #[test]
-fn a_denoiser_that_is_not_available_is_an_error_not_the_exact_one() {
-    for denoiser in [
-        DenoiserSpec::Checkpoint("runs/moons.safetensors".into()),
-        DenoiserSpec::Bundled("moons".into()),
+fn a_denoiser_that_cannot_be_made_is_an_error_not_the_exact_one() {
+    let moons = DataSpec::Toy {
+        name: "moons".into(),
+        points: 64,
+    };
+    for (denoiser, needle) in [
+        (
+            DenoiserSpec::Checkpoint("runs/moons.safetensors".into()),
+            "runs/moons.safetensors",
+        ),
+        (
+            DenoiserSpec::Bundled("cifar".into()),
+            "no bundled model 'cifar'",
+        ),
     ] {
         let spec = RunSpec {
-            data: DataSpec::Toy {
-                name: "moons".into(),
-                points: 64,
-            },
+            data: moons.clone(),
             denoiser,
             backend: BackendChoice::Cpu,
             ..Default::default()
@@ -139,9 +146,18 @@ fn a_denoiser_that_is_not_available_is_an_error_not_the_exact_one() {
             Ok(_) => panic!("{:?} was built", spec.denoiser),
             Err(e) => e.to_string(),
         };
-        assert!(message.contains("not available yet"), "{message}");
-        assert!(message.contains(&spec.denoiser.label()), "{message}");
+        assert!(message.contains(needle), "{message}");
     }
+    // A bundled model that exists is the run's denoiser, with the exact model as ground truth.
+    let spec = RunSpec {
+        data: moons,
+        denoiser: DenoiserSpec::Bundled("moons".into()),
+        backend: BackendChoice::Cpu,
+        ..Default::default()
+    };
+    let handle = ModelHandle::load(&spec, &mut Vec::new()).expect("bundled moons");
+    assert!(handle.ground_truth.is_some());
+    assert!(handle.backend.starts_with("candle"), "{}", handle.backend);
 }
 
 /// Checks that `T` prints, parses and serialises exactly `names`, in order, and nothing else.

@@ -1,9 +1,10 @@
-//! The command line: `noisescope sample`, `noisescope bench` and `noisescope bench-ui` (no
+//! The command line: `noisescope sample`, `noisescope train`, `noisescope bench` and `noisescope bench-ui` (no
 //! subcommand opens the app).
 
 pub mod bench;
 pub mod bench_ui;
 pub mod sample;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,9 @@ pub enum Command {
     /// Run a sampler and write every step to disk.
     #[command(allow_negative_numbers = true)]
     Sample(Box<sample::SampleArgs>),
+    /// Train a learned denoiser and write a checkpoint (PATH.safetensors + PATH.json).
+    #[command(allow_negative_numbers = true)]
+    Train(Box<train::TrainArgs>),
     /// Measure the empirical denoiser on the three reference workloads.
     Bench(bench::BenchArgs),
     /// Open the app, script slider changes, print rerun latency and frame times (needs a display).

@@ -11,9 +11,10 @@ use noisescope::core::estimate::SigmaPrior;
 use noisescope::core::sampler::SamplerKind;
 use noisescope::core::schedule::ScheduleKind;
 use noisescope::data::{DataSpec, toys};
+use noisescope::models::quality::{CLASS_SIGMA, quality};
 use noisescope::run::export::{RunArtifacts, Timings, check_out_dir, write_run};
 use noisescope::run::notes::steep_schedule_warning;
-use noisescope::run::spec::ClassSpec;
+use noisescope::run::spec::{ClassSpec, DenoiserSpec};
 use noisescope::run::{ModelHandle, RunSpec, Session};
 
 /// Every flag is optional: a flag overrides the preset (or the default) it is given on.
@@ -102,6 +103,10 @@ pub struct SampleArgs {
     /// [>= N, B, D] standard-normal churn noise, row i for step i.
     #[arg(long)]
     pub churn_noise: Option<PathBuf>,
+    /// exact (the data's exact denoiser) | bundled:moons | bundled:digits | PATH.safetensors (a
+    /// `noisescope train` checkpoint). A learned run's diagnostics still use the exact posterior.
+    #[arg(long)]
+    pub denoiser: Option<String>,
     /// A preset (JSON RunSpec, as the app exports); flags override it.
     #[arg(long)]
     pub preset: Option<PathBuf>,
@@ -215,6 +220,9 @@ impl SampleArgs {
         if let Some(v) = self.diagnostics_subset {
             spec.diagnostics.subset = v;
         }
+        if let Some(d) = &self.denoiser {
+            spec.denoiser = DenoiserSpec::parse(d)?;
+        }
         if let Some(p) = &self.init_noise {
             spec.init_noise = Some(p.clone());
         }
@@ -305,6 +313,20 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     let sigmas_used = result.output.sigmas.clone();
     // Re-planned (adaptive) runs get the theory of the sigmas they used.
     let theory = session.theory_for(&sigmas_used);
+    let x_final = states.last().unwrap_or(&session.x0);
+    // The samples' quality against the data (class accuracy for class-conditional runs).
+    let quality = match quality(
+        x_final,
+        &handle.source,
+        session.cond.class.as_deref(),
+        spec.seed,
+    ) {
+        Ok(q) => Some(q),
+        Err(e) => {
+            notes.push(format!("no quality metrics: {e}"));
+            None
+        }
+    };
     let artifacts = RunArtifacts {
         spec: spec.clone(),
         backend: handle.backend.clone(),
@@ -324,6 +346,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         evaluations,
         tangent_c: session.tangent_c,
         theory,
+        quality: quality.clone(),
         timings: Timings {
             total_s,
             sampling_s: result.sampling_s,
@@ -346,5 +369,16 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         handle.backend,
         out.display()
     );
+    if let Some(q) = &quality {
+        println!(
+            "quality vs the data: sliced W2 {:.4}, MMD {:.4}, nearest training point {:.4}{}",
+            q.sliced_w2,
+            q.mmd,
+            q.nearest_distance,
+            q.class_accuracy.map_or(String::new(), |a| format!(
+                ", class accuracy {a:.3} (exact class posterior at sigma {CLASS_SIGMA})"
+            ))
+        );
+    }
     Ok(())
 }

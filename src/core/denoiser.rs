@@ -9,7 +9,9 @@ pub struct Cond {
     /// Class label per row (CFG's condition c); `None` is the unconditional model.
     pub class: Option<Vec<u32>>,
     /// `true`: the ordinary noise-conditional D(x; sigma). `false`: the noise-UNconditional model of
-    /// NAG (seed 000), D(x; none) = x + sigma^2 s(x) with s the score of p(x) = int p(x; s) pi(s) ds.
+    /// NAG (seed 000): for analytic models D(x; none) = x + sigma^2 s(x) with s the score of
+    /// p(x) = int p(x; s) pi(s) ds; for learned ones the noise-dropped branch x - sigma E[n | x],
+    /// sigma ~ the dropped rows' training law pi_none (docs/learned-denoisers.md).
     pub noise_conditional: bool,
 }
 

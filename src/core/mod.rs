@@ -9,6 +9,7 @@ pub mod guidance;
 pub mod infonoise;
 pub mod information;
 pub mod linalg;
+pub mod metrics;
 pub mod noise;
 pub mod sampler;
 pub mod schedule;

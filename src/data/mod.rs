@@ -488,6 +488,7 @@ mod tests {
         Ok(())
     }
 
+    #[test]
     fn data_beyond_single_precision_needs_f64_and_says_so() -> Result<()> {
         let set = DataSet::new(2, 1, vec![1.0, 1e10], None, None)?;
         set.check_precision(Precision::F64, "npy:a.npy")?;

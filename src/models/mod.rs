@@ -1,5 +1,10 @@
-//! The analytic denoisers: data whose D(x; sigma), p(x; sigma) and noise-unconditional score are
-//! known exactly. `AnalyticModel` implements `Denoiser` (with NAG's D(x; none)) and `NoiseLikelihood`.
+//! The denoisers. The analytic ones: data whose D(x; sigma), p(x; sigma) and noise-unconditional
+//! score are known exactly; `AnalyticModel` implements `Denoiser` (with NAG's D(x; none)) and
+//! `NoiseLikelihood`. `learned`: a trained network (train/) as a `Denoiser`. `quality`: sample
+//! quality against the data with the exact model as ground truth.
+
+pub mod learned;
+pub mod quality;
 
 use std::f64::consts::PI;
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::core::diagnostics::StepRecord;
 use crate::core::estimate::Spread;
+use crate::core::metrics::Quality;
 use crate::core::theory::GaussianTheory;
 use crate::core::{Batch, Precision};
 use crate::data::grid::{export_scale, image_grid};
@@ -49,6 +50,8 @@ pub struct RunArtifacts {
     pub evaluations: usize,
     pub tangent_c: Option<f64>,
     pub theory: Option<GaussianTheory>,
+    /// The final samples' quality against the data (core::metrics), when measured.
+    pub quality: Option<Quality>,
     pub timings: Timings,
 }
 
@@ -85,6 +88,7 @@ impl RunArtifacts {
             evaluations: run.evaluations,
             tangent_c: run.tangent_c,
             theory: run.theory.clone(),
+            quality: None,
             timings: Timings {
                 total_s: run.sampling_s + run.diagnostics_s,
                 sampling_s: run.sampling_s,
@@ -118,6 +122,7 @@ struct RunSummary<'a> {
     timings: TimingsSummary,
     straightness: Spread,
     theory: Option<&'a GaussianTheory>,
+    quality: Option<&'a Quality>,
 }
 
 #[derive(Serialize)]
@@ -351,6 +356,7 @@ fn write_files(dir: &Path, run: &RunArtifacts) -> Result<Vec<&'static str>> {
         },
         straightness: Spread::of(&run.straightness),
         theory: run.theory.as_ref(),
+        quality: run.quality.as_ref(),
     };
     let json_path = dir.join("run.json");
     let text = serde_json::to_string_pretty(&summary)
@@ -384,6 +390,7 @@ mod tests {
             evaluations: 1,
             tangent_c: None,
             theory: None,
+            quality: None,
             timings: Timings::default(),
         })
     }

@@ -11,6 +11,7 @@ use crate::core::information::{InformationProfile, log_sigma_grid};
 use crate::data::{DataSet, DataSpec, Source};
 use crate::error::Result;
 use crate::models::AnalyticModel;
+use crate::models::learned::LearnedDenoiser;
 
 use super::spec::{DenoiserSpec, RunSpec};
 
@@ -51,6 +52,11 @@ impl ModelHandle {
     /// Loads the data and builds the spec's denoiser on the backend the spec asks for.
     pub fn load(spec: &RunSpec, notes: &mut Vec<String>) -> Result<Self> {
         spec.denoiser.check_available()?;
+        if spec.denoiser != DenoiserSpec::Exact && spec.precision == Precision::F64 {
+            notes.push(
+                "learned models compute in f32; f64 applies to the exact ground truth".to_string(),
+            );
+        }
         let source = spec.load_data()?;
         let compute = Compute::select(spec.backend, notes)?;
         Self::with_source(spec, Arc::new(source), &compute)
@@ -68,9 +74,20 @@ impl ModelHandle {
             compute.describe()
         };
         let exact = Arc::new(exact);
-        let denoiser: Arc<dyn Denoiser> = match &spec.denoiser {
-            DenoiserSpec::Exact => exact.clone(),
-            other => return Err(other.unavailable()),
+        let learned = match &spec.denoiser {
+            DenoiserSpec::Exact => None,
+            DenoiserSpec::Checkpoint(path) => Some(LearnedDenoiser::from_checkpoint(path)?),
+            DenoiserSpec::Bundled(name) => Some(LearnedDenoiser::bundled(name)?),
+        };
+        let (denoiser, backend): (Arc<dyn Denoiser>, String) = match learned {
+            None => (exact.clone(), backend),
+            Some(model) => {
+                model.check_data(&spec.data, &source)?;
+                // The network runs in f32 on candle's CPU backend; the exact model, the ground
+                // truth of the diagnostics, runs where the spec says.
+                let label = format!("candle cpu f32; exact ground truth on {backend}");
+                (Arc::new(model), label)
+            }
         };
         Ok(Self::with_denoiser(
             spec,

@@ -13,6 +13,7 @@ use crate::core::sampler::{SamplerKind, Stochasticity};
 use crate::core::schedule::ScheduleSpec;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
+use crate::models::learned::bundled_names;
 use serde::{Deserialize, Serialize};
 
 /// The largest |CFG| and |NAG| weight accepted: beyond it the guided denoiser leaves every data
@@ -72,9 +73,9 @@ pub enum DenoiserSpec {
     /// The exact denoiser of the data: ideal empirical, Gaussian or mixture, in closed form.
     #[default]
     Exact,
-    /// A trained model saved as a checkpoint file (not available yet).
+    /// A trained model saved as a checkpoint (PATH.safetensors with PATH.json beside it).
     Checkpoint(PathBuf),
-    /// A trained model shipped with noisescope, by name (not available yet).
+    /// A trained model shipped with noisescope, by name (`models::learned::bundled_names`).
     Bundled(String),
 }
 
@@ -88,20 +89,34 @@ impl DenoiserSpec {
         }
     }
 
-    /// An error for a denoiser this build cannot make, so that a preset asking for one is never
-    /// run with another.
-    pub fn check_available(&self) -> Result<()> {
-        match self {
-            DenoiserSpec::Exact => Ok(()),
-            other => Err(other.unavailable()),
+    /// The CLI's spelling: `exact`, `bundled:NAME`, or a checkpoint path.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.split_once(':') {
+            _ if s == "exact" => Ok(DenoiserSpec::Exact),
+            Some(("bundled", name)) => {
+                let spec = DenoiserSpec::Bundled(name.to_string());
+                spec.check_available()?;
+                Ok(spec)
+            }
+            _ if s.is_empty() => Err(Error::InvalidSpec(
+                "--denoiser needs exact, bundled:NAME or a checkpoint path".into(),
+            )),
+            _ => Ok(DenoiserSpec::Checkpoint(s.into())),
         }
     }
 
-    pub(crate) fn unavailable(&self) -> Error {
-        Error::InvalidSpec(format!(
-            "denoiser {}: learned denoisers are not available yet (use \"exact\")",
-            self.label()
-        ))
+    /// Whether this build can make the denoiser (a bundled name must exist; a checkpoint is
+    /// checked when it is loaded), so that a preset asking for one is never run with another.
+    pub fn check_available(&self) -> Result<()> {
+        match self {
+            DenoiserSpec::Bundled(name) if !bundled_names().contains(&name.as_str()) => {
+                Err(Error::InvalidSpec(format!(
+                    "there is no bundled model '{name}' (bundled: {})",
+                    bundled_names().join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

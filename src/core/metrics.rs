@@ -1,0 +1,319 @@
+//! Sample-quality metrics against the data: sliced Wasserstein-2 (seeded fixed projections),
+//! MMD with a Gaussian kernel (median bandwidth), mean distance to the nearest training point
+//! (memorisation), and class accuracy under a class posterior the caller supplies (the exact one
+//! at sigma_min comes from models::quality::class_posterior).
+
+use serde::{Deserialize, Serialize};
+
+use super::noise::{Rng, choose_subset};
+use super::{Batch, dot, norm};
+use crate::error::{Error, Result};
+
+/// Projections the sliced W2 averages over by default.
+pub const DEFAULT_PROJECTIONS: usize = 256;
+/// Points per set the MMD uses at most (a seeded subset beyond): its cost is quadratic.
+pub const DEFAULT_MMD_POINTS: usize = 2000;
+
+fn same_dim(a: &Batch, b: &Batch) -> Result<()> {
+    if a.dim != b.dim {
+        return Err(Error::Shape(format!(
+            "cannot compare samples of dimension {} with data of dimension {}",
+            a.dim, b.dim
+        )));
+    }
+    if a.rows == 0 || b.rows == 0 {
+        return Err(Error::Shape(
+            "a metric needs at least one point on each side".into(),
+        ));
+    }
+    if !a.is_finite() || !b.is_finite() {
+        return Err(Error::NonFinite(
+            "samples or data hold NaN or infinity".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Squared W2 between two 1-D empirical distributions (sorted in place), exact for any sizes:
+/// the integral over u in (0, 1) of (F_a^-1(u) - F_b^-1(u))^2.
+pub fn w2_squared_1d(a: &mut [f64], b: &mut [f64]) -> f64 {
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (n, m) = (a.len(), b.len());
+    let (mut i, mut j, mut u, mut total) = (0, 0, 0.0, 0.0);
+    while i < n && j < m {
+        // Next breakpoint of either quantile function.
+        let (next_a, next_b) = ((i + 1) as f64 / n as f64, (j + 1) as f64 / m as f64);
+        let next = next_a.min(next_b);
+        total += (a[i] - b[j]).powi(2) * (next - u);
+        u = next;
+        if next_a <= next {
+            i += 1;
+        }
+        if next_b <= next {
+            j += 1;
+        }
+    }
+    total
+}
+
+/// `count` unit vectors in `dim` dimensions, uniform on the sphere, from `seed`.
+pub fn projections(dim: usize, count: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = Rng::new(seed);
+    (0..count)
+        .map(|_| {
+            loop {
+                let v: Vec<f64> = (0..dim).map(|_| rng.normal()).collect();
+                let n = norm(&v);
+                if n > 1e-12 {
+                    break v.iter().map(|x| x / n).collect();
+                }
+            }
+        })
+        .collect()
+}
+
+/// Sliced W2: sqrt of the mean over projections theta of W2^2(theta . a, theta . b).
+pub fn sliced_w2(a: &Batch, b: &Batch, projections_count: usize, seed: u64) -> Result<f64> {
+    same_dim(a, b)?;
+    let dirs = projections(a.dim, projections_count.max(1), seed);
+    let project = |set: &Batch, d: &[f64]| -> Vec<f64> {
+        (0..set.rows).map(|r| dot(set.row(r), d)).collect()
+    };
+    let total: f64 = dirs
+        .iter()
+        .map(|d| w2_squared_1d(&mut project(a, d), &mut project(b, d)))
+        .sum();
+    Ok((total / dirs.len() as f64).sqrt())
+}
+
+fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// The median of the pairwise distances in the union of `a` and `b` (the median heuristic).
+pub fn median_bandwidth(a: &Batch, b: &Batch) -> f64 {
+    let pooled: Vec<&[f64]> = (0..a.rows)
+        .map(|r| a.row(r))
+        .chain((0..b.rows).map(|r| b.row(r)))
+        .collect();
+    let mut distances = Vec::with_capacity(pooled.len() * pooled.len() / 2);
+    for i in 0..pooled.len() {
+        for j in 0..i {
+            distances.push(squared_distance(pooled[i], pooled[j]).sqrt());
+        }
+    }
+    if distances.is_empty() {
+        return 0.0;
+    }
+    // The median without sorting all O(n^2) distances.
+    let mid = distances.len() / 2;
+    *distances.select_nth_unstable_by(mid, f64::total_cmp).1
+}
+
+/// MMD with the kernel exp(-|x - y|^2 / (2 h^2)), the biased (V-statistic) estimate:
+/// sqrt(max(0, mean k(a, a') + mean k(b, b') - 2 mean k(a, b))). Zero for a set with itself.
+pub fn mmd_with_bandwidth(a: &Batch, b: &Batch, bandwidth: f64) -> Result<f64> {
+    same_dim(a, b)?;
+    if !(bandwidth.is_finite() && bandwidth > 0.0) {
+        return Err(Error::InvalidSpec(format!(
+            "the MMD bandwidth must be positive, got {bandwidth}"
+        )));
+    }
+    let scale = -0.5 / (bandwidth * bandwidth);
+    let mean_kernel = |p: &Batch, q: &Batch| -> f64 {
+        let mut total = 0.0;
+        for i in 0..p.rows {
+            for j in 0..q.rows {
+                total += (scale * squared_distance(p.row(i), q.row(j))).exp();
+            }
+        }
+        total / (p.rows * q.rows) as f64
+    };
+    let squared = mean_kernel(a, a) + mean_kernel(b, b) - 2.0 * mean_kernel(a, b);
+    Ok(squared.max(0.0).sqrt())
+}
+
+/// At most `max_points` rows of `set`, a seeded subset beyond.
+fn subset(set: &Batch, max_points: usize, seed: u64) -> Batch {
+    if set.rows <= max_points {
+        return set.clone();
+    }
+    set.select_rows(&choose_subset(seed, set.rows, max_points))
+}
+
+/// MMD with the median-heuristic bandwidth, on at most `max_points` rows of each set.
+/// Returns (mmd, bandwidth).
+pub fn mmd(a: &Batch, b: &Batch, max_points: usize, seed: u64) -> Result<(f64, f64)> {
+    same_dim(a, b)?;
+    let a = subset(a, max_points, seed);
+    let b = subset(b, max_points, seed.wrapping_add(1));
+    let bandwidth = median_bandwidth(&a, &b);
+    if !(bandwidth.is_finite() && bandwidth > 0.0) {
+        // Every point is the same: the sets are identical.
+        return Ok((0.0, 0.0));
+    }
+    Ok((mmd_with_bandwidth(&a, &b, bandwidth)?, bandwidth))
+}
+
+/// Mean over samples of the distance to the nearest data point: small when a model reproduces
+/// its training points (memorisation), about the data's own spacing when it generalises.
+pub fn mean_nearest_distance(samples: &Batch, data: &Batch) -> Result<f64> {
+    same_dim(samples, data)?;
+    let total: f64 = (0..samples.rows)
+        .map(|r| {
+            (0..data.rows)
+                .map(|j| squared_distance(samples.row(r), data.row(j)))
+                .fold(f64::INFINITY, f64::min)
+                .sqrt()
+        })
+        .sum();
+    Ok(total / samples.rows as f64)
+}
+
+/// The fraction of samples whose most probable class under `posterior` (one probability vector
+/// per row) is the class they were generated for.
+pub fn class_accuracy(
+    samples: &Batch,
+    intended: &[u32],
+    posterior: &dyn Fn(&Batch) -> Result<Vec<Vec<f64>>>,
+) -> Result<f64> {
+    if intended.len() != samples.rows || samples.rows == 0 {
+        return Err(Error::Shape(format!(
+            "{} intended classes for {} samples",
+            intended.len(),
+            samples.rows
+        )));
+    }
+    let probabilities = posterior(samples)?;
+    if probabilities.len() != samples.rows {
+        return Err(Error::Shape("the class posterior skipped rows".into()));
+    }
+    let hits = probabilities
+        .iter()
+        .zip(intended)
+        .filter(|&(p, &c)| {
+            let best = p
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.total_cmp(y.1))
+                .map(|(k, _)| k);
+            best == Some(c as usize)
+        })
+        .count();
+    Ok(hits as f64 / samples.rows as f64)
+}
+
+/// The quality of a set of samples against the data, as written to run.json.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    pub sliced_w2: f64,
+    pub mmd: f64,
+    pub mmd_bandwidth: f64,
+    pub nearest_distance: f64,
+    /// Class-conditional samples only: accuracy under the exact class posterior at sigma_min.
+    pub class_accuracy: Option<f64>,
+}
+
+impl Quality {
+    /// Every metric but class accuracy (which needs a posterior: `with_class_accuracy`).
+    pub fn measure(samples: &Batch, data: &Batch, seed: u64) -> Result<Self> {
+        let (mmd, mmd_bandwidth) = mmd(samples, data, DEFAULT_MMD_POINTS, seed)?;
+        Ok(Quality {
+            sliced_w2: sliced_w2(samples, data, DEFAULT_PROJECTIONS, seed)?,
+            mmd,
+            mmd_bandwidth,
+            nearest_distance: mean_nearest_distance(samples, data)?,
+            class_accuracy: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::noise::initial_noise;
+
+    /// n points of N(mean, std^2 I).
+    fn gaussian(n: usize, mean: &[f64], std: f64, seed: u64) -> Batch {
+        let mut z = initial_noise(seed, n, mean.len());
+        for r in 0..n {
+            for (v, m) in z.row_mut(r).iter_mut().zip(mean) {
+                *v = m + std * *v;
+            }
+        }
+        z
+    }
+
+    #[test]
+    fn one_dimensional_w2_is_exact_for_unequal_sizes() {
+        assert_eq!(w2_squared_1d(&mut [1.0, 0.0], &mut [0.0, 1.0]), 0.0);
+        // Half the mass moves by 1, half by 3: 0.5 + 4.5.
+        assert!((w2_squared_1d(&mut [0.0], &mut [1.0, 3.0]) - 5.0).abs() < 1e-12);
+        // A shift moves everything by the shift.
+        assert!((w2_squared_1d(&mut [0.0, 1.0, 2.0], &mut [0.5, 1.5, 2.5]) - 0.25).abs() < 1e-12);
+        // Quantile coupling of thirds against halves: (0-0)^2/3 + (1-0)^2/6 + (1-1)^2/6 + (2-1)^2/3.
+        let w = w2_squared_1d(&mut [0.0, 1.0, 2.0], &mut [0.0, 1.0]);
+        assert!((w - (1.0 / 6.0 + 1.0 / 3.0)).abs() < 1e-12, "{w}");
+    }
+
+    #[test]
+    fn sliced_w2_between_gaussians_matches_the_closed_form() -> Result<()> {
+        // N(m1, s1^2 I) vs N(m2, s2^2 I): along a uniform direction W2^2 = (theta.dm)^2 +
+        // (s1 - s2)^2, whose mean over the sphere is |dm|^2 / d + (s1 - s2)^2.
+        let (d, n) = (3, 20_000);
+        let a = gaussian(n, &[0.0, 0.0, 0.0], 1.0, 1);
+        let b = gaussian(n, &[1.5, 0.0, 0.0], 2.0, 2);
+        let expect = (1.5f64 * 1.5 / d as f64 + 1.0).sqrt();
+        let got = sliced_w2(&a, &b, 512, 7)?;
+        assert!((got / expect - 1.0).abs() < 0.03, "{got} vs {expect}");
+        // The same seed gives the same projections, so the same number.
+        assert_eq!(got, sliced_w2(&a, &b, 512, 7)?);
+        assert!(sliced_w2(&a, &a, 16, 1)? < 1e-12);
+        assert!(sliced_w2(&a, &gaussian(5, &[0.0, 0.0], 1.0, 3), 4, 1).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn mmd_is_zero_for_a_set_with_itself_and_matches_the_gaussian_closed_form() -> Result<()> {
+        let a = gaussian(1500, &[0.0, 0.0], 1.0, 4);
+        let (same, h) = mmd(&a, &a, DEFAULT_MMD_POINTS, 0)?;
+        assert!(same < 1e-6 && h > 0.0, "{same} {h}");
+        // N(0, I) vs N(mu, I) in d = 2 with bandwidth h: E k = (h^2/(h^2+2))^(d/2)
+        // exp(-|mu|^2 / (2 (h^2 + 2))), so MMD^2 = 2 (h^2/(h^2+2)) (1 - exp(-|mu|^2/(2(h^2+2)))).
+        let b = gaussian(1500, &[1.0, 0.0], 1.0, 5);
+        let h = 1.0;
+        let expect = (2.0 * (1.0 / 3.0) * (1.0 - (-1.0f64 / 6.0).exp())).sqrt();
+        let got = mmd_with_bandwidth(&a, &b, h)?;
+        // The V-statistic's bias is O(1/n) in MMD^2: ~1e-3 here, against MMD^2 ~0.1.
+        assert!((got / expect - 1.0).abs() < 0.05, "{got} vs {expect}");
+        // Two unit Gaussians in 2-D are sqrt(2) x Rayleigh apart, median sqrt(4 ln 2) ~ 1.67;
+        // the shift of one of them adds a little.
+        let (_, h_median) = mmd(&a, &b, 500, 3)?;
+        assert!((1.6..2.1).contains(&h_median), "{h_median}");
+        Ok(())
+    }
+
+    #[test]
+    fn nearest_distance_and_class_accuracy() -> Result<()> {
+        let data = Batch::from_vec(3, 2, vec![0.0, 0.0, 1.0, 0.0, 0.0, 5.0])?;
+        let samples = Batch::from_vec(2, 2, vec![0.0, 0.25, 1.0, -1.0])?;
+        assert!((mean_nearest_distance(&samples, &data)? - (0.25 + 1.0) / 2.0).abs() < 1e-12);
+        // A posterior that says class 1 when x > 0.5.
+        let posterior = |x: &Batch| -> Result<Vec<Vec<f64>>> {
+            Ok((0..x.rows)
+                .map(|r| {
+                    if x.row(r)[0] > 0.5 {
+                        vec![0.1, 0.9]
+                    } else {
+                        vec![0.8, 0.2]
+                    }
+                })
+                .collect())
+        };
+        assert_eq!(class_accuracy(&samples, &[0, 1], &posterior)?, 1.0);
+        assert_eq!(class_accuracy(&samples, &[1, 1], &posterior)?, 0.5);
+        assert!(class_accuracy(&samples, &[1], &posterior).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,283 @@
+//! The `noisescope train` command: a checkpoint on disk, resume, and one clear error per bad input.
+
+use std::path::Path;
+
+use noisescope::models::learned::LearnedDenoiser;
+
+mod cli_support;
+use cli_support::{assert_one_line_error as assert_clear_error, noisescope, path, text};
+
+#[test]
+fn train_writes_a_checkpoint_and_resumes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "moons.safetensors");
+    let o = noisescope(&[
+        "train",
+        "--data",
+        "toy:moons",
+        "--points",
+        "500",
+        "--model",
+        "mlp",
+        "--steps",
+        "20",
+        "--batch",
+        "32",
+        "--seed",
+        "3",
+        "--log-every",
+        "10",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("step      10/20"), "{stdout}");
+    assert!(stdout.contains("wrote"), "{stdout}");
+    let model = LearnedDenoiser::from_checkpoint(Path::new(&out)).expect("loads");
+    let sidecar = model.sidecar.as_ref().expect("sidecar");
+    assert_eq!((sidecar.steps_done, sidecar.seed), (20, 3));
+    assert_eq!(sidecar.data.label, "toy:moons");
+    assert!(sidecar.weights.optimizer_state);
+    // No temporary files are left beside it.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    let more = path(dir.path(), "more.safetensors");
+    let o = noisescope(&[
+        "train",
+        "--data",
+        "toy:moons",
+        "--points",
+        "500",
+        "--model",
+        "mlp",
+        "--steps",
+        "30",
+        "--resume",
+        &out,
+        "--weights-only",
+        "--out",
+        &more,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let resumed = LearnedDenoiser::from_checkpoint(Path::new(&more)).expect("loads");
+    let sidecar = resumed.sidecar.as_ref().expect("sidecar");
+    // The resumed run keeps the saved settings it was not told to change.
+    assert_eq!((sidecar.steps_done, sidecar.training.batch), (30, 32));
+    assert!(!sidecar.weights.optimizer_state);
+}
+
+#[test]
+fn train_rejects_bad_input_with_one_clear_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "m.safetensors");
+    let base = [
+        "train",
+        "--data",
+        "toy:moons",
+        "--points",
+        "300",
+        "--steps",
+        "2",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let run = |args: Vec<String>| noisescope(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_clear_error(
+        &run(with(&["--model", "unet", "--out", &out])),
+        "needs image data",
+    );
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--out",
+            &path(dir.path(), "m.bin"),
+        ])),
+        ".safetensors",
+    );
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--out",
+            &path(dir.path(), "missing/m.safetensors"),
+        ])),
+        "does not exist",
+    );
+    assert_clear_error(
+        &run(with(&["--model", "mlp", "--lr", "-1", "--out", &out])),
+        "lr",
+    );
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--noise-dropout",
+            "1.5",
+            "--out",
+            &out,
+        ])),
+        "dropout",
+    );
+    assert_clear_error(
+        &run(with(&["--model", "mlp", "--batch", "0", "--out", &out])),
+        "batch",
+    );
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--resume",
+            &path(dir.path(), "nope.safetensors"),
+            "--out",
+            &out,
+        ])),
+        "nope.safetensors",
+    );
+    // A checkpoint of other data cannot be resumed on moons.
+    let o = noisescope(&[
+        "train",
+        "--data",
+        "toy:rings",
+        "--points",
+        "300",
+        "--model",
+        "mlp",
+        "--steps",
+        "2",
+        "--batch",
+        "8",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--resume",
+            &out,
+            "--out",
+            &path(dir.path(), "r.safetensors"),
+        ])),
+        "different data",
+    );
+    assert_clear_error(
+        &noisescope(&[
+            "train",
+            "--data",
+            "toy:rings",
+            "--points",
+            "300",
+            "--model",
+            "mlp",
+            "--steps",
+            "2",
+            "--resume",
+            &out,
+            "--out",
+            &path(dir.path(), "r.safetensors"),
+        ]),
+        "already done 2 steps",
+    );
+    // Nothing was written by the failed runs.
+    assert!(!dir.path().join("r.safetensors").exists());
+}
+
+#[test]
+fn sample_runs_a_learned_denoiser_and_reports_its_quality() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "run");
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "toy:moons",
+        "--denoiser",
+        "bundled:moons",
+        "--class",
+        "0",
+        "--cfg",
+        "2",
+        "--nag",
+        "1",
+        "--batch",
+        "200",
+        // NAG w = 1 needs more than 8 Heun steps to be stable (README, NAG), learned or exact.
+        "--steps",
+        "18",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains("quality vs the data: sliced W2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("class accuracy"), "{stdout}");
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/run.json")).expect("run.json"),
+    )
+    .expect("json");
+    assert_eq!(run["spec"]["denoiser"]["bundled"], "moons");
+    assert!(
+        run["backend"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("candle"))
+    );
+    let accuracy = run["quality"]["class_accuracy"].as_f64().expect("accuracy");
+    assert!(accuracy > 0.9, "{accuracy}");
+    assert!(
+        run["quality"]["sliced_w2"]
+            .as_f64()
+            .is_some_and(|w| w > 0.0)
+    );
+    // Exact runs report their quality too.
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "toy:moons",
+        "--batch",
+        "50",
+        "--steps",
+        "6",
+        "--out",
+        &path(dir.path(), "exact"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("quality vs the data"));
+}
+
+#[test]
+fn sample_refuses_a_learned_denoiser_of_other_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "run");
+    let sample = |data: &str, denoiser: &str| {
+        noisescope(&[
+            "sample",
+            "--data",
+            data,
+            "--denoiser",
+            denoiser,
+            "--out",
+            &out,
+        ])
+    };
+    assert_clear_error(
+        &sample("toy:checkerboard", "bundled:moons"),
+        "knows 2 classes",
+    );
+    assert_clear_error(&sample("digits", "bundled:moons"), "64-dimensional");
+    assert_clear_error(&sample("toy:moons", "bundled:nothing"), "no bundled model");
+    assert_clear_error(
+        &sample("toy:moons", &path(dir.path(), "none.safetensors")),
+        "none.safetensors",
+    );
+    assert!(!dir.path().join("run").exists());
+}
