@@ -311,7 +311,6 @@ fn a_folder_of_images_is_a_data_set() {
     assert!(dir.path().join("o/samples.png").exists());
 }
 
-
 #[test]
 fn info_schedule_follows_the_exact_information_profile() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -135,6 +135,66 @@ impl InfoNoiseConfig {
         }
     }
 
+    /// This config with constants changed by `KEY=VALUE,KEY=VALUE,...` (the CLI's --infonoise):
+    /// the field names above, and `gate=onset:P` or `gate=pinned:C`. sigma_data is not
+    /// settable: it is the trainer's loss weight, taken from the data.
+    pub fn with_overrides(&self, text: &str) -> Result<Self> {
+        let bad = |m: String| Error::InvalidSpec(format!("--infonoise: {m}"));
+        let mut fields = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(bad("cannot represent the config".into())),
+        };
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| bad(format!("'{pair}' is not KEY=VALUE")))?;
+            let (key, value) = (key.trim(), value.trim());
+            let number = |v: &str| -> Result<serde_json::Value> {
+                if let Ok(n) = v.parse::<u64>() {
+                    return Ok(n.into());
+                }
+                v.parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(serde_json::Value::Number)
+                    .ok_or_else(|| bad(format!("{key}: '{v}' is not a number")))
+            };
+            let json = match key {
+                "sigma_data" => {
+                    return Err(bad(
+                        "sigma_data is the data's (the trainer's loss weight); it is not set here"
+                            .into(),
+                    ));
+                }
+                "gate" => match value.split_once(':') {
+                    Some(("onset", p)) => serde_json::json!({ "rule": "onset", "p": number(p)? }),
+                    Some(("pinned", c)) => serde_json::json!({ "rule": "pinned", "c": number(c)? }),
+                    _ => return Err(bad(format!("gate is onset:P or pinned:C, got '{value}'"))),
+                },
+                _ if fields.contains_key(key) => number(value)?,
+                _ => {
+                    let known: Vec<&str> = fields
+                        .keys()
+                        .map(String::as_str)
+                        .filter(|k| *k != "sigma_data")
+                        .collect();
+                    return Err(bad(format!(
+                        "unknown constant '{key}' (one of {})",
+                        known.join(", ")
+                    )));
+                }
+            };
+            fields.insert(key.to_string(), json);
+        }
+        let config: InfoNoiseConfig = serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|e| bad(e.to_string()))?;
+        config.validate().map_err(|e| match e {
+            Error::InvalidSpec(m) => bad(m),
+            other => other,
+        })?;
+        Ok(config)
+    }
+
     /// The bin width in ln sigma.
     fn bin_width(&self) -> f64 {
         (self.sigma_hi / self.sigma_lo).ln() / self.bins as f64
@@ -362,6 +422,11 @@ impl InfoNoiseSampler {
             self.density = Some(density);
             self.gate_c = Some(c);
         }
+    }
+
+    /// Kernel-weighted rows behind each bin of m_hat at the last rebuild.
+    pub fn support(&self) -> &[f64] {
+        self.mmse.support()
     }
 
     /// m_hat and the current sampling density at the bin centres.
@@ -598,6 +663,41 @@ mod tests {
         let gaussian: Vec<f64> = sigmas.iter().map(|&s| gaussian_mmse(&[1.0], s)).collect();
         let (_, c) = sampling_density(&config, &gaussian)?;
         assert_eq!(c, sigmas[0]);
+        Ok(())
+    }
+
+    #[test]
+    fn constants_are_set_by_name_and_bad_ones_refused() -> Result<()> {
+        let base = InfoNoiseConfig::default();
+        let c =
+            base.with_overrides("warmup_steps=300, rebuild_every=50,ema=0.5,gate=pinned:0.2")?;
+        assert_eq!(
+            c,
+            InfoNoiseConfig {
+                warmup_steps: 300,
+                rebuild_every: 50,
+                ema: 0.5,
+                gate: GateRule::Pinned { c: 0.2 },
+                ..base.clone()
+            }
+        );
+        assert_eq!(
+            base.with_overrides("gate=onset:0.01")?.gate,
+            GateRule::Onset { p: 0.01 }
+        );
+        assert_eq!(base.with_overrides("")?, base);
+        for bad in [
+            "warmup=3",
+            "bins=1.5",
+            "ema=2",
+            "ema",
+            "gate=0.2",
+            "sigma_data=1",
+            "p_std=x",
+        ] {
+            let e = base.with_overrides(bad).map_err(|e| e.to_string());
+            assert!(e.is_err_and(|e| e.contains("--infonoise")), "{bad}");
+        }
         Ok(())
     }
 

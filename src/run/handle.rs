@@ -159,7 +159,12 @@ impl ModelHandle {
         }
         let levels = ((hi / lo).ln() / PROFILE_SPACING).ceil() as usize + 1;
         let sigmas = log_sigma_grid(lo, hi, levels.clamp(16, 2000));
-        let profile = Arc::new(truth.information_profile(&sigmas, PROFILE_ROWS, PROFILE_SEED)?);
+        let profile = Arc::new(truth.information_profile(
+            &self.source,
+            &sigmas,
+            PROFILE_ROWS,
+            PROFILE_SEED,
+        )?);
         *cached = Some(((lo, hi), profile.clone()));
         Ok(Some(profile))
     }
