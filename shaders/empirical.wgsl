@@ -106,7 +106,9 @@ fn reduce_min(lid: u32, value: f32) -> f32 {
 
 // One workgroup: TILE_ROWS query rows x TILE_POINTS data points of one span; dispatch
 // (ceil(stride / TILE_POINTS), tiles). Each thread owns one row and four points, and accumulates
-// over the dimensions in order, like the CPU kernel.
+// over the dimensions in order, one partial sum per tile of TILE_DIMS dimensions added to the
+// total, like the CPU kernel (blocked summation: rounding grows with TILE_DIMS + D / TILE_DIMS
+// terms rather than D).
 @compute @workgroup_size(16, 16)
 fn distances(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -148,14 +150,16 @@ fn distances(
             tile_y[p * TILE_PITCH + kk] = v;
         }
         workgroupBarrier();
+        var part = vec4<f32>(0.0);
         for (var kk = 0u; kk < kn; kk = kk + 1u) {
             let xv = tile_x[my_row * TILE_PITCH + kk];
             let t0 = xv - tile_y[my_point * TILE_PITCH + kk];
             let t1 = xv - tile_y[(my_point + 16u) * TILE_PITCH + kk];
             let t2 = xv - tile_y[(my_point + 32u) * TILE_PITCH + kk];
             let t3 = xv - tile_y[(my_point + 48u) * TILE_PITCH + kk];
-            acc = vec4<f32>(fma(t0, t0, acc.x), fma(t1, t1, acc.y), fma(t2, t2, acc.z), fma(t3, t3, acc.w));
+            part = vec4<f32>(fma(t0, t0, part.x), fma(t1, t1, part.y), fma(t2, t2, part.z), fma(t3, t3, part.w));
         }
+        acc = acc + part;
         workgroupBarrier();
     }
     if (my_row < count) {

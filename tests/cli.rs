@@ -262,6 +262,7 @@ fn a_new_run_replaces_every_file_of_the_old_one_and_nothing_else() {
             "data",
             "evaluations",
             "notes",
+            "quality",
             "sigmas",
             "spec",
             "straightness",

@@ -65,6 +65,19 @@ fn train(trainer: &mut Trainer) -> Result<Vec<f64>> {
     Ok(losses)
 }
 
+/// The default mlp on moons and the unet on the digits.
+fn both_networks() -> Result<[(ArchConfig, Arc<TrainingSet>); 2]> {
+    let (_, moons) = moons()?;
+    let digits = Arc::new(TrainingSet::from_dataset(&digits::load()?)?);
+    let image = digits
+        .image
+        .ok_or_else(|| Error::Data("digits are images".into()))?;
+    Ok([
+        (ArchConfig::Mlp(MlpConfig::default()), moons),
+        (ArchConfig::Unet(UnetConfig::for_image(image)), digits),
+    ])
+}
+
 fn batch_of(set: &DataSet) -> Result<Batch> {
     Batch::from_vec(set.n, set.dim, set.values.clone())
 }
@@ -74,16 +87,7 @@ fn initial_weighted_loss_is_about_one_at_every_sigma() -> Result<()> {
     let _turn = one_at_a_time();
     // EDM fig. 5a: with the output layer at zero, lambda ||D - y||^2 / dim = 1 in expectation at
     // every sigma (precond.rs derives it), for the dropped-noise rows too (E||n||^2 / dim).
-    let (_, moons) = moons()?;
-    let digits = Arc::new(TrainingSet::from_dataset(&digits::load()?)?);
-    let image = digits
-        .image
-        .ok_or_else(|| Error::Data("digits are images".into()))?;
-    let cases = [
-        (ArchConfig::Mlp(MlpConfig::default()), moons, 16_384),
-        (ArchConfig::Unet(UnetConfig::for_image(image)), digits, 2048),
-    ];
-    for (arch, data, rows) in cases {
+    for ((arch, data), rows) in both_networks()?.into_iter().zip([16_384, 2048]) {
         let name = arch.name();
         let config = TrainConfig::for_arch(&arch, 1);
         let mut trainer = Trainer::new(arch, config, data)?;
@@ -192,16 +196,7 @@ fn the_same_seed_gives_the_same_loss_curve_and_a_resume_continues_it() -> Result
 fn save_then_load_reproduces_d_bit_for_bit() -> Result<()> {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-    let (_, moons) = moons()?;
-    let digits = Arc::new(TrainingSet::from_dataset(&digits::load()?)?);
-    let image = digits
-        .image
-        .ok_or_else(|| Error::Data("digits are images".into()))?;
-    let cases = [
-        (ArchConfig::Mlp(MlpConfig::default()), moons, 64),
-        (ArchConfig::Unet(UnetConfig::for_image(image)), digits, 16),
-    ];
-    for (arch, data, batch) in cases {
+    for ((arch, data), batch) in both_networks()?.into_iter().zip([64, 16]) {
         let mut config = TrainConfig::for_arch(&arch, 6);
         config.batch = batch;
         let mut trainer = Trainer::new(arch, config, data.clone())?;

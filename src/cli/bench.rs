@@ -1,11 +1,14 @@
 //! `noisescope bench`: the empirical denoiser inside a whole Heun run (18 steps, 35 evaluations,
 //! f32) on the three reference workloads, with diagnostics off and on. Medians of --repeats runs.
+//! On the CPU each workload also gets this machine's f32 GEMM throughput on its shape (B x N x D,
+//! the product the kernels run, through the same GEMM), and the run's rate as a share of it.
 
 use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
 
+use noisescope::backend::cpu::gemm::probe_throughput;
 use noisescope::backend::{BackendChoice, Compute};
 use noisescope::core::quantile;
 use noisescope::data::{DataSpec, Source, digits, toys};
@@ -92,6 +95,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         eprintln!("note: {n}");
     }
     println!("backend: {}", compute.describe());
+    println!("machine: {}", cpu_model());
     println!(
         "{:<10} {:>6} {:>5} {:>4} {:>5} | {:>10} {:>10} {:>8} | {:>13} {:>9}",
         "workload",
@@ -105,6 +109,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "+diag run (s)",
         "diag (s)"
     );
+    let mut limits = Vec::new();
     for w in WORKLOADS
         .iter()
         .filter(|w| args.workload == "all" || args.workload == w.name)
@@ -141,6 +146,34 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             t_on,
             t_diag
         );
+        if !compute.is_gpu() {
+            limits.push((w, flops / t_off / 1e9));
+        }
+    }
+    // The limit each run is measured against, probed after the runs so it cannot warm them.
+    for (w, rate) in limits {
+        let gemm = probe_throughput(w.batch, w.n, w.dim, 0.5);
+        println!(
+            "{:<10} f32 GEMM {} x {} x {} on this machine: {gemm:.1} GFLOP/s; the run's {rate:.1} GFLOP/s is {:.0}% of it",
+            w.name,
+            w.batch,
+            w.n,
+            w.dim,
+            100.0 * rate / gemm
+        );
     }
     Ok(())
+}
+
+/// The CPU's model name (Linux), for the figures' record.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }

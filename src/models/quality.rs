@@ -216,6 +216,39 @@ mod tests {
     }
 
     #[test]
+    fn class_conditional_quality_compares_each_class_with_its_own_data() -> Result<()> {
+        // Class 0 around (-2, 0), class 1 around (2, 0); the samples are the data itself.
+        let mut values = Vec::new();
+        let mut labels = Vec::new();
+        for (class, centre) in [(0u32, -2.0), (1, 2.0)] {
+            for k in 0..6 {
+                values.extend([centre + 0.1 * k as f64, 0.05 * k as f64]);
+                labels.push(class);
+            }
+        }
+        let set = DataSet::new(12, 2, values.clone(), Some(labels.clone()), None)?;
+        let source = Source::Empirical(set);
+        let samples = Batch::from_vec(12, 2, values)?;
+        let right = quality(&samples, &source, Some(&labels), 3)?;
+        assert!(
+            right.sliced_w2 < 1e-12 && right.nearest_distance < 1e-12,
+            "{right:?}"
+        );
+        assert_eq!(right.class_accuracy, Some(1.0));
+        // Each sample tagged with the other class: the pooled metrics cannot tell, the per-class
+        // ones see the 4-unit gap between the clusters, and the accuracy is 0.
+        let swapped: Vec<u32> = labels.iter().map(|c| 1 - c).collect();
+        let wrong = quality(&samples, &source, Some(&swapped), 3)?;
+        let pooled = quality(&samples, &source, None, 3)?;
+        assert!(pooled.sliced_w2 < 1e-12, "{pooled:?}");
+        assert!(wrong.sliced_w2 > 1.0, "{wrong:?}");
+        assert_eq!(wrong.class_accuracy, Some(0.0));
+        assert_eq!(pooled.class_accuracy, None);
+        assert!(quality(&samples, &source, Some(&labels[..5]), 3).is_err());
+        Ok(())
+    }
+
+    #[test]
     fn mixture_posterior_sums_its_class_components() -> Result<()> {
         let m = crate::data::toys::eight_gaussians()?;
         let source = Source::Mixture(m.clone());

@@ -1,12 +1,19 @@
 //! The instruction set picked at run time, the target-feature copies of the kernels, and the
 //! parallel entry points.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
-use super::layout::{PreparedSet, tasks};
-use super::log_sum_exp::log_sum_exp_task;
+use super::fused::{FUSED_MAX_DIM, fused_softmax_task};
+use super::gemm::Threads;
+use super::gemm_form::{RowMeta, RowWeights, SpanDistances, finish_row, weigh_gemm_row};
+use super::grid::{GRID_MAX_DIM, Grid, grid_row};
+use super::layout::{GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
+use super::log_sum_exp::{gemm_log_sum_exp_row, log_sum_exp_task};
 use super::real::Real;
 use super::weighted::weighted_rows_task;
+use super::weights::Reach;
 use crate::backend::{GridRow, Span, WeightedRow, Weighting};
 
 macro_rules! dispatch {
@@ -26,6 +33,19 @@ macro_rules! dispatch {
 
 dispatch!(weighted_rows_task, weighted_rows_avx512, weighted_rows_avx2,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, weighting: &Weighting) -> Vec<WeightedRow>);
+dispatch!(finish_row, finish_row_avx512, finish_row_avx2,
+    (set: &PreparedSet<T>, ops: &GemmOperands<T>, x: &[T], x_norm: f64, span: Span,
+     logits: &mut [T]) -> RowMeta);
+dispatch!(weigh_gemm_row, weigh_gemm_row_avx512, weigh_gemm_row_avx2,
+    (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta,
+     weighting: &Weighting) -> RowWeights<T>);
+dispatch!(grid_row, grid_row_avx512, grid_row_avx2,
+    (grid: &Grid<T>, rows: &[T], span: Span, x: &[T], weighting: &Weighting) -> WeightedRow);
+dispatch!(fused_softmax_task, fused_softmax_avx512, fused_softmax_avx2,
+    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, sigma: f64) -> Vec<WeightedRow>);
+dispatch!(gemm_log_sum_exp_row, gemm_lse_row_avx512, gemm_lse_row_avx2,
+    (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta, coarse: &[f64],
+     fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> GridRow);
 dispatch!(log_sum_exp_task, log_sum_exp_avx512, log_sum_exp_avx2,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, coarse: &[f64],
      refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync)) -> Vec<GridRow>);
@@ -78,6 +98,33 @@ fn group_by_span(spans: &[Span]) -> Vec<(Span, Vec<usize>)> {
     groups
 }
 
+/// How a kernel measures distances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// Explicit differences to every point of the span.
+    Explicit,
+    /// The GEMM form, exact where the weighting needs it (`gemm_form.rs`).
+    Gemm,
+    /// A uniform grid over the span, explicit differences to the points within reach (D <= 3);
+    /// where the reach covers too much of the data to prune (large sigma), the fused dense kernel.
+    Grid,
+}
+
+impl Path {
+    /// The path a set takes by default: the grid for D <= 3, the GEMM form for f32 sets of
+    /// GEMM_MIN_DIM to GEMM_MAX_DIM dimensions, explicit differences otherwise (and for f64 sets above 3
+    /// dimensions, which stay the oracle).
+    pub fn for_set<T: Real>(set: &PreparedSet<T>) -> Path {
+        if set.dim <= GRID_MAX_DIM {
+            Path::Grid
+        } else if T::GEMM_FORM && (GEMM_MIN_DIM..=GEMM_MAX_DIM).contains(&set.dim) {
+            Path::Gemm
+        } else {
+            Path::Explicit
+        }
+    }
+}
+
 /// For every query row r (of `x`, [rows][dim]), sum_j w_j y_j over its span `spans[r]` with the
 /// given weighting. Parallel over tasks.
 pub fn weighted_rows<T: Real>(
@@ -87,16 +134,47 @@ pub fn weighted_rows<T: Real>(
     weighting: &Weighting,
     isa: Isa,
 ) -> Vec<WeightedRow> {
+    weighted_rows_on(set, x, spans, weighting, isa, Path::for_set(set))
+}
+
+/// `weighted_rows` on a given path (tests and benches compare the paths).
+pub fn weighted_rows_on<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    spans: &[Span],
+    weighting: &Weighting,
+    isa: Isa,
+    path: Path,
+) -> Vec<WeightedRow> {
     let groups = group_by_span(spans);
-    let work: Vec<(Span, &[usize])> = groups
-        .iter()
-        .flat_map(|(span, rows)| {
-            tasks(rows, span.len(), set.dim)
-                .into_iter()
-                .map(move |t| (*span, t))
-        })
-        .collect();
-    let results: Vec<Vec<WeightedRow>> = work
+    let threads = if groups.len() == 1 {
+        Threads::All
+    } else {
+        Threads::One
+    };
+    let mut work: Vec<(Span, &[usize])> = Vec::new();
+    let mut results: Vec<Vec<WeightedRow>> = Vec::new();
+    let mut explicit: Vec<(Span, &[usize])> = Vec::new();
+    for (span, rows) in &groups {
+        let done = match path {
+            Path::Gemm => Some(gemm_rows(set, x, rows, *span, weighting, isa, threads)),
+            Path::Grid => grid_rows(set, x, rows, *span, weighting, isa)
+                .or_else(|| fused_rows(set, x, rows, *span, weighting, isa)),
+            Path::Explicit => None,
+        };
+        match done {
+            Some(rows_done) => {
+                work.push((*span, rows.as_slice()));
+                results.push(rows_done);
+            }
+            None => explicit.extend(
+                tasks(rows, span.len(), set.dim)
+                    .into_iter()
+                    .map(|t| (*span, t)),
+            ),
+        }
+    }
+    let explicit_results: Vec<Vec<WeightedRow>> = explicit
         .par_iter()
         .map(|&(span, rows)| match isa {
             #[cfg(target_arch = "x86_64")]
@@ -108,7 +186,171 @@ pub fn weighted_rows<T: Real>(
             _ => weighted_rows_task::<T, false>(set, x, rows, span, weighting),
         })
         .collect();
+    work.extend(explicit);
+    results.extend(explicit_results);
     scatter(spans.len(), &work, results)
+}
+
+/// The distances of `rows` (of the batch `x`) to `span` in GEMM form: from the cache when the
+/// same rows were measured lately, else by one product (and then cached).
+fn gemm_distances<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    isa: Isa,
+    threads: Threads,
+) -> Arc<SpanDistances<T>> {
+    if let Some(cached) = set.cache.lookup(x, set.dim, rows, span) {
+        return cached;
+    }
+    let ops = set.gemm_operands();
+    let finish = |xr: &[T], norm: f64, logits: &mut [T]| match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+        Isa::Avx512 => unsafe { finish_row_avx512(set, ops, xr, norm, span, logits) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { finish_row_avx2(set, ops, xr, norm, span, logits) },
+        _ => finish_row::<T, false>(set, ops, xr, norm, span, logits),
+    };
+    let distances = Arc::new(SpanDistances::new(
+        set, ops, x, rows, span, threads, &finish,
+    ));
+    set.cache.insert(x, set.dim, Arc::clone(&distances));
+    distances
+}
+
+/// One span's rows in GEMM form.
+fn gemm_rows<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+    isa: Isa,
+    threads: Threads,
+) -> Vec<WeightedRow> {
+    let distances = gemm_distances(set, x, rows, span, isa, threads);
+    let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta| match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+        Isa::Avx512 => unsafe { weigh_gemm_row_avx512(set, xr, span, gaps, meta, weighting) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { weigh_gemm_row_avx2(set, xr, span, gaps, meta, weighting) },
+        _ => weigh_gemm_row::<T, false>(set, xr, span, gaps, meta, weighting),
+    };
+    distances.weighted_rows(set, x, threads, &weigh)
+}
+
+/// One span's log-sum-exps in GEMM form (rows measured by the denoiser lately come from the cache).
+fn gemm_log_sum_exp<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    coarse: &[f64],
+    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
+    isa: Isa,
+    threads: Threads,
+) -> Vec<GridRow> {
+    let distances = gemm_distances(set, x, rows, span, isa, threads);
+    let dim = set.dim;
+    let width = span.len();
+    distances
+        .rows
+        .par_iter()
+        .enumerate()
+        .map(|(q, &r)| {
+            let xr = &x[r * dim..(r + 1) * dim];
+            let gaps = &distances.gaps[q * width..(q + 1) * width];
+            let meta = &distances.meta[q];
+            let fine_of = |c: &[f64]| refine(r, c);
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+                Isa::Avx512 => unsafe {
+                    gemm_lse_row_avx512(set, xr, span, gaps, meta, coarse, &fine_of)
+                },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx2 => unsafe {
+                    gemm_lse_row_avx2(set, xr, span, gaps, meta, coarse, &fine_of)
+                },
+                _ => gemm_log_sum_exp_row::<T, false>(set, xr, span, gaps, meta, coarse, &fine_of),
+            }
+        })
+        .collect()
+}
+
+/// One span's rows through the fused dense softmax (D <= FUSED_MAX_DIM); `None` for other
+/// weightings.
+fn fused_rows<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+    isa: Isa,
+) -> Option<Vec<WeightedRow>> {
+    let Weighting::Softmax { sigma } = *weighting else {
+        return None;
+    };
+    if set.dim > FUSED_MAX_DIM || set.dim == 0 {
+        return None;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = rows.len().div_ceil(4 * threads).max(4);
+    let done: Vec<Vec<WeightedRow>> = rows
+        .par_chunks(per_task)
+        .map(|rows| match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+            Isa::Avx512 => unsafe { fused_softmax_avx512(set, x, rows, span, sigma) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Isa::Avx2 => unsafe { fused_softmax_avx2(set, x, rows, span, sigma) },
+            _ => fused_softmax_task::<T, false>(set, x, rows, span, sigma),
+        })
+        .collect();
+    Some(done.into_iter().flatten().collect())
+}
+
+/// One span's rows through a grid; `None` when the weighting reaches too far for a grid to prune
+/// (large sigma, NAG's marginal): the dense path is then as fast.
+fn grid_rows<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+    isa: Isa,
+) -> Option<Vec<WeightedRow>> {
+    if !matches!(weighting, Weighting::Softmax { .. }) {
+        return None;
+    }
+    let reach = Reach::of::<T>(weighting, (0.0, 0.0), set.dim, 0.0);
+    let grid = Grid::new(&set.rows, set.dim, span, reach.gap_cut.sqrt())?;
+    let dim = set.dim;
+    Some(
+        rows.par_iter()
+            .map(|&r| {
+                let xr = &x[r * dim..(r + 1) * dim];
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+                    Isa::Avx512 => unsafe {
+                        grid_row_avx512(&grid, &set.rows, span, xr, weighting)
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as above.
+                    Isa::Avx2 => unsafe { grid_row_avx2(&grid, &set.rows, span, xr, weighting) },
+                    _ => grid_row::<T, false>(&grid, &set.rows, span, xr, weighting),
+                }
+            })
+            .collect(),
+    )
 }
 
 /// For every query row r: ln sum_j exp(-|x_r - y_j|^2 / (2 s^2)) over its span, for each s of
@@ -123,6 +365,22 @@ pub fn log_sum_exp_grid<T: Real>(
     isa: Isa,
 ) -> Vec<GridRow> {
     let groups = group_by_span(spans);
+    if Path::for_set(set) == Path::Gemm {
+        let threads = if groups.len() == 1 {
+            Threads::All
+        } else {
+            Threads::One
+        };
+        let work: Vec<(Span, &[usize])> = groups
+            .iter()
+            .map(|(span, rows)| (*span, rows.as_slice()))
+            .collect();
+        let results = work
+            .iter()
+            .map(|&(span, rows)| gemm_log_sum_exp(set, x, rows, span, coarse, refine, isa, threads))
+            .collect();
+        return scatter(spans.len(), &work, results);
+    }
     let work: Vec<(Span, &[usize])> = groups
         .iter()
         .flat_map(|(span, rows)| {

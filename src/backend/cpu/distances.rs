@@ -12,20 +12,33 @@ pub(super) fn distance_block<T: Real, const R: usize, const FMA: bool>(
     dim: usize,
 ) -> [[T; LANES]; R] {
     let mut acc = [[T::ZERO; LANES]; R];
-    for k in 0..dim {
-        let Ok(col) = <&[T; LANES]>::try_from(&block[k * LANES..(k + 1) * LANES]) else {
-            return acc;
-        };
+    // One partial sum per DIM_TILE dimensions, added to the total (as the GPU kernel does):
+    // rounding then grows with DIM_TILE + D / DIM_TILE terms rather than D.
+    for k0 in (0..dim).step_by(DIM_TILE) {
+        let mut part = [[T::ZERO; LANES]; R];
+        for k in k0..(k0 + DIM_TILE).min(dim) {
+            let Ok(col) = <&[T; LANES]>::try_from(&block[k * LANES..(k + 1) * LANES]) else {
+                return acc;
+            };
+            for r in 0..R {
+                let xr = x[r][k];
+                for l in 0..LANES {
+                    let t = xr - col[l];
+                    part[r][l] = t.fused::<FMA>(t, part[r][l]);
+                }
+            }
+        }
         for r in 0..R {
-            let xr = x[r][k];
             for l in 0..LANES {
-                let t = xr - col[l];
-                acc[r][l] = t.fused::<FMA>(t, acc[r][l]);
+                acc[r][l] = acc[r][l] + part[r][l];
             }
         }
     }
     acc
 }
+
+/// Dimensions per partial sum of the explicit distances (the GPU kernel's TILE_DIMS).
+const DIM_TILE: usize = 16;
 
 /// Squared distances of the task's rows to the span, [rows][blocks * LANES]; lanes outside the
 /// span hold +inf.
@@ -78,26 +91,6 @@ pub(super) fn span_distances<T: Real, const FMA: bool>(
         row[span.end - b0 * LANES..].fill(T::INFINITY);
     }
     (dist, b0 * LANES, width)
-}
-
-/// The largest value of a slice (at least 0), in LANES-wide partial maxima so it vectorises.
-#[inline(always)]
-pub(super) fn max_of<T: Real>(v: &[T]) -> T {
-    let mut lanes = [T::ZERO; LANES];
-    let chunks = v.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..LANES {
-            lanes[l] = if c[l] > lanes[l] { c[l] } else { lanes[l] };
-        }
-    }
-    let mut m = T::ZERO;
-    for &v in lanes.iter().chain(rest) {
-        if v > m {
-            m = v;
-        }
-    }
-    m
 }
 
 /// The smallest value of a slice, in LANES-wide partial minima so it vectorises.
@@ -155,4 +148,53 @@ pub(super) fn dot_lanes<T: Real, const FMA: bool>(a: &[T], b: &[T]) -> f64 {
         total += v.to_f64();
     }
     total
+}
+
+/// The largest value of a slice (-inf when empty), in LANES-wide partial maxima.
+#[inline(always)]
+pub(super) fn max_signed<T: Real>(v: &[T]) -> T {
+    let mut lanes = [T::ZERO - T::INFINITY; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..LANES {
+            lanes[l] = if c[l] > lanes[l] { c[l] } else { lanes[l] };
+        }
+    }
+    let mut m = T::ZERO - T::INFINITY;
+    for &v in lanes.iter().chain(rest) {
+        if v > m {
+            m = v;
+        }
+    }
+    m
+}
+
+/// |a - b|^2 by explicit differences (no cancellation: exact to a few ulps of the result),
+/// in LANES-wide partial sums.
+#[inline(always)]
+pub(super) fn explicit_distance<T: Real, const FMA: bool>(a: &[T], b: &[T]) -> T {
+    let mut lanes = [T::ZERO; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            let t = x[l] - y[l];
+            lanes[l] = t.fused::<FMA>(t, lanes[l]);
+        }
+    }
+    let mut total = T::ZERO;
+    for (x, y) in ra.iter().zip(rb) {
+        let t = *x - *y;
+        total = t.fused::<FMA>(t, total);
+    }
+    // Pairwise over the lanes.
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            lanes[l] = lanes[l] + lanes[l + width];
+        }
+    }
+    total + lanes[0]
 }

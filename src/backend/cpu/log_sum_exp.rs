@@ -1,13 +1,15 @@
 //! The noise posterior's log-sum-exp on sigma grids, over gaps bucketed by binary exponent.
 
 use super::distances::{min_of, span_distances};
+use super::gemm_form::{RowMeta, hybrid_gaps};
 use super::layout::{LANES, PreparedSet};
 use super::real::Real;
+use super::weights::TIGHT;
 use crate::backend::{GridRow, Span};
 
 /// Gaps d_j - d_min grouped by binary exponent (a counting sort: gaps in bucket e lie in
 /// [2^e, 2^(e+1))), so "every gap below a cut" is a prefix up to a bucket end.
-struct BucketedGaps<T> {
+pub(super) struct BucketedGaps<T> {
     gaps: Vec<T>,
     /// ends[b]: end of bucket b in `gaps`; bucket b holds exponent MIN_EXPONENT + b.
     ends: Vec<usize>,
@@ -21,34 +23,41 @@ const MIN_EXPONENT: i32 = -160;
 const MAX_EXPONENT: i32 = 160;
 
 impl<T: Real> BucketedGaps<T> {
+    /// From a row's squared distances.
     #[inline(always)]
     fn new(distances: &[T]) -> Self {
         let d_min = min_of(distances);
+        Self::of(distances, d_min, d_min.to_f64())
+    }
+
+    /// From `values - offset` (gaps), the row's nearest squared distance being `d_min`.
+    #[inline(always)]
+    pub(super) fn of(values: &[T], offset: T, d_min: f64) -> Self {
         let buckets = (MAX_EXPONENT - MIN_EXPONENT + 1) as usize;
         let bucket = |v: T| {
-            ((v - d_min)
+            ((v - offset)
                 .binary_exponent()
                 .clamp(MIN_EXPONENT, MAX_EXPONENT)
                 - MIN_EXPONENT) as usize
         };
         let mut counts = vec![0usize; buckets + 1];
-        for &v in distances {
+        for &v in values {
             counts[bucket(v) + 1] += 1;
         }
         for b in 0..buckets {
             counts[b + 1] += counts[b];
         }
         let mut next = counts.clone();
-        let mut gaps = vec![T::ZERO; distances.len()];
-        for &v in distances {
+        let mut gaps = vec![T::ZERO; values.len()];
+        for &v in values {
             let b = bucket(v);
-            gaps[next[b]] = v - d_min;
+            gaps[next[b]] = v - offset;
             next[b] += 1;
         }
         BucketedGaps {
             gaps,
             ends: counts[1..].to_vec(),
-            d_min: d_min.to_f64(),
+            d_min,
         }
     }
 
@@ -146,4 +155,65 @@ pub(super) fn log_sum_exp_task<T: Real, const FMA: bool>(
         out.push((c, fine_sigmas, f));
     }
     out
+}
+
+/// The largest gap a node of `sigmas` that may carry posterior mass sums while resolving finer
+/// than the distances' error bound (bound > TIGHT 2 s^2): gaps up to it must be exact. The row's
+/// nearest squared distance lies in [d_min - bound, d_min].
+fn posterior_exact_cut(
+    sigmas: &[f64],
+    ln_sigmas: &[f64],
+    meta: &RowMeta,
+    dim: usize,
+    points: usize,
+) -> f64 {
+    let lower = |s: f64, ln_s: f64, d: f64| -d / (2.0 * s * s) - dim as f64 * ln_s;
+    let d_low = (meta.d_min - meta.bound).max(0.0);
+    let best = sigmas
+        .iter()
+        .zip(ln_sigmas)
+        .map(|(&s, &l)| lower(s, l, meta.d_min))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let spread = (points as f64).ln();
+    let mut cut = 0.0f64;
+    for (&s, &l) in sigmas.iter().zip(ln_sigmas) {
+        let massive = lower(s, l, d_low) + spread >= best - LIKELIHOOD_MARGIN;
+        if massive && meta.bound > TIGHT * 2.0 * s * s {
+            cut = cut.max(2.0 * s * s * LIKELIHOOD_MARGIN);
+        }
+    }
+    cut
+}
+
+/// One row's log-sum-exps from its gaps in GEMM form: the gaps that a node with mass sums and
+/// resolves finer than the product's bound are recomputed by explicit differences first.
+#[inline(always)]
+pub(super) fn gemm_log_sum_exp_row<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    span: Span,
+    gaps: &[T],
+    meta: &RowMeta,
+    coarse: &[f64],
+    fine_of: &dyn Fn(&[f64]) -> Vec<f64>,
+) -> GridRow {
+    let dim = set.dim;
+    let ln = |s: &[f64]| s.iter().map(|s| s.ln()).collect::<Vec<f64>>();
+    let coarse_ln = ln(coarse);
+    let cut = posterior_exact_cut(coarse, &coarse_ln, meta, dim, gaps.len());
+    let mut row = gaps.to_vec();
+    let d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut row, meta, cut);
+    let mut buckets = BucketedGaps::of(&row, T::ZERO, d_min);
+    let c = log_sum_exp_bucketed::<T, FMA>(&buckets, coarse, &coarse_ln, dim);
+    let fine_sigmas = fine_of(&c);
+    let fine_ln = ln(&fine_sigmas);
+    let fine_cut = posterior_exact_cut(&fine_sigmas, &fine_ln, meta, dim, gaps.len());
+    if fine_cut > cut {
+        // The fine grid resolves finer than the coarse one did: more gaps made exact.
+        row.copy_from_slice(gaps);
+        let d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut row, meta, fine_cut);
+        buckets = BucketedGaps::of(&row, T::ZERO, d_min);
+    }
+    let f = log_sum_exp_bucketed::<T, FMA>(&buckets, &fine_sigmas, &fine_ln, dim);
+    (c, fine_sigmas, f)
 }

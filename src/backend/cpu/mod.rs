@@ -13,16 +13,22 @@
 //! - `log_sum_exp.rs`: the noise posterior's log-sum-exp on sigma grids, over bucketed gaps.
 //! - `dispatch.rs`: the ISA detection, the target-feature copies and the parallel entry points.
 
+mod cache;
 mod dispatch;
 mod distances;
+mod fused;
+pub mod gemm;
+mod gemm_form;
+mod grid;
 mod layout;
 mod log_sum_exp;
 mod real;
 #[cfg(test)]
 mod tests;
 mod weighted;
+mod weights;
 
-pub use dispatch::{Isa, log_sum_exp_grid, weighted_rows};
+pub use dispatch::{Isa, Path, log_sum_exp_grid, weighted_rows, weighted_rows_on};
 pub use layout::{LANES, PreparedSet};
 pub use log_sum_exp::LIKELIHOOD_MARGIN;
 pub use real::Real;

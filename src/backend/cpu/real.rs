@@ -18,6 +18,13 @@ pub trait Real:
     const INFINITY: Self;
     /// Below -UNDERFLOW, exp() is treated as exactly 0 (e^-80 relative to the nearest point's 1).
     const UNDERFLOW: f64;
+    /// Weights below e^-CUTOFF of a row's largest are left out of its sums (their total is below
+    /// N e^-CUTOFF relative: 4e-18 N in f32, ~1e-152 N in f64).
+    const CUTOFF: f64;
+    /// The unit roundoff (half an ulp of 1).
+    const EPSILON: f64;
+    /// Whether distances may take the GEMM form (f32, where speed matters; f64 stays the oracle).
+    const GEMM_FORM: bool;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     /// e^x, accurate to ~1 ulp, vectorisable; exactly 0 below -UNDERFLOW.
@@ -37,6 +44,9 @@ impl Real for f32 {
     const ONE: f32 = 1.0;
     const INFINITY: f32 = f32::INFINITY;
     const UNDERFLOW: f64 = 80.0;
+    const CUTOFF: f64 = 40.0;
+    const EPSILON: f64 = f32::EPSILON as f64 / 2.0;
+    const GEMM_FORM: bool = true;
     #[inline(always)]
     fn from_f64(v: f64) -> f32 {
         v as f32
@@ -83,6 +93,9 @@ impl Real for f64 {
     const ONE: f64 = 1.0;
     const INFINITY: f64 = f64::INFINITY;
     const UNDERFLOW: f64 = 700.0;
+    const CUTOFF: f64 = 350.0;
+    const EPSILON: f64 = f64::EPSILON / 2.0;
+    const GEMM_FORM: bool = false;
     #[inline(always)]
     fn from_f64(v: f64) -> f64 {
         v

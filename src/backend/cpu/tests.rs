@@ -152,3 +152,287 @@ fn spans_restrict_the_sum_to_a_class() {
     assert!(out[0].weighted[0] / out[0].weight_sum > 9.9);
     assert!(out[1].weighted[0] / out[1].weight_sum < 1.0);
 }
+
+/// A data set's values with exact duplicates of rows 0..8 and near-duplicates of rows 8..16
+/// (one coordinate moved by 1e-3) appended: rows near them have tied or nearly tied nearest points.
+fn with_ties(values: &[f64], dim: usize) -> Vec<f64> {
+    let n = values.len() / dim;
+    let mut out = values.to_vec();
+    for j in 0..16 {
+        let mut row = values[(j % n) * dim..(j % n + 1) * dim].to_vec();
+        if j >= 8 {
+            row[j % dim] += 1e-3;
+        }
+        out.extend(row);
+    }
+    out
+}
+
+/// Rows at `sigma` from the data (made by `with_ties`): on exactly tied points, on nearly tied
+/// points, on other data points, and pure noise sigma z for sigma >= 5 (as sampling has them;
+/// pure noise at small sigma is far from all data, where f32 distances of any form lose the
+/// ~1e-7 |x|^2 / 2 sigma^2 that decides the weights) or more points on the data otherwise.
+fn rows_around(values: &[f64], dim: usize, sigma: f64, seed: u64) -> Vec<f64> {
+    let original = values.len() / dim - 16;
+    let z = crate::core::noise::initial_noise(seed, 32, dim);
+    let mut x = Vec::with_capacity(32 * dim);
+    for r in 0..32 {
+        let centre = match r / 8 {
+            0 => Some((r % 8) % original),
+            1 => Some((8 + r % 8) % original),
+            _ if sigma >= 5.0 && r >= 24 => None,
+            _ => Some((r * 7919) % original),
+        };
+        for k in 0..dim {
+            let y = centre.map_or(0.0, |j| values[j * dim + k]);
+            x.push(y + sigma * z.row(r)[k]);
+        }
+    }
+    x
+}
+
+fn f32_rounded(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|&v| v as f32 as f64).collect()
+}
+
+/// The reference data sets: a 2-D toy, the digits and 784-D images, each with ties.
+fn reference_sets() -> Vec<(&'static str, Vec<f64>, usize)> {
+    let moons = match crate::data::toys::load("moons", 1024) {
+        Ok(crate::data::Source::Empirical(set)) => set,
+        _ => panic!("moons"),
+    };
+    let digits = crate::data::digits::load().expect("digits");
+    let images = crate::data::digits::synthetic_28x28(1000, 3).expect("images");
+    [("moons", moons), ("digits", digits), ("784-d", images)]
+        .into_iter()
+        .map(|(name, set)| (name, with_ties(&set.values, set.dim), set.dim))
+        .collect()
+}
+
+/// The largest error of D = sum w y / sum w against a reference, relative to the data's scale,
+/// and the largest relative error of the weight sums.
+fn errors(
+    got: &[crate::backend::WeightedRow],
+    reference: &[(Vec<f64>, f64)],
+    scale: f64,
+) -> (f64, f64) {
+    let (mut d, mut sum) = (0.0f64, 0.0f64);
+    for (g, (expect, expect_sum)) in got.iter().zip(reference) {
+        for (v, e) in g.weighted.iter().zip(expect) {
+            d = d.max((v / g.weight_sum - e).abs() / scale);
+        }
+        sum = sum.max((g.weight_sum / expect_sum - 1.0).abs());
+    }
+    (d, sum)
+}
+
+/// f64 brute force: D(x) and sum_j exp(-(d_j - d_min) / 2 s^2) for each row.
+fn brute_rows(values: &[f64], dim: usize, x: &[f64], sigma: f64) -> Vec<(Vec<f64>, f64)> {
+    x.chunks_exact(dim)
+        .map(|xr| {
+            let n = values.len() / dim;
+            let d: Vec<f64> = (0..n)
+                .map(|j| {
+                    (0..dim)
+                        .map(|k| (xr[k] - values[j * dim + k]).powi(2))
+                        .sum()
+                })
+                .collect();
+            let m = d.iter().copied().fold(f64::INFINITY, f64::min);
+            let w: Vec<f64> = d
+                .iter()
+                .map(|v| (-(v - m) / (2.0 * sigma * sigma)).exp())
+                .collect();
+            let z: f64 = w.iter().sum();
+            let mean = (0..dim)
+                .map(|k| (0..n).map(|j| w[j] * values[j * dim + k]).sum::<f64>() / z)
+                .collect();
+            (mean, z)
+        })
+        .collect()
+}
+
+#[test]
+fn the_gemm_form_matches_explicit_differences_at_every_sigma() {
+    for (name, values, dim) in reference_sets() {
+        let n = values.len() / dim;
+        let set = PreparedSet::<f32>::new(&values, n, dim);
+        let exact_values = f32_rounded(&values);
+        let scale = exact_values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
+            let x = f32_rounded(&rows_around(&values, dim, sigma, 17));
+            let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let spans = vec![Span { start: 0, end: n }; x.len() / dim];
+            let weighting = Weighting::Softmax { sigma };
+            let reference = brute_rows(&exact_values, dim, &x, sigma);
+            let run = |path| weighted_rows_on(&set, &xs, &spans, &weighting, Isa::detect(), path);
+            let (gemm, explicit) = (run(Path::Gemm), run(Path::Explicit));
+            let (gemm_d, gemm_sum) = errors(&gemm, &reference, scale);
+            let (explicit_d, explicit_sum) = errors(&explicit, &reference, scale);
+            let between: Vec<(Vec<f64>, f64)> = explicit
+                .iter()
+                .map(|e| {
+                    (
+                        e.weighted.iter().map(|v| v / e.weight_sum).collect(),
+                        e.weight_sum,
+                    )
+                })
+                .collect();
+            let (apart_d, apart_sum) = errors(&gemm, &between, scale);
+            eprintln!(
+                "{name} sigma {sigma}: gemm {gemm_d:.1e} / {gemm_sum:.1e}, explicit {explicit_d:.1e} / {explicit_sum:.1e}, apart {apart_d:.1e} / {apart_sum:.1e}"
+            );
+            for (what, e) in [
+                ("gemm D", gemm_d),
+                ("gemm weight sum", gemm_sum),
+                ("explicit D", explicit_d),
+                ("explicit weight sum", explicit_sum),
+                ("gemm vs explicit D", apart_d),
+                ("gemm vs explicit weight sum", apart_sum),
+            ] {
+                assert!(e <= 1e-4, "{name} sigma {sigma}: {what} error {e:e}");
+            }
+        }
+    }
+}
+
+/// f64 brute force of NAG's marginal weights: (sum_j w_j y_j / sum_j w_j, sum_j w_j / Z) per row.
+fn brute_marginal(
+    values: &[f64],
+    dim: usize,
+    x: &[f64],
+    sigmas: &[f64],
+    log_weights: &[f64],
+) -> Vec<(Vec<f64>, f64)> {
+    let n = values.len() / dim;
+    x.chunks_exact(dim)
+        .map(|xr| {
+            let d: Vec<f64> = (0..n)
+                .map(|j| {
+                    (0..dim)
+                        .map(|k| (xr[k] - values[j * dim + k]).powi(2))
+                        .sum()
+                })
+                .collect();
+            let logit = |j: usize, k: usize| {
+                log_weights[k] - dim as f64 * sigmas[k].ln() - d[j] / (2.0 * sigmas[k] * sigmas[k])
+            };
+            let top = (0..n)
+                .flat_map(|j| (0..sigmas.len()).map(move |k| (j, k)))
+                .map(|(j, k)| logit(j, k))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let (mut z, mut sum) = (0.0, 0.0);
+            let mut weighted = vec![0.0; dim];
+            for j in 0..n {
+                let mut w = 0.0;
+                for k in 0..sigmas.len() {
+                    let e = (logit(j, k) - top).exp();
+                    z += e;
+                    w += e / (sigmas[k] * sigmas[k]);
+                }
+                sum += w;
+                for q in 0..dim {
+                    weighted[q] += w * values[j * dim + q];
+                }
+            }
+            (weighted.iter().map(|v| v / sum).collect(), sum / z)
+        })
+        .collect()
+}
+
+#[test]
+fn the_gemm_form_matches_explicit_differences_for_nag() {
+    for (name, values, dim) in reference_sets() {
+        let n = values.len() / dim;
+        let set = PreparedSet::<f32>::new(&values, n, dim);
+        let exact_values = f32_rounded(&values);
+        let scale = exact_values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let prior = crate::core::estimate::SigmaPrior::edm_training();
+        let (sigmas, log_weights) = prior.quadrature(120);
+        let weighting = Weighting::Marginal {
+            sigmas: &sigmas,
+            log_weights: &log_weights,
+        };
+        for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
+            let x = f32_rounded(&rows_around(&values, dim, sigma, 5));
+            let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let spans = vec![Span { start: 0, end: n }; xs.len() / dim];
+            let reference = brute_marginal(&exact_values, dim, &x, &sigmas, &log_weights);
+            let run = |path| weighted_rows_on(&set, &xs, &spans, &weighting, Isa::detect(), path);
+            let mut worst = [0.0f64; 4];
+            for (p, path) in [Path::Gemm, Path::Explicit].into_iter().enumerate() {
+                for (g, (mean, ratio)) in run(path).iter().zip(&reference) {
+                    let r = (g.weight_sum / g.normaliser) / ratio - 1.0;
+                    worst[2 * p] = worst[2 * p].max(r.abs());
+                    for (gv, ev) in g.weighted.iter().zip(mean) {
+                        worst[2 * p + 1] =
+                            worst[2 * p + 1].max((gv / g.weight_sum - ev).abs() / scale);
+                    }
+                }
+            }
+            eprintln!(
+                "nag {name} sigma {sigma}: gemm {:.1e} / {:.1e}, explicit {:.1e} / {:.1e}",
+                worst[0], worst[1], worst[2], worst[3]
+            );
+            for e in worst {
+                assert!(e <= 1e-4, "nag {name} sigma {sigma}: {worst:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_grid_matches_brute_force_on_every_toy() {
+    for toy in crate::data::toys::NAMES {
+        let set = match crate::data::toys::load(toy, 1500) {
+            Ok(crate::data::Source::Empirical(set)) => set,
+            _ => continue,
+        };
+        let dim = set.dim;
+        let values = with_ties(&set.values, dim);
+        let n = set.n + 16;
+        let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-9);
+        let exact = PreparedSet::<f64>::new(&values, n, dim);
+        let single = PreparedSet::<f32>::new(&values, n, dim);
+        // Whole set and a class span (or a part of the set).
+        let half = Span {
+            start: 0,
+            end: n / 2,
+        };
+        for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
+            let x = f32_rounded(&rows_around(&values, dim, sigma, 3));
+            let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            for span in [Span { start: 0, end: n }, half] {
+                let spans = vec![span; x.len() / dim];
+                let weighting = Weighting::Softmax { sigma };
+                let reference =
+                    brute_rows(&values[span.start * dim..span.end * dim], dim, &x, sigma);
+                let grid =
+                    weighted_rows_on(&exact, &x, &spans, &weighting, Isa::detect(), Path::Grid);
+                let (d, sum) = errors(&grid, &reference, scale);
+                assert!(
+                    d <= 1e-12 && sum <= 1e-12,
+                    "{toy} f64 sigma {sigma}: {d:e} / {sum:e}"
+                );
+                let on =
+                    |path| weighted_rows_on(&single, &xs, &spans, &weighting, Isa::detect(), path);
+                let explicit = on(Path::Explicit);
+                let between: Vec<(Vec<f64>, f64)> = explicit
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.weighted.iter().map(|v| v / e.weight_sum).collect(),
+                            e.weight_sum,
+                        )
+                    })
+                    .collect();
+                let (d, sum) = errors(&on(Path::Grid), &between, scale);
+                // The same weights; only the order of the sums differs.
+                assert!(
+                    d <= 2e-6 && sum <= 2e-6,
+                    "{toy} f32 sigma {sigma}: {d:e} / {sum:e}"
+                );
+            }
+        }
+    }
+}

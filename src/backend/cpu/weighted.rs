@@ -1,8 +1,9 @@
 //! Distances -> weights -> weighted sums: the ideal denoiser's softmax and NAG's marginal.
 
-use super::distances::{dot_lanes, max_of, min_of, span_distances, sum_of};
-use super::layout::{LANES, PreparedSet, SMALL_DIM};
+use super::distances::{dot_lanes, min_of, span_distances, sum_of};
+use super::layout::{PreparedSet, SMALL_DIM};
 use super::real::Real;
+use super::weights::weigh_gaps;
 use crate::backend::{Span, WeightedRow, Weighting};
 
 /// Turns one row of distances into weights in place; returns the normaliser Z.
@@ -13,61 +14,11 @@ fn weigh_row<T: Real, const FMA: bool>(row: &mut [T], weighting: &Weighting, dim
         row.fill(T::ZERO);
         return 0.0;
     }
-    match *weighting {
-        Weighting::Softmax { sigma } => {
-            // (d_j - d_min) first: exact near the minimum, where precision matters.
-            let c = T::from_f64(-1.0 / (2.0 * sigma * sigma));
-            for v in row.iter_mut() {
-                *v = ((*v - d_min) * c).exp();
-            }
-            sum_of(row)
-        }
-        Weighting::Marginal {
-            sigmas,
-            log_weights,
-        } => {
-            let d_min_f64 = d_min.to_f64();
-            let node_logit = |k: usize| {
-                let s = sigmas[k];
-                log_weights[k] - dim as f64 * s.ln() - d_min_f64 / (2.0 * s * s)
-            };
-            let top = (0..sigmas.len())
-                .map(node_logit)
-                .fold(f64::NEG_INFINITY, f64::max);
-            let mut gaps = row.to_vec();
-            for g in gaps.iter_mut() {
-                *g = *g - d_min;
-            }
-            row.fill(T::ZERO);
-            let mut z = 0.0;
-            for k in 0..sigmas.len() {
-                let offset = node_logit(k) - top;
-                // Nodes whose best term is below e^-UNDERFLOW of the top add nothing.
-                if offset < -T::UNDERFLOW {
-                    continue;
-                }
-                let s2 = sigmas[k] * sigmas[k];
-                let c = T::from_f64(-1.0 / (2.0 * s2));
-                let shift = T::from_f64(offset);
-                let inv_s2 = T::from_f64(1.0 / s2);
-                let mut zk = [T::ZERO; LANES];
-                // Rows are whole blocks of LANES (span_distances pads them).
-                let mut j = 0;
-                while j + LANES <= gaps.len() {
-                    for l in 0..LANES {
-                        let e = gaps[j + l].fused::<FMA>(c, shift).exp();
-                        row[j + l] = e.fused::<FMA>(inv_s2, row[j + l]);
-                        zk[l] = zk[l] + e;
-                    }
-                    j += LANES;
-                }
-                for v in zk {
-                    z += v.to_f64();
-                }
-            }
-            z
-        }
+    // (d_j - d_min) first: exact near the minimum, where precision matters.
+    for v in row.iter_mut() {
+        *v = *v - d_min;
     }
+    weigh_gaps::<T, FMA>(row, d_min.to_f64(), weighting, dim)
 }
 
 /// One task: distances, weights, weighted sums.
@@ -103,19 +54,14 @@ pub(super) fn weighted_rows_task<T: Real, const FMA: bool>(
         }
     } else {
         // Data point outer, rows inner: each y_j is read once per task (it stays in L1 while
-        // the task's rows use it), and zero weights are skipped.
+        // the task's rows use it), and the zero weights beyond the cutoff are skipped.
         let mut acc = vec![T::ZERO; rows.len() * dim];
         let last = (set.n - first).min(width);
-        // Weights below e^-40 of the row's largest add < N e^-40 (relative) to the sum: skipped.
-        let mut cutoffs = Vec::with_capacity(rows.len());
-        for r in 0..rows.len() {
-            cutoffs.push(max_of(&dist[r * width..(r + 1) * width]) * T::from_f64(4.2e-18));
-        }
         for j in 0..last {
             let y = &set.rows[(first + j) * dim..(first + j + 1) * dim];
             for r in 0..rows.len() {
                 let w = dist[r * width + j];
-                if w <= cutoffs[r] {
+                if w == T::ZERO {
                     continue;
                 }
                 let a = &mut acc[r * dim..(r + 1) * dim];

@@ -1,0 +1,81 @@
+//! Criterion benches of the CPU kernels: one empirical-denoiser evaluation (f32, all data in one
+//! span) at sigma in {80, 1, 0.002} on the three reference workloads, on each distance path:
+//! the fast one (the grid for the 2-D toy, the GEMM form for the digits and the 784-D images)
+//! against explicit differences to every point. The states are x = y_j + sigma z around data
+//! points, as a sampler's states are at that sigma (at sigma = 80 they are noise).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use noisescope::backend::cpu::{Isa, Path, PreparedSet, weighted_rows_on};
+use noisescope::backend::{Span, Weighting};
+use noisescope::core::noise::initial_noise;
+use noisescope::data::{DataSet, Source, digits, toys};
+
+fn workloads() -> Vec<(&'static str, DataSet, usize)> {
+    let toy = match toys::load("moons", 4096) {
+        Ok(Source::Empirical(set)) => set,
+        other => panic!("moons: {other:?}"),
+    };
+    vec![
+        ("toy_4096x2048x2", toy, 2048),
+        ("digits_1797x256x64", digits::load().expect("digits"), 256),
+        (
+            "images_10000x64x784",
+            digits::synthetic_28x28(10_000, 7).expect("images"),
+            64,
+        ),
+    ]
+}
+
+/// B states at `sigma` around data points, rounded to f32.
+fn states(set: &DataSet, batch: usize, sigma: f64) -> Vec<f32> {
+    let z = initial_noise(3, batch, set.dim);
+    let mut x = Vec::with_capacity(batch * set.dim);
+    for r in 0..batch {
+        let y = set.row((r * 7919 + 13) % set.n);
+        for (k, &v) in y.iter().enumerate() {
+            x.push((v + sigma * z.row(r)[k]) as f32);
+        }
+    }
+    x
+}
+
+fn one_evaluation(c: &mut Criterion) {
+    let isa = Isa::detect();
+    for (name, set, batch) in workloads() {
+        let prepared = PreparedSet::<f32>::new(&set.values, set.n, set.dim);
+        // The fast path of each shape (the 784-D images default to explicit differences, see
+        // layout::GEMM_MAX_DIM, but their GEMM form is measured here all the same).
+        let fast = match Path::for_set(&prepared) {
+            Path::Explicit if set.dim > 3 => Path::Gemm,
+            path => path,
+        };
+        let mut group = c.benchmark_group(format!("kernel_eval_{name}"));
+        group.sample_size(10);
+        for sigma in [80.0, 1.0, 0.002] {
+            let x = states(&set, batch, sigma);
+            let spans = vec![
+                Span {
+                    start: 0,
+                    end: set.n
+                };
+                batch
+            ];
+            let weighting = Weighting::Softmax { sigma };
+            for path in [fast, Path::Explicit] {
+                group.bench_function(format!("{path:?}/sigma={sigma}"), |b| {
+                    b.iter(|| {
+                        black_box(weighted_rows_on(
+                            &prepared, &x, &spans, &weighting, isa, path,
+                        ))
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, one_evaluation);
+criterion_main!(benches);

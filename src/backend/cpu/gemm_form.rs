@@ -1,0 +1,383 @@
+//! Distances in GEMM form, exact where it matters (f32 sets of GEMM_MIN_DIM or more dimensions).
+//!
+//! -|x - y_j|^2 / 2 = l_j - |x - mu|^2 / 2 with the logit l_j = (x - mu).(y_j - mu) - |y_j - mu|^2 / 2,
+//! so one matrix product gives every row's logits, and the gap g_j = d_j - d_min = 2 (l_max - l_j).
+//! The product's rounding error is bounded per row (`RowMeta::bound`); where a weighting resolves
+//! finer than that (small sigma: the softmax is nearly one-hot and near-ties decide it), the
+//! candidates whose gap can be within the weighting's reach are recomputed by explicit
+//! differences, exactly as the explicit path computes them, and the nearest point is always
+//! measured that way. Where many points are within reach (a wide softmax at large sigma), the
+//! product's gaps are used as they are: there no logit has |x - y|^2 ~ 0 to lose, and the
+//! product's gaps, free of the |x - mu|^2 term, are measured to be more accurate than explicit
+//! differences summed in f32 (README, "Accuracy of the GEMM form").
+
+use rayon::prelude::*;
+
+use super::distances::{explicit_distance, max_signed};
+use super::gemm::{Threads, product, product_transposed};
+use super::layout::{GemmOperands, PreparedSet};
+use super::real::Real;
+use super::weights::{Reach, weigh_gaps};
+use crate::backend::{Span, WeightedRow, Weighting};
+
+/// The rows of a batch that share a span, with their gaps to it in GEMM form.
+pub(super) struct SpanDistances<T> {
+    pub span: Span,
+    /// Rows of the batch, in the order of `gaps` and `meta`.
+    pub rows: Vec<usize>,
+    /// [rows][span.len()]: the gaps 2 (l_max - l_j) from the product.
+    pub gaps: Vec<T>,
+    pub meta: Vec<RowMeta>,
+}
+
+/// What one row needs besides its gaps.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct RowMeta {
+    /// |x - y_nearest|^2 by explicit differences, `nearest` being the largest logit's point: within
+    /// `bound` of the true nearest squared distance.
+    pub d_min: f64,
+    /// Every product gap is within `bound` of the exact gap of the rounded inputs.
+    pub bound: f64,
+}
+
+/// One row's logits (x - mu).(y_j - mu) in, gaps out, in place; returns its meta.
+#[inline(always)]
+pub(super) fn finish_row<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    ops: &GemmOperands<T>,
+    x: &[T],
+    x_norm: f64,
+    span: Span,
+    logits: &mut [T],
+) -> RowMeta {
+    let dim = set.dim;
+    let half_norms = &ops.half_norms[span.start..span.end];
+    for (l, h) in logits.iter_mut().zip(half_norms) {
+        *l = *l - *h;
+    }
+    let top = max_signed(logits);
+    let mut nearest = 0;
+    for (j, &l) in logits.iter().enumerate() {
+        if l == top {
+            nearest = j;
+            break;
+        }
+    }
+    let two = T::from_f64(2.0);
+    for l in logits.iter_mut() {
+        *l = (top - *l) * two;
+    }
+    let y_max = ops.norms[span.start..span.end]
+        .iter()
+        .copied()
+        .fold(0.0, f64::max);
+    // |delta l_j| <= gamma_(D+3) (|x||y_j| + |y_j|^2) for the product, its subtraction and the
+    // rounded half norm; the centred operands' own rounding adds 2 eps (|x| + |y|)^2 to a distance.
+    let u = T::EPSILON;
+    let gamma = (dim + 3) as f64 * u / (1.0 - (dim + 3) as f64 * u);
+    let bound = 4.0 * gamma * (x_norm * y_max + y_max * y_max)
+        + 4.0 * u * (x_norm + y_max).powi(2)
+        + 2.0 * u * logits.iter().fold(0.0f64, |m, g| m.max(g.to_f64()));
+    let j = span.start + nearest;
+    let d_min = explicit_distance::<T, FMA>(x, &set.rows[j * dim..(j + 1) * dim]).to_f64();
+    RowMeta { d_min, bound }
+}
+
+/// The weights of one row: dense over the span (summed later by one product for all dense rows),
+/// or already summed.
+pub(super) enum RowWeights<T> {
+    Dense {
+        weights: Vec<T>,
+        normaliser: f64,
+        weight_sum: f64,
+    },
+    Summed(WeightedRow),
+}
+
+impl<T> Default for RowWeights<T> {
+    fn default() -> Self {
+        RowWeights::Summed(WeightedRow::default())
+    }
+}
+
+/// A softmax recomputes at most this many candidates by explicit differences (more: it is wide,
+/// see the module note).
+pub(super) fn recompute_limit(span_len: usize) -> usize {
+    (span_len / 8).max(64)
+}
+
+/// Explicit squared distances of the points whose product gap is within `limit`: (index in span,
+/// distance).
+#[inline(always)]
+fn recompute<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    span: Span,
+    gaps: &[T],
+    limit: T,
+) -> (Vec<usize>, Vec<T>) {
+    let dim = set.dim;
+    let mut index = Vec::new();
+    let mut exact = Vec::new();
+    for (j, &g) in gaps.iter().enumerate() {
+        if g <= limit {
+            let y = &set.rows[(span.start + j) * dim..(span.start + j + 1) * dim];
+            index.push(j);
+            exact.push(explicit_distance::<T, FMA>(x, y));
+        }
+    }
+    (index, exact)
+}
+
+/// Makes a row of product gaps exact where they are within `exact_cut`: those points are
+/// recomputed by explicit differences, every gap is taken relative to the exact nearest squared
+/// distance, which is returned.
+#[inline(always)]
+pub(super) fn hybrid_gaps<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    span: Span,
+    gaps: &mut [T],
+    meta: &RowMeta,
+    exact_cut: f64,
+) -> f64 {
+    if exact_cut <= 0.0 {
+        return meta.d_min;
+    }
+    let (index, exact) =
+        recompute::<T, FMA>(set, x, span, gaps, T::from_f64(exact_cut + meta.bound));
+    let nearest = exact.iter().map(|d| d.to_f64()).fold(meta.d_min, f64::min);
+    // The product's gaps are relative to the point measured as meta.d_min.
+    let shift = T::from_f64(meta.d_min - nearest);
+    for g in gaps.iter_mut() {
+        *g = *g + shift;
+    }
+    let nearest_t = T::from_f64(nearest);
+    for (&j, &d) in index.iter().zip(&exact) {
+        gaps[j] = d - nearest_t;
+    }
+    nearest
+}
+
+/// sum_j w_j y_j over the listed points of the span, accumulated in T.
+#[inline(always)]
+fn sparse_sum<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    span: Span,
+    index: impl Iterator<Item = (usize, T)>,
+) -> (Vec<f64>, f64) {
+    let dim = set.dim;
+    let mut acc = vec![T::ZERO; dim];
+    let mut weight_sum = 0.0;
+    for (j, w) in index {
+        if w == T::ZERO {
+            continue;
+        }
+        let y = &set.rows[(span.start + j) * dim..(span.start + j + 1) * dim];
+        for k in 0..dim {
+            acc[k] = w.fused::<FMA>(y[k], acc[k]);
+        }
+        weight_sum += w.to_f64();
+    }
+    (acc.iter().map(|v| v.to_f64()).collect(), weight_sum)
+}
+
+/// One row's weights from its gaps, with the gaps the weighting resolves finer than the product's
+/// bound recomputed by explicit differences; summed at once when sparse.
+#[inline(always)]
+pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    span: Span,
+    gaps: &[T],
+    meta: &RowMeta,
+    weighting: &Weighting,
+) -> RowWeights<T> {
+    let dim = set.dim;
+    // d_min is within the bound below the nearest point measured.
+    let reach = Reach::of::<T>(
+        weighting,
+        (meta.d_min - meta.bound, meta.d_min),
+        dim,
+        meta.bound,
+    );
+    let mut weights = gaps.to_vec();
+    let mut d_min = meta.d_min;
+    if reach.exact_cut > 0.0 {
+        let limit = T::from_f64(reach.exact_cut + meta.bound);
+        let mut count = 0usize;
+        for &g in gaps {
+            count += usize::from(g <= limit);
+        }
+        // All the weight is among the candidates: a sparse row.
+        let sparse = reach.gap_cut <= reach.exact_cut;
+        if sparse && count <= recompute_limit(span.len()) {
+            let (index, mut exact) = recompute::<T, FMA>(set, x, span, gaps, limit);
+            let nearest = exact
+                .iter()
+                .copied()
+                .fold(T::INFINITY, |m, v| if v < m { v } else { m });
+            for d in exact.iter_mut() {
+                *d = *d - nearest;
+            }
+            let normaliser = weigh_gaps::<T, FMA>(&mut exact, nearest.to_f64(), weighting, dim);
+            let (weighted, weight_sum) =
+                sparse_sum::<T, FMA>(set, span, index.iter().copied().zip(exact.iter().copied()));
+            return RowWeights::Summed(WeightedRow {
+                weighted,
+                weight_sum,
+                normaliser,
+            });
+        }
+        if !sparse {
+            // NAG's marginal sees coarse and fine scales at once: the fine ones get exact gaps,
+            // the coarse ones the product's.
+            d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut weights, meta, reach.exact_cut);
+        }
+    }
+    let normaliser = weigh_gaps::<T, FMA>(&mut weights, d_min, weighting, dim);
+    let mut nonzero = 0usize;
+    for &w in &weights {
+        nonzero += usize::from(w != T::ZERO);
+    }
+    if nonzero * 16 <= weights.len() {
+        let (weighted, weight_sum) =
+            sparse_sum::<T, FMA>(set, span, weights.iter().copied().enumerate());
+        return RowWeights::Summed(WeightedRow {
+            weighted,
+            weight_sum,
+            normaliser,
+        });
+    }
+    let weight_sum = weights.iter().map(|w| w.to_f64()).sum();
+    RowWeights::Dense {
+        weights,
+        normaliser,
+        weight_sum,
+    }
+}
+
+/// A compiled `finish_row`: (x, |x|^2, logits) -> the row's meta.
+pub(super) type FinishRow<'a, T> = dyn Fn(&[T], f64, &mut [T]) -> RowMeta + Sync + 'a;
+/// A compiled `weigh_gemm_row`: (x, gaps, meta) -> the row's weights.
+pub(super) type WeighRow<'a, T> = dyn Fn(&[T], &[T], &RowMeta) -> RowWeights<T> + Sync + 'a;
+
+impl<T: Real> SpanDistances<T> {
+    /// The gaps of `rows` of the batch `x` to `span` by one product, and each row's meta.
+    /// `finish` is `finish_row` compiled for the machine's instruction set.
+    pub fn new(
+        set: &PreparedSet<T>,
+        ops: &GemmOperands<T>,
+        x: &[T],
+        rows: &[usize],
+        span: Span,
+        threads: Threads,
+        finish: &FinishRow<'_, T>,
+    ) -> Self {
+        let dim = set.dim;
+        let width = span.len();
+        let mut centred = Vec::with_capacity(rows.len() * dim);
+        let mut norms = Vec::with_capacity(rows.len());
+        for &r in rows {
+            let mut norm2 = 0.0;
+            for (v, m) in x[r * dim..(r + 1) * dim].iter().zip(&ops.mean) {
+                let c = T::from_f64(v.to_f64() - m);
+                norm2 += c.to_f64() * c.to_f64();
+                centred.push(c);
+            }
+            norms.push(norm2.sqrt());
+        }
+        let mut gaps = vec![T::ZERO; rows.len() * width];
+        product_transposed(
+            &centred,
+            &ops.centred[span.start * dim..span.end * dim],
+            (rows.len(), width, dim),
+            &mut gaps,
+            threads,
+        );
+        let mut meta = vec![RowMeta::default(); rows.len()];
+        gaps.par_chunks_mut(width.max(1))
+            .zip(meta.par_iter_mut())
+            .enumerate()
+            .for_each(|(q, (logits, m))| {
+                let r = rows[q];
+                *m = finish(&x[r * dim..(r + 1) * dim], norms[q], logits);
+            });
+        SpanDistances {
+            span,
+            rows: rows.to_vec(),
+            gaps,
+            meta,
+        }
+    }
+
+    /// sum_j w_j y_j, sum_j w_j and Z for each row under `weighting`; `weigh` is `weigh_gemm_row`
+    /// compiled for the machine's instruction set.
+    pub fn weighted_rows(
+        &self,
+        set: &PreparedSet<T>,
+        x: &[T],
+        threads: Threads,
+        weigh: &WeighRow<'_, T>,
+    ) -> Vec<WeightedRow> {
+        let dim = set.dim;
+        let width = self.span.len();
+        let per_row: Vec<RowWeights<T>> = self
+            .rows
+            .par_iter()
+            .enumerate()
+            .map(|(q, &r)| {
+                weigh(
+                    &x[r * dim..(r + 1) * dim],
+                    &self.gaps[q * width..(q + 1) * width],
+                    &self.meta[q],
+                )
+            })
+            .collect();
+        // The dense rows' sums by one product with the span's rows.
+        let dense: Vec<usize> = (0..per_row.len())
+            .filter(|&q| matches!(per_row[q], RowWeights::Dense { .. }))
+            .collect();
+        let mut matrix = Vec::with_capacity(dense.len() * width);
+        for &q in &dense {
+            if let RowWeights::Dense { weights, .. } = &per_row[q] {
+                matrix.extend_from_slice(weights);
+            }
+        }
+        // Against the centred rows (the ones the distances streamed, likely still in cache):
+        // sum_j w_j y_j = sum_j w_j (y_j - mu) + mu sum_j w_j.
+        let ops = set.gemm_operands();
+        let mut sums = vec![T::ZERO; dense.len() * dim];
+        product(
+            &matrix,
+            &ops.centred[self.span.start * dim..self.span.end * dim],
+            (dense.len(), dim, width),
+            &mut sums,
+            threads,
+        );
+        let mut next_dense = 0;
+        per_row
+            .into_iter()
+            .map(|w| match w {
+                RowWeights::Summed(row) => row,
+                RowWeights::Dense {
+                    normaliser,
+                    weight_sum,
+                    ..
+                } => {
+                    let s = &sums[next_dense * dim..(next_dense + 1) * dim];
+                    next_dense += 1;
+                    WeightedRow {
+                        weighted: s
+                            .iter()
+                            .zip(&ops.mean)
+                            .map(|(v, m)| v.to_f64() + m * weight_sum)
+                            .collect(),
+                        weight_sum,
+                        normaliser,
+                    }
+                }
+            })
+            .collect()
+    }
+}
