@@ -311,3 +311,98 @@ fn a_folder_of_images_is_a_data_set() {
     assert_eq!(traj.shape, vec![5, 3, 6 * 6 * 3]);
     assert!(dir.path().join("o/samples.png").exists());
 }
+
+#[test]
+fn info_schedule_follows_the_exact_information_profile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One Gaussian direction: the information per d ln sigma is lambda / (lambda + s^2), so the
+    // levels are equally spaced in G(s) = -ln(1 + lambda / s^2) / 2.
+    let out = path(dir.path(), "g");
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "gaussian:0.25",
+        "--schedule",
+        "info",
+        "--steps",
+        "6",
+        "--batch",
+        "4",
+        "--precision",
+        "f64",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let used = npy::read(&dir.path().join("g/sigmas.npy"))
+        .expect("sigmas")
+        .data;
+    let g = |s: f64| -0.5 * (0.25 / (s * s)).ln_1p();
+    assert_eq!((used[0], used[5], used[6]), (80.0, 0.002, 0.0));
+    for (i, &s) in used[..6].iter().enumerate() {
+        let u = i as f64 / 5.0;
+        let target = (1.0 - u) * g(80.0) + u * g(0.002);
+        let exact = (0.25 / (-2.0 * target).exp_m1()).sqrt();
+        // The profile is log-linear between levels 0.125 apart in ln sigma.
+        assert!((s / exact - 1.0).abs() < 5e-3, "{i}: {s} vs {exact}");
+    }
+    // A finite set (Monte Carlo profile of the ideal denoiser), re-planned adaptively.
+    let data = dir.path().join("points.npy");
+    let points: Vec<f64> = (0..60)
+        .map(|i| ((i * 37) % 23) as f64 / 7.0 - 1.5)
+        .collect();
+    npy::write(&data, &[30, 2], &points, false).expect("write");
+    let out = path(dir.path(), "e");
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        &format!("npy:{}", data.display()),
+        "--schedule",
+        "info",
+        "--adaptive",
+        "--steps",
+        "6",
+        "--sigma-min",
+        "0.01",
+        "--sigma-max",
+        "20",
+        "--batch",
+        "16",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let used = npy::read(&dir.path().join("e/sigmas.npy"))
+        .expect("sigmas")
+        .data;
+    assert_eq!((used.len(), used[6]), (7, 0.0));
+    assert!((used[0] / 20.0 - 1.0).abs() < 1e-7);
+    assert!(used.windows(2).all(|w| w[0] > w[1]), "{used:?}");
+    assert!(used[5] >= 0.01);
+}
+
+#[test]
+fn binarised_digits_sample_to_pm1_pixels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "b");
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "digits:binary",
+        "--batch",
+        "4",
+        "--steps",
+        "4",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let traj = npy::read(&dir.path().join("b/traj.npy")).expect("traj");
+    assert_eq!(traj.shape, vec![5, 4, 64]);
+    // The ideal denoiser of +-1 data ends on +-1 pixels.
+    let last = &traj.data[4 * 4 * 64..];
+    assert!(
+        last.iter().all(|v| (v.abs() - 1.0).abs() < 0.05),
+        "{last:?}"
+    );
+}

@@ -193,6 +193,10 @@ fn every_bad_input_gives_one_line_exit_2_and_leaves_the_output_folder_alone() {
         bad(&["sample", "--data", "npy:"], &["--data"]),
         bad(&["sample", "--data", "mnist"], &["--data"]),
         bad(
+            &["sample", "--data", "digits:grey"],
+            &["--data", "digits:binary"],
+        ),
+        bad(
             &["sample", "--data", "toy:nope"],
             &["unknown toy", "--data"],
         ),

@@ -186,8 +186,118 @@ fn train_rejects_bad_input_with_one_clear_line() {
         ]),
         "already done 2 steps",
     );
+    // InfoNoise's flags (issue 12).
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--infonoise",
+            "ema=0.5",
+            "--out",
+            &out,
+        ])),
+        "--sigma-dist infonoise",
+    );
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--sigma-dist",
+            "infonoise",
+            "--infonoise",
+            "warmup=3",
+            "--out",
+            &out,
+        ])),
+        "unknown constant 'warmup'",
+    );
+    assert_clear_error(
+        &run(with(&[
+            "--model",
+            "mlp",
+            "--profile-csv",
+            &path(dir.path(), "p.csv"),
+            "--out",
+            &out,
+        ])),
+        "--sigma-dist infonoise",
+    );
     // Nothing was written by the failed runs.
     assert!(!dir.path().join("r.safetensors").exists());
+    assert!(!dir.path().join("p.csv").exists());
+}
+
+#[test]
+fn train_with_infonoise_records_its_constants_and_writes_its_profile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "info.safetensors");
+    let csv = path(dir.path(), "profile.csv");
+    let o = noisescope(&[
+        "train",
+        "--data",
+        "toy:moons",
+        "--points",
+        "500",
+        "--model",
+        "mlp",
+        "--steps",
+        "40",
+        "--batch",
+        "32",
+        "--sigma-dist",
+        "infonoise",
+        "--infonoise",
+        "warmup_steps=10,rebuild_every=10,bins=32,gate=pinned:0.01",
+        "--profile-csv",
+        &csv,
+        "--eval-every",
+        "40",
+        "--eval-samples",
+        "50",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains("validation loss") && stdout.contains("infonoise 4 rebuilds gate c 0.0100"),
+        "{stdout}"
+    );
+    let model = LearnedDenoiser::from_checkpoint(Path::new(&out)).expect("loads");
+    let sidecar = model.sidecar.as_ref().expect("sidecar");
+    let recorded = serde_json::to_value(&sidecar.training.sigma).expect("json");
+    assert_eq!(recorded["kind"], "infonoise");
+    assert_eq!(recorded["warmup_steps"], 10);
+    assert_eq!(recorded["bins"], 32);
+    assert_eq!(recorded["sigma_data"], sidecar.data.sigma_data);
+    let state = sidecar.sigma_sampler.as_ref().expect("InfoNoise state");
+    assert_eq!(state.profile().rebuilds, 4);
+    // One report (the last step): a row per bin, each with m_hat, the exact profile of the
+    // 500 moons points, InfoNoise's density and the log-normal's.
+    let table = std::fs::read_to_string(&csv).expect("csv");
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next(),
+        Some("step,sigma,m_hat,exact_mmse,infonoise_density,lognormal_density")
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().expect("a number")).collect())
+        .collect();
+    assert_eq!(rows.len(), 32);
+    assert!(rows.iter().all(|r| r.len() == 6 && r[0] == 40.0));
+    assert!(rows.windows(2).all(|w| w[0][1] < w[1][1]));
+    // The exact mmse/dim is at most sigma^2 and grows with sigma.
+    assert!(
+        rows.iter()
+            .all(|r| r[3] > 0.0 && r[3] <= r[1] * r[1] * 1.01)
+    );
+    assert!(rows[31][3] > rows[0][3]);
+    // Both densities integrate to about 1 over ln sigma (bins 1/32 of ln(80/0.002) wide).
+    let width = (80.0f64 / 0.002).ln() / 32.0;
+    let info: f64 = rows.iter().map(|r| r[4]).sum::<f64>() * width;
+    assert!((info - 1.0).abs() < 0.05, "{info}");
+    let lognormal: f64 = rows.iter().map(|r| r[5]).sum::<f64>() * width;
+    assert!((lognormal - 1.0).abs() < 0.05, "{lognormal}");
 }
 
 #[test]

@@ -201,7 +201,9 @@ impl Settings {
     pub fn set_data(&mut self, data: DataSpec) {
         self.spec.batch = match data {
             DataSpec::Images { .. } => self.spec.batch.min(64),
-            DataSpec::Digits | DataSpec::Npy { .. } => self.spec.batch.min(256),
+            DataSpec::Digits | DataSpec::BinaryDigits | DataSpec::Npy { .. } => {
+                self.spec.batch.min(256)
+            }
             _ => self.spec.batch,
         };
         if !same_kind(&self.spec.data, &data) {

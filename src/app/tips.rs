@@ -26,7 +26,9 @@ pub const STEPS: &str = "N: σ_0 > … > σ_{N−1} = σ_min, then σ_N = 0 (EDM
 pub const SCHEDULE: &str = "u = i/(N−1). karras: σ_i = (σ_max^{1/ρ} + u (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ (eq. 5 of EDM, Karras et al. 2022, arXiv 2206.00364). \
 log: equal steps in ln σ. uniform: equal steps in σ. \
 vp: σ(t) = √(exp(β_d t²/2 + β_min t) − 1), t = 1 + u (ε_s − 1), β_d = 19.9, β_min = 0.1 (EDM Table 1). \
-tangent: σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)) (Sun, Poor & Zhang 2026, arXiv 2601.13602; c = 1 is the kl_optimal schedule of Align Your Steps).";
+tangent: σ_i = c tan((1 − u) atan(σ_max/c) + u atan(σ_min/c)) (Sun, Poor & Zhang 2026, arXiv 2601.13602; c = 1 is the kl_optimal schedule of Align Your Steps). \
+info: σ_i at equal quantiles of the data's information profile mmse(σ)/σ² per d ln σ on [σ_min, σ_max] \
+(InfoNoise, arXiv 2602.18647; exact for analytic data).";
 pub const TANGENT_AUTO: &str = "c minimising the closed-form Gaussian KL for the data's covariance spectrum \
 (one eigenvalue λ and the Euler sampler: c = √λ; Sun, Poor & Zhang 2026, arXiv 2601.13602).";
 pub const TANGENT_C: &str =

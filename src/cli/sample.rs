@@ -20,7 +20,7 @@ use noisescope::run::{ModelHandle, RunSpec, Session};
 /// Every flag is optional: a flag overrides the preset (or the default) it is given on.
 #[derive(Args, Debug, Default)]
 pub struct SampleArgs {
-    /// toy:NAME (8gaussians, moons, checkerboard, swissroll, rings, two-diracs) | gaussian:l1,l2,... | digits | npy:PATH | images:DIR
+    /// toy:NAME (8gaussians, moons, checkerboard, swissroll, rings, two-diracs) | gaussian:l1,l2,... | digits | digits:binary | npy:PATH | images:DIR
     #[arg(long)]
     pub data: Option<String>,
     /// [N] integer labels for --data npy:PATH.
@@ -38,7 +38,7 @@ pub struct SampleArgs {
     /// euler | heun | edm | euler-a | dpmpp-2m
     #[arg(long)]
     pub sampler: Option<SamplerKind>,
-    /// karras | log | uniform | vp | tangent[:C] (tangent without C: KL-optimal c for the data's spectrum)
+    /// karras | log | uniform | vp | tangent[:C] (tangent without C: KL-optimal c for the data's spectrum) | info (equal quantiles of the data's information profile)
     #[arg(long)]
     pub schedule: Option<ScheduleKind>,
     #[arg(long)]

@@ -2,23 +2,41 @@
 //! (PATH.safetensors + PATH.json), with a progress bar and a loss line every few hundred steps.
 //! The checkpoint is written to temporary files and renamed: Ctrl-C never leaves half of one.
 
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
-use noisescope::data::DataSpec;
+use noisescope::backend::Compute;
+use noisescope::core::Precision;
+use noisescope::core::estimate::SigmaPrior;
+use noisescope::core::infonoise::{InfoNoiseConfig, InfoNoiseProfile};
+use noisescope::core::information::{InformationProfile, log_sigma_grid};
+use noisescope::data::{DataSpec, Source};
+use noisescope::models::AnalyticModel;
 use noisescope::models::learned::LearnedDenoiser;
 use noisescope::models::quality::sample_quality;
 use noisescope::train::checkpoint::{self, Checkpoint};
 use noisescope::train::data::TrainingSet;
 use noisescope::train::mlp::MlpConfig;
 use noisescope::train::network::ArchConfig;
+use noisescope::train::sigma_dist::SigmaDistribution;
 use noisescope::train::trainer::{Outcome, Progress, TrainConfig, TrainControl, Trainer};
 use noisescope::train::unet::UnetConfig;
+
+/// Where the noise levels of noise-conditional training rows come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SigmaDistKind {
+    /// EDM's ln sigma ~ N(-1.2, 1.2^2).
+    Lognormal,
+    /// InfoNoise (seed 003): the log-normal during a warm-up, then pi ∝ rho_hat / lambda, rebuilt
+    /// from the training losses.
+    Infonoise,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ModelKind {
@@ -93,6 +111,19 @@ pub struct TrainArgs {
     /// Samples per evaluation.
     #[arg(long, default_value_t = 500)]
     pub eval_samples: usize,
+    /// lognormal (EDM) | infonoise (seed 003). Default lognormal, or the resumed run's.
+    #[arg(long)]
+    pub sigma_dist: Option<SigmaDistKind>,
+    /// InfoNoise's constants as KEY=VALUE,...: bins, sigma_lo, sigma_hi, smoothing, min_rows,
+    /// ema, warmup_steps, rebuild_every, p_mean, p_std, gate_power, gate=onset:P|pinned:C
+    /// (defaults 256, 0.002, 80, 0.05, 8, 0.9, 2000, 1000, -1.2, 1.2, 3, onset:0.002).
+    #[arg(long)]
+    pub infonoise: Option<String>,
+    /// Write InfoNoise's profile at every report (100 steps) to this CSV: step, sigma, m_hat,
+    /// the data's exact mmse/dim (ideal denoiser; empty without one), InfoNoise's density and
+    /// the log-normal's, both per d ln sigma.
+    #[arg(long)]
+    pub profile_csv: Option<PathBuf>,
     /// The checkpoint to write: PATH.safetensors (and PATH.json beside it).
     #[arg(long)]
     pub out: PathBuf,
@@ -100,8 +131,23 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     /// The given flags over `config` (the defaults, or a resumed run's settings).
-    fn apply(&self, config: &mut TrainConfig) {
+    fn apply(&self, config: &mut TrainConfig) -> Result<()> {
         config.steps = self.steps;
+        match self.sigma_dist {
+            Some(SigmaDistKind::Lognormal) => config.sigma = SigmaDistribution::default(),
+            Some(SigmaDistKind::Infonoise)
+                if !matches!(config.sigma, SigmaDistribution::InfoNoise(_)) =>
+            {
+                config.sigma = SigmaDistribution::InfoNoise(InfoNoiseConfig::default());
+            }
+            _ => {}
+        }
+        if let Some(text) = &self.infonoise {
+            let SigmaDistribution::InfoNoise(info) = &mut config.sigma else {
+                bail!("--infonoise sets InfoNoise's constants; add --sigma-dist infonoise");
+            };
+            *info = info.with_overrides(text)?;
+        }
         let set = |slot: &mut f64, v: Option<f64>| {
             if let Some(v) = v {
                 *slot = v;
@@ -121,6 +167,7 @@ impl TrainArgs {
         set(&mut config.class_dropout, self.class_dropout);
         set(&mut config.noise_dropout, self.noise_dropout);
         set(&mut config.ema_half_life, self.ema_half_life);
+        Ok(())
     }
 }
 
@@ -218,7 +265,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut trainer = match &args.resume {
         None => {
             let mut config = TrainConfig::for_arch(&arch, args.steps);
-            args.apply(&mut config);
+            args.apply(&mut config)?;
             Trainer::new(arch, config, data.clone())?
         }
         Some(path) => {
@@ -256,8 +303,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 );
             }
             let mut config = side.training.clone();
-            args.apply(&mut config);
+            args.apply(&mut config)?;
             Trainer::resume(saved.resume_state(), config, data.clone())?
+        }
+    };
+    let mut profile_csv = match (&args.profile_csv, trainer.sigma_sampler()) {
+        (None, _) => None,
+        (Some(path), Some(sampler)) => Some(ProfileCsv::create(path, &source, sampler.config())?),
+        (Some(_), None) => {
+            bail!("--profile-csv records InfoNoise's profile: add --sigma-dist infonoise")
         }
     };
     let first_step = trainer.steps_done();
@@ -291,6 +345,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let outcome = trainer.run(&TrainControl::default(), &mut |p| {
             let p = Progress { total, ..p.clone() };
             bar.draw(&p);
+            if let (Some(csv), Some(profile)) = (profile_csv.as_mut(), &p.sigma_profile) {
+                csv.write(p.step, profile);
+            }
             if p.step.is_multiple_of(log_every) || p.step == p.total {
                 bar.clear();
                 println!(
@@ -310,9 +367,23 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             bar.clear();
             let model = LearnedDenoiser::from_trainer(&trainer)?;
             let q = sample_quality(&model, &source, args.eval_samples, 1)?;
+            let validation = trainer.validation_loss(
+                &SigmaDistribution::sampling_range(),
+                VALIDATION_ROWS,
+                VALIDATION_SEED,
+            )?;
+            let info = trainer.sigma_sampler().map_or(String::new(), |s| {
+                let p = s.profile();
+                format!(
+                    ", infonoise {} rebuilds{}",
+                    p.rebuilds,
+                    p.gate_c
+                        .map_or(String::new(), |c| format!(" gate c {c:.4}"))
+                )
+            });
             println!(
-                "eval at step {} (training {train_s:.1} s): sliced W2 {:.4}, MMD {:.4}, \
-                 nearest {:.4}{}",
+                "eval at step {} (training {train_s:.1} s): validation loss {validation:.4}, \
+                 sliced W2 {:.4}, MMD {:.4}, nearest {:.4}{}{info}",
                 trainer.steps_done(),
                 q.sliced_w2,
                 q.mmd,
@@ -323,6 +394,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     }
     bar.clear();
+    if let Some(csv) = profile_csv {
+        csv.finish()?;
+    }
     let sidecar = checkpoint::save(&args.out, &trainer, &spec, !args.weights_only)
         .with_context(|| format!("saving {}", args.out.display()))?;
     println!(
@@ -337,4 +411,90 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         (trainer.steps_done() - first_step) as f64 / train_s.max(1e-9)
     );
     Ok(())
+}
+
+/// The validation loss's draws: EDM-weighted loss of the EMA model on ln sigma uniform over
+/// [0.002, 80], the same rows and noise for every run whatever its training law.
+const VALIDATION_ROWS: usize = 4096;
+const VALIDATION_SEED: u64 = 0x7a1;
+
+/// InfoNoise's profile at every report, with the data's exact profile and the log-normal's
+/// allocation beside it: the data of the Training tab's plot (issue 12 item 3).
+struct ProfileCsv {
+    path: PathBuf,
+    out: BufWriter<File>,
+    exact: Option<InformationProfile>,
+    warmup: (f64, f64),
+    failed: Option<std::io::Error>,
+}
+
+impl ProfileCsv {
+    fn create(path: &Path, source: &Source, config: &InfoNoiseConfig) -> Result<Self> {
+        // The ideal denoiser's mmse/dim, 0.125 apart in ln sigma (interpolated between).
+        let levels = ((config.sigma_hi / config.sigma_lo).ln() / 0.125).ceil() as usize + 1;
+        let exact = AnalyticModel::new(
+            source,
+            &Compute::cpu(),
+            Precision::F32,
+            SigmaPrior::edm_training(),
+        )
+        .and_then(|m| {
+            m.information_profile(
+                source,
+                &log_sigma_grid(config.sigma_lo, config.sigma_hi, levels),
+                512,
+                0x1f0,
+            )
+        })
+        .ok();
+        let file =
+            File::create(path).with_context(|| format!("--profile-csv {}", path.display()))?;
+        let mut out = BufWriter::new(file);
+        writeln!(
+            out,
+            "step,sigma,m_hat,exact_mmse,infonoise_density,lognormal_density"
+        )
+        .with_context(|| format!("--profile-csv {}", path.display()))?;
+        Ok(ProfileCsv {
+            path: path.to_path_buf(),
+            out,
+            exact,
+            warmup: (config.p_mean, config.p_std),
+            failed: None,
+        })
+    }
+
+    fn write(&mut self, step: usize, profile: &InfoNoiseProfile) {
+        if self.failed.is_some() {
+            return;
+        }
+        let (mean, std) = self.warmup;
+        for (j, &sigma) in profile.sigmas.iter().enumerate() {
+            let z = (sigma.ln() - mean) / std;
+            let lognormal = (-0.5 * z * z).exp() / (std * (2.0 * std::f64::consts::PI).sqrt());
+            let exact = self.exact.as_ref().map_or(String::new(), |e| {
+                format!("{:e}", e.ln_mmse_at(sigma).exp())
+            });
+            let density = profile
+                .density
+                .as_ref()
+                .map_or(String::new(), |d| format!("{:e}", d[j]));
+            if let Err(e) = writeln!(
+                self.out,
+                "{step},{sigma:e},{:e},{exact},{density},{lognormal:e}",
+                profile.mmse[j]
+            ) {
+                self.failed = Some(e);
+                return;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<()> {
+        let flushed = self.out.flush();
+        match self.failed.take().map_or(flushed, Err) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("--profile-csv {}", self.path.display())),
+        }
+    }
 }

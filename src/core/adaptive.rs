@@ -2,9 +2,12 @@
 //! the batch) becomes the next noise level and the rest of the budget is re-planned from it down
 //! to sigma_min with the same family.
 
+use std::sync::Arc;
+
 use super::Batch;
 use super::denoiser::Cond;
 use super::estimate::NoiseLevelEstimator;
+use super::information::InformationProfile;
 use super::quantile;
 use super::sampler::Replanner;
 use super::schedule::ScheduleSpec;
@@ -18,21 +21,26 @@ pub struct AdaptiveReplanner<'a> {
     /// The run's condition restricted to `subset`.
     cond: Cond,
     schedule: ScheduleSpec,
+    /// The information profile an info schedule re-plans by.
+    profile: Option<Arc<InformationProfile>>,
 }
 
 impl<'a> AdaptiveReplanner<'a> {
-    /// `subset`: the batch rows sigma_hat is taken over; `cond`: the run's condition (all rows).
+    /// `subset`: the batch rows sigma_hat is taken over; `cond`: the run's condition (all rows);
+    /// `schedule` with its coefficients resolved, and the profile of an info schedule.
     pub fn new(
         estimator: &'a dyn NoiseLevelEstimator,
         subset: Vec<usize>,
         cond: &Cond,
         schedule: ScheduleSpec,
+        profile: Option<Arc<InformationProfile>>,
     ) -> Self {
         AdaptiveReplanner {
             estimator,
             cond: cond.for_rows(&subset),
             subset,
             schedule,
+            profile,
         }
     }
 }
@@ -59,7 +67,9 @@ impl Replanner for AdaptiveReplanner<'_> {
             return Ok(None);
         }
         let start = start.max(floor);
-        Ok(Some(self.schedule.replan(start, remaining)))
+        self.schedule
+            .replan(start, remaining, self.profile.as_deref())
+            .map(Some)
     }
 }
 
@@ -85,7 +95,7 @@ mod tests {
         let sigmas = schedule.sigmas()?;
         let estimator = Fixed(sigma_hat);
         let mut replanner =
-            AdaptiveReplanner::new(&estimator, vec![0, 2], &Cond::plain(), schedule);
+            AdaptiveReplanner::new(&estimator, vec![0, 2], &Cond::plain(), schedule, None);
         let x = Batch::zeros(3, 2);
         let new = replanner.replan(&x, step, &sigmas)?;
         Ok((sigmas, new))

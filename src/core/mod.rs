@@ -6,6 +6,8 @@ pub mod denoiser;
 pub mod diagnostics;
 pub mod estimate;
 pub mod guidance;
+pub mod infonoise;
+pub mod information;
 pub mod linalg;
 pub mod metrics;
 pub mod noise;

@@ -1,6 +1,7 @@
 //! Step schedules: N noise levels sigma_0 > ... > sigma_{N-1} = sigma_min, then sigma_N = 0, in f64.
 //! Formulas from science.md section 2; u = i/(N-1).
 
+use super::information::InformationProfile;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,9 @@ pub enum ScheduleKind {
     Vp,
     /// The Gaussian tangent law (seed 004); `c: None` means "best c for the Gaussian spectrum".
     Tangent { c: Option<f64> },
+    /// Equal quantiles of the data's information profile (InfoNoise, seed 003); the run layer
+    /// supplies the profile (exact for analytic data).
+    Info,
 }
 
 /// `ScheduleKind` as read from JSON: serde lets unit variants carry any fields, empty struct
@@ -55,12 +59,13 @@ impl From<ScheduleKindFields> for ScheduleKind {
 
 impl ScheduleKind {
     /// Every family, tangent with its coefficient left to the data.
-    pub const FAMILIES: [ScheduleKind; 5] = [
+    pub const FAMILIES: [ScheduleKind; 6] = [
         ScheduleKind::Karras,
         ScheduleKind::LogUniform,
         ScheduleKind::Uniform,
         ScheduleKind::Vp,
         ScheduleKind::Tangent { c: None },
+        ScheduleKind::Info,
     ];
 
     /// The family's name, as the CLI and the app spell it.
@@ -71,13 +76,14 @@ impl ScheduleKind {
             ScheduleKind::Uniform => "uniform",
             ScheduleKind::Vp => "vp",
             ScheduleKind::Tangent { .. } => "tangent",
+            ScheduleKind::Info => "info",
         }
     }
 }
 
 impl std::str::FromStr for ScheduleKind {
     type Err = Error;
-    /// `karras | log | uniform | vp | tangent | tangent:C`.
+    /// `karras | log | uniform | vp | tangent | tangent:C | info`.
     fn from_str(s: &str) -> Result<Self> {
         if s == "log-uniform" {
             return Ok(ScheduleKind::LogUniform);
@@ -94,7 +100,7 @@ impl std::str::FromStr for ScheduleKind {
                 Ok(ScheduleKind::Tangent { c: Some(c) })
             }
             None => Err(Error::InvalidSpec(format!(
-                "unknown schedule '{s}' (karras, log, uniform, vp, tangent[:C])"
+                "unknown schedule '{s}' (karras, log, uniform, vp, tangent[:C], info)"
             ))),
         }
     }
@@ -112,7 +118,8 @@ fn check_tangent_c(c: f64) -> Result<()> {
 }
 
 /// Everything a schedule needs; `c` of a tangent schedule without one defaults to 1 (kl_optimal)
-/// unless the caller resolved it from a Gaussian spectrum first.
+/// unless the caller resolved it from a Gaussian spectrum first; the info family needs the data's
+/// information profile besides (`sigmas_with`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleSpec {
@@ -180,8 +187,14 @@ impl ScheduleSpec {
     }
 
     /// The N+1 sigmas of this schedule, ending in 0; an error when the settings make them
-    /// anything but finite and strictly decreasing (an extreme rho or tangent c).
+    /// anything but finite and strictly decreasing (an extreme rho or tangent c), and for the info
+    /// family, which needs a profile (`sigmas_with`).
     pub fn sigmas(&self) -> Result<Vec<f64>> {
+        self.sigmas_with(None)
+    }
+
+    /// `sigmas`, with the information profile the info family places its levels by.
+    pub fn sigmas_with(&self, profile: Option<&InformationProfile>) -> Result<Vec<f64>> {
         self.validate()?;
         let (n, lo, hi) = (self.steps, self.sigma_min, self.sigma_max);
         let sigmas = match self.kind {
@@ -190,6 +203,7 @@ impl ScheduleSpec {
             ScheduleKind::Uniform => uniform(n, lo, hi),
             ScheduleKind::Vp => vp(n, VP_BETA_D, VP_BETA_MIN, VP_EPS_S),
             ScheduleKind::Tangent { c } => tangent(n, lo, hi, c.unwrap_or(1.0)),
+            ScheduleKind::Info => info_uniform(n, lo, hi, needs_profile(profile)?)?,
         };
         let levels = &sigmas[..sigmas.len() - 1];
         let decreasing = levels.windows(2).all(|w| w[0] > w[1]);
@@ -207,19 +221,25 @@ impl ScheduleSpec {
     }
 
     /// Re-plans the remaining `steps` levels from `sigma_start` down to sigma_min with the same
-    /// family (seed 001's adaptive schedule); ends in 0. VP keeps its curve, restricted to the range.
-    pub fn replan(&self, sigma_start: f64, steps: usize) -> Vec<f64> {
+    /// family (seed 001's adaptive schedule); ends in 0. VP keeps its curve, restricted to the
+    /// range; info takes the equal quantiles of the profile on the remaining range.
+    pub fn replan(
+        &self,
+        sigma_start: f64,
+        steps: usize,
+        profile: Option<&InformationProfile>,
+    ) -> Result<Vec<f64>> {
         let lo = self.sigma_min;
         if steps == 0 {
-            return vec![0.0];
+            return Ok(vec![0.0]);
         }
         if steps == 1 || sigma_start <= lo {
             let mut s = vec![sigma_start.max(lo); 1];
             s.extend(std::iter::repeat_n(lo, steps - 1));
             s.push(0.0);
-            return s;
+            return Ok(s);
         }
-        match self.kind {
+        Ok(match self.kind {
             ScheduleKind::Karras => karras(steps, lo, sigma_start, self.rho),
             ScheduleKind::LogUniform => log_uniform(steps, lo, sigma_start),
             ScheduleKind::Uniform => uniform(steps, lo, sigma_start),
@@ -228,8 +248,19 @@ impl ScheduleSpec {
                 map_u(steps, |u| vp_sigma(t_hi + u * (t_lo - t_hi)))
             }
             ScheduleKind::Tangent { c } => tangent(steps, lo, sigma_start, c.unwrap_or(1.0)),
-        }
+            ScheduleKind::Info => info_uniform(steps, lo, sigma_start, needs_profile(profile)?)?,
+        })
     }
+}
+
+fn needs_profile(profile: Option<&InformationProfile>) -> Result<&InformationProfile> {
+    profile.ok_or_else(|| {
+        Error::InvalidSpec(
+            "the info schedule needs the data's information profile (exact data, or a trained \
+             model's estimate)"
+                .into(),
+        )
+    })
 }
 
 /// Applies `f(u)` at u = i/(N-1), i = 0..N-1, then appends 0.
@@ -296,6 +327,26 @@ pub fn tangent(n: usize, sigma_min: f64, sigma_max: f64, c: f64) -> Vec<f64> {
         let (a, b) = ((c / sigma_max).atan(), (c / sigma_min).atan());
         map_u(n, |u| c / ((1.0 - u) * a + u * b).tan())
     }
+}
+
+/// Information-uniform steps (InfoNoise, seed 003, arXiv 2602.18647; science.md section 2):
+/// sigma_i at equal quantiles of the information density mmse(sigma)/sigma^2 per d ln sigma on
+/// [smin, smax], from the top: sigma_i = exp(Q(1 - u)), so sigma_0 = smax and sigma_{N-1} = smin.
+/// Each step crosses the same share of the entropy the data loses to noise in that range.
+pub fn info_uniform(
+    n: usize,
+    sigma_min: f64,
+    sigma_max: f64,
+    profile: &InformationProfile,
+) -> Result<Vec<f64>> {
+    let density = profile.entropy_rate(sigma_min, sigma_max)?;
+    let mut s = map_u(n, |u| density.quantile(1.0 - u).exp());
+    // The ends exactly, not through exp(ln(.)).
+    s[0] = sigma_max;
+    if n > 1 {
+        s[n - 1] = sigma_min;
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -428,15 +479,80 @@ mod tests {
     }
 
     #[test]
-    fn replan_starts_at_the_estimate_and_keeps_the_budget() {
-        let s = ScheduleSpec::default().replan(3.0, 5);
+    fn replan_starts_at_the_estimate_and_keeps_the_budget() -> Result<()> {
+        let s = ScheduleSpec::default().replan(3.0, 5, None)?;
         assert_eq!(s.len(), 6);
         assert!((s[0] - 3.0).abs() < 1e-12 && (s[4] - 0.002).abs() < 1e-12 && s[5] == 0.0);
         let vp = ScheduleSpec {
             kind: ScheduleKind::Vp,
             ..Default::default()
         }
-        .replan(3.0, 4);
+        .replan(3.0, 4, None)?;
         assert!((vp[0] - 3.0).abs() < 1e-9 && (vp[3] - 0.002).abs() < 1e-9);
+        let info = spec(ScheduleKind::Info, 18);
+        let profile = gaussian_profile(&[0.25, 1.0]);
+        let s = info.replan(3.0, 5, Some(&profile))?;
+        assert!(s[0] == 3.0 && s[4] == 0.002 && s[5] == 0.0, "{s:?}");
+        assert!(s.windows(2).all(|w| w[0] > w[1]));
+        assert!(info.replan(3.0, 5, None).is_err());
+        Ok(())
+    }
+
+    fn gaussian_profile(lambdas: &[f64]) -> InformationProfile {
+        let grid = crate::core::information::log_sigma_grid(1e-3, 200.0, 400);
+        InformationProfile::gaussian(lambdas, &grid)
+    }
+
+    #[test]
+    fn info_schedule_is_strictly_decreasing_ends_in_zero_and_keeps_its_range() -> Result<()> {
+        // A Gaussian profile and a memorised one (mmse vanishing below sigma ~ 0.1).
+        let grid = crate::core::information::log_sigma_grid(1e-3, 200.0, 120);
+        let memorised = InformationProfile {
+            mmse: grid
+                .iter()
+                .map(|&s| s * s / (1.0 + s * s) * (-0.02 / (s * s)).exp())
+                .collect(),
+            stderr: vec![0.0; grid.len()],
+            sigmas: grid,
+        };
+        for profile in [gaussian_profile(&[4.0, 0.25, 0.01]), memorised] {
+            for (steps, lo, hi) in [(2, 0.002, 80.0), (6, 0.002, 80.0), (18, 0.01, 5.0)] {
+                let s = ScheduleSpec {
+                    kind: ScheduleKind::Info,
+                    steps,
+                    sigma_min: lo,
+                    sigma_max: hi,
+                    ..Default::default()
+                }
+                .sigmas_with(Some(&profile))?;
+                assert_eq!(s.len(), steps + 1);
+                assert_eq!((s[0], s[steps - 1], s[steps]), (hi, lo, 0.0));
+                assert!(s.windows(2).all(|w| w[0] > w[1]), "{s:?}");
+            }
+        }
+        assert!(spec(ScheduleKind::Info, 8).sigmas().is_err());
+        assert_eq!(
+            "info".parse::<ScheduleKind>().ok(),
+            Some(ScheduleKind::Info)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn info_schedule_of_one_gaussian_direction_has_its_closed_form() -> Result<()> {
+        // The information per d ln sigma is lambda/(lambda + s^2), whose integral is
+        // G(s) = -ln(1 + lambda/s^2)/2: the levels are equally spaced in G.
+        let lambda = 0.25;
+        let (n, lo, hi) = (8, 0.002, 80.0);
+        let s = info_uniform(n, lo, hi, &gaussian_profile(&[lambda]))?;
+        let g = |s: f64| -0.5 * (lambda / (s * s)).ln_1p();
+        for (i, &si) in s[..n].iter().enumerate() {
+            let u = i as f64 / (n - 1) as f64;
+            let target = (1.0 - u) * g(hi) + u * g(lo);
+            let exact = (lambda / (-2.0 * target).exp_m1()).sqrt();
+            // Log-linear interpolation of mmse on a grid 0.029 wide in ln sigma.
+            assert!((si / exact - 1.0).abs() < 2e-3, "{i}: {si} vs {exact}");
+        }
+        Ok(())
     }
 }

@@ -187,6 +187,8 @@ pub enum DataSpec {
     Gaussian { spectrum: Vec<f64> },
     /// The UCI 8x8 digits (1797, 64), 10 classes.
     Digits,
+    /// The same digits with every pixel thresholded to +-1 (`digits:binary`).
+    BinaryDigits,
     /// An [N, D] .npy with optional [N] integer labels.
     Npy {
         path: PathBuf,
@@ -209,6 +211,7 @@ enum DataSpecFields {
         spectrum: Vec<f64>,
     },
     Digits {},
+    BinaryDigits {},
     Npy {
         path: PathBuf,
         labels: Option<PathBuf>,
@@ -226,6 +229,7 @@ impl From<DataSpecFields> for DataSpec {
             DataSpecFields::Toy { name, points } => DataSpec::Toy { name, points },
             DataSpecFields::Gaussian { spectrum } => DataSpec::Gaussian { spectrum },
             DataSpecFields::Digits {} => DataSpec::Digits,
+            DataSpecFields::BinaryDigits {} => DataSpec::BinaryDigits,
             DataSpecFields::Npy { path, labels } => DataSpec::Npy { path, labels },
             DataSpecFields::Images { dir, size, rgb } => DataSpec::Images { dir, size, rgb },
         }
@@ -242,8 +246,8 @@ impl Default for DataSpec {
 }
 
 impl DataSpec {
-    /// Parses `toy:NAME | gaussian:l1,l2,... | digits | npy:PATH | images:DIR`; `labels`, toy
-    /// `points`, image `size` and `rgb` come from their own flags.
+    /// Parses `toy:NAME | gaussian:l1,l2,... | digits | digits:binary | npy:PATH | images:DIR`;
+    /// `labels`, toy `points`, image `size` and `rgb` come from their own flags.
     pub fn parse(
         s: &str,
         labels: Option<PathBuf>,
@@ -273,7 +277,8 @@ impl DataSpec {
                     .collect::<Result<Vec<f64>>>()?;
                 DataSpec::Gaussian { spectrum }
             }
-            "digits" => DataSpec::Digits,
+            "digits" if arg.is_empty() => DataSpec::Digits,
+            "digits" if arg == "binary" => DataSpec::BinaryDigits,
             "npy" if !arg.is_empty() => DataSpec::Npy {
                 path: arg.into(),
                 labels: labels.clone(),
@@ -285,7 +290,8 @@ impl DataSpec {
             },
             _ => {
                 return Err(Error::InvalidSpec(format!(
-                    "unknown --data '{s}' (toy:NAME, gaussian:l1,l2,..., digits, npy:PATH, images:DIR)"
+                    "unknown --data '{s}' (toy:NAME, gaussian:l1,l2,..., digits, digits:binary, \
+                     npy:PATH, images:DIR)"
                 )));
             }
         };
@@ -314,7 +320,7 @@ impl DataSpec {
                     None => Ok(()),
                 }
             }
-            DataSpec::Digits => Ok(()),
+            DataSpec::Digits | DataSpec::BinaryDigits => Ok(()),
             DataSpec::Npy { path, .. } if path.as_os_str().is_empty() => Err(Error::InvalidSpec(
                 "--data npy:PATH needs the path of a .npy file".into(),
             )),
@@ -334,7 +340,7 @@ impl DataSpec {
                 Some((*points, 2))
             }
             DataSpec::Toy { .. } | DataSpec::Gaussian { .. } => None,
-            DataSpec::Digits => Some((digits::ROWS, digits::DIM)),
+            DataSpec::Digits | DataSpec::BinaryDigits => Some((digits::ROWS, digits::DIM)),
             DataSpec::Npy { path, .. } => {
                 Some(npy::rows_and_dim(&npy::read_header(path)?.shape, path)?)
             }
@@ -350,6 +356,7 @@ impl DataSpec {
             DataSpec::Toy { name, .. } => format!("toy:{name}"),
             DataSpec::Gaussian { spectrum } => format!("gaussian ({} dims)", spectrum.len()),
             DataSpec::Digits => "digits".into(),
+            DataSpec::BinaryDigits => "digits:binary".into(),
             DataSpec::Npy { path, .. } => format!("npy:{}", path.display()),
             DataSpec::Images { dir, .. } => format!("images:{}", dir.display()),
         }
@@ -363,6 +370,7 @@ impl DataSpec {
                 Ok(Source::Gaussian(GaussianModel::diagonal(spectrum.clone())?))
             }
             DataSpec::Digits => Ok(Source::Empirical(digits::load()?)),
+            DataSpec::BinaryDigits => Ok(Source::Empirical(digits::load_binary()?)),
             DataSpec::Npy { path, labels } => Ok(Source::Empirical(npy::load_dataset(
                 path,
                 labels.as_deref(),
@@ -450,6 +458,21 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digits_parse_plain_or_binary_and_nothing_else() -> Result<()> {
+        let parse = |s: &str| DataSpec::parse(s, None, 100, 32, false);
+        assert_eq!(parse("digits")?, DataSpec::Digits);
+        assert_eq!(parse("digits:binary")?, DataSpec::BinaryDigits);
+        assert!(parse("digits:bin").is_err());
+        assert_eq!(DataSpec::BinaryDigits.label(), "digits:binary");
+        let json = serde_json::to_string(&DataSpec::BinaryDigits)
+            .map_err(|e| Error::Data(e.to_string()))?;
+        assert_eq!(json, r#"{"kind":"binary_digits"}"#);
+        let back: DataSpec = serde_json::from_str(&json).map_err(|e| Error::Data(e.to_string()))?;
+        assert_eq!(back, DataSpec::BinaryDigits);
+        Ok(())
+    }
 
     #[test]
     fn rows_are_sorted_by_label_in_place_keeping_their_order_within_a_class() -> Result<()> {

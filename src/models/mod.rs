@@ -14,6 +14,8 @@ use std::sync::Arc;
 use crate::backend::{Compute, EmpiricalKernel, MixtureKernel, Span, Weighting};
 use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::estimate::{GridRow, NoiseLikelihood, SigmaGrid, SigmaPrior};
+use crate::core::information::InformationProfile;
+use crate::core::noise::Rng;
 use crate::core::{Batch, Precision, log_sum_exp};
 use crate::data::gaussian::GaussianModel;
 use crate::data::mixture::MixtureModel;
@@ -191,6 +193,43 @@ impl AnalyticModel {
                 .collect(),
             Kind::Empirical { .. } => Vec::new(),
         }
+    }
+
+    /// The data's exact information profile mmse(sigma)/dim at `sigmas` (InfoNoise, seed 003):
+    /// the closed form for a Gaussian, else Monte Carlo with this ideal denoiser over `rows`
+    /// samples of the data (drawn with replacement from a finite set), seeded. `source` is the
+    /// data this model was built from (the model keeps a finite set's rows in its kernel only).
+    pub fn information_profile(
+        &self,
+        source: &Source,
+        sigmas: &[f64],
+        rows: usize,
+        seed: u64,
+    ) -> Result<InformationProfile> {
+        let clean = match (&self.kind, source) {
+            (Kind::Gaussian(g), _) => {
+                return Ok(InformationProfile::gaussian(&g.eigenvalues, sigmas));
+            }
+            (Kind::Mixture(m), _) => {
+                let set = m.sample(rows, seed);
+                Batch::from_vec(set.n, set.dim, set.values)?
+            }
+            (Kind::Empirical { .. }, Source::Empirical(set)) if set.dim == self.dim() => {
+                let mut rng = Rng::new(seed);
+                let mut values = Vec::with_capacity(rows * set.dim);
+                for _ in 0..rows {
+                    values.extend_from_slice(set.row(rng.below(set.n)));
+                }
+                Batch::from_vec(rows, set.dim, values)?
+            }
+            (Kind::Empirical { .. }, _) => {
+                return Err(Error::InvalidSpec(
+                    "the information profile of a finite set needs the set it was built from"
+                        .into(),
+                ));
+            }
+        };
+        InformationProfile::monte_carlo(self, &clean, sigmas, seed)
     }
 
     /// Whether the heavy kernels of this model run on a GPU (false for CPU backends, f64 on a

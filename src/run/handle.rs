@@ -1,12 +1,13 @@
 //! The loaded data and its denoiser on a backend, kept across runs that change only sampler
 //! settings (the data set stays uploaded).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::backend::{BackendChoice, Compute};
 use crate::core::Precision;
 use crate::core::denoiser::Denoiser;
 use crate::core::estimate::SigmaPrior;
+use crate::core::information::{InformationProfile, log_sigma_grid};
 use crate::data::{DataSet, DataSpec, Source};
 use crate::error::Result;
 use crate::models::AnalyticModel;
@@ -34,7 +35,18 @@ pub struct ModelHandle {
     pub choice: BackendChoice,
     /// Points to draw the data with, made once.
     display: OnceLock<Arc<DataSet>>,
+    /// The exact information profile for the last sigma range asked.
+    information: Mutex<Option<CachedProfile>>,
 }
+
+/// An information profile and the (sigma_min, sigma_max) it was computed over.
+type CachedProfile = ((f64, f64), Arc<InformationProfile>);
+
+/// The information profile's grid spacing in ln sigma, the Monte Carlo samples per level and
+/// their seed (fixed, so an info schedule is the same on every run).
+const PROFILE_SPACING: f64 = 0.125;
+const PROFILE_ROWS: usize = 512;
+const PROFILE_SEED: u64 = 0x1f0;
 
 impl ModelHandle {
     /// Loads the data and builds the spec's denoiser on the backend the spec asks for.
@@ -109,6 +121,7 @@ impl ModelHandle {
             compute: compute.clone(),
             choice: spec.backend,
             display: OnceLock::new(),
+            information: Mutex::new(None),
         }
     }
 
@@ -126,6 +139,34 @@ impl ModelHandle {
         self.display
             .get_or_init(|| Arc::new(self.source.display_points(2000)))
             .clone()
+    }
+
+    /// The data's exact information profile over [lo, hi] (InfoNoise, seed 003), levels
+    /// 0.125 apart in ln sigma, from the ground truth; computed once per range. `None` without
+    /// an exact model of the data.
+    pub fn information_profile(&self, lo: f64, hi: f64) -> Result<Option<Arc<InformationProfile>>> {
+        let Some(truth) = &self.ground_truth else {
+            return Ok(None);
+        };
+        let mut cached = self
+            .information
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((range, profile)) = cached.as_ref()
+            && *range == (lo, hi)
+        {
+            return Ok(Some(profile.clone()));
+        }
+        let levels = ((hi / lo).ln() / PROFILE_SPACING).ceil() as usize + 1;
+        let sigmas = log_sigma_grid(lo, hi, levels.clamp(16, 2000));
+        let profile = Arc::new(truth.information_profile(
+            &self.source,
+            &sigmas,
+            PROFILE_ROWS,
+            PROFILE_SEED,
+        )?);
+        *cached = Some(((lo, hi), profile.clone()));
+        Ok(Some(profile))
     }
 
     /// Number of classes the denoiser can condition on (0: unconditional only).

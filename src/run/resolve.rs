@@ -1,26 +1,41 @@
 //! Spec resolution: what a `RunSpec` leaves open, made concrete for one run (the tangent law's
-//! coefficient and the sigmas, the class condition, the initial and per-step noise read from
-//! files), each checked against the data and the batch.
+//! coefficient, the info schedule's profile and the sigmas, the class condition, the initial and
+//! per-step noise read from files), each checked against the data and the batch.
+
+use std::sync::Arc;
 
 use crate::core::Batch;
+use crate::core::information::InformationProfile;
 use crate::core::noise::{InjectedNoise, NoiseSource, SeededNoise, initial_noise};
-use crate::core::schedule::ScheduleKind;
+use crate::core::schedule::{ScheduleKind, ScheduleSpec};
 use crate::core::theory::best_tangent_c;
-use crate::data::{Source, npy};
+use crate::data::npy;
 use crate::error::{Error, Result};
 
+use super::handle::ModelHandle;
 use super::spec::{ClassSpec, RunSpec};
 
-/// The run's N+1 sigmas and, for a tangent schedule, its coefficient: a tangent law without c
-/// gets the KL-optimal c for the data's covariance spectrum.
-pub fn schedule(spec: &RunSpec, source: &Source) -> Result<(Vec<f64>, Option<f64>)> {
+/// A run's schedule made concrete.
+pub struct ResolvedSchedule {
+    /// The spec with the tangent coefficient filled in (what adaptive re-plans use).
+    pub spec: ScheduleSpec,
+    /// The N+1 sigmas, ending in 0.
+    pub sigmas: Vec<f64>,
+    pub tangent_c: Option<f64>,
+    /// The information profile an info schedule is placed by.
+    pub profile: Option<Arc<InformationProfile>>,
+}
+
+/// The run's schedule: a tangent law without c gets the KL-optimal c for the data's covariance
+/// spectrum, the info schedule the data's exact information profile.
+pub fn schedule(spec: &RunSpec, handle: &ModelHandle) -> Result<ResolvedSchedule> {
     let mut schedule = spec.schedule;
     let mut tangent_c = None;
     if let ScheduleKind::Tangent { c } = schedule.kind {
         let c = match c {
             Some(c) => c,
             None => best_tangent_c(
-                &source.covariance_spectrum(),
+                &handle.source.covariance_spectrum(),
                 schedule.steps,
                 schedule.sigma_min,
                 schedule.sigma_max,
@@ -30,7 +45,27 @@ pub fn schedule(spec: &RunSpec, source: &Source) -> Result<(Vec<f64>, Option<f64
         schedule.kind = ScheduleKind::Tangent { c: Some(c) };
         tangent_c = Some(c);
     }
-    Ok((schedule.sigmas()?, tangent_c))
+    let profile = match schedule.kind {
+        ScheduleKind::Info => {
+            schedule.validate()?;
+            let profile = handle.information_profile(schedule.sigma_min, schedule.sigma_max)?;
+            Some(profile.ok_or_else(|| {
+                Error::InvalidSpec(format!(
+                    "the info schedule needs the information profile of {}, and the denoiser {} \
+                     has no exact model of it",
+                    spec.data.label(),
+                    spec.denoiser.label()
+                ))
+            })?)
+        }
+        _ => None,
+    };
+    Ok(ResolvedSchedule {
+        sigmas: schedule.sigmas_with(profile.as_deref())?,
+        spec: schedule,
+        tangent_c,
+        profile,
+    })
 }
 
 /// The class of every sample (`None`: unconditional), checked against the `classes` the

@@ -11,8 +11,10 @@ use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::diagnostics::{Diagnostics, StepRecord};
 use crate::core::estimate::{ExactPosterior, NoiseLevelEstimator, PosteriorEstimator, SigmaPrior};
 use crate::core::guidance::{Cfg, Nag};
+use crate::core::information::InformationProfile;
 use crate::core::noise::choose_subset;
 use crate::core::sampler::{Hooks, Replanner, SampleOutput, SamplerArgs, StepInfo, sample};
+use crate::core::schedule::ScheduleSpec;
 use crate::core::theory::{GaussianTheory, gaussian_theory};
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
@@ -32,6 +34,10 @@ pub struct Session {
     pub x0: Batch,
     /// The tangent coefficient used, when the schedule is tangent.
     pub tangent_c: Option<f64>,
+    /// The schedule with its coefficients resolved, and an info schedule's profile: what
+    /// adaptive re-planning continues with.
+    pub schedule: ScheduleSpec,
+    pub profile: Option<Arc<InformationProfile>>,
     /// The Gaussian theory of this run (Gaussian data only).
     pub theory: Option<GaussianTheory>,
 }
@@ -49,9 +55,9 @@ impl Session {
         }
         let base = handle.denoiser.clone();
         spec.check_run_memory(base.dim())?;
-        let (sigmas, tangent_c) = resolve::schedule(spec, &handle.source)?;
+        let resolved = resolve::schedule(spec, &handle)?;
         let cond = Cond::with_class(resolve::class_condition(spec, base.num_classes())?);
-        let x0 = resolve::initial_z(spec, base.dim())?.scale(sigmas[0]);
+        let x0 = resolve::initial_z(spec, base.dim())?.scale(resolved.sigmas[0]);
         // The denoiser stack: model -> CFG -> NAG (each a no-op at its neutral weight).
         let cfg: Arc<dyn Denoiser> = Arc::new(Cfg::new(base, spec.guidance.cfg));
         let denoiser: Arc<dyn Denoiser> = Arc::new(Nag::new(cfg, spec.guidance.nag));
@@ -60,9 +66,11 @@ impl Session {
             handle,
             denoiser,
             cond,
-            sigmas,
+            sigmas: resolved.sigmas,
             x0,
-            tangent_c,
+            tangent_c: resolved.tangent_c,
+            schedule: resolved.spec,
+            profile: resolved.profile,
             theory: None,
         };
         // The planned schedule's theory; an adaptive run replaces it with the sigmas it used.
@@ -116,9 +124,15 @@ impl Session {
             .enabled
             .then(|| Diagnostics::new(estimator, subset.clone(), &self.cond));
         // `Session::new` refused adaptive runs without an estimator.
-        let mut replanner = estimator
-            .filter(|_| spec.adaptive)
-            .map(|e| AdaptiveReplanner::new(e, subset.clone(), &self.cond, spec.schedule));
+        let mut replanner = estimator.filter(|_| spec.adaptive).map(|e| {
+            AdaptiveReplanner::new(
+                e,
+                subset.clone(),
+                &self.cond,
+                self.schedule,
+                self.profile.clone(),
+            )
+        });
         let mut records = Vec::new();
         let mut diagnostics_s = 0.0;
         let mut error: Option<Error> = None;

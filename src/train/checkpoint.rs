@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::data::Fnv;
 use super::network::{DenoiserNet, ModelConfig};
 use super::trainer::{OptimizerState, ResumeState, TrainConfig, Trainer};
+use crate::core::infonoise::InfoNoiseSampler;
 use crate::data::DataSpec;
 use crate::error::{Error, Result, candle_message};
 
@@ -73,6 +74,10 @@ pub struct Sidecar {
     pub final_loss: Option<f64>,
     pub weights: WeightsInfo,
     pub written_by: String,
+    /// InfoNoise's learned state at the save: m_hat, the density it draws from, the gate's c
+    /// and its counters (its constants are in `training.sigma`); absent for fixed laws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma_sampler: Option<InfoNoiseSampler>,
 }
 
 /// A loaded checkpoint.
@@ -189,6 +194,7 @@ pub fn save(
                 optimizer_steps: optimizer.steps,
             },
             written_by: format!("noisescope {}", env!("CARGO_PKG_VERSION")),
+            sigma_sampler: trainer.sigma_sampler().cloned(),
         };
         let json = serde_json::to_string_pretty(&sidecar)
             .map_err(|e| bad(path, format!("cannot describe the checkpoint: {e}")))?;
@@ -349,6 +355,7 @@ impl Checkpoint {
             steps_done: self.sidecar.steps_done,
             samples_seen: self.sidecar.samples_seen,
             model: self.sidecar.model.clone(),
+            sigma_sampler: self.sidecar.sigma_sampler.clone(),
         }
     }
 }

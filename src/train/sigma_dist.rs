@@ -1,9 +1,10 @@
-//! Where training noise levels come from. EDM's log-normal today; InfoNoise (seed 003, issue 12)
-//! joins as another `SigmaDistribution` whose sampler learns from the losses it `observe`s.
+//! Where training noise levels come from: EDM's log-normal, log-uniform, or InfoNoise (seed 003,
+//! issue 12), whose sampler learns its law from the losses it `observe`s (core/infonoise.rs).
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::estimate::SigmaPrior;
+use crate::core::infonoise::{InfoNoiseConfig, InfoNoiseSampler};
 use crate::core::noise::Rng;
 use crate::error::{Error, Result};
 
@@ -15,6 +16,10 @@ pub enum SigmaDistribution {
     LogNormal { p_mean: f64, p_std: f64 },
     /// ln sigma uniform over [ln sigma_min, ln sigma_max].
     LogUniform { sigma_min: f64, sigma_max: f64 },
+    /// InfoNoise (seed 003, science.md section 8): log-normal during a warm-up, then
+    /// pi ∝ rho_hat / lambda rebuilt from the training losses; every constant is here.
+    #[serde(rename = "infonoise")]
+    InfoNoise(InfoNoiseConfig),
 }
 
 impl Default for SigmaDistribution {
@@ -57,12 +62,14 @@ impl SigmaDistribution {
                     )));
                 }
             }
+            SigmaDistribution::InfoNoise(ref config) => config.validate()?,
         }
         Ok(())
     }
 
     /// The same law as a prior over sigma, for the exact counterpart of the noise-dropped branch
-    /// (its posterior p(sigma | x) is under the TRAINING distribution).
+    /// (its posterior p(sigma | x) is under the TRAINING distribution). InfoNoise's law moves as
+    /// it learns: its warm-up log-normal stands for it.
     pub fn prior(&self) -> SigmaPrior {
         match *self {
             SigmaDistribution::LogNormal { p_mean, p_std } => SigmaPrior::LogNormal {
@@ -76,12 +83,17 @@ impl SigmaDistribution {
                 lo: sigma_min,
                 hi: sigma_max,
             },
+            SigmaDistribution::InfoNoise(ref c) => SigmaPrior::LogNormal {
+                mean: c.p_mean,
+                std: c.p_std,
+            },
         }
     }
 
-    /// A fresh sampler of this distribution.
-    pub fn sampler(&self) -> Box<dyn SigmaSampler> {
-        match *self {
+    /// A sampler of this distribution: fresh, or InfoNoise continuing from `saved` (a resumed
+    /// run) when it was built with the same constants.
+    pub fn sampler(&self, saved: Option<&InfoNoiseSampler>) -> Result<Box<dyn SigmaSampler>> {
+        Ok(match *self {
             SigmaDistribution::LogNormal { p_mean, p_std } => {
                 Box::new(LogNormalSampler { p_mean, p_std })
             }
@@ -92,7 +104,11 @@ impl SigmaDistribution {
                 ln_min: sigma_min.ln(),
                 ln_max: sigma_max.ln(),
             }),
-        }
+            SigmaDistribution::InfoNoise(ref config) => Box::new(match saved {
+                Some(state) if state.config() == config => state.clone(),
+                _ => InfoNoiseSampler::new(config)?,
+            }),
+        })
     }
 }
 
@@ -103,6 +119,24 @@ pub trait SigmaSampler: Send {
     /// The noise-conditional rows of the step just done: their sigmas and unweighted
     /// ||D - y||^2 / dim (InfoNoise builds its information profile from these).
     fn observe(&mut self, _sigmas: &[f64], _mmse_per_dim: &[f64]) {}
+    /// InfoNoise's learned state (profile, density, counters); `None` for a fixed law.
+    fn infonoise(&self) -> Option<&InfoNoiseSampler> {
+        None
+    }
+}
+
+impl SigmaSampler for InfoNoiseSampler {
+    fn draw(&mut self, rng: &mut Rng, n: usize) -> Vec<f64> {
+        InfoNoiseSampler::draw(self, rng, n)
+    }
+
+    fn observe(&mut self, sigmas: &[f64], mmse_per_dim: &[f64]) {
+        self.observe_step(sigmas, mmse_per_dim);
+    }
+
+    fn infonoise(&self) -> Option<&InfoNoiseSampler> {
+        Some(self)
+    }
 }
 
 struct LogNormalSampler {
@@ -139,7 +173,7 @@ mod tests {
     fn draws_follow_their_law() -> Result<()> {
         let dist = SigmaDistribution::default();
         dist.validate()?;
-        let s = dist.sampler().draw(&mut Rng::new(1), 200_000);
+        let s = dist.sampler(None)?.draw(&mut Rng::new(1), 200_000);
         let logs: Vec<f64> = s.iter().map(|v| v.ln()).collect();
         let mean = logs.iter().sum::<f64>() / logs.len() as f64;
         let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / logs.len() as f64;
@@ -150,7 +184,7 @@ mod tests {
         range.validate()?;
         let (a, b) = (0.002f64.ln(), 80f64.ln());
         let logs: Vec<f64> = range
-            .sampler()
+            .sampler(None)?
             .draw(&mut Rng::new(2), 200_000)
             .iter()
             .map(|v| v.ln())
@@ -175,6 +209,44 @@ mod tests {
         ] {
             assert!(bad.validate().is_err());
         }
+        Ok(())
+    }
+    #[test]
+    fn infonoise_is_recorded_with_every_constant_and_refused_when_bad() -> Result<()> {
+        let mut config = InfoNoiseConfig {
+            warmup_steps: 7,
+            ..InfoNoiseConfig::default()
+        };
+        let dist = SigmaDistribution::InfoNoise(config.clone());
+        dist.validate()?;
+        let json = serde_json::to_string(&dist).map_err(|e| Error::Data(e.to_string()))?;
+        assert!(
+            json.starts_with(r#"{"kind":"infonoise","bins":256,"#),
+            "{json}"
+        );
+        let back: SigmaDistribution =
+            serde_json::from_str(&json).map_err(|e| Error::Data(e.to_string()))?;
+        assert_eq!(back, dist);
+        // A misspelt constant is an error, not a default.
+        let typo = json.replace("warmup_steps", "warmup_step");
+        assert!(serde_json::from_str::<SigmaDistribution>(&typo).is_err());
+        // During the warm-up it draws the log-normal; a saved state continues only under the
+        // same constants.
+        let mut sampler = dist.sampler(None)?;
+        let a = sampler.draw(&mut Rng::new(3), 4);
+        let b = SigmaDistribution::default()
+            .sampler(None)?
+            .draw(&mut Rng::new(3), 4);
+        assert_eq!(a, b);
+        sampler.observe(&[0.5, 1.0], &[0.1, 0.2]);
+        let state = sampler.infonoise().cloned();
+        let resumed = dist.sampler(state.as_ref())?;
+        assert_eq!(resumed.infonoise(), state.as_ref());
+        config.warmup_steps = 8;
+        let other = SigmaDistribution::InfoNoise(config.clone()).sampler(state.as_ref())?;
+        assert_ne!(other.infonoise(), state.as_ref());
+        config.ema = 1.5;
+        assert!(SigmaDistribution::InfoNoise(config).validate().is_err());
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ use super::ops;
 use super::params::ParamStore;
 use super::precond::{Coefficients, Preconditioning};
 use super::sigma_dist::{SigmaDistribution, SigmaSampler};
+use crate::core::infonoise::{InfoNoiseProfile, InfoNoiseSampler};
 use crate::core::noise::Rng;
 use crate::error::{Error, Result};
 
@@ -206,6 +207,8 @@ pub struct Progress {
     pub samples_seen: u64,
     /// Per-sigma losses since the last report, every `report_every` steps and at the end.
     pub binned: Option<BinnedLoss>,
+    /// InfoNoise's m_hat and sampling density at the same reports (InfoNoise runs only).
+    pub sigma_profile: Option<InfoNoiseProfile>,
 }
 
 /// How `Trainer::run` ended.
@@ -293,6 +296,23 @@ fn step_rng(seed: u64, step: usize) -> Rng {
 struct Samplers {
     conditional: Box<dyn SigmaSampler>,
     dropped: Box<dyn SigmaSampler>,
+}
+
+impl Samplers {
+    fn new(config: &TrainConfig, saved: Option<&InfoNoiseSampler>) -> Result<Self> {
+        Ok(Samplers {
+            conditional: config.sigma.sampler(saved)?,
+            dropped: config.noise_dropped_sigma.sampler(None)?,
+        })
+    }
+}
+
+/// InfoNoise divides its density by the trainer's loss weight lambda(sigma), whose sigma_data is
+/// the data's: the config records that one, whatever it said.
+fn bind_loss_weight(config: &mut TrainConfig, sigma_data: f64) {
+    if let SigmaDistribution::InfoNoise(info) = &mut config.sigma {
+        info.sigma_data = sigma_data;
+    }
 }
 
 /// `batch` rows of random draws from `rng`, in a fixed order.
@@ -410,6 +430,8 @@ pub struct ResumeState {
     pub steps_done: usize,
     pub samples_seen: u64,
     pub model: ModelConfig,
+    /// InfoNoise's learned state, so that a resumed run draws as the whole run would have.
+    pub sigma_sampler: Option<InfoNoiseSampler>,
 }
 
 /// A training run in progress.
@@ -432,7 +454,8 @@ const RECENT_STEPS: usize = 100;
 
 impl Trainer {
     /// A fresh model of architecture `arch` for `data`, initialised from `config.seed`.
-    pub fn new(arch: ArchConfig, config: TrainConfig, data: Arc<TrainingSet>) -> Result<Self> {
+    pub fn new(arch: ArchConfig, mut config: TrainConfig, data: Arc<TrainingSet>) -> Result<Self> {
+        bind_loss_weight(&mut config, data.sigma_data);
         config.validate()?;
         let model = ModelConfig {
             arch,
@@ -445,14 +468,20 @@ impl Trainer {
         let net = DenoiserNet::new(&model, params.seeded_builder(config.seed))?;
         let optimizer = AdamW::new(config.optimizer.clone(), &params)?;
         let ema = Ema::new(&params)?;
+        let samplers = Samplers::new(&config, None)?;
         Ok(Self::assemble(
-            config, data, params, net, optimizer, ema, 0, 0,
+            config, data, params, net, optimizer, ema, samplers, 0, 0,
         ))
     }
 
     /// Continues a saved run on the same data: raw weights, EMA and (when saved) AdamW's moments
     /// come back, and the step counter continues, so the loss curve continues too.
-    pub fn resume(state: ResumeState, config: TrainConfig, data: Arc<TrainingSet>) -> Result<Self> {
+    pub fn resume(
+        state: ResumeState,
+        mut config: TrainConfig,
+        data: Arc<TrainingSet>,
+    ) -> Result<Self> {
+        bind_loss_weight(&mut config, data.sigma_data);
         config.validate()?;
         if state.model.dim != data.dim || state.model.classes != data.classes {
             return Err(Error::InvalidSpec(format!(
@@ -473,6 +502,7 @@ impl Trainer {
             None => AdamW::new(config.optimizer.clone(), &params)?,
         };
         let ema = Ema::from_tensors(&params, state.ema)?;
+        let samplers = Samplers::new(&config, state.sigma_sampler.as_ref())?;
         Ok(Self::assemble(
             config,
             data,
@@ -480,6 +510,7 @@ impl Trainer {
             net,
             optimizer,
             ema,
+            samplers,
             state.steps_done,
             state.samples_seen,
         ))
@@ -492,14 +523,12 @@ impl Trainer {
         net: DenoiserNet,
         optimizer: AdamW,
         ema: Ema,
+        samplers: Samplers,
         steps_done: usize,
         samples_seen: u64,
     ) -> Self {
         Trainer {
-            samplers: Samplers {
-                conditional: config.sigma.sampler(),
-                dropped: config.noise_dropped_sigma.sampler(),
-            },
+            samplers,
             bins: BinAccumulator::new(config.loss_bins.count),
             config,
             data,
@@ -562,6 +591,40 @@ impl Trainer {
             &self.net.config,
             VarBuilder::from_tensors(map, DType::F32, &Device::Cpu),
         )
+    }
+
+    /// InfoNoise's learned state (None for a fixed training-sigma law).
+    pub fn sigma_sampler(&self) -> Option<&InfoNoiseSampler> {
+        self.samplers.conditional.infonoise()
+    }
+
+    /// The EMA network's mean EDM-weighted loss lambda ||D - y||^2 / dim on `rows` draws from
+    /// `seed` with noise levels from `sigma` (not the training law): a validation loss that
+    /// runs trained on different sigma laws can be compared by (same seed, same draws).
+    pub fn validation_loss(
+        &mut self,
+        sigma: &SigmaDistribution,
+        rows: usize,
+        seed: u64,
+    ) -> Result<f64> {
+        let fixed = Samplers::new(
+            &TrainConfig {
+                sigma: sigma.clone(),
+                ..self.config.clone()
+            },
+            None,
+        )?;
+        let training = std::mem::replace(&mut self.samplers, fixed);
+        let binned = self.evaluate(true, rows, seed);
+        self.samplers = training;
+        let binned = binned?;
+        let (sum, count) = binned
+            .weighted
+            .iter()
+            .zip(&binned.counts)
+            .filter(|(_, n)| **n > 0)
+            .fold((0.0, 0u64), |(s, c), (w, n)| (s + w * *n as f64, c + n));
+        Ok(sum / count.max(1) as f64)
     }
 
     /// The network on the raw (trained) weights.
@@ -670,6 +733,11 @@ impl Trainer {
             let report = self.steps_done.is_multiple_of(self.config.report_every)
                 || self.steps_done == self.config.steps;
             let binned = report.then(|| self.bins.take(&self.config.loss_bins));
+            let sigma_profile = if report {
+                self.sigma_sampler().map(InfoNoiseSampler::profile)
+            } else {
+                None
+            };
             on_progress(&Progress {
                 step: self.steps_done,
                 total: self.config.steps,
@@ -677,6 +745,7 @@ impl Trainer {
                 lr,
                 samples_seen: self.samples_seen,
                 binned,
+                sigma_profile,
             });
         }
         Ok(Outcome::Finished)

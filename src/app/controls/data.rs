@@ -39,6 +39,7 @@ fn builtin_data(points: usize) -> Vec<(String, DataSpec)> {
         },
     ));
     entries.push(("digits (UCI 8×8)".into(), DataSpec::Digits));
+    entries.push(("digits, binarised to ±1".into(), DataSpec::BinaryDigits));
     entries
 }
 
@@ -81,6 +82,7 @@ fn data_controls(
         DataSpec::Toy { name, .. } => format!("toy: {name}"),
         DataSpec::Gaussian { .. } => "Gaussian spectrum".into(),
         DataSpec::Digits => "digits (UCI 8×8)".into(),
+        DataSpec::BinaryDigits => "digits, binarised to ±1".into(),
         DataSpec::Npy { path, .. } => format!("npy: {}", file_name(path)),
         DataSpec::Images { dir, .. } => format!("images: {}", file_name(dir)),
     };
