@@ -24,6 +24,7 @@ pub mod controls;
 mod curvature_plot;
 pub mod dialogs;
 mod exports;
+pub mod known_models;
 pub mod lessons;
 mod logic;
 pub mod measure;
@@ -131,6 +132,9 @@ pub struct NoiseScopeApp {
     divergence: banner::DivergenceCache,
     /// The status bar's developer figures (eval/s, ms/step, frame p95) are unfolded.
     figures_open: bool,
+    /// Learned models trained or opened since the app started (known_models.rs).
+    #[allow(dead_code)] // until the Denoiser picker and the Training tab (issue 10) read it
+    known_models: known_models::KnownModels,
 }
 
 impl NoiseScopeApp {
@@ -166,6 +170,7 @@ impl NoiseScopeApp {
             welcome: false,
             divergence: banner::DivergenceCache::default(),
             figures_open: false,
+            known_models: known_models::KnownModels::default(),
         }
     }
 
