@@ -44,10 +44,14 @@ pub enum FileTask {
     RunFolder,
     OpenLesson,
     SaveLesson,
+    /// The Training tab's model, written as PATH.safetensors + PATH.json.
+    SaveCheckpoint,
+    /// A checkpoint for the list of known models.
+    OpenCheckpoint,
 }
 
 impl FileTask {
-    pub const ALL: [FileTask; 9] = [
+    pub const ALL: [FileTask; 11] = [
         FileTask::OpenImageFolder,
         FileTask::OpenNpy,
         FileTask::LoadPreset,
@@ -57,6 +61,8 @@ impl FileTask {
         FileTask::RunFolder,
         FileTask::OpenLesson,
         FileTask::SaveLesson,
+        FileTask::SaveCheckpoint,
+        FileTask::OpenCheckpoint,
     ];
 
     /// The menu entry or button that asked, for messages.
@@ -71,6 +77,8 @@ impl FileTask {
             FileTask::RunFolder => "Run as NPY + CSV",
             FileTask::OpenLesson => "Open lesson file",
             FileTask::SaveLesson => "Save as lesson",
+            FileTask::SaveCheckpoint => "Save checkpoint",
+            FileTask::OpenCheckpoint => "Open checkpoint",
         }
     }
 
@@ -79,6 +87,7 @@ impl FileTask {
         const PRESET: (&str, &[&str]) = ("preset", &["json"]);
         const SCENE: (&str, &[&str]) = ("preset or view PNG", &["json", "png"]);
         const LESSON: (&str, &[&str]) = ("lesson", &["json"]);
+        const CHECKPOINT: (&str, &[&str]) = ("checkpoint", &["safetensors"]);
         let (kind, title, filter, file_name) = match self {
             FileTask::OpenImageFolder => (
                 DialogKind::OpenFolder,
@@ -128,6 +137,18 @@ impl FileTask {
                 "Save the scene as a lesson",
                 Some(LESSON),
                 Some("lesson.json"),
+            ),
+            FileTask::SaveCheckpoint => (
+                DialogKind::SaveFile,
+                "Save the trained model",
+                Some(CHECKPOINT),
+                Some("model.safetensors"),
+            ),
+            FileTask::OpenCheckpoint => (
+                DialogKind::OpenFile,
+                "Open a checkpoint (.safetensors with its .json)",
+                Some(CHECKPOINT),
+                None,
             ),
         };
         DialogSpec {
@@ -343,8 +364,10 @@ mod tests {
             let spec = task.dialog();
             let want = match task {
                 OpenImageFolder | RunFolder => DialogKind::OpenFolder,
-                OpenNpy | LoadPreset | OpenLesson => DialogKind::OpenFile,
-                SavePreset | ViewPng | GridPng | SaveLesson => DialogKind::SaveFile,
+                OpenNpy | LoadPreset | OpenLesson | OpenCheckpoint => DialogKind::OpenFile,
+                SavePreset | ViewPng | GridPng | SaveLesson | SaveCheckpoint => {
+                    DialogKind::SaveFile
+                }
             };
             assert_eq!(spec.kind, want, "{task:?}");
             assert!(!spec.title.is_empty() && !task.title().is_empty());

@@ -89,7 +89,10 @@ impl NoiseScopeApp {
             self.start_run();
             self.launch_generation = self.worker.is_some().then_some(self.store.expected);
         }
+        let drain_started = Instant::now();
         self.drain_events(ctx);
+        // Trainer events share the frame's budget: what the sampling events left of it.
+        self.drain_training(ctx, DRAIN_BUDGET.saturating_sub(drain_started.elapsed()));
         self.check_divergence();
         self.take_dropped_files(ctx);
         let now = ctx.input(|i| i.time);
@@ -262,6 +265,9 @@ impl NoiseScopeApp {
             FileTask::RunFolder => self.export_run(ctx, path),
             FileTask::OpenLesson => self.load_lesson(&path),
             FileTask::SaveLesson => self.save_lesson(&path),
+            FileTask::SaveCheckpoint | FileTask::OpenCheckpoint => {
+                self.checkpoint_chosen(task, path)
+            }
         }
     }
 }

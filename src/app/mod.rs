@@ -5,7 +5,8 @@
 //! most `DRAIN_BUDGET` and takes in dialog answers and export reports; then `show` (eframe's `ui`,
 //! panels.rs) lays out the menu and status bar (menu.rs), the controls (controls.rs, tooltips in
 //! tips.rs) and the central tab, one view per file: states_view.rs, sigma_plot.rs,
-//! curvature_plot.rs, schedule_plot.rs, theory.rs. A setting that differs from the last started
+//! curvature_plot.rs, schedule_plot.rs, theory.rs, training_tab.rs (with training_plots.rs: a
+//! learned denoiser trained on its own thread while sampling goes on). A setting that differs from the last started
 //! run starts a new one from the same seed; the worker cancels the old one at its next step (a
 //! run younger than `RERUN_GRACE` finishes first). The UI thread never evaluates a denoiser and
 //! never waits for a file dialog (dialogs.rs). settings.rs holds what is saved and the rules by
@@ -40,6 +41,8 @@ mod sigma_plot;
 mod states_view;
 pub mod theory;
 pub mod tips;
+mod training_plots;
+pub mod training_tab;
 mod welcome;
 mod window;
 
@@ -133,8 +136,9 @@ pub struct NoiseScopeApp {
     /// The status bar's developer figures (eval/s, ms/step, frame p95) are unfolded.
     figures_open: bool,
     /// Learned models trained or opened since the app started (known_models.rs).
-    #[allow(dead_code)] // until the Denoiser picker and the Training tab (issue 10) read it
     known_models: known_models::KnownModels,
+    /// The Training tab: its trainer thread and the recorded run (training_tab.rs).
+    training: training_tab::TrainingState,
 }
 
 impl NoiseScopeApp {
@@ -171,6 +175,7 @@ impl NoiseScopeApp {
             divergence: banner::DivergenceCache::default(),
             figures_open: false,
             known_models: known_models::KnownModels::default(),
+            training: training_tab::TrainingState::default(),
         }
     }
 
@@ -302,7 +307,8 @@ impl eframe::App for NoiseScopeApp {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
-        // Dropping the worker cancels its run and joins the thread.
+        // Dropping the workers cancels their runs and joins the threads.
         self.worker.take();
+        self.training.shut_down();
     }
 }

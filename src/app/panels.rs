@@ -69,6 +69,10 @@ impl NoiseScopeApp {
     }
 
     fn central(&mut self, ui: &mut Ui) {
+        if self.settings.view.tab == Tab::Training {
+            // Training draws from its own record, run or no run.
+            return self.training_tab(ui);
+        }
         if self.store.shown().is_none() {
             ui.centered_and_justified(|ui| {
                 ui.label(if self.status.error.is_some() {
@@ -171,6 +175,7 @@ impl NoiseScopeApp {
                 self.theory.show(ui, live, "theory");
                 None
             }
+            Tab::Training => None,
         }
         .or(clicked);
         if let Some(step) = clicked {

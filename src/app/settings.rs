@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ab::AbView;
+use super::training_tab::TrainingSettings;
 use crate::core::sampler::SamplerKind;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
@@ -26,16 +27,19 @@ pub enum Tab {
     Curvature,
     Schedule,
     Theory,
+    /// Train a learned denoiser (training_tab.rs).
+    Training,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Overview,
         Tab::States,
         Tab::NoiseLevel,
         Tab::Curvature,
         Tab::Schedule,
         Tab::Theory,
+        Tab::Training,
     ];
 
     pub fn title(self) -> &'static str {
@@ -46,6 +50,7 @@ impl Tab {
             Tab::Curvature => "Curvature",
             Tab::Schedule => "Schedule",
             Tab::Theory => "Theory",
+            Tab::Training => "Training",
         }
     }
 }
@@ -98,6 +103,8 @@ impl Default for ViewOptions {
 pub struct Settings {
     pub spec: RunSpec,
     pub view: ViewOptions,
+    /// The Training tab's settings.
+    pub training: TrainingSettings,
 }
 
 impl Default for Settings {
@@ -133,6 +140,7 @@ impl Settings {
                 ..RunSpec::default()
             },
             view: ViewOptions::default(),
+            training: TrainingSettings::default(),
         }
     }
 
