@@ -69,7 +69,12 @@ fn closing_the_app_while_a_model_trains_ends_the_trainer_and_the_worker() {
     );
     // Dropping the app (what closing the window does) cancels both and joins both threads.
     drop(h);
-    assert_eq!(count("noisescope-trai"), trainers - 1, "{:?}", thread_names());
+    assert_eq!(
+        count("noisescope-trai"),
+        trainers - 1,
+        "{:?}",
+        thread_names()
+    );
     assert_eq!(count("noisescope-wor"), workers - 1, "{:?}", thread_names());
     // Nothing was saved: the run did not finish.
     assert_eq!(std::fs::read_dir(dir.path()).map_or(0, |d| d.count()), 0);

@@ -99,9 +99,9 @@ for low-dimensional data (and flattened images). unet: convolutions at two or th
 Both are preconditioned as in EDM (Karras et al. 2022, arXiv 2206.00364, Table 1): D = c_skip x + c_out F(c_in x; c_noise).";
 pub const TRAIN_MLP_WIDTH: &str = "Units of every hidden layer of the mlp.";
 pub const TRAIN_MLP_DEPTH: &str = "Hidden layers (Linear + SiLU) of the mlp.";
-pub const TRAIN_UNET_WIDTH: &str =
-    "Channels at the finest resolution of the unet (twice as many below); a multiple of 8, the GroupNorm's groups.";
-pub const TRAIN_STEPS: &str = "Optimisation steps (AdamW, Loshchilov & Hutter 2019, arXiv 1711.05101).";
+pub const TRAIN_UNET_WIDTH: &str = "Channels at the finest resolution of the unet (twice as many below); a multiple of 8, the GroupNorm's groups.";
+pub const TRAIN_STEPS: &str =
+    "Optimisation steps (AdamW, Loshchilov & Hutter 2019, arXiv 1711.05101).";
 pub const TRAIN_BATCH: &str = "Training rows per step, each with its own σ and noise.";
 pub const TRAIN_LR: &str =
     "AdamW's learning rate after a linear warm-up (200 steps, at most a quarter of the run).";
@@ -115,12 +115,13 @@ pub const TRAIN_SEED: &str = "Seed of the initial weights and of every draw of e
 pub const TRAIN_SIGMA: &str = "Where training noise levels come from. log-normal: ln σ ~ N(P_mean, P_std²) (EDM, Karras et al. \
 2022, arXiv 2206.00364, §5). InfoNoise: the log-normal during a warm-up, then π prop. to ρ_hat/λ with ρ = mmse/σ^3 per dσ estimated \
 from the training losses and gated at low noise by σ^3/(σ^3 + c^3) (InfoNoise, arXiv 2602.18647).";
-pub const TRAIN_P_MEAN: &str = "P_mean of ln σ ~ N(P_mean, P_std²) (EDM: −1.2); InfoNoise's warm-up uses it too.";
-pub const TRAIN_P_STD: &str = "P_std of ln σ ~ N(P_mean, P_std²) (EDM: 1.2); InfoNoise's warm-up uses it too.";
+pub const TRAIN_P_MEAN: &str =
+    "P_mean of ln σ ~ N(P_mean, P_std²) (EDM: −1.2); InfoNoise's warm-up uses it too.";
+pub const TRAIN_P_STD: &str =
+    "P_std of ln σ ~ N(P_mean, P_std²) (EDM: 1.2); InfoNoise's warm-up uses it too.";
 pub const TRAIN_INFO_WARMUP: &str = "Steps on the log-normal before InfoNoise's first density (a public reimplementation \
 of InfoNoise, arXiv 2602.18647, uses 2000 for long runs).";
-pub const TRAIN_INFO_REBUILD: &str =
-    "Steps between rebuilds of InfoNoise's estimate m_hat(σ) and its density (the reimplementation: 1000).";
+pub const TRAIN_INFO_REBUILD: &str = "Steps between rebuilds of InfoNoise's estimate m_hat(σ) and its density (the reimplementation: 1000).";
 pub const TRAIN_INFO_EMA: &str = "Weight of the previous m_hat(σ) at a rebuild: m_hat <- e m_hat + (1 − e) new (the reimplementation: 0.9).";
 pub const TRAIN_INFO_GATE: &str = "The low-noise gate σ^3/(σ^3 + c^3): onset p picks c where the normalised ρ first reaches p \
 (0.002); pinned c fixes it (0.2 for discrete data). InfoNoise, arXiv 2602.18647.";
@@ -129,19 +130,24 @@ trainer thread. 0: only on \"Preview now\".";
 pub const TRAIN_START: &str = "Train on the trainer thread; sampling goes on. A finished model is saved to the app's data \
 folder and listed below (and in the Denoiser picker).";
 pub const TRAIN_PAUSE: &str = "Hold training before its next step.";
-pub const TRAIN_RESUME: &str = "Go on from the step it paused at (the same draws as an uninterrupted run).";
+pub const TRAIN_RESUME: &str =
+    "Go on from the step it paused at (the same draws as an uninterrupted run).";
 pub const TRAIN_CANCEL: &str = "Stop before the next step; the model so far can be saved.";
-pub const TRAIN_PREVIEW: &str = "Sample the current EMA weights at the next report (every 100 steps).";
-pub const TRAIN_PROGRESS: &str = "Steps done of the run; steps/s over the last seconds and the time left at that rate.";
+pub const TRAIN_PREVIEW: &str =
+    "Sample the current EMA weights at the next report (every 100 steps).";
+pub const TRAIN_PROGRESS: &str =
+    "Steps done of the run; steps/s over the last seconds and the time left at that rate.";
 pub const TRAIN_MODELS: &str = "Learned models trained here or opened since the app started.";
 pub const TRAIN_SAVE: &str = "Write the last run's model as PATH.safetensors (EMA and raw weights) and PATH.json (what they mean).";
-pub const TRAIN_OPEN: &str = "Read a checkpoint (PATH.safetensors with PATH.json beside it) and list it.";
+pub const TRAIN_OPEN: &str =
+    "Read a checkpoint (PATH.safetensors with PATH.json beside it) and list it.";
 pub const TRAIN_LOSS_PLOT: &str = "The EDM-weighted loss λ(σ) ||D(y + σ n; σ) − y||²/dim of every step (Karras et al. 2022, \
 arXiv 2206.00364, eq. 2 and Table 1; about 1 at initialisation), and its moving average.";
 pub const TRAIN_PER_SIGMA_PLOT: &str = "The latest report's losses binned by σ: ||D − y||²/dim (the model's mmse per \
 dimension) and λ(σ) times it, with λ = (σ² + σ_data²)/(σ σ_data)². Dashed: the same for the exact denoiser, \
 the floor no network can go below (the ideal denoiser is the minimiser of the loss).";
-pub const TRAIN_PREVIEW_PLOT: &str = "Samples of the current EMA weights (Heun, 18 Karras steps; classes in turn), over the data.";
+pub const TRAIN_PREVIEW_PLOT: &str =
+    "Samples of the current EMA weights (Heun, 18 Karras steps; classes in turn), over the data.";
 pub const TRAIN_PROFILE_PLOT: &str = "mmse(σ)/dim: InfoNoise's running estimate m_hat from the training losses (earlier \
 ones fainter; the binned losses for log-normal runs) and the exact denoiser's (closed form for a Gaussian, Monte \
 Carlo otherwise). InfoNoise, arXiv 2602.18647.";

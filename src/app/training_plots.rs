@@ -95,11 +95,7 @@ fn loss_curve(ui: &mut Ui, record: &TrainingRecord) {
         .y_axis_label("loss")
         .label_formatter(plot_style::value_hover(("step", false), ("loss", true)));
     plot_style::show(ui, plot_style::log_y(plot), |plot| {
-        plot.line(
-            Line::new("per step", raw)
-                .color(faint(LIVE, 90))
-                .width(w),
-        );
+        plot.line(Line::new("per step", raw).color(faint(LIVE, 90)).width(w));
         plot.line(Line::new("smoothed", smoothed).color(LIVE).width(2.0 * w));
     });
 }
@@ -111,7 +107,11 @@ fn per_sigma(ui: &mut Ui, record: &TrainingRecord) {
         Key::new("EDM-weighted", DENOISED, Swatch::Line),
     ];
     if record.exact.is_some() {
-        keys.push(Key::new("exact mmse/dim (floor)", REFERENCE, Swatch::Dashed));
+        keys.push(Key::new(
+            "exact mmse/dim (floor)",
+            REFERENCE,
+            Swatch::Dashed,
+        ));
         keys.push(Key::new("exact, weighted", BASELINE, Swatch::Dashed));
     }
     let title = match &record.binned {
@@ -255,8 +255,7 @@ fn information(ui: &mut Ui, record: &TrainingRecord) {
     plot_style::show(ui, plot_style::log_y(plot_style::log_x(plot)), |plot| {
         let n = record.profiles.len();
         for (k, (step, p)) in record.profiles.iter().enumerate() {
-            let points =
-                log10_points(p.sigmas.iter().zip(&p.mmse).map(|(s, m)| (s.log10(), *m)));
+            let points = log10_points(p.sigmas.iter().zip(&p.mmse).map(|(s, m)| (s.log10(), *m)));
             let (color, width) = if k + 1 == n {
                 (LIVE, 2.0)
             } else {
@@ -271,7 +270,11 @@ fn information(ui: &mut Ui, record: &TrainingRecord) {
         if n == 0
             && let Some(points) = latest_binned
         {
-            plot.line(Line::new("estimate m_hat", points).color(LIVE).width(2.0 * w));
+            plot.line(
+                Line::new("estimate m_hat", points)
+                    .color(LIVE)
+                    .width(2.0 * w),
+            );
         }
         if let Some(floor) = &record.exact {
             let p = &floor.profile;
@@ -310,7 +313,11 @@ fn allocation(ui: &mut Ui, record: &TrainingRecord, w: f32) {
         .as_ref()
         .is_some_and(|f| f.infonoise_density.is_some())
     {
-        keys.push(Key::new("InfoNoise (exact profile)", REFERENCE, Swatch::Dashed));
+        keys.push(Key::new(
+            "InfoNoise (exact profile)",
+            REFERENCE,
+            Swatch::Dashed,
+        ));
     }
     plot_style::title_and_key(
         ui,

@@ -164,7 +164,9 @@ impl TrainingSettings {
                 ModelChoice::Mlp(config)
             }
             ModelKind::Unet => {
-                if self.unet_width == 0 || !self.unet_width.is_multiple_of(8) || self.unet_width > 512
+                if self.unet_width == 0
+                    || !self.unet_width.is_multiple_of(8)
+                    || self.unet_width > 512
                 {
                     return Err(Error::InvalidSpec(format!(
                         "the unet's width must be a multiple of 8 up to 512 (its GroupNorm has 8 \
@@ -177,8 +179,7 @@ impl TrainingSettings {
                 }
             }
         };
-        let mut config =
-            TrainConfig::for_arch(&ArchConfig::Mlp(MlpConfig::default()), self.steps);
+        let mut config = TrainConfig::for_arch(&ArchConfig::Mlp(MlpConfig::default()), self.steps);
         config.batch = self.batch;
         config.optimizer.lr = self.lr;
         config.optimizer.warmup_steps = config.optimizer.warmup_steps.min(self.steps / 4);
@@ -358,7 +359,10 @@ impl NoiseScopeApp {
     pub(super) fn checkpoint_chosen(&mut self, task: FileTask, path: PathBuf) {
         // The buttons start the trainer thread before they open the dialog.
         let Some(worker) = self.training.worker.as_ref() else {
-            return self.report_error(format!("{}: the trainer thread is not running", task.title()));
+            return self.report_error(format!(
+                "{}: the trainer thread is not running",
+                task.title()
+            ));
         };
         match task {
             FileTask::SaveCheckpoint => worker.save(path),
@@ -384,24 +388,28 @@ impl NoiseScopeApp {
 
     /// The Training tab: settings and buttons on the left, the plots on the right.
     pub(super) fn training_tab(&mut self, ui: &mut Ui) {
-        let height = ui.available_height();
-        ui.horizontal_top(|ui| {
-            ui.allocate_ui(egui::vec2(330.0, height), |ui| {
-                egui::ScrollArea::vertical()
-                    .id_salt("training-controls")
-                    .show(ui, |ui| self.training_controls(ui));
+        let full = ui.available_rect_before_wrap();
+        let left = 330.0f32.min(0.4 * full.width()).max(0.0);
+        let controls = egui::Rect::from_min_size(full.min, egui::vec2(left, full.height()));
+        let plots =
+            egui::Rect::from_min_max(egui::pos2(full.min.x + left + 8.0, full.min.y), full.max);
+        ui.scope_builder(egui::UiBuilder::new().max_rect(controls), |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("training-controls")
+                .show(ui, |ui| self.training_controls(ui));
+        });
+        if plots.width() < 200.0 || plots.height() < 200.0 {
+            return;
+        }
+        ui.scope_builder(egui::UiBuilder::new().max_rect(plots), |ui| {
+            let record = &self.training.record;
+            let grid = record.preview.as_ref().and_then(|p| match &p.samples {
+                PreviewSamples::Grid(pixels) => Some((pixels.clone(), (record.expected, p.step))),
+                PreviewSamples::Points(_) => None,
             });
-            ui.separator();
-            ui.vertical(|ui| {
-                let record = &self.training.record;
-                let grid = record.preview.as_ref().and_then(|p| match &p.samples {
-                    PreviewSamples::Grid(pixels) => Some((pixels.clone(), (record.expected, p.step))),
-                    PreviewSamples::Points(_) => None,
-                });
-                let texture =
-                    grid.map(|(pixels, key)| self.training.preview_texture(ui.ctx(), &pixels, key));
-                training_plots::show(ui, &self.training.record, texture.as_ref());
-            });
+            let texture =
+                grid.map(|(pixels, key)| self.training.preview_texture(ui.ctx(), &pixels, key));
+            training_plots::show(ui, &self.training.record, texture.as_ref());
         });
     }
 
@@ -420,11 +428,7 @@ impl NoiseScopeApp {
                 .add_enabled(!active, egui::Button::new("Start training"))
                 .on_hover_text(tips::TRAIN_START)
                 .clicked();
-            let paused = self
-                .training
-                .worker
-                .as_ref()
-                .is_some_and(|w| w.paused());
+            let paused = self.training.worker.as_ref().is_some_and(|w| w.paused());
             if paused {
                 if ui
                     .add_enabled(active, egui::Button::new("Resume training"))
@@ -519,7 +523,10 @@ impl NoiseScopeApp {
         let mut task = None;
         ui.horizontal(|ui| {
             if ui
-                .add_enabled(!dialog_open && has_model, egui::Button::new("Save checkpoint…"))
+                .add_enabled(
+                    !dialog_open && has_model,
+                    egui::Button::new("Save checkpoint…"),
+                )
                 .on_hover_text(tips::TRAIN_SAVE)
                 .clicked()
             {
@@ -580,16 +587,35 @@ fn settings_grid(ui: &mut Ui, s: &mut TrainingSettings) {
             ui.end_row();
             match s.model {
                 ModelKind::Mlp => {
-                    number(ui, "width", &mut s.mlp_width, 1..=8192, tips::TRAIN_MLP_WIDTH);
+                    number(
+                        ui,
+                        "width",
+                        &mut s.mlp_width,
+                        1..=8192,
+                        tips::TRAIN_MLP_WIDTH,
+                    );
                     number(ui, "depth", &mut s.mlp_depth, 1..=64, tips::TRAIN_MLP_DEPTH);
                 }
                 ModelKind::Unet => {
-                    number(ui, "width", &mut s.unet_width, 8..=512, tips::TRAIN_UNET_WIDTH);
+                    number(
+                        ui,
+                        "width",
+                        &mut s.unet_width,
+                        8..=512,
+                        tips::TRAIN_UNET_WIDTH,
+                    );
                 }
             }
             number(ui, "steps", &mut s.steps, 1..=10_000_000, tips::TRAIN_STEPS);
             number(ui, "batch", &mut s.batch, 1..=65_536, tips::TRAIN_BATCH);
-            real(ui, "learning rate", &mut s.lr, 1e-6..=1.0, true, tips::TRAIN_LR);
+            real(
+                ui,
+                "learning rate",
+                &mut s.lr,
+                1e-6..=1.0,
+                true,
+                tips::TRAIN_LR,
+            );
             real(
                 ui,
                 "EMA half-life",
@@ -623,10 +649,30 @@ fn settings_grid(ui: &mut Ui, s: &mut TrainingSettings) {
                     .on_hover_text(tips::TRAIN_SIGMA);
             });
             ui.end_row();
-            real(ui, "P_mean", &mut s.p_mean, -10.0..=10.0, false, tips::TRAIN_P_MEAN);
-            real(ui, "P_std", &mut s.p_std, 0.01..=5.0, false, tips::TRAIN_P_STD);
+            real(
+                ui,
+                "P_mean",
+                &mut s.p_mean,
+                -10.0..=10.0,
+                false,
+                tips::TRAIN_P_MEAN,
+            );
+            real(
+                ui,
+                "P_std",
+                &mut s.p_std,
+                0.01..=5.0,
+                false,
+                tips::TRAIN_P_STD,
+            );
             if s.sigma == SigmaLaw::InfoNoise {
-                number(ui, "warm-up", &mut s.info_warmup, 0..=10_000_000, tips::TRAIN_INFO_WARMUP);
+                number(
+                    ui,
+                    "warm-up",
+                    &mut s.info_warmup,
+                    0..=10_000_000,
+                    tips::TRAIN_INFO_WARMUP,
+                );
                 number(
                     ui,
                     "rebuild every",
@@ -634,7 +680,14 @@ fn settings_grid(ui: &mut Ui, s: &mut TrainingSettings) {
                     1..=10_000_000,
                     tips::TRAIN_INFO_REBUILD,
                 );
-                real(ui, "profile EMA", &mut s.info_ema, 0.0..=0.999, false, tips::TRAIN_INFO_EMA);
+                real(
+                    ui,
+                    "profile EMA",
+                    &mut s.info_ema,
+                    0.0..=0.999,
+                    false,
+                    tips::TRAIN_INFO_EMA,
+                );
                 ui.label("gate").on_hover_text(tips::TRAIN_INFO_GATE);
                 ui.horizontal(|ui| {
                     ui.selectable_value(&mut s.info_gate, GateChoice::Onset, "onset p")
@@ -726,11 +779,41 @@ mod tests {
             other => panic!("InfoNoise expected, got {other:?}"),
         }
         for (bad, word) in [
-            (TrainingSettings { steps: 0, ..s.clone() }, "step"),
-            (TrainingSettings { batch: 0, ..s.clone() }, "batch"),
-            (TrainingSettings { lr: -1.0, ..s.clone() }, "lr"),
-            (TrainingSettings { class_dropout: 2.0, ..s.clone() }, "dropout"),
-            (TrainingSettings { mlp_width: 0, ..s.clone() }, "mlp"),
+            (
+                TrainingSettings {
+                    steps: 0,
+                    ..s.clone()
+                },
+                "step",
+            ),
+            (
+                TrainingSettings {
+                    batch: 0,
+                    ..s.clone()
+                },
+                "batch",
+            ),
+            (
+                TrainingSettings {
+                    lr: -1.0,
+                    ..s.clone()
+                },
+                "lr",
+            ),
+            (
+                TrainingSettings {
+                    class_dropout: 2.0,
+                    ..s.clone()
+                },
+                "dropout",
+            ),
+            (
+                TrainingSettings {
+                    mlp_width: 0,
+                    ..s.clone()
+                },
+                "mlp",
+            ),
             (
                 TrainingSettings {
                     model: ModelKind::Unet,

@@ -9,9 +9,9 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -172,12 +172,30 @@ pub struct SavedModel {
 
 #[derive(Clone, Debug)]
 pub enum TrainEvent {
-    Started { run: u64, start: Box<TrainStart> },
-    Exact { run: u64, floor: Box<ExactFloor> },
-    Progress { run: u64, update: Box<ProgressUpdate> },
-    Preview { run: u64, preview: Preview },
-    Finished { run: u64, end: Box<TrainEnd> },
-    Failed { run: u64, message: String },
+    Started {
+        run: u64,
+        start: Box<TrainStart>,
+    },
+    Exact {
+        run: u64,
+        floor: Box<ExactFloor>,
+    },
+    Progress {
+        run: u64,
+        update: Box<ProgressUpdate>,
+    },
+    Preview {
+        run: u64,
+        preview: Preview,
+    },
+    Finished {
+        run: u64,
+        end: Box<TrainEnd>,
+    },
+    Failed {
+        run: u64,
+        message: String,
+    },
     /// "Save checkpoint": the model of the last run, written where the user chose.
     Saved(std::result::Result<SavedModel, String>),
     /// "Open checkpoint": a checkpoint read and checked.
@@ -702,9 +720,8 @@ fn preview(trainer: &Trainer, rows: usize, seed: u64) -> Result<Preview> {
     let data = trainer.data();
     let rows = rows.max(1);
     let classes = data.classes;
-    let cond = Cond::with_class(
-        (classes > 0).then(|| (0..rows).map(|r| (r % classes) as u32).collect()),
-    );
+    let cond =
+        Cond::with_class((classes > 0).then(|| (0..rows).map(|r| (r % classes) as u32).collect()));
     let x = sample_heun(&model, &cond, rows, 18, seed)?;
     let samples = match data.image {
         Some(shape) => {

@@ -215,7 +215,11 @@ fn file_answer(
         Ok(model) => {
             drained.notes.push(format!(
                 "{} {}",
-                if opened { "opened" } else { "saved the model to" },
+                if opened {
+                    "opened"
+                } else {
+                    "saved the model to"
+                },
                 model.path.display()
             ));
             drained.checkpoints.push(NewCheckpoint { model, opened });
