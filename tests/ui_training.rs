@@ -114,6 +114,22 @@ fn a_tiny_mlp_trains_to_completion_its_loss_falls_and_the_model_is_listed() {
             .iter()
             .all(|m| m.is_finite() && *m >= 0.0)
     );
+    // The floor is one: where a bin holds many rows the network's mmse is not below it (up to
+    // the Monte Carlo noise of both, ~10% at 200+ rows).
+    let mut compared = 0;
+    for (k, e) in binned.ln_sigma_edges.windows(2).enumerate() {
+        let sigma = (0.5 * (e[0] + e[1])).exp();
+        if binned.counts[k] >= 200 && (0.5..=20.0).contains(&sigma) {
+            let exact = floor.profile.ln_mmse_at(sigma).exp();
+            assert!(
+                binned.mmse_per_dim[k] >= 0.7 * exact,
+                "sigma {sigma}: network {} below the exact floor {exact}",
+                binned.mmse_per_dim[k]
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 2, "bins compared: {compared}");
     let preview = record.preview.as_ref().expect("a preview");
     assert_eq!(
         preview.step, 800,

@@ -145,7 +145,8 @@ pub const TRAIN_LOSS_PLOT: &str = "The EDM-weighted loss λ(σ) ||D(y + σ n; σ
 arXiv 2206.00364, eq. 2 and Table 1; about 1 at initialisation), and its moving average.";
 pub const TRAIN_PER_SIGMA_PLOT: &str = "The latest report's losses binned by σ: ||D − y||²/dim (the model's mmse per \
 dimension) and λ(σ) times it, with λ = (σ² + σ_data²)/(σ σ_data)². Dashed: the same for the exact denoiser, \
-the floor no network can go below (the ideal denoiser is the minimiser of the loss).";
+the floor no network can go below (the ideal denoiser is the minimiser of the loss); for labelled data it knows the \
+class on the rows that keep it, as the network does.";
 pub const TRAIN_PREVIEW_PLOT: &str =
     "Samples of the current EMA weights (Heun, 18 Karras steps; classes in turn), over the data.";
 pub const TRAIN_PROFILE_PLOT: &str = "mmse(σ)/dim: InfoNoise's running estimate m_hat from the training losses (earlier \

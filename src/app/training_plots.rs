@@ -25,7 +25,7 @@ fn thinned<T: Copy>(values: &[T]) -> Vec<T> {
     let stride = values.len().div_ceil(MAX_CURVE_POINTS).max(1);
     let mut out: Vec<T> = values.iter().step_by(stride).copied().collect();
     if let Some(last) = values.last()
-        && (values.len() - 1) % stride != 0
+        && !(values.len() - 1).is_multiple_of(stride)
     {
         out.push(*last);
     }

@@ -16,10 +16,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::backend::Compute;
-use crate::core::denoiser::Cond;
+use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::estimate::SigmaPrior;
 use crate::core::infonoise::{InfoNoiseConfig, InfoNoiseProfile, sampling_density};
 use crate::core::information::{InformationProfile, log_sigma_grid};
+use crate::core::noise::{Rng, initial_noise};
 use crate::core::{Batch, Precision};
 use crate::data::grid::image_grid_columns;
 use crate::data::{DataSet, DataSpec, ImageShape, Source};
@@ -28,7 +29,7 @@ use crate::models::AnalyticModel;
 use crate::models::learned::LearnedDenoiser;
 use crate::models::quality::sample_heun;
 use crate::train::checkpoint::{self, Checkpoint};
-use crate::train::data::TrainingSet;
+use crate::train::data::{TrainingSet, rows_of};
 use crate::train::mlp::MlpConfig;
 use crate::train::network::ArchConfig;
 use crate::train::sigma_dist::SigmaDistribution;
@@ -477,7 +478,7 @@ impl TrainerThread {
                 sigma: trainer.config.sigma.clone(),
             }),
         });
-        if let Some(floor) = exact_floor(&source, &trainer.config.sigma, data.sigma_data) {
+        if let Some(floor) = exact_floor(&source, &trainer.config, data.sigma_data) {
             self.emit(TrainEvent::Exact {
                 run,
                 floor: Box::new(floor),
@@ -680,10 +681,12 @@ const FLOOR_LEVELS: usize = 44;
 /// Clean samples behind each Monte Carlo value of the floor.
 const FLOOR_ROWS: usize = 256;
 
-/// The exact denoiser's profile of `source` (closed form for a Gaussian, Monte Carlo with the
-/// ideal denoiser otherwise) and InfoNoise's allocation from it; `None` when there is no exact
-/// denoiser to ask.
-fn exact_floor(source: &Source, sigma: &SigmaDistribution, sigma_data: f64) -> Option<ExactFloor> {
+/// The exact (ideal) denoiser's mmse/dim of `source` on the rows a model trains on, by Monte
+/// Carlo (the same noise at every level), as the binned training loss sees it: for labelled data
+/// a row is class-conditional with probability 1 - `class_dropout` (the exact class-conditional
+/// posterior mean knows the class), so the floor is that mixture of the two mmse. With InfoNoise's
+/// allocation from it; `None` when there is no exact denoiser to ask.
+fn exact_floor(source: &Source, config: &TrainConfig, sigma_data: f64) -> Option<ExactFloor> {
     let levels = log_sigma_grid(0.002, 80.0, FLOOR_LEVELS);
     let model = AnalyticModel::new(
         source,
@@ -692,20 +695,59 @@ fn exact_floor(source: &Source, sigma: &SigmaDistribution, sigma_data: f64) -> O
         SigmaPrior::edm_training(),
     )
     .ok()?;
-    let profile = model
-        .information_profile(source, &levels, FLOOR_ROWS, 0x1f0)
-        .ok()?;
-    let mut config = match sigma {
+    let set = rows_of(source);
+    let mut rng = Rng::new(0x1f0);
+    let picks: Vec<usize> = (0..FLOOR_ROWS).map(|_| rng.below(set.n)).collect();
+    let mut values = Vec::with_capacity(FLOOR_ROWS * set.dim);
+    for &j in &picks {
+        values.extend_from_slice(set.row(j));
+    }
+    let clean = Batch::from_vec(FLOOR_ROWS, set.dim, values).ok()?;
+    let labels: Option<Vec<u32>> = set
+        .labels
+        .as_ref()
+        .filter(|_| model.num_classes() > 0)
+        .map(|l| picks.iter().map(|&j| l[j]).collect());
+    let noise = initial_noise(0x1f1, clean.rows, clean.dim);
+    let mmse_of = |x: &Batch, sigma: f64, cond: &Cond| -> Option<f64> {
+        let d = model.denoise(x, sigma, cond).ok()?;
+        let total: f64 = d
+            .data
+            .iter()
+            .zip(&clean.data)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum();
+        Some(total / (clean.rows * clean.dim) as f64)
+    };
+    let mut mmse = Vec::with_capacity(levels.len());
+    for &sigma in &levels {
+        let x = clean.add_scaled(sigma, &noise);
+        let plain = mmse_of(&x, sigma, &Cond::plain())?;
+        mmse.push(match &labels {
+            Some(l) => {
+                let p = config.class_dropout;
+                let known = mmse_of(&x, sigma, &Cond::with_class(Some(l.clone())))?;
+                (1.0 - p) * known + p * plain
+            }
+            None => plain,
+        });
+    }
+    let profile = InformationProfile {
+        stderr: vec![0.0; levels.len()],
+        sigmas: levels.clone(),
+        mmse,
+    };
+    let mut info = match &config.sigma {
         SigmaDistribution::InfoNoise(c) => c.clone(),
         _ => InfoNoiseConfig::default(),
     };
-    config.sigma_data = sigma_data;
-    let mmse: Vec<f64> = config
+    info.sigma_data = sigma_data;
+    let at_bins: Vec<f64> = info
         .bin_sigmas()
         .iter()
         .map(|&s| profile.ln_mmse_at(s).exp())
         .collect();
-    let infonoise_density = sampling_density(&config, &mmse)
+    let infonoise_density = sampling_density(&info, &at_bins)
         .ok()
         .map(|(density, _)| levels.iter().map(|s| density.pdf(s.ln())).collect());
     Some(ExactFloor {

@@ -134,7 +134,8 @@ impl TrainingRecord {
                 if let Some(b) = update.binned {
                     self.binned = Some((update.step, b));
                 }
-                if let Some(p) = update.sigma_profile {
+                // Before InfoNoise's first rebuild its estimate is a placeholder: not drawn.
+                if let Some(p) = update.sigma_profile.filter(|p| p.rebuilds > 0) {
                     if self.profiles.len() == PROFILES_KEPT {
                         self.profiles.remove(0);
                     }
