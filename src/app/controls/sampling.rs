@@ -226,7 +226,11 @@ pub(super) fn guidance_group(
                 }
             })
             .response
-            .on_hover_text(format!("{}\n\n{}", tips::NAG_FORM, nag_form_tip(g.nag_form)));
+            .on_hover_text(format!(
+                "{}\n\n{}",
+                tips::NAG_FORM,
+                nag_form_tip(g.nag_form)
+            ));
     });
     gate(ui, info, Control::NagPrior, |ui| {
         let lognormal = matches!(g.nag_prior, SigmaPrior::LogNormal { .. });

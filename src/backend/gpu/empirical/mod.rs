@@ -372,8 +372,7 @@ impl GpuEmpirical {
                 let bound = self.record_distances(scratch, &mut encoder, chunk, params);
                 let sums = self.finish(scratch, encoder, &[(&bound.sums, (rows * 16) as u64)])?;
                 // Node offsets in f64 on the host, exactly as the CPU kernel forms them.
-                let (nodes, counts) =
-                    marginal_nodes(
+                let (nodes, counts) = marginal_nodes(
                     &sums,
                     chunk.spans,
                     (sigmas, log_weights, sigma_power),
