@@ -28,7 +28,7 @@ fn usable(run: &RunRecord) -> Vec<&StepRecord> {
 
 const SIGMA_TIP: &str = "σ_hat = exp E[ln σ | x] under the exact posterior p(σ|x) prop. to p(x; σ) π(σ) (log-sum-exp on a log grid); median and 10–90% band over the diagnostics subset. Noise-level estimation as in San-Roman et al. 2021 (arXiv 2104.02600) and the noise-shift analysis of Zhong et al. 2025 (NAG, arXiv 2510.12497). Below the data's own scale a low-dimensional state says little about σ: the posterior falls back on the prior and σ_hat levels off. Hover a point for its numbers, click it to show that step.";
 
-const POOLED_TIP: &str = "Pooled σ_hat = argmax_σ Σ_b ln p(x_b; σ): the noise level under which the whole diagnostics subset is most likely (science.md section 5). One sample of a low-dimensional state says little about a small σ; the batch together does. Steps whose per-sample posteriors are wider than twice a D-dimensional noise measurement (std of ln σ > 2/√(2D)) are marked: there the per-sample σ_hat is the prior's, and the pooled one is the estimate to read.";
+const POOLED_TIP: &str = "Pooled σ_hat = argmax_σ Σ_b ln p(x_b; σ): the noise level under which the whole diagnostics subset is most likely. One sample of a low-dimensional state says little about a small σ; the batch together does. Steps whose per-sample posteriors are wider than twice a D-dimensional noise measurement (std of ln σ > 2/√(2D)) are marked: there the per-sample σ_hat is the prior's, and the pooled one is the estimate to read.";
 
 /// The pooled estimate's colour, and the marker of prior-dominated steps.
 const POOLED: Color32 = Color32::from_rgb(110, 215, 110);

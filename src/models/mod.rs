@@ -58,12 +58,21 @@ pub struct AnalyticModel {
 
 /// Quadrature nodes for the noise-unconditional mixture: the integrand in ln sigma is a bump
 /// of width ~1/sqrt(2D), so a spacing of that width makes the trapezoid rule exact to ~1e-8.
-/// Simpson's weights rather than the trapezoid's: a log-uniform prior has hard edges, and a state
-/// cleaner than its lower edge piles the posterior against it as e^(-D u) (not a bump), where the
-/// trapezoid rule errs by (D h)^2 / 12 (2% at h = 0.25 in 1-D) and Simpson's by (D h)^4 / 180.
+/// A log-uniform prior has hard edges, and a state cleaner than its lower edge piles the posterior
+/// against it as e^(-D u) (not a bump), where the trapezoid rule errs by (D h)^2 / 12 (2% at
+/// h = 0.25 in 1-D): Simpson's weights there, (D h)^4 / 180. A smooth prior keeps the trapezoid,
+/// exponentially accurate on bumps.
 fn nag_quadrature(prior: &SigmaPrior, dim: usize) -> PriorNodes {
     let (a, b) = prior.ln_support();
     let spacing = (1.0 / (2.0 * dim as f64).sqrt()).min(0.25);
+    if let SigmaPrior::LogNormal { .. } = prior {
+        let n = (((b - a) / spacing).ceil() as usize + 1).clamp(16, 4000);
+        let (sigmas, log_weights) = prior.quadrature(n);
+        return PriorNodes {
+            sigmas,
+            log_weights,
+        };
+    }
     // An odd node count: Simpson pairs the intervals.
     let n = (((b - a) / spacing).ceil() as usize + 1).clamp(16, 4000) | 1;
     let h = (b - a) / (n - 1) as f64;
