@@ -40,7 +40,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read> spans: array<vec2<u32>>;
 // Per row: (d_min, sum_j w_j, normaliser Z, unused).
 @group(0) @binding(7) var<storage, read_write> sums: array<vec4<f32>>;
-// marginal_weights, [rows][grid]: (offset_k, -1 / (2 s_k^2), 1 / s_k^2, unused), active nodes first.
+// marginal_weights, [rows][grid]: (offset_k, -1 / (2 s_k^2), 1 / s_k^m, unused), active nodes first.
 @group(0) @binding(8) var<storage, read> nodes: array<vec4<f32>>;
 // marginal_weights: active nodes per row.
 @group(0) @binding(9) var<storage, read> node_counts: array<u32>;
@@ -212,7 +212,7 @@ fn softmax_weights(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
 }
 
 // One workgroup per row: NAG's noise-unconditional weights
-// w_j = sum_k exp(offset_k - (d_j - d_min) / (2 s_k^2)) / s_k^2 over the row's active nodes,
+// w_j = sum_k exp(offset_k - (d_j - d_min) / (2 s_k^2)) / s_k^m over the row's active nodes,
 // Z = sum_j sum_k exp(...). The offsets come from the host, in f64 there.
 @compute @workgroup_size(256)
 fn marginal_weights(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -230,6 +230,7 @@ fn marginal_weights_match_the_cpu() {
         let weighting = Weighting::Marginal {
             sigmas: &sigmas,
             log_weights: &log_weights,
+            sigma_power: 2,
         };
         let (mut worst_mean, mut worst_ratio) = (0.0f64, 0.0f64);
         for &sigma in &SIGMAS {

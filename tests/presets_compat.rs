@@ -9,6 +9,7 @@ use noisescope::app::Settings;
 use noisescope::backend::BackendChoice;
 use noisescope::core::Precision;
 use noisescope::core::estimate::SigmaPrior;
+use noisescope::core::guidance::NagForm;
 use noisescope::core::sampler::SamplerKind;
 use noisescope::core::schedule::{ScheduleKind, ScheduleSpec};
 use noisescope::data::DataSpec;
@@ -36,6 +37,8 @@ fn gaussian_tangent_spec() -> RunSpec {
             cfg: 1.0,
             class: None,
             nag: 0.5,
+            // Presets written before the field load with the default form.
+            nag_form: NagForm::PosteriorAverage,
             nag_prior: SigmaPrior::LogUniform {
                 lo: 0.002,
                 hi: 80.0,

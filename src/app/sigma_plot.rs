@@ -2,12 +2,15 @@
 //! on log-log axes with the diagonal (median and 10-90% band over the diagnostics subset), and
 //! the noise shift delta_i = ln(sigma_hat / sigma_i) per step (science.md section 5; the
 //! noise-shift picture of the NAG paper, Zhong et al. 2025, arXiv 2510.12497). Hovering a point
-//! shows the step's numbers; clicking one shows that step's state.
+//! shows the step's numbers; clicking one shows that step's state. Beside the per-sample median,
+//! the batch's pooled maximum-likelihood sigma_hat, which carries the picture where the
+//! per-sample posteriors fall back on their prior (low dimension, small sigma): those steps are
+//! marked.
 
-use egui::{RichText, Ui};
+use egui::{Color32, RichText, Ui};
 use egui_plot::{FilledArea, HLine, Line, Plot, Points, VLine};
 
-use crate::core::diagnostics::StepRecord;
+use crate::core::diagnostics::{StepRecord, prior_dominated_width};
 use crate::run::store::RunRecord;
 
 use super::plot_style::{
@@ -24,6 +27,21 @@ fn usable(run: &RunRecord) -> Vec<&StepRecord> {
 }
 
 const SIGMA_TIP: &str = "σ_hat = exp E[ln σ | x] under the exact posterior p(σ|x) prop. to p(x; σ) π(σ) (log-sum-exp on a log grid); median and 10–90% band over the diagnostics subset. Noise-level estimation as in San-Roman et al. 2021 (arXiv 2104.02600) and the noise-shift analysis of Zhong et al. 2025 (NAG, arXiv 2510.12497). Below the data's own scale a low-dimensional state says little about σ: the posterior falls back on the prior and σ_hat levels off. Hover a point for its numbers, click it to show that step.";
+
+const POOLED_TIP: &str = "Pooled σ_hat = argmax_σ Σ_b ln p(x_b; σ): the noise level under which the whole diagnostics subset is most likely. One sample of a low-dimensional state says little about a small σ; the batch together does. Steps whose per-sample posteriors are wider than twice a D-dimensional noise measurement (std of ln σ > 2/√(2D)) are marked: there the per-sample σ_hat is the prior's, and the pooled one is the estimate to read.";
+
+/// The pooled estimate's colour, and the marker of prior-dominated steps.
+const POOLED: Color32 = Color32::from_rgb(110, 215, 110);
+const PRIOR_DOMINATED: Color32 = Color32::from_rgb(200, 120, 220);
+
+/// Records with a finite pooled sigma_hat.
+fn pooled(records: &[&StepRecord]) -> Vec<[f64; 2]> {
+    records
+        .iter()
+        .filter(|r| r.sigma_hat_pooled.is_finite() && r.sigma_hat_pooled > 0.0)
+        .map(|r| [r.sigma.log10(), r.sigma_hat_pooled.log10()])
+        .collect()
+}
 
 const DELTA_TIP: &str = "The noise shift of x_i: > 0 means the state looks noisier than scheduled. Accumulated error e ~ N(0, s_e²) gives σ_eff = √(σ² + s_e²), so δ ≥ 0 in that model (Zhong et al. 2025, NAG, arXiv 2510.12497); with the exact denoiser the sign is the discretisation's.";
 
@@ -71,9 +89,37 @@ pub fn show(
         SIGMA_TIP,
         &keys("median σ_hat", "10–90%", !base.is_empty(), "σ_hat = σ"),
     );
-    if live.state(0).is_some_and(|x| x.dim <= 16) {
-        ui.label(RichText::new("low dimension: below the data's own scale σ_hat levels off at the prior (not a shift)").weak().small());
-    }
+    let dim = live.state(0).map_or(1, |x| x.dim);
+    let dominated: Vec<&StepRecord> = records
+        .iter()
+        .copied()
+        .filter(|r| r.prior_dominated(dim))
+        .collect();
+    let pooled_points = pooled(&records);
+    ui.horizontal_wrapped(|ui| {
+        if !pooled_points.is_empty() {
+            ui.label(RichText::new("pooled σ_hat (green)").color(POOLED))
+                .on_hover_text(POOLED_TIP);
+        }
+        if let (Some(first), Some(last)) = (dominated.first(), dominated.last()) {
+            let (hi_sigma, lo_sigma) = (
+                first.sigma.max(last.sigma),
+                first.sigma.min(last.sigma),
+            );
+            ui.label(
+                RichText::new(format!(
+                    "per-sample σ_hat prior-dominated (violet diamonds) at {} of {} steps (σ_i {}–{}, posterior std of ln σ > {:.2}): read the pooled σ_hat there",
+                    dominated.len(),
+                    records.len(),
+                    plot_style::format_number(lo_sigma),
+                    plot_style::format_number(hi_sigma),
+                    prior_dominated_width(dim)
+                ))
+                .color(PRIOR_DOMINATED),
+            )
+            .on_hover_text(POOLED_TIP);
+        }
+    });
     let plot = Plot::new(format!("{salt}-sigma"))
         .height((height * 0.56).max(120.0))
         .x_axis_label("σ_i (noise level scheduled)")
@@ -118,6 +164,29 @@ pub fn show(
                 .color(LIVE)
                 .radius(radius),
         );
+        if !pooled_points.is_empty() {
+            plot.line(
+                Line::new("pooled σ_hat", pooled_points.clone())
+                    .id("pooled-line")
+                    .color(POOLED)
+                    .width(width),
+            );
+        }
+        if !dominated.is_empty() {
+            let marks = log10_points(
+                dominated
+                    .iter()
+                    .map(|r| (r.sigma.log10(), r.sigma_hat.median)),
+            );
+            plot.points(
+                Points::new("per-sample σ_hat prior-dominated", marks)
+                    .id("prior-dominated")
+                    .color(PRIOR_DOMINATED)
+                    .shape(egui_plot::MarkerShape::Diamond)
+                    .filled(false)
+                    .radius(1.8 * radius),
+            );
+        }
         if !base.is_empty() {
             let b = log10_points(base.iter().map(|r| (r.sigma.log10(), r.sigma_hat.median)));
             plot.line(
@@ -203,6 +272,19 @@ pub fn show(
                     .color(BASELINE)
                     .style(baseline_style())
                     .width(0.75 * width),
+            );
+        }
+        let pooled_delta: Vec<[f64; 2]> = records
+            .iter()
+            .filter(|r| r.sigma_hat_pooled.is_finite() && r.sigma_hat_pooled > 0.0)
+            .map(|r| [r.step as f64, (r.sigma_hat_pooled / r.sigma).ln()])
+            .collect();
+        if !pooled_delta.is_empty() {
+            plot.line(
+                Line::new("pooled δ", pooled_delta)
+                    .id("pooled-delta")
+                    .color(POOLED)
+                    .width(width),
             );
         }
         plot_style::shown_step_marker(plot, shown, width);

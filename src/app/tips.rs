@@ -53,11 +53,22 @@ Euler to σ_down, add σ_up ε (k-diffusion). η = 0 is Euler.";
 pub const CFG: &str = "D_w = D(x; σ, none) + w (D(x; σ, c) − D(x; σ, none)); w = 1 is the plain conditional model, \
 w = 0 the unconditional one. Classifier-free guidance, Ho & Salimans 2022 (arXiv 2207.12598).";
 pub const CLASS: &str = "c, the class CFG conditions on (labelled data only).";
-pub const NAG: &str = "D_w = D(x; σ) + w (D(x; σ) − D(x; none)): the score (w + 1) s(x|σ) − w s(x), with s(x) the \
-score of the noise-unconditional p(x) = ∫ p(x; σ') π(σ') dσ'. Noise Awareness Guidance, Zhong et al. 2025 \
-(arXiv 2510.12497); paper defaults w = 3, or 2 with CFG. With this exact model the correction is stiff \
-(it grows like σ²/σ_hat² for states cleaner than scheduled): with 18 steps w <= 0.5 stays stable, larger w overshoots.";
-pub const NAG_PRIOR: &str = "π(σ) of NAG's noise-unconditional model: EDM's training log-normal ln σ ~ N(−1.2, 1.2²), \
+pub const NAG: &str = "D_w = D(x; σ) + w (D(x; σ) − D(x; none)): guidance toward states whose noise level is \
+the scheduled one, w grad_x ln p(σ|x) added to the score. D(x; none) is the noise-unconditional model of the chosen \
+NAG form. Noise Awareness Guidance, Zhong et al. 2025 (arXiv 2510.12497); paper defaults w = 3, or 2 with CFG.";
+pub const NAG_FORM: &str = "Which noise-unconditional model D(x; none) NAG uses. The default is what a network \
+trained with its noise condition dropped converges to (bounded); the exact score is the stiff theoretical limit.";
+pub const NAG_FORM_AVERAGE: &str = "As a classifier-free model learns it (exact, for this data): \
+D(x; none) = x − σ ε_none(x), ε_none(x) = E[n | x] = Σ_k p(σ_k | x) (x − D(x; σ_k)) / σ_k, the posterior under \
+the noise-dropped rows' training prior (ln σ uniform over [0.002, 80]). Bounded: ε_none is a posterior mean of the \
+noise, and the guidance vanishes as σ -> 0. On a learned denoiser this exact direction guides the learned D.";
+pub const NAG_FORM_SCORE: &str = "Exact score, the stiff theoretical limit: D(x; none) = x + σ² s(x), s(x) the score of \
+p(x) = ∫ p(x; σ') π(σ') dσ' (π: NAG π(σ)). It grows like σ²/σ_hat² for states cleaner than scheduled: with 18 \
+steps w ≤ 0.5 stays stable, the paper's w = 2–3 diverges.";
+pub const NAG_FORM_LEARNED: &str = "Learned, classifier-free: the learned model's own noise-dropped branch \
+D(x; none) = x + σ F(c_none(x) x; null), trained on rows whose noise level was dropped (noise dropout). \
+Learned denoisers only: the exact denoiser has no such branch.";
+pub const NAG_PRIOR: &str = "π(σ) of NAG's exact-score form: EDM's training log-normal ln σ ~ N(−1.2, 1.2²), \
 or log-uniform over [σ_min, σ_max] (the noise-unconditional model of NAG, Zhong et al. 2025, arXiv 2510.12497).";
 pub const SEED: &str = "x_0 = σ_0 z, z ~ N(0, I) drawn from this seed, one stream per sample: a changed setting \
 reruns the same noise, so the difference on screen is the setting's effect alone.";
@@ -216,6 +227,10 @@ pub const ALL: &[&str] = &[
     CFG,
     CLASS,
     NAG,
+    NAG_FORM,
+    NAG_FORM_AVERAGE,
+    NAG_FORM_SCORE,
+    NAG_FORM_LEARNED,
     NAG_PRIOR,
     SEED,
     BATCH,

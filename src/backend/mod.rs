@@ -37,11 +37,13 @@ impl Span {
 pub enum Weighting<'a> {
     /// w_j = exp(-(d_j - d_min) / (2 s^2)): the softmax of the ideal denoiser.
     Softmax { sigma: f64 },
-    /// NAG's noise-unconditional score: for prior nodes k with log weight l_k,
-    /// logit_jk = l_k - D ln s_k - d_j / (2 s_k^2); w_j = sum_k e^(logit_jk - M) / s_k^2.
+    /// NAG's noise-unconditional model: for prior nodes k with log weight l_k,
+    /// logit_jk = l_k - D ln s_k - d_j / (2 s_k^2); w_j = sum_k e^(logit_jk - M) / s_k^m with
+    /// m = `sigma_power` (2: the exact score; 1: the posterior average of the noise).
     Marginal {
         sigmas: &'a [f64],
         log_weights: &'a [f64],
+        sigma_power: i32,
     },
 }
 

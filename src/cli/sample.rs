@@ -8,6 +8,7 @@ use clap::Args;
 use noisescope::backend::BackendChoice;
 use noisescope::core::Precision;
 use noisescope::core::estimate::SigmaPrior;
+use noisescope::core::guidance::NagForm;
 use noisescope::core::sampler::SamplerKind;
 use noisescope::core::schedule::ScheduleKind;
 use noisescope::data::{DataSpec, toys};
@@ -78,7 +79,13 @@ pub struct SampleArgs {
     /// NAG weight (0 = off).
     #[arg(long)]
     pub nag: Option<f64>,
-    /// NAG's prior over sigma: lognormal (EDM's -1.2/1.2) or loguniform (over sigma_min..sigma_max).
+    /// NAG's noise-unconditional model: posterior-average (what a noise-dropout model learns,
+    /// exact; the default), exact-score (the stiff limit) or learned (the model's noise-dropped
+    /// branch; learned denoisers only).
+    #[arg(long)]
+    pub nag_form: Option<NagForm>,
+    /// The exact-score form's prior over sigma: lognormal (EDM's -1.2/1.2) or loguniform (over
+    /// sigma_min..sigma_max).
     #[arg(long)]
     pub nag_prior: Option<String>,
     #[arg(long)]
@@ -188,6 +195,9 @@ impl SampleArgs {
         }
         if let Some(v) = self.nag {
             g.nag = v;
+        }
+        if let Some(v) = self.nag_form {
+            g.nag_form = v;
         }
         if let Some(v) = &self.nag_prior {
             g.nag_prior = match v.as_str() {

@@ -85,6 +85,7 @@ mod tests {
             let e = SigmaEstimate {
                 mean_ln: self.0.ln(),
                 map_ln: self.0.ln(),
+                std_ln: 0.0,
             };
             Ok(vec![e; x.rows])
         }

@@ -25,6 +25,14 @@ pub struct StepRecord {
     pub sigma_hat: Spread,
     /// ln sigma_hat - ln sigma_i over the subset.
     pub delta: Spread,
+    /// The subset's pooled maximum-likelihood noise level argmax_sigma sum_b ln p(x_b; sigma)
+    /// (science.md section 5; NaN when off).
+    #[serde(default = "not_measured")]
+    pub sigma_hat_pooled: f64,
+    /// Median over the subset of the posterior standard deviation of ln sigma: above
+    /// `prior_dominated_width` the per-sample sigma_hat says more about the prior than the state.
+    #[serde(default = "not_measured")]
+    pub posterior_std_ln: f64,
     /// Mean turning angle between d_i and d'_i, degrees (NaN on the step to 0).
     pub angle_deg: f64,
     /// Mean local error |h| ||d' - d|| / (2 sqrt(D)).
@@ -51,6 +59,8 @@ impl StepRecord {
             sigma_next: info.sigma_next,
             sigma_hat: nan,
             delta: nan,
+            sigma_hat_pooled: f64::NAN,
+            posterior_std_ln: f64::NAN,
             angle_deg: f64::NAN,
             local_error: f64::NAN,
             evaluations: info.evaluations,
@@ -59,11 +69,17 @@ impl StepRecord {
         }
     }
 
-    pub const CSV_HEADER: &'static str = "step,sigma,sigma_churned,sigma_next,sigma_hat_median,sigma_hat_p10,sigma_hat_p90,delta_median,delta_p10,delta_p90,angle_deg,local_error,evaluations,step_ms,diagnostics_ms";
+    pub const CSV_HEADER: &'static str = "step,sigma,sigma_churned,sigma_next,sigma_hat_median,sigma_hat_p10,sigma_hat_p90,delta_median,delta_p10,delta_p90,angle_deg,local_error,evaluations,step_ms,diagnostics_ms,sigma_hat_pooled,posterior_std_ln";
+
+    /// Whether the per-sample posteriors of this step are dominated by their prior (wider than
+    /// twice what a D-dimensional noise measurement gives).
+    pub fn prior_dominated(&self, dim: usize) -> bool {
+        self.posterior_std_ln > prior_dominated_width(dim)
+    }
 
     pub fn csv_row(&self) -> String {
         format!(
-            "{},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{},{:.4},{:.4}",
+            "{},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{},{:.4},{:.4},{:e},{:e}",
             self.step,
             self.sigma,
             self.sigma_churned,
@@ -78,9 +94,22 @@ impl StepRecord {
             self.local_error,
             self.evaluations,
             self.step_ms,
-            self.diagnostics_ms
+            self.diagnostics_ms,
+            self.sigma_hat_pooled,
+            self.posterior_std_ln
         )
     }
+}
+
+fn not_measured() -> f64 {
+    f64::NAN
+}
+
+/// Twice the posterior standard deviation of ln sigma that one D-dimensional sample of pure noise
+/// N(0, sigma^2 I) leaves (1/sqrt(2D), the curvature of -D ln s - r^2 / 2s^2 at its mode): a
+/// per-sample posterior wider than this is shaped by its prior rather than by the state.
+pub fn prior_dominated_width(dim: usize) -> f64 {
+    2.0 / (2.0 * dim.max(1) as f64).sqrt()
 }
 
 /// Mean turning angle (degrees) and mean RMS local error between two slope batches.
@@ -106,6 +135,14 @@ pub fn curvature(d: &Batch, d_prime: &Batch, h: f64) -> (f64, f64) {
         if n > 0 { angle / n as f64 } else { f64::NAN },
         error / rows,
     )
+}
+
+/// One step's noise-level statistics over the subset.
+struct NoiseStats {
+    sigma_hat: Spread,
+    delta: Spread,
+    pooled: f64,
+    std_ln: f64,
 }
 
 /// The record being held until the next slope arrives (samplers without a corrector).
@@ -143,21 +180,32 @@ impl<'a> Diagnostics<'a> {
         }
     }
 
-    /// sigma_hat statistics of `x` at scheduled `sigma`: (sigma_hat spread, delta spread).
-    fn noise_stats(&self, x: &Batch, sigma: f64) -> Result<(Spread, Spread)> {
+    /// Noise-level statistics of `x` at scheduled `sigma`.
+    fn noise_stats(&self, x: &Batch, sigma: f64) -> Result<NoiseStats> {
         let nan = Spread {
             median: f64::NAN,
             p10: f64::NAN,
             p90: f64::NAN,
         };
         let Some(estimator) = self.estimator else {
-            return Ok((nan, nan));
+            return Ok(NoiseStats {
+                sigma_hat: nan,
+                delta: nan,
+                pooled: f64::NAN,
+                std_ln: f64::NAN,
+            });
         };
         let rows = x.select_rows(&self.subset);
-        let est = estimator.estimate(&rows, &self.cond)?;
-        let hats: Vec<f64> = est.iter().map(|e| e.sigma_hat()).collect();
-        let deltas: Vec<f64> = est.iter().map(|e| e.mean_ln - sigma.ln()).collect();
-        Ok((Spread::of(&hats), Spread::of(&deltas)))
+        let est = estimator.estimate_batch(&rows, &self.cond)?;
+        let hats: Vec<f64> = est.rows.iter().map(|e| e.sigma_hat()).collect();
+        let deltas: Vec<f64> = est.rows.iter().map(|e| e.mean_ln - sigma.ln()).collect();
+        let widths: Vec<f64> = est.rows.iter().map(|e| e.std_ln).collect();
+        Ok(NoiseStats {
+            sigma_hat: Spread::of(&hats),
+            delta: Spread::of(&deltas),
+            pooled: est.pooled_ln.map_or(f64::NAN, f64::exp),
+            std_ln: Spread::of(&widths).median,
+        })
     }
 
     /// Consumes one step; returns the records completed by it (0, 1 or 2).
@@ -187,15 +235,17 @@ impl<'a> Diagnostics<'a> {
                 ..p.record
             });
         }
-        let (sigma_hat, delta) = self.noise_stats(info.x, info.sigma)?;
+        let stats = self.noise_stats(info.x, info.sigma)?;
         let h = info.sigma_next - info.sigma_hat;
         let mut record = StepRecord {
             step: info.step,
             sigma: info.sigma,
             sigma_churned: info.sigma_hat,
             sigma_next: info.sigma_next,
-            sigma_hat,
-            delta,
+            sigma_hat: stats.sigma_hat,
+            delta: stats.delta,
+            sigma_hat_pooled: stats.pooled,
+            posterior_std_ln: stats.std_ln,
             angle_deg: f64::NAN,
             local_error: f64::NAN,
             evaluations: info.evaluations,

@@ -146,6 +146,9 @@ pub struct SigmaEstimate {
     pub mean_ln: f64,
     /// The posterior mode (MAP) of ln sigma, refined by a parabola through the top three nodes.
     pub map_ln: f64,
+    /// The posterior standard deviation of ln sigma: ~1/sqrt(2D) when x says what its noise
+    /// level is, the prior's own width when it says nothing.
+    pub std_ln: f64,
 }
 
 impl SigmaEstimate {
@@ -154,9 +157,26 @@ impl SigmaEstimate {
     }
 }
 
+/// The estimates for a batch: per row, and pooled over the rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchEstimate {
+    pub rows: Vec<SigmaEstimate>,
+    /// ln of the batch's maximum-likelihood noise level argmax_sigma sum_b ln p(x_b; sigma)
+    /// (science.md section 5); `None` where the estimator has no likelihood.
+    pub pooled_ln: Option<f64>,
+}
+
 /// sigma_hat(x) for every row of a batch, under a class condition.
 pub trait NoiseLevelEstimator: Send + Sync {
     fn estimate(&self, x: &Batch, cond: &Cond) -> Result<Vec<SigmaEstimate>>;
+
+    /// The per-row estimates and the pooled one (none unless the estimator has a likelihood).
+    fn estimate_batch(&self, x: &Batch, cond: &Cond) -> Result<BatchEstimate> {
+        Ok(BatchEstimate {
+            rows: self.estimate(x, cond)?,
+            pooled_ln: None,
+        })
+    }
 }
 
 /// The exact posterior p(sigma | x) ∝ p(x; sigma) pi(sigma) of a model whose likelihood is known.
@@ -178,6 +198,11 @@ impl ExactPosterior {
 impl NoiseLevelEstimator for ExactPosterior {
     fn estimate(&self, x: &Batch, cond: &Cond) -> Result<Vec<SigmaEstimate>> {
         self.posterior.estimate(self.likelihood.as_ref(), x, cond)
+    }
+
+    fn estimate_batch(&self, x: &Batch, cond: &Cond) -> Result<BatchEstimate> {
+        self.posterior
+            .estimate_batch(self.likelihood.as_ref(), x, cond)
     }
 }
 
@@ -267,14 +292,73 @@ impl PosteriorEstimator {
         x: &Batch,
         cond: &Cond,
     ) -> Result<Vec<SigmaEstimate>> {
+        let (coarse, grid) = self.coarse_pass(model, x, cond)?;
+        self.summaries(x, &self.nodes_of(&coarse), &grid)
+    }
+
+    /// sigma_hat for every row of `x`, and the pooled maximum-likelihood estimate over the
+    /// rows: the sum over rows of the coarse values the per-row pass computed anyway, then one
+    /// pass on a fine grid around its best node (`POOL_NODES` over two coarse steps each side),
+    /// refined by a parabola. Its width is ~1/sqrt(2 B D), far below the coarse spacing.
+    pub fn estimate_batch(
+        &self,
+        model: &dyn NoiseLikelihood,
+        x: &Batch,
+        cond: &Cond,
+    ) -> Result<BatchEstimate> {
+        let (coarse, grid) = self.coarse_pass(model, x, cond)?;
+        let nodes = self.nodes_of(&coarse);
+        let rows = self.summaries(x, &nodes, &grid)?;
+        let pooled_ln = if x.rows == 0 {
+            None
+        } else {
+            let summed = sum_rows(&grid.coarse, coarse.len());
+            let best = argmax(&summed);
+            let (lo, hi) = (
+                nodes.ln[best.saturating_sub(2)],
+                nodes.ln[(best + 2).min(coarse.len() - 1)],
+            );
+            let fine: Vec<f64> = (0..POOL_NODES)
+                .map(|k| (lo + (hi - lo) * k as f64 / (POOL_NODES - 1) as f64).exp())
+                .collect();
+            let on_fine = model.log_likelihood(x, cond, &fine, &|_: &[f64]| Vec::new())?;
+            let summed = sum_rows(&on_fine.coarse, fine.len());
+            let k = argmax(&summed);
+            let point = |i: usize| (fine[i].ln(), summed[i]);
+            Some(if k > 0 && k + 1 < fine.len() {
+                parabola_vertex(point(k - 1), point(k), point(k + 1))
+            } else {
+                fine[k].ln()
+            })
+        };
+        Ok(BatchEstimate { rows, pooled_ln })
+    }
+
+    /// The likelihood on the coarse grid (and each row's fine window) for every row.
+    fn coarse_pass(
+        &self,
+        model: &dyn NoiseLikelihood,
+        x: &Batch,
+        cond: &Cond,
+    ) -> Result<(Vec<f64>, SigmaGrid)> {
         self.prior.validate()?;
         let coarse = self.coarse_grid(x.dim);
         let nodes = self.nodes_of(&coarse);
         let refine = |row: &[f64]| self.fine_grid_on(&nodes, row);
         let grid = model.log_likelihood(x, cond, &coarse, &refine)?;
+        Ok((coarse, grid))
+    }
+
+    /// Each row's posterior summary from its grid values.
+    fn summaries(
+        &self,
+        x: &Batch,
+        nodes: &GridNodes,
+        grid: &SigmaGrid,
+    ) -> Result<Vec<SigmaEstimate>> {
+        let g = nodes.ln.len();
         (0..x.rows)
             .map(|r| {
-                let g = coarse.len();
                 let fine = &grid.fine_sigmas[r];
                 // Inside the fine window only the fine nodes: the trapezoid rule keeps its
                 // accuracy on a uniform grid, not on an interleaved one.
@@ -296,6 +380,28 @@ impl PosteriorEstimator {
     }
 }
 
+/// Nodes of the pooled estimate's fine grid.
+const POOL_NODES: usize = 33;
+
+/// Column sums of a [rows][width] table.
+fn sum_rows(values: &[f64], width: usize) -> Vec<f64> {
+    let mut sums = vec![0.0; width];
+    for row in values.chunks_exact(width) {
+        for (s, v) in sums.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+    sums
+}
+
+/// The index of the largest value (NaN never wins).
+fn argmax(values: &[f64]) -> usize {
+    (0..values.len())
+        .filter(|&i| !values[i].is_nan())
+        .max_by(|&i, &j| values[i].total_cmp(&values[j]))
+        .unwrap_or(0)
+}
+
 /// ln sigma and the ln prior at each node of a grid.
 struct GridNodes {
     ln: Vec<f64>,
@@ -314,14 +420,16 @@ pub fn posterior_summary(nodes: &mut Vec<(f64, f64)>) -> Result<SigmaEstimate> {
             "noise posterior is zero everywhere on the grid".into(),
         ));
     }
-    let (mut mass, mut first) = (0.0, 0.0);
+    let (mut mass, mut first, mut second) = (0.0, 0.0, 0.0);
     for w in nodes.windows(2) {
         let ((u0, l0), (u1, l1)) = (w[0], w[1]);
         let (p0, p1) = ((l0 - top).exp(), (l1 - top).exp());
         let h = u1 - u0;
         mass += 0.5 * h * (p0 + p1);
         first += 0.5 * h * (u0 * p0 + u1 * p1);
+        second += 0.5 * h * (u0 * u0 * p0 + u1 * u1 * p1);
     }
+    let mean_ln = first / mass;
     let k = nodes
         .iter()
         .enumerate()
@@ -334,8 +442,9 @@ pub fn posterior_summary(nodes: &mut Vec<(f64, f64)>) -> Result<SigmaEstimate> {
         nodes[k].0
     };
     Ok(SigmaEstimate {
-        mean_ln: first / mass,
+        mean_ln,
         map_ln,
+        std_ln: (second / mass - mean_ln * mean_ln).max(0.0).sqrt(),
     })
 }
 

@@ -2,9 +2,54 @@
 
 use std::sync::Arc;
 
-use super::Batch;
 use super::denoiser::{Cond, Denoiser};
+use super::{Batch, named_enum};
 use crate::error::Result;
+
+/// Which noise-unconditional model NAG's second call uses (science.md section 4, issue 11).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum NagForm {
+    /// As a classifier-free model learns it: the exact counterpart, for analytic data, of what
+    /// the lab's noise-dropout training converges to (docs/learned-denoisers.md):
+    /// D_none(x; sigma) = x - sigma eps_none(x), eps_none(x) = E[n | x] =
+    /// sum_k p(sigma_k | x) (x - D(x; sigma_k)) / sigma_k with p(sigma_k | x) under the TRAINING
+    /// prior of the dropped rows (log-uniform over [0.002, 80]). Bounded: |eps_none| is a
+    /// posterior mean of |n|, and D_none -> x as sigma -> 0.
+    #[default]
+    #[value(name = "posterior-average")]
+    PosteriorAverage,
+    /// The exact score of the noise-unconditional marginal, D_none = x + sigma^2 s(x): the stiff
+    /// theoretical limit (it carries (sigma / sigma_hat)^2 for states cleaner than scheduled).
+    #[value(name = "exact-score")]
+    ExactScore,
+    /// The learned model's own noise-dropped branch (a learned denoiser trained with noise
+    /// dropout); the exact denoiser has none.
+    #[value(name = "learned")]
+    Learned,
+}
+
+named_enum!(NagForm, "NAG form");
+
+impl NagForm {
+    /// The name shown in the app.
+    pub fn label(&self) -> &'static str {
+        match self {
+            NagForm::PosteriorAverage => "as a classifier-free model learns it",
+            NagForm::ExactScore => "exact score (stiff limit)",
+            NagForm::Learned => "learned, classifier-free",
+        }
+    }
+
+    /// The power m of sigma in D_none = x + sigma^m sum_k p(sigma_k | x) sigma_k^(2-m) s(x; sigma_k)
+    /// for the analytic forms: 2 for the exact score, 1 for the posterior average of eps.
+    pub fn sigma_power(&self) -> Option<i32> {
+        match self {
+            NagForm::PosteriorAverage => Some(1),
+            NagForm::ExactScore => Some(2),
+            NagForm::Learned => None,
+        }
+    }
+}
 
 /// Classifier-free guidance (Ho & Salimans 2022):
 /// D_w = D(x; sigma, none) + w (D(x; sigma, c) - D(x; sigma, none)). w = 1 is the plain
@@ -43,16 +88,33 @@ impl Denoiser for Cfg {
 }
 
 /// Noise Awareness Guidance (Zhong et al. 2025, arXiv 2510.12497, seed 000), classifier-free form
-/// in denoiser terms: D_w = D(x; sigma) + w (D(x; sigma) - D(x; none)), i.e. the guided score
-/// (w+1) s(x|sigma) - w s(x). For analytic models D(x; none) is exact (see `Cond`). w = 0 is a no-op.
+/// in denoiser terms: D_w = D(x; sigma) + w (G(x; sigma) - G(x; none)), i.e. the guided score
+/// s(x|sigma) + w grad_x ln p(sigma | x). The direction comes from `guide` G when given (the exact
+/// model of the data guiding a learned one), else from the guided model itself (then
+/// D_w = (1 + w) D(x; sigma) - w D(x; none), two calls). Which D(x; none) the guide computes is
+/// its own (`NagForm`). w = 0 is a no-op.
 pub struct Nag {
     pub inner: Arc<dyn Denoiser>,
+    pub guide: Option<Arc<dyn Denoiser>>,
     pub w: f64,
 }
 
 impl Nag {
     pub fn new(inner: Arc<dyn Denoiser>, w: f64) -> Self {
-        Nag { inner, w }
+        Nag {
+            inner,
+            guide: None,
+            w,
+        }
+    }
+
+    /// NAG on `inner` with the direction G(x; sigma) - G(x; none) of another model.
+    pub fn guided_by(inner: Arc<dyn Denoiser>, guide: Arc<dyn Denoiser>, w: f64) -> Self {
+        Nag {
+            inner,
+            guide: Some(guide),
+            w,
+        }
     }
 }
 
@@ -68,12 +130,18 @@ impl Denoiser for Nag {
             return self.inner.denoise(x, sigma, cond);
         }
         let conditional = self.inner.denoise(x, sigma, cond)?;
-        let marginal = self.inner.denoise(x, sigma, &cond.without_noise())?;
-        Ok(Batch::lin_comb(
-            1.0 + self.w,
-            &conditional,
-            -self.w,
-            &marginal,
-        ))
+        let Some(guide) = &self.guide else {
+            let marginal = self.inner.denoise(x, sigma, &cond.without_noise())?;
+            return Ok(Batch::lin_comb(
+                1.0 + self.w,
+                &conditional,
+                -self.w,
+                &marginal,
+            ));
+        };
+        let toward = guide.denoise(x, sigma, cond)?;
+        let away = guide.denoise(x, sigma, &cond.without_noise())?;
+        let direction = Batch::lin_comb(1.0, &toward, -1.0, &away);
+        Ok(Batch::lin_comb(1.0, &conditional, self.w, &direction))
     }
 }

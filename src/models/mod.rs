@@ -1,6 +1,6 @@
 //! The denoisers. The analytic ones: data whose D(x; sigma), p(x; sigma) and noise-unconditional
-//! score are known exactly; `AnalyticModel` implements `Denoiser` (with NAG's D(x; none)) and
-//! `NoiseLikelihood`. `learned`: a trained network (train/) as a `Denoiser`. `quality`: sample
+//! models are known exactly; `AnalyticModel` implements `Denoiser` (with NAG's exact-score
+//! D(x; none)) and `NoiseLikelihood`, and `ExactNag` is it with NAG's D(x; none) in a chosen form. `learned`: a trained network (train/) as a `Denoiser`. `quality`: sample
 //! quality against the data with the exact model as ground truth.
 
 pub mod learned;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::backend::{Compute, EmpiricalKernel, MixtureKernel, Span, Weighting};
 use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::estimate::{GridRow, NoiseLikelihood, SigmaGrid, SigmaPrior};
+use crate::core::guidance::NagForm;
 use crate::core::information::InformationProfile;
 use crate::core::noise::Rng;
 use crate::core::{Batch, Precision, log_sum_exp};
@@ -21,6 +22,7 @@ use crate::data::gaussian::GaussianModel;
 use crate::data::mixture::MixtureModel;
 use crate::data::{DataSet, Source};
 use crate::error::{Error, Result};
+use crate::train::sigma_dist::SigmaDistribution;
 
 enum Kind {
     /// The ideal denoiser of a finite set: D = sum_j softmax_j(-|x - y_j|^2 / 2 s^2) y_j.
@@ -33,13 +35,21 @@ enum Kind {
     Mixture(MixtureModel),
 }
 
-/// An exact model on a backend, with NAG's prior quadrature for D(x; none).
+/// Nodes sigma_k and log weights (ln prior + ln width) of a prior quadrature over sigma.
+struct PriorNodes {
+    sigmas: Vec<f64>,
+    log_weights: Vec<f64>,
+}
+
+/// An exact model on a backend, with NAG's prior quadratures for D(x; none).
 pub struct AnalyticModel {
     kind: Kind,
     precision: Precision,
-    /// Nodes (sigma_k) and log weights of NAG's prior pi(sigma) (seed 000).
-    nag_sigmas: Vec<f64>,
-    nag_log_weights: Vec<f64>,
+    /// NAG's prior pi(sigma) of the exact-score form (seed 000; the spec's `nag_prior`).
+    score_nodes: PriorNodes,
+    /// The noise-dropped rows' training prior (log-uniform over [0.002, 80]) of the
+    /// posterior-average form, what the lab's noise-dropout training converges to.
+    average_nodes: PriorNodes,
     dim: usize,
     classes: usize,
     /// The Gaussian / mixture denoiser on the backend (GPU); `None`: computed here in f64.
@@ -48,11 +58,46 @@ pub struct AnalyticModel {
 
 /// Quadrature nodes for the noise-unconditional mixture: the integrand in ln sigma is a bump
 /// of width ~1/sqrt(2D), so a spacing of that width makes the trapezoid rule exact to ~1e-8.
-fn nag_quadrature(prior: &SigmaPrior, dim: usize) -> (Vec<f64>, Vec<f64>) {
+/// A log-uniform prior has hard edges, and a state cleaner than its lower edge piles the posterior
+/// against it as e^(-D u) (not a bump), where the trapezoid rule errs by (D h)^2 / 12 (2% at
+/// h = 0.25 in 1-D): Simpson's weights there, (D h)^4 / 180. A smooth prior keeps the trapezoid,
+/// exponentially accurate on bumps.
+fn nag_quadrature(prior: &SigmaPrior, dim: usize) -> PriorNodes {
     let (a, b) = prior.ln_support();
     let spacing = (1.0 / (2.0 * dim as f64).sqrt()).min(0.25);
-    let n = (((b - a) / spacing).ceil() as usize + 1).clamp(16, 4000);
-    prior.quadrature(n)
+    if let SigmaPrior::LogNormal { .. } = prior {
+        let n = (((b - a) / spacing).ceil() as usize + 1).clamp(16, 4000);
+        let (sigmas, log_weights) = prior.quadrature(n);
+        return PriorNodes {
+            sigmas,
+            log_weights,
+        };
+    }
+    // An odd node count: Simpson pairs the intervals.
+    let n = (((b - a) / spacing).ceil() as usize + 1).clamp(16, 4000) | 1;
+    let h = (b - a) / (n - 1) as f64;
+    let (sigmas, log_weights) = (0..n)
+        .map(|k| {
+            let u = a + h * k as f64;
+            let simpson = if k == 0 || k == n - 1 {
+                1.0
+            } else if k % 2 == 1 {
+                4.0
+            } else {
+                2.0
+            };
+            (u.exp(), prior.log_density(u) + (simpson * h / 3.0).ln())
+        })
+        .unzip();
+    PriorNodes {
+        sigmas,
+        log_weights,
+    }
+}
+
+/// The prior of the posterior-average form: the noise-dropped rows' training law.
+pub fn noise_dropped_training_prior() -> SigmaPrior {
+    SigmaDistribution::sampling_range().prior()
 }
 
 impl AnalyticModel {
@@ -85,12 +130,11 @@ impl AnalyticModel {
             Source::Mixture(m) if compute.is_gpu() => compute.prepare_mixture(m, precision),
             _ => None,
         };
-        let (nag_sigmas, nag_log_weights) = nag_quadrature(&nag_prior, dim);
         Ok(AnalyticModel {
             kind,
             precision,
-            nag_sigmas,
-            nag_log_weights,
+            score_nodes: nag_quadrature(&nag_prior, dim),
+            average_nodes: nag_quadrature(&noise_dropped_training_prior(), dim),
             dim,
             classes: source.num_classes(),
             mixture_kernel,
@@ -153,16 +197,26 @@ impl AnalyticModel {
         cond.class.as_ref().map(|c| c[r])
     }
 
-    /// NAG's D(x; none) = x + s^2 sum_k p(s_k | x) grad log p(x; s_k), for one Gaussian-family row.
-    fn marginal_row(&self, x: &[f64], sigma: f64, parts: &[(f64, &GaussianModel)]) -> Vec<f64> {
+    /// NAG's D(x; none) = x + s^m sum_k p(s_k | x) s_k^(2-m) grad log p(x; s_k), for one
+    /// Gaussian-family row: m = 2 is the exact score, m = 1 the posterior average
+    /// x - s sum_k p(s_k | x) (x - D(x; s_k)) / s_k (`NagForm::sigma_power`).
+    fn marginal_row(
+        &self,
+        x: &[f64],
+        sigma: f64,
+        parts: &[(f64, &GaussianModel)],
+        (nodes, power): (&PriorNodes, i32),
+    ) -> Vec<f64> {
         // Responsibilities over (component, node).
-        let mut logits = Vec::with_capacity(parts.len() * self.nag_sigmas.len());
+        let mut logits = Vec::with_capacity(parts.len() * nodes.sigmas.len());
         let mut scores = Vec::with_capacity(logits.capacity());
         for &(log_w, g) in parts {
             let z = g.to_eigenbasis(x);
-            for (&s, &lw) in self.nag_sigmas.iter().zip(&self.nag_log_weights) {
+            for (&s, &lw) in nodes.sigmas.iter().zip(&nodes.log_weights) {
                 logits.push(log_w + lw + g.log_density_z(&z, s));
-                scores.push((g, g.score_z(&z, s)));
+                let factor = s.powi(2 - power);
+                let score: Vec<f64> = g.score_z(&z, s).iter().map(|v| v * factor).collect();
+                scores.push((g, score));
             }
         }
         let total = log_sum_exp(&logits);
@@ -176,10 +230,25 @@ impl AnalyticModel {
                 *o += r * v;
             }
         }
-        x.iter()
-            .zip(&score)
-            .map(|(x, s)| x + sigma * sigma * s)
-            .collect()
+        let scale = sigma.powi(power);
+        x.iter().zip(&score).map(|(x, s)| x + scale * s).collect()
+    }
+
+    /// The prior nodes and sigma power of an analytic NAG form.
+    fn form_nodes(&self, form: NagForm) -> Result<(&PriorNodes, i32)> {
+        let nodes = match form {
+            NagForm::PosteriorAverage => &self.average_nodes,
+            NagForm::ExactScore => &self.score_nodes,
+            NagForm::Learned => {
+                return Err(Error::InvalidSpec(
+                    "the NAG form 'learned' needs a learned denoiser with a noise-dropped branch; \
+                     the exact denoiser has none: choose a trained model, or the NAG form \
+                     posterior-average or exact-score"
+                        .into(),
+                ));
+            }
+        };
+        Ok((nodes, form.sigma_power().unwrap_or(2)))
     }
 
     /// The Gaussian-family components a row may use, with log weights.
@@ -252,71 +321,151 @@ impl Denoiser for AnalyticModel {
     }
 
     fn denoise(&self, x: &Batch, sigma: f64, cond: &Cond) -> Result<Batch> {
-        self.check_input(x, cond)?;
-        if !(sigma.is_finite() && sigma > 0.0) {
-            return Err(Error::InvalidSpec(format!(
-                "the denoiser needs sigma > 0, got {sigma}"
-            )));
+        if cond.noise_conditional {
+            self.noise_conditional(x, sigma, cond)
+        } else {
+            self.noise_dropped(x, sigma, cond, NagForm::ExactScore)
         }
+    }
+}
+
+impl AnalyticModel {
+    fn check_sigma(sigma: f64) -> Result<()> {
+        if sigma.is_finite() && sigma > 0.0 {
+            Ok(())
+        } else {
+            Err(Error::InvalidSpec(format!(
+                "the denoiser needs sigma > 0, got {sigma}"
+            )))
+        }
+    }
+
+    /// D(x; sigma, c): the ideal denoiser.
+    fn noise_conditional(&self, x: &Batch, sigma: f64, cond: &Cond) -> Result<Batch> {
+        self.check_input(x, cond)?;
+        Self::check_sigma(sigma)?;
         let xq = self.quantised(x);
         let mut out = Batch::zeros(x.rows, x.dim);
         match &self.kind {
             Kind::Empirical { set, kernel } => {
                 let spans = self.spans(set, x.rows, cond)?;
-                let weighting = if cond.noise_conditional {
-                    Weighting::Softmax { sigma }
-                } else {
-                    Weighting::Marginal {
-                        sigmas: &self.nag_sigmas,
-                        log_weights: &self.nag_log_weights,
-                    }
-                };
-                let rows = kernel.weighted_rows(&xq, &spans, &weighting)?;
+                let rows = kernel.weighted_rows(&xq, &spans, &Weighting::Softmax { sigma })?;
                 for (r, wr) in rows.iter().enumerate() {
-                    let o = out.row_mut(r);
-                    if cond.noise_conditional {
-                        for (o, v) in o.iter_mut().zip(&wr.weighted) {
-                            *o = v / wr.weight_sum;
-                        }
-                    } else {
-                        // score = (sum_j c_j y_j - x sum_j c_j) / Z; D(x; none) = x + s^2 score.
-                        for ((o, v), xv) in o.iter_mut().zip(&wr.weighted).zip(xq.row(r)) {
-                            let score = (v - xv * wr.weight_sum) / wr.normaliser;
-                            *o = xv + sigma * sigma * score;
-                        }
+                    for (o, v) in out.row_mut(r).iter_mut().zip(&wr.weighted) {
+                        *o = v / wr.weight_sum;
                     }
                 }
             }
             Kind::Gaussian(_) | Kind::Mixture(_) => match &self.mixture_kernel {
-                Some(kernel) if cond.noise_conditional => {
-                    out = kernel.denoise(&xq, sigma, cond.class.as_deref())?;
-                }
-                _ => {
-                    // Rows are independent: spread them over the thread pool.
-                    out.data
-                        .par_chunks_mut(x.dim)
-                        .enumerate()
-                        .for_each(|(r, o)| {
-                            let class = Self::class_of(cond, r);
-                            let row = xq.row(r);
-                            let d = if !cond.noise_conditional {
-                                self.marginal_row(row, sigma, &self.parts(class))
-                            } else if let Kind::Mixture(m) = &self.kind {
-                                m.denoise_row(row, sigma, &m.allowed(class))
-                            } else if let Kind::Gaussian(g) = &self.kind {
-                                g.denoise_row(row, sigma)
-                            } else {
-                                Vec::new()
-                            };
-                            o.copy_from_slice(&d);
-                        });
-                }
+                Some(kernel) => out = kernel.denoise(&xq, sigma, cond.class.as_deref())?,
+                None => out
+                    .data
+                    .par_chunks_mut(x.dim)
+                    .enumerate()
+                    .for_each(|(r, o)| {
+                        let class = Self::class_of(cond, r);
+                        let row = xq.row(r);
+                        let d = match &self.kind {
+                            Kind::Mixture(m) => m.denoise_row(row, sigma, &m.allowed(class)),
+                            Kind::Gaussian(g) => g.denoise_row(row, sigma),
+                            Kind::Empirical { .. } => Vec::new(),
+                        };
+                        o.copy_from_slice(&d);
+                    }),
             },
         }
         if self.precision == Precision::F32 {
             out.round_to_f32();
         }
         Ok(out)
+    }
+
+    /// NAG's noise-unconditional D(x; none, c) at the scheduled `sigma`, in an analytic `form`:
+    /// D_none = x + sigma^m sum_k p(sigma_k | x) sigma_k^(2-m) grad ln p(x; sigma_k), m = 2 the
+    /// exact score x + sigma^2 s(x), m = 1 the posterior average x - sigma E[n | x]
+    /// (docs/learned-denoisers.md). Every node shares the row's distances (one pass).
+    pub fn noise_dropped(
+        &self,
+        x: &Batch,
+        sigma: f64,
+        cond: &Cond,
+        form: NagForm,
+    ) -> Result<Batch> {
+        self.check_input(x, cond)?;
+        Self::check_sigma(sigma)?;
+        let (nodes, power) = self.form_nodes(form)?;
+        let xq = self.quantised(x);
+        let mut out = Batch::zeros(x.rows, x.dim);
+        match &self.kind {
+            Kind::Empirical { set, kernel } => {
+                let spans = self.spans(set, x.rows, cond)?;
+                let weighting = Weighting::Marginal {
+                    sigmas: &nodes.sigmas,
+                    log_weights: &nodes.log_weights,
+                    sigma_power: power,
+                };
+                let rows = kernel.weighted_rows(&xq, &spans, &weighting)?;
+                let scale = sigma.powi(power);
+                for (r, wr) in rows.iter().enumerate() {
+                    // sum_k p(s_k|x) s_k^(2-m) score_k = (sum_j w_j y_j - x sum_j w_j) / Z.
+                    let o = out.row_mut(r);
+                    for ((o, v), xv) in o.iter_mut().zip(&wr.weighted).zip(xq.row(r)) {
+                        *o = xv + scale * (v - xv * wr.weight_sum) / wr.normaliser;
+                    }
+                }
+            }
+            Kind::Gaussian(_) | Kind::Mixture(_) => {
+                out.data
+                    .par_chunks_mut(x.dim)
+                    .enumerate()
+                    .for_each(|(r, o)| {
+                        let parts = self.parts(Self::class_of(cond, r));
+                        o.copy_from_slice(&self.marginal_row(
+                            xq.row(r),
+                            sigma,
+                            &parts,
+                            (nodes, power),
+                        ));
+                    });
+            }
+        }
+        if self.precision == Precision::F32 {
+            out.round_to_f32();
+        }
+        Ok(out)
+    }
+}
+
+/// The exact model with NAG's noise-dropped call (`Cond::noise_conditional = false`) in an
+/// analytic `NagForm`; the noise-conditional call is the model's own.
+pub struct ExactNag {
+    pub model: Arc<AnalyticModel>,
+    pub form: NagForm,
+}
+
+impl ExactNag {
+    /// Refuses `NagForm::Learned`, which the exact model cannot compute.
+    pub fn new(model: Arc<AnalyticModel>, form: NagForm) -> Result<Self> {
+        model.form_nodes(form)?;
+        Ok(ExactNag { model, form })
+    }
+}
+
+impl Denoiser for ExactNag {
+    fn dim(&self) -> usize {
+        self.model.dim
+    }
+
+    fn num_classes(&self) -> usize {
+        self.model.classes
+    }
+
+    fn denoise(&self, x: &Batch, sigma: f64, cond: &Cond) -> Result<Batch> {
+        if cond.noise_conditional {
+            self.model.noise_conditional(x, sigma, cond)
+        } else {
+            self.model.noise_dropped(x, sigma, cond, self.form)
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 use crate::core::Batch;
 use crate::core::diagnostics::StepRecord;
+use crate::core::guidance::NagForm;
 use crate::data::DataSet;
 
 use super::spec::RunSpec;
@@ -219,14 +220,17 @@ impl Divergence {
         let g = &spec.guidance;
         let steps = spec.schedule.steps;
         let mut fixed = spec.clone();
-        let (cause, fix) = if g.nag > STABLE_NAG {
+        let (cause, fix) = if g.nag > STABLE_NAG && g.nag_form == NagForm::ExactScore {
             fixed.guidance.nag = STABLE_NAG;
             (
                 format!(
-                    "NAG w = {} with the exact model: its correction −w (1 − σ²/σ_hat²)(x − D) grows without bound for states cleaner than scheduled (σ_hat < σ), so each step overshoots more. Zhong et al. 2025 (NAG, arXiv 2510.12497) use w = 2–3 with learned, smoother models.",
+                    "NAG w = {} in the exact-score form: its correction −w (1 − σ²/σ_hat²)(x − D) grows without bound for states cleaner than scheduled (σ_hat < σ), so each step overshoots more. Zhong et al. 2025 (NAG, arXiv 2510.12497) use w = 2–3 with learned, smoother models.",
                     num(g.nag)
                 ),
-                format!("NAG w = {STABLE_NAG} (or keep w and use 50 or more steps)."),
+                format!(
+                    "NAG w = {STABLE_NAG} (or keep w and use 50 or more steps, or the bounded NAG form \"{}\").",
+                    NagForm::PosteriorAverage.label()
+                ),
             )
         } else if steps <= 3 {
             fixed.schedule.steps = 18;
@@ -323,6 +327,8 @@ mod tests {
             sigma_next: sigma / 2.0,
             sigma_hat: spread(sigma_hat),
             delta: spread((sigma_hat / sigma).ln()),
+            sigma_hat_pooled: sigma_hat,
+            posterior_std_ln: 0.0,
             angle_deg: 0.0,
             local_error: 0.0,
             evaluations: 1,
@@ -364,6 +370,7 @@ mod tests {
         let spec = RunSpec {
             guidance: crate::run::spec::GuidanceSpec {
                 nag: 3.0,
+                nag_form: NagForm::ExactScore,
                 ..Default::default()
             },
             ..Default::default()

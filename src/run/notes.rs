@@ -3,6 +3,7 @@
 //! them and `run.json` keeps the notes; the messages name the CLI flags.
 
 use crate::core::Precision;
+use crate::core::guidance::NagForm;
 use crate::core::sampler::{SamplerKind, Stochasticity};
 use crate::core::schedule::{ScheduleKind, ScheduleSpec};
 use crate::error::Error;
@@ -28,6 +29,16 @@ impl RunSpec {
         }
         if g.nag == 0.0 && g.nag_prior != GuidanceSpec::default().nag_prior {
             notes.push("--nag-prior has no effect without --nag".into());
+        } else if g.nag_form != NagForm::ExactScore
+            && g.nag_prior != GuidanceSpec::default().nag_prior
+        {
+            notes.push(format!(
+                "--nag-prior has no effect with the NAG form {}: only exact-score uses it",
+                g.nag_form
+            ));
+        }
+        if g.nag == 0.0 && g.nag_form != NagForm::default() {
+            notes.push("--nag-form has no effect without --nag".into());
         }
         if st.churn != neutral.churn && self.sampler != SamplerKind::Edm {
             notes.push(format!(

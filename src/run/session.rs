@@ -10,7 +10,7 @@ use crate::core::adaptive::AdaptiveReplanner;
 use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::diagnostics::{Diagnostics, StepRecord};
 use crate::core::estimate::{ExactPosterior, NoiseLevelEstimator, PosteriorEstimator, SigmaPrior};
-use crate::core::guidance::{Cfg, Nag};
+use crate::core::guidance::{Cfg, Nag, NagForm};
 use crate::core::information::InformationProfile;
 use crate::core::noise::choose_subset;
 use crate::core::sampler::{Hooks, Replanner, SampleOutput, SamplerArgs, StepInfo, sample};
@@ -18,6 +18,7 @@ use crate::core::schedule::ScheduleSpec;
 use crate::core::theory::{GaussianTheory, gaussian_theory};
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
+use crate::models::ExactNag;
 
 use super::handle::ModelHandle;
 use super::resolve;
@@ -58,9 +59,7 @@ impl Session {
         let resolved = resolve::schedule(spec, &handle)?;
         let cond = Cond::with_class(resolve::class_condition(spec, base.num_classes())?);
         let x0 = resolve::initial_z(spec, base.dim())?.scale(resolved.sigmas[0]);
-        // The denoiser stack: model -> CFG -> NAG (each a no-op at its neutral weight).
-        let cfg: Arc<dyn Denoiser> = Arc::new(Cfg::new(base, spec.guidance.cfg));
-        let denoiser: Arc<dyn Denoiser> = Arc::new(Nag::new(cfg, spec.guidance.nag));
+        let denoiser = guided_denoiser(spec, &handle, base)?;
         let mut session = Session {
             spec: spec.clone(),
             handle,
@@ -188,6 +187,54 @@ impl Session {
             diagnostics_s,
         })
     }
+}
+
+/// The denoiser stack: model -> CFG -> NAG (each a no-op at its neutral weight). NAG's direction
+/// G(x; sigma) - G(x; none) comes from the model itself in the learned form, and from the exact
+/// model of the data (with CFG at the same weight) in the analytic forms: on the exact denoiser
+/// that is the model itself; on a learned one the exact direction guides the learned D.
+fn guided_denoiser(
+    spec: &RunSpec,
+    handle: &ModelHandle,
+    base: Arc<dyn Denoiser>,
+) -> Result<Arc<dyn Denoiser>> {
+    let g = &spec.guidance;
+    let cfg = |d: Arc<dyn Denoiser>| -> Arc<dyn Denoiser> { Arc::new(Cfg::new(d, g.cfg)) };
+    if g.nag == 0.0 {
+        return Ok(cfg(base));
+    }
+    // The exact model is the sampled denoiser when both are the same object.
+    let exact_base = handle
+        .ground_truth
+        .as_ref()
+        .is_some_and(|t| std::ptr::addr_eq(Arc::as_ptr(t), Arc::as_ptr(&base)));
+    let nag: Nag = match g.nag_form {
+        NagForm::Learned if exact_base => {
+            return Err(Error::InvalidSpec(
+                "the NAG form 'learned' (--nag-form learned) uses a learned model's \
+                 noise-dropped branch, and the exact denoiser has none: choose a trained model \
+                 (--denoiser), or the NAG form posterior-average or exact-score"
+                    .into(),
+            ));
+        }
+        NagForm::Learned => Nag::new(cfg(base), g.nag),
+        form => {
+            let Some(truth) = handle.ground_truth.clone() else {
+                return Err(Error::InvalidSpec(format!(
+                    "the NAG form '{form}' needs the exact model of the data, and {} has none: \
+                     use --nag-form learned",
+                    spec.data.label()
+                )));
+            };
+            let exact = cfg(Arc::new(ExactNag::new(truth, form)?));
+            if exact_base {
+                Nag::new(exact, g.nag)
+            } else {
+                Nag::guided_by(cfg(base), exact, g.nag)
+            }
+        }
+    };
+    Ok(Arc::new(nag))
 }
 
 /// What a run produced.

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use crate::backend::BackendChoice;
 use crate::core::Precision;
 use crate::core::estimate::SigmaPrior;
+use crate::core::guidance::NagForm;
 use crate::core::sampler::{SamplerKind, Stochasticity};
 use crate::core::schedule::ScheduleSpec;
 use crate::data::DataSpec;
@@ -129,7 +130,10 @@ pub struct GuidanceSpec {
     pub class: Option<ClassSpec>,
     /// NAG weight; 0 = off.
     pub nag: f64,
-    /// pi(sigma) of NAG's noise-unconditional model.
+    /// Which noise-unconditional model NAG uses (presets without it: the posterior average).
+    pub nag_form: NagForm,
+    /// pi(sigma) of NAG's exact-score form (the posterior-average form uses the noise-dropped
+    /// rows' training prior, log-uniform over [0.002, 80]).
     pub nag_prior: SigmaPrior,
 }
 
@@ -139,6 +143,7 @@ impl Default for GuidanceSpec {
             cfg: 1.0,
             class: None,
             nag: 0.0,
+            nag_form: NagForm::default(),
             nag_prior: SigmaPrior::edm_training(),
         }
     }

@@ -138,7 +138,10 @@ impl Control {
             Control::Eta => b.stochasticity.eta = a.stochasticity.eta,
             Control::Cfg => b.guidance.cfg = a.guidance.cfg,
             Control::Class => b.guidance.class = a.guidance.class.clone(),
-            Control::Nag => b.guidance.nag = a.guidance.nag,
+            Control::Nag => {
+                b.guidance.nag = a.guidance.nag;
+                b.guidance.nag_form = a.guidance.nag_form;
+            }
             Control::NagPrior => b.guidance.nag_prior = a.guidance.nag_prior,
             Control::Seed => b.seed = a.seed,
             Control::Batch => b.batch = a.batch,

@@ -3,6 +3,7 @@
 use egui::{ComboBox, RichText, Ui};
 
 use crate::core::estimate::SigmaPrior;
+use crate::core::guidance::NagForm;
 use crate::core::sampler::SamplerKind;
 use crate::core::schedule::ScheduleKind;
 use crate::run::spec::ClassSpec;
@@ -216,6 +217,20 @@ pub(super) fn guidance_group(
     let g = &mut settings.spec.guidance;
     gate(ui, info, Control::Nag, |ui| {
         slider(ui, &mut g.nag, 0.0..=8.0, "NAG w", tips::NAG, false);
+        ComboBox::from_id_salt("nag_form")
+            .selected_text(format!("NAG form: {}", g.nag_form.label()))
+            .show_ui(ui, |ui| {
+                for &form in <NagForm as clap::ValueEnum>::value_variants() {
+                    ui.selectable_value(&mut g.nag_form, form, form.label())
+                        .on_hover_text(nag_form_tip(form));
+                }
+            })
+            .response
+            .on_hover_text(format!(
+                "{}\n\n{}",
+                tips::NAG_FORM,
+                nag_form_tip(g.nag_form)
+            ));
     });
     gate(ui, info, Control::NagPrior, |ui| {
         let lognormal = matches!(g.nag_prior, SigmaPrior::LogNormal { .. });
@@ -245,4 +260,13 @@ pub(super) fn guidance_group(
             .response
             .on_hover_text(tips::NAG_PRIOR);
     });
+}
+
+/// The tooltip of a NAG form, with its formula.
+fn nag_form_tip(form: NagForm) -> &'static str {
+    match form {
+        NagForm::PosteriorAverage => tips::NAG_FORM_AVERAGE,
+        NagForm::ExactScore => tips::NAG_FORM_SCORE,
+        NagForm::Learned => tips::NAG_FORM_LEARNED,
+    }
 }

@@ -352,6 +352,7 @@ fn the_gemm_form_matches_explicit_differences_for_nag() {
         let weighting = Weighting::Marginal {
             sigmas: &sigmas,
             log_weights: &log_weights,
+            sigma_power: 2,
         };
         for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
             let x = f32_rounded(&rows_around(&values, dim, sigma, 5));

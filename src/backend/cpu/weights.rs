@@ -55,6 +55,7 @@ impl Reach {
             Weighting::Marginal {
                 sigmas,
                 log_weights,
+                ..
             } => {
                 let mut reach = Reach {
                     gap_cut: 0.0,
@@ -110,6 +111,7 @@ pub(super) fn weigh_gaps<T: Real, const FMA: bool>(
         Weighting::Marginal {
             sigmas,
             log_weights,
+            sigma_power,
         } => {
             let offsets = node_offsets(sigmas, log_weights, d_min, dim);
             let source = gaps.to_vec();
@@ -120,10 +122,9 @@ pub(super) fn weigh_gaps<T: Real, const FMA: bool>(
                 if offset < -T::CUTOFF {
                     continue;
                 }
-                let s2 = s * s;
-                let c = T::from_f64(-1.0 / (2.0 * s2));
+                let c = T::from_f64(-1.0 / (2.0 * s * s));
                 let shift = T::from_f64(offset);
-                let inv_s2 = T::from_f64(1.0 / s2);
+                let inv_s2 = T::from_f64(s.powi(-sigma_power));
                 let mut zk = [T::ZERO; LANES];
                 let chunks = source.chunks_exact(LANES);
                 let rest = chunks.remainder();

@@ -366,13 +366,18 @@ impl GpuEmpirical {
             Weighting::Marginal {
                 sigmas,
                 log_weights,
+                sigma_power,
             } => {
                 params.grid = sigmas.len().max(1) as u32;
                 let bound = self.record_distances(scratch, &mut encoder, chunk, params);
                 let sums = self.finish(scratch, encoder, &[(&bound.sums, (rows * 16) as u64)])?;
                 // Node offsets in f64 on the host, exactly as the CPU kernel forms them.
-                let (nodes, counts) =
-                    marginal_nodes(&sums, chunk.spans, sigmas, log_weights, self.dim);
+                let (nodes, counts) = marginal_nodes(
+                    &sums,
+                    chunk.spans,
+                    (sigmas, log_weights, sigma_power),
+                    self.dim,
+                );
                 let nodes_buffer =
                     scratch.filled(context, slot::NODES, buffers::bytes_of(&nodes), INPUT);
                 let counts_buffer = scratch.filled(
@@ -517,8 +522,7 @@ fn distance_tiles(spans: &[Span]) -> (Vec<[u32; 4]>, Vec<u32>) {
 fn marginal_nodes(
     sums: &[f32],
     spans: &[Span],
-    sigmas: &[f64],
-    log_weights: &[f64],
+    (sigmas, log_weights, sigma_power): (&[f64], &[f64], i32),
     dim: usize,
 ) -> (Vec<[f32; 4]>, Vec<u32>) {
     let width = sigmas.len().max(1);
@@ -543,11 +547,10 @@ fn marginal_nodes(
             if offset < -UNDERFLOW {
                 continue;
             }
-            let s2 = s * s;
             row[active] = [
                 offset as f32,
-                (-1.0 / (2.0 * s2)) as f32,
-                (1.0 / s2) as f32,
+                (-1.0 / (2.0 * s * s)) as f32,
+                s.powi(-sigma_power) as f32,
                 0.0,
             ];
             active += 1;
