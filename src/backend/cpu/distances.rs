@@ -4,37 +4,63 @@ use super::layout::{LANES, PreparedSet};
 use super::real::Real;
 use crate::backend::Span;
 
-/// Squared distances of `R` query rows to one block of LANES data points.
+/// Squared distances of `R` query rows to one block of LANES data points over the dimensions
+/// k0..k1 (one partial sum).
 #[inline(always)]
-pub(super) fn distance_block<T: Real, const R: usize, const FMA: bool>(
+fn distance_tile<T: Real, const R: usize, const FMA: bool>(
     x: [&[T]; R],
     block: &[T],
-    dim: usize,
+    (k0, k1): (usize, usize),
 ) -> [[T; LANES]; R] {
-    let mut acc = [[T::ZERO; LANES]; R];
-    // One partial sum per DIM_TILE dimensions, added to the total (as the GPU kernel does):
-    // rounding then grows with DIM_TILE + D / DIM_TILE terms rather than D.
-    for k0 in (0..dim).step_by(DIM_TILE) {
-        let mut part = [[T::ZERO; LANES]; R];
-        for k in k0..(k0 + DIM_TILE).min(dim) {
-            let Ok(col) = <&[T; LANES]>::try_from(&block[k * LANES..(k + 1) * LANES]) else {
-                return acc;
-            };
-            for r in 0..R {
-                let xr = x[r][k];
-                for l in 0..LANES {
-                    let t = xr - col[l];
-                    part[r][l] = t.fused::<FMA>(t, part[r][l]);
-                }
-            }
-        }
+    let mut part = [[T::ZERO; LANES]; R];
+    for k in k0..k1 {
+        let Ok(col) = <&[T; LANES]>::try_from(&block[k * LANES..(k + 1) * LANES]) else {
+            return part;
+        };
         for r in 0..R {
+            let xr = x[r][k];
             for l in 0..LANES {
-                acc[r][l] = acc[r][l] + part[r][l];
+                let t = xr - col[l];
+                part[r][l] = t.fused::<FMA>(t, part[r][l]);
             }
         }
     }
-    acc
+    part
+}
+
+/// Squared distances of `R` query rows to one block of LANES data points, into `dist` (row r at
+/// `dist[r * width + offset..][..LANES]`): one partial sum per DIM_TILE dimensions, added to the
+/// total (as the GPU kernel does), so rounding grows with DIM_TILE + D / DIM_TILE terms rather
+/// than D. The partial sums go through `dist`: summing them in registers (an [[T; LANES]; R]
+/// accumulator) made LLVM vectorise across the rows with gathers and scatters, 8x slower.
+#[inline(always)]
+fn distance_block<T: Real, const R: usize, const FMA: bool>(
+    x: [&[T]; R],
+    block: &[T],
+    dim: usize,
+    dist: &mut [T],
+    (width, offset): (usize, usize),
+) {
+    let mut k0 = 0;
+    while k0 < dim {
+        let k1 = (k0 + DIM_TILE).min(dim);
+        let part = distance_tile::<T, R, FMA>(x, block, (k0, k1));
+        for (r, p) in part.iter().enumerate() {
+            let Ok(out) = <&mut [T; LANES]>::try_from(
+                &mut dist[r * width + offset..r * width + offset + LANES],
+            ) else {
+                return;
+            };
+            if k0 == 0 {
+                *out = *p;
+            } else {
+                for l in 0..LANES {
+                    out[l] = out[l] + p[l];
+                }
+            }
+        }
+        k0 = k1;
+    }
 }
 
 /// Dimensions per partial sum of the explicit distances (the GPU kernel's TILE_DIMS).
@@ -56,31 +82,21 @@ pub(super) fn span_distances<T: Real, const FMA: bool>(
     let row_of = |r: usize| &x[rows[r] * dim..(rows[r] + 1) * dim];
     for b in b0..b1 {
         let block = &set.blocked[b * dim * LANES..(b + 1) * dim * LANES];
-        let offset = (b - b0) * LANES;
+        let at = (width, (b - b0) * LANES);
         let mut r = 0;
         // Eight rows at a time: eight independent FMA chains hide the FMA latency.
         while r + 8 <= rows.len() {
-            let acc =
-                distance_block::<T, 8, FMA>(std::array::from_fn(|q| row_of(r + q)), block, dim);
-            for (q, a) in acc.iter().enumerate() {
-                dist[(r + q) * width + offset..(r + q) * width + offset + LANES].copy_from_slice(a);
-            }
+            let rows8 = std::array::from_fn(|q| row_of(r + q));
+            distance_block::<T, 8, FMA>(rows8, block, dim, &mut dist[r * width..], at);
             r += 8;
         }
         while r + 4 <= rows.len() {
-            let acc = distance_block::<T, 4, FMA>(
-                [row_of(r), row_of(r + 1), row_of(r + 2), row_of(r + 3)],
-                block,
-                dim,
-            );
-            for (q, a) in acc.iter().enumerate() {
-                dist[(r + q) * width + offset..(r + q) * width + offset + LANES].copy_from_slice(a);
-            }
+            let rows4 = [row_of(r), row_of(r + 1), row_of(r + 2), row_of(r + 3)];
+            distance_block::<T, 4, FMA>(rows4, block, dim, &mut dist[r * width..], at);
             r += 4;
         }
         while r < rows.len() {
-            let acc = distance_block::<T, 1, FMA>([row_of(r)], block, dim);
-            dist[r * width + offset..r * width + offset + LANES].copy_from_slice(&acc[0]);
+            distance_block::<T, 1, FMA>([row_of(r)], block, dim, &mut dist[r * width..], at);
             r += 1;
         }
     }

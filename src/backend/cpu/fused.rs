@@ -1,8 +1,11 @@
 //! The softmax of low-dimensional data (D <= FUSED_MAX_DIM) where every point is in reach (large
-//! sigma: the grid has nothing to prune), fused: per group of ROWS rows, one pass over the span
-//! finds each row's nearest squared distance, a second recomputes the distances (bit for bit the
-//! same: the same operations in the same order as the explicit path's) and accumulates the
-//! weights and weighted sums in registers. No distance matrix is written.
+//! sigma: the grid has nothing to prune), fused: per row, one pass over the span finds the nearest
+//! squared distance, a second recomputes the distances (bit for bit the same: the same operations
+//! in the same order as the explicit path's) and accumulates the weights and weighted sums in
+//! LANES-wide registers. No distance matrix is written.
+//!
+//! One row at a time, lanes innermost: with several rows per pass (the first version) LLVM fully
+//! unrolled rows x lanes and vectorised across the rows, leaving the exps scalar (10x slower).
 
 use super::layout::{LANES, PreparedSet};
 use super::real::Real;
@@ -11,106 +14,119 @@ use crate::backend::{Span, WeightedRow};
 /// Dimensions up to this take the fused kernel.
 pub(super) const FUSED_MAX_DIM: usize = 3;
 
-/// Rows per group: their accumulators (1 + D lane vectors each) stay in registers.
-const ROWS: usize = 4;
+/// The D columns of block `b` (LANES points each), or `None` past the data.
+#[inline(always)]
+fn block_of<'a, T: Real, const D: usize>(
+    columns: &[&'a [T]; D],
+    b: usize,
+) -> Option<[&'a [T; LANES]; D]> {
+    let at = b * LANES..(b + 1) * LANES;
+    let first: &[T; LANES] = columns[0].get(at.clone())?.try_into().ok()?;
+    let mut ys = [first; D];
+    for k in 1..D {
+        ys[k] = columns[k].get(at.clone())?.try_into().ok()?;
+    }
+    Some(ys)
+}
 
-/// Squared distances of ROWS rows to one block of LANES points in the column layout.
+/// Squared distances of one row to one block of points, as the explicit path computes them.
 #[inline(always)]
 fn block_distances<T: Real, const FMA: bool, const D: usize>(
-    x: &[[T; D]; ROWS],
-    columns: &[T],
-    col_width: usize,
-    offset: usize,
-) -> [[T; LANES]; ROWS] {
-    let mut acc = [[T::ZERO; LANES]; ROWS];
+    x: &[T; D],
+    ys: &[&[T; LANES]; D],
+    pad: Option<&[T; LANES]>,
+) -> [T; LANES] {
+    let mut acc = [T::ZERO; LANES];
     for k in 0..D {
-        let Ok(col) = <&[T; LANES]>::try_from(
-            &columns[k * col_width + offset..k * col_width + offset + LANES],
-        ) else {
-            return acc;
-        };
-        for r in 0..ROWS {
-            for l in 0..LANES {
-                let t = x[r][k] - col[l];
-                acc[r][l] = t.fused::<FMA>(t, acc[r][l]);
-            }
+        for l in 0..LANES {
+            let t = x[k] - ys[k][l];
+            acc[l] = t.fused::<FMA>(t, acc[l]);
+        }
+    }
+    if let Some(pad) = pad {
+        for l in 0..LANES {
+            acc[l] = acc[l] + pad[l];
         }
     }
     acc
 }
 
-/// Lanes of block `b` outside the span (or past the data) get +inf.
+/// +inf on the lanes of block `b` outside the span, 0 on the others; `None` for blocks wholly
+/// inside it (all but the first and last).
 #[inline(always)]
-fn mask_block<T: Real>(d: &mut [[T; LANES]; ROWS], b: usize, span: Span) {
+fn edge_pad<T: Real>(b: usize, span: Span) -> Option<[T; LANES]> {
     let first = b * LANES;
     if first >= span.start && first + LANES <= span.end {
-        return;
+        return None;
     }
-    for l in 0..LANES {
-        let j = first + l;
-        if j < span.start || j >= span.end {
-            for row in d.iter_mut() {
-                row[l] = T::INFINITY;
-            }
+    let mut pad = [T::ZERO; LANES];
+    for (l, p) in pad.iter_mut().enumerate() {
+        if first + l < span.start || first + l >= span.end {
+            *p = T::INFINITY;
         }
     }
+    Some(pad)
 }
 
-/// The softmax at `sigma` of up to ROWS rows (`x`, padded with copies of the last row) over the
-/// span, for data of D dimensions.
+/// The softmax at `sigma` of one row over the span, for data of D dimensions.
 #[inline(always)]
-fn softmax_group<T: Real, const FMA: bool, const D: usize>(
-    set: &PreparedSet<T>,
-    x: &[[T; D]; ROWS],
+fn softmax_row<T: Real, const FMA: bool, const D: usize>(
+    columns: &[&[T]; D],
+    x: &[T; D],
     span: Span,
     sigma: f64,
-) -> [WeightedRow; ROWS] {
-    let col_width = set.columns.len() / D.max(1);
+) -> WeightedRow {
     let (b0, b1) = (span.start / LANES, span.end.div_ceil(LANES));
-    // Pass 1: the nearest squared distance of every row.
-    let mut mins = [[T::INFINITY; LANES]; ROWS];
+    // Pass 1: the nearest squared distance.
+    let mut mins = [T::INFINITY; LANES];
     for b in b0..b1 {
-        let mut d = block_distances::<T, FMA, D>(x, &set.columns, col_width, b * LANES);
-        mask_block(&mut d, b, span);
-        for r in 0..ROWS {
-            for l in 0..LANES {
-                mins[r][l] = mins[r][l].min(d[r][l]);
-            }
+        let Some(ys) = block_of(columns, b) else {
+            break;
+        };
+        let d = block_distances::<T, FMA, D>(x, &ys, edge_pad::<T>(b, span).as_ref());
+        for l in 0..LANES {
+            mins[l] = mins[l].min(d[l]);
         }
     }
-    let d_min: [T; ROWS] =
-        std::array::from_fn(|r| mins[r].iter().fold(T::INFINITY, |m, &v| m.min(v)));
+    let mut d_min = T::INFINITY;
+    for v in mins {
+        d_min = d_min.min(v);
+    }
     // Pass 2: weights and weighted sums.
     let c = T::from_f64(-1.0 / (2.0 * sigma * sigma));
     let cut = T::from_f64(2.0 * sigma * sigma * T::CUTOFF);
-    let mut sums = [[T::ZERO; LANES]; ROWS];
-    let mut moments = [[[T::ZERO; LANES]; D]; ROWS];
+    let mut sums = [T::ZERO; LANES];
+    let mut moments = [[T::ZERO; LANES]; D];
     for b in b0..b1 {
-        let mut d = block_distances::<T, FMA, D>(x, &set.columns, col_width, b * LANES);
-        mask_block(&mut d, b, span);
-        for r in 0..ROWS {
-            for l in 0..LANES {
-                let gap = d[r][l] - d_min[r];
-                let e = (gap * c).exp();
-                let w = if gap <= cut { e } else { T::ZERO };
-                sums[r][l] = sums[r][l] + w;
-                for k in 0..D {
-                    let y = set.columns[k * col_width + b * LANES + l];
-                    moments[r][k][l] = w.fused::<FMA>(y, moments[r][k][l]);
-                }
+        let Some(ys) = block_of(columns, b) else {
+            break;
+        };
+        let d = block_distances::<T, FMA, D>(x, &ys, edge_pad::<T>(b, span).as_ref());
+        for l in 0..LANES {
+            let gap = d[l] - d_min;
+            let e = (gap * c).exp();
+            let w = if gap <= cut { e } else { T::ZERO };
+            sums[l] = sums[l] + w;
+            for k in 0..D {
+                moments[k][l] = w.fused::<FMA>(ys[k][l], moments[k][l]);
             }
         }
     }
-    std::array::from_fn(|r| {
-        let weight_sum: f64 = sums[r].iter().map(|v| v.to_f64()).sum();
-        WeightedRow {
-            weighted: (0..D)
-                .map(|k| moments[r][k].iter().map(|v| v.to_f64()).sum())
-                .collect(),
-            weight_sum,
-            normaliser: weight_sum,
+    let mut weight_sum = 0.0;
+    for v in sums {
+        weight_sum += v.to_f64();
+    }
+    let mut weighted = vec![0.0; D];
+    for k in 0..D {
+        for v in moments[k] {
+            weighted[k] += v.to_f64();
         }
-    })
+    }
+    WeightedRow {
+        weighted,
+        weight_sum,
+        normaliser: weight_sum,
+    }
 }
 
 /// The softmax at `sigma` of the batch rows `rows` (of `x`, [rows][dim]) over the span.
@@ -129,6 +145,8 @@ pub(super) fn fused_softmax_task<T: Real, const FMA: bool>(
     }
 }
 
+// Plain loops, not iterator closures: closures are not always inlined into the target-feature
+// wrapper, and would then run without AVX / FMA.
 #[inline(always)]
 fn fused_rows<T: Real, const FMA: bool, const D: usize>(
     set: &PreparedSet<T>,
@@ -137,14 +155,16 @@ fn fused_rows<T: Real, const FMA: bool, const D: usize>(
     span: Span,
     sigma: f64,
 ) -> Vec<WeightedRow> {
+    let col_width = set.columns.len() / D;
+    let mut columns = [&set.columns[..col_width]; D];
+    for k in 1..D {
+        columns[k] = &set.columns[k * col_width..(k + 1) * col_width];
+    }
     let mut out = Vec::with_capacity(rows.len());
-    for group in rows.chunks(ROWS) {
-        let xs: [[T; D]; ROWS] = std::array::from_fn(|q| {
-            let r = group[q.min(group.len() - 1)];
-            std::array::from_fn(|k| x[r * D + k])
-        });
-        let done = softmax_group::<T, FMA, D>(set, &xs, span, sigma);
-        out.extend(done.into_iter().take(group.len()));
+    for &r in rows {
+        let mut xr = [T::ZERO; D];
+        xr.copy_from_slice(&x[r * D..(r + 1) * D]);
+        out.push(softmax_row::<T, FMA, D>(&columns, &xr, span, sigma));
     }
     out
 }

@@ -1,16 +1,24 @@
 //! The CPU kernels: hand-blocked loops that LLVM vectorises, compiled three times (AVX-512, AVX2+FMA,
 //! portable) and picked at run time, parallel over row tasks with rayon.
 //!
-//! The ideal empirical denoiser D(x; s) = sum_j softmax_j(-|x - y_j|^2 / (2 s^2)) y_j is computed with
-//! explicit differences (no |x|^2 - 2 x.y + |y|^2 cancellation, so it stays exact at s = 0.002) and
-//! max-subtraction: the nearest point has weight 1, and weights that underflow are skipped.
+//! The ideal empirical denoiser D(x; s) = sum_j softmax_j(-|x - y_j|^2 / (2 s^2)) y_j, with
+//! max-subtraction (the nearest point has weight 1) and weights below e^-CUTOFF skipped, exps
+//! included. Distances take one of three paths (`Path`): explicit differences (no
+//! |x|^2 - 2 x.y + |y|^2 cancellation, exact at s = 0.002; f64 and 784-D sets), the GEMM form
+//! with the candidates a weighting resolves finely recomputed explicitly (f32, 16..=256 dims),
+//! and for D <= 3 a grid that visits only the points within reach (or, at large sigma, a fused
+//! two-pass softmax).
 //!
 //! - `real`: the `Real` trait (f32 / f64) with the vectorisable exp polynomials (core::real,
 //!   pure math shared with train/).
 //! - `layout.rs`: `PreparedSet`, the data set in the blocked / row / column layouts, and the
 //!   row tasks that fit the cache.
-//! - `distances.rs`: squared distances of query rows to a span, and lane-wide reductions.
-//! - `weighted.rs`: distances -> weights -> weighted sums (the denoiser and NAG's marginal).
+//! - `distances.rs`: explicit squared distances of query rows to a span, and lane-wide reductions.
+//! - `weights.rs`: gaps -> weights for every weighting, and which gaps each must see exactly.
+//! - `weighted.rs`: the explicit path, distances -> weights -> weighted sums.
+//! - `gemm.rs` / `gemm_form.rs`: the `gemm` crate's products, and the GEMM-form path.
+//! - `cache.rs`: the last batches' GEMM-form distances (NAG's second call, the posterior).
+//! - `grid.rs` / `fused.rs`: the D <= 3 paths.
 //! - `log_sum_exp.rs`: the noise posterior's log-sum-exp on sigma grids, over bucketed gaps.
 //! - `dispatch.rs`: the ISA detection, the target-feature copies and the parallel entry points.
 

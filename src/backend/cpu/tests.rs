@@ -437,3 +437,84 @@ fn the_grid_matches_brute_force_on_every_toy() {
         }
     }
 }
+
+/// The fused dense softmax (what `Path::Grid` takes where the grid cannot prune) recomputes the
+/// explicit path's distances and sums in the same order: bit for bit the same rows, on whole
+/// sets and on spans that start and end inside a block of LANES points.
+#[test]
+fn the_fused_softmax_equals_explicit_differences_bit_for_bit() {
+    for toy in crate::data::toys::NAMES {
+        let Ok(crate::data::Source::Empirical(set)) = crate::data::toys::load(toy, 1000) else {
+            continue;
+        };
+        let (dim, n) = (set.dim, set.n + 16);
+        let values = with_ties(&set.values, dim);
+        let single = PreparedSet::<f32>::new(&values, n, dim);
+        for sigma in [80.0, 5.0] {
+            let xs: Vec<f32> = rows_around(&values, dim, sigma, 11)
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            for span in [
+                Span { start: 0, end: n },
+                Span {
+                    start: 5,
+                    end: n - 3,
+                },
+            ] {
+                let spans = vec![span; xs.len() / dim];
+                let weighting = Weighting::Softmax { sigma };
+                let on =
+                    |path| weighted_rows_on(&single, &xs, &spans, &weighting, Isa::detect(), path);
+                let (fused, explicit) = (on(Path::Grid), on(Path::Explicit));
+                for (r, (f, e)) in fused.iter().zip(&explicit).enumerate() {
+                    let same = (&f.weighted, f.weight_sum, f.normaliser)
+                        == (&e.weighted, e.weight_sum, e.normaliser);
+                    assert!(
+                        same,
+                        "{toy} sigma {sigma} span {span:?} row {r}: {f:?} vs {e:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The explicit distances sum one partial sum per 16 dimensions (the GPU kernel's order, which
+/// the parity tests rely on): bit for bit against a plain loop in that order, on 784-D rows in
+/// groups of 8, 4 and 1 and a span inside the blocks.
+#[test]
+fn explicit_distances_sum_in_tiles_of_sixteen_dimensions() {
+    let (n, dim, rows) = (70, 784, 13);
+    let values: Vec<f64> = (0..n * dim)
+        .map(|i| ((i * 7919) % 1009) as f64 / 97.0 - 5.0)
+        .collect();
+    let set = PreparedSet::<f32>::new(&values, n, dim);
+    let x: Vec<f32> = (0..rows * dim)
+        .map(|i| (((i * 31) % 211) as f64 / 23.0 - 4.0) as f32)
+        .collect();
+    let span = Span { start: 3, end: 61 };
+    let order: Vec<usize> = (0..rows).rev().collect();
+    let (dist, first, width) =
+        super::distances::span_distances::<f32, false>(&set, &x, &order, span);
+    for (q, &r) in order.iter().enumerate() {
+        for j in 0..width {
+            let got = dist[q * width + j];
+            let point = first + j;
+            if point < span.start || point >= span.end {
+                assert_eq!(got, f32::INFINITY);
+                continue;
+            }
+            let mut total = 0.0f32;
+            for tile in (0..dim).step_by(16) {
+                let mut part = 0.0f32;
+                for k in tile..(tile + 16).min(dim) {
+                    let t = x[r * dim + k] - values[point * dim + k] as f32;
+                    part += t * t;
+                }
+                total = if tile == 0 { part } else { total + part };
+            }
+            assert_eq!(got.to_bits(), total.to_bits(), "row {r} point {point}");
+        }
+    }
+}
