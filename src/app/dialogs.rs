@@ -44,10 +44,12 @@ pub enum FileTask {
     RunFolder,
     OpenLesson,
     SaveLesson,
+    /// A learned model's checkpoint for the Denoiser picker.
+    OpenCheckpoint,
 }
 
 impl FileTask {
-    pub const ALL: [FileTask; 9] = [
+    pub const ALL: [FileTask; 10] = [
         FileTask::OpenImageFolder,
         FileTask::OpenNpy,
         FileTask::LoadPreset,
@@ -57,6 +59,7 @@ impl FileTask {
         FileTask::RunFolder,
         FileTask::OpenLesson,
         FileTask::SaveLesson,
+        FileTask::OpenCheckpoint,
     ];
 
     /// The menu entry or button that asked, for messages.
@@ -71,6 +74,7 @@ impl FileTask {
             FileTask::RunFolder => "Run as NPY + CSV",
             FileTask::OpenLesson => "Open lesson file",
             FileTask::SaveLesson => "Save as lesson",
+            FileTask::OpenCheckpoint => "Open checkpoint",
         }
     }
 
@@ -128,6 +132,12 @@ impl FileTask {
                 "Save the scene as a lesson",
                 Some(LESSON),
                 Some("lesson.json"),
+            ),
+            FileTask::OpenCheckpoint => (
+                DialogKind::OpenFile,
+                "Open a learned model (PATH.safetensors, its PATH.json beside it)",
+                Some(("checkpoint", &["safetensors"][..])),
+                None,
             ),
         };
         DialogSpec {

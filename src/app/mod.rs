@@ -16,10 +16,13 @@
 //! (projector mode and the keyboard), welcome.rs (the first launch), banner.rs (a diverged run
 //! says why), ab.rs (what a pinned baseline differs in, and how states are compared) and
 //! scenes.rs (view PNGs that carry their scene; files opened or dropped on the window).
+//! compare.rs runs exact vs learned ("Compare with exact") and sets aside a learned model that
+//! does not fit the data.
 
 pub mod ab;
 mod banner;
 mod bench_script;
+mod compare;
 pub mod controls;
 mod curvature_plot;
 pub mod dialogs;
@@ -133,8 +136,11 @@ pub struct NoiseScopeApp {
     /// The status bar's developer figures (eval/s, ms/step, frame p95) are unfolded.
     figures_open: bool,
     /// Learned models trained or opened since the app started (known_models.rs).
-    #[allow(dead_code)] // until the Denoiser picker and the Training tab (issue 10) read it
     known_models: known_models::KnownModels,
+    /// "Compare with exact" in flight (compare.rs).
+    compare: Option<compare::CompareJob>,
+    /// The newest learned run that finished: the partner offered for exact runs on its data.
+    last_learned: compare::LastLearned,
 }
 
 impl NoiseScopeApp {
@@ -171,6 +177,8 @@ impl NoiseScopeApp {
             divergence: banner::DivergenceCache::default(),
             figures_open: false,
             known_models: known_models::KnownModels::default(),
+            compare: None,
+            last_learned: None,
         }
     }
 

@@ -8,6 +8,7 @@ use egui::{RichText, Ui};
 use egui_plot::{FilledArea, HLine, Line, Plot, Points, VLine};
 
 use crate::core::diagnostics::StepRecord;
+use crate::run::spec::DenoiserSpec;
 use crate::run::store::RunRecord;
 
 use super::plot_style::{
@@ -71,6 +72,16 @@ pub fn show(
         SIGMA_TIP,
         &keys("median σ_hat", "10–90%", !base.is_empty(), "σ_hat = σ"),
     );
+    if live.spec.denoiser != DenoiserSpec::Exact {
+        ui.label(
+            RichText::new(format!(
+                "a learned denoiser ({}): σ_hat is the exact posterior of the data, so δ is the network's true noise shift",
+                live.spec.denoiser.label()
+            ))
+            .weak()
+            .small(),
+        );
+    }
     if live.state(0).is_some_and(|x| x.dim <= 16) {
         ui.label(RichText::new("low dimension: below the data's own scale σ_hat levels off at the prior (not a shift)").weak().small());
     }

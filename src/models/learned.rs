@@ -35,6 +35,32 @@ pub fn bundled_names() -> Vec<&'static str> {
     BUNDLED.iter().map(|(name, _, _)| *name).collect()
 }
 
+/// The data a bundled model was trained on (from its sidecar; no weights are read), so that a
+/// picker can offer it only where it fits. `None` for an unknown name.
+pub fn bundled_data(name: &str) -> Option<DataSpec> {
+    let (_, _, sidecar) = BUNDLED.iter().find(|(n, _, _)| *n == name)?;
+    serde_json::from_str::<Sidecar>(sidecar)
+        .ok()
+        .map(|s| s.data.spec)
+}
+
+/// Whether a model trained on `trained` can be meant for `data`: the same toy (any point
+/// count) or the same source. The loaded model's `check_data` decides for real (dimension,
+/// classes, the data's fingerprint).
+pub fn trained_for(trained: &DataSpec, data: &DataSpec) -> bool {
+    match (trained, data) {
+        (DataSpec::Toy { name: a, .. }, DataSpec::Toy { name: b, .. }) => a == b,
+        _ => trained == data,
+    }
+}
+
+/// The bundled model trained on `data`, if there is one.
+pub fn bundled_for(data: &DataSpec) -> Option<&'static str> {
+    bundled_names()
+        .into_iter()
+        .find(|name| bundled_data(name).is_some_and(|trained| trained_for(&trained, data)))
+}
+
 /// A learned denoiser.
 pub struct LearnedDenoiser {
     net: DenoiserNet,
@@ -195,6 +221,35 @@ impl Denoiser for LearnedDenoiser {
                 "the denoiser needs sigma > 0, got {sigma}"
             )));
         }
+        if !cond.noise_conditional
+            && self
+                .sidecar
+                .as_ref()
+                .is_some_and(|s| s.training.noise_dropout == 0.0)
+        {
+            // Its noise-dropped branch never saw a training row: NAG would extrapolate from noise.
+            return Err(Error::InvalidSpec(format!(
+                "the learned model ({}) was trained without noise dropout, so it has no \
+                 noise-unconditional D(x; none) for NAG: set NAG w to 0, or train with \
+                 --noise-dropout 0.1",
+                self.description
+            )));
+        }
+        if cond.class.is_none()
+            && self.num_classes() > 0
+            && self
+                .sidecar
+                .as_ref()
+                .is_some_and(|s| s.training.class_dropout == 0.0)
+        {
+            // Its null class never saw a training row: no unconditional model for CFG.
+            return Err(Error::InvalidSpec(format!(
+                "the learned model ({}) was trained without class dropout, so it has no \
+                 unconditional (null-class) branch: choose a class with CFG w = 1, or train \
+                 with --class-dropout 0.1",
+                self.description
+            )));
+        }
         let classes = self.class_indices(x, cond)?;
         let dim = x.dim;
         let mut out = Vec::with_capacity(x.data.len());
@@ -209,5 +264,24 @@ impl Denoiser for LearnedDenoiser {
             );
         }
         Batch::from_vec(x.rows, dim, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_models_name_the_data_they_were_trained_on() {
+        let moons = DataSpec::Toy {
+            name: "moons".into(),
+            points: 512,
+        };
+        assert!(matches!(bundled_data("moons"), Some(DataSpec::Toy { name, .. }) if name == "moons"));
+        assert_eq!(bundled_data("digits"), Some(DataSpec::Digits));
+        assert_eq!(bundled_data("cifar"), None);
+        assert_eq!(bundled_for(&moons), Some("moons"), "any point count");
+        assert_eq!(bundled_for(&DataSpec::Digits), Some("digits"));
+        assert_eq!(bundled_for(&DataSpec::default()), None, "8gaussians has none");
     }
 }

@@ -5,7 +5,7 @@ use egui::{ComboBox, RichText, Ui};
 use crate::core::estimate::SigmaPrior;
 use crate::core::sampler::SamplerKind;
 use crate::core::schedule::ScheduleKind;
-use crate::run::spec::ClassSpec;
+use crate::run::spec::{ClassSpec, DenoiserSpec, GuidanceSpec};
 
 use super::data::file_name;
 use super::{Control, ControlsInfo, ControlsState, gate, slider};
@@ -173,6 +173,12 @@ pub(super) fn guidance_group(
     state: &mut ControlsState,
     info: &ControlsInfo,
 ) {
+    let learned = settings.spec.denoiser != DenoiserSpec::Exact;
+    let no_classes = if learned {
+        "The shown denoiser knows no classes: CFG needs a class-conditional model (trained with class labels and class dropout)."
+    } else {
+        "The shown data has no labels; CFG needs classes (toy: moons, rings, 8gaussians, digits)."
+    };
     ui.add_enabled_ui(info.classes > 0, |ui| {
         gate(ui, info, Control::Cfg, |ui| {
             let mut w = settings.spec.guidance.cfg;
@@ -206,9 +212,7 @@ pub(super) fn guidance_group(
         });
     })
     .response
-    .on_disabled_hover_text(
-        "The shown data has no labels; CFG needs classes (toy: moons, rings, 8gaussians, digits).",
-    );
+    .on_disabled_hover_text(no_classes);
     let (sigma_min, sigma_max) = (
         settings.spec.schedule.sigma_min,
         settings.spec.schedule.sigma_max,
@@ -218,6 +222,14 @@ pub(super) fn guidance_group(
         slider(ui, &mut g.nag, 0.0..=8.0, "NAG w", tips::NAG, false);
     });
     gate(ui, info, Control::NagPrior, |ui| {
+        ui.add_enabled_ui(!learned, |ui| nag_prior_combo(ui, g, sigma_min, sigma_max))
+            .response
+            .on_disabled_hover_text("A learned model's D(x; none) is its own noise-dropped branch, trained under its training σ law: π(σ) applies to the exact model only.");
+    });
+}
+
+/// NAG's π(σ) for the exact model's noise-unconditional D(x; none).
+fn nag_prior_combo(ui: &mut Ui, g: &mut GuidanceSpec, sigma_min: f64, sigma_max: f64) {
         let lognormal = matches!(g.nag_prior, SigmaPrior::LogNormal { .. });
         ComboBox::from_id_salt("nag_prior")
             .selected_text(if lognormal {
@@ -244,5 +256,4 @@ pub(super) fn guidance_group(
             })
             .response
             .on_hover_text(tips::NAG_PRIOR);
-    });
 }
