@@ -41,7 +41,8 @@ fn bundled(name: &str) -> DenoiserSpec {
 
 /// Opens the Denoiser picker (showing `selected`) and clicks `entry`.
 fn pick(h: &mut AppHarness, selected: &str, entry: &str) {
-    h.get(By::new().role(Role::ComboBox).value(selected)).click();
+    h.get(By::new().role(Role::ComboBox).value(selected))
+        .click();
     h.run_steps(2);
     h.get_by_label(entry).click();
     h.run_steps(2);
@@ -57,7 +58,9 @@ fn max_abs_diff(a: &Batch, b: &Batch) -> f64 {
 }
 
 fn final_state(run: &RunRecord) -> &Batch {
-    run.x_final.as_deref().expect("a finished run has its samples")
+    run.x_final
+        .as_deref()
+        .expect("a finished run has its samples")
 }
 
 fn first_state(run: &RunRecord) -> &Batch {
@@ -119,8 +122,15 @@ fn a_bundled_model_runs_on_the_same_noise_and_compare_pins_the_exact_run() {
     );
     let apart = max_abs_diff(final_state(&learned), final_state(&exact));
     assert!(apart > 1e-3, "a network is not the exact denoiser: {apart}");
-    assert!(shows(&h, "denoiser: moons (bundled)"), "the status bar names it");
-    assert!(learned.backend.contains("exact ground truth"), "{}", learned.backend);
+    assert!(
+        shows(&h, "denoiser: moons (bundled)"),
+        "the status bar names it"
+    );
+    assert!(
+        learned.backend.contains("exact ground truth"),
+        "{}",
+        learned.backend
+    );
     // The noise level of the network's states comes from the exact posterior of the data.
     assert!(!learned.records.is_empty());
     assert!(
@@ -140,8 +150,14 @@ fn a_bundled_model_runs_on_the_same_noise_and_compare_pins_the_exact_run() {
     assert!(same < 1e-9, "the exact run of the same noise: {same}");
     let app = h.state();
     let shown = app.store().current.as_ref().expect("the compared run");
-    assert_eq!(shown.generation, learned.generation, "the learned run is shown again");
-    assert_eq!(app.settings.spec, learned.spec, "the settings stay the learned run's");
+    assert_eq!(
+        shown.generation, learned.generation,
+        "the learned run is shown again"
+    );
+    assert_eq!(
+        app.settings.spec, learned.spec,
+        "the settings stay the learned run's"
+    );
     assert!(app.settings.view.show_baseline);
     assert!(app.status_error().is_none(), "{:?}", app.status_error());
     h.run_steps(2);
@@ -247,7 +263,12 @@ fn the_exact_vs_learned_lesson_pins_the_exact_run_beside_the_network() {
     h.state_mut().next_stage();
     let learned = wait_for_run(&mut h, exact.generation);
     assert_eq!(learned.spec.denoiser, bundled("digits"));
-    let base = h.state().store().baseline.clone().expect("the exact run pinned");
+    let base = h
+        .state()
+        .store()
+        .baseline
+        .clone()
+        .expect("the exact run pinned");
     assert_eq!(base.generation, exact.generation);
     h.state_mut().next_stage();
     h.run_steps(2);

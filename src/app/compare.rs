@@ -167,9 +167,10 @@ impl NoiseScopeApp {
     /// "Open checkpoint…" answered: the model joins the picker and is chosen; it loads on the
     /// worker with the next run.
     pub(super) fn open_checkpoint(&mut self, path: PathBuf) {
-        let label = path
-            .file_stem()
-            .map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+        let label = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
         self.known_models.add(KnownModel {
             label,
             path: path.clone(),

@@ -353,7 +353,7 @@ mod tests {
             let spec = task.dialog();
             let want = match task {
                 OpenImageFolder | RunFolder => DialogKind::OpenFolder,
-                OpenNpy | LoadPreset | OpenLesson => DialogKind::OpenFile,
+                OpenNpy | LoadPreset | OpenLesson | OpenCheckpoint => DialogKind::OpenFile,
                 SavePreset | ViewPng | GridPng | SaveLesson => DialogKind::SaveFile,
             };
             assert_eq!(spec.kind, want, "{task:?}");

@@ -14,8 +14,8 @@ use crate::core::sampler::SamplerKind;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::models::learned::bundled_data;
-use crate::run::spec::DenoiserSpec;
 use crate::run::RunSpec;
+use crate::run::spec::DenoiserSpec;
 use crate::run::store::{RunStatus, RunStore};
 use crate::run::worker::Worker;
 

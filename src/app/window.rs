@@ -4,8 +4,8 @@
 //! corners (a rounded rect is ~120 triangles, a square one ~10) and glow paints by default (the
 //! same frame in ~1/4 of wgpu's time on lavapipe). README "The app" has the figures.
 
-use super::measure::Bench;
 use super::NoiseScopeApp;
+use super::measure::Bench;
 use crate::error::{Error, Result};
 use crate::run::RunSpec;
 

@@ -5,6 +5,7 @@
 //! rows' training distribution of sigma (see the note of `train`).
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use crate::core::Batch;
 use crate::core::denoiser::{Cond, Denoiser};
@@ -38,10 +39,20 @@ pub fn bundled_names() -> Vec<&'static str> {
 /// The data a bundled model was trained on (from its sidecar; no weights are read), so that a
 /// picker can offer it only where it fits. `None` for an unknown name.
 pub fn bundled_data(name: &str) -> Option<DataSpec> {
-    let (_, _, sidecar) = BUNDLED.iter().find(|(n, _, _)| *n == name)?;
-    serde_json::from_str::<Sidecar>(sidecar)
-        .ok()
-        .map(|s| s.data.spec)
+    // Parsed once: the app's picker asks every frame.
+    static TRAINED_ON: OnceLock<Vec<Option<DataSpec>>> = OnceLock::new();
+    let trained = TRAINED_ON.get_or_init(|| {
+        BUNDLED
+            .iter()
+            .map(|(_, _, sidecar)| {
+                serde_json::from_str::<Sidecar>(sidecar)
+                    .ok()
+                    .map(|s| s.data.spec)
+            })
+            .collect()
+    });
+    let k = BUNDLED.iter().position(|(n, _, _)| *n == name)?;
+    trained.get(k).cloned().flatten()
 }
 
 /// Whether a model trained on `trained` can be meant for `data`: the same toy (any point
@@ -277,11 +288,17 @@ mod tests {
             name: "moons".into(),
             points: 512,
         };
-        assert!(matches!(bundled_data("moons"), Some(DataSpec::Toy { name, .. }) if name == "moons"));
+        assert!(
+            matches!(bundled_data("moons"), Some(DataSpec::Toy { name, .. }) if name == "moons")
+        );
         assert_eq!(bundled_data("digits"), Some(DataSpec::Digits));
         assert_eq!(bundled_data("cifar"), None);
         assert_eq!(bundled_for(&moons), Some("moons"), "any point count");
         assert_eq!(bundled_for(&DataSpec::Digits), Some("digits"));
-        assert_eq!(bundled_for(&DataSpec::default()), None, "8gaussians has none");
+        assert_eq!(
+            bundled_for(&DataSpec::default()),
+            None,
+            "8gaussians has none"
+        );
     }
 }

@@ -171,7 +171,10 @@ mod tests {
                 .collect()
         };
         assert_eq!(fits(&moons), [("moons", true), ("digits", false)]);
-        assert_eq!(fits(&DataSpec::Digits), [("moons", false), ("digits", true)]);
+        assert_eq!(
+            fits(&DataSpec::Digits),
+            [("moons", false), ("digits", true)]
+        );
         let known = [KnownModel {
             label: "my mlp".into(),
             path: "/m/a.safetensors".into(),

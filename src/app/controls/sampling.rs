@@ -230,30 +230,30 @@ pub(super) fn guidance_group(
 
 /// NAG's π(σ) for the exact model's noise-unconditional D(x; none).
 fn nag_prior_combo(ui: &mut Ui, g: &mut GuidanceSpec, sigma_min: f64, sigma_max: f64) {
-        let lognormal = matches!(g.nag_prior, SigmaPrior::LogNormal { .. });
-        ComboBox::from_id_salt("nag_prior")
-            .selected_text(if lognormal {
-                "NAG π(σ): log-normal"
-            } else {
-                "NAG π(σ): log-uniform"
-            })
-            .show_ui(ui, |ui| {
-                if ui
-                    .selectable_label(lognormal, "log-normal (EDM training)")
-                    .clicked()
-                {
-                    g.nag_prior = SigmaPrior::edm_training();
-                }
-                if ui
-                    .selectable_label(!lognormal, "log-uniform [σ_min, σ_max]")
-                    .clicked()
-                {
-                    g.nag_prior = SigmaPrior::LogUniform {
-                        lo: sigma_min,
-                        hi: sigma_max,
-                    };
-                }
-            })
-            .response
-            .on_hover_text(tips::NAG_PRIOR);
+    let lognormal = matches!(g.nag_prior, SigmaPrior::LogNormal { .. });
+    ComboBox::from_id_salt("nag_prior")
+        .selected_text(if lognormal {
+            "NAG π(σ): log-normal"
+        } else {
+            "NAG π(σ): log-uniform"
+        })
+        .show_ui(ui, |ui| {
+            if ui
+                .selectable_label(lognormal, "log-normal (EDM training)")
+                .clicked()
+            {
+                g.nag_prior = SigmaPrior::edm_training();
+            }
+            if ui
+                .selectable_label(!lognormal, "log-uniform [σ_min, σ_max]")
+                .clicked()
+            {
+                g.nag_prior = SigmaPrior::LogUniform {
+                    lo: sigma_min,
+                    hi: sigma_max,
+                };
+            }
+        })
+        .response
+        .on_hover_text(tips::NAG_PRIOR);
 }
