@@ -187,6 +187,27 @@ impl LearnedDenoiser {
         }
     }
 
+    /// Refuses a branch that never saw a training row: the noise-dropped one (NAG) without
+    /// noise dropout, the null class (unconditional, CFG) without class dropout.
+    fn check_trained_branch(&self, cond: &Cond) -> Result<()> {
+        let Some(training) = self.sidecar.as_ref().map(|s| &s.training) else {
+            return Ok(());
+        };
+        let untrained = if !cond.noise_conditional && training.noise_dropout == 0.0 {
+            "noise dropout, so it has no noise-unconditional D(x; none) for NAG: set NAG w to 0, \
+             or train with --noise-dropout 0.1"
+        } else if cond.class.is_none() && self.num_classes() > 0 && training.class_dropout == 0.0 {
+            "class dropout, so it has no unconditional (null-class) branch: choose a class with \
+             CFG w = 1, or train with --class-dropout 0.1"
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidSpec(format!(
+            "the learned model ({}) was trained without {untrained}",
+            self.description
+        )))
+    }
+
     /// Class index per row: 0 is the null class, k + 1 is class k.
     fn class_indices(&self, x: &Batch, cond: &Cond) -> Result<Vec<u32>> {
         let classes = self.net.config.classes;
@@ -232,35 +253,7 @@ impl Denoiser for LearnedDenoiser {
                 "the denoiser needs sigma > 0, got {sigma}"
             )));
         }
-        if !cond.noise_conditional
-            && self
-                .sidecar
-                .as_ref()
-                .is_some_and(|s| s.training.noise_dropout == 0.0)
-        {
-            // Its noise-dropped branch never saw a training row: NAG would extrapolate from noise.
-            return Err(Error::InvalidSpec(format!(
-                "the learned model ({}) was trained without noise dropout, so it has no \
-                 noise-unconditional D(x; none) for NAG: set NAG w to 0, or train with \
-                 --noise-dropout 0.1",
-                self.description
-            )));
-        }
-        if cond.class.is_none()
-            && self.num_classes() > 0
-            && self
-                .sidecar
-                .as_ref()
-                .is_some_and(|s| s.training.class_dropout == 0.0)
-        {
-            // Its null class never saw a training row: no unconditional model for CFG.
-            return Err(Error::InvalidSpec(format!(
-                "the learned model ({}) was trained without class dropout, so it has no \
-                 unconditional (null-class) branch: choose a class with CFG w = 1, or train \
-                 with --class-dropout 0.1",
-                self.description
-            )));
-        }
+        self.check_trained_branch(cond)?;
         let classes = self.class_indices(x, cond)?;
         let dim = x.dim;
         let mut out = Vec::with_capacity(x.data.len());
@@ -300,5 +293,29 @@ mod tests {
             None,
             "8gaussians has none"
         );
+    }
+
+    #[test]
+    fn a_branch_never_trained_is_refused_not_evaluated() -> Result<()> {
+        let x = Batch::zeros(3, 2);
+        let class = Cond::with_class(Some(vec![1, 0, 1]));
+        let mut model = LearnedDenoiser::bundled("moons")?;
+        // Trained with both dropouts: every branch answers.
+        for cond in [Cond::plain(), class.clone(), class.without_noise()] {
+            assert_eq!(model.denoise(&x, 0.5, &cond)?.rows, 3);
+        }
+        let Some(sidecar) = model.sidecar.as_mut() else {
+            panic!("a bundled model has its sidecar");
+        };
+        sidecar.training.noise_dropout = 0.0;
+        sidecar.training.class_dropout = 0.0;
+        let message = |cond: &Cond| match model.denoise(&x, 0.5, cond) {
+            Err(e) => e.to_string(),
+            Ok(_) => "evaluated".into(),
+        };
+        assert!(message(&class.without_noise()).contains("without noise dropout"));
+        assert!(message(&Cond::plain()).contains("without class dropout"));
+        assert_eq!(model.denoise(&x, 0.5, &class)?.rows, 3, "class-conditional");
+        Ok(())
     }
 }
