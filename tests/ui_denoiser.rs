@@ -88,6 +88,12 @@ fn wait_for_baseline(h: &mut AppHarness) -> RunRecord {
     }
 }
 
+/// Unfolds the Denoiser group (folded in the default scene).
+fn unfold_denoiser_group(h: &mut AppHarness) {
+    h.get_by_label("Denoiser").click();
+    h.run_steps(2);
+}
+
 fn shows(h: &AppHarness, label: &str) -> bool {
     h.query_by_label(label).is_some()
 }
@@ -96,6 +102,7 @@ fn shows(h: &AppHarness, label: &str) -> bool {
 fn a_bundled_model_runs_on_the_same_noise_and_compare_pins_the_exact_run() {
     let mut h = harness(moons_scene(), tall());
     let exact = wait_for_run(&mut h, 0);
+    unfold_denoiser_group(&mut h);
     assert_eq!(exact.spec.denoiser, DenoiserSpec::Exact);
     assert!(shows(&h, "denoiser: exact"));
     // Not offered where it does not fit.
@@ -213,6 +220,7 @@ fn a_checkpoint_for_other_data_is_named_not_used_and_the_app_keeps_running() {
     app.set_file_dialogs(Arc::new(Picks(weights.clone())));
     let mut h = harness_of(app, tall());
     let exact = wait_for_run(&mut h, 0);
+    unfold_denoiser_group(&mut h);
 
     h.get_by_label("Open checkpoint…").click();
     let error = wait_for_error(&mut h);

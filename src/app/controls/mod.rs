@@ -203,7 +203,7 @@ pub fn show(
     }
     if access.any_shown(&[Control::Denoiser]) {
         egui::CollapsingHeader::new("Denoiser")
-            .default_open(true)
+            .default_open(false)
             .show(ui, |ui| denoiser_group(ui, settings, info, actions));
     }
     if access.any_shown(SAMPLER) {
