@@ -128,11 +128,12 @@ impl NoiseScopeApp {
         let single = bench.single_reruns.unwrap_or((empty, empty));
         BenchReport {
             scene: format!(
-                "{}, {} particles, {} {} steps, exact denoiser, diagnostics subset {}",
+                "{}, {} particles, {} {} steps, {} denoiser, diagnostics subset {}",
                 spec.data.label(),
                 spec.batch,
                 spec.sampler,
                 spec.schedule.steps,
+                spec.denoiser.label(),
                 spec.diagnostics.subset
             ),
             backend: self

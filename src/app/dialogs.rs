@@ -48,10 +48,12 @@ pub enum FileTask {
     SaveCheckpoint,
     /// A checkpoint for the list of known models.
     OpenCheckpoint,
+    /// A checkpoint to run: listed and picked in the Denoiser group.
+    UseCheckpoint,
 }
 
 impl FileTask {
-    pub const ALL: [FileTask; 11] = [
+    pub const ALL: [FileTask; 12] = [
         FileTask::OpenImageFolder,
         FileTask::OpenNpy,
         FileTask::LoadPreset,
@@ -63,6 +65,7 @@ impl FileTask {
         FileTask::SaveLesson,
         FileTask::SaveCheckpoint,
         FileTask::OpenCheckpoint,
+        FileTask::UseCheckpoint,
     ];
 
     /// The menu entry or button that asked, for messages.
@@ -79,6 +82,7 @@ impl FileTask {
             FileTask::SaveLesson => "Save as lesson",
             FileTask::SaveCheckpoint => "Save checkpoint",
             FileTask::OpenCheckpoint => "Open checkpoint",
+            FileTask::UseCheckpoint => "Run a checkpoint",
         }
     }
 
@@ -147,6 +151,12 @@ impl FileTask {
             FileTask::OpenCheckpoint => (
                 DialogKind::OpenFile,
                 "Open a checkpoint (.safetensors with its .json)",
+                Some(CHECKPOINT),
+                None,
+            ),
+            FileTask::UseCheckpoint => (
+                DialogKind::OpenFile,
+                "Run a learned model (PATH.safetensors, its PATH.json beside it)",
                 Some(CHECKPOINT),
                 None,
             ),
@@ -364,7 +374,9 @@ mod tests {
             let spec = task.dialog();
             let want = match task {
                 OpenImageFolder | RunFolder => DialogKind::OpenFolder,
-                OpenNpy | LoadPreset | OpenLesson | OpenCheckpoint => DialogKind::OpenFile,
+                OpenNpy | LoadPreset | OpenLesson | OpenCheckpoint | UseCheckpoint => {
+                    DialogKind::OpenFile
+                }
                 SavePreset | ViewPng | GridPng | SaveLesson | SaveCheckpoint => {
                     DialogKind::SaveFile
                 }

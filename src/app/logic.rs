@@ -147,9 +147,14 @@ impl NoiseScopeApp {
             self.stats
                 .record_rerun(1e3 * t0.elapsed().as_secs_f64(), worker_ms);
         }
+        if drained.finished_worker_ms.is_some() {
+            self.run_finished();
+        }
         if drained.failed {
             self.started_at = None;
-            self.on_failure();
+            if !self.compare_failed() {
+                self.on_failure();
+            }
         }
         if let Some(e) = self.store.last_error.take() {
             self.report_error(e);
@@ -161,9 +166,13 @@ impl NoiseScopeApp {
         }
     }
 
-    /// A run failed (bad data, bad file): go back to the settings of the shown run, so the app
-    /// keeps its previous view; with nothing shown, fall back to the default scene once.
+    /// A run failed (bad data, bad file): a learned model is set aside (compare.rs); otherwise
+    /// go back to the settings of the shown run, so the app keeps its previous view; with
+    /// nothing shown, fall back to the default scene once.
     fn on_failure(&mut self) {
+        if self.learned_not_used() {
+            return;
+        }
         match &self.store.current {
             Some(run) => {
                 self.settings.spec = run.spec.clone();
@@ -231,6 +240,7 @@ impl NoiseScopeApp {
                 self.controls = ControlsState::default();
             }
             Action::File(task) => self.ask_for_file(ctx, task),
+            Action::CompareWithExact => self.compare_with_exact(),
         }
         ctx.request_repaint();
     }
@@ -268,6 +278,7 @@ impl NoiseScopeApp {
             FileTask::SaveCheckpoint | FileTask::OpenCheckpoint => {
                 self.checkpoint_chosen(task, path)
             }
+            FileTask::UseCheckpoint => self.open_checkpoint(path),
         }
     }
 }

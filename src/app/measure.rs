@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::core::sampler::SamplerKind;
+use crate::data::DataSpec;
 use crate::error::{Error, Result};
+use crate::models::learned::bundled_data;
 use crate::run::RunSpec;
+use crate::run::spec::DenoiserSpec;
 use crate::run::store::{RunStatus, RunStore};
 use crate::run::worker::Worker;
 
@@ -118,6 +121,41 @@ pub struct BenchOptions {
     pub vsync: bool,
     /// What paints the window.
     pub renderer: super::Renderer,
+    /// The scene's settings (`bench_scene`).
+    pub scene: super::Settings,
+}
+
+/// The default scene for `bench-ui`: with a learned denoiser, on the data it was trained on
+/// (the bundled moons model: toy:moons, the default scene's point count).
+pub fn bench_scene(denoiser: &DenoiserSpec) -> Result<super::Settings> {
+    let mut scene = super::Settings::default_scene();
+    match denoiser {
+        DenoiserSpec::Exact => {}
+        DenoiserSpec::Bundled(name) => {
+            denoiser.check_available()?;
+            let trained = bundled_data(name).ok_or_else(|| {
+                Error::InvalidSpec(format!("the bundled model '{name}' names no data"))
+            })?;
+            let default_points = match &scene.spec.data {
+                DataSpec::Toy { points, .. } => *points,
+                _ => 4096,
+            };
+            scene.spec.data = match trained {
+                DataSpec::Toy { name, .. } => DataSpec::Toy {
+                    name,
+                    points: default_points,
+                },
+                other => other,
+            };
+            scene.spec.denoiser = denoiser.clone();
+        }
+        DenoiserSpec::Checkpoint(_) => {
+            return Err(Error::InvalidSpec(
+                "bench-ui --denoiser takes exact or bundled:NAME".into(),
+            ));
+        }
+    }
+    Ok(scene)
 }
 
 impl Summary {

@@ -3,7 +3,7 @@
 
 use egui::{Color32, RichText, Ui};
 
-use super::controls::Action;
+use super::controls::{Action, picker_label};
 use super::dialogs::FileTask;
 use super::settings::Tab;
 use super::tips;
@@ -96,6 +96,10 @@ impl NoiseScopeApp {
         ui.horizontal_wrapped(|ui| {
             match &self.store.current {
                 Some(run) => {
+                    let denoiser = picker_label(&run.spec.denoiser, self.known_models.list());
+                    ui.label(format!("denoiser: {denoiser}"))
+                        .on_hover_text("The denoiser this run called (the Denoiser group picks it).");
+                    ui.separator();
                     ui.label(format!("backend: {}", run.backend));
                     ui.separator();
                     let state = match &run.status {

@@ -17,10 +17,13 @@
 //! (projector mode and the keyboard), welcome.rs (the first launch), banner.rs (a diverged run
 //! says why), ab.rs (what a pinned baseline differs in, and how states are compared) and
 //! scenes.rs (view PNGs that carry their scene; files opened or dropped on the window).
+//! compare.rs runs exact vs learned ("Compare with exact") and sets aside a learned model that
+//! does not fit the data.
 
 pub mod ab;
 mod banner;
 mod bench_script;
+mod compare;
 pub mod controls;
 mod curvature_plot;
 pub mod dialogs;
@@ -139,6 +142,10 @@ pub struct NoiseScopeApp {
     known_models: known_models::KnownModels,
     /// The Training tab: its trainer thread and the recorded run (training_tab.rs).
     training: training_tab::TrainingState,
+    /// "Compare with exact" in flight (compare.rs).
+    compare: Option<compare::CompareJob>,
+    /// The newest learned run that finished: the partner offered for exact runs on its data.
+    last_learned: compare::LastLearned,
 }
 
 impl NoiseScopeApp {
@@ -176,6 +183,8 @@ impl NoiseScopeApp {
             figures_open: false,
             known_models: known_models::KnownModels::default(),
             training: training_tab::TrainingState::default(),
+            compare: None,
+            last_learned: None,
         }
     }
 

@@ -32,6 +32,7 @@ impl NoiseScopeApp {
                 playing: self.replay.playing,
                 dialog_open: self.dialogs.is_open(),
                 access: self.control_access(),
+                denoiser: self.denoiser_info(),
             };
             egui::Panel::left("controls")
                 .resizable(true)

@@ -11,6 +11,7 @@ use egui::{Color32, RichText, Ui};
 use egui_plot::{FilledArea, HLine, Line, Plot, Points, VLine};
 
 use crate::core::diagnostics::{StepRecord, prior_dominated_width};
+use crate::run::spec::DenoiserSpec;
 use crate::run::store::RunRecord;
 
 use super::plot_style::{
@@ -89,6 +90,16 @@ pub fn show(
         SIGMA_TIP,
         &keys("median σ_hat", "10–90%", !base.is_empty(), "σ_hat = σ"),
     );
+    if live.spec.denoiser != DenoiserSpec::Exact {
+        ui.label(
+            RichText::new(format!(
+                "a learned denoiser ({}): σ_hat is the exact posterior of the data, so δ is the network's true noise shift",
+                live.spec.denoiser.label()
+            ))
+            .weak()
+            .small(),
+        );
+    }
     let dim = live.state(0).map_or(1, |x| x.dim);
     let dominated: Vec<&StepRecord> = records
         .iter()

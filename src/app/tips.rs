@@ -15,8 +15,15 @@ sampled with the ideal empirical denoiser.";
 pub const OPEN_NPY: &str =
     "An [N, D] .npy file (float or integer) as a finite data set; ideal empirical denoiser.";
 pub const IMAGE_SIZE: &str = "Side of the resized images (pixels); D = size² (× 3 for RGB).";
-pub const DENOISER: &str = "exact: D(x; σ) = E[y | x] for x = y + σ n (the convention of EDM, Karras et al. 2022, arXiv 2206.00364, §2): \
-softmax-weighted data mean for finite sets, closed forms for Gaussians and mixtures. Learned models come later.";
+pub const DENOISER: &str = "What the sampler calls for D(x; σ): the exact denoiser of the data, or a network trained on it \
+(bundled: moons and digits; or one trained or opened in this run of the app). The noise-level plots judge every denoiser \
+by the exact posterior of the data, so a network's σ_hat is the noise shift it really causes.";
+pub const DENOISER_EXACT: &str = "D(x; σ) = E[y | x] for x = y + σ n (the convention of EDM, Karras et al. 2022, arXiv 2206.00364, §2): \
+softmax-weighted data mean for finite sets, closed forms for Gaussians and mixtures.";
+pub const OPEN_CHECKPOINT: &str = "A model written by `noisescope train` or the Training tab: PATH.safetensors with PATH.json beside it. \
+It loads in the background; one trained on other data is named in the status bar and not used.";
+pub const COMPARE_EXACT: &str = "Runs the shown run's settings and noise (same seed) with the exact denoiser and pins that run as the \
+baseline: every plot overlays both and the states sit side by side. When the shown run is exact, it pins a learned model's run instead.";
 pub const SAMPLER: &str = "euler: x_{i+1} = x_i + (σ_{i+1} − σ_i) d_i, d = (x − D(x; σ))/σ (the probability-flow ODE, eq. 3 of EDM, Karras et al. 2022, arXiv 2206.00364). \
 heun: EDM Algorithm 1, Euler predictor + trapezoid corrector, 2N − 1 evaluations. \
 edm: EDM Algorithm 2, churn then a Heun step. \
@@ -209,6 +216,9 @@ pub const ALL: &[&str] = &[
     OPEN_NPY,
     IMAGE_SIZE,
     DENOISER,
+    DENOISER_EXACT,
+    OPEN_CHECKPOINT,
+    COMPARE_EXACT,
     SAMPLER,
     STEPS,
     SCHEDULE,
@@ -295,6 +305,9 @@ mod tests {
             include_str!("lessons/builtin/mod.rs"),
             include_str!("lessons/builtin/sampling.rs"),
             include_str!("lessons/builtin/noise.rs"),
+            include_str!("lessons/builtin/learned.rs"),
+            include_str!("controls/denoiser.rs"),
+            include_str!("compare.rs"),
             include_str!("lessons/panel.rs"),
             include_str!("controls/access.rs"),
             include_str!("../run/divergence.rs"),

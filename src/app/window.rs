@@ -4,8 +4,8 @@
 //! corners (a rounded rect is ~120 triangles, a square one ~10) and glow paints by default (the
 //! same frame in ~1/4 of wgpu's time on lavapipe). README "The app" has the figures.
 
+use super::NoiseScopeApp;
 use super::measure::Bench;
-use super::{NoiseScopeApp, Settings};
 use crate::error::{Error, Result};
 use crate::run::RunSpec;
 
@@ -188,7 +188,7 @@ pub fn run_bench(opts: BenchOptions) -> Result<()> {
         options
     };
     open_window("noisescope-bench", opts.renderer, options, |_| {
-        let mut app = NoiseScopeApp::new(Settings::default_scene());
+        let mut app = NoiseScopeApp::new(opts.scene.clone());
         app.bench = Some(Bench::new(opts.clone()));
         app
     })

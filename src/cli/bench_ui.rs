@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::Args;
 
 use noisescope::app::{self, BenchOptions};
+use noisescope::run::spec::DenoiserSpec;
 
 #[derive(Args, Debug)]
 pub struct BenchUiArgs {
@@ -36,6 +37,9 @@ pub struct BenchUiArgs {
     /// No window: only the worker and the store (the engine-and-protocol share of the latency).
     #[arg(long)]
     pub headless: bool,
+    /// exact | bundled:NAME (the default scene on the data the model was trained on).
+    #[arg(long, default_value = "exact")]
+    pub denoiser: String,
 }
 
 /// Refuses settings the session cannot honour rather than bending them.
@@ -62,14 +66,16 @@ fn check(args: &BenchUiArgs) -> Result<()> {
 
 pub fn run(args: &BenchUiArgs) -> Result<()> {
     check(args)?;
+    let settings = app::measure::bench_scene(&DenoiserSpec::parse(&args.denoiser)?)?;
     if args.headless {
-        let scene = app::Settings::default_scene().spec;
+        let scene = settings.spec;
         let (latency, worker) = app::measure::headless_reruns(&scene, args.reruns)?;
         println!(
-            "bench-ui --headless: {}, {} particles, edm {} steps, diagnostics subset {}",
+            "bench-ui --headless: {}, {} particles, edm {} steps, {} denoiser, diagnostics subset {}",
             scene.data.label(),
             scene.batch,
             scene.schedule.steps,
+            scene.denoiser.label(),
             scene.diagnostics.subset
         );
         println!(
@@ -89,6 +95,7 @@ pub fn run(args: &BenchUiArgs) -> Result<()> {
         window: [args.width, args.height],
         vsync: !args.no_vsync,
         renderer: args.renderer,
+        scene: settings,
     })?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! rows' training distribution of sigma (see the note of `train`).
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use crate::core::Batch;
 use crate::core::denoiser::{Cond, Denoiser};
@@ -33,6 +34,42 @@ const BUNDLED: [(&str, &[u8], &str); 2] = [
 /// The names `bundled` knows.
 pub fn bundled_names() -> Vec<&'static str> {
     BUNDLED.iter().map(|(name, _, _)| *name).collect()
+}
+
+/// The data a bundled model was trained on (from its sidecar; no weights are read), so that a
+/// picker can offer it only where it fits. `None` for an unknown name.
+pub fn bundled_data(name: &str) -> Option<DataSpec> {
+    // Parsed once: the app's picker asks every frame.
+    static TRAINED_ON: OnceLock<Vec<Option<DataSpec>>> = OnceLock::new();
+    let trained = TRAINED_ON.get_or_init(|| {
+        BUNDLED
+            .iter()
+            .map(|(_, _, sidecar)| {
+                serde_json::from_str::<Sidecar>(sidecar)
+                    .ok()
+                    .map(|s| s.data.spec)
+            })
+            .collect()
+    });
+    let k = BUNDLED.iter().position(|(n, _, _)| *n == name)?;
+    trained.get(k).cloned().flatten()
+}
+
+/// Whether a model trained on `trained` can be meant for `data`: the same toy (any point
+/// count) or the same source. The loaded model's `check_data` decides for real (dimension,
+/// classes, the data's fingerprint).
+pub fn trained_for(trained: &DataSpec, data: &DataSpec) -> bool {
+    match (trained, data) {
+        (DataSpec::Toy { name: a, .. }, DataSpec::Toy { name: b, .. }) => a == b,
+        _ => trained == data,
+    }
+}
+
+/// The bundled model trained on `data`, if there is one.
+pub fn bundled_for(data: &DataSpec) -> Option<&'static str> {
+    bundled_names()
+        .into_iter()
+        .find(|name| bundled_data(name).is_some_and(|trained| trained_for(&trained, data)))
 }
 
 /// A learned denoiser.
@@ -150,6 +187,27 @@ impl LearnedDenoiser {
         }
     }
 
+    /// Refuses a branch that never saw a training row: the noise-dropped one (NAG) without
+    /// noise dropout, the null class (unconditional, CFG) without class dropout.
+    fn check_trained_branch(&self, cond: &Cond) -> Result<()> {
+        let Some(training) = self.sidecar.as_ref().map(|s| &s.training) else {
+            return Ok(());
+        };
+        let untrained = if !cond.noise_conditional && training.noise_dropout == 0.0 {
+            "noise dropout, so it has no noise-unconditional D(x; none) for NAG: set NAG w to 0, \
+             or train with --noise-dropout 0.1"
+        } else if cond.class.is_none() && self.num_classes() > 0 && training.class_dropout == 0.0 {
+            "class dropout, so it has no unconditional (null-class) branch: choose a class with \
+             CFG w = 1, or train with --class-dropout 0.1"
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidSpec(format!(
+            "the learned model ({}) was trained without {untrained}",
+            self.description
+        )))
+    }
+
     /// Class index per row: 0 is the null class, k + 1 is class k.
     fn class_indices(&self, x: &Batch, cond: &Cond) -> Result<Vec<u32>> {
         let classes = self.net.config.classes;
@@ -195,6 +253,7 @@ impl Denoiser for LearnedDenoiser {
                 "the denoiser needs sigma > 0, got {sigma}"
             )));
         }
+        self.check_trained_branch(cond)?;
         let classes = self.class_indices(x, cond)?;
         let dim = x.dim;
         let mut out = Vec::with_capacity(x.data.len());
@@ -209,5 +268,54 @@ impl Denoiser for LearnedDenoiser {
             );
         }
         Batch::from_vec(x.rows, dim, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_models_name_the_data_they_were_trained_on() {
+        let moons = DataSpec::Toy {
+            name: "moons".into(),
+            points: 512,
+        };
+        assert!(
+            matches!(bundled_data("moons"), Some(DataSpec::Toy { name, .. }) if name == "moons")
+        );
+        assert_eq!(bundled_data("digits"), Some(DataSpec::Digits));
+        assert_eq!(bundled_data("cifar"), None);
+        assert_eq!(bundled_for(&moons), Some("moons"), "any point count");
+        assert_eq!(bundled_for(&DataSpec::Digits), Some("digits"));
+        assert_eq!(
+            bundled_for(&DataSpec::default()),
+            None,
+            "8gaussians has none"
+        );
+    }
+
+    #[test]
+    fn a_branch_never_trained_is_refused_not_evaluated() -> Result<()> {
+        let x = Batch::zeros(3, 2);
+        let class = Cond::with_class(Some(vec![1, 0, 1]));
+        let mut model = LearnedDenoiser::bundled("moons")?;
+        // Trained with both dropouts: every branch answers.
+        for cond in [Cond::plain(), class.clone(), class.without_noise()] {
+            assert_eq!(model.denoise(&x, 0.5, &cond)?.rows, 3);
+        }
+        let Some(sidecar) = model.sidecar.as_mut() else {
+            panic!("a bundled model has its sidecar");
+        };
+        sidecar.training.noise_dropout = 0.0;
+        sidecar.training.class_dropout = 0.0;
+        let message = |cond: &Cond| match model.denoise(&x, 0.5, cond) {
+            Err(e) => e.to_string(),
+            Ok(_) => "evaluated".into(),
+        };
+        assert!(message(&class.without_noise()).contains("without noise dropout"));
+        assert!(message(&Cond::plain()).contains("without class dropout"));
+        assert_eq!(model.denoise(&x, 0.5, &class)?.rows, 3, "class-conditional");
+        Ok(())
     }
 }

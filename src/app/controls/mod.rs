@@ -2,26 +2,28 @@
 //! Sampler & schedule, Stochasticity, Guidance, Run, View). Controls edit the settings in place;
 //! the app compares the spec with the last started one and reruns. Every control's tooltip
 //! gives its formula and source (tips.rs); the rules by which one setting moves another are
-//! `Settings` methods (settings.rs). One file per group of groups: data.rs, sampling.rs
+//! `Settings` methods (settings.rs). One file per group of groups: data.rs, denoiser.rs, sampling.rs
 //! (sampler, schedule, stochasticity, guidance), run_view.rs (run and view); access.rs says
 //! which controls a lesson leaves open, locks or hides (`gate` draws them so).
 
 use egui::emath::Numeric;
-use egui::{Color32, ComboBox, RichText, Slider, SliderClamping, Ui};
+use egui::{Color32, RichText, Slider, SliderClamping, Ui};
 
 use super::dialogs::FileTask;
 use super::plot_style::format_number;
 use super::settings::{CFG_PICKS_CLASS_0, CHURN_SWITCHES_TO_EDM, Settings};
-use super::tips;
 
 pub mod access;
 mod data;
+mod denoiser;
 mod run_view;
 mod sampling;
 
 pub use access::{Access, AccessTable, Control};
 use data::data_group;
 pub use data::parse_spectrum;
+use denoiser::denoiser_group;
+pub use denoiser::{CompareOffer, DenoiserInfo, picker_label};
 use run_view::{run_group, view_group};
 use sampling::{guidance_group, sampler_group, stochasticity_group};
 
@@ -36,6 +38,9 @@ pub enum Action {
     /// Ask for a path (a dialog), then use it.
     File(FileTask),
     ResetScene,
+    /// Pin the shown run's settings with the exact denoiser as the baseline (or, when the shown
+    /// run is exact, with a learned one).
+    CompareWithExact,
 }
 
 /// What the controls need to know about the shown run.
@@ -49,6 +54,8 @@ pub struct ControlsInfo {
     pub dialog_open: bool,
     /// Which controls are open, locked or hidden (a lesson's rules; all open otherwise).
     pub access: AccessTable,
+    /// The learned models to offer and what "Compare with exact" would do.
+    pub denoiser: DenoiserInfo,
 }
 
 /// Editing state that is not a setting (text being typed).
@@ -197,18 +204,7 @@ pub fn show(
     if access.any_shown(&[Control::Denoiser]) {
         egui::CollapsingHeader::new("Denoiser")
             .default_open(false)
-            .show(ui, |ui| {
-                gate(ui, info, Control::Denoiser, |ui| {
-                    ComboBox::from_id_salt("denoiser")
-                        .selected_text("exact")
-                        .show_ui(ui, |ui| {
-                            ui.label("exact (ideal / closed form)");
-                            ui.add_enabled(false, egui::Button::new("learned (later)"));
-                        })
-                        .response
-                        .on_hover_text(tips::DENOISER);
-                });
-            });
+            .show(ui, |ui| denoiser_group(ui, settings, info, actions));
     }
     if access.any_shown(SAMPLER) {
         egui::CollapsingHeader::new("Sampler & schedule")

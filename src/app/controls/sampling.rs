@@ -6,7 +6,7 @@ use crate::core::estimate::SigmaPrior;
 use crate::core::guidance::NagForm;
 use crate::core::sampler::SamplerKind;
 use crate::core::schedule::ScheduleKind;
-use crate::run::spec::ClassSpec;
+use crate::run::spec::{ClassSpec, DenoiserSpec, GuidanceSpec};
 
 use super::data::file_name;
 use super::{Control, ControlsInfo, ControlsState, gate, slider};
@@ -174,6 +174,12 @@ pub(super) fn guidance_group(
     state: &mut ControlsState,
     info: &ControlsInfo,
 ) {
+    let learned = settings.spec.denoiser != DenoiserSpec::Exact;
+    let no_classes = if learned {
+        "The shown denoiser knows no classes: CFG needs a class-conditional model (trained with class labels and class dropout)."
+    } else {
+        "The shown data has no labels; CFG needs classes (toy: moons, rings, 8gaussians, digits)."
+    };
     ui.add_enabled_ui(info.classes > 0, |ui| {
         gate(ui, info, Control::Cfg, |ui| {
             let mut w = settings.spec.guidance.cfg;
@@ -207,9 +213,7 @@ pub(super) fn guidance_group(
         });
     })
     .response
-    .on_disabled_hover_text(
-        "The shown data has no labels; CFG needs classes (toy: moons, rings, 8gaussians, digits).",
-    );
+    .on_disabled_hover_text(no_classes);
     let (sigma_min, sigma_max) = (
         settings.spec.schedule.sigma_min,
         settings.spec.schedule.sigma_max,
@@ -233,32 +237,12 @@ pub(super) fn guidance_group(
             ));
     });
     gate(ui, info, Control::NagPrior, |ui| {
-        let lognormal = matches!(g.nag_prior, SigmaPrior::LogNormal { .. });
-        ComboBox::from_id_salt("nag_prior")
-            .selected_text(if lognormal {
-                "NAG π(σ): log-normal"
-            } else {
-                "NAG π(σ): log-uniform"
-            })
-            .show_ui(ui, |ui| {
-                if ui
-                    .selectable_label(lognormal, "log-normal (EDM training)")
-                    .clicked()
-                {
-                    g.nag_prior = SigmaPrior::edm_training();
-                }
-                if ui
-                    .selectable_label(!lognormal, "log-uniform [σ_min, σ_max]")
-                    .clicked()
-                {
-                    g.nag_prior = SigmaPrior::LogUniform {
-                        lo: sigma_min,
-                        hi: sigma_max,
-                    };
-                }
-            })
+        // Only the exact-score form's D(x; none) integrates over π(σ); on a learned model it
+        // still gives the exact direction that guides the network.
+        let applies = g.nag_form == NagForm::ExactScore;
+        ui.add_enabled_ui(applies, |ui| nag_prior_combo(ui, g, sigma_min, sigma_max))
             .response
-            .on_hover_text(tips::NAG_PRIOR);
+            .on_disabled_hover_text("π(σ) is the prior of the exact-score form only: the posterior-average form uses the noise-dropout training prior (log-uniform on [0.002, 80]), and the learned form is the network's own noise-dropped branch.");
     });
 }
 
@@ -269,4 +253,34 @@ fn nag_form_tip(form: NagForm) -> &'static str {
         NagForm::ExactScore => tips::NAG_FORM_SCORE,
         NagForm::Learned => tips::NAG_FORM_LEARNED,
     }
+}
+
+/// NAG's π(σ) for the exact model's noise-unconditional D(x; none).
+fn nag_prior_combo(ui: &mut Ui, g: &mut GuidanceSpec, sigma_min: f64, sigma_max: f64) {
+    let lognormal = matches!(g.nag_prior, SigmaPrior::LogNormal { .. });
+    ComboBox::from_id_salt("nag_prior")
+        .selected_text(if lognormal {
+            "NAG π(σ): log-normal"
+        } else {
+            "NAG π(σ): log-uniform"
+        })
+        .show_ui(ui, |ui| {
+            if ui
+                .selectable_label(lognormal, "log-normal (EDM training)")
+                .clicked()
+            {
+                g.nag_prior = SigmaPrior::edm_training();
+            }
+            if ui
+                .selectable_label(!lognormal, "log-uniform [σ_min, σ_max]")
+                .clicked()
+            {
+                g.nag_prior = SigmaPrior::LogUniform {
+                    lo: sigma_min,
+                    hi: sigma_max,
+                };
+            }
+        })
+        .response
+        .on_hover_text(tips::NAG_PRIOR);
 }

@@ -93,7 +93,7 @@ impl LessonDraft {
 }
 
 impl NoiseScopeApp {
-    /// The Lessons menu: the built-in lessons, the planned ones (greyed, with why), lesson files.
+    /// The Lessons menu: the built-in lessons, then lesson files.
     pub(crate) fn lessons_menu(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
         for lesson in builtin::lessons() {
             let title = lesson.title.clone();
@@ -105,10 +105,6 @@ impl NoiseScopeApp {
                 self.open_lesson(lesson);
                 ui.close();
             }
-        }
-        for (title, why) in builtin::PLANNED {
-            ui.add_enabled(false, egui::Button::new(format!("{title} (later)")))
-                .on_disabled_hover_text(why);
         }
         ui.separator();
         let idle = !self.dialogs.is_open();
@@ -192,6 +188,7 @@ impl NoiseScopeApp {
                             playing: self.replay.playing,
                             dialog_open: self.dialogs.is_open(),
                             access: lesson_controls(open_controls),
+                            denoiser: self.denoiser_info(),
                         };
                         controls::show(ui, &mut self.settings, &mut self.controls, &info, actions);
                     }

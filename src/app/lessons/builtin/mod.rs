@@ -3,6 +3,7 @@
 //! (a merge patch per stage) is computed from it, so a built-in lesson saves and reloads as any
 //! lesson file does.
 
+mod learned;
 mod noise;
 mod sampling;
 
@@ -12,14 +13,9 @@ use super::{ControlRules, FORMAT, Lesson, Stage, VERSION, diff_patch};
 use crate::app::controls::Control;
 use crate::app::settings::{Settings, Tab};
 use crate::data::DataSpec;
+use learned::exact_vs_learned;
 use noise::{cfg_on_digits, churn, nag, noise_shift, tangent_law};
 use sampling::{euler_vs_heun, schedules, what_a_sampler_does, where_trajectories_bend};
-
-/// Lessons that wait for something this build does not have: (title, what it will show).
-pub const PLANNED: [(&str, &str); 1] = [(
-    "Exact vs learned denoiser",
-    "Waits for learned denoisers (trained models, the Training tab of issue 10): the same data sampled with the exact denoiser and a learned one side by side, the learned model's noise shift δ, and NAG with its own noise-unconditional D(x; none). Its slot is builtin::PLANNED; it becomes a lesson in builtin::lessons() once a learned model can be chosen.",
-)];
 
 /// A stage's words.
 struct Words {
@@ -113,6 +109,7 @@ pub fn lessons() -> Vec<Lesson> {
         noise_shift(),
         nag(),
         tangent_law(),
+        exact_vs_learned(),
     ]
 }
 
@@ -124,7 +121,7 @@ mod tests {
     #[test]
     fn every_built_in_lesson_is_valid_with_two_to_four_stages() -> crate::error::Result<()> {
         let lessons = lessons();
-        assert_eq!(lessons.len(), 9);
+        assert_eq!(lessons.len(), 10);
         for lesson in &lessons {
             lesson.validate()?;
             assert!(
