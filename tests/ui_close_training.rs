@@ -10,21 +10,7 @@ use noisescope::app::training_tab::TrainingSettings;
 use noisescope::app::{NoiseScopeApp, Settings, Tab};
 use noisescope::data::DataSpec;
 
-use ui_support::{TIMEOUT, harness_of};
-
-/// Names of this process's threads (Linux: /proc/self/task/*/comm, 15 characters).
-#[cfg(target_os = "linux")]
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .map(|tasks| {
-            tasks
-                .filter_map(|t| t.ok())
-                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-                .map(|n| n.trim().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use ui_support::{TIMEOUT, harness_of, thread_names};
 
 #[cfg(target_os = "linux")]
 #[test]

@@ -4,39 +4,19 @@
 
 mod ui_support;
 
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use egui_kittest::kittest::{NodeT, Queryable};
 
-use noisescope::app::{DialogAnswer, DialogKind, DialogSpec, FileDialogs, NoiseScopeApp};
-use noisescope::app::{PendingDialog, Settings};
+use noisescope::app::Settings;
+use noisescope::app::{DialogAnswer, DialogKind, DialogSpec, NoiseScopeApp};
 use noisescope::run::RunSpec;
 
-use ui_support::{AppHarness, TIMEOUT, harness_of, set_slider, tall, wait_for_error, wait_for_run};
-
-/// Dialogs that answer what the test sends, when it sends it; they record what was asked.
-struct Scripted {
-    answers: Arc<Mutex<Receiver<DialogAnswer>>>,
-    asked: Arc<Mutex<Vec<DialogSpec>>>,
-}
-
-impl FileDialogs for Scripted {
-    fn open(&self, spec: DialogSpec) -> PendingDialog {
-        if let Ok(mut asked) = self.asked.lock() {
-            asked.push(spec);
-        }
-        let answers = self.answers.clone();
-        Box::new(move || {
-            answers
-                .lock()
-                .map_err(|e| e.to_string())?
-                .recv_timeout(TIMEOUT)
-                .map_err(|e| format!("the test sent no answer: {e}"))?
-        })
-    }
-}
+use ui_support::{
+    AppHarness, Scripted, TIMEOUT, harness_of, set_slider, tall, wait_for_error, wait_for_run,
+};
 
 /// The app with scripted dialogs: the sender answers them, the list holds what they asked.
 fn app_with_dialogs() -> (
@@ -45,12 +25,10 @@ fn app_with_dialogs() -> (
     Arc<Mutex<Vec<DialogSpec>>>,
 ) {
     let (tx, rx) = channel();
-    let asked = Arc::new(Mutex::new(Vec::new()));
     let mut app = NoiseScopeApp::new(Settings::default());
-    app.set_file_dialogs(Arc::new(Scripted {
-        answers: Arc::new(Mutex::new(rx)),
-        asked: asked.clone(),
-    }));
+    let scripted = Scripted::new(rx);
+    let asked = scripted.asked.clone();
+    app.set_file_dialogs(Arc::new(scripted));
     (harness_of(app, tall()), tx, asked)
 }
 

@@ -5,38 +5,22 @@
 
 mod ui_support;
 
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::mpsc::{Sender, channel};
 use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::Queryable;
 
 use noisescope::app::known_models::ModelOrigin;
 use noisescope::app::training_tab::TrainingSettings;
-use noisescope::app::{
-    DialogAnswer, DialogSpec, FileDialogs, NoiseScopeApp, PendingDialog, Settings, Tab,
-};
+use noisescope::app::{DialogAnswer, NoiseScopeApp, Settings, Tab};
 use noisescope::data::DataSpec;
 use noisescope::run::training::PreviewSamples;
 use noisescope::run::training_record::TrainStatus;
 
-use ui_support::{AppHarness, TIMEOUT, harness_of, set_slider, tall, wait_for_error, wait_for_run};
-
-/// Dialogs that answer what the test sends.
-struct Scripted(Arc<Mutex<Receiver<DialogAnswer>>>);
-
-impl FileDialogs for Scripted {
-    fn open(&self, _: DialogSpec) -> PendingDialog {
-        let answers = self.0.clone();
-        Box::new(move || {
-            answers
-                .lock()
-                .map_err(|e| e.to_string())?
-                .recv_timeout(TIMEOUT)
-                .map_err(|e| format!("the test sent no answer: {e}"))?
-        })
-    }
-}
+use ui_support::{
+    AppHarness, Scripted, TIMEOUT, harness_of, set_slider, tall, wait_for_error, wait_for_run,
+};
 
 /// The app on the moons toy with the Training tab open, a tiny mlp of `steps` steps, models
 /// saved under `dir`, and scripted dialogs.
@@ -60,7 +44,7 @@ fn training_app(steps: usize, dir: &std::path::Path) -> (AppHarness, Sender<Dial
     let mut app = NoiseScopeApp::new(settings);
     app.set_models_dir(dir.to_path_buf());
     let (tx, rx) = channel();
-    app.set_file_dialogs(Arc::new(Scripted(Arc::new(Mutex::new(rx)))));
+    app.set_file_dialogs(Arc::new(Scripted::new(rx)));
     (harness_of(app, tall()), tx)
 }
 

@@ -3,13 +3,17 @@
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-use noisescope::app::{NoiseScopeApp, Settings};
+use noisescope::app::{
+    DialogAnswer, DialogSpec, FileDialogs, NoiseScopeApp, PendingDialog, Settings,
+};
 use noisescope::run::store::{RunRecord, RunStatus};
 
 /// Generous: a loaded CI machine may be slow, the default run takes well under a second.
@@ -84,4 +88,49 @@ pub fn set_slider(h: &mut AppHarness, label: &str, value: f64) {
     h.get_by_role_and_label(Role::Slider, label)
         .set_value_accesskit(value);
     h.step();
+}
+
+/// Names of this process's threads (Linux: /proc/self/task/*/comm, 15 characters).
+#[cfg(target_os = "linux")]
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| t.ok())
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// File dialogs that answer what the test sends, and keep what they were asked.
+pub struct Scripted {
+    pub answers: Arc<Mutex<Receiver<DialogAnswer>>>,
+    pub asked: Arc<Mutex<Vec<DialogSpec>>>,
+}
+
+impl Scripted {
+    pub fn new(answers: Receiver<DialogAnswer>) -> Self {
+        Scripted {
+            answers: Arc::new(Mutex::new(answers)),
+            asked: Arc::default(),
+        }
+    }
+}
+
+impl FileDialogs for Scripted {
+    fn open(&self, spec: DialogSpec) -> PendingDialog {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.push(spec);
+        }
+        let answers = self.answers.clone();
+        Box::new(move || {
+            answers
+                .lock()
+                .map_err(|e| e.to_string())?
+                .recv_timeout(TIMEOUT)
+                .map_err(|e| format!("the test sent no answer: {e}"))?
+        })
+    }
 }
