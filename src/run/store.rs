@@ -245,21 +245,15 @@ impl RunStore {
     }
 
     /// Applies events from `next` for at most `budget`.
-    pub fn drain(&mut self, mut next: impl FnMut() -> Option<Event>, budget: Duration) -> Drained {
-        let started = Instant::now();
+    pub fn drain(&mut self, next: impl FnMut() -> Option<Event>, budget: Duration) -> Drained {
         let mut drained = Drained::default();
-        loop {
-            if started.elapsed() >= budget {
-                drained.budget_spent = true;
-                return drained;
-            }
-            let Some(event) = next() else {
-                return drained;
-            };
+        let spent = drain_within(budget, next, |event| {
             if let Some(applied) = self.apply(event) {
                 drained.add(applied);
             }
-        }
+        });
+        drained.budget_spent = spent;
+        drained
     }
 
     /// The run to draw: the current one, or the previous one while the current has no state.
@@ -287,6 +281,25 @@ impl RunStore {
             }
             _ => false,
         }
+    }
+}
+
+/// Feeds events from `next` to `apply` until none is left or `budget` is spent (the per-frame
+/// drain of the sampling and the training events); true when the budget ran out first.
+pub fn drain_within<E>(
+    budget: Duration,
+    mut next: impl FnMut() -> Option<E>,
+    mut apply: impl FnMut(E),
+) -> bool {
+    let started = Instant::now();
+    loop {
+        if started.elapsed() >= budget {
+            return true;
+        }
+        let Some(event) = next() else {
+            return false;
+        };
+        apply(event);
     }
 }
 

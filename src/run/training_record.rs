@@ -2,11 +2,12 @@
 //! (`drain`, bounded per frame like the sampling events), the loss curve raw and smoothed, the
 //! latest per-sigma losses, InfoNoise's profiles as they evolve, the exact floor and the preview.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::core::infonoise::InfoNoiseProfile;
 use crate::train::trainer::{BinnedLoss, Outcome};
 
+use super::store::drain_within;
 use super::training::{ExactFloor, Preview, SavedModel, TrainEnd, TrainEvent, TrainStart};
 
 /// Weight of the newest step in the smoothed loss (an EMA over ~50 steps).
@@ -182,21 +183,13 @@ impl TrainingRecord {
     /// Applies waiting events (`next`) until none is left or `budget` is spent.
     pub fn drain(
         &mut self,
-        mut next: impl FnMut() -> Option<TrainEvent>,
+        next: impl FnMut() -> Option<TrainEvent>,
         budget: Duration,
     ) -> TrainDrained {
-        let started = Instant::now();
         let mut drained = TrainDrained::default();
-        loop {
-            if started.elapsed() >= budget {
-                drained.budget_spent = true;
-                return drained;
-            }
-            let Some(event) = next() else {
-                return drained;
-            };
-            self.apply(event, &mut drained);
-        }
+        let spent = drain_within(budget, next, |event| self.apply(event, &mut drained));
+        drained.budget_spent = spent;
+        drained
     }
 
     /// The smoothed loss at the start and at the end of the curve.
