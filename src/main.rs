@@ -69,6 +69,7 @@ fn main() -> ExitCode {
     }
     let result = match parsed.command {
         Some(cli::Command::Sample(args)) => cli::sample::run(&args),
+        Some(cli::Command::Sweep(args)) => cli::sweep::run(&args),
         Some(cli::Command::Train(args)) => cli::train::run(&args),
         Some(cli::Command::Bench(args)) => cli::bench::run(&args),
         Some(cli::Command::BenchTrain(args)) => cli::bench_train::run(&args),

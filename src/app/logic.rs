@@ -93,6 +93,7 @@ impl NoiseScopeApp {
         self.drain_events(ctx);
         // Trainer events share the frame's budget: what the sampling events left of it.
         self.drain_training(ctx, DRAIN_BUDGET.saturating_sub(drain_started.elapsed()));
+        self.drain_sweeps(DRAIN_BUDGET.saturating_sub(drain_started.elapsed()));
         self.check_divergence();
         self.take_dropped_files(ctx);
         let now = ctx.input(|i| i.time);

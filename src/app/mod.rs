@@ -6,7 +6,8 @@
 //! panels.rs) lays out the menu and status bar (menu.rs), the controls (controls.rs, tooltips in
 //! tips.rs) and the central tab, one view per file: states_view.rs, sigma_plot.rs,
 //! curvature_plot.rs, schedule_plot.rs, theory.rs, training_tab.rs (with training_plots.rs: a
-//! learned denoiser trained on its own thread while sampling goes on). A setting that differs from the last started
+//! learned denoiser trained on its own thread while sampling goes on), sweep_tab.rs (with
+//! sweep_plot.rs: sweeps on their own thread, EDM fig. 2). A setting that differs from the last started
 //! run starts a new one from the same seed; the worker cancels the old one at its next step (a
 //! run younger than `RERUN_GRACE` finishes first). The UI thread never evaluates a denoiser and
 //! never waits for a file dialog (dialogs.rs). settings.rs holds what is saved and the rules by
@@ -42,6 +43,8 @@ mod schedule_plot;
 pub mod settings;
 mod sigma_plot;
 mod states_view;
+mod sweep_plot;
+pub mod sweep_tab;
 pub mod theory;
 pub mod tips;
 mod training_plots;
@@ -142,6 +145,8 @@ pub struct NoiseScopeApp {
     known_models: known_models::KnownModels,
     /// The Training tab: its trainer thread and the recorded run (training_tab.rs).
     training: training_tab::TrainingState,
+    /// The Sweep tab: its sweep thread and the recorded sweeps (sweep_tab.rs).
+    sweep: sweep_tab::SweepState,
     /// "Compare with exact" in flight (compare.rs).
     compare: Option<compare::CompareJob>,
     /// The newest learned run that finished: the partner offered for exact runs on its data.
@@ -183,6 +188,7 @@ impl NoiseScopeApp {
             figures_open: false,
             known_models: known_models::KnownModels::default(),
             training: training_tab::TrainingState::default(),
+            sweep: sweep_tab::SweepState::default(),
             compare: None,
             last_learned: None,
         }
@@ -319,5 +325,6 @@ impl eframe::App for NoiseScopeApp {
         // Dropping the workers cancels their runs and joins the threads.
         self.worker.take();
         self.training.shut_down();
+        self.sweep.shut_down();
     }
 }

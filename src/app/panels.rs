@@ -74,6 +74,9 @@ impl NoiseScopeApp {
             // Training draws from its own record, run or no run.
             return self.training_tab(ui);
         }
+        if self.settings.view.tab == Tab::Sweep {
+            return self.sweep_tab(ui);
+        }
         if self.store.shown().is_none() {
             ui.centered_and_justified(|ui| {
                 ui.label(if self.status.error.is_some() {
@@ -176,7 +179,7 @@ impl NoiseScopeApp {
                 self.theory.show(ui, live, "theory");
                 None
             }
-            Tab::Training => None,
+            Tab::Training | Tab::Sweep => None,
         }
         .or(clicked);
         if let Some(step) = clicked {

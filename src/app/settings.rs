@@ -29,10 +29,12 @@ pub enum Tab {
     Theory,
     /// Train a learned denoiser (training_tab.rs).
     Training,
+    /// Sweeps: a metric against NFE per setting (sweep_tab.rs).
+    Sweep,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 7] = [
+    pub const ALL: [Tab; 8] = [
         Tab::Overview,
         Tab::States,
         Tab::NoiseLevel,
@@ -40,6 +42,7 @@ impl Tab {
         Tab::Schedule,
         Tab::Theory,
         Tab::Training,
+        Tab::Sweep,
     ];
 
     pub fn title(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Tab {
             Tab::Schedule => "Schedule",
             Tab::Theory => "Theory",
             Tab::Training => "Training",
+            Tab::Sweep => "Sweep",
         }
     }
 }

@@ -1,10 +1,11 @@
-//! The command line: `noisescope sample`, `noisescope train`, `noisescope bench`,
+//! The command line: `noisescope sample`, `noisescope sweep`, `noisescope train`, `noisescope bench`,
 //! `noisescope bench-train` and `noisescope bench-ui` (no subcommand opens the app).
 
 pub mod bench;
 pub mod bench_train;
 pub mod bench_ui;
 pub mod sample;
+pub mod sweep;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,10 @@ pub enum Command {
     /// Run a sampler and write every step to disk.
     #[command(allow_negative_numbers = true)]
     Sample(Box<sample::SampleArgs>),
+    /// Run a sampler over one or two varied settings and measure every point (sweep.csv,
+    /// sweep.png).
+    #[command(allow_negative_numbers = true)]
+    Sweep(Box<sweep::SweepArgs>),
     /// Train a learned denoiser and write a checkpoint (PATH.safetensors + PATH.json).
     #[command(allow_negative_numbers = true)]
     Train(Box<train::TrainArgs>),

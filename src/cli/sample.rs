@@ -126,16 +126,22 @@ impl SampleArgs {
     /// The spec: the preset (or defaults), then every given flag, validated once; and a note for
     /// each flag the data has no use for.
     pub fn spec(&self) -> Result<(RunSpec, Vec<String>)> {
+        self.spec_over(None)
+    }
+
+    /// The spec as `spec` makes it, starting from `base` (a sweep preset's run) when given.
+    pub fn spec_over(&self, base: Option<RunSpec>) -> Result<(RunSpec, Vec<String>)> {
         let mut notes = Vec::new();
-        let mut spec = match &self.preset {
-            Some(p) => {
+        let mut spec = match (&self.preset, base) {
+            (Some(p), _) => {
                 // JSON, or the scene a view PNG exported by the app carries.
                 let text = noisescope::run::preset::read_preset_text(p)
                     .with_context(|| format!("reading preset {}", p.display()))?;
                 // Validated below, once the flags are applied: --steps 5 mends a preset's 0.
                 RunSpec::parse_json(&text).with_context(|| format!("preset {}", p.display()))?
             }
-            None => RunSpec {
+            (None, Some(base)) => base,
+            (None, None) => RunSpec {
                 batch: 256,
                 ..Default::default()
             },

@@ -13,6 +13,7 @@ pub mod resolve;
 pub mod session;
 pub mod spec;
 pub mod store;
+pub mod sweep;
 pub mod training;
 pub mod training_record;
 pub mod worker;
