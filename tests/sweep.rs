@@ -44,7 +44,7 @@ fn each_row_equals_running_that_point_alone_with_sample() {
     let out = path(dir.path(), "sweep");
     let common = [
         "--data", "toy:moons", "--batch", "48", "--seed", "5", "--class", "1", "--cfg", "1.5",
-        "--churn", "10",
+        "--churn", "10", "--diagnostics", "off",
     ];
     let mut args = vec![
         "sweep",

@@ -354,11 +354,16 @@ fn draw_panel(
     let (y0, y1) = (top + TOP, top + PANEL_H as f64 - BOTTOM);
     let xscale = Scale::new(&xs, x_log, x0, x1);
     let yscale = Scale::new(&ys, y_log, y1, y0);
-    let title = if spec.name.is_empty() {
-        metric.label().to_string()
-    } else {
-        format!("{}: {}", spec.name, metric.label())
-    };
+    let title = format!(
+        "{}{} against {}",
+        if spec.name.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", spec.name)
+        },
+        metric.label(),
+        x_axis.label()
+    );
     font.draw(canvas, &title, LEFT as i64, (top + 10.0) as i64, INK);
     // Grid and ticks.
     let x_ticks: Vec<(f64, String)> = match &x_axis {
