@@ -43,8 +43,20 @@ fn each_row_equals_running_that_point_alone_with_sample() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = path(dir.path(), "sweep");
     let common = [
-        "--data", "toy:moons", "--batch", "48", "--seed", "5", "--class", "1", "--cfg", "1.5",
-        "--churn", "10", "--diagnostics", "off",
+        "--data",
+        "toy:moons",
+        "--batch",
+        "48",
+        "--seed",
+        "5",
+        "--class",
+        "1",
+        "--cfg",
+        "1.5",
+        "--churn",
+        "10",
+        "--diagnostics",
+        "off",
     ];
     let mut args = vec![
         "sweep",
@@ -109,9 +121,18 @@ fn each_row_equals_running_that_point_alone_with_sample() {
     let preset = path(dir.path(), "sweep/sweep.json");
     let o = noisescope(&["sweep", "--sweep", &preset, "--out", &again]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let rerun = read_csv(&std::fs::read_to_string(dir.path().join("again/sweep.csv")).expect("csv"));
+    let rerun =
+        read_csv(&std::fs::read_to_string(dir.path().join("again/sweep.csv")).expect("csv"));
     for (a, b) in rows.iter().zip(&rerun) {
-        for column in ["w2", "mmd", "nn", "class-acc", "steps", "sampler", "evaluations"] {
+        for column in [
+            "w2",
+            "mmd",
+            "nn",
+            "class-acc",
+            "steps",
+            "sampler",
+            "evaluations",
+        ] {
             assert_eq!(a[column], b[column], "{column}");
         }
     }
@@ -246,9 +267,15 @@ fn each_bad_vary_is_one_clear_error() {
         (&["--vary", "sampler=euler,rk4"], "sampler=rk4"),
         (&["--vary", "rho=-1"], "rho=-1"),
         (&["--vary", "cfg=1,1e9"], "cfg=1e9"),
-        (&["--vary", "denoiser=bundled:nope"], "denoiser=bundled:nope"),
+        (
+            &["--vary", "denoiser=bundled:nope"],
+            "denoiser=bundled:nope",
+        ),
         (&["--vary", "steps=8:2:3"], "steps=8:2:3"),
-        (&["--vary", "steps=4", "--vary", "rho=1", "--vary", "eta=1"], "one or two"),
+        (
+            &["--vary", "steps=4", "--vary", "rho=1", "--vary", "eta=1"],
+            "one or two",
+        ),
         (&["--vary", "steps=4", "--metric", "kl"], "--metric kl"),
         (&["--vary", "steps=4", "--metric", "class-acc"], "--class"),
         // Refused only with the data: the exact denoiser has no learned NAG branch.
@@ -258,7 +285,15 @@ fn each_bad_vary_is_one_clear_error() {
         ),
     ];
     for (extra, needle) in cases {
-        let mut args = vec!["sweep", "--data", "toy:moons", "--batch", "16", "--out", &out];
+        let mut args = vec![
+            "sweep",
+            "--data",
+            "toy:moons",
+            "--batch",
+            "16",
+            "--out",
+            &out,
+        ];
         args.extend(extra);
         let o = noisescope(&args);
         assert_one_line_error(&o, needle);

@@ -80,7 +80,12 @@ fn cancel_keeps_the_finished_rows_and_sampling_goes_on() {
     assert_eq!(churned.spec.stochasticity.churn, 20.0);
     h.state_mut().settings.view.tab = Tab::Sweep;
     h.step();
-    let before = h.state().sweeps().current.as_ref().map_or(0, |c| c.rows.len());
+    let before = h
+        .state()
+        .sweeps()
+        .current
+        .as_ref()
+        .map_or(0, |c| c.rows.len());
     h.get_by_label("Cancel sweep").click();
     wait_until(&mut h, "the sweep cancelled", |app| {
         app.sweeps()
@@ -90,7 +95,11 @@ fn cancel_keeps_the_finished_rows_and_sampling_goes_on() {
     });
     let current = h.state().sweeps().current.clone().expect("a sweep");
     assert_eq!(current.status, SweepStatus::Cancelled);
-    assert!(current.rows.len() >= before.max(1), "{}", current.rows.len());
+    assert!(
+        current.rows.len() >= before.max(1),
+        "{}",
+        current.rows.len()
+    );
     assert!(current.rows.len() < current.total);
     for _ in 0..10 {
         h.step();

@@ -22,7 +22,8 @@ pub const SWEEP_BUILTIN: &str = "Run this built-in sweep on the sweep thread (sa
 pub const SWEEP_THIS_SCENE: &str = "Sweep the current scene: steps 4, 6, 8, 12, 18, 32 for Euler, Heun and \
 DPM-Solver++(2M), sliced W2 against NFE.";
 pub const SWEEP_CANCEL: &str = "Stop the sweep at its next step; the finished points stay.";
-pub const SWEEP_PIN: &str = "Keep this sweep as a baseline: the next sweep is drawn over it (dashed).";
+pub const SWEEP_PIN: &str =
+    "Keep this sweep as a baseline: the next sweep is drawn over it (dashed).";
 pub const SWEEP_COPY: &str = "Copy this sweep as JSON: save it to a file and `noisescope sweep --sweep FILE --out DIR` \
 runs the same points (sweep.csv, sweep.png).";
 pub const SWEEP_METRIC: &str = "The metric the plot shows.";
@@ -114,7 +115,11 @@ impl NoiseScopeApp {
         ui.horizontal_wrapped(|ui| {
             ui.label(RichText::new("Built-in sweeps").strong());
             for b in &BUILTINS {
-                let points = b.spec().ok().and_then(|s| s.points().ok()).map_or(0, |p| p.len());
+                let points = b
+                    .spec()
+                    .ok()
+                    .and_then(|s| s.points().ok())
+                    .map_or(0, |p| p.len());
                 if ui
                     .button(b.name)
                     .on_hover_text(format!("{SWEEP_BUILTIN}{} ({points} runs)", b.question))
@@ -143,7 +148,9 @@ impl NoiseScopeApp {
         }
         let Some(current) = self.sweep.board.current.as_ref() else {
             ui.centered_and_justified(|ui| {
-                ui.label("Pick a sweep above: each point is a whole run, measured against the data.");
+                ui.label(
+                    "Pick a sweep above: each point is a whole run, measured against the data.",
+                );
             });
             return;
         };
@@ -173,13 +180,20 @@ impl NoiseScopeApp {
                 .on_hover_text(SWEEP_CANCEL)
                 .clicked();
             pin = ui
-                .add_enabled(!current.rows.is_empty(), egui::Button::new("Pin sweep as baseline"))
+                .add_enabled(
+                    !current.rows.is_empty(),
+                    egui::Button::new("Pin sweep as baseline"),
+                )
                 .on_hover_text(SWEEP_PIN)
                 .clicked();
             if self.sweep.board.baseline.is_some() {
                 unpin = ui.button("Unpin sweep").clicked();
             }
-            if ui.button("Copy sweep JSON").on_hover_text(SWEEP_COPY).clicked() {
+            if ui
+                .button("Copy sweep JSON")
+                .on_hover_text(SWEEP_COPY)
+                .clicked()
+            {
                 ui.ctx().copy_text(current.spec.to_json());
             }
         });

@@ -49,7 +49,9 @@ impl SweepArgs {
             bail!("give --sweep FILE or --builtin NAME, not both");
         }
         if self.run.preset.is_some() && (self.sweep.is_some() || self.builtin.is_some()) {
-            bail!("--preset sets the base run of a sweep made with --vary; a sweep preset or built-in brings its own");
+            bail!(
+                "--preset sets the base run of a sweep made with --vary; a sweep preset or built-in brings its own"
+            );
         }
         let start = match (&self.sweep, &self.builtin) {
             (Some(path), _) => {
@@ -63,9 +65,7 @@ impl SweepArgs {
             (None, Some(name)) => Some(builtin(name)?),
             (None, None) => None,
         };
-        let (base, notes) = self
-            .run
-            .spec_over(start.as_ref().map(|s| s.base.clone()))?;
+        let (base, notes) = self.run.spec_over(start.as_ref().map(|s| s.base.clone()))?;
         let mut spec = start.unwrap_or_else(|| SweepSpec {
             name: String::new(),
             base: base.clone(),
@@ -125,7 +125,8 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         &mut |row| {
             let line = csv_line(row);
             if let Err(e) = writeln!(csv, "{line}").and_then(|()| csv.flush()) {
-                failure = Some(anyhow::Error::new(e).context(format!("writing {}", csv_path.display())));
+                failure =
+                    Some(anyhow::Error::new(e).context(format!("writing {}", csv_path.display())));
                 return std::ops::ControlFlow::Break(());
             }
             let point = &prepared.points[row.index];

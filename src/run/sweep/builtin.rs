@@ -5,8 +5,8 @@ use crate::core::sampler::SamplerKind;
 use crate::data::DataSpec;
 use crate::error::Result;
 
-use crate::run::spec::{ClassSpec, RunSpec};
 use super::{SweepAxis, SweepMetric, SweepSpec};
+use crate::run::spec::{ClassSpec, RunSpec};
 
 /// A built-in sweep: its name, what it asks, and how to make it.
 pub struct Builtin {

@@ -12,10 +12,10 @@ use crate::core::diagnostics::StepRecord;
 use crate::error::{Error, Result};
 use crate::models::quality::quality;
 
+use super::{SweepMetric, SweepParam, SweepPoint, SweepSpec};
 use crate::run::handle::ModelHandle;
 use crate::run::session::{RunResult, Session};
 use crate::run::spec::RunSpec;
-use super::{SweepMetric, SweepParam, SweepPoint, SweepSpec};
 
 /// One measured point.
 #[derive(Clone, Debug, PartialEq)]
@@ -192,7 +192,10 @@ fn measure(
                 session.spec.seed,
             )
         })
-        .and_then(|q| q.map_err(|e| *why = Some(format!("no quality metrics: {e}"))).ok());
+        .and_then(|q| {
+            q.map_err(|e| *why = Some(format!("no quality metrics: {e}")))
+                .ok()
+        });
     metrics
         .iter()
         .map(|&m| {

@@ -314,7 +314,11 @@ impl SweepAxis {
     }
 
     fn error(&self, value: &str, why: impl Into<Reason>) -> Error {
-        Error::InvalidSpec(format!("--vary {}={value}: {}", self.param.name(), why.into().0))
+        Error::InvalidSpec(format!(
+            "--vary {}={value}: {}",
+            self.param.name(),
+            why.into().0
+        ))
     }
 
     /// Checks every value on `base` as its flag would be checked.
@@ -376,7 +380,7 @@ fn expand_range(param: SweepParam, text: &str) -> Result<Vec<String>> {
     if !(lo.is_finite() && hi.is_finite()) || lo > hi {
         return Err(bad("it needs finite lo <= hi"));
     }
-    if n < 2 || n > MAX_POINTS {
+    if !(2..=MAX_POINTS).contains(&n) {
         return Err(bad(&format!("n must be in 2..={MAX_POINTS}")));
     }
     let log = matches!(param.spacing(), Spacing::IntLog | Spacing::FloatLog) && lo > 0.0;
@@ -464,7 +468,10 @@ impl SweepSpec {
         }
         // Combinations a single axis cannot refuse (sigma_min above a varied sigma_max).
         for point in self.points()? {
-            point.spec.validate().map_err(|e| self.point_error(&point, e))?;
+            point
+                .spec
+                .validate()
+                .map_err(|e| self.point_error(&point, e))?;
         }
         Ok(())
     }
@@ -478,9 +485,9 @@ impl SweepSpec {
                     self.base.data.label()
                 )))
             }
-            SweepMetric::ClassAcc if self.base.guidance.class.is_none() => Err(
-                Error::InvalidSpec("--metric class-acc needs a class to aim at (--class)".into()),
-            ),
+            SweepMetric::ClassAcc if self.base.guidance.class.is_none() => Err(Error::InvalidSpec(
+                "--metric class-acc needs a class to aim at (--class)".into(),
+            )),
             SweepMetric::DeltaLate if !self.base.diagnostics.enabled => Err(Error::InvalidSpec(
                 "--metric delta-late needs the diagnostics (--diagnostics on)".into(),
             )),
@@ -490,7 +497,11 @@ impl SweepSpec {
 
     /// An error of one point, naming its values.
     pub fn point_error(&self, point: &SweepPoint, e: Error) -> Error {
-        Error::InvalidSpec(format!("--vary {}: {}", self.describe(point), Reason::from(e).0))
+        Error::InvalidSpec(format!(
+            "--vary {}: {}",
+            self.describe(point),
+            Reason::from(e).0
+        ))
     }
 
     /// "steps=8, sampler=heun" for a point.
@@ -517,10 +528,15 @@ impl SweepSpec {
         for line in outer {
             for value in &first.values {
                 let mut spec = self.base.clone();
-                first.param.apply(value, &mut spec).map_err(|e| first.error(value, e))?;
+                first
+                    .param
+                    .apply(value, &mut spec)
+                    .map_err(|e| first.error(value, e))?;
                 let mut values = vec![value.clone()];
                 if let (Some(axis), Some(v)) = (self.vary.get(1), line) {
-                    axis.param.apply(v, &mut spec).map_err(|e| axis.error(v, e))?;
+                    axis.param
+                        .apply(v, &mut spec)
+                        .map_err(|e| axis.error(v, e))?;
                     values.push(v.clone());
                 }
                 points.push(SweepPoint {
@@ -623,7 +639,9 @@ mod tests {
         assert_eq!(points[1].spec.sampler, SamplerKind::Euler);
         assert_eq!(points[1].spec.schedule.steps, 8);
         let typo = r#"{"vary": [], "metrics": [], "metric": ["w2"]}"#;
-        let e = SweepSpec::parse_json(typo).map(|_| ()).map_err(|e| e.to_string());
+        let e = SweepSpec::parse_json(typo)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         assert!(e.is_err_and(|e| e.contains("`metric`")));
         Ok(())
     }

@@ -214,7 +214,11 @@ impl Font {
     fn draw(&self, canvas: &mut RgbaImage, text: &str, x: i64, y: i64, color: [u8; 3]) {
         for (k, ch) in text.chars().enumerate() {
             let code = ch as u32;
-            let code = if (32..=126).contains(&code) { code } else { '?' as u32 };
+            let code = if (32..=126).contains(&code) {
+                code
+            } else {
+                '?' as u32
+            };
             let cell = (code - 32) * GLYPH_W;
             for gy in 0..GLYPH_H {
                 for gx in 0..GLYPH_W {
@@ -232,8 +236,7 @@ fn text_width(text: &str) -> i64 {
 }
 
 fn blend(canvas: &mut RgbaImage, x: i64, y: i64, color: [u8; 3], alpha: f64) {
-    if x < 0 || y < 0 || x >= canvas.width() as i64 || y >= canvas.height() as i64 || alpha <= 0.0
-    {
+    if x < 0 || y < 0 || x >= canvas.width() as i64 || y >= canvas.height() as i64 || alpha <= 0.0 {
         return;
     }
     let p = canvas.get_pixel_mut(x as u32, y as u32);
@@ -295,7 +298,11 @@ impl Scale {
         if log {
             (lo, hi) = (lo / 1.15, hi * 1.15);
         } else {
-            let pad = if hi > lo { 0.06 * (hi - lo) } else { 0.5 * lo.abs().max(1.0) };
+            let pad = if hi > lo {
+                0.06 * (hi - lo)
+            } else {
+                0.5 * lo.abs().max(1.0)
+            };
             (lo, hi) = (lo - pad, hi + pad);
         }
         Scale {
@@ -347,8 +354,14 @@ fn draw_panel(
     const GRID: [u8; 3] = [225, 225, 225];
     let x_axis = XAxis::of(spec);
     let lines = lines(spec, rows, metric);
-    let xs: Vec<f64> = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)).collect();
-    let ys: Vec<f64> = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)).collect();
+    let xs: Vec<f64> = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .collect();
+    let ys: Vec<f64> = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .collect();
     let (x_log, y_log) = log_axes(&x_axis, &lines);
     let (x0, x1) = (LEFT, PANEL_W as f64 - RIGHT);
     let (y0, y1) = (top + TOP, top + PANEL_H as f64 - BOTTOM);

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-use crate::run::store::drain_within;
-use crate::run::worker::{Wake, Waker};
 use super::SweepSpec;
 use super::engine::{PreparedSweep, SweepRow};
+use crate::run::store::drain_within;
+use crate::run::worker::{Wake, Waker};
 
 /// UI -> sweep thread.
 #[derive(Debug)]
@@ -369,7 +369,10 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while board.current.as_ref().is_some_and(SweepRecord::is_running) {
             board.drain(|| thread.try_event(), Duration::from_millis(50));
-            assert!(std::time::Instant::now() < deadline, "the sweep never ended");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sweep never ended"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         let current = board
