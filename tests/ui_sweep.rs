@@ -4,31 +4,13 @@
 
 mod ui_support;
 
-use std::time::{Duration, Instant};
-
 use egui_kittest::kittest::Queryable;
 
-use noisescope::app::{NoiseScopeApp, Settings, Tab};
+use noisescope::app::{Settings, Tab};
 use noisescope::run::sweep::SweepMetric;
 use noisescope::run::sweep::thread::SweepStatus;
 
-use ui_support::{AppHarness, TIMEOUT, harness, set_slider, tall, wait_for_run};
-
-fn wait_until(h: &mut AppHarness, what: &str, done: impl Fn(&NoiseScopeApp) -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        h.step();
-        if done(h.state()) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {TIMEOUT:?}; error: {:?}",
-            h.state().status_error()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use ui_support::{AppHarness, harness, set_slider, tall, wait_for_run, wait_until};
 
 fn sweep_app() -> AppHarness {
     let mut settings = Settings::default();

@@ -7,7 +7,7 @@ mod ui_support;
 
 use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use egui_kittest::kittest::Queryable;
 
@@ -19,7 +19,7 @@ use noisescope::run::training::PreviewSamples;
 use noisescope::run::training_record::TrainStatus;
 
 use ui_support::{
-    AppHarness, Scripted, TIMEOUT, harness_of, set_slider, tall, wait_for_error, wait_for_run,
+    AppHarness, Scripted, harness_of, set_slider, tall, wait_for_error, wait_for_run, wait_until,
 };
 
 /// The app on the moons toy with the Training tab open, a tiny mlp of `steps` steps, models
@@ -46,23 +46,6 @@ fn training_app(steps: usize, dir: &std::path::Path) -> (AppHarness, Sender<Dial
     let (tx, rx) = channel();
     app.set_file_dialogs(Arc::new(Scripted::new(rx)));
     (harness_of(app, tall()), tx)
-}
-
-/// Steps frames until `done` holds of the app.
-fn wait_until(h: &mut AppHarness, what: &str, done: impl Fn(&NoiseScopeApp) -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        h.step();
-        if done(h.state()) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {TIMEOUT:?}; error: {:?}",
-            h.state().status_error()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {

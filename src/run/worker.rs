@@ -95,6 +95,35 @@ impl Drop for Worker {
     }
 }
 
+/// The newest of `command` and the commands waiting behind it (only the newest Start matters);
+/// `None` once the UI has dropped its end.
+pub(crate) fn newest<C>(commands: &Receiver<C>, mut command: C) -> Option<C> {
+    loop {
+        match commands.try_recv() {
+            Ok(newer) => command = newer,
+            Err(TryRecvError::Empty) => return Some(command),
+            Err(TryRecvError::Disconnected) => return None,
+        }
+    }
+}
+
+/// Runs `job` and says why it failed, if it did: its error, or a panic (a bug must not kill a
+/// background thread; the thread goes on serving).
+pub(crate) fn failure_of(job: impl FnOnce() -> Result<()>) -> Option<String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(panic) => Some(format!(
+            "internal error (please report): {}",
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("panic")
+        )),
+    }
+}
+
 struct WorkerState {
     commands: Receiver<Command>,
     events: Sender<Event>,
@@ -108,37 +137,16 @@ struct WorkerState {
 
 impl WorkerState {
     fn serve(mut self) {
-        while let Ok(mut command) = self.commands.recv() {
-            // Only the newest waiting Start matters.
-            loop {
-                match self.commands.try_recv() {
-                    Ok(newer) => command = newer,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return,
-                }
-            }
-            let Command::Start { generation, spec } = command;
+        while let Ok(command) = self.commands.recv() {
+            let Some(Command::Start { generation, spec }) = newest(&self.commands, command) else {
+                return;
+            };
             if generation != self.latest.load(Ordering::SeqCst) {
                 continue;
             }
             // A bug must not kill the worker: a panic becomes a failed run, and the
             // thread serves the next command.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.run(generation, &spec)
-            }));
-            let message = match outcome {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(panic) => Some(format!(
-                    "internal error (please report): {}",
-                    panic
-                        .downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or_else(|| panic.downcast_ref::<&str>().copied())
-                        .unwrap_or("panic")
-                )),
-            };
-            if let Some(message) = message {
+            if let Some(message) = failure_of(|| self.run(generation, &spec)) {
                 self.send(Event::Failed {
                     generation,
                     message,

@@ -60,6 +60,23 @@ pub fn wait_for_run(h: &mut AppHarness, after: u64) -> RunRecord {
     }
 }
 
+/// Steps frames until `done` holds of the app.
+pub fn wait_until(h: &mut AppHarness, what: &str, done: impl Fn(&NoiseScopeApp) -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        h.step();
+        if done(h.state()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {TIMEOUT:?}; error: {:?}",
+            h.state().status_error()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Steps frames until the replay cursor rests (the launch run is replayed from x_0).
 pub fn wait_for_replay(h: &mut AppHarness) {
     let deadline = Instant::now() + TIMEOUT;

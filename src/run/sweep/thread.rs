@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use super::SweepSpec;
 use super::engine::{PreparedSweep, SweepRow};
 use crate::run::store::drain_within;
-use crate::run::worker::{Wake, Waker};
+use crate::run::worker::{Wake, Waker, failure_of, newest};
 
 /// UI -> sweep thread.
 #[derive(Debug)]
@@ -141,28 +141,15 @@ struct Sweeper {
 
 impl Sweeper {
     fn serve(self) {
-        while let Ok(mut command) = self.commands.recv() {
-            loop {
-                match self.commands.try_recv() {
-                    Ok(newer) => command = newer,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return,
-                }
-            }
-            let SweepCommand::Start { generation, spec } = command;
+        while let Ok(command) = self.commands.recv() {
+            let Some(SweepCommand::Start { generation, spec }) = newest(&self.commands, command)
+            else {
+                return;
+            };
             if generation != self.latest.load(Ordering::SeqCst) {
                 continue;
             }
-            // A bug must not kill the thread: a panic becomes a failed sweep.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.run(generation, &spec)
-            }));
-            let message = match outcome {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some("internal error in the sweep (please report)".to_string()),
-            };
-            if let Some(message) = message {
+            if let Some(message) = failure_of(|| self.run(generation, &spec)) {
                 self.send(
                     SweepEvent::Failed {
                         generation,
