@@ -115,14 +115,17 @@ impl NoiseScopeApp {
         ui.horizontal_wrapped(|ui| {
             ui.label(RichText::new("Built-in sweeps").strong());
             for b in &BUILTINS {
-                let points = b
-                    .spec()
-                    .ok()
-                    .and_then(|s| s.points().ok())
-                    .map_or(0, |p| p.len());
+                // The point count is worked out only while the button is hovered.
                 if ui
                     .button(b.name)
-                    .on_hover_text(format!("{SWEEP_BUILTIN}{} ({points} runs)", b.question))
+                    .on_hover_ui(|ui| {
+                        let points = b.spec().ok().and_then(|s| s.points().ok());
+                        ui.label(format!(
+                            "{SWEEP_BUILTIN}{} ({} runs)",
+                            b.question,
+                            points.map_or(0, |p| p.len())
+                        ));
+                    })
                     .clicked()
                 {
                     match b.spec() {
