@@ -1,6 +1,7 @@
 //! The Sweep tab through its own buttons (egui_kittest, the real sweep and sampling threads): a
 //! built-in sweep runs to completion from one click, sampling keeps rerunning while a sweep
-//! runs, Cancel stops a sweep and keeps its finished rows, and clicking nothing breaks nothing.
+//! runs, Cancel stops a sweep and keeps its finished rows (and pins them), and opening a point
+//! runs that point in the normal views.
 
 mod ui_support;
 
@@ -41,6 +42,20 @@ fn a_builtin_sweep_runs_to_completion_from_the_tab() {
     h.get_by_label_contains("18 / 18 points, finished");
     h.step();
     assert!(h.state().status_error().is_none());
+    // Opening a point (what clicking it does) runs that point in the normal views: its spec,
+    // so its noise, and the same closed-form KL.
+    let before = h.state().store().expected;
+    let row = current.rows[10].clone();
+    h.state_mut().open_sweep_point(10);
+    let run = wait_for_run(&mut h, before);
+    assert_eq!(h.state().settings.view.tab, Tab::Overview);
+    assert_eq!(run.spec, row.spec);
+    assert_eq!(
+        run.theory.as_ref().map(|t| t.kl),
+        row.metric(SweepMetric::Kl),
+        "{:?}",
+        row.values
+    );
 }
 
 #[test]

@@ -235,11 +235,24 @@ impl NoiseScopeApp {
         if failed > 0 {
             ui.label(RichText::new(format!("{failed} point(s) failed; hover them for why")).weak());
         }
-        let clicked = sweep_plot::show(ui, current, board.baseline.as_ref(), metric);
-        if let Some(row) = clicked.and_then(|k| current.rows.get(k)) {
-            // Open the point in the normal views: the run of its spec, from the same noise.
-            self.settings.spec = row.spec.clone();
-            self.settings.view.tab = Tab::Overview;
+        if let Some(row) = sweep_plot::show(ui, current, board.baseline.as_ref(), metric) {
+            self.open_sweep_point(row);
         }
+    }
+
+    /// Opens row `row` of the current sweep in the normal views: the run of its spec, from the
+    /// same noise (what clicking its point does).
+    pub fn open_sweep_point(&mut self, row: usize) {
+        let Some(row) = self
+            .sweep
+            .board
+            .current
+            .as_ref()
+            .and_then(|c| c.rows.get(row))
+        else {
+            return;
+        };
+        self.settings.spec = row.spec.clone();
+        self.settings.view.tab = Tab::Overview;
     }
 }
