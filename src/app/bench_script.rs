@@ -28,6 +28,9 @@ impl NoiseScopeApp {
         let back_to_back = matches!(bench.phase, Phase::PaintIdle | Phase::Drag);
         if back_to_back {
             ctx.request_repaint();
+        } else if bench.phase == Phase::TrainAlone {
+            // Training alone: the app's own repaints (the trainer's reports) set the pace.
+            ctx.request_repaint_after(Duration::from_millis(250));
         } else {
             ctx.request_repaint_after(Duration::from_millis(30));
         }
@@ -56,6 +59,8 @@ impl NoiseScopeApp {
                     bench.phase = match bench.opts.train_steps {
                         Some(steps) => {
                             self.settings.training.steps = steps;
+                            // Steps only, like `noisescope train` without --eval-every.
+                            self.settings.training.preview_every = 0;
                             self.start_training(ctx);
                             Phase::TrainAlone
                         }
@@ -160,7 +165,7 @@ impl NoiseScopeApp {
         };
         Some(BackgroundTraining {
             setup: format!(
-                "{model}, batch {}, {}, {} steps asked, seed {}",
+                "{model}, batch {}, {}, {} steps asked, seed {}, no previews",
                 t.batch,
                 self.settings.spec.data.label(),
                 t.steps,
