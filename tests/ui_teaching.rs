@@ -263,6 +263,48 @@ fn presenter_mode_hides_the_panel_and_scales_the_ui() {
     assert!(!h.state().presenter());
     assert!((h.ctx.zoom_factor() - zoom).abs() < 1e-6);
     assert!(h.query_by_role_and_label(Role::Slider, "NAG w").is_some());
+    // F11 asks the window for full screen, and back when it is (the window manager acts on it:
+    // checked by hand in a real window under Xvfb + openbox, README "Teaching").
+    let fullscreen_asked = |h: &AppHarness| -> Vec<bool> {
+        h.output()
+            .viewport_output
+            .get(&egui::ViewportId::ROOT)
+            .map(|v| {
+                v.commands
+                    .iter()
+                    .filter_map(|c| match c {
+                        egui::ViewportCommand::Fullscreen(on) => Some(*on),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // One frame with the key going down: that frame's output carries the command.
+    let press_f11 = |h: &mut AppHarness| {
+        for pressed in [true, false] {
+            h.input_mut().events.push(egui::Event::Key {
+                key: egui::Key::F11,
+                physical_key: None,
+                pressed,
+                repeat: false,
+                modifiers: egui::Modifiers::NONE,
+            });
+            if pressed {
+                h.step();
+            }
+        }
+    };
+    press_f11(&mut h);
+    assert_eq!(fullscreen_asked(&h), vec![true]);
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .fullscreen = Some(true);
+    h.step();
+    press_f11(&mut h);
+    assert_eq!(fullscreen_asked(&h), vec![false]);
 }
 
 fn wait_for_export(h: &mut AppHarness) {

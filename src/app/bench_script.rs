@@ -8,7 +8,8 @@ use crate::core::sampler::SamplerKind;
 use crate::run::store::RunStatus;
 
 use super::NoiseScopeApp;
-use super::measure::{self, Bench, BenchReport, Phase};
+use super::measure::{self, BackgroundTraining, Bench, BenchReport, Phase};
+use super::training_tab::ModelKind;
 
 impl NoiseScopeApp {
     /// One step of the `bench-ui` script: S_churn changes waited for one by one, then a
@@ -27,6 +28,9 @@ impl NoiseScopeApp {
         let back_to_back = matches!(bench.phase, Phase::PaintIdle | Phase::Drag);
         if back_to_back {
             ctx.request_repaint();
+        } else if bench.phase == Phase::TrainAlone {
+            // Training alone: the app's own repaints (the trainer's reports) set the pace.
+            ctx.request_repaint_after(Duration::from_millis(250));
         } else {
             ctx.request_repaint_after(Duration::from_millis(30));
         }
@@ -52,7 +56,35 @@ impl NoiseScopeApp {
                 } else if bench.frames > 10 {
                     self.stats.clear();
                     bench.frames = 0;
-                    bench.phase = Phase::PaintIdle;
+                    bench.phase = match bench.opts.train_steps {
+                        Some(steps) => {
+                            self.settings.training.steps = steps;
+                            // Steps only, like `noisescope train` without --eval-every.
+                            self.settings.training.preview_every = 0;
+                            self.start_training(ctx);
+                            Phase::TrainAlone
+                        }
+                        None => Phase::PaintIdle,
+                    };
+                }
+            }
+            Phase::TrainAlone => {
+                let step = self.training_live_step().unwrap_or(0);
+                if !self.training().status.is_active() {
+                    // Refused or failed: the error is in the status bar; say it in the report too.
+                    eprintln!("bench-ui: the background training did not run");
+                    bench.phase = Phase::Done;
+                } else if let Some((from, from_step)) = bench.train_mark {
+                    let s = now.duration_since(from).as_secs_f64();
+                    if s >= bench.opts.train_alone_seconds {
+                        bench.train_alone_rate = Some(step.saturating_sub(from_step) as f64 / s);
+                        bench.train_mark = Some((now, step));
+                        bench.frames = 0;
+                        bench.phase = Phase::PaintIdle;
+                    }
+                } else if step >= 10 {
+                    // Past the data loading and the first (allocating) steps.
+                    bench.train_mark = Some((now, step));
                 }
             }
             Phase::PaintIdle => {
@@ -105,6 +137,8 @@ impl NoiseScopeApp {
             Phase::Done => {
                 if !bench.closing {
                     bench.closing = true;
+                    bench.training = self.background_training(&bench);
+                    self.cancel_training();
                     let report = self.bench_report(&bench);
                     println!("{}", report.text());
                     if let Some(path) = &bench.opts.json {
@@ -118,6 +152,30 @@ impl NoiseScopeApp {
             }
         }
         self.bench = Some(bench);
+    }
+
+    /// The background training's figures at the end of the script.
+    fn background_training(&self, bench: &Bench) -> Option<BackgroundTraining> {
+        let t = &self.settings.training;
+        let (from, from_step) = bench.train_mark?;
+        let step = self.training_live_step().unwrap_or(from_step);
+        let model = match t.model {
+            ModelKind::Mlp => format!("mlp {}x{}", t.mlp_width, t.mlp_depth),
+            ModelKind::Unet => format!("unet width {}", t.unet_width),
+        };
+        Some(BackgroundTraining {
+            setup: format!(
+                "{model}, batch {}, {}, {} steps asked, seed {}, no previews",
+                t.batch,
+                self.settings.spec.data.label(),
+                t.steps,
+                t.seed
+            ),
+            steps_per_s_ui_idle: bench.train_alone_rate.unwrap_or(f64::NAN),
+            steps_per_s_during_script: step.saturating_sub(from_step) as f64
+                / from.elapsed().as_secs_f64().max(1e-9),
+            running_throughout: self.training().status.is_active(),
+        })
     }
 
     fn bench_report(&self, bench: &Bench) -> BenchReport {
@@ -156,6 +214,7 @@ impl NoiseScopeApp {
                 .expected
                 .saturating_sub(bench.drag_generation_start),
             drag_runs_finished: bench.drag_finished,
+            training: bench.training.clone(),
         }
     }
 }

@@ -97,7 +97,7 @@ fn angle_plot(
     let (width, radius) = (plot_style::size(ui, 2.0), plot_style::size(ui, 2.5));
     let response = plot_style::show(
         ui,
-        Plot::new(format!("{salt}-angle"))
+        plot_style::linear_y(Plot::new(format!("{salt}-angle")))
             .id(angle_plot_id(salt))
             // Every step in range: moving the shown-step marker never rescales the axis.
             .include_x(0.0)

@@ -99,6 +99,9 @@ impl Summary {
     }
 
     fn line(&self) -> String {
+        if self.n == 0 {
+            return "no samples (n = 0)".into();
+        }
         format!(
             "p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms (n = {})",
             self.p50, self.p95, self.max, self.n
@@ -123,6 +126,12 @@ pub struct BenchOptions {
     pub renderer: super::Renderer,
     /// The scene's settings (`bench_scene`).
     pub scene: super::Settings,
+    /// Train the Training tab's settings on the scene's data in the background for this many
+    /// steps, started once the launch run is shown and cancelled at the end (None: no training).
+    pub train_steps: Option<usize>,
+    /// Seconds of that training with the UI idle (no run in flight) before the script starts:
+    /// the app's training steps/s, against `noisescope train`'s.
+    pub train_alone_seconds: f64,
 }
 
 /// The default scene for `bench-ui`: with a learned denoiser, on the data it was trained on
@@ -193,11 +202,41 @@ pub struct BenchReport {
     /// Runs started and finished during the drag.
     pub drag_runs_started: u64,
     pub drag_runs_finished: u64,
+    /// The training that ran in the background, if one was asked for.
+    pub training: Option<BackgroundTraining>,
+}
+
+/// What the background training of a bench-ui session did.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackgroundTraining {
+    /// Model, batch and data, as `noisescope train` would be told them.
+    pub setup: String,
+    /// Steps/s while the UI was idle (`train_alone_seconds`, first steps excluded).
+    pub steps_per_s_ui_idle: f64,
+    /// Steps/s over the rest of the script (reruns, paint and drag phases).
+    pub steps_per_s_during_script: f64,
+    /// Whether the training was still running when the script ended (so every figure above
+    /// the training line was taken while it ran).
+    pub running_throughout: bool,
 }
 
 impl BenchReport {
     /// The report as the lines `bench-ui` prints.
     pub fn text(&self) -> String {
+        let training = self.training.as_ref().map_or_else(String::new, |t| {
+            format!(
+                "\nbackground training ({}): {:.1} steps/s with the UI idle, {:.1} steps/s during \
+                 the script; {}",
+                t.setup,
+                t.steps_per_s_ui_idle,
+                t.steps_per_s_during_script,
+                if t.running_throughout {
+                    "running throughout"
+                } else {
+                    "it ENDED before the script did (ask for more --train-steps)"
+                }
+            )
+        });
         format!(
             "bench-ui: {}, backend {}, {}x{} window painted by {}\n\
              slider change -> finished rerun shown ({} reruns): {}\n\
@@ -206,7 +245,7 @@ impl BenchReport {
              painted frame time while sampling (slider dragged): {}\n\
              \x20 eframe cpu_usage of those frames (without the buffer swap): {}\n\
              \x20 the app's own code (logic + panels): {}\n\
-             drag: {} runs started, {} finished (the rest cancelled by newer ones); change -> shown: {}",
+             drag: {} runs started, {} finished (the rest cancelled by newer ones); change -> shown: {}{}",
             self.scene,
             self.backend,
             self.window[0],
@@ -222,6 +261,7 @@ impl BenchReport {
             self.drag_runs_started,
             self.drag_runs_finished,
             self.drag_rerun_latency.line(),
+            training,
         )
     }
 }
@@ -231,6 +271,8 @@ impl BenchReport {
 pub(crate) enum Phase {
     /// Waiting for the launch run, then a few quiet frames.
     Warmup,
+    /// Background training with the UI idle (`train_alone_seconds`).
+    TrainAlone,
     /// Frames painted back to back with no run in flight.
     PaintIdle,
     /// Change a setting (`waiting: false`) or wait for its rerun (`waiting: true`).
@@ -260,6 +302,11 @@ pub(crate) struct Bench {
     pub paint_sampling_ms: VecDeque<f64>,
     /// Single-change reruns, set aside when the drag starts.
     pub single_reruns: Option<(Summary, Summary)>,
+    /// (when, training step) at the start of the idle training window, then of the script.
+    pub train_mark: Option<(Instant, usize)>,
+    pub train_alone_rate: Option<f64>,
+    /// Taken when the script ends, before the training is cancelled.
+    pub training: Option<BackgroundTraining>,
 }
 
 impl Bench {
@@ -278,6 +325,9 @@ impl Bench {
             paint_idle_ms: VecDeque::new(),
             paint_sampling_ms: VecDeque::new(),
             single_reruns: None,
+            train_mark: None,
+            train_alone_rate: None,
+            training: None,
         }
     }
 

@@ -357,6 +357,59 @@ pub fn log_y(plot: Plot<'_>) -> Plot<'_> {
         .y_axis_formatter(log_axis_label)
 }
 
+/// Least on-screen distance between two labelled marks of a linear y axis, points (egui_plot
+/// shows a y label at full strength from 30 points apart).
+pub const LINEAR_Y_GAP: f64 = 30.0;
+
+/// The marks of a linear axis over `bounds`, `points_per_unit` points per unit: multiples of the
+/// finest 1-2-5 step whose marks stay `min_gap` points apart, each carrying that step (so
+/// egui_plot labels every one). egui_plot's own spacer steps by powers of ten only, which leaves
+/// a short plot over 0-180 degrees with two labels.
+pub fn linear_marks(bounds: (f64, f64), points_per_unit: f64, min_gap: f64) -> Vec<GridMark> {
+    let (lo, hi) = (bounds.0.min(bounds.1), bounds.0.max(bounds.1));
+    if !(lo.is_finite() && hi.is_finite() && hi > lo && points_per_unit > 0.0 && min_gap > 0.0) {
+        return Vec::new();
+    }
+    let least = min_gap / points_per_unit;
+    let decade = 10f64.powf(least.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * decade)
+        .find(|&s| s >= least * (1.0 - 1e-12))
+        .unwrap_or(10.0 * decade);
+    let (first, last) = ((lo / step).ceil() as i64, (hi / step).floor() as i64);
+    (first..=last)
+        .map(|k| GridMark {
+            // k * step, rounded to the step's digits (no 0.30000000000000004).
+            value: round_to_step(k as f64 * step, step),
+            step_size: step,
+        })
+        .collect()
+}
+
+/// `x` rounded to the decimals that `step` needs.
+fn round_to_step(x: f64, step: f64) -> f64 {
+    let decimals = step_decimals(step) as i32;
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
+/// Decimals a 1-2-5 step's marks need: 0 for steps of 1 and up, 1 for 0.5 / 0.2 / 0.1, ...
+fn step_decimals(step: f64) -> usize {
+    (-(step.log10() + 1e-9).floor()).max(0.0) as usize
+}
+
+/// A y axis with `linear_marks` labelled to their step's decimals.
+pub fn linear_y(plot: Plot<'_>) -> Plot<'_> {
+    plot.y_grid_spacer(|input: GridInput| {
+        let ppu = f64::from(*GRID_SPACING.start()) / input.base_step_size.max(f64::MIN_POSITIVE);
+        linear_marks(input.bounds, ppu, LINEAR_Y_GAP)
+    })
+    .y_axis_formatter(|mark: GridMark, _| {
+        format!("{:.*}", step_decimals(mark.step_size), mark.value)
+    })
+}
+
 /// The shown state on a plot over step indices: a bright vertical line at x = `shown`.
 pub fn shown_step_marker(plot: &mut PlotUi<'_>, shown: usize, width: f32) {
     plot.vline(
@@ -596,5 +649,59 @@ mod tests {
         let marks = log_marks((-10.0, 2.0), 150.0 / 12.0, LOG_Y_GAP);
         assert!(marks.iter().all(|m| m.value.fract() == 0.0), "{marks:?}");
         assert!(marks.len() >= 3);
+    }
+
+    /// Over a sweep of ranges and plot heights: marks 1-2-5 apart, at least `LINEAR_Y_GAP` points
+    /// apart, labels distinct, and at least three whenever three of the largest steps fit.
+    #[test]
+    fn linear_ticks_carry_three_labels_when_they_fit() {
+        let mut checked = 0;
+        for (lo, hi) in [
+            (0.0, 180.0),
+            (0.0, 175.3),
+            (-3.0, 95.0),
+            (0.0, 0.7),
+            (0.02, 0.031),
+            (-1e-3, 2e-3),
+            (10.0, 10.5),
+            (0.0, 12_345.0),
+        ] {
+            for pixels in [60.0, 100.0, 150.0, 240.0, 600.0, 1400.0] {
+                let ppu = pixels / (hi - lo);
+                let marks = linear_marks((lo, hi), ppu, LINEAR_Y_GAP);
+                let case = format!("[{lo}, {hi}] at {pixels} px");
+                let labels: Vec<String> = marks
+                    .iter()
+                    .map(|m| format!("{:.*}", step_decimals(m.step_size), m.value))
+                    .collect();
+                let distinct: HashSet<&String> = labels.iter().collect();
+                assert_eq!(distinct.len(), labels.len(), "{case}: {labels:?}");
+                // A 1-2-5 step is at most 2.5 gaps: three steps fit in 7.5 gaps, two in 5.
+                let least = if pixels >= 7.5 * LINEAR_Y_GAP {
+                    3
+                } else if pixels >= 5.0 * LINEAR_Y_GAP {
+                    2
+                } else {
+                    1
+                };
+                assert!(labels.len() >= least, "{case}: {labels:?}");
+                for m in &marks {
+                    assert!(m.value >= lo - 1e-12 && m.value <= hi + 1e-12, "{case}");
+                    assert!(m.step_size * ppu >= LINEAR_Y_GAP * (1.0 - 1e-9), "{case}");
+                    let mantissa = m.step_size / 10f64.powf(m.step_size.log10().floor());
+                    assert!(
+                        [1.0, 2.0, 5.0].iter().any(|n| (mantissa - n).abs() < 1e-6),
+                        "{case}: step {}",
+                        m.step_size
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 48);
+        // The case seen in the app: 0-180 degrees in a 150-point plot reads 0, 50, 100, 150.
+        let marks = linear_marks((0.0, 180.0), 150.0 / 180.0, LINEAR_Y_GAP);
+        let values: Vec<f64> = marks.iter().map(|m| m.value).collect();
+        assert_eq!(values, vec![0.0, 50.0, 100.0, 150.0]);
     }
 }

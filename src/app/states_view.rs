@@ -224,7 +224,7 @@ fn run_states(
         if !panel.diverged.is_empty() {
             ui.label(
                 RichText::new(format!(
-                    "{} of {} samples diverged (red)",
+                    "{} of {} samples diverged (red; pinned to the data's frame when beyond it)",
                     panel.diverged.len(),
                     x.rows
                 ))
@@ -238,6 +238,15 @@ fn run_states(
         one_d(ui, panel, view, id);
     } else {
         two_d(ui, panel, x, view, id);
+    }
+}
+
+/// `v` inside `[lo, hi]` (NaN to the middle): a far-off point drawn at the frame's edge.
+fn pin_to(v: f64, [lo, hi]: [f64; 2]) -> f64 {
+    if v.is_nan() {
+        0.5 * (lo + hi)
+    } else {
+        v.clamp(lo, hi)
     }
 }
 
@@ -328,7 +337,12 @@ fn two_d(ui: &mut Ui, panel: &Panel<'_>, x: &Batch, view: &ViewOptions, id: &str
     if x.dim > 2 {
         ui.label(RichText::new(format!("first two of {} coordinates", x.dim)).weak());
     }
-    let diverged = xy_rows(x, panel.diverged.iter().copied().filter(|&r| r < rows));
+    // Diverged samples lie far outside the data's frame (and may be past MAX_POINTS): each is
+    // drawn, pinned to the frame's edge when beyond it, so the count in the title can be seen.
+    let diverged: Vec<[f64; 2]> = xy_rows(x, panel.diverged.iter().copied().take(MAX_POINTS))
+        .into_iter()
+        .map(|[a, b]| [pin_to(a, bx), pin_to(b, by)])
+        .collect();
     let overlay = panel
         .overlay
         .and_then(|(b, s)| b.state(s))
@@ -435,10 +449,14 @@ fn one_d(ui: &mut Ui, panel: &Panel<'_>, view: &ViewOptions, id: &str) {
             .map(|r| [here, b.row(r)[0]])
             .collect()
     };
+    let frame = [bx[0] - 1.5, bx[1] + 1.5];
     let diverged: Vec<[f64; 2]> = run
         .state(step)
-        .map(|b| at(b, &mut panel.diverged.iter().copied()))
-        .unwrap_or_default();
+        .map(|b| at(b, &mut panel.diverged.iter().copied().take(MAX_POINTS)))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|[s, v]| [s, pin_to(v, frame)])
+        .collect();
     let overlay: Option<Vec<[f64; 2]>> = panel
         .overlay
         .and_then(|(b, s)| b.state(s))
@@ -449,7 +467,7 @@ fn one_d(ui: &mut Ui, panel: &Panel<'_>, view: &ViewOptions, id: &str) {
     let plot = Plot::new(id)
         .invert_x(true)
         .default_x_bounds(bottom.min(top - 1.0), top)
-        .default_y_bounds(bx[0] - 1.5, bx[1] + 1.5)
+        .default_y_bounds(frame[0], frame[1])
         .x_axis_label("σ")
         .label_formatter(plot_style::value_hover(("σ", true), ("x", false)));
     plot_style::show(ui, plot_style::log_x(plot), |plot| {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dialogs::FileTask;
 use super::known_models::{KnownModel, ModelOrigin};
-use super::{NoiseScopeApp, STEP_REPAINT, tips, training_plots};
+use super::{NoiseScopeApp, tips, training_plots};
 use crate::core::infonoise::{GateRule, InfoNoiseConfig};
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
@@ -119,6 +119,10 @@ impl Default for TrainingSettings {
 
 /// Samples per preview.
 const PREVIEW_ROWS: usize = 500;
+
+/// Repaint delay after a training report: ten frames a second keep the progress bar and the
+/// loss live, and leave the CPU (a software rasteriser's, often) to training.
+const TRAIN_REPAINT: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl TrainingSettings {
     /// The training-sigma distribution these settings name.
@@ -377,7 +381,7 @@ impl NoiseScopeApp {
         }
         let ctx = ctx.clone();
         let waker: Waker = Arc::new(move |wake| match wake {
-            Wake::Progress => ctx.request_repaint_after(STEP_REPAINT),
+            Wake::Progress => ctx.request_repaint_after(TRAIN_REPAINT),
             Wake::Now => ctx.request_repaint(),
         });
         match TrainWorker::spawn(waker) {

@@ -5,11 +5,29 @@ use egui::RichText;
 
 use super::NoiseScopeApp;
 use super::lessons::builtin;
+use crate::run::spec::DenoiserSpec;
 
 /// The storage key of the "welcome dismissed" flag.
 pub const WELCOME_DISMISSED: &str = "noisescope-welcome-dismissed";
 
-const WELCOME: &str = "noisescope shows how a diffusion model turns noise into data. A sampler moves a batch of particles from pure noise down a ladder of noise levels, each step guided by a denoiser, the model's guess of the clean data. Here the denoiser is exact, so every curve can be checked: the states themselves, how noisy they look against how noisy they should be (σ_hat against σ), how much their paths bend and, for Gaussian data, the exact answer. Every control explains itself when you hover it.";
+const WELCOME_START: &str = "noisescope shows how a diffusion model turns noise into data. A sampler moves a batch of particles from pure noise down a ladder of noise levels, each step guided by a denoiser, the model's guess of the clean data.";
+
+const WELCOME_CURVES: &str = "the states themselves, how noisy they look against how noisy they should be (σ_hat against σ), how much their paths bend and, for Gaussian data, the exact answer. Every control explains itself when you hover it.";
+
+/// The welcome paragraph for the scene it opens on (a preset may open a learned denoiser).
+pub fn welcome_text(denoiser: &DenoiserSpec) -> String {
+    match denoiser {
+        DenoiserSpec::Exact => format!(
+            "{WELCOME_START} Here the denoiser is exact, so every curve can be checked: {WELCOME_CURVES}"
+        ),
+        learned => format!(
+            "{WELCOME_START} Here the denoiser is a trained network ({}); the exact one is a click \
+             away (Denoiser group, \"Compare with exact\"), and it is the ground truth every curve \
+             can be checked against: {WELCOME_CURVES}",
+            learned.label()
+        ),
+    }
+}
 
 impl NoiseScopeApp {
     /// Whether the welcome is showing.
@@ -33,7 +51,7 @@ impl NoiseScopeApp {
             .default_width(520.0)
             .anchor(egui::Align2::CENTER_CENTER, egui::vec2(0.0, 0.0))
             .show(ctx, |ui| {
-                ui.label(WELCOME);
+                ui.label(welcome_text(&self.settings.spec.denoiser));
                 ui.add_space(6.0);
                 ui.label(
                     RichText::new("New to diffusion sampling? The lessons (menu Lessons) walk through it step by step, starting with \"What a sampler does\".")
@@ -55,5 +73,20 @@ impl NoiseScopeApp {
                 self.open_lesson(first);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_welcome_names_the_denoiser_it_opens_on() {
+        let exact = welcome_text(&DenoiserSpec::Exact);
+        assert!(exact.contains("Here the denoiser is exact"), "{exact}");
+        let learned = welcome_text(&DenoiserSpec::Bundled("digits".into()));
+        assert!(!learned.contains("denoiser is exact"), "{learned}");
+        assert!(learned.contains("trained network"), "{learned}");
+        assert!(learned.contains(&DenoiserSpec::Bundled("digits".into()).label()));
     }
 }

@@ -40,6 +40,13 @@ pub struct BenchUiArgs {
     /// exact | bundled:NAME (the default scene on the data the model was trained on).
     #[arg(long, default_value = "exact")]
     pub denoiser: String,
+    /// Train the Training tab's default mlp on the scene's data in the background for this many
+    /// steps while the script runs (cancelled at the end; pick enough to outlast it).
+    #[arg(long)]
+    pub train_steps: Option<usize>,
+    /// Seconds of that training with the UI idle first (the app's steps/s).
+    #[arg(long, default_value_t = 5.0)]
+    pub train_alone_seconds: f64,
 }
 
 /// Refuses settings the session cannot honour rather than bending them.
@@ -51,6 +58,20 @@ fn check(args: &BenchUiArgs) -> Result<()> {
         anyhow::bail!(
             "--drag-seconds must be a finite number >= 0, got {}",
             args.drag_seconds
+        );
+    }
+    if args.train_steps == Some(0) {
+        anyhow::bail!("--train-steps must be at least 1");
+    }
+    if args.train_steps.is_some() && args.headless {
+        anyhow::bail!(
+            "--train-steps needs the window (the Training tab's trainer); drop --headless"
+        );
+    }
+    if !(args.train_alone_seconds.is_finite() && args.train_alone_seconds > 0.0) {
+        anyhow::bail!(
+            "--train-alone-seconds must be a finite number > 0, got {}",
+            args.train_alone_seconds
         );
     }
     for (flag, value, least) in [
@@ -96,6 +117,8 @@ pub fn run(args: &BenchUiArgs) -> Result<()> {
         vsync: !args.no_vsync,
         renderer: args.renderer,
         scene: settings,
+        train_steps: args.train_steps,
+        train_alone_seconds: args.train_alone_seconds,
     })?;
     Ok(())
 }
