@@ -55,6 +55,10 @@ pub struct SampleArgs {
     /// turns a preset's off.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub adaptive: Option<bool>,
+    /// Start each step from sigma_hat, conditioning the denoiser on it (seed 001's adaptive
+    /// step; with or without --adaptive); `--adaptive-step false` turns a preset's off.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub adaptive_step: Option<bool>,
     /// EDM's S_churn.
     #[arg(long)]
     pub churn: Option<f64>,
@@ -170,6 +174,7 @@ impl SampleArgs {
             spec.sampler = v;
         }
         spec.adaptive = self.adaptive.unwrap_or(spec.adaptive);
+        spec.adaptive_step = self.adaptive_step.unwrap_or(spec.adaptive_step);
         let st = &mut spec.stochasticity;
         if let Some(v) = self.churn {
             st.churn = v;

@@ -47,9 +47,9 @@ impl Session {
     /// Builds a run on `handle`, which must serve the spec (`ModelHandle::serves`).
     pub fn new(spec: &RunSpec, handle: Arc<ModelHandle>) -> Result<Self> {
         spec.validate()?;
-        if spec.adaptive && handle.ground_truth.is_none() {
+        if (spec.adaptive || spec.adaptive_step) && handle.ground_truth.is_none() {
             return Err(Error::InvalidSpec(format!(
-                "the adaptive schedule needs a noise-level estimate, and the denoiser {} has no \
+                "the adaptive schedule (--adaptive, --adaptive-step) needs a noise-level estimate, and the denoiser {} has no \
                  exact model of the data to give one",
                 spec.denoiser.label()
             )));
@@ -123,7 +123,8 @@ impl Session {
             .enabled
             .then(|| Diagnostics::new(estimator, subset.clone(), &self.cond));
         // `Session::new` refused adaptive runs without an estimator.
-        let mut replanner = estimator.filter(|_| spec.adaptive).map(|e| {
+        let adaptive = spec.adaptive || spec.adaptive_step;
+        let mut replanner = estimator.filter(|_| adaptive).map(|e| {
             AdaptiveReplanner::new(
                 e,
                 subset.clone(),
@@ -131,6 +132,7 @@ impl Session {
                 self.schedule,
                 self.profile.clone(),
             )
+            .with_modes(spec.adaptive, spec.adaptive_step)
         });
         let mut records = Vec::new();
         let mut diagnostics_s = 0.0;

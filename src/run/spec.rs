@@ -177,6 +177,9 @@ pub struct RunSpec {
     pub schedule: ScheduleSpec,
     /// Seed 001's adaptive re-planning of the remaining steps from sigma_hat.
     pub adaptive: bool,
+    /// Seed 001's adaptive step: each step starts from sigma_hat (the denoiser is conditioned
+    /// on it), not only the remaining grid re-planned.
+    pub adaptive_step: bool,
     pub stochasticity: Stochasticity,
     pub guidance: GuidanceSpec,
     pub batch: usize,
@@ -198,6 +201,7 @@ impl Default for RunSpec {
             sampler: SamplerKind::Heun,
             schedule: ScheduleSpec::default(),
             adaptive: false,
+            adaptive_step: false,
             stochasticity: Stochasticity::default(),
             guidance: GuidanceSpec::default(),
             batch: 1000,

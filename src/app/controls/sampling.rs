@@ -105,6 +105,8 @@ pub(super) fn sampler_group(ui: &mut Ui, settings: &mut Settings, info: &Control
     gate(ui, info, Control::Adaptive, |ui| {
         ui.checkbox(&mut spec.adaptive, "adaptive (re-plan from σ_hat)")
             .on_hover_text(tips::ADAPTIVE);
+        ui.checkbox(&mut spec.adaptive_step, "adaptive step (start from σ_hat)")
+            .on_hover_text(tips::ADAPTIVE_STEP);
     });
 }
 
