@@ -92,6 +92,10 @@ pub struct SampleArgs {
     /// sigma_min..sigma_max).
     #[arg(long)]
     pub nag_prior: Option<String>,
+    /// Classifier-based NAG with this learned noise-level estimator (`noisescope train
+    /// --estimator`): D + w sigma^2 grad_x ln g(sigma | x) in place of --nag-form.
+    #[arg(long)]
+    pub nag_estimator: Option<PathBuf>,
     #[arg(long)]
     pub batch: Option<usize>,
     #[arg(long)]
@@ -200,6 +204,9 @@ impl SampleArgs {
         }
         if let Some(v) = self.nag {
             g.nag = v;
+        }
+        if let Some(v) = &self.nag_estimator {
+            g.nag_estimator = Some(v.clone());
         }
         if let Some(v) = self.nag_form {
             g.nag_form = v;

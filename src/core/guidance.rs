@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::denoiser::{Cond, Denoiser};
+use super::estimate::NoiseLevelGradient;
 use super::{Batch, named_enum};
 use crate::error::Result;
 
@@ -143,5 +144,31 @@ impl Denoiser for Nag {
         let away = guide.denoise(x, sigma, &cond.without_noise())?;
         let direction = Batch::lin_comb(1.0, &toward, -1.0, &away);
         Ok(Batch::lin_comb(1.0, &conditional, self.w, &direction))
+    }
+}
+
+/// Classifier-based NAG (seed 000, arXiv 2510.12497, the g_phi form): the score gains
+/// w grad_x ln g(sigma | x) from a noise-level density g, i.e. in denoiser terms
+/// D_w = D(x; sigma) + w sigma^2 grad_x ln g(sigma | x) (D = x + sigma^2 s). w = 0 is a no-op.
+pub struct ClassifierNag {
+    pub inner: Arc<dyn Denoiser>,
+    pub density: Arc<dyn NoiseLevelGradient>,
+    pub w: f64,
+}
+
+impl Denoiser for ClassifierNag {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+    fn denoise(&self, x: &Batch, sigma: f64, cond: &Cond) -> Result<Batch> {
+        let d = self.inner.denoise(x, sigma, cond)?;
+        if self.w == 0.0 || !cond.noise_conditional {
+            return Ok(d);
+        }
+        let gradient = self.density.grad_log_density(x, sigma)?;
+        Ok(d.add_scaled(self.w * sigma * sigma, &gradient))
     }
 }

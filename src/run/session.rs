@@ -10,7 +10,7 @@ use crate::core::adaptive::AdaptiveReplanner;
 use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::diagnostics::{Diagnostics, StepRecord};
 use crate::core::estimate::{ExactPosterior, NoiseLevelEstimator, PosteriorEstimator, SigmaPrior};
-use crate::core::guidance::{Cfg, Nag, NagForm};
+use crate::core::guidance::{Cfg, ClassifierNag, Nag, NagForm};
 use crate::core::information::InformationProfile;
 use crate::core::noise::choose_subset;
 use crate::core::sampler::{Hooks, Replanner, SampleOutput, SamplerArgs, StepInfo, sample};
@@ -19,6 +19,7 @@ use crate::core::theory::{GaussianTheory, gaussian_theory};
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::models::ExactNag;
+use crate::models::estimator::LearnedNoiseEstimator;
 
 use super::handle::ModelHandle;
 use super::resolve;
@@ -204,6 +205,23 @@ fn guided_denoiser(
     let cfg = |d: Arc<dyn Denoiser>| -> Arc<dyn Denoiser> { Arc::new(Cfg::new(d, g.cfg)) };
     if g.nag == 0.0 {
         return Ok(cfg(base));
+    }
+    if let Some(path) = &g.nag_estimator {
+        let density = LearnedNoiseEstimator::from_checkpoint(path)?;
+        if density.dim() != base.dim() {
+            return Err(Error::InvalidSpec(format!(
+                "the noise-level estimator {} (--nag-estimator) reads {}-dimensional samples, the \
+                 data is {}-dimensional",
+                path.display(),
+                density.dim(),
+                base.dim()
+            )));
+        }
+        return Ok(Arc::new(ClassifierNag {
+            inner: cfg(base),
+            density: Arc::new(density),
+            w: g.nag,
+        }));
     }
     // The exact model is the sampled denoiser when both are the same object.
     let exact_base = handle

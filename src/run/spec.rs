@@ -135,6 +135,11 @@ pub struct GuidanceSpec {
     /// pi(sigma) of NAG's exact-score form (the posterior-average form uses the noise-dropped
     /// rows' training prior, log-uniform over [0.002, 80]).
     pub nag_prior: SigmaPrior,
+    /// A learned noise-level estimator g(sigma | x) (`noisescope train --estimator`): NAG then
+    /// takes the classifier-based form D + w sigma^2 grad_x ln g(sigma | x) instead of
+    /// `nag_form`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nag_estimator: Option<PathBuf>,
 }
 
 impl Default for GuidanceSpec {
@@ -145,6 +150,7 @@ impl Default for GuidanceSpec {
             nag: 0.0,
             nag_form: NagForm::default(),
             nag_prior: SigmaPrior::edm_training(),
+            nag_estimator: None,
         }
     }
 }
