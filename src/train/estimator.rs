@@ -333,7 +333,8 @@ pub fn train(
             config.dim, set.dim
         )));
     }
-    if training.steps == 0 || training.batch == 0 || !(training.lr > 0.0) {
+    if training.steps == 0 || training.batch == 0 || !training.lr.is_finite() || training.lr <= 0.0
+    {
         return Err(Error::InvalidSpec(format!(
             "estimator training needs steps, batch and lr > 0, got {training:?}"
         )));
