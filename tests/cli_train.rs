@@ -391,3 +391,70 @@ fn sample_refuses_a_learned_denoiser_of_other_data() {
     );
     assert!(!dir.path().join("run").exists());
 }
+
+#[test]
+fn train_estimator_writes_one_that_classifier_based_nag_samples_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = path(dir.path(), "g.safetensors");
+    let o = noisescope(&[
+        "train",
+        "--data",
+        "toy:moons",
+        "--points",
+        "500",
+        "--model",
+        "mlp",
+        "--estimator",
+        "--estimator-range",
+        "0.01,80",
+        "--steps",
+        "30",
+        "--batch",
+        "32",
+        "--log-every",
+        "10",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains("noise-level estimator") && stdout.contains("step 30"),
+        "{stdout}"
+    );
+    let sampled = path(dir.path(), "run");
+    let sample = |w: &str, out: &str| {
+        noisescope(&[
+            "sample",
+            "--data",
+            "toy:moons",
+            "--batch",
+            "16",
+            "--steps",
+            "6",
+            "--nag",
+            w,
+            "--nag-estimator",
+            &path(dir.path(), "g.safetensors"),
+            "--out",
+            out,
+        ])
+    };
+    let o = sample("2", &sampled);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let spec = std::fs::read_to_string(Path::new(&sampled).join("run.json")).expect("run.json");
+    assert!(spec.contains("nag_estimator"), "{spec}");
+    // An estimator for other data is refused with one line.
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "digits",
+        "--nag",
+        "2",
+        "--nag-estimator",
+        &out,
+        "--out",
+        &path(dir.path(), "bad"),
+    ]);
+    assert_clear_error(&o, "reads 2-dimensional samples");
+}

@@ -43,6 +43,7 @@ fn gaussian_tangent_spec() -> RunSpec {
                 lo: 0.002,
                 hi: 80.0,
             },
+            nag_estimator: None,
         },
         batch: 64,
         seed: 7,

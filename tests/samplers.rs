@@ -5,14 +5,15 @@ use std::sync::Arc;
 
 use noisescope::Result;
 use noisescope::backend::Compute;
+use noisescope::core::adaptive::AdaptiveReplanner;
 use noisescope::core::denoiser::{Cond, Denoiser};
-use noisescope::core::estimate::{PosteriorEstimator, SigmaPrior};
+use noisescope::core::estimate::{ExactPosterior, PosteriorEstimator, SigmaPrior};
 use noisescope::core::guidance::{Cfg, Nag};
 use noisescope::core::noise::{InjectedNoise, SeededNoise, initial_noise};
 use noisescope::core::sampler::{
     Hooks, SampleOutput, SamplerArgs, SamplerKind, StepInfo, Stochasticity, sample,
 };
-use noisescope::core::schedule::{karras, uniform};
+use noisescope::core::schedule::{ScheduleSpec, karras, uniform};
 use noisescope::core::theory::gaussian_theory;
 use noisescope::core::{Batch, Precision, quantile};
 use noisescope::data::gaussian::GaussianModel;
@@ -508,5 +509,69 @@ fn every_sampler_stops_when_the_callback_breaks() -> Result<()> {
         &mut |_| ControlFlow::Continue(()),
     )?;
     assert!(!out.stopped);
+    Ok(())
+}
+
+#[test]
+fn the_adaptive_step_corrects_a_shifted_start_toward_the_schedule() -> Result<()> {
+    // Isotropic Gaussian data, where sigma_hat is exact (16 dimensions pin ln sigma to ~0.2 per
+    // sample, the pooled batch far better) and the flow is known: x(sigma) ∝ sqrt(lambda +
+    // sigma^2). A start drawn 1.5x noisier than sigma_max stays 1.5x too wide under the plain
+    // schedule (output variance 2.25 lambda); starting each step from sigma_hat conditions the
+    // first denoiser call on the true level and the run ends at lambda.
+    let (lambda, dim, batch) = (1.0, 16, 256);
+    let m = Arc::new(model(
+        Source::Gaussian(GaussianModel::diagonal(vec![lambda; dim])?),
+        Precision::F64,
+    )?);
+    let sigmas = karras(18, 0.002, 80.0, 7.0);
+    let x0 = initial_noise(3, batch, dim).scale(1.5 * sigmas[0]);
+    let estimator = ExactPosterior::new(
+        m.clone(),
+        PosteriorEstimator::new(SigmaPrior::for_schedule(0.002, 80.0)),
+    );
+    let variance = |b: &Batch| b.data.iter().map(|v| v * v).sum::<f64>() / b.data.len() as f64;
+    let sample_with = |start_from_estimate: bool| -> Result<SampleOutput> {
+        let mut replanner = AdaptiveReplanner::new(
+            &estimator,
+            (0..128).collect(),
+            &Cond::plain(),
+            ScheduleSpec::default(),
+            None,
+        )
+        .with_modes(false, start_from_estimate);
+        let args = SamplerArgs {
+            denoiser: m.as_ref(),
+            cond: &Cond::plain(),
+            sigmas: sigmas.clone(),
+            stochasticity: Stochasticity::default(),
+        };
+        let mut hooks = Hooks {
+            noise: &mut SeededNoise { seed: 0 },
+            replan: Some(&mut replanner),
+            on_step: &mut |_| ControlFlow::Continue(()),
+        };
+        sample(SamplerKind::Heun, args, x0.clone(), &mut hooks)
+    };
+    let plain = sample_with(false)?;
+    assert_eq!(
+        plain.sigmas, sigmas,
+        "the step start is off: the plan stays"
+    );
+    let plain_ratio = variance(&plain.x) / lambda;
+    assert!((plain_ratio - 2.25).abs() < 0.3, "plain: {plain_ratio}");
+    let adaptive = sample_with(true)?;
+    // The first step starts from the estimated 120, and the run ends at the data's variance.
+    assert!(
+        (adaptive.sigmas[0] / (1.5 * sigmas[0]) - 1.0).abs() < 0.03,
+        "{:?}",
+        &adaptive.sigmas[..3]
+    );
+    assert!(adaptive.sigmas.windows(2).all(|w| w[0] > w[1]));
+    let adaptive_ratio = variance(&adaptive.x) / lambda;
+    assert!(
+        (adaptive_ratio - 1.0).abs() < 0.1,
+        "adaptive step: {adaptive_ratio} (plain {plain_ratio})"
+    );
     Ok(())
 }

@@ -47,6 +47,11 @@ pub const SIGMA_MAX: &str = "σ_max = σ_0, x_0 = σ_0 z (EDM: 80).";
 pub const ADAPTIVE: &str = "San-Roman et al. 2021 (arXiv 2104.02600): after each step estimate σ_hat(x) and re-plan the \
 remaining steps from σ_hat down to σ_min with the same family (the next level makes at least half the planned \
 progress in ln σ, so an unidentifiable σ_hat cannot stall it).";
+pub const ADAPTIVE_STEP: &str = "San-Roman et al. 2021's adaptive step: each step starts from the state's estimated \
+noise level σ_hat (the batch's pooled estimate), so the denoiser is conditioned on σ_hat and the step runs from σ_hat \
+to the planned next level, correcting a state noisier or cleaner than scheduled. σ_hat is kept within the geometric \
+midpoints to the neighbouring levels; the last step (to 0) keeps its level. Shown once adaptive is on; it stays on, \
+alone, if adaptive is then turned off.";
 pub const CHURN: &str = "γ_i = min(S_churn/N, √2 − 1) for S_tmin ≤ σ_i ≤ S_tmax, else 0; t_hat = σ_i (1 + γ_i), \
 x_hat = x_i + √(t_hat² − σ_i²) S_noise ε, then a Heun step from t_hat. Algorithm 2 of EDM, Karras et al. 2022, arXiv 2206.00364. \
 Acts in the edm sampler (heun switches to edm, which equals heun at S_churn = 0).";

@@ -55,6 +55,10 @@ pub struct SampleArgs {
     /// turns a preset's off.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub adaptive: Option<bool>,
+    /// Start each step from sigma_hat, conditioning the denoiser on it (seed 001's adaptive
+    /// step; with or without --adaptive); `--adaptive-step false` turns a preset's off.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub adaptive_step: Option<bool>,
     /// EDM's S_churn.
     #[arg(long)]
     pub churn: Option<f64>,
@@ -88,6 +92,10 @@ pub struct SampleArgs {
     /// sigma_min..sigma_max).
     #[arg(long)]
     pub nag_prior: Option<String>,
+    /// Classifier-based NAG with this learned noise-level estimator (`noisescope train
+    /// --estimator`): D + w sigma^2 grad_x ln g(sigma | x) in place of --nag-form.
+    #[arg(long)]
+    pub nag_estimator: Option<PathBuf>,
     #[arg(long)]
     pub batch: Option<usize>,
     #[arg(long)]
@@ -176,6 +184,7 @@ impl SampleArgs {
             spec.sampler = v;
         }
         spec.adaptive = self.adaptive.unwrap_or(spec.adaptive);
+        spec.adaptive_step = self.adaptive_step.unwrap_or(spec.adaptive_step);
         let st = &mut spec.stochasticity;
         if let Some(v) = self.churn {
             st.churn = v;
@@ -201,6 +210,9 @@ impl SampleArgs {
         }
         if let Some(v) = self.nag {
             g.nag = v;
+        }
+        if let Some(v) = &self.nag_estimator {
+            g.nag_estimator = Some(v.clone());
         }
         if let Some(v) = self.nag_form {
             g.nag_form = v;

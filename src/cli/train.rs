@@ -22,6 +22,9 @@ use noisescope::models::learned::LearnedDenoiser;
 use noisescope::models::quality::sample_quality;
 use noisescope::train::checkpoint::{self, Checkpoint};
 use noisescope::train::data::TrainingSet;
+use noisescope::train::estimator::{
+    self, EstimatorArch, EstimatorConfig, EstimatorLoss, EstimatorTraining,
+};
 use noisescope::train::mlp::MlpConfig;
 use noisescope::train::network::ArchConfig;
 use noisescope::train::sigma_dist::SigmaDistribution;
@@ -127,6 +130,18 @@ pub struct TrainArgs {
     /// The checkpoint to write: PATH.safetensors (and PATH.json beside it).
     #[arg(long)]
     pub out: PathBuf,
+    /// Train a noise-level estimator g(sigma | x) instead of a denoiser (seed 000's g_phi, seed
+    /// 001's P_theta): --model mlp gives the dense estimator, unet the conv one; --steps,
+    /// --batch, --lr, --seed and --out as for a denoiser.
+    #[arg(long)]
+    pub estimator: bool,
+    /// The estimator's loss: nll (Gaussian NLL in ln sigma) | alpha (seed 001's
+    /// (log(1 - alpha) - log(1 - alpha_hat))^2 for the mean, alpha = 1/(1 + sigma^2)).
+    #[arg(long, value_enum, default_value_t = EstimatorLoss::Nll)]
+    pub estimator_loss: EstimatorLoss,
+    /// The estimator's trained noise range, log-uniform: MIN,MAX (default 0.002,80).
+    #[arg(long, default_value = "0.002,80")]
+    pub estimator_range: String,
 }
 
 impl TrainArgs {
@@ -252,6 +267,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     )?;
     let source = spec.load()?;
     let data = Arc::new(TrainingSet::from_source(&source)?);
+    if args.estimator {
+        return train_estimator(args, &spec, &data);
+    }
     let arch = match args.model {
         ModelKind::Mlp => ArchConfig::Mlp(MlpConfig::default()),
         ModelKind::Unet => match data.image {
@@ -497,4 +515,74 @@ impl ProfileCsv {
             Err(e) => Err(e).with_context(|| format!("--profile-csv {}", self.path.display())),
         }
     }
+}
+
+/// `--estimator`: trains g(sigma | x) on `data` and writes its checkpoint.
+fn train_estimator(args: &TrainArgs, spec: &DataSpec, data: &TrainingSet) -> Result<()> {
+    if args.resume.is_some() {
+        bail!("--resume continues a denoiser; an estimator trains from scratch");
+    }
+    let range: Vec<f64> = args
+        .estimator_range
+        .split(',')
+        .map(|v| v.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("--estimator-range {}", args.estimator_range))?;
+    let [sigma_min, sigma_max] = range[..] else {
+        bail!(
+            "--estimator-range takes MIN,MAX, got {}",
+            args.estimator_range
+        );
+    };
+    let mut config = EstimatorConfig::mlp(data.dim, data.sigma_data, sigma_min, sigma_max);
+    if args.model == ModelKind::Unet {
+        let Some(image) = data.image else {
+            bail!(
+                "--model unet (the conv estimator) needs image data ({} is not images); use \
+                 --model mlp",
+                spec.label()
+            );
+        };
+        config.arch = EstimatorArch::Conv {
+            channels: 16,
+            hidden: 128,
+        };
+        config.image = Some(image);
+    }
+    let defaults = EstimatorTraining::default();
+    let training = EstimatorTraining {
+        steps: args.steps,
+        batch: args.batch.unwrap_or(defaults.batch),
+        lr: args.lr.unwrap_or(defaults.lr),
+        seed: args.seed.unwrap_or(defaults.seed),
+        loss: args.estimator_loss,
+    };
+    println!(
+        "training a {} noise-level estimator on {} ({} rows, dim {}), sigma log-uniform over \
+         [{sigma_min}, {sigma_max}], {:?} loss, batch {}, {} steps",
+        config.arch.name(),
+        spec.label(),
+        data.n,
+        data.dim,
+        training.loss,
+        training.batch,
+        training.steps
+    );
+    let started = Instant::now();
+    let log_every = args.log_every;
+    let trained = estimator::train(&config, data, &training, &mut |step, loss| {
+        if step % log_every == 0 {
+            println!("step {step}: loss {loss:.4}");
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    estimator::save(&trained, &training, data, &spec.label(), &args.out)?;
+    println!(
+        "wrote {} ({} steps in {:.1} s, final loss {:.4})",
+        args.out.display(),
+        trained.steps_done,
+        started.elapsed().as_secs_f64(),
+        trained.final_loss
+    );
+    Ok(())
 }

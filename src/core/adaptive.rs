@@ -1,6 +1,8 @@
 //! Seed 001's adaptive schedule: after each step, sigma_hat of the state (median over a subset of
 //! the batch) becomes the next noise level and the rest of the budget is re-planned from it down
-//! to sigma_min with the same family.
+//! to sigma_min with the same family. Seed 001's adaptive step (optional, on its own or with the
+//! re-plan): each step starts from the state's estimated level, so the denoiser is conditioned on
+//! sigma_hat and the step runs from sigma_hat to the planned next level (science.md section 2).
 
 use std::sync::Arc;
 
@@ -23,6 +25,10 @@ pub struct AdaptiveReplanner<'a> {
     schedule: ScheduleSpec,
     /// The information profile an info schedule re-plans by.
     profile: Option<Arc<InformationProfile>>,
+    /// Re-plan the remaining levels after each step (`RunSpec::adaptive`).
+    replan_rest: bool,
+    /// Start each step from the estimated level (`RunSpec::adaptive_step`).
+    start_from_estimate: bool,
 }
 
 impl<'a> AdaptiveReplanner<'a> {
@@ -41,12 +47,36 @@ impl<'a> AdaptiveReplanner<'a> {
             subset,
             schedule,
             profile,
+            replan_rest: true,
+            start_from_estimate: false,
         }
+    }
+
+    /// Which of seed 001's two adaptations run: the re-plan of the remaining levels, the
+    /// adaptive step start.
+    pub fn with_modes(mut self, replan_rest: bool, start_from_estimate: bool) -> Self {
+        self.replan_rest = replan_rest;
+        self.start_from_estimate = start_from_estimate;
+        self
+    }
+
+    /// The subset's noise level for the step start: the pooled maximum-likelihood level where
+    /// the estimator has a likelihood (per-sample posteriors fall back on their prior in low
+    /// dimension at small sigma, the pooled one does not), else the median of the rows'.
+    fn batch_level(&self, x: &Batch) -> Result<f64> {
+        let est = self
+            .estimator
+            .estimate_batch(&x.select_rows(&self.subset), &self.cond)?;
+        let logs: Vec<f64> = est.rows.iter().map(|e| e.mean_ln).collect();
+        Ok(est.pooled_ln.unwrap_or_else(|| quantile(&logs, 0.5)).exp())
     }
 }
 
 impl Replanner for AdaptiveReplanner<'_> {
     fn replan(&mut self, x_next: &Batch, step: usize, sigmas: &[f64]) -> Result<Option<Vec<f64>>> {
+        if !self.replan_rest {
+            return Ok(None);
+        }
         let rows = x_next.select_rows(&self.subset);
         let est = self.estimator.estimate(&rows, &self.cond)?;
         let logs: Vec<f64> = est.iter().map(|e| e.mean_ln).collect();
@@ -70,6 +100,28 @@ impl Replanner for AdaptiveReplanner<'_> {
         self.schedule
             .replan(start, remaining, self.profile.as_deref())
             .map(Some)
+    }
+
+    /// sigma_hat of the state, kept within the geometric midpoints to the neighbouring levels:
+    /// the step still covers at least half its planned ln-sigma length, and the levels used
+    /// stay strictly decreasing. The first step may start anywhere above the midpoint (a state
+    /// drawn noisier than sigma_max); the step to 0 keeps its level (D(x; sigma) hardly depends
+    /// on sigma there, and sigma_hat is least identifiable).
+    fn start_level(&mut self, x: &Batch, step: usize, sigmas: &[f64]) -> Result<Option<f64>> {
+        let (current, next) = (sigmas[step], sigmas[step + 1]);
+        if !self.start_from_estimate || next <= 0.0 {
+            return Ok(None);
+        }
+        let sigma_hat = self.batch_level(x)?;
+        if !sigma_hat.is_finite() {
+            return Ok(None);
+        }
+        let lowest = (current * next).sqrt();
+        let highest = match step {
+            0 => f64::INFINITY,
+            _ => (sigmas[step - 1] * current).sqrt(),
+        };
+        Ok(Some(sigma_hat.clamp(lowest, highest)))
     }
 }
 

@@ -179,6 +179,12 @@ pub trait NoiseLevelEstimator: Send + Sync {
     }
 }
 
+/// A noise-level density g(sigma | x) with an input gradient: what classifier-based NAG needs.
+pub trait NoiseLevelGradient: Send + Sync {
+    /// grad_x ln g(sigma | x) for every row of `x`.
+    fn grad_log_density(&self, x: &Batch, sigma: f64) -> Result<Batch>;
+}
+
 /// The exact posterior p(sigma | x) ∝ p(x; sigma) pi(sigma) of a model whose likelihood is known.
 #[derive(Clone)]
 pub struct ExactPosterior {

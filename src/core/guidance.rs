@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::denoiser::{Cond, Denoiser};
+use super::estimate::NoiseLevelGradient;
 use super::{Batch, named_enum};
 use crate::error::Result;
 
@@ -143,5 +144,81 @@ impl Denoiser for Nag {
         let away = guide.denoise(x, sigma, &cond.without_noise())?;
         let direction = Batch::lin_comb(1.0, &toward, -1.0, &away);
         Ok(Batch::lin_comb(1.0, &conditional, self.w, &direction))
+    }
+}
+
+/// Classifier-based NAG (seed 000, arXiv 2510.12497, the g_phi form): the score gains
+/// w grad_x ln g(sigma | x) from a noise-level density g, i.e. in denoiser terms
+/// D_w = D(x; sigma) + w sigma^2 grad_x ln g(sigma | x) (D = x + sigma^2 s). w = 0 is a no-op.
+pub struct ClassifierNag {
+    pub inner: Arc<dyn Denoiser>,
+    pub density: Arc<dyn NoiseLevelGradient>,
+    pub w: f64,
+}
+
+impl Denoiser for ClassifierNag {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+    fn denoise(&self, x: &Batch, sigma: f64, cond: &Cond) -> Result<Batch> {
+        let d = self.inner.denoise(x, sigma, cond)?;
+        if self.w == 0.0 || !cond.noise_conditional {
+            return Ok(d);
+        }
+        let gradient = self.density.grad_log_density(x, sigma)?;
+        Ok(d.add_scaled(self.w * sigma * sigma, &gradient))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// D(x; sigma) = x / 2.
+    struct Half;
+    impl Denoiser for Half {
+        fn dim(&self) -> usize {
+            2
+        }
+        fn num_classes(&self) -> usize {
+            0
+        }
+        fn denoise(&self, x: &Batch, _sigma: f64, _cond: &Cond) -> Result<Batch> {
+            Ok(x.scale(0.5))
+        }
+    }
+
+    /// grad_x ln g = -x (a density centred on x = 0).
+    struct Toward0;
+    impl NoiseLevelGradient for Toward0 {
+        fn grad_log_density(&self, x: &Batch, _sigma: f64) -> Result<Batch> {
+            Ok(x.scale(-1.0))
+        }
+    }
+
+    #[test]
+    fn classifier_nag_adds_w_sigma_squared_times_the_gradient_and_w0_is_a_no_op() -> Result<()> {
+        let x = Batch::from_vec(2, 2, vec![1.0, -2.0, 0.5, 4.0])?;
+        let nag = |w: f64| ClassifierNag {
+            inner: Arc::new(Half),
+            density: Arc::new(Toward0),
+            w,
+        };
+        let sigma = 3.0;
+        assert_eq!(nag(0.0).denoise(&x, sigma, &Cond::plain())?, x.scale(0.5));
+        // D + w sigma^2 (-x) = x (1/2 - 2 * 9).
+        let guided = nag(2.0).denoise(&x, sigma, &Cond::plain())?;
+        for (g, v) in guided.data.iter().zip(&x.data) {
+            assert!((g - v * (0.5 - 18.0)).abs() < 1e-12);
+        }
+        // The noise-dropped call (another NAG's) passes through.
+        assert_eq!(
+            nag(2.0).denoise(&x, sigma, &Cond::plain().without_noise())?,
+            x.scale(0.5)
+        );
+        Ok(())
     }
 }

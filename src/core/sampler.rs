@@ -170,6 +170,13 @@ impl<'a> StepInfo<'a> {
 /// new sigmas for steps i+1..=N (same length, ending in 0).
 pub trait Replanner {
     fn replan(&mut self, x_next: &Batch, step: usize, sigmas: &[f64]) -> Result<Option<Vec<f64>>>;
+
+    /// Seed 001's adaptive step: the noise level step `step` starts from (the denoiser is
+    /// conditioned on it, and the step runs from it to sigma_{step+1}), or `None` to keep
+    /// `sigmas[step]`. It must lie strictly between sigmas[step + 1] and sigmas[step - 1].
+    fn start_level(&mut self, _x: &Batch, _step: usize, _sigmas: &[f64]) -> Result<Option<f64>> {
+        Ok(None)
+    }
 }
 
 /// The callbacks a sampler uses; `on_step` returns `Break` to stop the run.
@@ -254,6 +261,24 @@ fn evaluate(args: &SamplerArgs, x: &Batch, sigma: f64, evaluations: &mut usize) 
     Ok(d)
 }
 
+/// The level step `i` starts from: `sigmas[i]`, or the re-planner's adaptive start (which then
+/// replaces `sigmas[i]`, so the sigmas returned are the ones used).
+fn start_level(hooks: &mut Hooks, x: &Batch, i: usize, sigmas: &mut [f64]) -> Result<f64> {
+    if let Some(replanner) = hooks.replan.as_deref_mut()
+        && let Some(start) = replanner.start_level(x, i, sigmas)?
+    {
+        let below_previous = i == 0 || start < sigmas[i - 1];
+        if !(start.is_finite() && start > sigmas[i + 1] && below_previous) {
+            return Err(Error::InvalidSpec(format!(
+                "an adaptive step must start between the neighbouring levels, got {start:e} at \
+                 step {i}"
+            )));
+        }
+        sigmas[i] = start;
+    }
+    Ok(sigmas[i])
+}
+
 /// After the step: report it, then let the re-planner move the remaining sigmas.
 fn finish_step(hooks: &mut Hooks, sigmas: &mut [f64], info: &StepInfo) -> Result<ControlFlow<()>> {
     if (hooks.on_step)(info).is_break() {
@@ -285,7 +310,7 @@ pub fn euler(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sampl
     let mut evaluations = 0;
     let mut stopped = false;
     for i in 0..sigmas.len() - 1 {
-        let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
+        let (sigma, sigma_next) = (start_level(hooks, &x, i, &mut sigmas)?, sigmas[i + 1]);
         // Evaluate dx/dsigma at (x_i, s_i).
         let denoised = evaluate(&args, &x, sigma, &mut evaluations)?;
         let d = slope(&x, &denoised, sigma);
@@ -349,7 +374,7 @@ pub fn heun(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sample
     let mut evaluations = 0;
     let mut stopped = false;
     for i in 0..sigmas.len() - 1 {
-        let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
+        let (sigma, sigma_next) = (start_level(hooks, &x, i, &mut sigmas)?, sigmas[i + 1]);
         let (denoised, d, d_2, x_next) = heun_step(&args, &x, sigma, sigma_next, &mut evaluations)?;
         let info = StepInfo {
             step: i,
@@ -388,7 +413,7 @@ pub fn edm(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<SampleO
     let mut evaluations = 0;
     let mut stopped = false;
     for i in 0..steps {
-        let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
+        let (sigma, sigma_next) = (start_level(hooks, &x, i, &mut sigmas)?, sigmas[i + 1]);
         // Draw eps_i ~ N(0, S_noise^2 I) at every step, used or not.
         let eps = hooks.noise.step_noise(i, x.rows, x.dim)?;
         // Increase noise temporarily: t-hat = t_i + gamma_i t_i.
@@ -439,7 +464,7 @@ pub fn euler_ancestral(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Re
     let mut evaluations = 0;
     let mut stopped = false;
     for i in 0..sigmas.len() - 1 {
-        let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
+        let (sigma, sigma_next) = (start_level(hooks, &x, i, &mut sigmas)?, sigmas[i + 1]);
         // Draw eps_i at every step so noise row i belongs to step i.
         let eps = hooks.noise.step_noise(i, x.rows, x.dim)?;
         let denoised = evaluate(&args, &x, sigma, &mut evaluations)?;
@@ -485,7 +510,7 @@ pub fn dpmpp_2m(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sa
     let mut stopped = false;
     let mut previous: Option<Batch> = None;
     for i in 0..sigmas.len() - 1 {
-        let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
+        let (sigma, sigma_next) = (start_level(hooks, &x, i, &mut sigmas)?, sigmas[i + 1]);
         let denoised = evaluate(&args, &x, sigma, &mut evaluations)?;
         let d = slope(&x, &denoised, sigma);
         let x_next = if sigma_next == 0.0 {

@@ -3,6 +3,7 @@
 //! D(x; none)) and `NoiseLikelihood`, and `ExactNag` is it with NAG's D(x; none) in a chosen form. `learned`: a trained network (train/) as a `Denoiser`. `quality`: sample
 //! quality against the data with the exact model as ground truth.
 
+pub mod estimator;
 pub mod learned;
 pub mod quality;
 

@@ -82,6 +82,7 @@ impl RunSpec {
         }
         if !self.diagnostics.enabled
             && !self.adaptive
+            && !self.adaptive_step
             && self.diagnostics.subset != DiagnosticsSpec::default().subset
         {
             notes.push(

@@ -10,7 +10,7 @@ use crate::core::adaptive::AdaptiveReplanner;
 use crate::core::denoiser::{Cond, Denoiser};
 use crate::core::diagnostics::{Diagnostics, StepRecord};
 use crate::core::estimate::{ExactPosterior, NoiseLevelEstimator, PosteriorEstimator, SigmaPrior};
-use crate::core::guidance::{Cfg, Nag, NagForm};
+use crate::core::guidance::{Cfg, ClassifierNag, Nag, NagForm};
 use crate::core::information::InformationProfile;
 use crate::core::noise::choose_subset;
 use crate::core::sampler::{Hooks, Replanner, SampleOutput, SamplerArgs, StepInfo, sample};
@@ -19,6 +19,7 @@ use crate::core::theory::{GaussianTheory, gaussian_theory};
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::models::ExactNag;
+use crate::models::estimator::LearnedNoiseEstimator;
 
 use super::handle::ModelHandle;
 use super::resolve;
@@ -47,9 +48,9 @@ impl Session {
     /// Builds a run on `handle`, which must serve the spec (`ModelHandle::serves`).
     pub fn new(spec: &RunSpec, handle: Arc<ModelHandle>) -> Result<Self> {
         spec.validate()?;
-        if spec.adaptive && handle.ground_truth.is_none() {
+        if (spec.adaptive || spec.adaptive_step) && handle.ground_truth.is_none() {
             return Err(Error::InvalidSpec(format!(
-                "the adaptive schedule needs a noise-level estimate, and the denoiser {} has no \
+                "the adaptive schedule (--adaptive, --adaptive-step) needs a noise-level estimate, and the denoiser {} has no \
                  exact model of the data to give one",
                 spec.denoiser.label()
             )));
@@ -123,7 +124,8 @@ impl Session {
             .enabled
             .then(|| Diagnostics::new(estimator, subset.clone(), &self.cond));
         // `Session::new` refused adaptive runs without an estimator.
-        let mut replanner = estimator.filter(|_| spec.adaptive).map(|e| {
+        let adaptive = spec.adaptive || spec.adaptive_step;
+        let mut replanner = estimator.filter(|_| adaptive).map(|e| {
             AdaptiveReplanner::new(
                 e,
                 subset.clone(),
@@ -131,6 +133,7 @@ impl Session {
                 self.schedule,
                 self.profile.clone(),
             )
+            .with_modes(spec.adaptive, spec.adaptive_step)
         });
         let mut records = Vec::new();
         let mut diagnostics_s = 0.0;
@@ -202,6 +205,23 @@ fn guided_denoiser(
     let cfg = |d: Arc<dyn Denoiser>| -> Arc<dyn Denoiser> { Arc::new(Cfg::new(d, g.cfg)) };
     if g.nag == 0.0 {
         return Ok(cfg(base));
+    }
+    if let Some(path) = &g.nag_estimator {
+        let density = LearnedNoiseEstimator::from_checkpoint(path)?;
+        if density.dim() != base.dim() {
+            return Err(Error::InvalidSpec(format!(
+                "the noise-level estimator {} (--nag-estimator) reads {}-dimensional samples, the \
+                 data is {}-dimensional",
+                path.display(),
+                density.dim(),
+                base.dim()
+            )));
+        }
+        return Ok(Arc::new(ClassifierNag {
+            inner: cfg(base),
+            density: Arc::new(density),
+            w: g.nag,
+        }));
     }
     // The exact model is the sampled denoiser when both are the same object.
     let exact_base = handle

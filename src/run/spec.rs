@@ -135,6 +135,11 @@ pub struct GuidanceSpec {
     /// pi(sigma) of NAG's exact-score form (the posterior-average form uses the noise-dropped
     /// rows' training prior, log-uniform over [0.002, 80]).
     pub nag_prior: SigmaPrior,
+    /// A learned noise-level estimator g(sigma | x) (`noisescope train --estimator`): NAG then
+    /// takes the classifier-based form D + w sigma^2 grad_x ln g(sigma | x) instead of
+    /// `nag_form`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nag_estimator: Option<PathBuf>,
 }
 
 impl Default for GuidanceSpec {
@@ -145,6 +150,7 @@ impl Default for GuidanceSpec {
             nag: 0.0,
             nag_form: NagForm::default(),
             nag_prior: SigmaPrior::edm_training(),
+            nag_estimator: None,
         }
     }
 }
@@ -177,6 +183,9 @@ pub struct RunSpec {
     pub schedule: ScheduleSpec,
     /// Seed 001's adaptive re-planning of the remaining steps from sigma_hat.
     pub adaptive: bool,
+    /// Seed 001's adaptive step: each step starts from sigma_hat (the denoiser is conditioned
+    /// on it), not only the remaining grid re-planned.
+    pub adaptive_step: bool,
     pub stochasticity: Stochasticity,
     pub guidance: GuidanceSpec,
     pub batch: usize,
@@ -198,6 +207,7 @@ impl Default for RunSpec {
             sampler: SamplerKind::Heun,
             schedule: ScheduleSpec::default(),
             adaptive: false,
+            adaptive_step: false,
             stochasticity: Stochasticity::default(),
             guidance: GuidanceSpec::default(),
             batch: 1000,

@@ -33,6 +33,7 @@ pub mod adamw;
 pub mod checkpoint;
 pub mod data;
 pub mod ema;
+pub mod estimator;
 pub mod fused_mlp;
 pub mod layers;
 pub mod mlp;

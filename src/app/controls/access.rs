@@ -128,7 +128,10 @@ impl Control {
             Control::Rho => b.schedule.rho = a.schedule.rho,
             Control::SigmaMin => b.schedule.sigma_min = a.schedule.sigma_min,
             Control::SigmaMax => b.schedule.sigma_max = a.schedule.sigma_max,
-            Control::Adaptive => b.adaptive = a.adaptive,
+            Control::Adaptive => {
+                b.adaptive = a.adaptive;
+                b.adaptive_step = a.adaptive_step;
+            }
             Control::Churn => b.stochasticity.churn = a.stochasticity.churn,
             Control::ChurnBand => {
                 b.stochasticity.tmin = a.stochasticity.tmin;
@@ -245,6 +248,7 @@ mod tests {
         s.schedule.sigma_min = 0.1;
         s.schedule.sigma_max = 10.0;
         s.adaptive = true;
+        s.adaptive_step = true;
         s.stochasticity.churn = 40.0;
         s.stochasticity.tmin = 1.0;
         s.stochasticity.tmax = 5.0;

@@ -105,6 +105,13 @@ pub(super) fn sampler_group(ui: &mut Ui, settings: &mut Settings, info: &Control
     gate(ui, info, Control::Adaptive, |ui| {
         ui.checkbox(&mut spec.adaptive, "adaptive (re-plan from σ_hat)")
             .on_hover_text(tips::ADAPTIVE);
+        // Offered once adaptive is on (or the step is): the default panel stays as it was.
+        if spec.adaptive || spec.adaptive_step {
+            ui.indent("adaptive_step", |ui| {
+                ui.checkbox(&mut spec.adaptive_step, "adaptive step (start from σ_hat)")
+                    .on_hover_text(tips::ADAPTIVE_STEP);
+            });
+        }
     });
 }
 
