@@ -1,13 +1,15 @@
 //! The Sweep tab (issue 15): one-click built-in sweeps (and "this scene against NFE") run on the
 //! sweep thread (run/sweep/thread.rs) while sampling goes on; a progress bar with Cancel (the
 //! finished rows stay), the metric to show, Pin as baseline to overlay a later sweep, and the
-//! sweep's JSON for `noisescope sweep --sweep FILE`. The plot is sweep_plot.rs; clicking a point
+//! sweep's JSON for `noisescope sweep --sweep FILE`, and Open sweep… for such a file. The plot is sweep_plot.rs; clicking a point
 //! opens that run in the normal views.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use egui::{RichText, Ui};
 
+use super::dialogs::FileTask;
 use super::settings::Tab;
 use super::{NoiseScopeApp, STEP_REPAINT, sweep_plot};
 use crate::run::sweep::builtin::BUILTINS;
@@ -27,6 +29,8 @@ pub const SWEEP_PIN: &str =
 pub const SWEEP_COPY: &str = "Copy this sweep as JSON: save it to a file and `noisescope sweep --sweep FILE --out DIR` \
 runs the same points (sweep.csv, sweep.png).";
 pub const SWEEP_METRIC: &str = "The metric the plot shows.";
+pub const SWEEP_OPEN: &str = "Open a sweep preset (the sweep.json `noisescope sweep` writes, or a copied sweep JSON) \
+and run it here; dropping one on the window does the same.";
 
 /// The tab's runtime state: the sweep thread (started with the first sweep) and what it sent.
 #[derive(Default)]
@@ -87,6 +91,19 @@ impl NoiseScopeApp {
         }
     }
 
+    /// Runs the sweep preset at `path` in the Sweep tab (the "Open sweep…" dialog, a dropped
+    /// file); a file that is not a valid sweep is one message and changes nothing.
+    pub fn open_sweep(&mut self, ctx: &egui::Context, path: &Path) {
+        match SweepSpec::load(path) {
+            Ok(spec) => {
+                self.settings.view.tab = Tab::Sweep;
+                self.status.info = Some(format!("opened the sweep {}", path.display()));
+                self.start_sweep(ctx, spec);
+            }
+            Err(e) => self.report_error(format!("Open sweep {}: {e}", path.display())),
+        }
+    }
+
     /// Stops the running sweep; its finished rows stay.
     pub fn cancel_sweep(&self) {
         if let Some(t) = &self.sweep.thread {
@@ -135,6 +152,13 @@ impl NoiseScopeApp {
                 }
             }
             ui.separator();
+            if ui
+                .add_enabled(!self.dialogs.is_open(), egui::Button::new("Open sweep…"))
+                .on_hover_text(SWEEP_OPEN)
+                .clicked()
+            {
+                self.ask_for_file(ui.ctx(), FileTask::OpenSweep);
+            }
             if ui
                 .button("This scene against NFE")
                 .on_hover_text(SWEEP_THIS_SCENE)
