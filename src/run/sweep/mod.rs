@@ -3,11 +3,12 @@
 //! point is an ordinary run of its own `RunSpec`, so it draws the same seed-derived initial and
 //! churn noise as `noisescope sample` with that point's flags. A value is checked as its flag
 //! checks it, and a bad one is one error naming the axis and the value. `engine` runs the
-//! points, `plot` draws sweep.png, `builtin` holds the one-click sweeps, `thread` is the app's
+//! points, `plot` draws sweep.png, `heatmap` lays out two numeric axes, `builtin` holds the one-click sweeps, `thread` is the app's
 //! sweep thread.
 
 pub mod builtin;
 pub mod engine;
+pub mod heatmap;
 pub mod plot;
 pub mod thread;
 
