@@ -7,7 +7,6 @@
 mod cli_support;
 mod ui_support;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::channel;
 
@@ -19,8 +18,8 @@ use noisescope::run::sweep::thread::SweepStatus;
 
 use cli_support::{noisescope, path, stderr};
 use ui_support::{
-    AppHarness, Scripted, harness, harness_of, set_slider, tall, wait_for_error, wait_for_run,
-    wait_until,
+    AppHarness, Scripted, drop_file, harness, harness_of, set_slider, tall, wait_for_error,
+    wait_for_run, wait_until,
 };
 
 fn sweep_app() -> AppHarness {
@@ -120,20 +119,6 @@ fn cancel_keeps_the_finished_rows_and_sampling_goes_on() {
     h.get_by_label("Pin sweep as baseline").click();
     h.step();
     assert!(h.state().sweeps().baseline.is_some());
-}
-
-/// A file dropped on the window, as the windowing backend hands it over.
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
 }
 
 /// Steps frames until the sweep after generation `after` has finished; returns its generation.
@@ -243,10 +228,7 @@ fn a_sweep_json_from_the_cli_opens_in_the_app_and_gives_the_same_metrics() {
 
     // Dropped on the window (from another tab), the same file runs the same sweep again.
     h.state_mut().settings.view.tab = Tab::Overview;
-    h.input_mut()
-        .dropped_files
-        .push(Arc::new(Dropped(preset.clone())));
-    h.step();
+    drop_file(&mut h, &preset);
     assert_eq!(h.state().settings.view.tab, Tab::Sweep);
     wait_for_sweep(&mut h, Some(opened));
     assert_rows_match_csv(h.state(), &csv);
