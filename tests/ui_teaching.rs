@@ -7,8 +7,6 @@
 
 mod ui_support;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use egui::accesskit::Role;
@@ -22,28 +20,9 @@ use noisescope::data::DataSpec;
 use noisescope::run::RunSpec;
 use noisescope::run::store::RunRecord;
 
-use ui_support::{AppHarness, TIMEOUT, harness, set_slider, tall, wait_for_replay, wait_for_run};
-
-/// A file dropped on the window, as the windowing backend hands it over.
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
-}
-
-fn drop_file(h: &mut AppHarness, path: &Path) {
-    h.input_mut()
-        .dropped_files
-        .push(Arc::new(Dropped(path.to_path_buf())));
-    h.step();
-}
+use ui_support::{
+    AppHarness, TIMEOUT, drop_file, harness, set_slider, tall, wait_for_replay, wait_for_run,
+};
 
 /// Whether any label contains `text`.
 fn shows(h: &AppHarness, text: &str) -> bool {

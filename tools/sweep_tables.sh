@@ -6,7 +6,8 @@
 set -euo pipefail
 bin=${1:-target/release/noisescope}
 out=${2:-$(mktemp -d)}
-names=(samplers-moons samplers-digits rho-moons churn-exact-vs-learned schedules-gaussian cfg-digits nag-moons)
+# SWEEPS="nag-moons rho-moons" runs only those.
+read -r -a names <<<"${SWEEPS:-samplers-moons samplers-digits rho-moons churn-exact-vs-learned schedules-gaussian cfg-digits nag-moons}"
 for name in "${names[@]}"; do
   start=$(date +%s.%N)
   "$bin" sweep --builtin "$name" --out "$out/$name" 2>/dev/null >/dev/null

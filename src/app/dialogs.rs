@@ -50,10 +50,12 @@ pub enum FileTask {
     OpenCheckpoint,
     /// A checkpoint to run: listed and picked in the Denoiser group.
     UseCheckpoint,
+    /// A sweep preset (sweep.json) to run in the Sweep tab.
+    OpenSweep,
 }
 
 impl FileTask {
-    pub const ALL: [FileTask; 12] = [
+    pub const ALL: [FileTask; 13] = [
         FileTask::OpenImageFolder,
         FileTask::OpenNpy,
         FileTask::LoadPreset,
@@ -66,6 +68,7 @@ impl FileTask {
         FileTask::SaveCheckpoint,
         FileTask::OpenCheckpoint,
         FileTask::UseCheckpoint,
+        FileTask::OpenSweep,
     ];
 
     /// The menu entry or button that asked, for messages.
@@ -83,6 +86,7 @@ impl FileTask {
             FileTask::SaveCheckpoint => "Save checkpoint",
             FileTask::OpenCheckpoint => "Open checkpoint",
             FileTask::UseCheckpoint => "Run a checkpoint",
+            FileTask::OpenSweep => "Open sweep",
         }
     }
 
@@ -158,6 +162,12 @@ impl FileTask {
                 DialogKind::OpenFile,
                 "Run a learned model (PATH.safetensors, its PATH.json beside it)",
                 Some(CHECKPOINT),
+                None,
+            ),
+            FileTask::OpenSweep => (
+                DialogKind::OpenFile,
+                "Open a sweep preset (sweep.json)",
+                Some(("sweep preset", &["json"][..])),
                 None,
             ),
         };
@@ -374,7 +384,7 @@ mod tests {
             let spec = task.dialog();
             let want = match task {
                 OpenImageFolder | RunFolder => DialogKind::OpenFolder,
-                OpenNpy | LoadPreset | OpenLesson | OpenCheckpoint | UseCheckpoint => {
+                OpenNpy | LoadPreset | OpenLesson | OpenCheckpoint | UseCheckpoint | OpenSweep => {
                     DialogKind::OpenFile
                 }
                 SavePreset | ViewPng | GridPng | SaveLesson | SaveCheckpoint => {

@@ -280,6 +280,7 @@ impl NoiseScopeApp {
                 self.checkpoint_chosen(task, path)
             }
             FileTask::UseCheckpoint => self.open_checkpoint(path),
+            FileTask::OpenSweep => self.open_sweep(ctx, &path),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Scenes that travel: the text chunks a view PNG carries (the preset and the view options),
 //! and opening whatever file a user gives, through a dialog or by dropping it on the window: a
-//! view PNG or a preset restores its scene, a lesson file opens the lesson, an .npy file or a
-//! folder of images becomes the data.
+//! view PNG or a preset restores its scene, a sweep preset runs in the Sweep tab, a lesson file
+//! opens the lesson, an .npy file or a folder of images becomes the data.
 
 use std::path::Path;
 
@@ -12,6 +12,7 @@ use super::lessons::Lesson;
 use super::settings::ViewOptions;
 use crate::data::DataSpec;
 use crate::run::preset::{self, PRESET_KEY};
+use crate::run::sweep::SweepSpec;
 
 /// The PNG text keyword of the view options (tab, overlays) next to the preset.
 pub const VIEW_KEY: &str = "noisescope-view";
@@ -91,7 +92,13 @@ impl NoiseScopeApp {
         let dropped: Vec<egui::DroppedFileHandle> =
             ctx.input_mut(|i| std::mem::take(&mut i.raw.dropped_files));
         for file in dropped {
-            self.open_path(file.path());
+            let is_sweep = std::fs::read_to_string(file.path())
+                .is_ok_and(|text| SweepSpec::looks_like_sweep(&text));
+            if is_sweep {
+                self.open_sweep(ctx, file.path());
+            } else {
+                self.open_path(file.path());
+            }
         }
         if ctx.input(|i| !i.raw.hovered_files.is_empty()) {
             let screen = ctx.content_rect();
@@ -101,7 +108,7 @@ impl NoiseScopeApp {
             painter.text(
                 screen.center(),
                 egui::Align2::CENTER_CENTER,
-                "Drop to open: a view PNG or preset (the scene), a lesson, an .npy file or a folder of images",
+                "Drop to open: a view PNG or preset (the scene), a sweep, a lesson, an .npy file or a folder of images",
                 egui::FontId::proportional(20.0),
                 Color32::WHITE,
             );

@@ -1,16 +1,19 @@
 //! The Sweep tab (issue 15): one-click built-in sweeps (and "this scene against NFE") run on the
 //! sweep thread (run/sweep/thread.rs) while sampling goes on; a progress bar with Cancel (the
 //! finished rows stay), the metric to show, Pin as baseline to overlay a later sweep, and the
-//! sweep's JSON for `noisescope sweep --sweep FILE`. The plot is sweep_plot.rs; clicking a point
-//! opens that run in the normal views.
+//! sweep's JSON for `noisescope sweep --sweep FILE`, and Open sweep… for such a file. The plot is sweep_plot.rs; clicking a point
+//! opens that run in the normal views. Two numeric settings can be drawn as a heatmap.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use egui::{RichText, Ui};
 
+use super::dialogs::FileTask;
 use super::settings::Tab;
 use super::{NoiseScopeApp, STEP_REPAINT, sweep_plot};
 use crate::run::sweep::builtin::BUILTINS;
+use crate::run::sweep::heatmap::heatmap;
 use crate::run::sweep::thread::{SweepBoard, SweepStatus, SweepThread};
 use crate::run::sweep::{SweepAxis, SweepMetric, SweepSpec};
 use crate::run::worker::{Wake, Waker};
@@ -27,6 +30,14 @@ pub const SWEEP_PIN: &str =
 pub const SWEEP_COPY: &str = "Copy this sweep as JSON: save it to a file and `noisescope sweep --sweep FILE --out DIR` \
 runs the same points (sweep.csv, sweep.png).";
 pub const SWEEP_METRIC: &str = "The metric the plot shows.";
+pub const SWEEP_HEATMAP: &str = "Each cell is a whole run on the same noise, coloured by the metric \
+(the bar on the right: dark is low, yellow high; log when the values span a factor of 10). A setting \
+whose values are log-spaced is drawn on a log axis. Hover a cell for its settings and metrics; click it \
+to open that run; an empty cell has no value (not measured yet, or the run failed).";
+pub const SWEEP_LINES_OR_HEATMAP: &str = "Both varied settings are numbers: draw the sweep as lines \
+(one per value of the second setting) or as a heatmap over both.";
+pub const SWEEP_OPEN: &str = "Open a sweep preset (the sweep.json `noisescope sweep` writes, or a copied sweep JSON) \
+and run it here; dropping one on the window does the same.";
 
 /// The tab's runtime state: the sweep thread (started with the first sweep) and what it sent.
 #[derive(Default)]
@@ -37,6 +48,8 @@ pub struct SweepState {
     metric: Option<SweepMetric>,
     /// The generation whose failure was reported to the status bar.
     reported: Option<u64>,
+    /// Two numeric settings drawn as a heatmap rather than lines.
+    pub heatmap: bool,
 }
 
 impl SweepState {
@@ -84,6 +97,19 @@ impl NoiseScopeApp {
             self.sweep.metric = spec.metrics.first().copied();
             let generation = thread.start(spec.clone());
             self.sweep.board.begin(generation, spec);
+        }
+    }
+
+    /// Runs the sweep preset at `path` in the Sweep tab (the "Open sweep…" dialog, a dropped
+    /// file); a file that is not a valid sweep is one message and changes nothing.
+    pub fn open_sweep(&mut self, ctx: &egui::Context, path: &Path) {
+        match SweepSpec::load(path) {
+            Ok(spec) => {
+                self.settings.view.tab = Tab::Sweep;
+                self.status.info = Some(format!("opened the sweep {}", path.display()));
+                self.start_sweep(ctx, spec);
+            }
+            Err(e) => self.report_error(format!("Open sweep {}: {e}", path.display())),
         }
     }
 
@@ -135,6 +161,13 @@ impl NoiseScopeApp {
                 }
             }
             ui.separator();
+            if ui
+                .add_enabled(!self.dialogs.is_open(), egui::Button::new("Open sweep…"))
+                .on_hover_text(SWEEP_OPEN)
+                .clicked()
+            {
+                self.ask_for_file(ui.ctx(), FileTask::OpenSweep);
+            }
             if ui
                 .button("This scene against NFE")
                 .on_hover_text(SWEEP_THIS_SCENE)
@@ -206,14 +239,29 @@ impl NoiseScopeApp {
             .metric
             .filter(|m| metrics.contains(m))
             .or(metrics.first().copied());
-        if metrics.len() > 1 {
+        let two_numeric = metrics
+            .first()
+            .is_some_and(|m| heatmap(&current.spec, &[], *m).is_some());
+        let mut as_heatmap = self.sweep.heatmap;
+        if metrics.len() > 1 || two_numeric {
             ui.horizontal(|ui| {
-                ui.label("show").on_hover_text(SWEEP_METRIC);
-                for m in &metrics {
-                    ui.selectable_value(&mut metric, Some(*m), m.label());
+                if metrics.len() > 1 {
+                    ui.label("show").on_hover_text(SWEEP_METRIC);
+                    for m in &metrics {
+                        ui.selectable_value(&mut metric, Some(*m), m.label());
+                    }
+                    ui.separator();
+                }
+                if two_numeric {
+                    ui.label("draw as").on_hover_text(SWEEP_LINES_OR_HEATMAP);
+                    ui.selectable_value(&mut as_heatmap, false, "lines")
+                        .on_hover_text(SWEEP_LINES_OR_HEATMAP);
+                    ui.selectable_value(&mut as_heatmap, true, "heatmap")
+                        .on_hover_text(SWEEP_LINES_OR_HEATMAP);
                 }
             });
         }
+        self.sweep.heatmap = as_heatmap;
         self.sweep.metric = metric;
         if cancel {
             self.cancel_sweep();
@@ -235,7 +283,12 @@ impl NoiseScopeApp {
         if failed > 0 {
             ui.label(RichText::new(format!("{failed} point(s) failed; hover them for why")).weak());
         }
-        if let Some(row) = sweep_plot::show(ui, current, board.baseline.as_ref(), metric) {
+        let map = heatmap(&current.spec, &current.rows, metric).filter(|_| as_heatmap);
+        let clicked = match &map {
+            Some(map) => sweep_plot::show_heatmap(ui, current, map, metric),
+            None => sweep_plot::show(ui, current, board.baseline.as_ref(), metric),
+        };
+        if let Some(row) = clicked {
             self.open_sweep_point(row);
         }
     }

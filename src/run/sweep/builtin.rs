@@ -88,15 +88,16 @@ pub const BUILTINS: [Builtin; 7] = [
     },
     Builtin {
         name: "nag-moons",
-        question: "How far should NAG go? Late delta and W2 against w on moons, Heun 18 and 50.",
+        question: "How far should NAG go? Late delta, W2 and MMD against w on moons (Heun 18), in each \
+form of the exact denoiser's negative branch: the posterior average and the exact score.",
         make: || {
             let mut spec = base("toy:moons", SamplerKind::Heun)?;
             spec.diagnostics.enabled = true;
             sweep(
                 "nag-moons",
                 spec,
-                &["nag=0,0.5,1,2,3", "steps=18,50"],
-                &[SweepMetric::DeltaLate, SweepMetric::W2],
+                &["nag=0,0.5,1,2,3", "nag_form=posterior-average,exact-score"],
+                &[SweepMetric::DeltaLate, SweepMetric::W2, SweepMetric::Mmd],
             )
         },
     },

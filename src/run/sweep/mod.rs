@@ -3,11 +3,12 @@
 //! point is an ordinary run of its own `RunSpec`, so it draws the same seed-derived initial and
 //! churn noise as `noisescope sample` with that point's flags. A value is checked as its flag
 //! checks it, and a bad one is one error naming the axis and the value. `engine` runs the
-//! points, `plot` draws sweep.png, `builtin` holds the one-click sweeps, `thread` is the app's
+//! points, `plot` draws sweep.png, `heatmap` lays out two numeric axes, `builtin` holds the one-click sweeps, `thread` is the app's
 //! sweep thread.
 
 pub mod builtin;
 pub mod engine;
+pub mod heatmap;
 pub mod plot;
 pub mod thread;
 
@@ -557,6 +558,23 @@ impl SweepSpec {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
+
+    /// Reads and checks the sweep preset at `path` (what the app opens; the CLI's `--sweep`
+    /// reads it too, then lets flags change it before checking).
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let spec = Self::parse_json(&text)?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Whether `text` is a sweep preset rather than a run preset or a lesson: a JSON object
+    /// with the sweep's own "vary" list (a dropped file is opened by what it holds).
+    pub fn looks_like_sweep(text: &str) -> bool {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .is_some_and(|v| v.get("vary").is_some_and(|vary| vary.is_array()))
+    }
 }
 
 #[cfg(test)]
@@ -643,6 +661,35 @@ mod tests {
             .map(|_| ())
             .map_err(|e| e.to_string());
         assert!(e.is_err_and(|e| e.contains("`metric`")));
+        // A sweep preset is told apart from a run preset (no "vary") by what it holds.
+        assert!(SweepSpec::looks_like_sweep(&spec.to_json()));
+        assert!(!SweepSpec::looks_like_sweep(&RunSpec::default().to_json()));
+        assert!(!SweepSpec::looks_like_sweep("not json"));
+        Ok(())
+    }
+
+    #[test]
+    fn load_reads_a_written_sweep_and_refuses_a_bad_one() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let good = dir.path().join("sweep.json");
+        let spec = SweepSpec {
+            name: "rho".into(),
+            base: RunSpec::default(),
+            vary: vec![SweepAxis::parse("rho=2,7")?],
+            metrics: vec![SweepMetric::W2],
+        };
+        std::fs::write(&good, spec.to_json()).map_err(|e| Error::io(&good, e))?;
+        assert_eq!(SweepSpec::load(&good)?, spec);
+        // Parsed but invalid (no metric) is refused, as is a file that is not there.
+        let bad = dir.path().join("bad.json");
+        let no_metric = SweepSpec {
+            metrics: Vec::new(),
+            ..spec
+        };
+        std::fs::write(&bad, no_metric.to_json()).map_err(|e| Error::io(&bad, e))?;
+        let e = SweepSpec::load(&bad).map(|_| ()).map_err(|e| e.to_string());
+        assert!(e.is_err_and(|e| e.contains("--metric")));
+        assert!(SweepSpec::load(&dir.path().join("missing.json")).is_err());
         Ok(())
     }
 }
