@@ -430,6 +430,10 @@ fn every_bad_input_gives_one_line_exit_2_and_leaves_the_output_folder_alone() {
         bad(&["bench-ui", "--drag-seconds", "nan"], &["--drag-seconds"]),
         bad(&["bench-ui", "--reruns", "0"], &["--reruns"]),
         bad(&["bench-ui", "--width", "10"], &["--width"]),
+        bad(
+            &["bench-ui", "--train-alone-seconds", "3"],
+            &["--train-steps"],
+        ),
         // The app's own flags.
         bad(
             &["--preset", &f("typo.json"), "--renderer", "glow"],

@@ -6,30 +6,22 @@ mod ui_support;
 
 use std::time::{Duration, Instant};
 
+use noisescope::app::NoiseScopeApp;
 use noisescope::app::training_tab::TrainingSettings;
-use noisescope::app::{NoiseScopeApp, Settings, Tab};
-use noisescope::data::DataSpec;
 
-use ui_support::{TIMEOUT, harness_of, thread_names};
+use ui_support::{TIMEOUT, harness_of, moons_training_scene, thread_names};
 
 #[cfg(target_os = "linux")]
 #[test]
 fn closing_the_app_while_a_model_trains_ends_the_trainer_and_the_worker() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings = Settings::default();
-    settings.spec.data = DataSpec::Toy {
-        name: "moons".into(),
-        points: 1000,
-    };
-    settings.view.tab = Tab::Training;
-    settings.training = TrainingSettings {
+    let mut app = NoiseScopeApp::new(moons_training_scene(TrainingSettings {
         mlp_width: 32,
         mlp_depth: 2,
         steps: 1_000_000,
         batch: 128,
         ..TrainingSettings::default()
-    };
-    let mut app = NoiseScopeApp::new(settings);
+    }));
     app.set_models_dir(dir.path().to_path_buf());
     let mut h = harness_of(app, egui::vec2(1400.0, 1000.0));
     h.run_steps(2);

@@ -13,25 +13,19 @@ use egui_kittest::kittest::Queryable;
 
 use noisescope::app::known_models::ModelOrigin;
 use noisescope::app::training_tab::TrainingSettings;
-use noisescope::app::{DialogAnswer, NoiseScopeApp, Settings, Tab};
-use noisescope::data::DataSpec;
+use noisescope::app::{DialogAnswer, NoiseScopeApp};
 use noisescope::run::training::PreviewSamples;
 use noisescope::run::training_record::TrainStatus;
 
 use ui_support::{
-    AppHarness, Scripted, harness_of, set_slider, tall, wait_for_error, wait_for_run, wait_until,
+    AppHarness, Scripted, harness_of, moons_training_scene, set_slider, tall, wait_for_error,
+    wait_for_run, wait_until,
 };
 
 /// The app on the moons toy with the Training tab open, a tiny mlp of `steps` steps, models
 /// saved under `dir`, and scripted dialogs.
 fn training_app(steps: usize, dir: &std::path::Path) -> (AppHarness, Sender<DialogAnswer>) {
-    let mut settings = Settings::default();
-    settings.spec.data = DataSpec::Toy {
-        name: "moons".into(),
-        points: 1000,
-    };
-    settings.view.tab = Tab::Training;
-    settings.training = TrainingSettings {
+    let mut app = NoiseScopeApp::new(moons_training_scene(TrainingSettings {
         mlp_width: 64,
         mlp_depth: 3,
         steps,
@@ -40,8 +34,7 @@ fn training_app(steps: usize, dir: &std::path::Path) -> (AppHarness, Sender<Dial
         ema_half_life: 5000.0,
         preview_every: 200,
         ..TrainingSettings::default()
-    };
-    let mut app = NoiseScopeApp::new(settings);
+    }));
     app.set_models_dir(dir.to_path_buf());
     let (tx, rx) = channel();
     app.set_file_dialogs(Arc::new(Scripted::new(rx)));

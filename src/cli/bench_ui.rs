@@ -44,8 +44,8 @@ pub struct BenchUiArgs {
     /// steps while the script runs (cancelled at the end; pick enough to outlast it).
     #[arg(long)]
     pub train_steps: Option<usize>,
-    /// Seconds of that training with the UI idle first (the app's steps/s).
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds of that training with the UI idle first (the app's steps/s); needs --train-steps.
+    #[arg(long, default_value_t = 5.0, requires = "train_steps")]
     pub train_alone_seconds: f64,
 }
 

@@ -12,9 +12,11 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
+use noisescope::app::training_tab::TrainingSettings;
 use noisescope::app::{
-    DialogAnswer, DialogSpec, FileDialogs, NoiseScopeApp, PendingDialog, Settings,
+    DialogAnswer, DialogSpec, FileDialogs, NoiseScopeApp, PendingDialog, Settings, Tab,
 };
+use noisescope::data::DataSpec;
 use noisescope::run::store::{RunRecord, RunStatus};
 
 /// Generous: a loaded CI machine may be slow, the default run takes well under a second.
@@ -30,6 +32,18 @@ pub fn harness_of(app: NoiseScopeApp, size: egui::Vec2) -> AppHarness {
     Harness::builder()
         .with_size(size)
         .build_ui_state(|ui, app: &mut NoiseScopeApp| app.frame(ui), app)
+}
+
+/// The moons toy (1000 points) with the Training tab open and these training settings.
+pub fn moons_training_scene(training: TrainingSettings) -> Settings {
+    let mut settings = Settings::default();
+    settings.spec.data = DataSpec::Toy {
+        name: "moons".into(),
+        points: 1000,
+    };
+    settings.view.tab = Tab::Training;
+    settings.training = training;
+    settings
 }
 
 /// A window tall enough that every control of the left panel is laid out (and so reachable).
