@@ -358,24 +358,23 @@ fn mean_cosine(a: &Batch, b: &Batch) -> f64 {
     cos.iter().sum::<f64>() / cos.len().max(1) as f64
 }
 
-/// The bundled moons model was trained with noise dropout (10% of 3000 steps, sigma log-uniform
-/// over [0.002, 80] on the dropped rows): its noise-dropped branch estimates E[n | x], whose exact
-/// value is the posterior average. Measured (this test prints it): the learned E[n | x] points
-/// the exact way at sigma >= 1 (cosine 0.82 at 1, 0.95 at 3, 0.998 at 20) but is 25-50% too
-/// short below sigma = 1 (an under-fit regression shrinks toward 0; the exact model also sees
-/// the 4096 points as points where the network sees a smooth density), and the guidance
-/// direction D - D_none = -sigma (eps - eps_none), a difference of two similar vectors, doubles
-/// that error: cosine 0.91 at sigma = 20, 0.70 at 3, 0.4 at 1, ~0 below 0.03. The 0.9 at
-/// mid sigma is NOT met by this model (README, NAG); what is asserted: E[n | x] within 0.75 /
-/// 0.9 / 0.99 cosine at sigma = 1 / 3 / 20, the direction within 0.85 at 20 and 0.5 at 3, and
-/// positive (the same half-space on average) from 0.1 to 1.
+/// The bundled moons-nag model was trained with half its rows noise-dropped (60000 steps, sigma
+/// log-uniform over [0.002, 80] on the dropped rows, assets/README.md): its noise-dropped branch
+/// estimates E[n | x], whose exact value is the posterior average over that prior. Measured (this
+/// test prints it): the guidance direction D - D_none agrees to cosine 0.91 at sigma = 1, 0.97
+/// at 3 and 0.94 at 20, E[n | x] to 0.95 / 0.97 / 1.0 there. Below sigma = 1 the direction is
+/// short (|D - D_none| 0.04-0.09) and agrees to 0.48 at 0.1 and 0.59 at 0.3: there the exact
+/// posterior average resolves the 4096 points one by one, which the network sees as a smooth
+/// density; the bundled moons model (10% of 3000 steps dropped) gave 0.41 at 1 and 0.70 at 3.
+/// Asserted: the direction >= 0.9 at sigma 1, 3, 20 and >= 0.4 at 0.1, 0.3; E[n | x] >= 0.9 at
+/// 1 and 3 and >= 0.99 at 20.
 #[test]
 fn the_learned_noise_dropped_direction_agrees_with_its_exact_counterpart() -> Result<()> {
     let source = toys::load("moons", 4096)?;
     let Source::Empirical(set) = &source else {
         panic!("moons is a finite set");
     };
-    let learned = LearnedDenoiser::bundled("moons")?;
+    let learned = LearnedDenoiser::bundled("moons-nag")?;
     let exact = ExactNag::new(model(&source, Precision::F64)?, NagForm::PosteriorAverage)?;
     let cond = Cond::plain();
     let none = cond.without_noise();
@@ -383,11 +382,11 @@ fn the_learned_noise_dropped_direction_agrees_with_its_exact_counterpart() -> Re
     let n = initial_noise(21, rows, 2);
     let mut report = Vec::new();
     for (sigma, floor, floor_none) in [
-        (0.1, 0.0, -1.0),
-        (0.3, 0.0, -1.0),
-        (1.0, 0.0, 0.75),
-        (3.0, 0.5, 0.9),
-        (20.0, 0.85, 0.99),
+        (0.1, 0.4, -1.0),
+        (0.3, 0.4, -1.0),
+        (1.0, 0.9, 0.9),
+        (3.0, 0.9, 0.9),
+        (20.0, 0.9, 0.99),
     ] {
         let mut x = Batch::zeros(rows, 2);
         for r in 0..rows {
@@ -427,7 +426,7 @@ fn the_learned_noise_dropped_direction_agrees_with_its_exact_counterpart() -> Re
     println!("{report:?}");
     for (sigma, cos, floor, cos_none, floor_none) in report.iter() {
         assert!(
-            cos > floor && cos_none >= floor_none,
+            cos >= floor && cos_none >= floor_none,
             "sigma {sigma}: {report:?}"
         );
     }

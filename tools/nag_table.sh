@@ -5,6 +5,9 @@
 # steps of each step's median ln sigma_hat - ln sigma, exact posterior of the data), the pooled
 # late delta (ln of the pooled ML sigma_hat over sigma, same steps), sliced W2 and class accuracy
 # from run.json. Usage: tools/nag_table.sh [BIN] [BATCH]
+# With EST_moons=PATH and/or EST_digits=PATH (estimator checkpoints from `noisescope train
+# --estimator`), a fourth form per w: classifier-based NAG, D + w sigma^2 grad_x ln g(sigma | x).
+# FORMS="..." runs only those forms (w = 0, the plain run, always).
 set -euo pipefail
 BIN=${1:-target/release/noisescope}
 B=${2:-256}
@@ -41,11 +44,15 @@ for data in moons digits; do
     extra=(--sampler $sampler --steps 18); [ $sampler = edm ] && extra+=(--churn 40)
     for cfg in 1 2; do
       for w in 0 1 2 3; do
-        for form in posterior-average exact-score learned; do
-          [ $w = 0 ] && [ $form != posterior-average ] && continue
+        est_var=EST_$data
+        read -r -a forms <<< "${FORMS:-posterior-average exact-score learned classifier}"
+        [ $w = 0 ] && forms=(posterior-average)
+        for form in "${forms[@]}"; do
+          [ $form = classifier ] && [ -z "${!est_var:-}" ] && continue
           name=${data}_${sampler}_${cfg}_${form}_$w
+          if [ $form = classifier ]; then nag=(--nag-estimator "${!est_var}"); else nag=(--nag-form $form); fi
           if "$BIN" sample --data $spec --denoiser bundled:$data --batch $B --seed 7 \
-              --class "$TMP/$data.npy" --cfg $cfg --nag $w --nag-form $form "${extra[@]}" \
+              --class "$TMP/$data.npy" --cfg $cfg --nag $w "${nag[@]}" "${extra[@]}" \
               --out "$TMP/$name" >/dev/null 2>"$TMP/$name.err"; then
             echo "| $data | $sampler | $cfg | $([ $w = 0 ] && echo "-" || echo $form) | $w | $(row "$TMP/$name") |"
           else

@@ -16,7 +16,7 @@ pub const OPEN_NPY: &str =
     "An [N, D] .npy file (float or integer) as a finite data set; ideal empirical denoiser.";
 pub const IMAGE_SIZE: &str = "Side of the resized images (pixels); D = size² (× 3 for RGB).";
 pub const DENOISER: &str = "What the sampler calls for D(x; σ): the exact denoiser of the data, or a network trained on it \
-(bundled: moons and digits; or one trained or opened in this run of the app). The noise-level plots judge every denoiser \
+(bundled: moons, moons-nag and digits; or one trained or opened in this run of the app). The noise-level plots judge every denoiser \
 by the exact posterior of the data, so a network's σ_hat is the noise shift it really causes.";
 pub const DENOISER_EXACT: &str = "D(x; σ) = E[y | x] for x = y + σ n (the convention of EDM, Karras et al. 2022, arXiv 2206.00364, §2): \
 softmax-weighted data mean for finite sets, closed forms for Gaussians and mixtures.";

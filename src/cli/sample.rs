@@ -118,7 +118,8 @@ pub struct SampleArgs {
     /// [>= N, B, D] standard-normal churn noise, row i for step i.
     #[arg(long)]
     pub churn_noise: Option<PathBuf>,
-    /// exact (the data's exact denoiser) | bundled:moons | bundled:digits | PATH.safetensors (a
+    /// exact (the data's exact denoiser) | bundled:moons | bundled:moons-nag | bundled:digits |
+    /// PATH.safetensors (a
     /// `noisescope train` checkpoint). A learned run's diagnostics still use the exact posterior.
     #[arg(long)]
     pub denoiser: Option<String>,

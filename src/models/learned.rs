@@ -18,11 +18,17 @@ use crate::train::trainer::Trainer;
 
 /// The models shipped in the binary (assets/models, made by `noisescope train`; assets/README.md
 /// has the commands): name, weights, sidecar.
-const BUNDLED: [(&str, &[u8], &str); 2] = [
+const BUNDLED: [(&str, &[u8], &str); 3] = [
     (
         "moons",
         include_bytes!("../../assets/models/moons.safetensors"),
         include_str!("../../assets/models/moons.json"),
+    ),
+    // Trained 20x longer with half its rows noise-dropped: its D_none is NAG's learned form.
+    (
+        "moons-nag",
+        include_bytes!("../../assets/models/moons-nag.safetensors"),
+        include_str!("../../assets/models/moons-nag.json"),
     ),
     (
         "digits",
