@@ -7,7 +7,8 @@
 # from run.json. Usage: tools/nag_table.sh [BIN] [BATCH]
 # With EST_moons=PATH and/or EST_digits=PATH (estimator checkpoints from `noisescope train
 # --estimator`), a fourth form per w: classifier-based NAG, D + w sigma^2 grad_x ln g(sigma | x).
-# FORMS="..." runs only those forms (w = 0, the plain run, always).
+# FORMS="..." runs only those forms (w = 0, the plain run, always); MODEL_moons / MODEL_digits
+# replace the bundled model of that data set (any --denoiser value); DATA="moons" runs one set.
 set -euo pipefail
 BIN=${1:-target/release/noisescope}
 B=${2:-256}
@@ -38,7 +39,7 @@ PY
 }
 echo "| data | sampler | CFG | form | w | late delta | pooled late delta | sliced W2 | class acc. |"
 echo "|---|---|---:|---|---:|---:|---:|---:|---:|"
-for data in moons digits; do
+for data in ${DATA:-moons digits}; do
   spec=$data; [ $data = moons ] && spec=toy:moons
   for sampler in heun edm; do
     extra=(--sampler $sampler --steps 18); [ $sampler = edm ] && extra+=(--churn 40)
@@ -51,7 +52,8 @@ for data in moons digits; do
           [ $form = classifier ] && [ -z "${!est_var:-}" ] && continue
           name=${data}_${sampler}_${cfg}_${form}_$w
           if [ $form = classifier ]; then nag=(--nag-estimator "${!est_var}"); else nag=(--nag-form $form); fi
-          if "$BIN" sample --data $spec --denoiser bundled:$data --batch $B --seed 7 \
+          model_var=MODEL_$data
+          if "$BIN" sample --data $spec --denoiser "${!model_var:-bundled:$data}" --batch $B --seed 7 \
               --class "$TMP/$data.npy" --cfg $cfg --nag $w "${nag[@]}" "${extra[@]}" \
               --out "$TMP/$name" >/dev/null 2>"$TMP/$name.err"; then
             echo "| $data | $sampler | $cfg | $([ $w = 0 ] && echo "-" || echo $form) | $w | $(row "$TMP/$name") |"
