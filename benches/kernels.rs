@@ -77,5 +77,56 @@ fn one_evaluation(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, one_evaluation);
+/// NAG's noise-unconditional call on the 2-D toy (the marginal over the posterior-average form's
+/// 45 log-uniform prior nodes, read from its table), at the same states: against `one_evaluation`'s
+/// grid path, the cost of NAG's second evaluation per step.
+fn nag_marginal(c: &mut Criterion) {
+    let isa = Isa::detect();
+    let Some((name, set, batch)) = workloads().into_iter().next() else {
+        return;
+    };
+    let prepared = PreparedSet::<f32>::new(&set.values, set.n, set.dim);
+    let prior = noisescope::models::noise_dropped_training_prior();
+    let (lo, hi) = prior.ln_support();
+    let nodes = 45;
+    let h = (hi - lo) / (nodes - 1) as f64;
+    let (sigmas, log_weights): (Vec<f64>, Vec<f64>) = (0..nodes)
+        .map(|k| {
+            let u = lo + h * k as f64;
+            (u.exp(), prior.log_density(u) + h.ln())
+        })
+        .unzip();
+    let weighting = Weighting::Marginal {
+        sigmas: &sigmas,
+        log_weights: &log_weights,
+        sigma_power: 1,
+    };
+    let mut group = c.benchmark_group(format!("kernel_nag_marginal_{name}"));
+    group.sample_size(10);
+    for sigma in [80.0, 1.0, 0.002] {
+        let x = states(&set, batch, sigma);
+        let spans = vec![
+            Span {
+                start: 0,
+                end: set.n
+            };
+            batch
+        ];
+        group.bench_function(format!("sigma={sigma}"), |b| {
+            b.iter(|| {
+                black_box(weighted_rows_on(
+                    &prepared,
+                    &x,
+                    &spans,
+                    &weighting,
+                    isa,
+                    Path::Explicit,
+                ))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, one_evaluation, nag_marginal);
 criterion_main!(benches);

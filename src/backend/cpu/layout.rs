@@ -3,6 +3,7 @@
 use std::sync::OnceLock;
 
 use super::cache::DistanceCache;
+use super::marginal_table::MarginalTables;
 use super::real::Real;
 
 /// SIMD width the blocked data layout is padded to.
@@ -23,6 +24,8 @@ pub struct PreparedSet<T> {
     pub(super) gemm: OnceLock<GemmOperands<T>>,
     /// The last batches' distances in GEMM form.
     pub(super) cache: DistanceCache<T>,
+    /// NAG's marginal as tables over the squared distance, per node set.
+    pub(super) marginal: MarginalTables,
 }
 
 /// f32 sets of this many dimensions or more take the distances in GEMM form.
@@ -115,6 +118,7 @@ impl<T: Real> PreparedSet<T> {
             columns,
             gemm: OnceLock::new(),
             cache: DistanceCache::default(),
+            marginal: MarginalTables::default(),
         }
     }
 

@@ -19,6 +19,7 @@
 //! - `gemm.rs` / `gemm_form.rs`: the `gemm` crate's products, and the GEMM-form path.
 //! - `cache.rs`: the last batches' GEMM-form distances (NAG's second call, the posterior).
 //! - `grid.rs` / `fused.rs`: the D <= 3 paths.
+//! - `marginal_table.rs`: NAG's marginal weights read from a per-node-set table (D <= 3, f32).
 //! - `log_sum_exp.rs`: the noise posterior's log-sum-exp on sigma grids, over bucketed gaps.
 //! - `dispatch.rs`: the ISA detection, the target-feature copies and the parallel entry points.
 
@@ -31,6 +32,7 @@ mod gemm_form;
 mod grid;
 mod layout;
 mod log_sum_exp;
+mod marginal_table;
 use crate::core::real;
 #[cfg(test)]
 mod tests;
