@@ -45,12 +45,8 @@ fn one_evaluation(c: &mut Criterion) {
     let isa = Isa::detect();
     for (name, set, batch) in workloads() {
         let prepared = PreparedSet::<f32>::new(&set.values, set.n, set.dim);
-        // The fast path of each shape (the 784-D images default to explicit differences, see
-        // layout::GEMM_MAX_DIM, but their GEMM form is measured here all the same).
-        let fast = match Path::for_set(&prepared) {
-            Path::Explicit if set.dim > 3 => Path::Gemm,
-            path => path,
-        };
+        // The fast path of each shape.
+        let fast = Path::for_set(&prepared);
         let mut group = c.benchmark_group(format!("kernel_eval_{name}"));
         group.sample_size(10);
         for sigma in [80.0, 1.0, 0.002] {
