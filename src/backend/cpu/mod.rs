@@ -4,8 +4,9 @@
 //! The ideal empirical denoiser D(x; s) = sum_j softmax_j(-|x - y_j|^2 / (2 s^2)) y_j, with
 //! max-subtraction (the nearest point has weight 1) and weights below e^-CUTOFF skipped, exps
 //! included. Distances take one of three paths (`Path`): explicit differences (no
-//! |x|^2 - 2 x.y + |y|^2 cancellation, exact at s = 0.002; f64 and 784-D sets), the GEMM form
-//! with the candidates a weighting resolves finely recomputed explicitly (f32, 16..=256 dims),
+//! |x|^2 - 2 x.y + |y|^2 cancellation, exact at s = 0.002; f64 sets, and f32 above 1024 dims), the GEMM form
+//! with the candidates a weighting resolves finely recomputed explicitly (f32, 16..=1024 dims;
+//! the posterior's log-sum-exps up to 256),
 //! and for D <= 3 a grid that visits only the points within reach (or, at large sigma, a fused
 //! two-pass softmax).
 //!
