@@ -223,37 +223,42 @@ impl MarginalTable {
             .map(|(a, c)| a - d_min * c)
             .fold(f64::NEG_INFINITY, f64::max)
     }
+}
 
-    /// (w, z) of one point at gap `gap` from a row whose v at its nearest point is `base`.
+/// A row's view of the table, copied into locals so that LLVM keeps it in registers and
+/// vectorises the per-point loop (table reads become gathers).
+#[derive(Clone, Copy)]
+struct Lookup<'a> {
+    shift: u32,
+    first: u32,
+    last: u32,
+    last_start: f32,
+    /// v at the row's nearest point, and its top logit.
+    base: f32,
+    top: f32,
+    z: [&'a [f32]; 4],
+    w: [&'a [f32]; 4],
+}
+
+impl Lookup<'_> {
+    /// (w, z) of one point at gap `gap`.
     #[inline(always)]
-    fn point<const FMA: bool>(&self, gap: f32, base: f32, top: f32) -> (f32, f32) {
-        let v = gap.max(0.0) + base;
+    fn point<const FMA: bool>(self, gap: f32) -> (f32, f32) {
+        let v = gap.max(0.0) + self.base;
         let bits = v.to_bits();
         let cell = ((bits >> self.shift).max(self.first) - self.first).min(self.last) as usize;
         let cell_start = f32::from_bits(bits >> self.shift << self.shift).min(self.last_start);
         let s = v - cell_start;
-        // SAFETY: cell <= last, and every coefficient vector has last + 1 entries.
-        let ([z0, z1, z2, z3], [w0, w1, w2, w3]) = unsafe {
-            let at = |c: &[f32]| *c.get_unchecked(cell);
-            (
-                [
-                    at(&self.z[0]),
-                    at(&self.z[1]),
-                    at(&self.z[2]),
-                    at(&self.z[3]),
-                ],
-                [
-                    at(&self.w[0]),
-                    at(&self.w[1]),
-                    at(&self.w[2]),
-                    at(&self.w[3]),
-                ],
+        // SAFETY: cell <= last, and every coefficient slice has last + 1 entries.
+        let at = |c: &[f32]| unsafe { *c.get_unchecked(cell) };
+        let cubic = |c: [&[f32]; 4]| {
+            s.fused::<FMA>(
+                s.fused::<FMA>(s.fused::<FMA>(at(c[3]), at(c[2])), at(c[1])),
+                at(c[0]),
             )
         };
-        let ln_z = s.fused::<FMA>(s.fused::<FMA>(s.fused::<FMA>(z3, z2), z1), z0);
-        let ln_w = s.fused::<FMA>(s.fused::<FMA>(s.fused::<FMA>(w3, w2), w1), w0);
-        let e_z = Real::exp(ln_z - top);
-        let e_w = Real::exp(ln_w - top);
+        let e_z = Real::exp(cubic(self.z) - self.top);
+        let e_w = Real::exp(cubic(self.w) - self.top);
         // +inf gaps (outside the span) weigh nothing.
         if v <= f32::MAX {
             (e_w, e_z)
@@ -275,20 +280,34 @@ pub(super) fn weigh_gaps_tabled<T: Real, const FMA: bool>(
     if d_min + f64::from(table.offset) >= f64::from(table.last_start) {
         return weigh_gaps_linear::<T, FMA>(gaps, d_min, top, &table.nodes);
     }
-    let base = (d_min + f64::from(table.offset)) as f32;
-    let top = top as f32;
+    let lookup = Lookup {
+        shift: table.shift,
+        first: table.first,
+        last: table.last,
+        last_start: table.last_start,
+        base: (d_min + f64::from(table.offset)) as f32,
+        top: top as f32,
+        z: [&table.z[0], &table.z[1], &table.z[2], &table.z[3]],
+        w: [&table.w[0], &table.w[1], &table.w[2], &table.w[3]],
+    };
     let mut lanes = [0.0f32; LANES];
     let mut chunks = gaps.chunks_exact_mut(LANES);
     for ch in &mut chunks {
+        // Weights staged on the stack: stores into `gaps` between the table reads would keep
+        // LLVM from vectorising (it cannot tell them apart from the gathered cells).
+        let mut weights = [0.0f32; LANES];
         for l in 0..LANES {
-            let (w, z) = table.point::<FMA>(ch[l].to_f64() as f32, base, top);
-            ch[l] = T::from_f64(f64::from(w));
+            let (w, z) = lookup.point::<FMA>(ch[l].to_f64() as f32);
+            weights[l] = w;
             lanes[l] += z;
+        }
+        for l in 0..LANES {
+            ch[l] = T::from_f64(f64::from(weights[l]));
         }
     }
     let mut total = 0.0;
     for g in chunks.into_remainder() {
-        let (w, z) = table.point::<FMA>(g.to_f64() as f32, base, top);
+        let (w, z) = lookup.point::<FMA>(g.to_f64() as f32);
         *g = T::from_f64(f64::from(w));
         total += f64::from(z);
     }
