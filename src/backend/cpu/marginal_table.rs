@@ -109,9 +109,9 @@ pub(super) struct MarginalTable {
     offset: f32,
     /// v at the start of the last cell, the linear one.
     last_start: f32,
-    /// Per cell, the cubic's coefficients in s = v - cell start, for ln Z and for ln W.
-    z: [Vec<f32>; 4],
-    w: [Vec<f32>; 4],
+    /// Per cell, the cubic's coefficients in s = v - cell start, for ln Z then for ln W: one
+    /// 32-byte record, read by one load (vector gathers are slow on this class of CPU).
+    cells: Vec<[f32; 8]>,
     nodes: Nodes,
     /// The largest interpolation error measured, in ln w or ln z (read by the tests).
     #[cfg_attr(not(test), allow(dead_code))]
@@ -190,15 +190,21 @@ impl MarginalTable {
             at = next;
             i += 1;
         }
-        let finite = z.iter().chain(&w).flatten().all(|v| v.is_finite());
+        let cells: Vec<[f32; 8]> = (0..z[0].len())
+            .map(|i| {
+                [
+                    z[0][i], z[1][i], z[2][i], z[3][i], w[0][i], w[1][i], w[2][i], w[3][i],
+                ]
+            })
+            .collect();
+        let finite = cells.iter().flatten().all(|v| v.is_finite());
         (finite && max_error <= TABLE_TOLERANCE).then(|| MarginalTable {
             shift,
             first,
             last: i,
             offset,
             last_start: start(i) as f32,
-            z,
-            w,
+            cells,
             nodes: Nodes {
                 a: Vec::new(),
                 c: Vec::new(),
@@ -225,8 +231,7 @@ impl MarginalTable {
     }
 }
 
-/// A row's view of the table, copied into locals so that LLVM keeps it in registers and
-/// vectorises the per-point loop (table reads become gathers).
+/// A row's view of the table, copied into locals so that LLVM keeps it in registers.
 #[derive(Clone, Copy)]
 struct Lookup<'a> {
     shift: u32,
@@ -236,35 +241,47 @@ struct Lookup<'a> {
     /// v at the row's nearest point, and its top logit.
     base: f32,
     top: f32,
-    z: [&'a [f32]; 4],
-    w: [&'a [f32]; 4],
+    cells: &'a [[f32; 8]],
 }
 
 impl Lookup<'_> {
-    /// (w, z) of one point at gap `gap`.
+    /// (w, z) of LANES points at gaps `gaps`: the cells' index and offset vectorised, the cells
+    /// read one 32-byte record per point, the cubics and exps vectorised.
     #[inline(always)]
-    fn point<const FMA: bool>(self, gap: f32) -> (f32, f32) {
-        let v = gap.max(0.0) + self.base;
-        let bits = v.to_bits();
-        let cell = ((bits >> self.shift).max(self.first) - self.first).min(self.last) as usize;
-        let cell_start = f32::from_bits(bits >> self.shift << self.shift).min(self.last_start);
-        let s = v - cell_start;
-        // SAFETY: cell <= last, and every coefficient slice has last + 1 entries.
-        let at = |c: &[f32]| unsafe { *c.get_unchecked(cell) };
-        let cubic = |c: [&[f32]; 4]| {
-            s.fused::<FMA>(
-                s.fused::<FMA>(s.fused::<FMA>(at(c[3]), at(c[2])), at(c[1])),
-                at(c[0]),
-            )
-        };
-        let e_z = Real::exp(cubic(self.z) - self.top);
-        let e_w = Real::exp(cubic(self.w) - self.top);
-        // +inf gaps (outside the span) weigh nothing.
-        if v <= f32::MAX {
-            (e_w, e_z)
-        } else {
-            (0.0, 0.0)
+    fn lanes<const FMA: bool>(self, gaps: [f32; LANES]) -> ([f32; LANES], [f32; LANES]) {
+        let mut cell = [0usize; LANES];
+        let mut offset = [0.0f32; LANES];
+        let mut inside = [false; LANES];
+        for l in 0..LANES {
+            let v = gaps[l].max(0.0) + self.base;
+            let bits = v.to_bits();
+            cell[l] = ((bits >> self.shift).max(self.first) - self.first).min(self.last) as usize;
+            let cell_start = f32::from_bits(bits >> self.shift << self.shift).min(self.last_start);
+            offset[l] = v - cell_start;
+            // +inf gaps (outside the span) weigh nothing.
+            inside[l] = v <= f32::MAX;
         }
+        let mut records = [[0.0f32; 8]; LANES];
+        for l in 0..LANES {
+            if let Some(r) = self.cells.get(cell[l]) {
+                records[l] = *r;
+            }
+        }
+        let (mut w, mut z) = ([0.0f32; LANES], [0.0f32; LANES]);
+        for l in 0..LANES {
+            let (s, c) = (offset[l], &records[l]);
+            let cubic = |q: usize| {
+                s.fused::<FMA>(
+                    s.fused::<FMA>(s.fused::<FMA>(c[q + 3], c[q + 2]), c[q + 1]),
+                    c[q],
+                )
+            };
+            let e_z = Real::exp(cubic(0) - self.top);
+            let e_w = Real::exp(cubic(4) - self.top);
+            z[l] = if inside[l] { e_z } else { 0.0 };
+            w[l] = if inside[l] { e_w } else { 0.0 };
+        }
+        (w, z)
     }
 }
 
@@ -287,29 +304,31 @@ pub(super) fn weigh_gaps_tabled<T: Real, const FMA: bool>(
         last_start: table.last_start,
         base: (d_min + f64::from(table.offset)) as f32,
         top: top as f32,
-        z: [&table.z[0], &table.z[1], &table.z[2], &table.z[3]],
-        w: [&table.w[0], &table.w[1], &table.w[2], &table.w[3]],
+        cells: &table.cells,
     };
     let mut lanes = [0.0f32; LANES];
     let mut chunks = gaps.chunks_exact_mut(LANES);
     for ch in &mut chunks {
-        // Weights staged on the stack: stores into `gaps` between the table reads would keep
-        // LLVM from vectorising (it cannot tell them apart from the gathered cells).
-        let mut weights = [0.0f32; LANES];
+        let mut g = [0.0f32; LANES];
         for l in 0..LANES {
-            let (w, z) = lookup.point::<FMA>(ch[l].to_f64() as f32);
-            weights[l] = w;
-            lanes[l] += z;
+            g[l] = ch[l].to_f64() as f32;
         }
+        let (w, z) = lookup.lanes::<FMA>(g);
         for l in 0..LANES {
-            ch[l] = T::from_f64(f64::from(weights[l]));
+            ch[l] = T::from_f64(f64::from(w[l]));
+            lanes[l] += z[l];
         }
     }
+    let rest = chunks.into_remainder();
+    let mut g = [f32::INFINITY; LANES];
+    for (v, r) in g.iter_mut().zip(rest.iter()) {
+        *v = r.to_f64() as f32;
+    }
+    let (w, z) = lookup.lanes::<FMA>(g);
     let mut total = 0.0;
-    for g in chunks.into_remainder() {
-        let (w, z) = lookup.point::<FMA>(g.to_f64() as f32);
-        *g = T::from_f64(f64::from(w));
-        total += f64::from(z);
+    for (q, r) in rest.iter_mut().enumerate() {
+        *r = T::from_f64(f64::from(w[q]));
+        total += f64::from(z[q]);
     }
     total + lanes.iter().map(|&v| f64::from(v)).sum::<f64>()
 }
