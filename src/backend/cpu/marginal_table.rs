@@ -372,11 +372,14 @@ struct Key {
     log_weights: Vec<u64>,
 }
 
+/// A node set and its table (`None`: it needs the direct sum).
+type Entry = (Key, Option<Arc<MarginalTable>>);
+
 /// The tables of the node sets used lately on one prepared set (shared by its clones), built at
 /// first use: a model's nodes are fixed, so each is built once per run.
 #[derive(Clone, Default)]
 pub(super) struct MarginalTables {
-    entries: Arc<Mutex<Vec<(Key, Option<Arc<MarginalTable>>)>>>,
+    entries: Arc<Mutex<Vec<Entry>>>,
 }
 
 /// Node sets kept (NAG's two analytic forms, and room for a change of prior).
