@@ -1,8 +1,9 @@
 //! Criterion benches of the CPU kernels: one empirical-denoiser evaluation (f32, all data in one
 //! span) at sigma in {80, 1, 0.002} on the three reference workloads, on each distance path:
 //! the fast one (the grid for the 2-D toy, the GEMM form for the digits and the 784-D images)
-//! against explicit differences to every point. The states are x = y_j + sigma z around data
-//! points, as a sampler's states are at that sigma (at sigma = 80 they are noise).
+//! against explicit differences to every point, and on the toy NAG's marginal. The states are
+//! x = y_j + sigma z around data points, as a sampler's states are at that sigma (at sigma = 80
+//! they are noise).
 
 use std::hint::black_box;
 
@@ -43,14 +44,16 @@ fn states(set: &DataSet, batch: usize, sigma: f64) -> Vec<f32> {
 
 fn one_evaluation(c: &mut Criterion) {
     let isa = Isa::detect();
+    let (sigmas, log_weights) = nag_nodes();
+    let marginal = Weighting::Marginal {
+        sigmas: &sigmas,
+        log_weights: &log_weights,
+        sigma_power: 1,
+    };
     for (name, set, batch) in workloads() {
         let prepared = PreparedSet::<f32>::new(&set.values, set.n, set.dim);
-        // The fast path of each shape (the 784-D images default to explicit differences, see
-        // layout::GEMM_MAX_DIM, but their GEMM form is measured here all the same).
-        let fast = match Path::for_set(&prepared) {
-            Path::Explicit if set.dim > 3 => Path::Gemm,
-            path => path,
-        };
+        // The fast path of each shape.
+        let fast = Path::for_set(&prepared);
         let mut group = c.benchmark_group(format!("kernel_eval_{name}"));
         group.sample_size(10);
         for sigma in [80.0, 1.0, 0.002] {
@@ -62,9 +65,16 @@ fn one_evaluation(c: &mut Criterion) {
                 };
                 batch
             ];
-            let weighting = Weighting::Softmax { sigma };
-            for path in [fast, Path::Explicit] {
-                group.bench_function(format!("{path:?}/sigma={sigma}"), |b| {
+            let softmax = Weighting::Softmax { sigma };
+            let mut runs = vec![
+                (format!("{fast:?}"), softmax, fast),
+                ("Explicit".to_string(), softmax, Path::Explicit),
+            ];
+            if set.dim <= 3 {
+                runs.push(("NagMarginal".to_string(), marginal, Path::Explicit));
+            }
+            for (label, weighting, path) in runs {
+                group.bench_function(format!("{label}/sigma={sigma}"), |b| {
                     b.iter(|| {
                         black_box(weighted_rows_on(
                             &prepared, &x, &spans, &weighting, isa, path,
@@ -75,6 +85,21 @@ fn one_evaluation(c: &mut Criterion) {
         }
         group.finish();
     }
+}
+
+/// NAG's marginal over the posterior-average form's 45 log-uniform prior nodes (read from its
+/// table on the 2-D toy): against the softmax at the same states, the cost of NAG's second call.
+fn nag_nodes() -> (Vec<f64>, Vec<f64>) {
+    let prior = noisescope::models::noise_dropped_training_prior();
+    let (lo, hi) = prior.ln_support();
+    let nodes = 45;
+    let h = (hi - lo) / (nodes - 1) as f64;
+    (0..nodes)
+        .map(|k| {
+            let u = lo + h * k as f64;
+            (u.exp(), prior.log_density(u) + h.ln())
+        })
+        .unzip()
 }
 
 criterion_group!(benches, one_evaluation);

@@ -9,7 +9,9 @@ use super::fused::{FUSED_MAX_DIM, fused_softmax_task};
 use super::gemm::Threads;
 use super::gemm_form::{RowMeta, RowWeights, SpanDistances, finish_row, weigh_gemm_row};
 use super::grid::{GRID_MAX_DIM, Grid, grid_row};
-use super::layout::{GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
+use super::layout::{
+    GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, LIKELIHOOD_GEMM_MAX_DIM, PreparedSet, tasks,
+};
 use super::log_sum_exp::{gemm_log_sum_exp_row, log_sum_exp_task};
 use super::real::Real;
 use super::weighted::weighted_rows_task;
@@ -365,7 +367,7 @@ pub fn log_sum_exp_grid<T: Real>(
     isa: Isa,
 ) -> Vec<GridRow> {
     let groups = group_by_span(spans);
-    if Path::for_set(set) == Path::Gemm {
+    if Path::for_set(set) == Path::Gemm && set.dim <= LIKELIHOOD_GEMM_MAX_DIM {
         let threads = if groups.len() == 1 {
             Threads::All
         } else {

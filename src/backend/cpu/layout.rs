@@ -3,6 +3,7 @@
 use std::sync::OnceLock;
 
 use super::cache::DistanceCache;
+use super::marginal_table::MarginalTables;
 use super::real::Real;
 
 /// SIMD width the blocked data layout is padded to.
@@ -23,13 +24,20 @@ pub struct PreparedSet<T> {
     pub(super) gemm: OnceLock<GemmOperands<T>>,
     /// The last batches' distances in GEMM form.
     pub(super) cache: DistanceCache<T>,
+    /// NAG's marginal as tables over the squared distance, per node set.
+    pub(super) marginal: MarginalTables,
 }
 
 /// f32 sets of this many dimensions or more take the distances in GEMM form.
 pub(super) const GEMM_MIN_DIM: usize = 16;
-/// ... and this many or fewer: on 784-D data the f32 product's gaps differ from explicit
-/// differences (the GPU's) by 1.2e-4 in the weight sums, past the parity tolerance (1e-4).
-pub(super) const GEMM_MAX_DIM: usize = 256;
+/// ... and this many or fewer (the 784-D images included: there the GEMM form is nearer f64 than
+/// explicit f32 differences, 1.5e-5 against 7.9e-5 in the weighted means and weight sums, tests.rs;
+/// its error bound grows with D, and the candidates it cannot resolve are recomputed explicitly).
+pub(super) const GEMM_MAX_DIM: usize = 1024;
+/// The noise posterior's log-sum-exps take the GEMM form up to this many dimensions: on 784-D its
+/// likelihood grids differ from the GPU's explicit ones by 1.3e-4 of the peak (tests/gpu_parity.rs
+/// holds the two sides to each other there).
+pub(super) const LIKELIHOOD_GEMM_MAX_DIM: usize = 256;
 
 /// The data set centred on its mean for the GEMM form x.y - |y|^2 / 2: centring keeps |x| and |y|,
 /// and with them the form's rounding error, at the scale of the data's spread.
@@ -115,6 +123,7 @@ impl<T: Real> PreparedSet<T> {
             columns,
             gemm: OnceLock::new(),
             cache: DistanceCache::default(),
+            marginal: MarginalTables::default(),
         }
     }
 

@@ -4,10 +4,10 @@
 //! The ideal empirical denoiser D(x; s) = sum_j softmax_j(-|x - y_j|^2 / (2 s^2)) y_j, with
 //! max-subtraction (the nearest point has weight 1) and weights below e^-CUTOFF skipped, exps
 //! included. Distances take one of three paths (`Path`): explicit differences (no
-//! |x|^2 - 2 x.y + |y|^2 cancellation, exact at s = 0.002; f64 and 784-D sets), the GEMM form
-//! with the candidates a weighting resolves finely recomputed explicitly (f32, 16..=256 dims),
-//! and for D <= 3 a grid that visits only the points within reach (or, at large sigma, a fused
-//! two-pass softmax).
+//! |x|^2 - 2 x.y + |y|^2 cancellation, exact at s = 0.002; f64 sets, f32 above 1024 dims), the
+//! GEMM form with the candidates a weighting resolves finely recomputed explicitly (f32,
+//! 16..=1024 dims; the posterior's log-sum-exps up to 256), and for D <= 3 a grid that visits
+//! only the points within reach (or, at large sigma, a fused two-pass softmax).
 //!
 //! - `real`: the `Real` trait (f32 / f64) with the vectorisable exp polynomials (core::real,
 //!   pure math shared with train/).
@@ -19,6 +19,7 @@
 //! - `gemm.rs` / `gemm_form.rs`: the `gemm` crate's products, and the GEMM-form path.
 //! - `cache.rs`: the last batches' GEMM-form distances (NAG's second call, the posterior).
 //! - `grid.rs` / `fused.rs`: the D <= 3 paths.
+//! - `marginal_table.rs`: NAG's marginal weights read from a per-node-set table (D <= 3, f32).
 //! - `log_sum_exp.rs`: the noise posterior's log-sum-exp on sigma grids, over bucketed gaps.
 //! - `dispatch.rs`: the ISA detection, the target-feature copies and the parallel entry points.
 
@@ -31,6 +32,7 @@ mod gemm_form;
 mod grid;
 mod layout;
 mod log_sum_exp;
+mod marginal_table;
 use crate::core::real;
 #[cfg(test)]
 mod tests;

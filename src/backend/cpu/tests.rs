@@ -301,8 +301,8 @@ fn brute_marginal(
     values: &[f64],
     dim: usize,
     x: &[f64],
-    sigmas: &[f64],
-    log_weights: &[f64],
+    (sigmas, log_weights): (&[f64], &[f64]),
+    power: i32,
 ) -> Vec<(Vec<f64>, f64)> {
     let n = values.len() / dim;
     x.chunks_exact(dim)
@@ -328,7 +328,7 @@ fn brute_marginal(
                 for k in 0..sigmas.len() {
                     let e = (logit(j, k) - top).exp();
                     z += e;
-                    w += e / (sigmas[k] * sigmas[k]);
+                    w += e * sigmas[k].powi(-power);
                 }
                 sum += w;
                 for q in 0..dim {
@@ -358,7 +358,7 @@ fn the_gemm_form_matches_explicit_differences_for_nag() {
             let x = f32_rounded(&rows_around(&values, dim, sigma, 5));
             let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
             let spans = vec![Span { start: 0, end: n }; xs.len() / dim];
-            let reference = brute_marginal(&exact_values, dim, &x, &sigmas, &log_weights);
+            let reference = brute_marginal(&exact_values, dim, &x, (&sigmas, &log_weights), 2);
             let run = |path| weighted_rows_on(&set, &xs, &spans, &weighting, Isa::detect(), path);
             let mut worst = [0.0f64; 4];
             for (p, path) in [Path::Gemm, Path::Explicit].into_iter().enumerate() {
@@ -515,6 +515,201 @@ fn explicit_distances_sum_in_tiles_of_sixteen_dimensions() {
                 total = if tile == 0 { part } else { total + part };
             }
             assert_eq!(got.to_bits(), total.to_bits(), "row {r} point {point}");
+        }
+    }
+}
+
+/// NAG's prior nodes as the model builds them: the posterior-average form's log-uniform prior
+/// on [0.002, 80] with Simpson's weights (odd count, spacing <= 1 / sqrt(2 D)), or EDM's
+/// log-normal with the trapezoid rule.
+fn nag_nodes(log_uniform: bool, dim: usize) -> (Vec<f64>, Vec<f64>) {
+    use crate::core::estimate::SigmaPrior;
+    let spacing = (1.0 / (2.0 * dim as f64).sqrt()).min(0.25);
+    if !log_uniform {
+        let prior = SigmaPrior::edm_training();
+        let (a, b) = prior.ln_support();
+        return prior.quadrature(((b - a) / spacing).ceil() as usize + 1);
+    }
+    let prior = SigmaPrior::LogUniform {
+        lo: 0.002,
+        hi: 80.0,
+    };
+    let (a, b) = prior.ln_support();
+    let n = (((b - a) / spacing).ceil() as usize + 1) | 1;
+    let h = (b - a) / (n - 1) as f64;
+    (0..n)
+        .map(|k| {
+            let u = a + h * k as f64;
+            let simpson = match k {
+                0 => 1.0,
+                _ if k == n - 1 => 1.0,
+                _ if k % 2 == 1 => 4.0,
+                _ => 2.0,
+            };
+            (u.exp(), prior.log_density(u) + (simpson * h / 3.0).ln())
+        })
+        .unzip()
+}
+
+/// f64 over every node: the marginal's weight of each gap and the normaliser, on the direct
+/// sum's scale (relative to the row's top logit at d_min).
+fn exact_marginal_weights(
+    gaps: &[f64],
+    d_min: f64,
+    (sigmas, log_weights): (&[f64], &[f64]),
+    power: i32,
+    dim: usize,
+) -> (Vec<f64>, f64) {
+    let logit = |k: usize, d: f64| {
+        log_weights[k] - dim as f64 * sigmas[k].ln() - d / (2.0 * sigmas[k] * sigmas[k])
+    };
+    let top = (0..sigmas.len())
+        .map(|k| logit(k, d_min))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut z = 0.0;
+    let weights = gaps
+        .iter()
+        .map(|&g| {
+            (0..sigmas.len())
+                .map(|k| {
+                    let e = (logit(k, d_min + g) - top).exp();
+                    z += e;
+                    e * sigmas[k].powi(-power)
+                })
+                .sum()
+        })
+        .collect();
+    (weights, z)
+}
+
+#[test]
+fn the_marginal_table_equals_the_direct_sum() {
+    // Rows from on a data point to far beyond every node's reach (d_min up to 1e9: |x| ~ 3e4),
+    // gaps from 0 to 1e4 (geometric, with every cell boundary crossed at some rows) and +inf.
+    let d_mins = [
+        0.0, 1e-9, 3e-6, 1e-4, 2e-3, 0.05, 0.7, 3.0, 40.0, 900.0, 2e4, 6e5, 1e9,
+    ];
+    let mut gaps: Vec<f64> = (0..400)
+        .map(|i| 1e-9 * 10f64.powf(i as f64 * 13.0 / 399.0))
+        .map(|g| g as f32 as f64)
+        .collect();
+    gaps.extend([0.0, 0.0, f64::INFINITY]);
+    for dim in 1..=3 {
+        for log_uniform in [true, false] {
+            let (sigmas, log_weights) = nag_nodes(log_uniform, dim);
+            for power in [1, 2] {
+                let Some(table) =
+                    marginal_table::MarginalTable::new(&sigmas, &log_weights, power, dim)
+                else {
+                    panic!("no table: dim {dim}, log-uniform {log_uniform}, power {power}");
+                };
+                assert!(table.max_error <= marginal_table::TABLE_TOLERANCE);
+                let weighting = Weighting::Marginal {
+                    sigmas: &sigmas,
+                    log_weights: &log_weights,
+                    sigma_power: power,
+                };
+                let (mut worst_table, mut worst_direct, mut apart) = (0.0f64, 0.0f64, 0.0f64);
+                for &d_min in &d_mins {
+                    let d_min = d_min as f32 as f64;
+                    let (exact, exact_z) =
+                        exact_marginal_weights(&gaps, d_min, (&sigmas, &log_weights), power, dim);
+                    let as_f32: Vec<f32> = gaps.iter().map(|&g| g as f32).collect();
+                    let mut tabled = as_f32.clone();
+                    let tabled_z =
+                        marginal_table::weigh_gaps_tabled::<f32, false>(&mut tabled, d_min, &table);
+                    let mut direct = as_f32;
+                    let direct_z =
+                        weights::weigh_gaps::<f32, false>(&mut direct, d_min, &weighting, dim);
+                    // Relative errors of the weights above e^-30 of the row's largest (the
+                    // others' share of the sums is below 1e-13 N), and of Z.
+                    let largest = exact.iter().copied().fold(0.0, f64::max);
+                    let relative = |got: f64, want: f64| (got / want - 1.0).abs();
+                    worst_table = worst_table.max(relative(tabled_z, exact_z));
+                    worst_direct = worst_direct.max(relative(direct_z, exact_z));
+                    apart = apart.max(relative(tabled_z, direct_z));
+                    for ((&e, &t), &d) in exact.iter().zip(&tabled).zip(&direct) {
+                        if e >= largest * (-30.0f64).exp() {
+                            worst_table = worst_table.max(relative(f64::from(t), e));
+                            worst_direct = worst_direct.max(relative(f64::from(d), e));
+                            apart = apart.max(relative(f64::from(t), f64::from(d)));
+                        } else {
+                            assert!(f64::from(t) <= largest * (-29.0f64).exp());
+                        }
+                    }
+                    assert_eq!(
+                        tabled[gaps.len() - 1],
+                        0.0,
+                        "an infinite gap weighs nothing"
+                    );
+                }
+                eprintln!(
+                    "dim {dim}, log-uniform {log_uniform}, power {power}: {} cells, \
+                     interpolation {:.1e}; weights against f64: table {worst_table:.1e}, \
+                     direct {worst_direct:.1e}; table against direct {apart:.1e}",
+                    table.cells(),
+                    table.max_error
+                );
+                assert!(
+                    worst_table <= 1e-5 && apart <= 1e-5,
+                    "dim {dim}, log-uniform {log_uniform}, power {power}: table {worst_table:e}, \
+                     direct {worst_direct:e}, apart {apart:e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn nag_on_the_toys_through_the_table_matches_brute_force() {
+    for toy in crate::data::toys::SAMPLED {
+        let set = match crate::data::toys::load(toy, 800) {
+            Ok(crate::data::Source::Empirical(set)) => set,
+            _ => panic!("{toy}"),
+        };
+        let dim = set.dim;
+        let values = with_ties(&set.values, dim);
+        let n = values.len() / dim;
+        let exact_values = f32_rounded(&values);
+        let single = PreparedSet::<f32>::new(&values, n, dim);
+        let scale = exact_values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (log_uniform, power) in [(true, 1), (false, 2)] {
+            let (sigmas, log_weights) = nag_nodes(log_uniform, dim);
+            let weighting = Weighting::Marginal {
+                sigmas: &sigmas,
+                log_weights: &log_weights,
+                sigma_power: power,
+            };
+            for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
+                let mut x = rows_around(&values, dim, sigma, 23);
+                // Far rows: 50 and 500 from the data (NAG's diverging states).
+                x.extend([30.0, -50.0, 400.0, 300.0]);
+                let x = f32_rounded(&x);
+                let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let spans = vec![Span { start: 0, end: n }; x.len() / dim];
+                let got = weighted_rows_on(
+                    &single,
+                    &xs,
+                    &spans,
+                    &weighting,
+                    Isa::detect(),
+                    Path::Explicit,
+                );
+                let reference =
+                    brute_marginal(&exact_values, dim, &x, (&sigmas, &log_weights), power);
+                let (mut mean, mut ratio) = (0.0f64, 0.0f64);
+                for (g, (m, r)) in got.iter().zip(&reference) {
+                    ratio = ratio.max(((g.weight_sum / g.normaliser) / r - 1.0).abs());
+                    for (gv, ev) in g.weighted.iter().zip(m) {
+                        mean = mean.max((gv / g.weight_sum - ev).abs() / scale);
+                    }
+                }
+                eprintln!("{toy} power {power} sigma {sigma}: mean {mean:.1e}, ratio {ratio:.1e}");
+                assert!(
+                    mean <= 1e-5 && ratio <= 1e-5,
+                    "{toy} power {power} sigma {sigma}: mean {mean:e}, ratio {ratio:e}"
+                );
+            }
         }
     }
 }

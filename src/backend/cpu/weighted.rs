@@ -2,13 +2,20 @@
 
 use super::distances::{dot_lanes, min_of, span_distances, sum_of};
 use super::layout::{PreparedSet, SMALL_DIM};
+use super::marginal_table::{MarginalTable, weigh_gaps_tabled};
 use super::real::Real;
 use super::weights::weigh_gaps;
 use crate::backend::{Span, WeightedRow, Weighting};
 
-/// Turns one row of distances into weights in place; returns the normaliser Z.
+/// Turns one row of distances into weights in place (NAG's marginal through `table` when there is
+/// one); returns the normaliser Z.
 #[inline(always)]
-fn weigh_row<T: Real, const FMA: bool>(row: &mut [T], weighting: &Weighting, dim: usize) -> f64 {
+fn weigh_row<T: Real, const FMA: bool>(
+    row: &mut [T],
+    weighting: &Weighting,
+    dim: usize,
+    table: Option<&MarginalTable>,
+) -> f64 {
     let d_min = min_of(row);
     if d_min == T::INFINITY {
         row.fill(T::ZERO);
@@ -18,7 +25,10 @@ fn weigh_row<T: Real, const FMA: bool>(row: &mut [T], weighting: &Weighting, dim
     for v in row.iter_mut() {
         *v = *v - d_min;
     }
-    weigh_gaps::<T, FMA>(row, d_min.to_f64(), weighting, dim)
+    match table {
+        Some(table) => weigh_gaps_tabled::<T, FMA>(row, d_min.to_f64(), table),
+        None => weigh_gaps::<T, FMA>(row, d_min.to_f64(), weighting, dim),
+    }
 }
 
 /// One task: distances, weights, weighted sums.
@@ -34,11 +44,12 @@ pub(super) fn weighted_rows_task<T: Real, const FMA: bool>(
     // target-feature wrapper, and would then run without AVX / FMA.
     let (mut dist, first, width) = span_distances::<T, FMA>(set, x, rows, span);
     let dim = set.dim;
+    let table = set.marginal.get::<T>(weighting, dim);
     let mut normalisers = Vec::with_capacity(rows.len());
     let mut sums = Vec::with_capacity(rows.len());
     for r in 0..rows.len() {
         let row = &mut dist[r * width..(r + 1) * width];
-        normalisers.push(weigh_row::<T, FMA>(row, weighting, dim));
+        normalisers.push(weigh_row::<T, FMA>(row, weighting, dim, table.as_deref()));
         sums.push(sum_of(row));
     }
     let mut weighted = vec![0.0; rows.len() * dim];

@@ -1,0 +1,426 @@
+//! NAG's marginal weights on low-dimensional data read from a table, not summed over the prior's
+//! nodes point by point.
+//!
+//! The marginal weighs point j by w_j = sum_k e^(L_k(d_j) - M) / s_k^m and adds
+//! z_j = sum_k e^(L_k(d_j) - M) to the normaliser, L_k(d) = l_k - D ln s_k - d / (2 s_k^2)
+//! (`Weighting::Marginal`): functions of the point's squared distance d_j alone, the same for every
+//! row. So ln Z(d) = ln sum_k e^L_k(d) and ln W(d) = ln sum_k e^L_k(d) / s_k^m (log-sum-exps of
+//! affine functions of d: smooth and convex) are tabulated once per node set, in cubic Hermite cells
+//! 2^-sub of an octave of v = d + d0 wide, and each point costs two table reads and two exps
+//! instead of one exp per node (~40 of 45 nodes in 2-D, where the node posterior is broad). The
+//! interpolation error, measured at every cell's midpoint (where the Hermite remainder
+//! t^2 (1 - t)^2 h^4 f''''/24 peaks), is held below TABLE_TOLERANCE in ln w; a node set that needs
+//! finer cells than 2^-MAX_SUB keeps the direct sum. From the last cell on, the widest node carries
+//! all but LINEAR_SHARE of both sums, so the logs are linear in d: rows whose nearest point lies
+//! there take their weights in gap form (one exp, exact however far the row).
+
+use std::sync::{Arc, Mutex};
+
+use super::layout::LANES;
+use super::real::Real;
+use crate::backend::Weighting;
+
+/// Data of up to this many dimensions read NAG's marginal from a table (in more, the node
+/// posterior is narrow, few nodes per point are summed, and ln Z(d) grows with D ln s, which
+/// the f32 table would hold less exactly).
+pub(super) const TABLE_MAX_DIM: usize = 3;
+/// The largest interpolation error allowed in ln w (and ln z): 1e-6 relative in each weight, the
+/// order of the direct sum's own f32 rounding (exp < 4e-7, d / 2 s^2 to eps (CUTOFF + offset)).
+pub(super) const TABLE_TOLERANCE: f64 = 1e-6;
+/// From the cell where every node but the widest carries less than this share of Z and of W,
+/// the logs are taken as linear in d (an error below this share in ln w).
+const LINEAR_SHARE: f64 = 1e-9;
+/// Cells per octave tried: 2^4, 2^5, 2^6.
+const MIN_SUB: u32 = 4;
+const MAX_SUB: u32 = 6;
+/// The table spans at most this many octaves of d + d0 (more: the direct sum).
+const MAX_OCTAVES: u32 = 96;
+
+/// ln Z(d), ln W(d) and their slopes at one d, and the share of all nodes but the widest.
+struct Sums {
+    z: f64,
+    dz: f64,
+    w: f64,
+    dw: f64,
+    rest: f64,
+}
+
+/// The node set's constants: a_k = l_k - D ln s_k, c_k = 1 / (2 s_k^2), s_k^-m.
+struct Nodes {
+    a: Vec<f64>,
+    c: Vec<f64>,
+    scale: Vec<f64>,
+    /// The node of the largest sigma (smallest c).
+    widest: usize,
+}
+
+impl Nodes {
+    fn sums(&self, d: f64) -> Sums {
+        let m = self
+            .a
+            .iter()
+            .zip(&self.c)
+            .map(|(a, c)| a - d * c)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let (mut sz, mut sz1, mut sw, mut sw1, mut rz, mut rw) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for (k, ((a, c), s)) in self.a.iter().zip(&self.c).zip(&self.scale).enumerate() {
+            let e = (a - d * c - m).exp();
+            let ew = e * s;
+            sz += e;
+            sz1 += c * e;
+            sw += ew;
+            sw1 += c * ew;
+            if k != self.widest {
+                rz += e;
+                rw += ew;
+            }
+        }
+        Sums {
+            z: m + sz.ln(),
+            dz: -sz1 / sz,
+            w: m + sw.ln(),
+            dw: -sw1 / sw,
+            rest: (rz / sz).max(rw / sw),
+        }
+    }
+}
+
+/// The cubic on [0, h] with values f0, f1 and slopes g0, g1 at its ends, in powers of s.
+fn hermite(f0: f64, g0: f64, f1: f64, g1: f64, h: f64) -> [f64; 4] {
+    let slope = (f1 - f0) / h;
+    [
+        f0,
+        g0,
+        (3.0 * slope - 2.0 * g0 - g1) / h,
+        (g0 + g1 - 2.0 * slope) / (h * h),
+    ]
+}
+
+fn horner(c: &[f64; 4], s: f64) -> f64 {
+    c[0] + s * (c[1] + s * (c[2] + s * c[3]))
+}
+
+/// ln Z(d) and ln W(d) of one node set in cells over v = d + d0 (`offset`), f32: cell i starts at
+/// the float whose bits are (first + i) << shift, so a point's cell comes from its bits.
+pub(super) struct MarginalTable {
+    shift: u32,
+    first: u32,
+    last: u32,
+    offset: f32,
+    /// v at the start of the last cell, the linear one.
+    last_start: f32,
+    /// Per cell, the cubic's coefficients in s = v - cell start, for ln Z then for ln W: one
+    /// 32-byte record, read by one load (vector gathers are slow on this class of CPU).
+    cells: Vec<[f32; 8]>,
+    nodes: Nodes,
+    /// The largest interpolation error measured, in ln w or ln z (read by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub max_error: f64,
+}
+
+impl MarginalTable {
+    /// The table of NAG's marginal with prior nodes (`sigmas`, `log_weights`) and sigma power m
+    /// on `dim`-dimensional data; `None` where cells of 2^-MAX_SUB octave do not reach
+    /// TABLE_TOLERANCE or the table would be too long.
+    pub fn new(sigmas: &[f64], log_weights: &[f64], power: i32, dim: usize) -> Option<Self> {
+        if sigmas.is_empty() || sigmas.len() != log_weights.len() {
+            return None;
+        }
+        let widest = (0..sigmas.len()).max_by(|&i, &j| sigmas[i].total_cmp(&sigmas[j]))?;
+        let nodes = Nodes {
+            a: sigmas
+                .iter()
+                .zip(log_weights)
+                .map(|(s, l)| l - dim as f64 * s.ln())
+                .collect(),
+            c: sigmas.iter().map(|s| 1.0 / (2.0 * s * s)).collect(),
+            scale: sigmas.iter().map(|s| s.powi(-power)).collect(),
+            widest,
+        };
+        if nodes.a.iter().chain(&nodes.c).any(|v| !v.is_finite()) {
+            return None;
+        }
+        (MIN_SUB..=MAX_SUB)
+            .find_map(|sub| Self::with_cells(&nodes, sub))
+            .map(|t| MarginalTable { nodes, ..t })
+    }
+
+    /// The table with 2^sub cells per octave, if it meets TABLE_TOLERANCE (its `nodes` empty).
+    fn with_cells(nodes: &Nodes, sub: u32) -> Option<Self> {
+        let shift = f32::MANTISSA_DIGITS - 1 - sub;
+        // d0: a power of two below the narrowest node's scale 2 s^2, so the first cells are
+        // 1/16 of it or narrower.
+        let narrowest = nodes.c.iter().copied().fold(0.0, f64::max);
+        let scale = (1.0 / narrowest) as f32;
+        let offset = f32::from_bits(scale.to_bits() & 0xff80_0000).max(f32::MIN_POSITIVE);
+        let first = offset.to_bits() >> shift;
+        let start = |i: u32| f64::from(f32::from_bits((first + i) << shift));
+        let mut z: [Vec<f32>; 4] = Default::default();
+        let mut w: [Vec<f32>; 4] = Default::default();
+        let mut push = |cz: [f64; 4], cw: [f64; 4]| {
+            for q in 0..4 {
+                z[q].push(cz[q] as f32);
+                w[q].push(cw[q] as f32);
+            }
+        };
+        let mut at = nodes.sums(0.0);
+        let mut max_error = 0.0f64;
+        let mut i = 0u32;
+        loop {
+            let v0 = start(i);
+            if at.rest <= LINEAR_SHARE {
+                let slope = -nodes.c[nodes.widest];
+                push([at.z, slope, 0.0, 0.0], [at.w, slope, 0.0, 0.0]);
+                break;
+            }
+            let v1 = start(i + 1);
+            if i >= MAX_OCTAVES << sub || !v1.is_finite() {
+                return None;
+            }
+            let h = v1 - v0;
+            let d = |v: f64| v - f64::from(offset);
+            let next = nodes.sums(d(v1));
+            let mid = nodes.sums(d(v0 + h / 2.0));
+            let cz = hermite(at.z, at.dz, next.z, next.dz, h);
+            let cw = hermite(at.w, at.dw, next.w, next.dw, h);
+            max_error = max_error
+                .max((horner(&cz, h / 2.0) - mid.z).abs())
+                .max((horner(&cw, h / 2.0) - mid.w).abs());
+            push(cz, cw);
+            at = next;
+            i += 1;
+        }
+        let cells: Vec<[f32; 8]> = (0..z[0].len())
+            .map(|i| {
+                [
+                    z[0][i], z[1][i], z[2][i], z[3][i], w[0][i], w[1][i], w[2][i], w[3][i],
+                ]
+            })
+            .collect();
+        let finite = cells.iter().flatten().all(|v| v.is_finite());
+        (finite && max_error <= TABLE_TOLERANCE).then(|| MarginalTable {
+            shift,
+            first,
+            last: i,
+            offset,
+            last_start: start(i) as f32,
+            cells,
+            nodes: Nodes {
+                a: Vec::new(),
+                c: Vec::new(),
+                scale: Vec::new(),
+                widest: 0,
+            },
+            max_error,
+        })
+    }
+
+    /// Cells in the table.
+    #[cfg(test)]
+    pub fn cells(&self) -> usize {
+        self.last as usize + 1
+    }
+
+    /// The row's top logit M = max_k L_k(d_min), the direct sum's scale.
+    fn top(&self, d_min: f64) -> f64 {
+        let n = &self.nodes;
+        n.a.iter()
+            .zip(&n.c)
+            .map(|(a, c)| a - d_min * c)
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+}
+
+/// A row's view of the table, copied into locals so that LLVM keeps it in registers.
+#[derive(Clone, Copy)]
+struct Lookup<'a> {
+    shift: u32,
+    first: u32,
+    last: u32,
+    last_start: f32,
+    /// v at the row's nearest point, and its top logit.
+    base: f32,
+    top: f32,
+    cells: &'a [[f32; 8]],
+}
+
+impl Lookup<'_> {
+    /// (w, z) of LANES points at gaps `gaps`: the cells' index and offset vectorised, the cells
+    /// read one 32-byte record per point, the cubics and exps vectorised.
+    #[inline(always)]
+    fn lanes<const FMA: bool>(self, gaps: [f32; LANES]) -> ([f32; LANES], [f32; LANES]) {
+        let mut cell = [0usize; LANES];
+        let mut offset = [0.0f32; LANES];
+        let mut inside = [false; LANES];
+        for l in 0..LANES {
+            let v = gaps[l].max(0.0) + self.base;
+            let bits = v.to_bits();
+            cell[l] = ((bits >> self.shift).max(self.first) - self.first).min(self.last) as usize;
+            let cell_start = f32::from_bits(bits >> self.shift << self.shift).min(self.last_start);
+            offset[l] = v - cell_start;
+            // +inf gaps (outside the span) weigh nothing.
+            inside[l] = v <= f32::MAX;
+        }
+        let mut records = [[0.0f32; 8]; LANES];
+        for l in 0..LANES {
+            if let Some(r) = self.cells.get(cell[l]) {
+                records[l] = *r;
+            }
+        }
+        let (mut w, mut z) = ([0.0f32; LANES], [0.0f32; LANES]);
+        for l in 0..LANES {
+            let (s, c) = (offset[l], &records[l]);
+            let cubic = |q: usize| {
+                s.fused::<FMA>(
+                    s.fused::<FMA>(s.fused::<FMA>(c[q + 3], c[q + 2]), c[q + 1]),
+                    c[q],
+                )
+            };
+            let e_z = Real::exp(cubic(0) - self.top);
+            let e_w = Real::exp(cubic(4) - self.top);
+            z[l] = if inside[l] { e_z } else { 0.0 };
+            w[l] = if inside[l] { e_w } else { 0.0 };
+        }
+        (w, z)
+    }
+}
+
+/// `weights::weigh_gaps` for NAG's marginal through `table`: gaps d_j - d_min (>= 0; +inf outside
+/// the span) into weights in place; returns the normaliser Z, on the direct sum's scale.
+#[inline(always)]
+pub(super) fn weigh_gaps_tabled<T: Real, const FMA: bool>(
+    gaps: &mut [T],
+    d_min: f64,
+    table: &MarginalTable,
+) -> f64 {
+    let top = table.top(d_min);
+    if d_min + f64::from(table.offset) >= f64::from(table.last_start) {
+        return weigh_gaps_linear::<T, FMA>(gaps, d_min, top, &table.nodes);
+    }
+    let lookup = Lookup {
+        shift: table.shift,
+        first: table.first,
+        last: table.last,
+        last_start: table.last_start,
+        base: (d_min + f64::from(table.offset)) as f32,
+        top: top as f32,
+        cells: &table.cells,
+    };
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = gaps.chunks_exact_mut(LANES);
+    for ch in &mut chunks {
+        let mut g = [0.0f32; LANES];
+        for l in 0..LANES {
+            g[l] = ch[l].to_f64() as f32;
+        }
+        let (w, z) = lookup.lanes::<FMA>(g);
+        for l in 0..LANES {
+            ch[l] = T::from_f64(f64::from(w[l]));
+            lanes[l] += z[l];
+        }
+    }
+    let rest = chunks.into_remainder();
+    let mut g = [f32::INFINITY; LANES];
+    for (v, r) in g.iter_mut().zip(rest.iter()) {
+        *v = r.to_f64() as f32;
+    }
+    let (w, z) = lookup.lanes::<FMA>(g);
+    let mut total = 0.0;
+    for (q, r) in rest.iter_mut().enumerate() {
+        *r = T::from_f64(f64::from(w[q]));
+        total += f64::from(z[q]);
+    }
+    total + lanes.iter().map(|&v| f64::from(v)).sum::<f64>()
+}
+
+/// A row whose nearest point lies beyond the table: only the widest node counts, in gap form.
+#[inline(always)]
+fn weigh_gaps_linear<T: Real, const FMA: bool>(
+    gaps: &mut [T],
+    d_min: f64,
+    top: f64,
+    nodes: &Nodes,
+) -> f64 {
+    let k = nodes.widest;
+    let c = T::from_f64(-nodes.c[k]);
+    let shift = T::from_f64(nodes.a[k] - d_min * nodes.c[k] - top);
+    let scale = T::from_f64(nodes.scale[k]);
+    let mut lanes = [T::ZERO; LANES];
+    let mut chunks = gaps.chunks_exact_mut(LANES);
+    for ch in &mut chunks {
+        for l in 0..LANES {
+            let e = ch[l].fused::<FMA>(c, shift).exp();
+            ch[l] = e * scale;
+            lanes[l] = lanes[l] + e;
+        }
+    }
+    let mut total = 0.0;
+    for g in chunks.into_remainder() {
+        let e = g.fused::<FMA>(c, shift).exp();
+        *g = e * scale;
+        total += e.to_f64();
+    }
+    total + lanes.iter().map(|v| v.to_f64()).sum::<f64>()
+}
+
+/// The node set a table was built for.
+#[derive(PartialEq)]
+struct Key {
+    dim: usize,
+    power: i32,
+    sigmas: Vec<u64>,
+    log_weights: Vec<u64>,
+}
+
+/// A node set and its table (`None`: it needs the direct sum).
+type Entry = (Key, Option<Arc<MarginalTable>>);
+
+/// The tables of the node sets used lately on one prepared set (shared by its clones), built at
+/// first use: a model's nodes are fixed, so each is built once per run.
+#[derive(Clone, Default)]
+pub(super) struct MarginalTables {
+    entries: Arc<Mutex<Vec<Entry>>>,
+}
+
+/// Node sets kept (NAG's two analytic forms, and room for a change of prior).
+const TABLES_KEPT: usize = 4;
+
+impl std::fmt::Debug for MarginalTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MarginalTables")
+    }
+}
+
+impl MarginalTables {
+    /// The table for `weighting` on `dim`-dimensional data in T, where one serves: NAG's
+    /// marginal, f32 (f64 stays the oracle and sums directly), D <= TABLE_MAX_DIM.
+    pub fn get<T: Real>(&self, weighting: &Weighting, dim: usize) -> Option<Arc<MarginalTable>> {
+        let Weighting::Marginal {
+            sigmas,
+            log_weights,
+            sigma_power,
+        } = *weighting
+        else {
+            return None;
+        };
+        if !T::GEMM_FORM || dim > TABLE_MAX_DIM {
+            return None;
+        }
+        let key = Key {
+            dim,
+            power: sigma_power,
+            sigmas: sigmas.iter().map(|v| v.to_bits()).collect(),
+            log_weights: log_weights.iter().map(|v| v.to_bits()).collect(),
+        };
+        let mut entries = self.entries.lock().ok()?;
+        if let Some((_, table)) = entries.iter().find(|(k, _)| *k == key) {
+            return table.clone();
+        }
+        let table = MarginalTable::new(sigmas, log_weights, sigma_power, dim).map(Arc::new);
+        entries.push((key, table.clone()));
+        if entries.len() > TABLES_KEPT {
+            entries.remove(0);
+        }
+        table
+    }
+}
