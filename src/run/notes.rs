@@ -40,6 +40,11 @@ impl RunSpec {
         if g.nag == 0.0 && g.nag_form != NagForm::default() {
             notes.push("--nag-form has no effect without --nag".into());
         }
+        if !(self.adaptive || self.adaptive_step) && !self.adaptive_estimator.is_exact() {
+            notes.push(
+                "--adaptive-estimator has no effect without --adaptive or --adaptive-step".into(),
+            );
+        }
         if st.churn != neutral.churn && self.sampler != SamplerKind::Edm {
             notes.push(format!(
                 "--churn has no effect with {sampler}: only edm adds churn (S_churn)"

@@ -174,3 +174,33 @@ pub fn drop_file(h: &mut AppHarness, path: &Path) {
         .push(Arc::new(Dropped(path.to_path_buf())));
     h.step();
 }
+
+/// A noise-level estimator (the default mlp at width 64) trained `steps` steps on `source` and
+/// written to `dir`/NAME.safetensors with its sidecar; returns the checkpoint's path.
+pub fn estimator_checkpoint(
+    source: &noisescope::data::Source,
+    label: &str,
+    steps: usize,
+    dir: &Path,
+) -> noisescope::Result<PathBuf> {
+    use noisescope::train::data::TrainingSet;
+    use noisescope::train::estimator::{
+        EstimatorArch, EstimatorConfig, EstimatorTraining, save, train,
+    };
+    let set = TrainingSet::from_source(source)?;
+    let mut config = EstimatorConfig::mlp(set.dim, set.sigma_data, 0.002, 80.0);
+    config.arch = EstimatorArch::Mlp {
+        hidden: 64,
+        depth: 3,
+    };
+    let training = EstimatorTraining {
+        steps,
+        ..Default::default()
+    };
+    let trained = train(&config, &set, &training, &mut |_, _| {
+        std::ops::ControlFlow::Continue(())
+    })?;
+    let path = dir.join(format!("{label}.safetensors"));
+    save(&trained, &training, &set, label, &path)?;
+    Ok(path)
+}
