@@ -172,15 +172,17 @@ fn an_estimator_checkpoint_round_trips() -> Result<()> {
     Ok(())
 }
 
-/// The conv estimator on the digits as 8x8 images (a few hundred steps): at mid sigma its median
+/// The conv estimator on the digits as 8x8 images (800 steps): at mid sigma its median
 /// |ln sigma_hat - ln sigma| against the trivial predictor's, the log RMS
 /// l(x) = ln sqrt(sd^2 + |x|^2 / D) the network starts from (its head is zero-initialised), which
 /// reads ln sigma only once the noise dominates: E|x|^2 / D = m2 + sigma^2 (m2 = sd^2, the
 /// data's mean square) makes it biased by ln(2 sd^2 + sigma^2) / 2 - ln sigma, 0.2 to 1.1 for
 /// sigma from 2 sd down to sd / 2. The floor is the sample's own: 64 pixels fix ln sigma to
-/// ~1/sqrt(128), a median of 0.06 (the mlp's, README). Held to a third of the trivial error and
-/// 0.2 absolute: a conv body that learned the data's scale clears both by far, one that did not
-/// (a broken conv path, no training) clears neither.
+/// ~1/sqrt(128), a median of 0.06 (the mlp's, README), already 0.3 of the trivial 0.2 at 2 sd.
+/// Held to a third of the trivial error at sd / 2 and sd, half of it at 2 sd (measured, 800
+/// steps of 64, 8 channels: 0.165 / 0.084 / 0.064 against 1.10 / 0.54 / 0.20): a conv body
+/// that learned to tell noise from digit strokes clears them, one that did not (a broken conv
+/// path, no training: the log RMS itself) clears none.
 #[test]
 fn the_conv_estimator_reads_sigma_of_digit_images_far_better_than_the_log_rms() -> Result<()> {
     let data = digits::load()?;
@@ -194,8 +196,9 @@ fn the_conv_estimator_reads_sigma_of_digit_images_far_better_than_the_log_rms() 
     };
     config.image = Some(image);
     let training = EstimatorTraining {
-        steps: 400,
-        batch: 128,
+        steps: 800,
+        batch: 64,
+        lr: 3e-3,
         ..Default::default()
     };
     let t = train(&config, &set, &training, &mut |_, _| {
@@ -203,6 +206,7 @@ fn the_conv_estimator_reads_sigma_of_digit_images_far_better_than_the_log_rms() 
     })?;
     let estimator = LearnedNoiseEstimator::new(t.net, None);
     let sd = set.sigma_data;
+    let mut results = Vec::new();
     for (k, sigma) in [0.5 * sd, sd, 2.0 * sd].into_iter().enumerate() {
         let x = noisy(&data, sigma, 256, 300 + k as u64)?;
         let learned: Vec<f64> = estimator
@@ -218,8 +222,11 @@ fn the_conv_estimator_reads_sigma_of_digit_images_far_better_than_the_log_rms() 
             .collect();
         let (learned, trivial) = (quantile(&learned, 0.5), quantile(&trivial, 0.5));
         println!("sigma {sigma:.3}: conv {learned:.3}, log RMS {trivial:.3}");
+        results.push((sigma, learned, trivial));
+    }
+    for ((sigma, learned, trivial), share) in results.into_iter().zip([3.0, 3.0, 2.0]) {
         assert!(
-            learned <= trivial / 3.0 && learned <= 0.2,
+            learned <= trivial / share,
             "sigma {sigma}: conv {learned} vs log RMS {trivial}"
         );
     }

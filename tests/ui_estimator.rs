@@ -151,8 +151,8 @@ fn an_estimator_for_other_data_is_one_message_and_the_app_keeps_running() {
     assert_eq!(error.lines().count(), 1, "{error}");
     assert_eq!(h.state().settings.spec.estimator, None, "not loaded");
 
-    // Named by the settings (a preset, say): the run fails on it, the estimator is removed and
-    // the same settings run without it.
+    // Named by the settings (a preset, say): the run fails on it and the estimator is removed;
+    // those settings are the shown run's, which stays.
     h.state_mut().settings.spec.estimator = Some(path);
     wait_until(&mut h, "the run's error", |app| {
         app.status_error().is_some_and(|e| e.contains("removed"))
@@ -162,12 +162,16 @@ fn an_estimator_for_other_data_is_one_message_and_the_app_keeps_running() {
         error.contains("noise-level estimator") && error.contains("64-dimensional"),
         "{error}"
     );
-    let after = wait_for_run(&mut h, first.generation);
-    assert_eq!(after.spec.estimator, None);
+    assert_eq!(h.state().settings.spec.estimator, None);
+    assert_eq!(
+        h.state().store().current.as_ref().map(|r| r.generation),
+        Some(first.generation)
+    );
     // And the app goes on: a changed setting reruns.
     set_slider(&mut h, "steps N", 12.0);
-    let again = wait_for_run(&mut h, after.generation);
+    let again = wait_for_run(&mut h, first.generation);
     assert_eq!(again.spec.schedule.steps, 12);
+    assert_eq!(again.spec.estimator, None);
 }
 
 #[test]
