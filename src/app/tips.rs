@@ -195,7 +195,9 @@ pub const TRAIN_SAVE: &str = "Write the last run's model as PATH.safetensors (EM
 pub const TRAIN_OPEN: &str =
     "Read a checkpoint (PATH.safetensors with PATH.json beside it) and list it.";
 pub const TRAIN_LOSS_PLOT: &str = "The EDM-weighted loss λ(σ) ||D(y + σ n; σ) − y||²/dim of every step (Karras et al. 2022, \
-arXiv 2206.00364, eq. 2 and Table 1; about 1 at initialisation), and its moving average.";
+arXiv 2206.00364, eq. 2 and Table 1; about 1 at initialisation), and its moving average. A noise-level estimator's run \
+shows its own loss on a linear axis: the Gaussian NLL of ln σ (with the alpha loss's fit added), below 0 once it is \
+sure.";
 pub const TRAIN_PER_SIGMA_PLOT: &str = "The latest report's losses binned by σ: ||D − y||²/dim (the model's mmse per \
 dimension) and λ(σ) times it, with λ = (σ² + σ_data²)/(σ σ_data)². Dashed: the same for the exact denoiser, \
 the floor no network can go below (the ideal denoiser is the minimiser of the loss); for labelled data it knows the \

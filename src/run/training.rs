@@ -117,6 +117,8 @@ pub struct TrainStart {
     pub first_step: usize,
     pub total: usize,
     pub sigma: SigmaDistribution,
+    /// A noise-level estimator's run: its loss (an NLL in ln sigma) may be negative.
+    pub estimator: bool,
 }
 
 /// The exact (ideal) denoiser's mmse/dim on a log-sigma grid: the floor a learned model cannot
@@ -525,6 +527,7 @@ impl TrainerThread {
                     sigma_min: est.sigma_min,
                     sigma_max: est.sigma_max,
                 },
+                estimator: true,
             }),
         });
         let mut meter = RateMeter::default();
@@ -619,6 +622,7 @@ impl TrainerThread {
                 first_step: trainer.steps_done(),
                 total,
                 sigma: trainer.config.sigma.clone(),
+                estimator: false,
             }),
         });
         if let Some(floor) = exact_floor(&source, &trainer.config, data.sigma_data) {
