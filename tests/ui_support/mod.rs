@@ -204,3 +204,19 @@ pub fn estimator_checkpoint(
     save(&trained, &training, &set, label, &path)?;
     Ok(path)
 }
+
+/// `rows` noisy copies y + sigma n of the set's rows.
+pub fn noisy(
+    set: &noisescope::data::DataSet,
+    sigma: f64,
+    rows: usize,
+    seed: u64,
+) -> noisescope::Result<noisescope::core::Batch> {
+    let n = noisescope::core::noise::initial_noise(seed, rows, set.dim);
+    let mut values = Vec::with_capacity(rows * set.dim);
+    for r in 0..rows {
+        let y = set.row((r * 7 + seed as usize) % set.n);
+        values.extend(y.iter().zip(n.row(r)).map(|(y, n)| y + sigma * n));
+    }
+    noisescope::core::Batch::from_vec(rows, set.dim, values)
+}
