@@ -457,4 +457,58 @@ fn train_estimator_writes_one_that_classifier_based_nag_samples_with() {
         &path(dir.path(), "bad"),
     ]);
     assert_clear_error(&o, "reads 2-dimensional samples");
+    // --estimator: its sigma_hat in diagnostics.csv, the classifier-based form and the adaptive
+    // schedule from it; without it, those are one clear error.
+    let with_estimator = path(dir.path(), "with-g");
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "toy:moons",
+        "--batch",
+        "16",
+        "--steps",
+        "6",
+        "--estimator",
+        &out,
+        "--nag",
+        "1",
+        "--nag-form",
+        "classifier-based",
+        "--adaptive",
+        "true",
+        "--adaptive-estimator",
+        "learned",
+        "--out",
+        &with_estimator,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let csv = std::fs::read_to_string(Path::new(&with_estimator).join("diagnostics.csv"))
+        .expect("diagnostics.csv");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let column = header
+        .iter()
+        .position(|h| *h == "learned_sigma_hat_median")
+        .expect("the learned column");
+    for line in lines {
+        let value: f64 = line
+            .split(',')
+            .nth(column)
+            .expect("a value")
+            .parse()
+            .expect("a number");
+        assert!(value.is_finite() && value > 0.0, "{line}");
+    }
+    let o = noisescope(&[
+        "sample",
+        "--data",
+        "toy:moons",
+        "--nag",
+        "1",
+        "--nag-form",
+        "classifier-based",
+        "--out",
+        &path(dir.path(), "no-g"),
+    ]);
+    assert_clear_error(&o, "needs a learned noise-level estimator");
 }

@@ -3,6 +3,8 @@
 //! every form, the default form on every built-in scene at the paper's weights, the learned
 //! noise-dropped direction against its exact counterpart, and the pooled sigma_hat.
 
+mod ui_support;
+
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -144,6 +146,10 @@ fn nag_at_weight_zero_is_a_no_op_in_every_form() -> Result<()> {
         name: "moons".into(),
         points: 4096,
     };
+    // The classifier-based form's noise-level estimator (briefly trained: any g will do).
+    let dir = tempfile::tempdir().map_err(|e| noisescope::Error::io("tempdir", e))?;
+    let estimator =
+        ui_support::estimator_checkpoint(&toys::load("moons", 512)?, "g-moons", 50, dir.path())?;
     for denoiser in [DenoiserSpec::Exact, DenoiserSpec::Bundled("moons".into())] {
         let base = RunSpec {
             data: toy.clone(),
@@ -163,6 +169,9 @@ fn nag_at_weight_zero_is_a_no_op_in_every_form() -> Result<()> {
             }
             let mut spec = plain.clone();
             spec.guidance.nag_form = form;
+            if form == NagForm::ClassifierBased {
+                spec.estimator = Some(estimator.clone());
+            }
             assert_eq!(
                 final_samples(&spec, &handle)?,
                 reference,

@@ -154,6 +154,12 @@ impl NoiseScopeApp {
         if let Some(error) = self.store.last_error.as_mut() {
             error.push_str(" (the learned model is not used: the exact denoiser runs)");
         }
+        self.run_instead(spec);
+        true
+    }
+
+    /// After a failed run: `spec` becomes the settings, and runs unless the shown run is it.
+    pub(super) fn run_instead(&mut self, spec: crate::run::RunSpec) {
         self.settings.spec = spec.clone();
         let shown = self.store.current.as_ref().map(|r| &r.spec);
         if shown == Some(&spec) {
@@ -161,7 +167,6 @@ impl NoiseScopeApp {
         } else {
             self.start_run();
         }
-        true
     }
 
     /// "Open checkpoint…" answered: the model joins the picker and is chosen; it loads on the

@@ -52,10 +52,12 @@ pub enum FileTask {
     UseCheckpoint,
     /// A sweep preset (sweep.json) to run in the Sweep tab.
     OpenSweep,
+    /// A learned noise-level estimator for the runs (`RunSpec::estimator`).
+    OpenEstimator,
 }
 
 impl FileTask {
-    pub const ALL: [FileTask; 13] = [
+    pub const ALL: [FileTask; 14] = [
         FileTask::OpenImageFolder,
         FileTask::OpenNpy,
         FileTask::LoadPreset,
@@ -69,6 +71,7 @@ impl FileTask {
         FileTask::OpenCheckpoint,
         FileTask::UseCheckpoint,
         FileTask::OpenSweep,
+        FileTask::OpenEstimator,
     ];
 
     /// The menu entry or button that asked, for messages.
@@ -87,6 +90,7 @@ impl FileTask {
             FileTask::OpenCheckpoint => "Open checkpoint",
             FileTask::UseCheckpoint => "Run a checkpoint",
             FileTask::OpenSweep => "Open sweep",
+            FileTask::OpenEstimator => "Open noise-level estimator",
         }
     }
 
@@ -161,6 +165,12 @@ impl FileTask {
             FileTask::UseCheckpoint => (
                 DialogKind::OpenFile,
                 "Run a learned model (PATH.safetensors, its PATH.json beside it)",
+                Some(CHECKPOINT),
+                None,
+            ),
+            FileTask::OpenEstimator => (
+                DialogKind::OpenFile,
+                "Open a noise-level estimator (PATH.safetensors, its PATH.json beside it)",
                 Some(CHECKPOINT),
                 None,
             ),
@@ -384,9 +394,8 @@ mod tests {
             let spec = task.dialog();
             let want = match task {
                 OpenImageFolder | RunFolder => DialogKind::OpenFolder,
-                OpenNpy | LoadPreset | OpenLesson | OpenCheckpoint | UseCheckpoint | OpenSweep => {
-                    DialogKind::OpenFile
-                }
+                OpenNpy | LoadPreset | OpenLesson | OpenCheckpoint | UseCheckpoint | OpenSweep
+                | OpenEstimator => DialogKind::OpenFile,
                 SavePreset | ViewPng | GridPng | SaveLesson | SaveCheckpoint => {
                     DialogKind::SaveFile
                 }

@@ -13,6 +13,7 @@ use super::controls::{Action, ControlsState};
 use super::dialogs::{DialogAnswer, FileTask};
 use super::{DRAIN_BUDGET, NoiseScopeApp, Settings};
 use crate::run::preset;
+use crate::train::estimator::is_estimator_checkpoint;
 
 impl NoiseScopeApp {
     /// Starts a run of the current settings (same seed, so the same initial noise).
@@ -171,7 +172,7 @@ impl NoiseScopeApp {
     /// go back to the settings of the shown run, so the app keeps its previous view; with
     /// nothing shown, fall back to the default scene once.
     fn on_failure(&mut self) {
-        if self.learned_not_used() {
+        if self.estimator_not_used() || self.learned_not_used() {
             return;
         }
         match &self.store.current {
@@ -276,6 +277,13 @@ impl NoiseScopeApp {
             FileTask::RunFolder => self.export_run(ctx, path),
             FileTask::OpenLesson => self.load_lesson(&path),
             FileTask::SaveLesson => self.save_lesson(&path),
+            // A checkpoint's sidecar tells an estimator from a denoiser.
+            FileTask::OpenEstimator => self.open_estimator(path),
+            FileTask::OpenCheckpoint | FileTask::UseCheckpoint
+                if is_estimator_checkpoint(&path) =>
+            {
+                self.open_estimator(path)
+            }
             FileTask::SaveCheckpoint | FileTask::OpenCheckpoint => {
                 self.checkpoint_chosen(task, path)
             }

@@ -28,6 +28,7 @@ mod compare;
 pub mod controls;
 mod curvature_plot;
 pub mod dialogs;
+mod estimator;
 mod exports;
 pub mod known_models;
 pub mod lessons;

@@ -13,6 +13,7 @@ use super::settings::ViewOptions;
 use crate::data::DataSpec;
 use crate::run::preset::{self, PRESET_KEY};
 use crate::run::sweep::SweepSpec;
+use crate::train::estimator::is_estimator_checkpoint;
 
 /// The PNG text keyword of the view options (tab, overlays) next to the preset.
 pub const VIEW_KEY: &str = "noisescope-view";
@@ -52,8 +53,8 @@ impl NoiseScopeApp {
         self.start_run();
     }
 
-    /// Opens `path` by what it is: a folder of images, an .npy data set, a lesson, or a preset
-    /// (JSON or view PNG).
+    /// Opens `path` by what it is: a folder of images, a checkpoint (a noise-level estimator or
+    /// a denoiser, by its sidecar), an .npy data set, a lesson, or a preset (JSON or view PNG).
     pub fn open_path(&mut self, path: &Path) {
         if path.is_dir() {
             return self.load_image_folder(path.to_path_buf());
@@ -61,6 +62,14 @@ impl NoiseScopeApp {
         let extension = path
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        let checkpoint_side = matches!(extension.as_deref(), Some("safetensors" | "json"));
+        // A checkpoint's sidecar .json tells a noise-level estimator from a denoiser.
+        if checkpoint_side && is_estimator_checkpoint(path) {
+            return self.open_estimator(path.to_path_buf());
+        }
+        if extension.as_deref() == Some("safetensors") {
+            return self.open_checkpoint(path.to_path_buf());
+        }
         if extension.as_deref() == Some("npy") {
             return self.load_data(DataSpec::Npy {
                 path: path.to_path_buf(),
@@ -108,7 +117,7 @@ impl NoiseScopeApp {
             painter.text(
                 screen.center(),
                 egui::Align2::CENTER_CENTER,
-                "Drop to open: a view PNG or preset (the scene), a sweep, a lesson, an .npy file or a folder of images",
+                "Drop to open: a view PNG or preset (the scene), a sweep, a lesson, a checkpoint (denoiser or noise-level estimator), an .npy file or a folder of images",
                 egui::FontId::proportional(20.0),
                 Color32::WHITE,
             );

@@ -6,11 +6,14 @@ use serde::{Deserialize, Serialize};
 
 use super::ab::AbView;
 use super::training_tab::TrainingSettings;
+use std::path::PathBuf;
+
+use crate::core::guidance::NagForm;
 use crate::core::sampler::SamplerKind;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::run::RunSpec;
-use crate::run::spec::{ClassSpec, DiagnosticsSpec};
+use crate::run::spec::{AdaptiveEstimator, ClassSpec, DiagnosticsSpec};
 
 /// Rows of the default scene's noise-level statistics (see `Settings::default_scene`).
 pub const DEFAULT_SCENE_SUBSET: usize = 32;
@@ -207,6 +210,15 @@ impl Settings {
         })
     }
 
+    /// Uses the learned noise-level estimator checkpoint `path` for the runs, or none: without
+    /// one, the settings that need it go back to their exact counterparts.
+    pub fn set_estimator(&mut self, path: Option<PathBuf>) {
+        match path {
+            Some(path) => self.spec.estimator = Some(path),
+            None => drop_estimator(&mut self.spec),
+        }
+    }
+
     /// Switches the data source, keeping the batch quick for heavy data (the ideal denoiser is
     /// O(B N D)); CFG's class is dropped unless the source is the same kind, because class
     /// indices belong to a data set.
@@ -222,6 +234,18 @@ impl Settings {
             self.spec.guidance.class = None;
         }
         self.spec.data = data;
+    }
+}
+
+/// Removes `spec`'s learned noise-level estimator, and with it the classifier-based NAG form
+/// and the learned adaptive estimator, which need one.
+pub fn drop_estimator(spec: &mut RunSpec) {
+    spec.estimator = None;
+    spec.adaptive_estimator = AdaptiveEstimator::Exact;
+    let g = &mut spec.guidance;
+    g.nag_estimator = None;
+    if g.nag_form == NagForm::ClassifierBased {
+        g.nag_form = NagForm::default();
     }
 }
 

@@ -5,7 +5,9 @@
 //! shows the step's numbers; clicking one shows that step's state. Beside the per-sample median,
 //! the batch's pooled maximum-likelihood sigma_hat, which carries the picture where the
 //! per-sample posteriors fall back on their prior (low dimension, small sigma): those steps are
-//! marked.
+//! marked. With a learned noise-level estimator g(sigma | x) loaded (`RunSpec::estimator`), its
+//! sigma_hat (median and band over the same subset, computed on the worker) is drawn beside the
+//! exact posterior's.
 
 use egui::{Color32, RichText, Ui};
 use egui_plot::{FilledArea, HLine, Line, Plot, Points, VLine};
@@ -34,6 +36,35 @@ const POOLED_TIP: &str = "Pooled σ_hat = argmax_σ Σ_b ln p(x_b; σ): the nois
 /// The pooled estimate's colour, and the marker of prior-dominated steps.
 const POOLED: Color32 = Color32::from_rgb(110, 215, 110);
 const PRIOR_DOMINATED: Color32 = Color32::from_rgb(200, 120, 220);
+
+const LEARNED_TIP: &str = "σ_hat of the learned noise-level estimator g(σ | x) (a network trained by the Training tab or `noisescope train --estimator` to predict the mean and log-variance of ln σ from x: the g_phi of Zhong et al. 2025, arXiv 2510.12497, and the P_theta of San-Roman et al. 2021, arXiv 2104.02600): exp of its mean, median and 10–90% band over the same diagnostics subset, computed on the worker. Where it follows the exact posterior, the network has learned to read the noise level; outside its trained σ range it extrapolates.";
+
+/// The learned estimator's colour.
+const LEARNED: Color32 = Color32::from_rgb(235, 95, 200);
+
+/// Records with a finite learned sigma_hat (median and band).
+fn with_learned<'a>(records: &[&'a StepRecord]) -> Vec<&'a StepRecord> {
+    records
+        .iter()
+        .copied()
+        .filter(|r| {
+            let s = &r.learned_sigma_hat;
+            [s.median, s.p10, s.p90]
+                .iter()
+                .all(|v| v.is_finite() && *v > 0.0)
+        })
+        .collect()
+}
+
+/// The learned estimator's file name, for the key.
+fn estimator_name(run: &RunRecord) -> String {
+    run.spec.estimator.as_deref().map_or_else(String::new, |p| {
+        p.file_stem().map_or_else(
+            || p.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        )
+    })
+}
 
 /// Records with a finite pooled sigma_hat.
 fn pooled(records: &[&StepRecord]) -> Vec<[f64; 2]> {
@@ -84,12 +115,12 @@ pub fn show(
     let radius = plot_style::size(ui, 2.5);
     let shown_sigma = live.steps.get(shown).map_or(0.0, |s| s.sigma);
     let shown_record = records.iter().find(|r| r.step == shown).copied();
-    plot_style::title_and_key(
-        ui,
-        "σ_hat(x_i) vs σ_i, log-log",
-        SIGMA_TIP,
-        &keys("median σ_hat", "10–90%", !base.is_empty(), "σ_hat = σ"),
-    );
+    let learned = with_learned(&records);
+    let mut sigma_keys = keys("median σ_hat", "10–90%", !base.is_empty(), "σ_hat = σ");
+    if !learned.is_empty() {
+        sigma_keys.push(Key::new("learned σ_hat (g)", LEARNED, Swatch::Line));
+    }
+    plot_style::title_and_key(ui, "σ_hat(x_i) vs σ_i, log-log", SIGMA_TIP, &sigma_keys);
     if live.spec.denoiser != DenoiserSpec::Exact {
         ui.label(
             RichText::new(format!(
@@ -111,6 +142,16 @@ pub fn show(
         if !pooled_points.is_empty() {
             ui.label(RichText::new("pooled σ_hat (green)").color(POOLED))
                 .on_hover_text(POOLED_TIP);
+        }
+        if !learned.is_empty() {
+            ui.label(
+                RichText::new(format!(
+                    "learned σ_hat, g(σ|x) {} (magenta)",
+                    estimator_name(live)
+                ))
+                .color(LEARNED),
+            )
+            .on_hover_text(LEARNED_TIP);
         }
         if let (Some(first), Some(last)) = (dominated.first(), dominated.last()) {
             let (hi_sigma, lo_sigma) = (
@@ -175,6 +216,34 @@ pub fn show(
                 .color(LIVE)
                 .radius(radius),
         );
+        if learned.len() >= 2 {
+            let xs: Vec<f64> = learned.iter().map(|r| r.sigma.log10()).collect();
+            let p10: Vec<f64> = learned
+                .iter()
+                .map(|r| r.learned_sigma_hat.p10.log10())
+                .collect();
+            let p90: Vec<f64> = learned
+                .iter()
+                .map(|r| r.learned_sigma_hat.p90.log10())
+                .collect();
+            plot.add(
+                FilledArea::new("learned σ_hat 10–90%", &xs, &p10, &p90)
+                    .fill_color(faint(LEARNED, 40)),
+            );
+        }
+        if !learned.is_empty() {
+            let median = log10_points(
+                learned
+                    .iter()
+                    .map(|r| (r.sigma.log10(), r.learned_sigma_hat.median)),
+            );
+            plot.line(
+                Line::new("learned σ_hat (g)", median)
+                    .id("learned-line")
+                    .color(LEARNED)
+                    .width(width),
+            );
+        }
         if !pooled_points.is_empty() {
             plot.line(
                 Line::new("pooled σ_hat", pooled_points.clone())
@@ -290,6 +359,18 @@ pub fn show(
             .filter(|r| r.sigma_hat_pooled.is_finite() && r.sigma_hat_pooled > 0.0)
             .map(|r| [r.step as f64, (r.sigma_hat_pooled / r.sigma).ln()])
             .collect();
+        let learned_delta: Vec<[f64; 2]> = learned
+            .iter()
+            .map(|r| [r.step as f64, (r.learned_sigma_hat.median / r.sigma).ln()])
+            .collect();
+        if !learned_delta.is_empty() {
+            plot.line(
+                Line::new("learned δ (g)", learned_delta)
+                    .id("learned-delta")
+                    .color(LEARNED)
+                    .width(width),
+            );
+        }
         if !pooled_delta.is_empty() {
             plot.line(
                 Line::new("pooled δ", pooled_delta)

@@ -80,6 +80,23 @@ steps w ≤ 0.5 stays stable, the paper's w = 2–3 diverges.";
 pub const NAG_FORM_LEARNED: &str = "Learned, classifier-free: the learned model's own noise-dropped branch \
 D(x; none) = x + σ F(c_none(x) x; null), trained on rows whose noise level was dropped (noise dropout). \
 Learned denoisers only: the exact denoiser has no such branch.";
+pub const NAG_FORM_CLASSIFIER: &str = "Learned, classifier-based: D_w = D(x; σ) + w σ² grad_x ln g(σ | x), with g the loaded \
+noise-level estimator (a network predicting the mean and log-variance of ln σ from x; its input gradient by autograd). \
+The classifier-based form of Noise Awareness Guidance (Zhong et al. 2025, arXiv 2510.12497, their g_phi).";
+pub const NAG_FORM_NEEDS_ESTIMATOR: &str = "Needs a learned noise-level estimator g(σ | x): File -> Open noise-level \
+estimator… (or drop its .safetensors on the window), or train one in the Training tab (what to train: noise-level \
+estimator) or with `noisescope train --estimator`.";
+pub const ESTIMATOR: &str = "The learned noise-level estimator g(σ | x) the runs use: its σ_hat is drawn in the Noise \
+level tab beside the exact posterior's, and it drives the classifier-based NAG form and, if chosen, the adaptive \
+schedule.";
+pub const OPEN_ESTIMATOR: &str = "A noise-level estimator written by `noisescope train --estimator` or the Training tab: \
+PATH.safetensors with PATH.json beside it (the .json tells it from a denoiser; dropping either file on the window \
+works too). It must read samples of the data's dimension.";
+pub const ESTIMATOR_REMOVE: &str = "Stop using the learned noise-level estimator: the Noise level tab shows the exact \
+posterior alone, NAG and the adaptive schedule go back to exact forms.";
+pub const ADAPTIVE_ESTIMATOR: &str = "Where the adaptive schedule reads σ_hat: the exact posterior p(σ | x) of the data \
+(pooled over the diagnostics subset), or the loaded learned estimator g(σ | x) (the median of its σ_hat over the subset), \
+as San-Roman et al. 2021 (arXiv 2104.02600) do with their learned noise-level network.";
 pub const NAG_PRIOR: &str = "π(σ) of NAG's exact-score form: EDM's training log-normal ln σ ~ N(−1.2, 1.2²), \
 or log-uniform over [σ_min, σ_max] (the noise-unconditional model of NAG, Zhong et al. 2025, arXiv 2510.12497).";
 pub const SEED: &str = "x_0 = σ_0 z, z ~ N(0, I) drawn from this seed, one stream per sample: a changed setting \
@@ -117,6 +134,19 @@ pub const PLAY_SPEED: &str = "Replay speed, states per second.";
 /// Every tooltip, for the glyph test.
 pub const TRAIN_DATA: &str = "The Training tab trains on the data chosen in the controls (the rows the exact denoiser \
 knows; a closed-form source is sampled once).";
+pub const TRAIN_TARGET: &str = "What to train: a denoiser D(x; σ) (sampled by the Denoiser picker), or a noise-level \
+estimator g(σ | x), a network predicting the mean and log-variance of ln σ from a noisy x, trained on data rows plus \
+σ n with σ log-uniform over its range (the g_phi of Zhong et al. 2025, arXiv 2510.12497; the P_theta of San-Roman et \
+al. 2021, arXiv 2104.02600). A finished estimator becomes the app's: its σ_hat is drawn in the Noise level tab and \
+NAG's classifier-based form is offered.";
+pub const TRAIN_ESTIMATOR_MODEL: &str = "mlp: hidden layers of Linear + SiLU on x / RMS(x) and the log RMS (width and \
+depth below). conv (images): three 3x3 convolutions (16, 32, 32 channels, the last two of stride 2), a global average \
+and a dense layer of 128. Both predict a correction to the log RMS, which is ln σ itself once the noise dominates.";
+pub const TRAIN_ESTIMATOR_LOSS: &str = "nll: the Gaussian negative log-likelihood of ln σ under the predicted mean and \
+log-variance. alpha: San-Roman et al. 2021's (log(1 − a) − log(1 − a_hat))², a = 1/(1 + σ²), for the mean (accurate \
+near a -> 1), with the NLL around it for the log-variance.";
+pub const TRAIN_ESTIMATOR_RANGE: &str = "The trained range of σ: each row's σ is drawn log-uniformly over [σ_min, σ_max]. \
+Outside it the estimator extrapolates.";
 pub const TRAIN_MODEL: &str = "mlp: Fourier features of c_noise = ln(σ)/4, a class embedding, hidden layers of Linear + SiLU, \
 for low-dimensional data (and flattened images). unet: convolutions at two or three resolutions, for image data. \
 Both are preconditioned as in EDM (Karras et al. 2022, arXiv 2206.00364, Table 1): D = c_skip x + c_out F(c_in x; c_noise).";
@@ -165,7 +195,9 @@ pub const TRAIN_SAVE: &str = "Write the last run's model as PATH.safetensors (EM
 pub const TRAIN_OPEN: &str =
     "Read a checkpoint (PATH.safetensors with PATH.json beside it) and list it.";
 pub const TRAIN_LOSS_PLOT: &str = "The EDM-weighted loss λ(σ) ||D(y + σ n; σ) − y||²/dim of every step (Karras et al. 2022, \
-arXiv 2206.00364, eq. 2 and Table 1; about 1 at initialisation), and its moving average.";
+arXiv 2206.00364, eq. 2 and Table 1; about 1 at initialisation), and its moving average. A noise-level estimator's run \
+shows its own loss on a linear axis: the Gaussian NLL of ln σ (with the alpha loss's fit added), below 0 once it is \
+sure.";
 pub const TRAIN_PER_SIGMA_PLOT: &str = "The latest report's losses binned by σ: ||D − y||²/dim (the model's mmse per \
 dimension) and λ(σ) times it, with λ = (σ² + σ_data²)/(σ σ_data)². Dashed: the same for the exact denoiser, \
 the floor no network can go below (the ideal denoiser is the minimiser of the loss); for labelled data it knows the \
@@ -181,6 +213,10 @@ pub const TRAIN_ALLOCATION_PLOT: &str = "Where training σ are drawn, per d ln �
 pub const ALL: &[&str] = &[
     TRAIN_DATA,
     TRAIN_MODEL,
+    TRAIN_TARGET,
+    TRAIN_ESTIMATOR_MODEL,
+    TRAIN_ESTIMATOR_LOSS,
+    TRAIN_ESTIMATOR_RANGE,
     TRAIN_MLP_WIDTH,
     TRAIN_MLP_DEPTH,
     TRAIN_UNET_WIDTH,
@@ -246,6 +282,12 @@ pub const ALL: &[&str] = &[
     NAG_FORM_AVERAGE,
     NAG_FORM_SCORE,
     NAG_FORM_LEARNED,
+    NAG_FORM_CLASSIFIER,
+    NAG_FORM_NEEDS_ESTIMATOR,
+    ESTIMATOR,
+    ESTIMATOR_REMOVE,
+    OPEN_ESTIMATOR,
+    ADAPTIVE_ESTIMATOR,
     NAG_PRIOR,
     SEED,
     BATCH,

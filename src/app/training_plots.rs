@@ -67,34 +67,52 @@ pub fn show(ui: &mut Ui, record: &TrainingRecord, texture: Option<&TextureHandle
 }
 
 fn loss_curve(ui: &mut Ui, record: &TrainingRecord) {
+    // An estimator's NLL in ln sigma goes below 0 once it is sure: a linear axis.
+    let linear = record.start.as_ref().is_some_and(|s| s.estimator);
+    let points = |values: Vec<(usize, f64)>| -> Vec<[f64; 2]> {
+        let values = values.into_iter().map(|(s, l)| (s as f64, l));
+        if linear {
+            values
+                .filter(|(_, l)| l.is_finite())
+                .map(|(s, l)| [s, l])
+                .collect()
+        } else {
+            log10_points(values)
+        }
+    };
     plot_style::title_and_key(
         ui,
-        "training loss (log scale)",
+        if linear {
+            "training loss (linear scale)"
+        } else {
+            "training loss (log scale)"
+        },
         tips::TRAIN_LOSS_PLOT,
         &[
             Key::new("per step", faint(LIVE, 90), Swatch::Line),
             Key::new("smoothed", LIVE, Swatch::Line),
         ],
     );
-    let raw = log10_points(
-        thinned(&record.losses)
-            .into_iter()
-            .map(|(s, l)| (s as f64, l)),
-    );
+    let raw = points(thinned(&record.losses));
     let smoothed: Vec<(usize, f64)> = record
         .losses
         .iter()
         .zip(&record.smoothed)
         .map(|((s, _), m)| (*s, *m))
         .collect();
-    let smoothed = log10_points(thinned(&smoothed).into_iter().map(|(s, l)| (s as f64, l)));
+    let smoothed = points(thinned(&smoothed));
     let w = plot_style::size(ui, 1.0);
     let plot = Plot::new("training-loss")
         .height(ui.available_height().max(100.0))
         .x_axis_label("step")
         .y_axis_label("loss")
-        .label_formatter(plot_style::value_hover(("step", false), ("loss", true)));
-    plot_style::show(ui, plot_style::log_y(plot), |plot| {
+        .label_formatter(plot_style::value_hover(("step", false), ("loss", !linear)));
+    let plot = if linear {
+        plot
+    } else {
+        plot_style::log_y(plot)
+    };
+    plot_style::show(ui, plot, |plot| {
         plot.line(Line::new("per step", raw).color(faint(LIVE, 90)).width(w));
         plot.line(Line::new("smoothed", smoothed).color(LIVE).width(2.0 * w));
     });

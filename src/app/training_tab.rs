@@ -18,10 +18,15 @@ use super::{NoiseScopeApp, tips, training_plots};
 use crate::core::infonoise::{GateRule, InfoNoiseConfig};
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
-use crate::run::training::{ModelChoice, PreviewSamples, RgbPixels, TrainRequest, TrainWorker};
+use crate::run::training::{
+    EstimatorRequest, ModelChoice, PreviewSamples, RgbPixels, TrainRequest, TrainWorker,
+};
 use crate::run::training_record::{TrainStatus, TrainingRecord};
 use crate::run::worker::{Wake, Waker};
 use crate::train::adamw::AdamWConfig;
+use crate::train::estimator::{
+    EstimatorArch, EstimatorLoss, EstimatorTraining, is_estimator_checkpoint,
+};
 use crate::train::mlp::MlpConfig;
 use crate::train::network::ArchConfig;
 use crate::train::sigma_dist::SigmaDistribution;
@@ -45,6 +50,16 @@ pub enum SigmaLaw {
     InfoNoise,
 }
 
+/// What the Training tab trains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainTarget {
+    #[default]
+    Denoiser,
+    /// A noise-level estimator g(sigma | x) (`train::estimator`).
+    Estimator,
+}
+
 /// How InfoNoise's low-noise gate picks c.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,6 +75,12 @@ pub enum GateChoice {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrainingSettings {
+    /// A denoiser or a noise-level estimator.
+    pub target: TrainTarget,
+    /// The estimator's loss and its trained range of sigma (log-uniform).
+    pub estimator_loss: EstimatorLoss,
+    pub estimator_sigma_min: f64,
+    pub estimator_sigma_max: f64,
     pub model: ModelKind,
     /// The mlp's hidden width and depth.
     pub mlp_width: usize,
@@ -92,6 +113,10 @@ impl Default for TrainingSettings {
     fn default() -> Self {
         let info = InfoNoiseConfig::default();
         TrainingSettings {
+            target: TrainTarget::Denoiser,
+            estimator_loss: EstimatorLoss::Nll,
+            estimator_sigma_min: 0.002,
+            estimator_sigma_max: 80.0,
             model: ModelKind::Mlp,
             mlp_width: 256,
             mlp_depth: 4,
@@ -193,6 +218,10 @@ impl TrainingSettings {
         config.seed = self.seed;
         config.sigma = self.sigma_distribution();
         config.validate()?;
+        let estimator = match self.target {
+            TrainTarget::Denoiser => None,
+            TrainTarget::Estimator => Some(self.estimator_request()?),
+        };
         Ok(TrainRequest {
             data,
             model,
@@ -200,6 +229,40 @@ impl TrainingSettings {
             preview_every: self.preview_every,
             preview_rows: PREVIEW_ROWS,
             checkpoint,
+            estimator,
+        })
+    }
+
+    /// The noise-level estimator these settings ask for: the mlp at the tab's width and depth,
+    /// or (unet chosen) the conv body; the tab's steps, batch, learning rate and seed.
+    fn estimator_request(&self) -> Result<EstimatorRequest> {
+        let (lo, hi) = (self.estimator_sigma_min, self.estimator_sigma_max);
+        if !(lo > 0.0 && hi.is_finite() && lo < hi) {
+            return Err(Error::InvalidSpec(format!(
+                "the estimator's σ range needs 0 < σ_min < σ_max, got [{lo}, {hi}]"
+            )));
+        }
+        let arch = match self.model {
+            ModelKind::Mlp => EstimatorArch::Mlp {
+                hidden: self.mlp_width,
+                depth: self.mlp_depth.min(16),
+            },
+            ModelKind::Unet => EstimatorArch::Conv {
+                channels: 16,
+                hidden: 128,
+            },
+        };
+        Ok(EstimatorRequest {
+            arch,
+            sigma_min: lo,
+            sigma_max: hi,
+            training: EstimatorTraining {
+                steps: self.steps,
+                batch: self.batch,
+                lr: self.lr,
+                seed: self.seed,
+                loss: self.estimator_loss,
+            },
         })
     }
 }
@@ -258,9 +321,11 @@ fn checkpoint_name(data: &DataSpec, s: &TrainingSettings) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let kind = match s.model {
-        ModelKind::Mlp => "mlp",
-        ModelKind::Unet => "unet",
+    let kind = match (s.target, s.model) {
+        (TrainTarget::Denoiser, ModelKind::Mlp) => "mlp",
+        (TrainTarget::Denoiser, ModelKind::Unet) => "unet",
+        (TrainTarget::Estimator, ModelKind::Mlp) => "estimator-mlp",
+        (TrainTarget::Estimator, ModelKind::Unet) => "estimator-conv",
     };
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -341,6 +406,11 @@ impl NoiseScopeApp {
             ctx.request_repaint();
         }
         for new in drained.checkpoints {
+            // A trained (or opened) noise-level estimator becomes the runs' estimator.
+            if is_estimator_checkpoint(&new.model.path) {
+                self.open_estimator(new.model.path);
+                continue;
+            }
             self.known_models.add(KnownModel {
                 label: new.model.label,
                 path: new.model.path,
@@ -421,7 +491,7 @@ impl NoiseScopeApp {
         let status = self.training.record.status.clone();
         let active = status.is_active();
         let data_label = self.settings.spec.data.label();
-        ui.label(RichText::new("Train a learned denoiser").strong());
+        ui.label(RichText::new("Train a learned denoiser or noise-level estimator").strong());
         ui.label(format!("data: {data_label}"))
             .on_hover_text(tips::TRAIN_DATA);
         ui.add_enabled_ui(!active, |ui| settings_grid(ui, &mut self.settings.training));
@@ -578,17 +648,39 @@ fn format_seconds(s: f64) -> String {
 
 /// The settings as a two-column grid, each with its tooltip.
 fn settings_grid(ui: &mut Ui, s: &mut TrainingSettings) {
+    let estimator = s.target == TrainTarget::Estimator;
     egui::Grid::new("training-settings")
         .num_columns(2)
         .show(ui, |ui| {
-            ui.label("model").on_hover_text(tips::TRAIN_MODEL);
+            ui.label("train").on_hover_text(tips::TRAIN_TARGET);
             ui.horizontal(|ui| {
-                ui.selectable_value(&mut s.model, ModelKind::Mlp, "mlp")
-                    .on_hover_text(tips::TRAIN_MODEL);
-                ui.selectable_value(&mut s.model, ModelKind::Unet, "unet")
-                    .on_hover_text(tips::TRAIN_MODEL);
+                ui.selectable_value(&mut s.target, TrainTarget::Denoiser, "denoiser")
+                    .on_hover_text(tips::TRAIN_TARGET);
+                ui.selectable_value(
+                    &mut s.target,
+                    TrainTarget::Estimator,
+                    "noise-level estimator",
+                )
+                .on_hover_text(tips::TRAIN_TARGET);
             });
             ui.end_row();
+            let (model_tip, unet_name) = if estimator {
+                (tips::TRAIN_ESTIMATOR_MODEL, "conv")
+            } else {
+                (tips::TRAIN_MODEL, "unet")
+            };
+            ui.label("model").on_hover_text(model_tip);
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut s.model, ModelKind::Mlp, "mlp")
+                    .on_hover_text(model_tip);
+                ui.selectable_value(&mut s.model, ModelKind::Unet, unet_name)
+                    .on_hover_text(model_tip);
+            });
+            ui.end_row();
+            if estimator {
+                estimator_rows(ui, s);
+                return;
+            }
             match s.model {
                 ModelKind::Mlp => {
                     number(
@@ -715,6 +807,55 @@ fn settings_grid(ui: &mut Ui, s: &mut TrainingSettings) {
                 tips::TRAIN_PREVIEW_EVERY,
             );
         });
+}
+
+/// The noise-level estimator's rows: size, steps, batch, learning rate, seed, loss, σ range.
+fn estimator_rows(ui: &mut Ui, s: &mut TrainingSettings) {
+    if s.model == ModelKind::Mlp {
+        number(
+            ui,
+            "width",
+            &mut s.mlp_width,
+            1..=8192,
+            tips::TRAIN_MLP_WIDTH,
+        );
+        number(ui, "depth", &mut s.mlp_depth, 1..=16, tips::TRAIN_MLP_DEPTH);
+    }
+    number(ui, "steps", &mut s.steps, 1..=10_000_000, tips::TRAIN_STEPS);
+    number(ui, "batch", &mut s.batch, 1..=65_536, tips::TRAIN_BATCH);
+    real(
+        ui,
+        "learning rate",
+        &mut s.lr,
+        1e-6..=1.0,
+        true,
+        tips::TRAIN_LR,
+    );
+    number(ui, "seed", &mut s.seed, 0..=u64::MAX, tips::TRAIN_SEED);
+    ui.label("loss").on_hover_text(tips::TRAIN_ESTIMATOR_LOSS);
+    ui.horizontal(|ui| {
+        ui.selectable_value(&mut s.estimator_loss, EstimatorLoss::Nll, "nll")
+            .on_hover_text(tips::TRAIN_ESTIMATOR_LOSS);
+        ui.selectable_value(&mut s.estimator_loss, EstimatorLoss::Alpha, "alpha")
+            .on_hover_text(tips::TRAIN_ESTIMATOR_LOSS);
+    });
+    ui.end_row();
+    real(
+        ui,
+        "σ_min",
+        &mut s.estimator_sigma_min,
+        1e-5..=1e3,
+        true,
+        tips::TRAIN_ESTIMATOR_RANGE,
+    );
+    real(
+        ui,
+        "σ_max",
+        &mut s.estimator_sigma_max,
+        1e-4..=1e4,
+        true,
+        tips::TRAIN_ESTIMATOR_RANGE,
+    );
 }
 
 /// A labelled integer field.

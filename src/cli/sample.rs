@@ -15,7 +15,7 @@ use noisescope::data::{DataSpec, toys};
 use noisescope::models::quality::{CLASS_SIGMA, quality};
 use noisescope::run::export::{RunArtifacts, Timings, check_out_dir, write_run};
 use noisescope::run::notes::steep_schedule_warning;
-use noisescope::run::spec::{ClassSpec, DenoiserSpec};
+use noisescope::run::spec::{AdaptiveEstimator, ClassSpec, DenoiserSpec};
 use noisescope::run::{ModelHandle, RunSpec, Session};
 
 /// Every flag is optional: a flag overrides the preset (or the default) it is given on.
@@ -59,6 +59,15 @@ pub struct SampleArgs {
     /// step; with or without --adaptive); `--adaptive-step false` turns a preset's off.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub adaptive_step: Option<bool>,
+    /// Where --adaptive / --adaptive-step read sigma_hat: exact (the data's exact posterior, the
+    /// default) | learned (the --estimator network).
+    #[arg(long)]
+    pub adaptive_estimator: Option<AdaptiveEstimator>,
+    /// A learned noise-level estimator g(sigma | x) (`noisescope train --estimator`): its
+    /// sigma_hat goes into diagnostics.csv (learned_sigma_hat_*) beside the exact posterior's;
+    /// --nag-form classifier-based and --adaptive-estimator learned use it.
+    #[arg(long)]
+    pub estimator: Option<PathBuf>,
     /// EDM's S_churn.
     #[arg(long)]
     pub churn: Option<f64>,
@@ -85,7 +94,8 @@ pub struct SampleArgs {
     pub nag: Option<f64>,
     /// NAG's noise-unconditional model: posterior-average (what a noise-dropout model learns,
     /// exact; the default), exact-score (the stiff limit) or learned (the model's noise-dropped
-    /// branch; learned denoisers only).
+    /// branch; learned denoisers only) or classifier-based (the --estimator network's
+    /// grad_x ln g(sigma | x)).
     #[arg(long)]
     pub nag_form: Option<NagForm>,
     /// The exact-score form's prior over sigma: lognormal (EDM's -1.2/1.2) or loguniform (over
@@ -186,6 +196,12 @@ impl SampleArgs {
         }
         spec.adaptive = self.adaptive.unwrap_or(spec.adaptive);
         spec.adaptive_step = self.adaptive_step.unwrap_or(spec.adaptive_step);
+        if let Some(v) = self.adaptive_estimator {
+            spec.adaptive_estimator = v;
+        }
+        if let Some(v) = &self.estimator {
+            spec.estimator = Some(v.clone());
+        }
         let st = &mut spec.stochasticity;
         if let Some(v) = self.churn {
             st.churn = v;

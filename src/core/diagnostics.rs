@@ -33,6 +33,10 @@ pub struct StepRecord {
     /// `prior_dominated_width` the per-sample sigma_hat says more about the prior than the state.
     #[serde(default = "not_measured")]
     pub posterior_std_ln: f64,
+    /// sigma_hat of x_i under the run's learned noise-level estimator g(sigma | x) over the same
+    /// subset (NaN without one).
+    #[serde(default = "spread_not_measured")]
+    pub learned_sigma_hat: Spread,
     /// Mean turning angle between d_i and d'_i, degrees (NaN on the step to 0).
     pub angle_deg: f64,
     /// Mean local error |h| ||d' - d|| / (2 sqrt(D)).
@@ -47,11 +51,7 @@ pub struct StepRecord {
 impl StepRecord {
     /// The record of a step with diagnostics off: sigmas and timings only.
     pub fn bare(info: &StepInfo, step_ms: f64) -> Self {
-        let nan = Spread {
-            median: f64::NAN,
-            p10: f64::NAN,
-            p90: f64::NAN,
-        };
+        let nan = Spread::NAN;
         StepRecord {
             step: info.step,
             sigma: info.sigma,
@@ -61,6 +61,7 @@ impl StepRecord {
             delta: nan,
             sigma_hat_pooled: f64::NAN,
             posterior_std_ln: f64::NAN,
+            learned_sigma_hat: nan,
             angle_deg: f64::NAN,
             local_error: f64::NAN,
             evaluations: info.evaluations,
@@ -69,7 +70,7 @@ impl StepRecord {
         }
     }
 
-    pub const CSV_HEADER: &'static str = "step,sigma,sigma_churned,sigma_next,sigma_hat_median,sigma_hat_p10,sigma_hat_p90,delta_median,delta_p10,delta_p90,angle_deg,local_error,evaluations,step_ms,diagnostics_ms,sigma_hat_pooled,posterior_std_ln";
+    pub const CSV_HEADER: &'static str = "step,sigma,sigma_churned,sigma_next,sigma_hat_median,sigma_hat_p10,sigma_hat_p90,delta_median,delta_p10,delta_p90,angle_deg,local_error,evaluations,step_ms,diagnostics_ms,sigma_hat_pooled,posterior_std_ln,learned_sigma_hat_median,learned_sigma_hat_p10,learned_sigma_hat_p90";
 
     /// Whether the per-sample posteriors of this step are dominated by their prior (wider than
     /// twice what a D-dimensional noise measurement gives).
@@ -79,7 +80,7 @@ impl StepRecord {
 
     pub fn csv_row(&self) -> String {
         format!(
-            "{},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{},{:.4},{:.4},{:e},{:e}",
+            "{},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{:e},{},{:.4},{:.4},{:e},{:e},{:e},{:e},{:e}",
             self.step,
             self.sigma,
             self.sigma_churned,
@@ -96,13 +97,20 @@ impl StepRecord {
             self.step_ms,
             self.diagnostics_ms,
             self.sigma_hat_pooled,
-            self.posterior_std_ln
+            self.posterior_std_ln,
+            self.learned_sigma_hat.median,
+            self.learned_sigma_hat.p10,
+            self.learned_sigma_hat.p90
         )
     }
 }
 
 fn not_measured() -> f64 {
     f64::NAN
+}
+
+fn spread_not_measured() -> Spread {
+    Spread::NAN
 }
 
 /// Twice the posterior standard deviation of ln sigma that one D-dimensional sample of pure noise
@@ -143,6 +151,7 @@ struct NoiseStats {
     delta: Spread,
     pooled: f64,
     std_ln: f64,
+    learned: Spread,
 }
 
 /// The record being held until the next slope arrives (samplers without a corrector).
@@ -155,6 +164,8 @@ struct Pending {
 /// Turns the sampler's StepInfo stream into StepRecords.
 pub struct Diagnostics<'a> {
     estimator: Option<&'a dyn NoiseLevelEstimator>,
+    /// A learned estimator recorded beside the exact one (`StepRecord::learned_sigma_hat`).
+    learned: Option<&'a dyn NoiseLevelEstimator>,
     subset: Vec<usize>,
     cond: Cond,
     pending: Option<Pending>,
@@ -172,6 +183,7 @@ impl<'a> Diagnostics<'a> {
     ) -> Self {
         Diagnostics {
             estimator,
+            learned: None,
             cond: cond.for_rows(&subset),
             subset,
             pending: None,
@@ -180,12 +192,35 @@ impl<'a> Diagnostics<'a> {
         }
     }
 
+    /// Also records `learned`'s sigma_hat on the same subset (`None`: not recorded).
+    pub fn with_learned(mut self, learned: Option<&'a dyn NoiseLevelEstimator>) -> Self {
+        self.learned = learned;
+        self
+    }
+
     /// Noise-level statistics of `x` at scheduled `sigma`.
     fn noise_stats(&self, x: &Batch, sigma: f64) -> Result<NoiseStats> {
-        let nan = Spread {
-            median: f64::NAN,
-            p10: f64::NAN,
-            p90: f64::NAN,
+        let nan = Spread::NAN;
+        if self.estimator.is_none() && self.learned.is_none() {
+            return Ok(NoiseStats {
+                sigma_hat: nan,
+                delta: nan,
+                pooled: f64::NAN,
+                std_ln: f64::NAN,
+                learned: nan,
+            });
+        }
+        let rows = x.select_rows(&self.subset);
+        let learned = match self.learned {
+            Some(g) => {
+                let hats: Vec<f64> = g
+                    .estimate(&rows, &self.cond)?
+                    .iter()
+                    .map(|e| e.sigma_hat())
+                    .collect();
+                Spread::of(&hats)
+            }
+            None => nan,
         };
         let Some(estimator) = self.estimator else {
             return Ok(NoiseStats {
@@ -193,9 +228,9 @@ impl<'a> Diagnostics<'a> {
                 delta: nan,
                 pooled: f64::NAN,
                 std_ln: f64::NAN,
+                learned,
             });
         };
-        let rows = x.select_rows(&self.subset);
         let est = estimator.estimate_batch(&rows, &self.cond)?;
         let hats: Vec<f64> = est.rows.iter().map(|e| e.sigma_hat()).collect();
         let deltas: Vec<f64> = est.rows.iter().map(|e| e.mean_ln - sigma.ln()).collect();
@@ -205,6 +240,7 @@ impl<'a> Diagnostics<'a> {
             delta: Spread::of(&deltas),
             pooled: est.pooled_ln.map_or(f64::NAN, f64::exp),
             std_ln: Spread::of(&widths).median,
+            learned,
         })
     }
 
@@ -246,6 +282,7 @@ impl<'a> Diagnostics<'a> {
             delta: stats.delta,
             sigma_hat_pooled: stats.pooled,
             posterior_std_ln: stats.std_ln,
+            learned_sigma_hat: stats.learned,
             angle_deg: f64::NAN,
             local_error: f64::NAN,
             evaluations: info.evaluations,

@@ -475,6 +475,13 @@ pub struct Spread {
 }
 
 impl Spread {
+    /// Not measured (diagnostics off, or no such estimator).
+    pub const NAN: Spread = Spread {
+        median: f64::NAN,
+        p10: f64::NAN,
+        p90: f64::NAN,
+    };
+
     pub fn of(values: &[f64]) -> Self {
         Spread {
             median: quantile(values, 0.5),

@@ -27,6 +27,10 @@ pub enum NagForm {
     /// dropout); the exact denoiser has none.
     #[value(name = "learned")]
     Learned,
+    /// Classifier-based: D_w = D + w sigma^2 grad_x ln g(sigma | x) with a learned noise-level
+    /// estimator g (`ClassifierNag`; the run's `estimator`, or `guidance.nag_estimator`).
+    #[value(name = "classifier-based")]
+    ClassifierBased,
 }
 
 named_enum!(NagForm, "NAG form");
@@ -38,6 +42,7 @@ impl NagForm {
             NagForm::PosteriorAverage => "as a classifier-free model learns it",
             NagForm::ExactScore => "exact score (stiff limit)",
             NagForm::Learned => "learned, classifier-free",
+            NagForm::ClassifierBased => "learned, classifier-based",
         }
     }
 
@@ -47,7 +52,7 @@ impl NagForm {
         match self {
             NagForm::PosteriorAverage => Some(1),
             NagForm::ExactScore => Some(2),
-            NagForm::Learned => None,
+            NagForm::Learned | NagForm::ClassifierBased => None,
         }
     }
 }

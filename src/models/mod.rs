@@ -240,6 +240,13 @@ impl AnalyticModel {
         let nodes = match form {
             NagForm::PosteriorAverage => &self.average_nodes,
             NagForm::ExactScore => &self.score_nodes,
+            NagForm::ClassifierBased => {
+                return Err(Error::InvalidSpec(
+                    "the NAG form 'classifier-based' takes its direction from a learned \
+                     noise-level estimator, not from the exact model"
+                        .into(),
+                ));
+            }
             NagForm::Learned => {
                 return Err(Error::InvalidSpec(
                     "the NAG form 'learned' needs a learned denoiser with a noise-dropped branch; \

@@ -329,6 +329,7 @@ mod tests {
             delta: spread((sigma_hat / sigma).ln()),
             sigma_hat_pooled: sigma_hat,
             posterior_std_ln: 0.0,
+            learned_sigma_hat: Spread::NAN,
             angle_deg: 0.0,
             local_error: 0.0,
             evaluations: 1,

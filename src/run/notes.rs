@@ -8,7 +8,7 @@ use crate::core::sampler::{SamplerKind, Stochasticity};
 use crate::core::schedule::{ScheduleKind, ScheduleSpec};
 use crate::error::Error;
 
-use super::spec::{DiagnosticsSpec, GuidanceSpec, RunSpec};
+use super::spec::{AdaptiveEstimator, DiagnosticsSpec, GuidanceSpec, RunSpec};
 
 /// The largest ratio sigma_i / sigma_(i+1) of neighbouring noise levels without a warning: one
 /// step that removes more than four decades of noise lands on the denoiser's average at the upper
@@ -39,6 +39,12 @@ impl RunSpec {
         }
         if g.nag == 0.0 && g.nag_form != NagForm::default() {
             notes.push("--nag-form has no effect without --nag".into());
+        }
+        let adaptive = self.adaptive || self.adaptive_step;
+        if !adaptive && self.adaptive_estimator == AdaptiveEstimator::Learned {
+            notes.push(
+                "--adaptive-estimator has no effect without --adaptive or --adaptive-step".into(),
+            );
         }
         if st.churn != neutral.churn && self.sampler != SamplerKind::Edm {
             notes.push(format!(

@@ -23,7 +23,7 @@ use crate::models::estimator::LearnedNoiseEstimator;
 
 use super::handle::ModelHandle;
 use super::resolve;
-use super::spec::RunSpec;
+use super::spec::{AdaptiveEstimator, RunSpec};
 
 /// A run ready to execute.
 pub struct Session {
@@ -42,13 +42,19 @@ pub struct Session {
     pub profile: Option<Arc<InformationProfile>>,
     /// The Gaussian theory of this run (Gaussian data only).
     pub theory: Option<GaussianTheory>,
+    /// The run's learned noise-level estimator (`RunSpec::estimator`), loaded once.
+    pub learned_estimator: Option<Arc<LearnedNoiseEstimator>>,
 }
 
 impl Session {
     /// Builds a run on `handle`, which must serve the spec (`ModelHandle::serves`).
     pub fn new(spec: &RunSpec, handle: Arc<ModelHandle>) -> Result<Self> {
         spec.validate()?;
-        if (spec.adaptive || spec.adaptive_step) && handle.ground_truth.is_none() {
+        let adaptive = spec.adaptive || spec.adaptive_step;
+        if adaptive
+            && spec.adaptive_estimator == AdaptiveEstimator::Exact
+            && handle.ground_truth.is_none()
+        {
             return Err(Error::InvalidSpec(format!(
                 "the adaptive schedule (--adaptive, --adaptive-step) needs a noise-level estimate, and the denoiser {} has no \
                  exact model of the data to give one",
@@ -57,10 +63,15 @@ impl Session {
         }
         let base = handle.denoiser.clone();
         spec.check_run_memory(base.dim())?;
+        let learned_estimator = spec
+            .estimator
+            .as_deref()
+            .map(|path| load_estimator(path, base.dim(), "--estimator"))
+            .transpose()?;
         let resolved = resolve::schedule(spec, &handle)?;
         let cond = Cond::with_class(resolve::class_condition(spec, base.num_classes())?);
         let x0 = resolve::initial_z(spec, base.dim())?.scale(resolved.sigmas[0]);
-        let denoiser = guided_denoiser(spec, &handle, base)?;
+        let denoiser = guided_denoiser(spec, &handle, base, learned_estimator.as_ref())?;
         let mut session = Session {
             spec: spec.clone(),
             handle,
@@ -72,6 +83,7 @@ impl Session {
             schedule: resolved.spec,
             profile: resolved.profile,
             theory: None,
+            learned_estimator,
         };
         // The planned schedule's theory; an adaptive run replaces it with the sigmas it used.
         session.theory = session.theory_for(&session.sigmas);
@@ -117,15 +129,23 @@ impl Session {
         let spec = &self.spec;
         let mut noise = resolve::step_noise(spec, self.sigmas.len() - 1)?;
         let subset = choose_subset(spec.seed, spec.batch, spec.diagnostics.subset);
-        let estimator = self.noise_level_estimator();
-        let estimator = estimator.as_deref();
+        let exact = self.noise_level_estimator();
+        let exact = exact.as_deref();
+        let learned = self
+            .learned_estimator
+            .as_deref()
+            .map(|e| e as &dyn NoiseLevelEstimator);
         let mut diagnostics = spec
             .diagnostics
             .enabled
-            .then(|| Diagnostics::new(estimator, subset.clone(), &self.cond));
-        // `Session::new` refused adaptive runs without an estimator.
+            .then(|| Diagnostics::new(exact, subset.clone(), &self.cond).with_learned(learned));
+        // `Session::new` and `RunSpec::validate` refused adaptive runs without their estimator.
         let adaptive = spec.adaptive || spec.adaptive_step;
-        let mut replanner = estimator.filter(|_| adaptive).map(|e| {
+        let adaptive_by = match spec.adaptive_estimator {
+            AdaptiveEstimator::Exact => exact,
+            AdaptiveEstimator::Learned => learned,
+        };
+        let mut replanner = adaptive_by.filter(|_| adaptive).map(|e| {
             AdaptiveReplanner::new(
                 e,
                 subset.clone(),
@@ -200,26 +220,28 @@ fn guided_denoiser(
     spec: &RunSpec,
     handle: &ModelHandle,
     base: Arc<dyn Denoiser>,
+    learned: Option<&Arc<LearnedNoiseEstimator>>,
 ) -> Result<Arc<dyn Denoiser>> {
     let g = &spec.guidance;
     let cfg = |d: Arc<dyn Denoiser>| -> Arc<dyn Denoiser> { Arc::new(Cfg::new(d, g.cfg)) };
     if g.nag == 0.0 {
         return Ok(cfg(base));
     }
-    if let Some(path) = &g.nag_estimator {
-        let density = LearnedNoiseEstimator::from_checkpoint(path)?;
-        if density.dim() != base.dim() {
-            return Err(Error::InvalidSpec(format!(
-                "the noise-level estimator {} (--nag-estimator) reads {}-dimensional samples, the \
-                 data is {}-dimensional",
-                path.display(),
-                density.dim(),
-                base.dim()
-            )));
+    // Classifier-based: --nag-estimator's own file, else the run's estimator.
+    let density = match (&g.nag_estimator, learned) {
+        (Some(path), _) if spec.estimator.as_ref() != Some(path) => {
+            Some(load_estimator(path, base.dim(), "--nag-estimator")?)
         }
+        (Some(_), Some(run_estimator)) => Some(run_estimator.clone()),
+        (None, Some(run_estimator)) if g.nag_form == NagForm::ClassifierBased => {
+            Some(run_estimator.clone())
+        }
+        _ => None,
+    };
+    if let Some(density) = density {
         return Ok(Arc::new(ClassifierNag {
             inner: cfg(base),
-            density: Arc::new(density),
+            density,
             w: g.nag,
         }));
     }
@@ -238,6 +260,14 @@ fn guided_denoiser(
             ));
         }
         NagForm::Learned => Nag::new(cfg(base), g.nag),
+        // `RunSpec::validate` asks for an estimator with this form, and one was taken above.
+        NagForm::ClassifierBased => {
+            return Err(Error::InvalidSpec(
+                "the NAG form 'classifier-based' needs a learned noise-level estimator: \
+                 --estimator PATH (or --nag-estimator PATH)"
+                    .into(),
+            ));
+        }
         form => {
             let Some(truth) = handle.ground_truth.clone() else {
                 return Err(Error::InvalidSpec(format!(
@@ -256,6 +286,30 @@ fn guided_denoiser(
     };
     Ok(Arc::new(nag))
 }
+
+/// A learned noise-level estimator checkpoint for `dim`-dimensional data; another dimension is
+/// one message naming the file and `flag`.
+fn load_estimator(
+    path: &std::path::Path,
+    dim: usize,
+    flag: &str,
+) -> Result<Arc<LearnedNoiseEstimator>> {
+    let named = || format!("{ESTIMATOR_ERROR} {} ({flag})", path.display());
+    let estimator = LearnedNoiseEstimator::from_checkpoint(path)
+        .map_err(|e| Error::InvalidSpec(format!("{}: {e}", named())))?;
+    if estimator.dim() != dim {
+        return Err(Error::InvalidSpec(format!(
+            "{} reads {}-dimensional samples, the data is {dim}-dimensional: train one on this \
+             data (noisescope train --estimator)",
+            named(),
+            estimator.dim(),
+        )));
+    }
+    Ok(Arc::new(estimator))
+}
+
+/// How every error about a run's learned noise-level estimator begins (the app recognises it).
+pub const ESTIMATOR_ERROR: &str = "the noise-level estimator";
 
 /// What a run produced.
 pub struct RunResult {

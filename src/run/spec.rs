@@ -121,6 +121,27 @@ impl DenoiserSpec {
     }
 }
 
+/// Where the adaptive schedule and step read sigma_hat from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AdaptiveEstimator {
+    /// The exact posterior p(sigma | x) of the data (pooled over the subset where it has a
+    /// likelihood).
+    #[default]
+    #[value(name = "exact")]
+    Exact,
+    /// The run's learned noise-level estimator g(sigma | x) (`RunSpec::estimator`): the median
+    /// of its sigma_hat over the subset.
+    #[value(name = "learned")]
+    Learned,
+}
+
+impl AdaptiveEstimator {
+    pub fn is_exact(&self) -> bool {
+        *self == AdaptiveEstimator::Exact
+    }
+}
+
 /// Guidance settings (science.md section 4).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -186,6 +207,14 @@ pub struct RunSpec {
     /// Seed 001's adaptive step: each step starts from sigma_hat (the denoiser is conditioned
     /// on it), not only the remaining grid re-planned.
     pub adaptive_step: bool,
+    /// Which estimator the adaptive schedule and step read sigma_hat from.
+    #[serde(skip_serializing_if = "AdaptiveEstimator::is_exact")]
+    pub adaptive_estimator: AdaptiveEstimator,
+    /// A learned noise-level estimator g(sigma | x) (`noisescope train --estimator`: PATH.safetensors
+    /// with PATH.json): the diagnostics record its sigma_hat beside the exact posterior's, and
+    /// classifier-based NAG and `adaptive_estimator: learned` use it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimator: Option<PathBuf>,
     pub stochasticity: Stochasticity,
     pub guidance: GuidanceSpec,
     pub batch: usize,
@@ -208,6 +237,8 @@ impl Default for RunSpec {
             schedule: ScheduleSpec::default(),
             adaptive: false,
             adaptive_step: false,
+            adaptive_estimator: AdaptiveEstimator::Exact,
+            estimator: None,
             stochasticity: Stochasticity::default(),
             guidance: GuidanceSpec::default(),
             batch: 1000,
@@ -250,6 +281,27 @@ impl RunSpec {
                 self.guidance.nag_prior
             ))
         })?;
+        let has_estimator = self.estimator.is_some() || self.guidance.nag_estimator.is_some();
+        if self.guidance.nag != 0.0
+            && self.guidance.nag_form == NagForm::ClassifierBased
+            && !has_estimator
+        {
+            return Err(Error::InvalidSpec(
+                "the NAG form classifier-based (--nag-form) needs a learned noise-level \
+                 estimator: --estimator PATH (noisescope train --estimator writes one)"
+                    .into(),
+            ));
+        }
+        if (self.adaptive || self.adaptive_step)
+            && self.adaptive_estimator == AdaptiveEstimator::Learned
+            && self.estimator.is_none()
+        {
+            return Err(Error::InvalidSpec(
+                "--adaptive-estimator learned needs a learned noise-level estimator: \
+                 --estimator PATH (noisescope train --estimator writes one)"
+                    .into(),
+            ));
+        }
         if self.diagnostics.subset == 0 {
             return Err(Error::InvalidSpec(
                 "--diagnostics-subset must be at least 1".into(),

@@ -30,6 +30,9 @@ use crate::models::learned::LearnedDenoiser;
 use crate::models::quality::sample_heun;
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::data::{TrainingSet, rows_of};
+use crate::train::estimator::{
+    self, EstimatorArch, EstimatorConfig, EstimatorTraining, TrainedEstimator,
+};
 use crate::train::mlp::MlpConfig;
 use crate::train::network::ArchConfig;
 use crate::train::sigma_dist::SigmaDistribution;
@@ -69,6 +72,18 @@ impl ModelChoice {
     }
 }
 
+/// A noise-level estimator g(sigma | x) to train instead of a denoiser (`train::estimator`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EstimatorRequest {
+    /// The network body (the conv one needs image data).
+    pub arch: EstimatorArch,
+    /// The trained range of sigma (log-uniform).
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    /// Steps, batch, peak learning rate, seed and loss.
+    pub training: EstimatorTraining,
+}
+
 /// One training run as the Training tab asks for it.
 #[derive(Clone, Debug)]
 pub struct TrainRequest {
@@ -82,6 +97,8 @@ pub struct TrainRequest {
     pub preview_rows: usize,
     /// Where the finished model is saved: PATH.safetensors (and PATH.json).
     pub checkpoint: PathBuf,
+    /// Train this noise-level estimator instead of the denoiser (`model`, `config` unused).
+    pub estimator: Option<EstimatorRequest>,
 }
 
 /// What the trainer knows once the data are loaded and the model built.
@@ -100,6 +117,8 @@ pub struct TrainStart {
     pub first_step: usize,
     pub total: usize,
     pub sigma: SigmaDistribution,
+    /// A noise-level estimator's run: its loss (an NLL in ln sigma) may be negative.
+    pub estimator: bool,
 }
 
 /// The exact (ideal) denoiser's mmse/dim on a log-sigma grid: the floor a learned model cannot
@@ -463,7 +482,123 @@ impl TrainerThread {
         }
     }
 
+    /// Trains the noise-level estimator `est` on the request's data, reporting as a denoiser's
+    /// run does (loss of every step, steps/s); saved to the request's checkpoint when finished.
+    fn train_estimator(
+        &mut self,
+        run: u64,
+        request: &TrainRequest,
+        est: &EstimatorRequest,
+        control: &TrainControl,
+    ) -> Result<()> {
+        let source = request.data.load()?;
+        let data = TrainingSet::from_source(&source)?;
+        let label = request.data.label();
+        let mut config =
+            EstimatorConfig::mlp(data.dim, data.sigma_data, est.sigma_min, est.sigma_max);
+        config.arch = est.arch.clone();
+        if matches!(est.arch, EstimatorArch::Conv { .. }) {
+            config.image = data.image;
+        }
+        config
+            .validate()
+            .map_err(|e| Error::InvalidSpec(format!("{e} ({label})")))?;
+        let total = est.training.steps;
+        // "Save checkpoint…" saves a denoiser run's model; this run saves its own when done.
+        self.last = None;
+        self.emit(TrainEvent::Started {
+            run,
+            start: Box::new(TrainStart {
+                data_label: label.clone(),
+                arch: match est.arch {
+                    EstimatorArch::Conv { .. } => "noise-level estimator (conv)",
+                    EstimatorArch::Mlp { .. } => "noise-level estimator (mlp)",
+                },
+                parameters: config.parameter_count(),
+                rows: data.n,
+                dim: data.dim,
+                classes: data.classes,
+                sigma_data: data.sigma_data,
+                image: data.image,
+                points: None,
+                first_step: 0,
+                total,
+                sigma: SigmaDistribution::LogUniform {
+                    sigma_min: est.sigma_min,
+                    sigma_max: est.sigma_max,
+                },
+                estimator: true,
+            }),
+        });
+        let mut meter = RateMeter::default();
+        let mut pending: Vec<(usize, f64)> = Vec::new();
+        let mut last_sent: Option<Instant> = None;
+        let started = Instant::now();
+        let (live, events, waker) = (
+            self.live_step.clone(),
+            self.events.clone(),
+            self.waker.clone(),
+        );
+        let trained = estimator::train(&config, &data, &est.training, &mut |step, loss| {
+            live.store(step, Ordering::SeqCst);
+            meter.record(step);
+            pending.push((step, loss));
+            if last_sent.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) || step == total {
+                last_sent = Some(Instant::now());
+                let rate = meter.steps_per_s();
+                let update = ProgressUpdate {
+                    step,
+                    total,
+                    losses: std::mem::take(&mut pending),
+                    lr: estimator::learning_rate(&est.training, step),
+                    steps_per_s: rate,
+                    seconds_left: if rate > 0.0 {
+                        (total - step) as f64 / rate
+                    } else {
+                        f64::NAN
+                    },
+                    binned: None,
+                    sigma_profile: None,
+                };
+                let _ = events.send(TrainEvent::Progress {
+                    run,
+                    update: Box::new(update),
+                });
+                waker(Wake::Progress);
+            }
+            // Pause waits here; cancel (or a new run) stops before the next step.
+            if control.proceed() {
+                std::ops::ControlFlow::Continue(())
+            } else {
+                std::ops::ControlFlow::Break(())
+            }
+        })?;
+        let train_s = started.elapsed().as_secs_f64();
+        let outcome = if trained.steps_done == total {
+            Outcome::Finished
+        } else {
+            Outcome::Cancelled
+        };
+        let checkpoint = (outcome == Outcome::Finished)
+            .then(|| save_estimator(&request.checkpoint, &trained, &est.training, &data, &label));
+        self.emit(TrainEvent::Finished {
+            run,
+            end: Box::new(TrainEnd {
+                outcome,
+                steps_done: trained.steps_done,
+                final_loss: Some(trained.final_loss).filter(|l| l.is_finite()),
+                train_s,
+                steps_per_s: trained.steps_done as f64 / train_s.max(1e-9),
+                checkpoint,
+            }),
+        });
+        Ok(())
+    }
+
     fn train(&mut self, run: u64, request: &TrainRequest, control: &TrainControl) -> Result<()> {
+        if let Some(est) = &request.estimator {
+            return self.train_estimator(run, request, est, control);
+        }
         // Per-step buffers stay on the heap (see `ops::keep_buffers_resident`).
         crate::train::ops::keep_buffers_resident();
         let source = request.data.load()?;
@@ -487,6 +622,7 @@ impl TrainerThread {
                 first_step: trainer.steps_done(),
                 total,
                 sigma: trainer.config.sigma.clone(),
+                estimator: false,
             }),
         });
         if let Some(floor) = exact_floor(&source, &trainer.config, data.sigma_data) {
@@ -624,10 +760,7 @@ fn save_model(
     trainer: &Trainer,
     data: &DataSpec,
 ) -> std::result::Result<SavedModel, String> {
-    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(folder)
-            .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
-    }
+    create_folder_of(path)?;
     let side = checkpoint::save(path, trainer, data, false).map_err(|e| e.to_string())?;
     Ok(SavedModel {
         label: format!(
@@ -636,6 +769,37 @@ fn save_model(
             side.steps_done,
             side.data.label,
             side.seed
+        ),
+        path: path.to_path_buf(),
+    })
+}
+
+/// Creates the folder `path` goes into, if need be.
+fn create_folder_of(path: &Path) -> std::result::Result<(), String> {
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a trained estimator to `path` (PATH.safetensors + PATH.json), its folder created if
+/// need be.
+fn save_estimator(
+    path: &Path,
+    trained: &TrainedEstimator,
+    training: &EstimatorTraining,
+    data: &TrainingSet,
+    label: &str,
+) -> std::result::Result<SavedModel, String> {
+    create_folder_of(path)?;
+    estimator::save(trained, training, data, label, path).map_err(|e| e.to_string())?;
+    Ok(SavedModel {
+        label: format!(
+            "noise-level estimator ({}), {} steps on {label} ({:?} loss)",
+            trained.net.config.arch.name(),
+            trained.steps_done,
+            training.loss
         ),
         path: path.to_path_buf(),
     })

@@ -85,6 +85,28 @@ impl EstimatorConfig {
         }
     }
 
+    /// The number of trained values (weights and biases).
+    pub fn parameter_count(&self) -> usize {
+        let head = |width: usize| 2 * width + 2;
+        match &self.arch {
+            EstimatorArch::Mlp { hidden, depth } => {
+                let first = (self.dim + 1) * hidden + hidden;
+                first + depth.saturating_sub(1) * (hidden * hidden + hidden) + head(*hidden)
+            }
+            EstimatorArch::Conv { channels, hidden } => {
+                let c = *channels;
+                let input = self.image.map_or(1, |i| i.channels);
+                let conv = |i: usize, o: usize| 9 * i * o + o;
+                conv(input, c)
+                    + conv(c, 2 * c)
+                    + conv(2 * c, 2 * c)
+                    + (2 * c + 1) * hidden
+                    + hidden
+                    + head(*hidden)
+            }
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         let range_ok = self.sigma_min > 0.0
             && self.sigma_max.is_finite()
@@ -309,6 +331,16 @@ impl Default for EstimatorTraining {
     }
 }
 
+/// The learning rate of step `step` (1-based): a linear warm-up over the first 5%, then a
+/// cosine decay to 2% of the peak.
+pub fn learning_rate(training: &EstimatorTraining, step: usize) -> f64 {
+    let warmup = (training.steps / 20).max(1);
+    let progress = step as f64 / training.steps.max(1) as f64;
+    let ramp = (step as f64 / warmup as f64).min(1.0);
+    let decay = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+    training.lr * ramp * decay.max(0.02)
+}
+
 /// A trained estimator, with its variables (what a checkpoint saves).
 pub struct TrainedEstimator {
     pub net: NoiseEstimatorNet,
@@ -352,7 +384,6 @@ pub fn train(
     let mut rng = Rng::new(training.seed ^ 0x6e6f_6973_655f_6573);
     let (lo, hi) = (config.sigma_min.ln(), config.sigma_max.ln());
     let (b, dim) = (training.batch, config.dim);
-    let warmup = (training.steps / 20).max(1);
     let mut recent = std::collections::VecDeque::with_capacity(100);
     let mut steps_done = 0;
     for step in 0..training.steps {
@@ -381,10 +412,7 @@ pub fn train(
                 (fit + gaussian_nll(&t, &mean.detach(), &logvar)?.mean_all()?)?
             }
         };
-        let progress_fraction = (step + 1) as f64 / training.steps as f64;
-        let ramp = ((step + 1) as f64 / warmup as f64).min(1.0);
-        let decay = 0.5 * (1.0 + (std::f64::consts::PI * progress_fraction).cos());
-        opt.set_learning_rate(training.lr * ramp * decay.max(0.02));
+        opt.set_learning_rate(learning_rate(training, step + 1));
         opt.backward_step(&loss)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         if !value.is_finite() {
@@ -466,8 +494,21 @@ pub fn save(
     Ok(sidecar)
 }
 
-/// Reads PATH.safetensors and its sidecar PATH.json.
-pub fn load(path: &Path) -> Result<(NoiseEstimatorNet, EstimatorSidecar)> {
+/// Whether PATH's sidecar PATH.json (PATH may be either file) says it is a noise-level
+/// estimator: what tells it apart from a denoiser checkpoint, whose sidecar has another format.
+pub fn is_estimator_checkpoint(path: &Path) -> bool {
+    #[derive(Deserialize)]
+    struct Format {
+        format: String,
+    }
+    std::fs::read_to_string(path.with_extension("json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Format>(&text).ok())
+        .is_some_and(|f| f.format == ESTIMATOR_FORMAT)
+}
+
+/// Reads and checks the sidecar PATH.json of an estimator checkpoint (not the weights).
+pub fn read_sidecar(path: &Path) -> Result<EstimatorSidecar> {
     let json = path.with_extension("json");
     let text = std::fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
     let bad = |reason: String| Error::Checkpoint {
@@ -482,6 +523,12 @@ pub fn load(path: &Path) -> Result<(NoiseEstimatorNet, EstimatorSidecar)> {
             sidecar.format, sidecar.version
         )));
     }
+    Ok(sidecar)
+}
+
+/// Reads PATH.safetensors and its sidecar PATH.json.
+pub fn load(path: &Path) -> Result<(NoiseEstimatorNet, EstimatorSidecar)> {
+    let sidecar = read_sidecar(path)?;
     let tensors = candle_core::safetensors::load(path.with_extension("safetensors"), &Device::Cpu)?;
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
     Ok((NoiseEstimatorNet::new(&sidecar.config, vb)?, sidecar))
@@ -490,6 +537,31 @@ pub fn load(path: &Path) -> Result<(NoiseEstimatorNet, EstimatorSidecar)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parameter_count_is_the_networks() -> Result<()> {
+        let mlp = EstimatorConfig::mlp(5, 1.0, 0.01, 10.0);
+        let mut conv = EstimatorConfig::mlp(48, 1.0, 0.01, 10.0);
+        conv.arch = EstimatorArch::Conv {
+            channels: 4,
+            hidden: 16,
+        };
+        conv.image = Some(ImageShape {
+            width: 4,
+            height: 4,
+            channels: 3,
+        });
+        for config in [mlp, conv] {
+            let vars = VarMap::new();
+            NoiseEstimatorNet::new(
+                &config,
+                VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
+            )?;
+            let counted: usize = vars.all_vars().iter().map(|v| v.elem_count()).sum();
+            assert_eq!(config.parameter_count(), counted, "{:?}", config.arch);
+        }
+        Ok(())
+    }
 
     #[test]
     fn an_untrained_estimator_reads_the_log_rms_and_its_gradient_is_autograd() -> Result<()> {

@@ -269,7 +269,7 @@ impl TrainControl {
     }
 
     /// Waits while paused; whether training may go on.
-    fn proceed(&self) -> bool {
+    pub fn proceed(&self) -> bool {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         while *s == ControlState::Paused {
             s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);

@@ -188,3 +188,49 @@ pub fn drop_file(h: &mut AppHarness, path: &Path) {
         .push(Arc::new(Dropped(path.to_path_buf())));
     h.step();
 }
+
+/// A noise-level estimator (the default mlp at width 64) trained `steps` steps on `source` and
+/// written to `dir`/NAME.safetensors with its sidecar; returns the checkpoint's path.
+pub fn estimator_checkpoint(
+    source: &noisescope::data::Source,
+    label: &str,
+    steps: usize,
+    dir: &Path,
+) -> noisescope::Result<PathBuf> {
+    use noisescope::train::data::TrainingSet;
+    use noisescope::train::estimator::{
+        EstimatorArch, EstimatorConfig, EstimatorTraining, save, train,
+    };
+    let set = TrainingSet::from_source(source)?;
+    let mut config = EstimatorConfig::mlp(set.dim, set.sigma_data, 0.002, 80.0);
+    config.arch = EstimatorArch::Mlp {
+        hidden: 64,
+        depth: 3,
+    };
+    let training = EstimatorTraining {
+        steps,
+        ..Default::default()
+    };
+    let trained = train(&config, &set, &training, &mut |_, _| {
+        std::ops::ControlFlow::Continue(())
+    })?;
+    let path = dir.join(format!("{label}.safetensors"));
+    save(&trained, &training, &set, label, &path)?;
+    Ok(path)
+}
+
+/// `rows` noisy copies y + sigma n of the set's rows.
+pub fn noisy(
+    set: &noisescope::data::DataSet,
+    sigma: f64,
+    rows: usize,
+    seed: u64,
+) -> noisescope::Result<noisescope::core::Batch> {
+    let n = noisescope::core::noise::initial_noise(seed, rows, set.dim);
+    let mut values = Vec::with_capacity(rows * set.dim);
+    for r in 0..rows {
+        let y = set.row((r * 7 + seed as usize) % set.n);
+        values.extend(y.iter().zip(n.row(r)).map(|(y, n)| y + sigma * n));
+    }
+    noisescope::core::Batch::from_vec(rows, set.dim, values)
+}

@@ -8,6 +8,7 @@ use egui::{ComboBox, RichText, Ui};
 
 use super::{Action, Control, ControlsInfo, gate};
 use crate::app::dialogs::FileTask;
+use crate::app::estimator::estimator_label;
 use crate::app::known_models::{KnownModel, ModelOrigin};
 use crate::app::settings::Settings;
 use crate::app::tips;
@@ -127,6 +128,7 @@ pub(super) fn denoiser_group(
         {
             actions.push(Action::File(FileTask::UseCheckpoint));
         }
+        estimator_row(ui, settings, info, actions);
     });
     match &info.denoiser.compare {
         CompareOffer::With(partner) => {
@@ -151,6 +153,47 @@ pub(super) fn denoiser_group(
             )
             .weak(),
         );
+    }
+}
+
+/// The learned noise-level estimator the runs use: which one, "Remove", "Open…".
+fn estimator_row(
+    ui: &mut Ui,
+    settings: &mut Settings,
+    info: &ControlsInfo,
+    actions: &mut Vec<Action>,
+) {
+    ui.separator();
+    ui.label("Noise-level estimator g(σ|x)")
+        .on_hover_text(tips::ESTIMATOR);
+    let mut remove = false;
+    match &settings.spec.estimator {
+        Some(path) => {
+            ui.horizontal(|ui| {
+                ui.label(format!("estimator: {}", estimator_label(path)))
+                    .on_hover_text(format!("{}\n\n{}", tips::ESTIMATOR, path.display()));
+                remove = ui
+                    .button("Remove estimator")
+                    .on_hover_text(tips::ESTIMATOR_REMOVE)
+                    .clicked();
+            });
+        }
+        None => {
+            ui.label(RichText::new("none: σ_hat from the exact posterior only").weak());
+        }
+    }
+    if remove {
+        settings.set_estimator(None);
+    }
+    if ui
+        .add_enabled(
+            !info.dialog_open,
+            egui::Button::new("Open noise-level estimator…"),
+        )
+        .on_hover_text(tips::OPEN_ESTIMATOR)
+        .clicked()
+    {
+        actions.push(Action::File(FileTask::OpenEstimator));
     }
 }
 

@@ -6,10 +6,12 @@ use crate::core::estimate::SigmaPrior;
 use crate::core::guidance::NagForm;
 use crate::core::sampler::SamplerKind;
 use crate::core::schedule::ScheduleKind;
-use crate::run::spec::{ClassSpec, DenoiserSpec, GuidanceSpec};
+use crate::run::RunSpec;
+use crate::run::spec::{AdaptiveEstimator, ClassSpec, DenoiserSpec, GuidanceSpec};
 
 use super::data::file_name;
 use super::{Control, ControlsInfo, ControlsState, gate, slider};
+use crate::app::estimator::estimator_label;
 use crate::app::settings::Settings;
 use crate::app::tips;
 
@@ -110,6 +112,7 @@ pub(super) fn sampler_group(ui: &mut Ui, settings: &mut Settings, info: &Control
             ui.indent("adaptive_step", |ui| {
                 ui.checkbox(&mut spec.adaptive_step, "adaptive step (start from σ_hat)")
                     .on_hover_text(tips::ADAPTIVE_STEP);
+                adaptive_estimator_combo(ui, spec);
             });
         }
     });
@@ -225,15 +228,30 @@ pub(super) fn guidance_group(
         settings.spec.schedule.sigma_min,
         settings.spec.schedule.sigma_max,
     );
+    let estimator = settings.spec.estimator.clone();
     let g = &mut settings.spec.guidance;
+    let has_estimator = estimator.is_some() || g.nag_estimator.is_some();
     gate(ui, info, Control::Nag, |ui| {
         slider(ui, &mut g.nag, 0.0..=8.0, "NAG w", tips::NAG, false);
         ComboBox::from_id_salt("nag_form")
             .selected_text(format!("NAG form: {}", g.nag_form.label()))
             .show_ui(ui, |ui| {
                 for &form in <NagForm as clap::ValueEnum>::value_variants() {
-                    ui.selectable_value(&mut g.nag_form, form, form.label())
-                        .on_hover_text(nag_form_tip(form));
+                    let usable = form != NagForm::ClassifierBased || has_estimator;
+                    let picked = ui
+                        .add_enabled(
+                            usable,
+                            egui::Button::selectable(g.nag_form == form, form.label()),
+                        )
+                        .on_hover_text(nag_form_tip(form))
+                        .on_disabled_hover_text(format!(
+                            "{}\n\n{}",
+                            nag_form_tip(form),
+                            tips::NAG_FORM_NEEDS_ESTIMATOR
+                        ));
+                    if picked.clicked() {
+                        g.nag_form = form;
+                    }
                 }
             })
             .response
@@ -242,6 +260,12 @@ pub(super) fn guidance_group(
                 tips::NAG_FORM,
                 nag_form_tip(g.nag_form)
             ));
+        if g.nag_form == NagForm::ClassifierBased
+            && let Some(path) = &estimator
+        {
+            ui.label(RichText::new(format!("g(σ|x): {}", estimator_label(path))).weak())
+                .on_hover_text(tips::ESTIMATOR);
+        }
     });
     gate(ui, info, Control::NagPrior, |ui| {
         // Only the exact-score form's D(x; none) integrates over π(σ); on a learned model it
@@ -249,7 +273,7 @@ pub(super) fn guidance_group(
         let applies = g.nag_form == NagForm::ExactScore;
         ui.add_enabled_ui(applies, |ui| nag_prior_combo(ui, g, sigma_min, sigma_max))
             .response
-            .on_disabled_hover_text("π(σ) is the prior of the exact-score form only: the posterior-average form uses the noise-dropout training prior (log-uniform on [0.002, 80]), and the learned form is the network's own noise-dropped branch.");
+            .on_disabled_hover_text("π(σ) is the prior of the exact-score form only: the posterior-average form uses the noise-dropout training prior (log-uniform on [0.002, 80]), the learned form is the network's own noise-dropped branch, and the classifier-based form uses the estimator g(σ|x).");
     });
 }
 
@@ -259,7 +283,39 @@ fn nag_form_tip(form: NagForm) -> &'static str {
         NagForm::PosteriorAverage => tips::NAG_FORM_AVERAGE,
         NagForm::ExactScore => tips::NAG_FORM_SCORE,
         NagForm::Learned => tips::NAG_FORM_LEARNED,
+        NagForm::ClassifierBased => tips::NAG_FORM_CLASSIFIER,
     }
+}
+
+/// Where the adaptive schedule reads σ_hat: the learned estimator is offered once one is loaded.
+fn adaptive_estimator_combo(ui: &mut Ui, spec: &mut RunSpec) {
+    let has_estimator = spec.estimator.is_some();
+    let label = |e: AdaptiveEstimator| match e {
+        AdaptiveEstimator::Exact => "exact posterior",
+        AdaptiveEstimator::Learned => "learned estimator",
+    };
+    ComboBox::from_id_salt("adaptive_estimator")
+        .selected_text(format!("σ_hat from: {}", label(spec.adaptive_estimator)))
+        .show_ui(ui, |ui| {
+            ui.selectable_value(
+                &mut spec.adaptive_estimator,
+                AdaptiveEstimator::Exact,
+                label(AdaptiveEstimator::Exact),
+            );
+            let learned = AdaptiveEstimator::Learned;
+            if ui
+                .add_enabled(
+                    has_estimator,
+                    egui::Button::selectable(spec.adaptive_estimator == learned, label(learned)),
+                )
+                .on_disabled_hover_text(tips::NAG_FORM_NEEDS_ESTIMATOR)
+                .clicked()
+            {
+                spec.adaptive_estimator = learned;
+            }
+        })
+        .response
+        .on_hover_text(tips::ADAPTIVE_ESTIMATOR);
 }
 
 /// NAG's π(σ) for the exact model's noise-unconditional D(x; none).

@@ -290,6 +290,7 @@ mod tests {
             delta: spread,
             sigma_hat_pooled: f64::NAN,
             posterior_std_ln: f64::NAN,
+            learned_sigma_hat: Spread::NAN,
             angle_deg: f64::NAN,
             local_error: f64::NAN,
             evaluations: 1,
