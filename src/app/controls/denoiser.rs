@@ -213,10 +213,13 @@ mod tests {
                 .map(|(n, _, f)| (n, f))
                 .collect()
         };
-        assert_eq!(fits(&moons), [("moons", true), ("digits", false)]);
+        assert_eq!(
+            fits(&moons),
+            [("moons", true), ("moons-nag", true), ("digits", false)]
+        );
         assert_eq!(
             fits(&DataSpec::Digits),
-            [("moons", false), ("digits", true)]
+            [("moons", false), ("moons-nag", false), ("digits", true)]
         );
         let known = [KnownModel {
             label: "my mlp".into(),
