@@ -83,6 +83,16 @@ Learned denoisers only: the exact denoiser has no such branch.";
 pub const NAG_FORM_CLASSIFIER: &str = "Learned, classifier-based: D_w = D(x; σ) + w σ² grad_x ln g(σ | x), with g the loaded \
 noise-level estimator (a network predicting the mean and log-variance of ln σ from x; its input gradient by autograd). \
 The classifier-based form of Noise Awareness Guidance (Zhong et al. 2025, arXiv 2510.12497, their g_phi).";
+pub const NAG_STEP: &str = "How the sampler steps NAG's guided ODE dx/dσ = (x − D_w)/σ. Written as \
+D_w = x − k (x − A) + (k − 1) σ E with k = 1 + w, A the conditional denoiser and E = (x − D(x; none))/σ, NAG pulls a \
+state toward the scheduled noise level at k times the plain ODE's rate.";
+pub const NAG_STEP_EXPONENTIAL: &str = "Exponential (stable, the default): each step solves the stiff part exactly, \
+x' = A + σ' E + (σ'/σ)^(1+w) (x − A − σ E) with A and E held (Heun: linear in ln σ between the step's two calls). \
+Stable at any step length; it converges to the same ODE as the explicit step as the steps shorten. Not for the \
+classifier-based form.";
+pub const NAG_STEP_EXPLICIT: &str = "Explicit (the paper's, at 250 steps): the sampler's own step on D_w. An \
+off-schedule error is multiplied by 1 − (1 + w) r per step, r = 1 − σ_(i+1)/σ_i: unstable once (1 + w) r > 2, e.g. \
+w ≥ 2 at 18 Karras steps, where the samples leave the data.";
 pub const NAG_FORM_NEEDS_ESTIMATOR: &str = "Needs a learned noise-level estimator g(σ | x): File -> Open noise-level \
 estimator… (or drop its .safetensors on the window), or train one in the Training tab (what to train: noise-level \
 estimator) or with `noisescope train --estimator`.";
@@ -284,6 +294,9 @@ pub const ALL: &[&str] = &[
     NAG_FORM_LEARNED,
     NAG_FORM_CLASSIFIER,
     NAG_FORM_NEEDS_ESTIMATOR,
+    NAG_STEP,
+    NAG_STEP_EXPONENTIAL,
+    NAG_STEP_EXPLICIT,
     ESTIMATOR,
     ESTIMATOR_REMOVE,
     OPEN_ESTIMATOR,

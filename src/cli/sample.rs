@@ -8,7 +8,7 @@ use clap::Args;
 use noisescope::backend::BackendChoice;
 use noisescope::core::Precision;
 use noisescope::core::estimate::SigmaPrior;
-use noisescope::core::guidance::NagForm;
+use noisescope::core::guidance::{NagForm, NagStep};
 use noisescope::core::sampler::SamplerKind;
 use noisescope::core::schedule::ScheduleKind;
 use noisescope::data::{DataSpec, toys};
@@ -98,6 +98,12 @@ pub struct SampleArgs {
     /// grad_x ln g(sigma | x)).
     #[arg(long)]
     pub nag_form: Option<NagForm>,
+    /// How the samplers step NAG's guided ODE: exponential (NAG's stiff part (1 + w)(x - A)/sigma
+    /// integrated exactly over each step: stable at any step length; the default) or explicit
+    /// (the sampler's own step on D_w, the paper's: diverges once (1 + w)(1 - sigma_(i+1)/sigma_i)
+    /// > 2, e.g. w >= 2 at 18 Karras steps). Classifier-based NAG is always explicit.
+    #[arg(long)]
+    pub nag_step: Option<NagStep>,
     /// The exact-score form's prior over sigma: lognormal (EDM's -1.2/1.2) or loguniform (over
     /// sigma_min..sigma_max).
     #[arg(long)]
@@ -233,6 +239,9 @@ impl SampleArgs {
         }
         if let Some(v) = self.nag_form {
             g.nag_form = v;
+        }
+        if let Some(v) = self.nag_step {
+            g.nag_step = v;
         }
         if let Some(v) = &self.nag_prior {
             g.nag_prior = match v.as_str() {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::denoiser::{Cond, Denoiser};
+use super::denoiser::{Cond, Denoised, Denoiser, StiffPart};
 use super::estimate::NoiseLevelGradient;
 use super::{Batch, named_enum};
 use crate::error::Result;
@@ -57,6 +57,33 @@ impl NagForm {
     }
 }
 
+/// How a sampler steps NAG's guided ODE (issue 11).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum NagStep {
+    /// NAG's stiff part k (x - A) / sigma, k = 1 + w, integrated exactly over each step
+    /// (`StiffPart::advance`), the rest held: stable at any step length.
+    #[default]
+    #[value(name = "exponential")]
+    Exponential,
+    /// The sampler's own step on D_w (the paper's, at 250 steps): an off-schedule error is
+    /// multiplied by 1 - (1 + w) r per step, r = 1 - sigma_next / sigma, unstable once
+    /// (1 + w) r > 2.
+    #[value(name = "explicit")]
+    Explicit,
+}
+
+named_enum!(NagStep, "NAG step");
+
+impl NagStep {
+    /// The name shown in the app.
+    pub fn label(&self) -> &'static str {
+        match self {
+            NagStep::Exponential => "exponential (stable)",
+            NagStep::Explicit => "explicit (the paper's)",
+        }
+    }
+}
+
 /// Classifier-free guidance (Ho & Salimans 2022):
 /// D_w = D(x; sigma, none) + w (D(x; sigma, c) - D(x; sigma, none)). w = 1 is the plain
 /// conditional model (and costs one call); without a class it passes through.
@@ -98,11 +125,13 @@ impl Denoiser for Cfg {
 /// s(x|sigma) + w grad_x ln p(sigma | x). The direction comes from `guide` G when given (the exact
 /// model of the data guiding a learned one), else from the guided model itself (then
 /// D_w = (1 + w) D(x; sigma) - w D(x; none), two calls). Which D(x; none) the guide computes is
-/// its own (`NagForm`). w = 0 is a no-op.
+/// its own (`NagForm`). w = 0 is a no-op. With `NagStep::Exponential` it hands samplers its stiff
+/// part: D_w = x - (1 + w)(x - A) + w sigma E with A = (D + w G) / (1 + w), E = (x - G_none) / sigma.
 pub struct Nag {
     pub inner: Arc<dyn Denoiser>,
     pub guide: Option<Arc<dyn Denoiser>>,
     pub w: f64,
+    pub step: NagStep,
 }
 
 impl Nag {
@@ -111,6 +140,7 @@ impl Nag {
             inner,
             guide: None,
             w,
+            step: NagStep::default(),
         }
     }
 
@@ -120,7 +150,13 @@ impl Nag {
             inner,
             guide: Some(guide),
             w,
+            step: NagStep::default(),
         }
+    }
+
+    /// The same guidance stepped as `step` says.
+    pub fn with_step(self, step: NagStep) -> Self {
+        Nag { step, ..self }
     }
 }
 
@@ -132,23 +168,36 @@ impl Denoiser for Nag {
         self.inner.num_classes()
     }
     fn denoise(&self, x: &Batch, sigma: f64, cond: &Cond) -> Result<Batch> {
+        Ok(self.denoise_split(x, sigma, cond)?.denoised)
+    }
+    fn denoise_split(&self, x: &Batch, sigma: f64, cond: &Cond) -> Result<Denoised> {
         if self.w == 0.0 || !cond.noise_conditional {
-            return self.inner.denoise(x, sigma, cond);
+            return self.inner.denoise_split(x, sigma, cond);
         }
         let conditional = self.inner.denoise(x, sigma, cond)?;
-        let Some(guide) = &self.guide else {
-            let marginal = self.inner.denoise(x, sigma, &cond.without_noise())?;
-            return Ok(Batch::lin_comb(
-                1.0 + self.w,
-                &conditional,
-                -self.w,
-                &marginal,
-            ));
+        let w = self.w;
+        let (denoised, anchor, away) = match &self.guide {
+            None => {
+                let away = self.inner.denoise(x, sigma, &cond.without_noise())?;
+                let denoised = Batch::lin_comb(1.0 + w, &conditional, -w, &away);
+                (denoised, conditional, away)
+            }
+            Some(guide) => {
+                let toward = guide.denoise(x, sigma, cond)?;
+                let away = guide.denoise(x, sigma, &cond.without_noise())?;
+                let direction = Batch::lin_comb(1.0, &toward, -1.0, &away);
+                let denoised = conditional.add_scaled(w, &direction);
+                let anchor = Batch::lin_comb(1.0 / (1.0 + w), &conditional, w / (1.0 + w), &toward);
+                (denoised, anchor, away)
+            }
         };
-        let toward = guide.denoise(x, sigma, cond)?;
-        let away = guide.denoise(x, sigma, &cond.without_noise())?;
-        let direction = Batch::lin_comb(1.0, &toward, -1.0, &away);
-        Ok(Batch::lin_comb(1.0, &conditional, self.w, &direction))
+        // w = -1 has no stiff part (k = 0: D_w does not depend on the guided model).
+        let stiff = (self.step == NagStep::Exponential && 1.0 + w > 0.0).then(|| StiffPart {
+            drift: Batch::lin_comb(1.0 / sigma, x, -1.0 / sigma, &away),
+            anchor,
+            rate: 1.0 + w,
+        });
+        Ok(Denoised { denoised, stiff })
     }
 }
 
@@ -194,6 +243,67 @@ mod tests {
         fn denoise(&self, x: &Batch, _sigma: f64, _cond: &Cond) -> Result<Batch> {
             Ok(x.scale(0.5))
         }
+    }
+
+    /// D(x; sigma) = x / 2, D(x; none) = x / 3 + 1.
+    struct Apart;
+    impl Denoiser for Apart {
+        fn dim(&self) -> usize {
+            2
+        }
+        fn denoise(&self, x: &Batch, _sigma: f64, cond: &Cond) -> Result<Batch> {
+            Ok(if cond.noise_conditional {
+                x.scale(0.5)
+            } else {
+                Batch {
+                    data: x.data.iter().map(|v| v / 3.0 + 1.0).collect(),
+                    ..*x
+                }
+            })
+        }
+    }
+
+    #[test]
+    fn nags_stiff_part_rebuilds_its_output_and_only_the_exponential_step_hands_it_on() -> Result<()>
+    {
+        let x = Batch::from_vec(2, 2, vec![1.0, -2.0, 0.5, 4.0])?;
+        let (sigma, w) = (1.5, 2.5);
+        let cond = Cond::plain();
+        for guided in [false, true] {
+            let nag = |step| {
+                let nag = if guided {
+                    Nag::guided_by(Arc::new(Half), Arc::new(Apart), w)
+                } else {
+                    Nag::new(Arc::new(Apart), w)
+                };
+                nag.with_step(step)
+            };
+            // D_w = D + w (G - G_none): D = G = x / 2 either way.
+            let want: Vec<f64> = x
+                .data
+                .iter()
+                .map(|v| v / 2.0 + w * (v / 2.0 - (v / 3.0 + 1.0)))
+                .collect();
+            let split = nag(NagStep::Exponential).denoise_split(&x, sigma, &cond)?;
+            let stiff = split.stiff.expect("the exponential step has a stiff part");
+            assert_eq!(stiff.rate, 1.0 + w);
+            for ((a, b), c) in split
+                .denoised
+                .data
+                .iter()
+                .zip(&stiff.denoised(&x, sigma).data)
+                .zip(&want)
+            {
+                assert!((a - c).abs() < 1e-12 && (b - c).abs() < 1e-12, "{a} {b} {c}");
+            }
+            let explicit = nag(NagStep::Explicit).denoise_split(&x, sigma, &cond)?;
+            assert!(explicit.stiff.is_none());
+            assert_eq!(explicit.denoised, split.denoised);
+            // w = 0 is the plain model, without a stiff part.
+            let off = Nag::new(Arc::new(Apart), 0.0).denoise_split(&x, sigma, &cond)?;
+            assert!(off.stiff.is_none() && off.denoised == x.scale(0.5));
+        }
+        Ok(())
     }
 
     /// grad_x ln g = -x (a density centred on x = 0).

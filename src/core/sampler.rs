@@ -8,7 +8,7 @@
 use std::ops::ControlFlow;
 
 use super::Batch;
-use super::denoiser::{Cond, Denoiser, slope};
+use super::denoiser::{Cond, Denoised, Denoiser, StiffPart, slope};
 use super::named_enum;
 use super::noise::NoiseSource;
 use crate::error::{Error, Result};
@@ -243,22 +243,44 @@ fn check_sigmas(sigmas: &[f64]) -> Result<()> {
     Ok(())
 }
 
-/// Evaluates D and checks its shape and finiteness, so a broken model stops the run cleanly.
-fn evaluate(args: &SamplerArgs, x: &Batch, sigma: f64, evaluations: &mut usize) -> Result<Batch> {
-    let d = args.denoiser.denoise(x, sigma, args.cond)?;
+/// Evaluates D (with its stiff part, if any) and checks its shape and finiteness, so a broken
+/// model stops the run cleanly.
+fn evaluate(
+    args: &SamplerArgs,
+    x: &Batch,
+    sigma: f64,
+    evaluations: &mut usize,
+) -> Result<Denoised> {
+    let out = args.denoiser.denoise_split(x, sigma, args.cond)?;
     *evaluations += 1;
+    let d = &out.denoised;
     if d.rows != x.rows || d.dim != x.dim {
         return Err(Error::Shape(format!(
             "denoiser returned [{}, {}] for a [{}, {}] input",
             d.rows, d.dim, x.rows, x.dim
         )));
     }
-    if !d.is_finite() {
+    if !d.is_finite() || out.stiff.as_ref().is_some_and(|p| !p.is_finite()) {
         return Err(Error::NonFinite(format!(
             "the denoiser's output at sigma = {sigma:e} is not finite"
         )));
     }
-    Ok(d)
+    Ok(out)
+}
+
+/// A first-order step from sigma to sigma_next: Euler's x + (sigma_next - sigma) d, or, when the
+/// denoiser has a stiff part (NAG), that part integrated exactly (`StiffPart::advance`).
+fn advance(
+    x: &Batch,
+    sigma: f64,
+    sigma_next: f64,
+    d: &Batch,
+    stiff: Option<&StiffPart>,
+) -> Batch {
+    match stiff {
+        Some(part) => part.advance(x, sigma, sigma_next),
+        None => x.add_scaled(sigma_next - sigma, d),
+    }
 }
 
 /// The level step `i` starts from: `sigmas[i]`, or the re-planner's adaptive start (which then
@@ -312,10 +334,10 @@ pub fn euler(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sampl
     for i in 0..sigmas.len() - 1 {
         let (sigma, sigma_next) = (start_level(hooks, &x, i, &mut sigmas)?, sigmas[i + 1]);
         // Evaluate dx/dsigma at (x_i, s_i).
-        let denoised = evaluate(&args, &x, sigma, &mut evaluations)?;
+        let Denoised { denoised, stiff } = evaluate(&args, &x, sigma, &mut evaluations)?;
         let d = slope(&x, &denoised, sigma);
-        // Take an Euler step from s_i to s_{i+1}.
-        let x_next = x.add_scaled(sigma_next - sigma, &d);
+        // Take an Euler step from s_i to s_{i+1} (NAG's stiff part exactly).
+        let x_next = advance(&x, sigma, sigma_next, &d, stiff.as_ref());
         let info = StepInfo::single(
             i,
             sigma,
@@ -342,7 +364,8 @@ pub fn euler(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sampl
 }
 
 /// One Heun step from (x_hat, s_hat) to s_next, EDM Algorithm 1 lines 4-8 (Algorithm 2 lines 7-10):
-/// the Euler predictor, then the trapezoidal corrector unless s_next = 0.
+/// the Euler predictor, then the trapezoidal corrector unless s_next = 0. With NAG's stiff part,
+/// both are exponential steps (`StiffPart::advance`, `StiffPart::advance_trapezoid`).
 /// Returns (denoised, d, d', x_next).
 fn heun_step(
     args: &SamplerArgs,
@@ -352,19 +375,23 @@ fn heun_step(
     evaluations: &mut usize,
 ) -> Result<(Batch, Batch, Option<Batch>, Batch)> {
     // Evaluate dx/dt at t-hat.
-    let denoised = evaluate(args, x_hat, sigma_hat, evaluations)?;
+    let Denoised { denoised, stiff } = evaluate(args, x_hat, sigma_hat, evaluations)?;
     let d = slope(x_hat, &denoised, sigma_hat);
     let dt = sigma_next - sigma_hat;
     // Take an Euler step from t-hat to t_{i+1}.
-    let x_euler = x_hat.add_scaled(dt, &d);
+    let x_euler = advance(x_hat, sigma_hat, sigma_next, &d, stiff.as_ref());
     if sigma_next == 0.0 {
         return Ok((denoised, d, None, x_euler));
     }
     // Apply the 2nd-order correction.
-    let denoised_2 = evaluate(args, &x_euler, sigma_next, evaluations)?;
-    let d_2 = slope(&x_euler, &denoised_2, sigma_next);
-    let d_prime = Batch::lin_comb(0.5, &d, 0.5, &d_2);
-    let x_next = x_hat.add_scaled(dt, &d_prime);
+    let second = evaluate(args, &x_euler, sigma_next, evaluations)?;
+    let d_2 = slope(&x_euler, &second.denoised, sigma_next);
+    let exponential = stiff
+        .as_ref()
+        .zip(second.stiff.as_ref())
+        .and_then(|(start, end)| start.advance_trapezoid(end, x_hat, sigma_hat, sigma_next));
+    let x_next = exponential
+        .unwrap_or_else(|| x_hat.add_scaled(dt, &Batch::lin_comb(0.5, &d, 0.5, &d_2)));
     Ok((denoised, d, Some(d_2), x_next))
 }
 
@@ -467,11 +494,11 @@ pub fn euler_ancestral(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Re
         let (sigma, sigma_next) = (start_level(hooks, &x, i, &mut sigmas)?, sigmas[i + 1]);
         // Draw eps_i at every step so noise row i belongs to step i.
         let eps = hooks.noise.step_noise(i, x.rows, x.dim)?;
-        let denoised = evaluate(&args, &x, sigma, &mut evaluations)?;
+        let Denoised { denoised, stiff } = evaluate(&args, &x, sigma, &mut evaluations)?;
         let (sigma_down, sigma_up) = ancestral_step(sigma, sigma_next, st.eta);
         let d = slope(&x, &denoised, sigma);
-        // Deterministic part: Euler from s_i to sigma_down.
-        let mut x_next = x.add_scaled(sigma_down - sigma, &d);
+        // Deterministic part: Euler from s_i to sigma_down (NAG's stiff part exactly).
+        let mut x_next = advance(&x, sigma, sigma_down, &d, stiff.as_ref());
         // Stochastic part: add back sigma_up of fresh noise (none on the step to 0).
         if sigma_next > 0.0 && sigma_up > 0.0 {
             x_next = x_next.add_scaled(sigma_up * st.snoise, &eps);
@@ -508,12 +535,23 @@ pub fn dpmpp_2m(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sa
     let mut sigmas = args.sigmas.clone();
     let mut evaluations = 0;
     let mut stopped = false;
-    let mut previous: Option<Batch> = None;
+    let mut previous: Option<Denoised> = None;
     for i in 0..sigmas.len() - 1 {
         let (sigma, sigma_next) = (start_level(hooks, &x, i, &mut sigmas)?, sigmas[i + 1]);
-        let denoised = evaluate(&args, &x, sigma, &mut evaluations)?;
-        let d = slope(&x, &denoised, sigma);
-        let x_next = if sigma_next == 0.0 {
+        let current = evaluate(&args, &x, sigma, &mut evaluations)?;
+        let denoised = &current.denoised;
+        let d = slope(&x, denoised, sigma);
+        let x_next = if let Some(part) = &current.stiff {
+            // NAG's stiff part: the same exponential step, its parts extrapolated as D is.
+            let extrapolated = match previous.as_ref().and_then(|p| p.stiff.as_ref()) {
+                Some(old) if sigma_next > 0.0 => {
+                    let r = (sigmas[i - 1].ln() - sigma.ln()) / (sigma.ln() - sigma_next.ln());
+                    part.combine(1.0 + 1.0 / (2.0 * r), old, -1.0 / (2.0 * r))
+                }
+                _ => None,
+            };
+            extrapolated.as_ref().unwrap_or(part).advance(&x, sigma, sigma_next)
+        } else if sigma_next == 0.0 {
             // t_{i+1} = inf: the update collapses to x_{i+1} = D_i (first order).
             denoised.clone()
         } else {
@@ -522,13 +560,13 @@ pub fn dpmpp_2m(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sa
             let weight = -(-h).exp_m1();
             match previous.as_ref() {
                 // First step: first order.
-                None => Batch::lin_comb(ratio, &x, weight, &denoised),
-                Some(old) => {
+                None => Batch::lin_comb(ratio, &x, weight, denoised),
+                Some(Denoised { denoised: old, .. }) => {
                     // Multistep: extrapolate the denoised value with r = h_{i-1} / h.
                     let h_last = sigmas[i - 1].ln() - sigma.ln();
                     let r = h_last / h;
                     let d_extrapolated =
-                        Batch::lin_comb(1.0 + 1.0 / (2.0 * r), &denoised, -1.0 / (2.0 * r), old);
+                        Batch::lin_comb(1.0 + 1.0 / (2.0 * r), denoised, -1.0 / (2.0 * r), old);
                     Batch::lin_comb(ratio, &x, weight, &d_extrapolated)
                 }
             }
@@ -538,14 +576,14 @@ pub fn dpmpp_2m(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sa
             sigma,
             sigma_next,
             &x,
-            &denoised,
+            denoised,
             &d,
             &x_next,
             evaluations,
         );
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
-        previous = Some(denoised);
+        previous = Some(current);
         if flow.is_break() {
             stopped = true;
             break;

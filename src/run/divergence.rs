@@ -5,7 +5,7 @@
 
 use crate::core::Batch;
 use crate::core::diagnostics::StepRecord;
-use crate::core::guidance::NagForm;
+use crate::core::guidance::{NagForm, NagStep};
 use crate::data::DataSet;
 
 use super::spec::RunSpec;
@@ -193,6 +193,23 @@ fn num(x: f64) -> String {
     }
 }
 
+/// The largest (1 + w) r_i of the spec's schedule when NAG takes the explicit step by choice past
+/// its stability bound of 2, else `None` (classifier-based NAG has no other step: more steps).
+fn explicit_nag_past_its_bound(spec: &RunSpec) -> Option<f64> {
+    let g = &spec.guidance;
+    let classifier = g.nag_estimator.is_some() || g.nag_form == NagForm::ClassifierBased;
+    if g.nag <= 0.0 || g.nag_step == NagStep::Exponential || classifier {
+        return None;
+    }
+    let sigmas = spec.schedule.sigmas().ok()?;
+    let worst = sigmas
+        .windows(2)
+        .filter(|s| s[1] > 0.0)
+        .map(|s| (1.0 + g.nag) * (1.0 - s[1] / s[0]))
+        .fold(0.0, f64::max);
+    (worst > 2.0).then_some(worst)
+}
+
 impl Divergence {
     /// What happened, the likely cause in `spec` and a fix.
     pub fn explain(&self, spec: &RunSpec) -> Explanation {
@@ -231,6 +248,17 @@ impl Divergence {
                     "NAG w = {STABLE_NAG} (or keep w and use 50 or more steps, or the bounded NAG form \"{}\").",
                     NagForm::PosteriorAverage.label()
                 ),
+            )
+        } else if let Some(explicit) = explicit_nag_past_its_bound(spec) {
+            fixed.guidance.nag_step = NagStep::Exponential;
+            (
+                format!(
+                    "NAG w = {} with the explicit step: NAG pulls a state toward the scheduled noise level at (1 + w) times the plain ODE's rate, so one explicit step multiplies an off-schedule error by 1 − (1 + w) r, r = 1 − σ_(i+1)/σ_i, and (1 + w) r reaches {} here (stable only up to 2).",
+                    num(g.nag),
+                    num(explicit)
+                ),
+                "NAG step: exponential, which integrates NAG's stiff part exactly (stable at any step length), or more steps."
+                    .into(),
             )
         } else if steps <= 3 {
             fixed.schedule.steps = 18;
@@ -380,6 +408,29 @@ mod tests {
         assert!(e.what.contains("3 of 4 samples (75%)"), "{}", e.what);
         assert!(e.cause.starts_with("NAG w = 3"), "{}", e.cause);
         assert_eq!(e.fixed.map(|s| s.guidance.nag), Some(STABLE_NAG));
+    }
+
+    #[test]
+    fn explicit_nag_past_its_stability_bound_is_blamed_and_the_exponential_step_is_the_fix() {
+        let data = square();
+        let records = [record(0, 80.0, 79.0), record(1, 0.002, 45.0)];
+        let d = detect(&data, &batch(&[[0.0, 0.0]]), &records).expect("diverged");
+        let mut spec = RunSpec::default();
+        spec.guidance.nag = 3.0;
+        spec.guidance.nag_step = NagStep::Explicit;
+        // Heun 18 Karras: (1 + 3) max r = 2.94.
+        let e = d.explain(&spec);
+        assert!(e.cause.contains("explicit step") && e.cause.contains("2.94"), "{}", e.cause);
+        assert_eq!(
+            e.fixed.map(|s| s.guidance.nag_step),
+            Some(NagStep::Exponential)
+        );
+        // Within the bound (w = 0.5: 1.1), or with the exponential step, it is not the cause.
+        spec.guidance.nag = 0.5;
+        assert!(!d.explain(&spec).cause.contains("explicit step"));
+        spec.guidance.nag = 3.0;
+        spec.guidance.nag_step = NagStep::Exponential;
+        assert!(!d.explain(&spec).cause.contains("explicit step"));
     }
 
     #[test]

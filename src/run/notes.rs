@@ -3,7 +3,7 @@
 //! them and `run.json` keeps the notes; the messages name the CLI flags.
 
 use crate::core::Precision;
-use crate::core::guidance::NagForm;
+use crate::core::guidance::{NagForm, NagStep};
 use crate::core::sampler::{SamplerKind, Stochasticity};
 use crate::core::schedule::{ScheduleKind, ScheduleSpec};
 use crate::error::Error;
@@ -39,6 +39,17 @@ impl RunSpec {
         }
         if g.nag == 0.0 && g.nag_form != NagForm::default() {
             notes.push("--nag-form has no effect without --nag".into());
+        }
+        if g.nag_step != NagStep::default() && g.nag == 0.0 {
+            notes.push("--nag-step has no effect without --nag".into());
+        } else if g.nag_step != NagStep::default()
+            && (g.nag_estimator.is_some() || g.nag_form == NagForm::ClassifierBased)
+        {
+            notes.push(
+                "--nag-step has no effect with classifier-based NAG: its term has no stiff part, \
+                 the sampler's explicit step is taken"
+                    .into(),
+            );
         }
         let adaptive = self.adaptive || self.adaptive_step;
         if !adaptive && self.adaptive_estimator == AdaptiveEstimator::Learned {

@@ -284,7 +284,7 @@ fn guided_denoiser(
             }
         }
     };
-    Ok(Arc::new(nag))
+    Ok(Arc::new(nag.with_step(g.nag_step)))
 }
 
 /// A learned noise-level estimator checkpoint for `dim`-dimensional data; another dimension is

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::backend::BackendChoice;
 use crate::core::Precision;
 use crate::core::estimate::SigmaPrior;
-use crate::core::guidance::NagForm;
+use crate::core::guidance::{NagForm, NagStep};
 use crate::core::sampler::{SamplerKind, Stochasticity};
 use crate::core::schedule::ScheduleSpec;
 use crate::data::DataSpec;
@@ -153,6 +153,9 @@ pub struct GuidanceSpec {
     pub nag: f64,
     /// Which noise-unconditional model NAG uses (presets without it: the posterior average).
     pub nag_form: NagForm,
+    /// How the samplers step NAG's guided ODE (presets without it: exponential, stable at any
+    /// step length; explicit is the paper's, which needs (1 + w) r_i <= 2).
+    pub nag_step: NagStep,
     /// pi(sigma) of NAG's exact-score form (the posterior-average form uses the noise-dropped
     /// rows' training prior, log-uniform over [0.002, 80]).
     pub nag_prior: SigmaPrior,
@@ -170,6 +173,7 @@ impl Default for GuidanceSpec {
             class: None,
             nag: 0.0,
             nag_form: NagForm::default(),
+            nag_step: NagStep::default(),
             nag_prior: SigmaPrior::edm_training(),
             nag_estimator: None,
         }

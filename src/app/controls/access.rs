@@ -144,6 +144,7 @@ impl Control {
             Control::Nag => {
                 b.guidance.nag = a.guidance.nag;
                 b.guidance.nag_form = a.guidance.nag_form;
+                b.guidance.nag_step = a.guidance.nag_step;
             }
             Control::NagPrior => b.guidance.nag_prior = a.guidance.nag_prior,
             Control::Seed => b.seed = a.seed,

@@ -3,7 +3,7 @@
 use egui::{ComboBox, RichText, Ui};
 
 use crate::core::estimate::SigmaPrior;
-use crate::core::guidance::NagForm;
+use crate::core::guidance::{NagForm, NagStep};
 use crate::core::sampler::SamplerKind;
 use crate::core::schedule::ScheduleKind;
 use crate::run::RunSpec;
@@ -260,6 +260,24 @@ pub(super) fn guidance_group(
                 tips::NAG_FORM,
                 nag_form_tip(g.nag_form)
             ));
+        // Classifier-based NAG has no stiff part to integrate: always the explicit step.
+        ui.add_enabled_ui(g.nag_form != NagForm::ClassifierBased, |ui| {
+            ComboBox::from_id_salt("nag_step")
+                .selected_text(format!("NAG step: {}", g.nag_step.label()))
+                .show_ui(ui, |ui| {
+                    for &step in <NagStep as clap::ValueEnum>::value_variants() {
+                        ui.selectable_value(&mut g.nag_step, step, step.label())
+                            .on_hover_text(nag_step_tip(step));
+                    }
+                })
+                .response
+                .on_hover_text(format!("{}\n\n{}", tips::NAG_STEP, nag_step_tip(g.nag_step)))
+        })
+        .response
+        .on_disabled_hover_text(
+            "The classifier-based form adds w σ² grad_x ln g(σ | x) and has no stiff part to \
+             integrate: its runs take the sampler's explicit step.",
+        );
         if g.nag_form == NagForm::ClassifierBased
             && let Some(path) = &estimator
         {
@@ -284,6 +302,14 @@ fn nag_form_tip(form: NagForm) -> &'static str {
         NagForm::ExactScore => tips::NAG_FORM_SCORE,
         NagForm::Learned => tips::NAG_FORM_LEARNED,
         NagForm::ClassifierBased => tips::NAG_FORM_CLASSIFIER,
+    }
+}
+
+/// The tooltip of a NAG step, with its formula.
+fn nag_step_tip(step: NagStep) -> &'static str {
+    match step {
+        NagStep::Exponential => tips::NAG_STEP_EXPONENTIAL,
+        NagStep::Explicit => tips::NAG_STEP_EXPLICIT,
     }
 }
 

@@ -148,6 +148,10 @@ mod tests {
         assert_eq!(nag.stage_settings(0)?.spec.guidance.nag, 0.0);
         assert_eq!(nag.stage_settings(1)?.spec.guidance.nag, 0.5);
         assert_eq!(nag.stage_settings(2)?.spec.guidance.nag, 3.0);
+        assert_eq!(
+            nag.stage_settings(2)?.spec.guidance.nag_step,
+            crate::core::guidance::NagStep::Explicit
+        );
         assert!(nag.stages[1].pin_baseline);
         let euler = euler_vs_heun();
         let s = euler.stage_settings(1)?;

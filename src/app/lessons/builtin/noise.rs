@@ -5,7 +5,7 @@ use super::super::Lesson;
 use super::{Builder, Words, scene, toy};
 use crate::app::controls::Control;
 use crate::app::settings::{Settings, Tab};
-use crate::core::guidance::NagForm;
+use crate::core::guidance::{NagForm, NagStep};
 use crate::core::sampler::SamplerKind;
 use crate::core::schedule::ScheduleKind;
 use crate::data::DataSpec;
@@ -175,7 +175,7 @@ pub(super) fn nag() -> Lesson {
     .stage(
         Words {
             title: "What NAG corrects",
-            text: "Noise Awareness Guidance (Zhong et al. 2025, arXiv 2510.12497) pushes each state toward looking as noisy as its scheduled σ. It adds w times the gradient of log p(σ | x) to the score; in denoiser form it extrapolates away from D(x; none), the prediction of a model that does not know σ.\n\nHere D(x; none) is the NAG form \"exact score\": the score of p(x) = ∫ p(x; σ') π(σ') dσ', with π EDM's training distribution of σ, the stiff theoretical limit.",
+            text: "Noise Awareness Guidance (Zhong et al. 2025, arXiv 2510.12497) pushes each state toward looking as noisy as its scheduled σ. It adds w times the gradient of log p(σ | x) to the score; in denoiser form it extrapolates away from D(x; none), the prediction of a model that does not know σ.\n\nHere D(x; none) is the NAG form \"exact score\": the score of p(x) = ∫ p(x; σ') π(σ') dσ', with π EDM's training distribution of σ, the stiff theoretical limit, stepped as the paper does (NAG step: explicit).",
             formula: "D_w = D(x; σ) + w (D(x; σ) − D(x; none))",
             look_at: "σ_hat and δ without guidance (w = 0).",
             try_this: "Hover δ_i in the late steps.",
@@ -183,7 +183,10 @@ pub(super) fn nag() -> Lesson {
         Tab::NoiseLevel,
         &[],
         false,
-        |s| s.spec.guidance.nag_form = NagForm::ExactScore,
+        |s| {
+            s.spec.guidance.nag_form = NagForm::ExactScore;
+            s.spec.guidance.nag_step = NagStep::Explicit;
+        },
     )
     .stage(
         Words {
@@ -204,7 +207,7 @@ pub(super) fn nag() -> Lesson {
             text: "With the exact noise-unconditional model the correction grows like σ²/σ_hat² for a state cleaner than scheduled, without bound: at w = 3 each step overshoots the last and the run diverges. The banner says so and why.\n\nThe paper's w = 2–3 is for learned models, whose D(x; none) is a smooth average over noise levels and stays bounded: the NAG form \"as a classifier-free model learns it\" is that average, exact for this data. More steps also tame the exact score.",
             formula: "σ_hat < σ:  (σ/σ_hat)² >> 1",
             look_at: "The banner, the red samples on the States tab, and σ_hat at the end of the run.",
-            try_this: "Raise steps N to 50 at w = 3; lower w until the banner goes; or switch the NAG form to the default.",
+            try_this: "Raise steps N to 50 at w = 3; lower w until the banner goes; switch the NAG form to the default; or set the NAG step to exponential, which integrates the pull toward the schedule exactly.",
         },
         Tab::NoiseLevel,
         &[Control::Nag, Control::Steps],
