@@ -62,11 +62,12 @@ fn the_learned_estimator_reads_sigma_of_noisy_digits_within_01() -> Result<()> {
     // 1/sqrt(128), a median |error| of 0.06.
     let data = digits::load()?;
     let range = (0.5, 80.0);
-    // Seed 001's loss (an option) fits the mean through log(1 - alpha), alpha = 1/(1+sigma^2),
-    // and the log-variance by the NLL around it: measured 0.136-0.158 at sigma = 0.5 over runs
-    // (training is not bit-reproducible across runs of the test binary: 0.1501 in one CI) and
-    // <= 0.10 above (3000 steps), so it is held to 0.18; the 0.1 is the default loss's.
-    for (loss, bound) in [(EstimatorLoss::Nll, 0.1), (EstimatorLoss::Alpha, 0.18)] {
+    // Training is bit-reproducible (seed 0 here), so these are fixed numbers: the default loss
+    // measures 0.0959 at sigma = 0.5 (<= 0.078 above) against the 0.1. Seed 001's loss
+    // (an option) fits the mean through log(1 - alpha), alpha = 1/(1+sigma^2), and the
+    // log-variance by the NLL around it: 0.138 at sigma = 0.5 (<= 0.096 above), held to 0.16,
+    // the top of what other initialisations gave (0.136-0.158 when the init was unseeded).
+    for (loss, bound) in [(EstimatorLoss::Nll, 0.1), (EstimatorLoss::Alpha, 0.16)] {
         let training = EstimatorTraining {
             steps: 3000,
             loss,
