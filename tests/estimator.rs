@@ -158,7 +158,12 @@ fn parameter_bits(
         seed,
         ..Default::default()
     };
-    let t = train(config, set, &training, &mut |_, _| ControlFlow::Continue(()))?;
+    let t = train(
+        config,
+        set,
+        &training,
+        &mut |_, _| ControlFlow::Continue(()),
+    )?;
     t.vars
         .snapshot()?
         .into_iter()
@@ -202,7 +207,11 @@ fn one_seed_trains_the_same_bits() -> Result<()> {
         assert_eq!(first, again, "{:?}: one seed, two trainings", config.arch);
         for ((name, a), (_, b)) in first.iter().zip(&other) {
             // The zero-initialised head is the one a seed does not draw; training moves it.
-            assert_ne!(a, b, "{:?}: {name} is the same under seeds 7 and 8", config.arch);
+            assert_ne!(
+                a, b,
+                "{:?}: {name} is the same under seeds 7 and 8",
+                config.arch
+            );
         }
     }
     Ok(())

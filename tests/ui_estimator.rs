@@ -18,8 +18,8 @@ use noisescope::app::training_tab::{ModelKind, TrainTarget, TrainingSettings};
 use noisescope::app::{NoiseScopeApp, Settings, Tab};
 use noisescope::core::guidance::NagForm;
 use noisescope::data::{DataSpec, ImageShape, Source, digits};
-use noisescope::train::estimator::{EstimatorArch, EstimatorConfig};
 use noisescope::run::training_record::TrainStatus;
+use noisescope::train::estimator::{EstimatorArch, EstimatorConfig};
 
 use ui_support::{
     AppHarness, Scripted, drop_file, estimator_checkpoint, harness, harness_of, set_slider, tall,
@@ -234,9 +234,15 @@ fn the_training_tab_trains_an_estimator_that_becomes_the_apps() {
         app.settings.spec.estimator.as_ref() == Some(&saved)
     });
     assert!(h.state().status_error().is_none());
-    assert!(noisescope::train::estimator::is_estimator_checkpoint(&saved));
+    assert!(noisescope::train::estimator::is_estimator_checkpoint(
+        &saved
+    ));
     let read = |p: &std::path::Path| std::fs::read(p).expect("the weights");
-    assert_eq!(read(&saved), read(&path), "the run's estimator, saved again");
+    assert_eq!(
+        read(&saved),
+        read(&path),
+        "the run's estimator, saved again"
+    );
     assert!(h.state().known_models().list().is_empty());
 }
 
@@ -257,7 +263,10 @@ fn the_conv_estimators_channels_are_a_setting_the_run_uses() {
     let mut h = harness_of(app, tall());
     wait_for_run(&mut h, 0);
     // The conv body's row is there (the mlp's are not), and says what it does.
-    assert!(h.query_by_role_and_label(Role::SpinButton, "depth").is_none());
+    assert!(
+        h.query_by_role_and_label(Role::SpinButton, "depth")
+            .is_none()
+    );
     h.get_by_role_and_label(Role::SpinButton, "channels")
         .set_value_accesskit(4.0);
     h.run_steps(2);

@@ -395,14 +395,19 @@ fn open_checkpoint(path: &Path) -> std::result::Result<SavedModel, String> {
 /// The last run's model, kept for "Save checkpoint".
 enum LastModel {
     /// A denoiser: the trainer, with the data spec it trains on.
-    Denoiser { trainer: Trainer, data: DataSpec },
-    /// A noise-level estimator, with what its sidecar records.
-    Estimator {
-        trained: Box<TrainedEstimator>,
-        training: EstimatorTraining,
-        data: TrainingSet,
-        label: String,
+    Denoiser {
+        trainer: Box<Trainer>,
+        data: DataSpec,
     },
+    Estimator(Box<LastEstimator>),
+}
+
+/// A trained noise-level estimator, with what its sidecar records.
+struct LastEstimator {
+    trained: TrainedEstimator,
+    training: EstimatorTraining,
+    data: TrainingSet,
+    label: String,
 }
 
 struct TrainerThread {
@@ -465,12 +470,9 @@ impl TrainerThread {
         let answer = match &self.last {
             None => Err("no model to save yet: train one first".to_string()),
             Some(LastModel::Denoiser { trainer, data }) => save_model(path, trainer, data),
-            Some(LastModel::Estimator {
-                trained,
-                training,
-                data,
-                label,
-            }) => save_estimator(path, trained, training, data, label),
+            Some(LastModel::Estimator(last)) => {
+                save_estimator(path, &last.trained, &last.training, &last.data, &last.label)
+            }
         };
         self.emit(TrainEvent::Saved(answer));
     }
@@ -602,12 +604,12 @@ impl TrainerThread {
             steps_per_s: trained.steps_done as f64 / train_s.max(1e-9),
             checkpoint,
         };
-        self.last = Some(LastModel::Estimator {
-            trained: Box::new(trained),
+        self.last = Some(LastModel::Estimator(Box::new(LastEstimator {
+            trained,
             training: est.training.clone(),
             data,
             label,
-        });
+        })));
         self.emit(TrainEvent::Finished {
             run,
             end: Box::new(end),
@@ -738,7 +740,7 @@ impl TrainerThread {
             checkpoint,
         };
         self.last = Some(LastModel::Denoiser {
-            trainer,
+            trainer: Box::new(trainer),
             data: request.data.clone(),
         });
         self.emit(TrainEvent::Finished {
