@@ -14,11 +14,12 @@ use std::sync::mpsc::channel;
 use egui::accesskit::Role;
 use egui_kittest::kittest::{By, NodeT, Queryable};
 
-use noisescope::app::training_tab::{TrainTarget, TrainingSettings};
+use noisescope::app::training_tab::{ModelKind, TrainTarget, TrainingSettings};
 use noisescope::app::{NoiseScopeApp, Settings, Tab};
 use noisescope::core::guidance::NagForm;
-use noisescope::data::{DataSpec, Source, digits};
+use noisescope::data::{DataSpec, ImageShape, Source, digits};
 use noisescope::run::training_record::TrainStatus;
+use noisescope::train::estimator::{EstimatorArch, EstimatorConfig};
 
 use ui_support::{
     AppHarness, Scripted, drop_file, estimator_checkpoint, harness, harness_of, set_slider, tall,
@@ -189,6 +190,8 @@ fn the_training_tab_trains_an_estimator_that_becomes_the_apps() {
     };
     let mut app = NoiseScopeApp::new(settings);
     app.set_models_dir(dir.path().to_path_buf());
+    let (answers, asked) = channel();
+    app.set_file_dialogs(Arc::new(Scripted::new(asked)));
     let mut h = harness_of(app, tall());
     let first = wait_for_run(&mut h, 0);
     h.get_by_label("noise-level estimator").click();
@@ -219,6 +222,77 @@ fn the_training_tab_trains_an_estimator_that_becomes_the_apps() {
     assert!(path.starts_with(dir.path()) && path.is_file());
     assert!(h.state().known_models().list().is_empty());
     let run = wait_for_run(&mut h, first.generation);
-    assert_eq!(run.spec.estimator, Some(path));
+    assert_eq!(run.spec.estimator, Some(path.clone()));
     assert!(run.records.iter().all(|r| r.learned_sigma_hat.median > 0.0));
+
+    // Save checkpoint…: the estimator is written where the dialog says (not "no model to save
+    // yet"), the same weights as the models folder's copy, and becomes the runs' estimator.
+    let saved = dir.path().join("elsewhere").join("g.safetensors");
+    answers.send(Ok(Some(saved.clone()))).expect("answer");
+    h.get_by_label("Save checkpoint…").click();
+    wait_until(&mut h, "the save", |app| {
+        app.settings.spec.estimator.as_ref() == Some(&saved)
+    });
+    assert!(h.state().status_error().is_none());
+    assert!(noisescope::train::estimator::is_estimator_checkpoint(
+        &saved
+    ));
+    let read = |p: &std::path::Path| std::fs::read(p).expect("the weights");
+    assert_eq!(
+        read(&saved),
+        read(&path),
+        "the run's estimator, saved again"
+    );
+    assert!(h.state().known_models().list().is_empty());
+}
+
+#[test]
+fn the_conv_estimators_channels_are_a_setting_the_run_uses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = digits_scene();
+    settings.view.tab = Tab::Training;
+    settings.training = TrainingSettings {
+        target: TrainTarget::Estimator,
+        model: ModelKind::Unet,
+        steps: 5,
+        batch: 16,
+        ..TrainingSettings::default()
+    };
+    let mut app = NoiseScopeApp::new(settings);
+    app.set_models_dir(dir.path().to_path_buf());
+    let mut h = harness_of(app, tall());
+    wait_for_run(&mut h, 0);
+    // The conv body's row is there (the mlp's are not), and says what it does.
+    assert!(
+        h.query_by_role_and_label(Role::SpinButton, "depth")
+            .is_none()
+    );
+    h.get_by_role_and_label(Role::SpinButton, "channels")
+        .set_value_accesskit(4.0);
+    h.run_steps(2);
+    assert_eq!(h.state().settings.training.estimator_channels, 4);
+    h.get_by_label("Start training").click();
+    wait_until(&mut h, "training finished", |app| {
+        !app.training().status.is_active() && app.training().status != TrainStatus::Idle
+    });
+    let record = h.state().training();
+    assert_eq!(record.status, TrainStatus::Finished, "{:?}", record.status);
+    let start = record.start.as_ref().expect("started");
+    assert!(start.arch.contains("conv"), "{}", start.arch);
+    // The network of 4 channels, not the 16 the tab used to fix.
+    let conv = |channels: usize| {
+        let mut config = EstimatorConfig::mlp(64, 1.0, 0.1, 10.0);
+        config.arch = EstimatorArch::Conv {
+            channels,
+            hidden: 128,
+        };
+        config.image = Some(ImageShape {
+            width: 8,
+            height: 8,
+            channels: 1,
+        });
+        config.parameter_count()
+    };
+    assert_eq!(start.parameters, conv(4));
+    assert_ne!(conv(4), conv(16));
 }

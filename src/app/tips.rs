@@ -150,8 +150,10 @@ estimator g(σ | x), a network predicting the mean and log-variance of ln σ fro
 al. 2021, arXiv 2104.02600). A finished estimator becomes the app's: its σ_hat is drawn in the Noise level tab and \
 NAG's classifier-based form is offered.";
 pub const TRAIN_ESTIMATOR_MODEL: &str = "mlp: hidden layers of Linear + SiLU on x / RMS(x) and the log RMS (width and \
-depth below). conv (images): three 3x3 convolutions (16, 32, 32 channels, the last two of stride 2), a global average \
-and a dense layer of 128. Both predict a correction to the log RMS, which is ln σ itself once the noise dominates.";
+depth below). conv (images): three 3x3 convolutions (C, 2C, 2C channels, C below, the last two of stride 2), a global \
+average and a dense layer of 128. Both predict a correction to the log RMS, which is ln σ itself once the noise dominates.";
+pub const TRAIN_ESTIMATOR_CHANNELS: &str = "Channels C of the conv estimator's first 3x3 convolution (its second and \
+third have 2C); the parameters grow as C².";
 pub const TRAIN_ESTIMATOR_LOSS: &str = "nll: the Gaussian negative log-likelihood of ln σ under the predicted mean and \
 log-variance. alpha: San-Roman et al. 2021's (log(1 − a) − log(1 − a_hat))², a = 1/(1 + σ²), for the mean (accurate \
 near a -> 1), with the NLL around it for the log-variance.";
@@ -201,7 +203,9 @@ pub const TRAIN_PREVIEW: &str =
 pub const TRAIN_PROGRESS: &str =
     "Steps done of the run; steps/s over the last seconds and the time left at that rate.";
 pub const TRAIN_MODELS: &str = "Learned models trained here or opened since the app started.";
-pub const TRAIN_SAVE: &str = "Write the last run's model as PATH.safetensors (EMA and raw weights) and PATH.json (what they mean).";
+pub const TRAIN_SAVE: &str = "Write the last run's model as PATH.safetensors (a denoiser's EMA and raw weights, or a \
+noise-level estimator's weights) and PATH.json (what they mean). A finished run is already in the models folder; a saved \
+estimator also becomes the runs' estimator.";
 pub const TRAIN_OPEN: &str =
     "Read a checkpoint (PATH.safetensors with PATH.json beside it) and list it.";
 pub const TRAIN_LOSS_PLOT: &str = "The EDM-weighted loss λ(σ) ||D(y + σ n; σ) − y||²/dim of every step (Karras et al. 2022, \
@@ -225,6 +229,7 @@ pub const ALL: &[&str] = &[
     TRAIN_MODEL,
     TRAIN_TARGET,
     TRAIN_ESTIMATOR_MODEL,
+    TRAIN_ESTIMATOR_CHANNELS,
     TRAIN_ESTIMATOR_LOSS,
     TRAIN_ESTIMATOR_RANGE,
     TRAIN_MLP_WIDTH,

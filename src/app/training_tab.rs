@@ -87,6 +87,8 @@ pub struct TrainingSettings {
     pub mlp_depth: usize,
     /// The unet's channels at the finest resolution.
     pub unet_width: usize,
+    /// The conv estimator's channels (its first convolution; 2x in the next two).
+    pub estimator_channels: usize,
     pub steps: usize,
     pub batch: usize,
     pub lr: f64,
@@ -121,6 +123,7 @@ impl Default for TrainingSettings {
             mlp_width: 256,
             mlp_depth: 4,
             unet_width: 32,
+            estimator_channels: 16,
             steps: 3000,
             batch: 512,
             lr: AdamWConfig::default().lr,
@@ -234,7 +237,8 @@ impl TrainingSettings {
     }
 
     /// The noise-level estimator these settings ask for: the mlp at the tab's width and depth,
-    /// or (unet chosen) the conv body; the tab's steps, batch, learning rate and seed.
+    /// or (unet chosen) the conv body at the tab's channels; the tab's steps, batch, learning
+    /// rate and seed.
     fn estimator_request(&self) -> Result<EstimatorRequest> {
         let (lo, hi) = (self.estimator_sigma_min, self.estimator_sigma_max);
         if !(lo > 0.0 && hi.is_finite() && lo < hi) {
@@ -248,7 +252,7 @@ impl TrainingSettings {
                 depth: self.mlp_depth.min(16),
             },
             ModelKind::Unet => EstimatorArch::Conv {
-                channels: 16,
+                channels: self.estimator_channels,
                 hidden: 128,
             },
         };
@@ -681,37 +685,13 @@ fn settings_grid(ui: &mut Ui, s: &mut TrainingSettings) {
                 estimator_rows(ui, s);
                 return;
             }
-            match s.model {
-                ModelKind::Mlp => {
-                    number(
-                        ui,
-                        "width",
-                        &mut s.mlp_width,
-                        1..=8192,
-                        tips::TRAIN_MLP_WIDTH,
-                    );
-                    number(ui, "depth", &mut s.mlp_depth, 1..=64, tips::TRAIN_MLP_DEPTH);
-                }
-                ModelKind::Unet => {
-                    number(
-                        ui,
-                        "width",
-                        &mut s.unet_width,
-                        8..=512,
-                        tips::TRAIN_UNET_WIDTH,
-                    );
-                }
-            }
-            number(ui, "steps", &mut s.steps, 1..=10_000_000, tips::TRAIN_STEPS);
-            number(ui, "batch", &mut s.batch, 1..=65_536, tips::TRAIN_BATCH);
-            real(
-                ui,
-                "learning rate",
-                &mut s.lr,
-                1e-6..=1.0,
-                true,
-                tips::TRAIN_LR,
-            );
+            let unet_width = ImageBodySize {
+                label: "width",
+                value: |s| &mut s.unet_width,
+                range: 8..=512,
+                tip: tips::TRAIN_UNET_WIDTH,
+            };
+            common_rows(ui, s, 64, unet_width);
             real(
                 ui,
                 "EMA half-life",
@@ -736,7 +716,6 @@ fn settings_grid(ui: &mut Ui, s: &mut TrainingSettings) {
                 false,
                 tips::TRAIN_NOISE_DROPOUT,
             );
-            number(ui, "seed", &mut s.seed, 0..=u64::MAX, tips::TRAIN_SEED);
             ui.label("training σ").on_hover_text(tips::TRAIN_SIGMA);
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut s.sigma, SigmaLaw::LogNormal, "log-normal")
@@ -809,17 +788,35 @@ fn settings_grid(ui: &mut Ui, s: &mut TrainingSettings) {
         });
 }
 
-/// The noise-level estimator's rows: size, steps, batch, learning rate, seed, loss, σ range.
-fn estimator_rows(ui: &mut Ui, s: &mut TrainingSettings) {
-    if s.model == ModelKind::Mlp {
-        number(
-            ui,
-            "width",
-            &mut s.mlp_width,
-            1..=8192,
-            tips::TRAIN_MLP_WIDTH,
-        );
-        number(ui, "depth", &mut s.mlp_depth, 1..=16, tips::TRAIN_MLP_DEPTH);
+/// The image body's size row (the unet's width, the conv estimator's channels).
+struct ImageBodySize {
+    label: &'static str,
+    value: fn(&mut TrainingSettings) -> &mut usize,
+    range: std::ops::RangeInclusive<usize>,
+    tip: &'static str,
+}
+
+/// The rows a denoiser and an estimator share: the mlp's width and depth (at most `max_depth`
+/// layers) or the image body's size, then steps, batch, learning rate and seed.
+fn common_rows(ui: &mut Ui, s: &mut TrainingSettings, max_depth: usize, image: ImageBodySize) {
+    match s.model {
+        ModelKind::Mlp => {
+            number(
+                ui,
+                "width",
+                &mut s.mlp_width,
+                1..=8192,
+                tips::TRAIN_MLP_WIDTH,
+            );
+            number(
+                ui,
+                "depth",
+                &mut s.mlp_depth,
+                1..=max_depth,
+                tips::TRAIN_MLP_DEPTH,
+            );
+        }
+        ModelKind::Unet => number(ui, image.label, (image.value)(s), image.range, image.tip),
     }
     number(ui, "steps", &mut s.steps, 1..=10_000_000, tips::TRAIN_STEPS);
     number(ui, "batch", &mut s.batch, 1..=65_536, tips::TRAIN_BATCH);
@@ -832,6 +829,17 @@ fn estimator_rows(ui: &mut Ui, s: &mut TrainingSettings) {
         tips::TRAIN_LR,
     );
     number(ui, "seed", &mut s.seed, 0..=u64::MAX, tips::TRAIN_SEED);
+}
+
+/// The noise-level estimator's rows: size, steps, batch, learning rate, seed, loss, σ range.
+fn estimator_rows(ui: &mut Ui, s: &mut TrainingSettings) {
+    let channels = ImageBodySize {
+        label: "channels",
+        value: |s| &mut s.estimator_channels,
+        range: 1..=512,
+        tip: tips::TRAIN_ESTIMATOR_CHANNELS,
+    };
+    common_rows(ui, s, 16, channels);
     ui.label("loss").on_hover_text(tips::TRAIN_ESTIMATOR_LOSS);
     ui.horizontal(|ui| {
         ui.selectable_value(&mut s.estimator_loss, EstimatorLoss::Nll, "nll")
@@ -866,8 +874,10 @@ fn number<T: egui::emath::Numeric>(
     range: std::ops::RangeInclusive<T>,
     tip: &str,
 ) {
-    ui.label(label).on_hover_text(tip);
+    // Labelled by its row's label, so that assistive technology (and the tests) find it by name.
+    let label = ui.label(label).on_hover_text(tip);
     ui.add(egui::DragValue::new(value).range(range).speed(1.0))
+        .labelled_by(label.id)
         .on_hover_text(tip);
     ui.end_row();
 }
@@ -881,7 +891,7 @@ fn real(
     log: bool,
     tip: &str,
 ) {
-    ui.label(label).on_hover_text(tip);
+    let label = ui.label(label).on_hover_text(tip);
     let speed = if log { (*value).abs() * 0.01 } else { 0.01 };
     ui.add(
         egui::DragValue::new(value)
@@ -889,6 +899,7 @@ fn real(
             .speed(speed.max(1e-6))
             .max_decimals(6),
     )
+    .labelled_by(label.id)
     .on_hover_text(tip);
     ui.end_row();
 }

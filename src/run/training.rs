@@ -392,10 +392,22 @@ fn open_checkpoint(path: &Path) -> std::result::Result<SavedModel, String> {
     })
 }
 
-/// The trainer, with the data spec it trains on (for saving).
-struct LastModel {
-    trainer: Trainer,
-    data: DataSpec,
+/// The last run's model, kept for "Save checkpoint".
+enum LastModel {
+    /// A denoiser: the trainer, with the data spec it trains on.
+    Denoiser {
+        trainer: Box<Trainer>,
+        data: DataSpec,
+    },
+    Estimator(Box<LastEstimator>),
+}
+
+/// A trained noise-level estimator, with what its sidecar records.
+struct LastEstimator {
+    trained: TrainedEstimator,
+    training: EstimatorTraining,
+    data: TrainingSet,
+    label: String,
 }
 
 struct TrainerThread {
@@ -457,7 +469,10 @@ impl TrainerThread {
     fn save(&self, path: &Path) {
         let answer = match &self.last {
             None => Err("no model to save yet: train one first".to_string()),
-            Some(last) => save_model(path, &last.trainer, &last.data),
+            Some(LastModel::Denoiser { trainer, data }) => save_model(path, trainer, data),
+            Some(LastModel::Estimator(last)) => {
+                save_estimator(path, &last.trained, &last.training, &last.data, &last.label)
+            }
         };
         self.emit(TrainEvent::Saved(answer));
     }
@@ -504,7 +519,7 @@ impl TrainerThread {
             .validate()
             .map_err(|e| Error::InvalidSpec(format!("{e} ({label})")))?;
         let total = est.training.steps;
-        // "Save checkpoint…" saves a denoiser run's model; this run saves its own when done.
+        // "Save checkpoint…" saves this run's estimator once it ends (it saves itself when done).
         self.last = None;
         self.emit(TrainEvent::Started {
             run,
@@ -581,16 +596,23 @@ impl TrainerThread {
         };
         let checkpoint = (outcome == Outcome::Finished)
             .then(|| save_estimator(&request.checkpoint, &trained, &est.training, &data, &label));
+        let end = TrainEnd {
+            outcome,
+            steps_done: trained.steps_done,
+            final_loss: Some(trained.final_loss).filter(|l| l.is_finite()),
+            train_s,
+            steps_per_s: trained.steps_done as f64 / train_s.max(1e-9),
+            checkpoint,
+        };
+        self.last = Some(LastModel::Estimator(Box::new(LastEstimator {
+            trained,
+            training: est.training.clone(),
+            data,
+            label,
+        })));
         self.emit(TrainEvent::Finished {
             run,
-            end: Box::new(TrainEnd {
-                outcome,
-                steps_done: trained.steps_done,
-                final_loss: Some(trained.final_loss).filter(|l| l.is_finite()),
-                train_s,
-                steps_per_s: trained.steps_done as f64 / train_s.max(1e-9),
-                checkpoint,
-            }),
+            end: Box::new(end),
         });
         Ok(())
     }
@@ -717,8 +739,8 @@ impl TrainerThread {
             steps_per_s: (steps_done as f64) / train_s.max(1e-9),
             checkpoint,
         };
-        self.last = Some(LastModel {
-            trainer,
+        self.last = Some(LastModel::Denoiser {
+            trainer: Box::new(trainer),
             data: request.data.clone(),
         });
         self.emit(TrainEvent::Finished {

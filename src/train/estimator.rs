@@ -14,10 +14,11 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, Module, Optimizer, VarBuilder, VarMap};
+use candle_nn::{Conv2d, Conv2dConfig, Linear, Module, Optimizer, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::data::TrainingSet;
+use super::params::ParamStore;
 use crate::core::noise::Rng;
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
@@ -344,7 +345,7 @@ pub fn learning_rate(training: &EstimatorTraining, step: usize) -> f64 {
 /// A trained estimator, with its variables (what a checkpoint saves).
 pub struct TrainedEstimator {
     pub net: NoiseEstimatorNet,
-    pub vars: VarMap,
+    pub vars: ParamStore,
     pub steps_done: usize,
     /// Mean loss over the last (up to) 100 steps.
     pub final_loss: f64,
@@ -372,15 +373,17 @@ pub fn train(
         )));
     }
     let dev = Device::Cpu;
-    let vars = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vars, DType::F32, &dev);
-    let net = NoiseEstimatorNet::new(config, vb)?;
+    // Seeded by parameter name (candle's own CPU draws cannot be seeded): the same seed gives
+    // the same initial network, and with it the same trained bits.
+    let vars = ParamStore::new();
+    let net = NoiseEstimatorNet::new(config, vars.seeded_builder(training.seed))?;
     let params = candle_nn::ParamsAdamW {
         lr: training.lr,
         weight_decay: 0.0,
         ..Default::default()
     };
-    let mut opt = candle_nn::AdamW::new(vars.all_vars(), params)?;
+    let all_vars = vars.named_vars().into_iter().map(|(_, v)| v).collect();
+    let mut opt = candle_nn::AdamW::new(all_vars, params)?;
     let mut rng = Rng::new(training.seed ^ 0x6e6f_6973_655f_6573);
     let (lo, hi) = (config.sigma_min.ln(), config.sigma_max.ln());
     let (b, dim) = (training.batch, config.dim);
@@ -483,7 +486,9 @@ pub fn save(
         path.with_extension("safetensors.tmp"),
         path.with_extension("json.tmp"),
     );
-    trained.vars.save(&weights_tmp)?;
+    let weights_by_name: std::collections::HashMap<String, Tensor> =
+        trained.vars.snapshot()?.into_iter().collect();
+    candle_core::safetensors::save(&weights_by_name, &weights_tmp)?;
     let text = serde_json::to_string_pretty(&sidecar).map_err(|e| Error::Checkpoint {
         path: json.display().to_string(),
         reason: e.to_string(),
@@ -552,13 +557,9 @@ mod tests {
             channels: 3,
         });
         for config in [mlp, conv] {
-            let vars = VarMap::new();
-            NoiseEstimatorNet::new(
-                &config,
-                VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
-            )?;
-            let counted: usize = vars.all_vars().iter().map(|v| v.elem_count()).sum();
-            assert_eq!(config.parameter_count(), counted, "{:?}", config.arch);
+            let vars = ParamStore::new();
+            NoiseEstimatorNet::new(&config, vars.seeded_builder(0))?;
+            assert_eq!(config.parameter_count(), vars.count(), "{:?}", config.arch);
         }
         Ok(())
     }
@@ -568,11 +569,7 @@ mod tests {
         // With the head at zero the mean is l(x) = ln(sd^2 + |x|^2/D)/2 and the log-variance 0,
         // so grad_x ln g = (ln sigma - l) grad l = (ln sigma - l) x / (D (sd^2 + |x|^2/D)).
         let config = EstimatorConfig::mlp(3, 0.5, 0.01, 10.0);
-        let vars = VarMap::new();
-        let net = NoiseEstimatorNet::new(
-            &config,
-            VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
-        )?;
+        let net = NoiseEstimatorNet::new(&config, ParamStore::new().seeded_builder(0))?;
         let x = [1.0, -2.0, 0.5, 0.1, 0.2, 0.3];
         let (mean, logvar) = net.forward(&Tensor::from_vec(
             x.iter().map(|&v| v as f32).collect::<Vec<_>>(),

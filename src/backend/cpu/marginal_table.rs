@@ -4,12 +4,14 @@
 //! The marginal weighs point j by w_j = sum_k e^(L_k(d_j) - M) / s_k^m and adds
 //! z_j = sum_k e^(L_k(d_j) - M) to the normaliser, L_k(d) = l_k - D ln s_k - d / (2 s_k^2)
 //! (`Weighting::Marginal`): functions of the point's squared distance d_j alone, the same for every
-//! row. So ln Z(d) = ln sum_k e^L_k(d) and ln W(d) = ln sum_k e^L_k(d) / s_k^m (log-sum-exps of
-//! affine functions of d: smooth and convex) are tabulated once per node set, in cubic Hermite cells
-//! 2^-sub of an octave of v = d + d0 wide, and each point costs two table reads and two exps
-//! instead of one exp per node (~40 of 45 nodes in 2-D, where the node posterior is broad). The
-//! interpolation error, measured at every cell's midpoint (where the Hermite remainder
-//! t^2 (1 - t)^2 h^4 f''''/24 peaks), is held below TABLE_TOLERANCE in ln w; a node set that needs
+//! row. So ln Z(d) = ln sum_k e^L_k(d) (a log-sum-exp of affine functions of d: smooth and convex)
+//! and the ratio R(d) = W(d) / Z(d), W(d) = sum_k e^L_k(d) / s_k^m (the node posterior's mean of
+//! s^-m: smooth, and within a cell it changes by a few percent at most) are tabulated once per node
+//! set, in cubic Hermite cells 2^-sub of an octave of v = d + d0 wide, and each point costs one
+//! table record and one exp, z = e^(ln Z - M) and w = z R, instead of one exp per node (~40 of 45
+//! nodes in 2-D, where the node posterior is broad). The interpolation error, measured at every
+//! cell's midpoint (where the Hermite remainder t^2 (1 - t)^2 h^4 f''''/24 peaks), is held below
+//! TABLE_TOLERANCE in ln z and relative in R (so ~2x that in w); a node set that needs
 //! finer cells than 2^-MAX_SUB keeps the direct sum. From the last cell on, the widest node carries
 //! all but LINEAR_SHARE of both sums, so the logs are linear in d: rows whose nearest point lies
 //! there take their weights in gap form (one exp, exact however far the row).
@@ -24,7 +26,7 @@ use crate::backend::Weighting;
 /// posterior is narrow, few nodes per point are summed, and ln Z(d) grows with D ln s, which
 /// the f32 table would hold less exactly).
 pub(super) const TABLE_MAX_DIM: usize = 3;
-/// The largest interpolation error allowed in ln w (and ln z): 1e-6 relative in each weight, the
+/// The largest interpolation error allowed in ln z and relative in R: ~1e-6 in each weight, the
 /// order of the direct sum's own f32 rounding (exp < 4e-7, d / 2 s^2 to eps (CUTOFF + offset)).
 pub(super) const TABLE_TOLERANCE: f64 = 1e-6;
 /// From the cell where every node but the widest carries less than this share of Z and of W,
@@ -109,11 +111,11 @@ pub(super) struct MarginalTable {
     offset: f32,
     /// v at the start of the last cell, the linear one.
     last_start: f32,
-    /// Per cell, the cubic's coefficients in s = v - cell start, for ln Z then for ln W: one
-    /// 32-byte record, read by one load (vector gathers are slow on this class of CPU).
+    /// Per cell, the cubic's coefficients in s = v - cell start, for ln Z then for R = W / Z:
+    /// one 32-byte record, read by one load (vector gathers are slow on this class of CPU).
     cells: Vec<[f32; 8]>,
     nodes: Nodes,
-    /// The largest interpolation error measured, in ln w or ln z (read by the tests).
+    /// The largest interpolation error measured, in ln z or relative in R (read by the tests).
     #[cfg_attr(not(test), allow(dead_code))]
     pub max_error: f64,
 }
@@ -156,12 +158,17 @@ impl MarginalTable {
         let first = offset.to_bits() >> shift;
         let start = |i: u32| f64::from(f32::from_bits((first + i) << shift));
         let mut z: [Vec<f32>; 4] = Default::default();
-        let mut w: [Vec<f32>; 4] = Default::default();
-        let mut push = |cz: [f64; 4], cw: [f64; 4]| {
+        let mut ratio: [Vec<f32>; 4] = Default::default();
+        let mut push = |cz: [f64; 4], cr: [f64; 4]| {
             for q in 0..4 {
                 z[q].push(cz[q] as f32);
-                w[q].push(cw[q] as f32);
+                ratio[q].push(cr[q] as f32);
             }
+        };
+        // R = W / Z and its slope dR/dv = R (d ln W - d ln Z).
+        let r_of = |at: &Sums| {
+            let r = (at.w - at.z).exp();
+            (r, r * (at.dw - at.dz))
         };
         let mut at = nodes.sums(0.0);
         let mut max_error = 0.0f64;
@@ -169,8 +176,9 @@ impl MarginalTable {
         loop {
             let v0 = start(i);
             if at.rest <= LINEAR_SHARE {
+                // ln Z and ln W both fall with the widest node's slope: R is constant.
                 let slope = -nodes.c[nodes.widest];
-                push([at.z, slope, 0.0, 0.0], [at.w, slope, 0.0, 0.0]);
+                push([at.z, slope, 0.0, 0.0], [r_of(&at).0, 0.0, 0.0, 0.0]);
                 break;
             }
             let v1 = start(i + 1);
@@ -182,18 +190,26 @@ impl MarginalTable {
             let next = nodes.sums(d(v1));
             let mid = nodes.sums(d(v0 + h / 2.0));
             let cz = hermite(at.z, at.dz, next.z, next.dz, h);
-            let cw = hermite(at.w, at.dw, next.w, next.dw, h);
+            let ((r0, g0), (r1, g1)) = (r_of(&at), r_of(&next));
+            let cr = hermite(r0, g0, r1, g1, h);
             max_error = max_error
                 .max((horner(&cz, h / 2.0) - mid.z).abs())
-                .max((horner(&cw, h / 2.0) - mid.w).abs());
-            push(cz, cw);
+                .max((horner(&cr, h / 2.0) / r_of(&mid).0 - 1.0).abs());
+            push(cz, cr);
             at = next;
             i += 1;
         }
         let cells: Vec<[f32; 8]> = (0..z[0].len())
             .map(|i| {
                 [
-                    z[0][i], z[1][i], z[2][i], z[3][i], w[0][i], w[1][i], w[2][i], w[3][i],
+                    z[0][i],
+                    z[1][i],
+                    z[2][i],
+                    z[3][i],
+                    ratio[0][i],
+                    ratio[1][i],
+                    ratio[2][i],
+                    ratio[3][i],
                 ]
             })
             .collect();
@@ -246,7 +262,7 @@ struct Lookup<'a> {
 
 impl Lookup<'_> {
     /// (w, z) of LANES points at gaps `gaps`: the cells' index and offset vectorised, the cells
-    /// read one 32-byte record per point, the cubics and exps vectorised.
+    /// read one 32-byte record per point, the cubics and the exp of ln z vectorised; w = z R.
     #[inline(always)]
     fn lanes<const FMA: bool>(self, gaps: [f32; LANES]) -> ([f32; LANES], [f32; LANES]) {
         let mut cell = [0usize; LANES];
@@ -277,7 +293,8 @@ impl Lookup<'_> {
                 )
             };
             let e_z = Real::exp(cubic(0) - self.top);
-            let e_w = Real::exp(cubic(4) - self.top);
+            // A select, not a product: outside, the cubics are NaN (inf x 0).
+            let e_w = e_z * cubic(4);
             z[l] = if inside[l] { e_z } else { 0.0 };
             w[l] = if inside[l] { e_w } else { 0.0 };
         }
