@@ -315,7 +315,16 @@ fn every_bad_input_gives_one_line_exit_2_and_leaves_the_output_folder_alone() {
         ),
         bad(&["sample", "--cfg", "nan"], &["--cfg"]),
         bad(
-            &["sample", "--data", "digits", "--nag", "100"],
+            // The explicit step diverges at this weight (the default exponential one does not).
+            &[
+                "sample",
+                "--data",
+                "digits",
+                "--nag",
+                "100",
+                "--nag-step",
+                "explicit",
+            ],
             &["--nag", "sigma"],
         ),
         bad(&["sample", "--nag", "inf"], &["--nag"]),

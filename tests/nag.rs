@@ -13,8 +13,8 @@ use noisescope::backend::{BackendChoice, Compute};
 use noisescope::core::denoiser::{Cond, Denoiser};
 use noisescope::core::estimate::{PosteriorEstimator, SigmaPrior};
 use noisescope::core::guidance::{Nag, NagForm, NagStep};
-use noisescope::core::sampler::SamplerKind;
 use noisescope::core::noise::initial_noise;
+use noisescope::core::sampler::SamplerKind;
 use noisescope::core::{Batch, Precision, dot, norm, quantile};
 use noisescope::data::gaussian::GaussianModel;
 use noisescope::data::{DataSpec, Source, toys};
@@ -291,7 +291,8 @@ fn end_states(spec: &RunSpec, handle: &Arc<ModelHandle>) -> Result<(Batch, Batch
         }
         ControlFlow::Continue(())
     })?;
-    let entering = entering.ok_or_else(|| noisescope::Error::InvalidSpec("the run had no last step".into()))?;
+    let entering = entering
+        .ok_or_else(|| noisescope::Error::InvalidSpec("the run had no last step".into()))?;
     Ok((entering, out.output.x))
 }
 
@@ -401,7 +402,9 @@ fn the_exponential_step_converges_to_the_guided_odes_solution() -> Result<()> {
         .iter()
         .map(|&n| Ok(error(&at(n, NagStep::Exponential)?)))
         .collect::<Result<_>>()?;
-    println!("max |x - reference| entering the last step, 18 / 36 / 72 / 144 / 512 steps: {errors:.3?}");
+    println!(
+        "max |x - reference| entering the last step, 18 / 36 / 72 / 144 / 512 steps: {errors:.3?}"
+    );
     // Measured 0.183, 0.052, 0.014, 0.0037, 0.0004: 3.5-3.8x per doubling (second order is 4x,
     // first 2x); at 512 steps the two steps differ by what the explicit reference still errs.
     assert!(

@@ -15,7 +15,7 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use noisescope::app::controls::{Access, Control};
 use noisescope::app::lessons::builtin;
 use noisescope::app::{Lesson, NoiseScopeApp, Settings, Tab};
-use noisescope::core::guidance::NagForm;
+use noisescope::core::guidance::{NagForm, NagStep};
 use noisescope::data::DataSpec;
 use noisescope::run::RunSpec;
 use noisescope::run::store::RunRecord;
@@ -490,9 +490,11 @@ fn a_diverging_run_shows_the_banner_and_a_normal_one_does_not() {
     h.run_steps(2);
     assert!(h.state().divergence().is_none());
     assert!(!shows(&h, "This run diverged"));
-    // NAG at the paper's weight in the exact-score form: the samples leave the data.
+    // NAG at the paper's weight in the exact-score form, stepped explicitly: the samples leave
+    // the data.
     h.state_mut().settings.spec.batch = 200;
     h.state_mut().settings.spec.guidance.nag_form = NagForm::ExactScore;
+    h.state_mut().settings.spec.guidance.nag_step = NagStep::Explicit;
     h.state_mut().settings.spec.guidance.nag = 3.0;
     let diverged = wait_for_run(&mut h, normal.generation);
     h.run_steps(2);

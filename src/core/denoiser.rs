@@ -253,7 +253,10 @@ mod tests {
             let p = part(0.4, -0.9, k);
             let got = p.advance(&x, sigma, next).data[0];
             let want = reference(1.7, &p, &p, sigma, next);
-            assert!((got - want).abs() < 1e-9 * (1.0 + want.abs()), "{got} {want}");
+            assert!(
+                (got - want).abs() < 1e-9 * (1.0 + want.abs()),
+                "{got} {want}"
+            );
             // Its derivative at the start is the guided slope (x - D_w) / sigma.
             let dw = p.denoised(&x, sigma).data[0];
             let eps = 1e-6 * sigma;
@@ -291,7 +294,9 @@ mod tests {
                 "k {k} {sigma} -> {next}: {got} vs {want}"
             );
             // Equal ends: the one-part step.
-            let same = from.advance_trapezoid(&from, &x, sigma, next).expect("same");
+            let same = from
+                .advance_trapezoid(&from, &x, sigma, next)
+                .expect("same");
             assert!((same.data[0] - from.advance(&x, sigma, next).data[0]).abs() < 1e-12);
         }
         let (a, b) = (part(0.0, 0.0, 3.0), part(0.0, 0.0, 2.0));

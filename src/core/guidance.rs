@@ -294,7 +294,10 @@ mod tests {
                 .zip(&stiff.denoised(&x, sigma).data)
                 .zip(&want)
             {
-                assert!((a - c).abs() < 1e-12 && (b - c).abs() < 1e-12, "{a} {b} {c}");
+                assert!(
+                    (a - c).abs() < 1e-12 && (b - c).abs() < 1e-12,
+                    "{a} {b} {c}"
+                );
             }
             let explicit = nag(NagStep::Explicit).denoise_split(&x, sigma, &cond)?;
             assert!(explicit.stiff.is_none());

@@ -270,13 +270,7 @@ fn evaluate(
 
 /// A first-order step from sigma to sigma_next: Euler's x + (sigma_next - sigma) d, or, when the
 /// denoiser has a stiff part (NAG), that part integrated exactly (`StiffPart::advance`).
-fn advance(
-    x: &Batch,
-    sigma: f64,
-    sigma_next: f64,
-    d: &Batch,
-    stiff: Option<&StiffPart>,
-) -> Batch {
+fn advance(x: &Batch, sigma: f64, sigma_next: f64, d: &Batch, stiff: Option<&StiffPart>) -> Batch {
     match stiff {
         Some(part) => part.advance(x, sigma, sigma_next),
         None => x.add_scaled(sigma_next - sigma, d),
@@ -390,8 +384,8 @@ fn heun_step(
         .as_ref()
         .zip(second.stiff.as_ref())
         .and_then(|(start, end)| start.advance_trapezoid(end, x_hat, sigma_hat, sigma_next));
-    let x_next = exponential
-        .unwrap_or_else(|| x_hat.add_scaled(dt, &Batch::lin_comb(0.5, &d, 0.5, &d_2)));
+    let x_next =
+        exponential.unwrap_or_else(|| x_hat.add_scaled(dt, &Batch::lin_comb(0.5, &d, 0.5, &d_2)));
     Ok((denoised, d, Some(d_2), x_next))
 }
 
@@ -550,7 +544,10 @@ pub fn dpmpp_2m(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sa
                 }
                 _ => None,
             };
-            extrapolated.as_ref().unwrap_or(part).advance(&x, sigma, sigma_next)
+            extrapolated
+                .as_ref()
+                .unwrap_or(part)
+                .advance(&x, sigma, sigma_next)
         } else if sigma_next == 0.0 {
             // t_{i+1} = inf: the update collapses to x_{i+1} = D_i (first order).
             denoised.clone()
@@ -571,16 +568,7 @@ pub fn dpmpp_2m(args: SamplerArgs, mut x: Batch, hooks: &mut Hooks) -> Result<Sa
                 }
             }
         };
-        let info = StepInfo::single(
-            i,
-            sigma,
-            sigma_next,
-            &x,
-            denoised,
-            &d,
-            &x_next,
-            evaluations,
-        );
+        let info = StepInfo::single(i, sigma, sigma_next, &x, denoised, &d, &x_next, evaluations);
         let flow = finish_step(hooks, &mut sigmas, &info)?;
         x = x_next;
         previous = Some(current);

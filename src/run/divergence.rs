@@ -420,7 +420,11 @@ mod tests {
         spec.guidance.nag_step = NagStep::Explicit;
         // Heun 18 Karras: (1 + 3) max r = 2.94.
         let e = d.explain(&spec);
-        assert!(e.cause.contains("explicit step") && e.cause.contains("2.94"), "{}", e.cause);
+        assert!(
+            e.cause.contains("explicit step") && e.cause.contains("2.94"),
+            "{}",
+            e.cause
+        );
         assert_eq!(
             e.fixed.map(|s| s.guidance.nag_step),
             Some(NagStep::Exponential)

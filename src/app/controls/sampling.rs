@@ -271,7 +271,11 @@ pub(super) fn guidance_group(
                     }
                 })
                 .response
-                .on_hover_text(format!("{}\n\n{}", tips::NAG_STEP, nag_step_tip(g.nag_step)))
+                .on_hover_text(format!(
+                    "{}\n\n{}",
+                    tips::NAG_STEP,
+                    nag_step_tip(g.nag_step)
+                ))
         })
         .response
         .on_disabled_hover_text(
