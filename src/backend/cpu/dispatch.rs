@@ -38,7 +38,7 @@ macro_rules! dispatch {
 dispatch!(weighted_rows_task, weighted_rows_avx512, weighted_rows_avx2,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, weighting: &Weighting) -> Vec<WeightedRow>);
 dispatch!(finish_row, finish_row_avx512, finish_row_avx2,
-    (set: &PreparedSet<T>, ops: &GemmOperands<T>, x: &[T], x_norm: f64, span: Span,
+    (set: &PreparedSet<T>, ops: &GemmOperands<T>, x: &[T], x_norm: f64, y_max: f64, span: Span,
      logits: &mut [T]) -> RowMeta);
 dispatch!(weigh_gemm_row, weigh_gemm_row_avx512, weigh_gemm_row_avx2,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta,
@@ -209,14 +209,14 @@ fn gemm_distances<T: Real>(
         return cached;
     }
     let ops = set.gemm_operands();
-    let finish = |xr: &[T], norm: f64, logits: &mut [T]| match isa {
+    let finish = |xr: &[T], norm: f64, y_max: f64, logits: &mut [T]| match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-        Isa::Avx512 => unsafe { finish_row_avx512(set, ops, xr, norm, span, logits) },
+        Isa::Avx512 => unsafe { finish_row_avx512(set, ops, xr, norm, y_max, span, logits) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { finish_row_avx2(set, ops, xr, norm, span, logits) },
-        _ => finish_row::<T, false>(set, ops, xr, norm, span, logits),
+        Isa::Avx2 => unsafe { finish_row_avx2(set, ops, xr, norm, y_max, span, logits) },
+        _ => finish_row::<T, false>(set, ops, xr, norm, y_max, span, logits),
     };
     let distances = Arc::new(SpanDistances::new(
         set, ops, x, rows, span, threads, &finish,
