@@ -729,8 +729,7 @@ fn posterior_grids_in_gemm_form_match_f64_at_every_sigma() {
     let set = PreparedSet::<f32>::new(&values, n, dim);
     assert_eq!(Path::for_set(&set), Path::Gemm);
     let exact_values = f32_rounded(&values);
-    let coarse =
-        PosteriorEstimator::new(SigmaPrior::for_schedule(0.002, 80.0)).coarse_grid(dim);
+    let coarse = PosteriorEstimator::new(SigmaPrior::for_schedule(0.002, 80.0)).coarse_grid(dim);
     for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
         let x = f32_rounded(&rows_around(&values, dim, sigma, 23));
         let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
