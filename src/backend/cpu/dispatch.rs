@@ -7,12 +7,14 @@ use rayon::prelude::*;
 
 use super::fused::{FUSED_MAX_DIM, fused_softmax_task};
 use super::gemm::Threads;
-use super::gemm_form::{RowMeta, RowWeights, SpanDistances, finish_row, weigh_gemm_row};
+use super::gemm_form::{
+    RowMeta, RowWeights, SpanDistances, finish_row, recompute_limit, weigh_gemm_row,
+};
 use super::grid::{GRID_MAX_DIM, Grid, grid_row};
 use super::layout::{
     GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, LIKELIHOOD_GEMM_MAX_DIM, PreparedSet, tasks,
 };
-use super::log_sum_exp::{gemm_log_sum_exp_row, log_sum_exp_task};
+use super::log_sum_exp::{exactly_seen, gemm_log_sum_exp_row, log_sum_exp_task};
 use super::real::Real;
 use super::weighted::weighted_rows_task;
 use super::weights::Reach;
@@ -36,7 +38,7 @@ macro_rules! dispatch {
 dispatch!(weighted_rows_task, weighted_rows_avx512, weighted_rows_avx2,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, weighting: &Weighting) -> Vec<WeightedRow>);
 dispatch!(finish_row, finish_row_avx512, finish_row_avx2,
-    (set: &PreparedSet<T>, ops: &GemmOperands<T>, x: &[T], x_norm: f64, span: Span,
+    (set: &PreparedSet<T>, ops: &GemmOperands<T>, x: &[T], x_norm: f64, y_max: f64, span: Span,
      logits: &mut [T]) -> RowMeta);
 dispatch!(weigh_gemm_row, weigh_gemm_row_avx512, weigh_gemm_row_avx2,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta,
@@ -207,14 +209,14 @@ fn gemm_distances<T: Real>(
         return cached;
     }
     let ops = set.gemm_operands();
-    let finish = |xr: &[T], norm: f64, logits: &mut [T]| match isa {
+    let finish = |xr: &[T], norm: f64, y_max: f64, logits: &mut [T]| match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-        Isa::Avx512 => unsafe { finish_row_avx512(set, ops, xr, norm, span, logits) },
+        Isa::Avx512 => unsafe { finish_row_avx512(set, ops, xr, norm, y_max, span, logits) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { finish_row_avx2(set, ops, xr, norm, span, logits) },
-        _ => finish_row::<T, false>(set, ops, xr, norm, span, logits),
+        Isa::Avx2 => unsafe { finish_row_avx2(set, ops, xr, norm, y_max, span, logits) },
+        _ => finish_row::<T, false>(set, ops, xr, norm, y_max, span, logits),
     };
     let distances = Arc::new(SpanDistances::new(
         set, ops, x, rows, span, threads, &finish,
@@ -247,6 +249,10 @@ fn gemm_rows<T: Real>(
 }
 
 /// One span's log-sum-exps in GEMM form (rows measured by the denoiser lately come from the cache).
+/// A row whose posterior must see most of its gaps exactly (large sigma: the product's bound is
+/// coarser than the grid's nodes resolve, and every gap is within their reach) takes explicit
+/// distances to the whole span, blocked eight rows at a time, instead of recomputing its
+/// candidates one by one.
 fn gemm_log_sum_exp<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
@@ -260,10 +266,27 @@ fn gemm_log_sum_exp<T: Real>(
     let distances = gemm_distances(set, x, rows, span, isa, threads);
     let dim = set.dim;
     let width = span.len();
-    distances
+    let coarse_ln: Vec<f64> = coarse.iter().map(|s| s.ln()).collect();
+    let wide: Vec<bool> = distances
+        .meta
+        .par_iter()
+        .enumerate()
+        .map(|(q, meta)| {
+            let gaps = &distances.gaps[q * width..(q + 1) * width];
+            exactly_seen(gaps, meta, coarse, &coarse_ln, dim) > recompute_limit(width)
+        })
+        .collect();
+    let wide_rows: Vec<usize> = (0..rows.len())
+        .filter(|&q| wide[q])
+        .map(|q| distances.rows[q])
+        .collect();
+    let explicit = explicit_log_sum_exp(set, x, &wide_rows, span, coarse, refine, isa);
+    let mut explicit = explicit.into_iter();
+    let narrow: Vec<GridRow> = distances
         .rows
         .par_iter()
         .enumerate()
+        .filter(|&(q, _)| !wide[q])
         .map(|(q, &r)| {
             let xr = &x[r * dim..(r + 1) * dim];
             let gaps = &distances.gaps[q * width..(q + 1) * width];
@@ -283,7 +306,43 @@ fn gemm_log_sum_exp<T: Real>(
                 _ => gemm_log_sum_exp_row::<T, false>(set, xr, span, gaps, meta, coarse, &fine_of),
             }
         })
+        .collect();
+    let mut narrow = narrow.into_iter();
+    // Back in the order of `rows`.
+    wide.iter()
+        .map(|&w| {
+            if w {
+                explicit.next().unwrap_or_default()
+            } else {
+                narrow.next().unwrap_or_default()
+            }
+        })
         .collect()
+}
+
+/// Log-sum-exps of `rows` by explicit distances to the span, in cache-sized tasks.
+fn explicit_log_sum_exp<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    coarse: &[f64],
+    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
+    isa: Isa,
+) -> Vec<GridRow> {
+    let results: Vec<Vec<GridRow>> = tasks(rows, span.len(), set.dim)
+        .par_iter()
+        .map(|rows| match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+            Isa::Avx512 => unsafe { log_sum_exp_avx512(set, x, rows, span, coarse, refine) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Isa::Avx2 => unsafe { log_sum_exp_avx2(set, x, rows, span, coarse, refine) },
+            _ => log_sum_exp_task::<T, false>(set, x, rows, span, coarse, refine),
+        })
+        .collect();
+    results.into_iter().flatten().collect()
 }
 
 /// One span's rows through the fused dense softmax (D <= FUSED_MAX_DIM); `None` for other
@@ -385,23 +444,11 @@ pub fn log_sum_exp_grid<T: Real>(
     }
     let work: Vec<(Span, &[usize])> = groups
         .iter()
-        .flat_map(|(span, rows)| {
-            tasks(rows, span.len(), set.dim)
-                .into_iter()
-                .map(move |t| (*span, t))
-        })
+        .map(|(span, rows)| (*span, rows.as_slice()))
         .collect();
-    let results: Vec<Vec<GridRow>> = work
-        .par_iter()
-        .map(|&(span, rows)| match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-            Isa::Avx512 => unsafe { log_sum_exp_avx512(set, x, rows, span, coarse, refine) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Isa::Avx2 => unsafe { log_sum_exp_avx2(set, x, rows, span, coarse, refine) },
-            _ => log_sum_exp_task::<T, false>(set, x, rows, span, coarse, refine),
-        })
+    let results = work
+        .iter()
+        .map(|&(span, rows)| explicit_log_sum_exp(set, x, rows, span, coarse, refine, isa))
         .collect();
     scatter(spans.len(), &work, results)
 }

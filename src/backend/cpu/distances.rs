@@ -145,6 +145,21 @@ pub(super) fn sum_of<T: Real>(v: &[T]) -> f64 {
     total
 }
 
+/// Sum of a slice in LANES-wide partial sums kept in f64: as accurate as a sequential f64 sum,
+/// but it vectorises (a sequential one is a chain of dependent adds).
+#[inline(always)]
+pub(super) fn sum_in_f64<T: Real>(v: &[T]) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..LANES {
+            lanes[l] += c[l].to_f64();
+        }
+    }
+    rest.iter().map(|v| v.to_f64()).sum::<f64>() + lanes.iter().sum::<f64>()
+}
+
 /// sum_j a_j b_j in LANES-wide partial sums (a and b of equal length).
 #[inline(always)]
 pub(super) fn dot_lanes<T: Real, const FMA: bool>(a: &[T], b: &[T]) -> f64 {

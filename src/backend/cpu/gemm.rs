@@ -31,6 +31,31 @@ pub fn product_transposed<T: Real>(
     out: &mut [T],
     threads: Threads,
 ) {
+    // b^T is k x n with strides (1, k).
+    strided_product(a, (b, 1, k as isize), (m, n, k), out, threads);
+}
+
+/// out[m][n] = a[m][k] b[k][n], all row-major.
+pub fn product<T: Real>(
+    a: &[T],
+    b: &[T],
+    (m, n, k): (usize, usize, usize),
+    out: &mut [T],
+    threads: Threads,
+) {
+    // b is k x n with strides (n, 1).
+    strided_product(a, (b, n as isize, 1), (m, n, k), out, threads);
+}
+
+/// out[m][n] = a[m][k] B[k][n] with `a` and `out` row-major and B read from `b` with the given
+/// (row, column) strides: the one place the `gemm` crate is called.
+fn strided_product<T: Real>(
+    a: &[T],
+    (b, b_row, b_col): (&[T], isize, isize),
+    (m, n, k): (usize, usize, usize),
+    out: &mut [T],
+    threads: Threads,
+) {
     assert!(
         a.len() >= m * k && b.len() >= n * k && out.len() >= m * n,
         "product shapes"
@@ -42,8 +67,10 @@ pub fn product_transposed<T: Real>(
         out[..m * n].fill(T::ZERO);
         return;
     }
-    // SAFETY: the assert above keeps every access of the strided views inside the slices:
-    // a is m x k with strides (k, 1), b^T is k x n with strides (1, k), out is m x n with (n, 1).
+    // SAFETY: the assert above keeps every access of the strided views inside the slices: a is
+    // m x k with strides (k, 1), out is m x n with (n, 1), and B is k x n read at
+    // i b_row + j b_col <= (k - 1) n + (n - 1) or (n - 1) k + (k - 1), both < n k <= b.len()
+    // for the two callers' strides.
     unsafe {
         gemm::gemm(
             m,
@@ -57,53 +84,8 @@ pub fn product_transposed<T: Real>(
             1,
             k as isize,
             b.as_ptr(),
-            k as isize,
-            1,
-            T::ZERO,
-            T::ONE,
-            false,
-            false,
-            false,
-            threads.parallelism(),
-        );
-    }
-}
-
-/// out[m][n] = a[m][k] b[k][n], all row-major.
-pub fn product<T: Real>(
-    a: &[T],
-    b: &[T],
-    (m, n, k): (usize, usize, usize),
-    out: &mut [T],
-    threads: Threads,
-) {
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && out.len() >= m * n,
-        "product shapes"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        out[..m * n].fill(T::ZERO);
-        return;
-    }
-    // SAFETY: as above; b is k x n with strides (n, 1).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
+            b_col,
+            b_row,
             T::ZERO,
             T::ONE,
             false,

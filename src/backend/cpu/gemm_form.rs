@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::distances::{explicit_distance, max_signed};
+use super::distances::{explicit_distance, max_signed, min_of, sum_in_f64};
 use super::gemm::{Threads, product, product_transposed};
 use super::layout::{GemmOperands, PreparedSet};
 use super::real::Real;
@@ -41,13 +41,15 @@ pub(super) struct RowMeta {
     pub bound: f64,
 }
 
-/// One row's logits (x - mu).(y_j - mu) in, gaps out, in place; returns its meta.
+/// One row's logits (x - mu).(y_j - mu) in, gaps out, in place; returns its meta. `y_max` is
+/// the largest |y_j - mu| of the span (the same for every row: computed once per product).
 #[inline(always)]
 pub(super) fn finish_row<T: Real, const FMA: bool>(
     set: &PreparedSet<T>,
     ops: &GemmOperands<T>,
     x: &[T],
     x_norm: f64,
+    y_max: f64,
     span: Span,
     logits: &mut [T],
 ) -> RowMeta {
@@ -57,6 +59,7 @@ pub(super) fn finish_row<T: Real, const FMA: bool>(
         *l = *l - *h;
     }
     let top = max_signed(logits);
+    let bottom = min_of(logits);
     let mut nearest = 0;
     for (j, &l) in logits.iter().enumerate() {
         if l == top {
@@ -68,17 +71,19 @@ pub(super) fn finish_row<T: Real, const FMA: bool>(
     for l in logits.iter_mut() {
         *l = (top - *l) * two;
     }
-    let y_max = ops.norms[span.start..span.end]
-        .iter()
-        .copied()
-        .fold(0.0, f64::max);
+    // The largest gap (rounding is monotone, so it is the smallest logit's).
+    let widest = if logits.is_empty() {
+        0.0
+    } else {
+        ((top - bottom) * two).to_f64()
+    };
     // |delta l_j| <= gamma_(D+3) (|x||y_j| + |y_j|^2) for the product, its subtraction and the
     // rounded half norm; the centred operands' own rounding adds 2 eps (|x| + |y|)^2 to a distance.
     let u = T::EPSILON;
     let gamma = (dim + 3) as f64 * u / (1.0 - (dim + 3) as f64 * u);
     let bound = 4.0 * gamma * (x_norm * y_max + y_max * y_max)
         + 4.0 * u * (x_norm + y_max).powi(2)
-        + 2.0 * u * logits.iter().fold(0.0f64, |m, g| m.max(g.to_f64()));
+        + 2.0 * u * widest;
     let j = span.start + nearest;
     let d_min = explicit_distance::<T, FMA>(x, &set.rows[j * dim..(j + 1) * dim]).to_f64();
     RowMeta { d_min, bound }
@@ -250,7 +255,7 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
             normaliser,
         });
     }
-    let weight_sum = weights.iter().map(|w| w.to_f64()).sum();
+    let weight_sum = sum_in_f64(&weights);
     RowWeights::Dense {
         weights,
         normaliser,
@@ -258,8 +263,8 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
     }
 }
 
-/// A compiled `finish_row`: (x, |x|^2, logits) -> the row's meta.
-pub(super) type FinishRow<'a, T> = dyn Fn(&[T], f64, &mut [T]) -> RowMeta + Sync + 'a;
+/// A compiled `finish_row`: (x, |x - mu|, the span's largest |y - mu|, logits) -> the row's meta.
+pub(super) type FinishRow<'a, T> = dyn Fn(&[T], f64, f64, &mut [T]) -> RowMeta + Sync + 'a;
 /// A compiled `weigh_gemm_row`: (x, gaps, meta) -> the row's weights.
 pub(super) type WeighRow<'a, T> = dyn Fn(&[T], &[T], &RowMeta) -> RowWeights<T> + Sync + 'a;
 
@@ -296,13 +301,17 @@ impl<T: Real> SpanDistances<T> {
             &mut gaps,
             threads,
         );
+        let y_max = ops.norms[span.start..span.end]
+            .iter()
+            .copied()
+            .fold(0.0, f64::max);
         let mut meta = vec![RowMeta::default(); rows.len()];
         gaps.par_chunks_mut(width.max(1))
             .zip(meta.par_iter_mut())
             .enumerate()
             .for_each(|(q, (logits, m))| {
                 let r = rows[q];
-                *m = finish(&x[r * dim..(r + 1) * dim], norms[q], logits);
+                *m = finish(&x[r * dim..(r + 1) * dim], norms[q], y_max, logits);
             });
         SpanDistances {
             span,

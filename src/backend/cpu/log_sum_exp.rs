@@ -185,6 +185,23 @@ fn posterior_exact_cut(
     cut
 }
 
+/// How many of a row's product gaps the coarse grid's posterior needs exactly (those within its
+/// exact cut, widened by the product's bound): `gemm_log_sum_exp_row` would recompute them.
+pub(super) fn exactly_seen<T: Real>(
+    gaps: &[T],
+    meta: &RowMeta,
+    coarse: &[f64],
+    coarse_ln: &[f64],
+    dim: usize,
+) -> usize {
+    let cut = posterior_exact_cut(coarse, coarse_ln, meta, dim, gaps.len());
+    if cut <= 0.0 {
+        return 0;
+    }
+    let limit = T::from_f64(cut + meta.bound);
+    gaps.iter().map(|&g| usize::from(g <= limit)).sum()
+}
+
 /// One row's log-sum-exps from its gaps in GEMM form: the gaps that a node with mass sums and
 /// resolves finer than the product's bound are recomputed by explicit differences first.
 #[inline(always)]

@@ -713,3 +713,69 @@ fn nag_on_the_toys_through_the_table_matches_brute_force() {
         }
     }
 }
+
+/// The noise posterior's log-sum-exps on the digits (64-D, GEMM form: rows whose grid sees most
+/// gaps exactly take explicit distances to the whole span, the others recompute their candidates)
+/// against f64 brute force on the same f32-rounded inputs, at every sigma the states are drawn at,
+/// on the estimator's own coarse grid and a fine grid around sigma; rows on tied and nearly tied
+/// points included.
+#[test]
+fn posterior_grids_in_gemm_form_match_f64_at_every_sigma() {
+    use crate::core::estimate::{PosteriorEstimator, SigmaPrior};
+    let digits = crate::data::digits::load().expect("digits");
+    let dim = digits.dim;
+    let values = with_ties(&digits.values, dim);
+    let n = values.len() / dim;
+    let set = PreparedSet::<f32>::new(&values, n, dim);
+    assert_eq!(Path::for_set(&set), Path::Gemm);
+    let exact_values = f32_rounded(&values);
+    let coarse = PosteriorEstimator::new(SigmaPrior::for_schedule(0.002, 80.0)).coarse_grid(dim);
+    for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
+        let x = f32_rounded(&rows_around(&values, dim, sigma, 23));
+        let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let spans = vec![Span { start: 0, end: n }; x.len() / dim];
+        let fine = vec![sigma * 0.9, sigma, sigma * 1.1];
+        let refine = |_: usize, _: &[f64]| fine.clone();
+        let rows = log_sum_exp_grid(&set, &xs, &spans, &coarse, &refine, Isa::detect());
+        for (r, (got_coarse, fine_sigmas, got_fine)) in rows.iter().enumerate() {
+            let xr = &x[r * dim..(r + 1) * dim];
+            let d: Vec<f64> = (0..n)
+                .map(|j| {
+                    (0..dim)
+                        .map(|k| (xr[k] - exact_values[j * dim + k]).powi(2))
+                        .sum()
+                })
+                .collect();
+            let d_min = d.iter().copied().fold(f64::INFINITY, f64::min);
+            let lse = |s: f64| {
+                let t: Vec<f64> = d.iter().map(|d| -d / (2.0 * s * s)).collect();
+                crate::core::log_sum_exp(&t)
+            };
+            let lower = |s: f64| -d_min / (2.0 * s * s) - dim as f64 * s.ln();
+            let best = coarse
+                .iter()
+                .map(|&s| lower(s))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let massive = |s: f64| lower(s) + (n as f64).ln() >= best - LIKELIHOOD_MARGIN;
+            let check = |s: f64, got: f64| {
+                let expect = lse(s);
+                if massive(s) {
+                    assert!(
+                        (got - expect).abs() <= 1e-4 * (1.0 + expect.abs()),
+                        "sigma {sigma}, row {r}, node {s}: {got} vs {expect}"
+                    );
+                } else {
+                    // A massless node carries its lower bound.
+                    assert!(got <= expect + 1e-4 * (1.0 + expect.abs()));
+                }
+            };
+            for (&s, &got) in coarse.iter().zip(got_coarse) {
+                check(s, got);
+            }
+            assert_eq!(fine_sigmas, &fine);
+            for (&s, &got) in fine.iter().zip(got_fine) {
+                check(s, got);
+            }
+        }
+    }
+}
