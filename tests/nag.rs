@@ -367,6 +367,62 @@ fn the_default_form_keeps_every_built_in_scene_in_the_data_range() -> Result<()>
     Ok(())
 }
 
+/// The README's widths-out table ("NAG: forms and stability"): every built-in scene, exact
+/// denoiser, 64 samples, seed 0, at Heun 18 and Euler 8, w = 2 and 3, each step and both analytic
+/// forms; widths out of the final samples and of the states entering the last step (a run that
+/// overflows counts as inf). A measurement, not a check: `cargo test --test nag
+/// nag_widths_table -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints the README's table; the bounds are held by the test above"]
+fn nag_widths_table() -> Result<()> {
+    let mut scenes: Vec<DataSpec> = toys::NAMES
+        .iter()
+        .map(|name| DataSpec::Toy {
+            name: name.to_string(),
+            points: 4096,
+        })
+        .collect();
+    scenes.push(DataSpec::Gaussian {
+        spectrum: vec![0.01, 0.1, 1.0, 4.0],
+    });
+    scenes.push(DataSpec::Digits);
+    println!("scene\tsampler\tw\tstep\tform\tentering\tfinal");
+    for data in scenes {
+        let base = RunSpec {
+            data: data.clone(),
+            backend: BackendChoice::Cpu,
+            batch: 64,
+            ..Default::default()
+        };
+        let handle = Arc::new(ModelHandle::load(&base, &mut Vec::new())?);
+        for (sampler, steps) in [(SamplerKind::Heun, 18), (SamplerKind::Euler, 8)] {
+            for w in [2.0, 3.0] {
+                for step in [NagStep::Exponential, NagStep::Explicit] {
+                    for form in [NagForm::PosteriorAverage, NagForm::ExactScore] {
+                        let mut spec = base.clone();
+                        spec.sampler = sampler;
+                        spec.schedule.steps = steps;
+                        spec.guidance.nag = w;
+                        spec.guidance.nag_step = step;
+                        spec.guidance.nag_form = form;
+                        spec.diagnostics.enabled = false;
+                        let (entering, last) = match end_states(&spec, &handle) {
+                            Ok((e, l)) => (widths_out(&e, &handle), widths_out(&l, &handle)),
+                            Err(noisescope::Error::NonFinite(_)) => (f64::INFINITY, f64::INFINITY),
+                            Err(e) => return Err(e),
+                        };
+                        println!(
+                            "{}\t{sampler} {steps}\t{w}\t{step}\t{form}\t{entering:.2e}\t{last:.2e}",
+                            data.label()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The exponential step (NAG's stiff part integrated exactly, Heun's corrector the exponential
 /// trapezoid) solves the same guided ODE as the explicit one: where the explicit step is stable
 /// (Heun 512), both agree, and the exponential step's error at the state entering the last step

@@ -3,8 +3,9 @@
 # digits), Heun 18 and EDM churn 40 (18 steps), without CFG and with CFG 2 (classes round-robin).
 # One markdown row per data x sampler x CFG x form x step x w: late delta (median over the last three
 # steps of each step's median ln sigma_hat - ln sigma, exact posterior of the data), the pooled
-# late delta (ln of the pooled ML sigma_hat over sigma, same steps), sliced W2 and class accuracy
-# from run.json. Usage: tools/nag_table.sh [BIN] [BATCH]
+# late delta (ln of the pooled ML sigma_hat over sigma, same steps), sliced W2, class accuracy and
+# the mean distance to the nearest training point (0: the samples are copies of the data) from
+# run.json. Usage: tools/nag_table.sh [BIN] [BATCH]
 # With EST_moons=PATH and/or EST_digits=PATH (estimator checkpoints from `noisescope train
 # --estimator`), a fourth form per w: classifier-based NAG, D + w sigma^2 grad_x ln g(sigma | x).
 # FORMS="..." runs only those forms (w = 0, the plain run, always); MODEL_moons / MODEL_digits
@@ -36,11 +37,12 @@ late = statistics.median(float(r["delta_median"]) for r in rows)
 pooled = statistics.median(math.log(float(r["sigma_hat_pooled"]) / float(r["sigma"])) for r in rows)
 q = json.load(open(f"{d}/run.json"))["quality"]
 f = lambda v: "-" if v is None else ("%.4f" % v if abs(v) < 1e4 else "%.1e" % v)
-print("%+.3f | %+.3f | %s | %s" % (late, pooled, f(q.get("sliced_w2")), f(q.get("class_accuracy"))))
+print("%+.3f | %+.3f | %s | %s | %s" % (late, pooled, f(q.get("sliced_w2")), f(q.get("class_accuracy")),
+                                       f(q.get("nearest_distance"))))
 PY
 }
-echo "| data | sampler | CFG | form | step | w | late delta | pooled late delta | sliced W2 | class acc. |"
-echo "|---|---|---:|---|---|---:|---:|---:|---:|---:|"
+echo "| data | sampler | CFG | form | step | w | late delta | pooled late delta | sliced W2 | class acc. | nearest |"
+echo "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"
 for data in ${DATA:-moons digits}; do
   spec=$data; [ $data = moons ] && spec=toy:moons
   for sampler in heun edm; do
@@ -66,7 +68,7 @@ for data in ${DATA:-moons digits}; do
                 --out "$TMP/$name" >/dev/null 2>"$TMP/$name.err"; then
               echo "$label $(row "$TMP/$name") |"
             else
-              echo "$label failed: $(tail -1 "$TMP/$name.err") | | | |"
+              echo "$label failed: $(tail -1 "$TMP/$name.err") | | | | |"
             fi
           done
         done
