@@ -9,7 +9,7 @@ use noisescope::app::Settings;
 use noisescope::backend::BackendChoice;
 use noisescope::core::Precision;
 use noisescope::core::estimate::SigmaPrior;
-use noisescope::core::guidance::NagForm;
+use noisescope::core::guidance::{NagForm, NagStep};
 use noisescope::core::sampler::SamplerKind;
 use noisescope::core::schedule::{ScheduleKind, ScheduleSpec};
 use noisescope::data::DataSpec;
@@ -39,6 +39,8 @@ fn gaussian_tangent_spec() -> RunSpec {
             nag: 0.5,
             // Presets written before the field load with the default form.
             nag_form: NagForm::PosteriorAverage,
+            // ... and the default step.
+            nag_step: NagStep::Exponential,
             nag_prior: SigmaPrior::LogUniform {
                 lo: 0.002,
                 hi: 80.0,
