@@ -2,6 +2,12 @@
 //! MMD with a Gaussian kernel (median bandwidth), mean distance to the nearest training point
 //! (memorisation), and class accuracy under a class posterior the caller supplies (the exact one
 //! at sigma_min comes from models::quality::class_posterior).
+//!
+//! Every metric but class accuracy reads the data through dot products a.b^T only, which the
+//! caller supplies (`Products`): `dot_products` here (plain loops, core stays single-threaded),
+//! a multithreaded GEMM from models::quality. Distances are taken in Gram form
+//! |a|^2 + |b|^2 - 2 a.b; the nearest-point distance recomputes the candidates within the Gram
+//! form's rounding bound explicitly, so a copy of a data point is at distance exactly 0.
 
 use serde::{Deserialize, Serialize};
 
@@ -73,42 +79,134 @@ pub fn projections(dim: usize, count: usize, seed: u64) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// The products a.b^T of every row of `a` with every row of `b`, row-major [a.rows x b.rows].
+pub type Products<'a> = &'a dyn Fn(&Batch, &Batch) -> Vec<f64>;
+
+/// `Products` by plain loops.
+pub fn dot_products(a: &Batch, b: &Batch) -> Vec<f64> {
+    let mut out = Vec::with_capacity(a.rows * b.rows);
+    for i in 0..a.rows {
+        out.extend((0..b.rows).map(|j| dot(a.row(i), b.row(j))));
+    }
+    out
+}
+
+fn squared_norms(set: &Batch) -> Vec<f64> {
+    (0..set.rows).map(|r| dot(set.row(r), set.row(r))).collect()
+}
+
+/// The squared distances of every row of `a` to every row of `b` in Gram form, [a.rows x b.rows],
+/// clamped at 0 (rounding may take a tiny one below).
+pub fn squared_distances(a: &Batch, b: &Batch, products: Products) -> Vec<f64> {
+    let (na, nb) = (squared_norms(a), squared_norms(b));
+    let mut d = products(a, b);
+    for (i, row) in d.chunks_mut(b.rows.max(1)).enumerate() {
+        for (v, nb_j) in row.iter_mut().zip(&nb) {
+            *v = (na[i] + nb_j - 2.0 * *v).max(0.0);
+        }
+    }
+    d
+}
+
 /// Sliced W2: sqrt of the mean over projections theta of W2^2(theta . a, theta . b).
 pub fn sliced_w2(a: &Batch, b: &Batch, projections_count: usize, seed: u64) -> Result<f64> {
+    sliced_w2_with(a, b, projections_count, seed, &dot_products)
+}
+
+/// `sliced_w2` with the projections taken by `products`.
+pub fn sliced_w2_with(
+    a: &Batch,
+    b: &Batch,
+    projections_count: usize,
+    seed: u64,
+    products: Products,
+) -> Result<f64> {
     same_dim(a, b)?;
-    let dirs = projections(a.dim, projections_count.max(1), seed);
-    let project = |set: &Batch, d: &[f64]| -> Vec<f64> {
-        (0..set.rows).map(|r| dot(set.row(r), d)).collect()
+    let count = projections_count.max(1);
+    let dirs = projections(a.dim, count, seed).concat();
+    let dirs = Batch::from_vec(count, a.dim, dirs)?;
+    // Projected sets, one column per direction: [rows x count].
+    let (pa, pb) = (products(a, &dirs), products(b, &dirs));
+    let column = |p: &[f64], rows: usize, k: usize| -> Vec<f64> {
+        (0..rows).map(|r| p[r * count + k]).collect()
     };
-    let total: f64 = dirs
-        .iter()
-        .map(|d| w2_squared_1d(&mut project(a, d), &mut project(b, d)))
+    let total: f64 = (0..count)
+        .map(|k| w2_squared_1d(&mut column(&pa, a.rows, k), &mut column(&pb, b.rows, k)))
         .sum();
-    Ok((total / dirs.len() as f64).sqrt())
+    Ok((total / count as f64).sqrt())
 }
 
 fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
+/// The squared distances within the union of two sets, from one Gram matrix: the blocks a-a,
+/// b-b and a-b that the median heuristic and the MMD read.
+struct Pooled {
+    distances: Vec<f64>,
+    rows_a: usize,
+    rows: usize,
+}
+
+impl Pooled {
+    fn new(a: &Batch, b: &Batch, products: Products) -> Result<Self> {
+        if a.dim != b.dim {
+            return Err(Error::Shape(format!(
+                "cannot pool points of dimension {} with points of dimension {}",
+                a.dim, b.dim
+            )));
+        }
+        let mut values = a.data.clone();
+        values.extend_from_slice(&b.data);
+        let pooled = Batch::from_vec(a.rows + b.rows, a.dim, values)?;
+        Ok(Pooled {
+            distances: squared_distances(&pooled, &pooled, products),
+            rows_a: a.rows,
+            rows: pooled.rows,
+        })
+    }
+
+    fn at(&self, i: usize, j: usize) -> f64 {
+        self.distances[i * self.rows + j]
+    }
+
+    /// The median of the pairwise distances (the median heuristic); 0 for a single point.
+    fn median_distance(&self) -> f64 {
+        let mut below: Vec<f64> = (0..self.rows)
+            .flat_map(|i| (0..i).map(move |j| (i, j)))
+            .map(|(i, j)| self.at(i, j))
+            .collect();
+        if below.is_empty() {
+            return 0.0;
+        }
+        // The median without sorting all O(n^2) distances.
+        let mid = below.len() / 2;
+        below.select_nth_unstable_by(mid, f64::total_cmp).1.sqrt()
+    }
+
+    /// The biased MMD with the kernel exp(-|x - y|^2 / (2 h^2)).
+    fn mmd(&self, bandwidth: f64) -> f64 {
+        let scale = -0.5 / (bandwidth * bandwidth);
+        let a = 0..self.rows_a;
+        let b = self.rows_a..self.rows;
+        let mean_kernel = |p: std::ops::Range<usize>, q: std::ops::Range<usize>| -> f64 {
+            let count = (p.len() * q.len()) as f64;
+            let total: f64 = p
+                .flat_map(|i| q.clone().map(move |j| (i, j)))
+                .map(|(i, j)| (scale * self.at(i, j)).exp())
+                .sum();
+            total / count
+        };
+        let squared = mean_kernel(a.clone(), a.clone()) + mean_kernel(b.clone(), b.clone())
+            - 2.0 * mean_kernel(a, b);
+        squared.max(0.0).sqrt()
+    }
+}
+
 /// The median of the pairwise distances in the union of `a` and `b` (the median heuristic).
 pub fn median_bandwidth(a: &Batch, b: &Batch) -> f64 {
-    let pooled: Vec<&[f64]> = (0..a.rows)
-        .map(|r| a.row(r))
-        .chain((0..b.rows).map(|r| b.row(r)))
-        .collect();
-    let mut distances = Vec::with_capacity(pooled.len() * pooled.len() / 2);
-    for i in 0..pooled.len() {
-        for j in 0..i {
-            distances.push(squared_distance(pooled[i], pooled[j]).sqrt());
-        }
-    }
-    if distances.is_empty() {
-        return 0.0;
-    }
-    // The median without sorting all O(n^2) distances.
-    let mid = distances.len() / 2;
-    *distances.select_nth_unstable_by(mid, f64::total_cmp).1
+    // Sets of different dimensions have no distances: NaN, as for no pairs at all.
+    Pooled::new(a, b, &dot_products).map_or(f64::NAN, |p| p.median_distance())
 }
 
 /// MMD with the kernel exp(-|x - y|^2 / (2 h^2)), the biased (V-statistic) estimate:
@@ -120,18 +218,7 @@ pub fn mmd_with_bandwidth(a: &Batch, b: &Batch, bandwidth: f64) -> Result<f64> {
             "the MMD bandwidth must be positive, got {bandwidth}"
         )));
     }
-    let scale = -0.5 / (bandwidth * bandwidth);
-    let mean_kernel = |p: &Batch, q: &Batch| -> f64 {
-        let mut total = 0.0;
-        for i in 0..p.rows {
-            for j in 0..q.rows {
-                total += (scale * squared_distance(p.row(i), q.row(j))).exp();
-            }
-        }
-        total / (p.rows * q.rows) as f64
-    };
-    let squared = mean_kernel(a, a) + mean_kernel(b, b) - 2.0 * mean_kernel(a, b);
-    Ok(squared.max(0.0).sqrt())
+    Ok(Pooled::new(a, b, &dot_products)?.mmd(bandwidth))
 }
 
 /// At most `max_points` rows of `set`, a seeded subset beyond.
@@ -145,25 +232,57 @@ fn subset(set: &Batch, max_points: usize, seed: u64) -> Batch {
 /// MMD with the median-heuristic bandwidth, on at most `max_points` rows of each set.
 /// Returns (mmd, bandwidth).
 pub fn mmd(a: &Batch, b: &Batch, max_points: usize, seed: u64) -> Result<(f64, f64)> {
+    mmd_with(a, b, max_points, seed, &dot_products)
+}
+
+/// `mmd` with the distances taken by `products`.
+pub fn mmd_with(
+    a: &Batch,
+    b: &Batch,
+    max_points: usize,
+    seed: u64,
+    products: Products,
+) -> Result<(f64, f64)> {
     same_dim(a, b)?;
     let a = subset(a, max_points, seed);
     let b = subset(b, max_points, seed.wrapping_add(1));
-    let bandwidth = median_bandwidth(&a, &b);
+    let pooled = Pooled::new(&a, &b, products)?;
+    let bandwidth = pooled.median_distance();
     if !(bandwidth.is_finite() && bandwidth > 0.0) {
         // Every point is the same: the sets are identical.
         return Ok((0.0, 0.0));
     }
-    Ok((mmd_with_bandwidth(&a, &b, bandwidth)?, bandwidth))
+    Ok((pooled.mmd(bandwidth), bandwidth))
 }
 
 /// Mean over samples of the distance to the nearest data point: small when a model reproduces
 /// its training points (memorisation), about the data's own spacing when it generalises.
 pub fn mean_nearest_distance(samples: &Batch, data: &Batch) -> Result<f64> {
+    mean_nearest_distance_with(samples, data, &dot_products)
+}
+
+/// `mean_nearest_distance` with the candidates found by `products` (Gram form) and the
+/// distances of those within its rounding bound of the nearest recomputed explicitly: exact.
+pub fn mean_nearest_distance_with(
+    samples: &Batch,
+    data: &Batch,
+    products: Products,
+) -> Result<f64> {
     same_dim(samples, data)?;
+    let gram = squared_distances(samples, data, products);
+    let largest_norm = squared_norms(data).into_iter().fold(0.0, f64::max);
+    // |fl(a.b) - a.b| <= dim eps |a| |b| per product; the norms the same: a bound on the Gram
+    // form's error in any squared distance of this row, with room for the summation order.
+    let rounding = 4.0 * (samples.dim as f64 + 2.0) * f64::EPSILON;
     let total: f64 = (0..samples.rows)
         .map(|r| {
-            (0..data.rows)
-                .map(|j| squared_distance(samples.row(r), data.row(j)))
+            let row = &gram[r * data.rows..(r + 1) * data.rows];
+            let bound = rounding * (dot(samples.row(r), samples.row(r)) + largest_norm);
+            let nearest = row.iter().copied().fold(f64::INFINITY, f64::min);
+            row.iter()
+                .enumerate()
+                .filter(|&(_, &d)| d <= nearest + 2.0 * bound)
+                .map(|(j, _)| squared_distance(samples.row(r), data.row(j)))
                 .fold(f64::INFINITY, f64::min)
                 .sqrt()
         })
@@ -216,14 +335,15 @@ pub struct Quality {
 }
 
 impl Quality {
-    /// Every metric but class accuracy (which needs a posterior: `with_class_accuracy`).
-    pub fn measure(samples: &Batch, data: &Batch, seed: u64) -> Result<Self> {
-        let (mmd, mmd_bandwidth) = mmd(samples, data, DEFAULT_MMD_POINTS, seed)?;
+    /// Every metric but class accuracy (which needs a posterior: models::quality adds it), the
+    /// dot products taken by `products`.
+    pub fn measure(samples: &Batch, data: &Batch, seed: u64, products: Products) -> Result<Self> {
+        let (mmd, mmd_bandwidth) = mmd_with(samples, data, DEFAULT_MMD_POINTS, seed, products)?;
         Ok(Quality {
-            sliced_w2: sliced_w2(samples, data, DEFAULT_PROJECTIONS, seed)?,
+            sliced_w2: sliced_w2_with(samples, data, DEFAULT_PROJECTIONS, seed, products)?,
             mmd,
             mmd_bandwidth,
-            nearest_distance: mean_nearest_distance(samples, data)?,
+            nearest_distance: mean_nearest_distance_with(samples, data, products)?,
             class_accuracy: None,
         })
     }
@@ -314,6 +434,91 @@ mod tests {
         assert_eq!(class_accuracy(&samples, &[0, 1], &posterior)?, 1.0);
         assert_eq!(class_accuracy(&samples, &[1, 1], &posterior)?, 0.5);
         assert!(class_accuracy(&samples, &[1], &posterior).is_err());
+        Ok(())
+    }
+
+    /// The squared distances by explicit differences, row-major.
+    fn brute_distances(a: &Batch, b: &Batch) -> Vec<f64> {
+        let mut out = Vec::new();
+        for i in 0..a.rows {
+            out.extend((0..b.rows).map(|j| squared_distance(a.row(i), b.row(j))));
+        }
+        out
+    }
+
+    #[test]
+    fn gram_form_distances_match_explicit_differences() -> Result<()> {
+        // Far from the origin, where |a|^2 + |b|^2 - 2 a.b cancels most.
+        let a = gaussian(40, &[30.0; 64], 1.0, 8);
+        let b = gaussian(70, &[30.0; 64], 1.0, 9);
+        let (gram, brute) = (
+            squared_distances(&a, &b, &dot_products),
+            brute_distances(&a, &b),
+        );
+        for (g, e) in gram.iter().zip(&brute) {
+            assert!((g - e).abs() <= 1e-9 * e.max(1.0), "{g} vs {e}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_nearest_distance_is_exact_for_copies_and_near_ties() -> Result<()> {
+        let data = gaussian(300, &[50.0; 16], 2.0, 10);
+        // Copies of data points, points a hair from one, and a row equidistant from two points.
+        let mut rows = Vec::new();
+        rows.extend_from_slice(data.row(3));
+        rows.extend_from_slice(data.row(200));
+        rows.extend(data.row(7).iter().map(|v| v + 1e-7));
+        rows.extend(
+            data.row(11)
+                .iter()
+                .zip(data.row(12))
+                .map(|(p, q)| 0.5 * (p + q)),
+        );
+        let samples = Batch::from_vec(4, 16, rows)?;
+        let brute = (0..samples.rows)
+            .map(|r| {
+                (0..data.rows)
+                    .map(|j| squared_distance(samples.row(r), data.row(j)))
+                    .fold(f64::INFINITY, f64::min)
+                    .sqrt()
+            })
+            .sum::<f64>()
+            / samples.rows as f64;
+        let got = mean_nearest_distance(&samples, &data)?;
+        assert_eq!(got, brute);
+        // The two copies contribute exactly 0: in Gram form alone each would be ~1e-6 off.
+        let copies = Batch::from_vec(2, 16, samples.data[..32].to_vec())?;
+        assert_eq!(mean_nearest_distance(&copies, &data)?, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn mmd_and_median_from_one_gram_match_the_definitions() -> Result<()> {
+        let a = gaussian(60, &[5.0, -2.0, 1.0], 1.0, 11);
+        let b = gaussian(90, &[5.5, -2.0, 1.0], 1.5, 12);
+        let h = 1.3;
+        let kernel_mean = |p: &Batch, q: &Batch| -> f64 {
+            brute_distances(p, q)
+                .iter()
+                .map(|d| (-d / (2.0 * h * h)).exp())
+                .sum::<f64>()
+                / (p.rows * q.rows) as f64
+        };
+        let expect = (kernel_mean(&a, &a) + kernel_mean(&b, &b) - 2.0 * kernel_mean(&a, &b)).sqrt();
+        let got = mmd_with_bandwidth(&a, &b, h)?;
+        assert!((got - expect).abs() < 1e-12, "{got} vs {expect}");
+        let mut pooled = a.data.clone();
+        pooled.extend_from_slice(&b.data);
+        let pooled = Batch::from_vec(150, 3, pooled)?;
+        let mut all: Vec<f64> = (0..150)
+            .flat_map(|i| (0..i).map(move |j| (i, j)))
+            .map(|(i, j)| squared_distance(pooled.row(i), pooled.row(j)).sqrt())
+            .collect();
+        all.sort_by(f64::total_cmp);
+        let median = median_bandwidth(&a, &b);
+        assert!((median - all[all.len() / 2]).abs() < 1e-12, "{median}");
+        assert!(median_bandwidth(&a, &gaussian(4, &[0.0, 0.0], 1.0, 1)).is_nan());
         Ok(())
     }
 }
