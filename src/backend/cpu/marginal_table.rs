@@ -333,11 +333,10 @@ pub(super) fn weigh_gaps_tabled<T: Real, const FMA: bool>(
         && table.cells.len() > table.last as usize
         && std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")
+        && let Some(gaps) = T::as_f32_mut(gaps)
     {
-        if let Some(gaps) = T::as_f32_mut(gaps) {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { avx2::weigh(gaps, &lookup) };
-        }
+        // SAFETY: the CPU has AVX2 and FMA, and the table `last + 1` cells (checked above).
+        return unsafe { avx2::weigh(gaps, &lookup) };
     }
     let mut lanes = [0.0f32; LANES];
     let mut chunks = gaps.chunks_exact_mut(LANES);

@@ -1,6 +1,6 @@
 //! The CPU kernels: hand-blocked loops that LLVM vectorises, compiled three times (AVX-512, AVX2+FMA,
 //! portable) and picked at run time, parallel over row tasks with rayon; one reading written with
-//! AVX2 intrinsics (NAG's marginal table, `marginal_table.rs`), where LLVM's own was 3x slower.
+//! AVX2 intrinsics (NAG's marginal table, `marginal_table.rs`: LLVM moved its records lane by lane).
 //!
 //! The ideal empirical denoiser D(x; s) = sum_j softmax_j(-|x - y_j|^2 / (2 s^2)) y_j, with
 //! max-subtraction (the nearest point has weight 1) and weights below e^-CUTOFF skipped, exps
