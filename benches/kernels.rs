@@ -1,7 +1,8 @@
 //! Criterion benches of the CPU kernels: one empirical-denoiser evaluation (f32, all data in one
 //! span) at sigma in {80, 1, 0.002} on the three reference workloads, on each distance path:
 //! the fast one (the grid for the 2-D toy, the GEMM form for the digits and the 784-D images)
-//! against explicit differences to every point, and on the toy NAG's marginal. The states are
+//! against explicit differences to every point, and on the toy NAG's marginal (its table read with
+//! the AVX2 intrinsics and, for comparison, by the portable loop). The states are
 //! x = y_j + sigma z around data points, as a sampler's states are at that sigma (at sigma = 80
 //! they are noise).
 
@@ -67,13 +68,23 @@ fn one_evaluation(c: &mut Criterion) {
             ];
             let softmax = Weighting::Softmax { sigma };
             let mut runs = vec![
-                (format!("{fast:?}"), softmax, fast),
-                ("Explicit".to_string(), softmax, Path::Explicit),
+                (format!("{fast:?}"), softmax, fast, isa),
+                ("Explicit".to_string(), softmax, Path::Explicit, isa),
             ];
             if set.dim <= 3 {
-                runs.push(("NagMarginal".to_string(), marginal, Path::Explicit));
+                runs.push(("NagMarginal".to_string(), marginal, Path::Explicit, isa));
+                // The whole evaluation on the portable path (the table read by the plain loop),
+                // against the AVX2 intrinsics above.
+                if isa != Isa::Portable {
+                    runs.push((
+                        "NagMarginalPortable".to_string(),
+                        marginal,
+                        Path::Explicit,
+                        Isa::Portable,
+                    ));
+                }
             }
-            for (label, weighting, path) in runs {
+            for (label, weighting, path, isa) in runs {
                 group.bench_function(format!("{label}/sigma={sigma}"), |b| {
                     b.iter(|| {
                         black_box(weighted_rows_on(

@@ -33,6 +33,8 @@ pub trait Real:
     /// floor(log2(self)) for a positive normal value, from the exponent bits (0 and subnormals
     /// give the smallest exponent).
     fn binary_exponent(self) -> i32;
+    /// The slice as f32, where Self is f32 (the kernels with hand-written f32 intrinsics).
+    fn as_f32_mut(values: &mut [Self]) -> Option<&mut [f32]>;
     #[inline(always)]
     fn min(self, other: Self) -> Self {
         if other < self { other } else { self }
@@ -85,6 +87,10 @@ impl Real for f32 {
     #[inline(always)]
     fn binary_exponent(self) -> i32 {
         ((self.to_bits() >> 23) & 0xff) as i32 - 127
+    }
+    #[inline(always)]
+    fn as_f32_mut(values: &mut [f32]) -> Option<&mut [f32]> {
+        Some(values)
     }
 }
 
@@ -147,5 +153,9 @@ impl Real for f64 {
     #[inline(always)]
     fn binary_exponent(self) -> i32 {
         ((self.to_bits() >> 52) & 0x7ff) as i32 - 1023
+    }
+    #[inline(always)]
+    fn as_f32_mut(_: &mut [f64]) -> Option<&mut [f32]> {
+        None
     }
 }

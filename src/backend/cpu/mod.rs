@@ -1,5 +1,6 @@
 //! The CPU kernels: hand-blocked loops that LLVM vectorises, compiled three times (AVX-512, AVX2+FMA,
-//! portable) and picked at run time, parallel over row tasks with rayon.
+//! portable) and picked at run time, parallel over row tasks with rayon; one reading written with
+//! AVX2 intrinsics (NAG's marginal table, `marginal_table.rs`: LLVM moved its records lane by lane).
 //!
 //! The ideal empirical denoiser D(x; s) = sum_j softmax_j(-|x - y_j|^2 / (2 s^2)) y_j, with
 //! max-subtraction (the nearest point has weight 1) and weights below e^-CUTOFF skipped, exps
@@ -19,7 +20,8 @@
 //! - `gemm.rs` / `gemm_form.rs`: the `gemm` crate's products, and the GEMM-form path.
 //! - `cache.rs`: the last batches' GEMM-form distances (NAG's second call, the posterior).
 //! - `grid.rs` / `fused.rs`: the D <= 3 paths.
-//! - `marginal_table.rs`: NAG's marginal weights read from a per-node-set table (D <= 3, f32).
+//! - `marginal_table.rs`: NAG's marginal weights read from a per-node-set table (D <= 3, f32;
+//!   AVX2 + FMA intrinsics in the kernels' AVX2 and AVX-512 copies, a plain loop otherwise).
 //! - `log_sum_exp.rs`: the noise posterior's log-sum-exp on sigma grids, over bucketed gaps.
 //! - `dispatch.rs`: the ISA detection, the target-feature copies and the parallel entry points.
 

@@ -610,21 +610,39 @@ fn the_marginal_table_equals_the_direct_sum() {
                     sigma_power: power,
                 };
                 let (mut worst_table, mut worst_direct, mut apart) = (0.0f64, 0.0f64, 0.0f64);
+                // The AVX2 reading against the portable one.
+                let mut portable = 0.0f64;
                 for &d_min in &d_mins {
                     let d_min = d_min as f32 as f64;
                     let (exact, exact_z) =
                         exact_marginal_weights(&gaps, d_min, (&sigmas, &log_weights), power, dim);
                     let as_f32: Vec<f32> = gaps.iter().map(|&g| g as f32).collect();
-                    let mut tabled = as_f32.clone();
-                    let tabled_z =
-                        marginal_table::weigh_gaps_tabled::<f32, false>(&mut tabled, d_min, &table);
-                    let mut direct = as_f32;
-                    let direct_z =
-                        weights::weigh_gaps::<f32, false>(&mut direct, d_min, &weighting, dim);
                     // Relative errors of the weights above e^-30 of the row's largest (the
                     // others' share of the sums is below 1e-13 N), and of Z.
                     let largest = exact.iter().copied().fold(0.0, f64::max);
                     let relative = |got: f64, want: f64| (got / want - 1.0).abs();
+                    let mut tabled = as_f32.clone();
+                    let tabled_z =
+                        marginal_table::weigh_gaps_tabled::<f32, false>(&mut tabled, d_min, &table);
+                    // FMA = true: the AVX2 intrinsics where the CPU has them (as the kernels
+                    // compiled for AVX2 read the table), held to the portable reading.
+                    let mut fused = as_f32.clone();
+                    let fused_z =
+                        marginal_table::weigh_gaps_tabled::<f32, true>(&mut fused, d_min, &table);
+                    let mut direct = as_f32;
+                    let direct_z =
+                        weights::weigh_gaps::<f32, false>(&mut direct, d_min, &weighting, dim);
+                    worst_table = worst_table.max(relative(fused_z, exact_z));
+                    portable = portable.max(relative(fused_z, tabled_z));
+                    for ((&e, &t), &f) in exact.iter().zip(&tabled).zip(&fused) {
+                        if e >= largest * (-30.0f64).exp() {
+                            worst_table = worst_table.max(relative(f64::from(f), e));
+                            portable = portable.max(relative(f64::from(f), f64::from(t)));
+                        } else {
+                            assert!(f64::from(f) <= largest * (-29.0f64).exp());
+                        }
+                    }
+                    assert_eq!(fused[gaps.len() - 1], 0.0, "an infinite gap weighs nothing");
                     worst_table = worst_table.max(relative(tabled_z, exact_z));
                     worst_direct = worst_direct.max(relative(direct_z, exact_z));
                     apart = apart.max(relative(tabled_z, direct_z));
@@ -646,14 +664,15 @@ fn the_marginal_table_equals_the_direct_sum() {
                 eprintln!(
                     "dim {dim}, log-uniform {log_uniform}, power {power}: {} cells, \
                      interpolation {:.1e}; weights against f64: table {worst_table:.1e}, \
-                     direct {worst_direct:.1e}; table against direct {apart:.1e}",
+                     direct {worst_direct:.1e}; table against direct {apart:.1e}; \
+                     AVX2 against portable {portable:.1e}",
                     table.cells(),
                     table.max_error
                 );
                 assert!(
-                    worst_table <= 1e-5 && apart <= 1e-5,
+                    worst_table <= 1e-5 && apart <= 1e-5 && portable <= 1e-5,
                     "dim {dim}, log-uniform {log_uniform}, power {power}: table {worst_table:e}, \
-                     direct {worst_direct:e}, apart {apart:e}"
+                     direct {worst_direct:e}, apart {apart:e}, AVX2 {portable:e}"
                 );
             }
         }
