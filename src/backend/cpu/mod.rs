@@ -18,6 +18,8 @@
 //! - `weighted.rs`: the explicit path, distances -> weights -> weighted sums.
 //! - `gemm.rs` / `gemm_form.rs`: the `gemm` crate's products, and the GEMM-form path.
 //! - `cache.rs`: the last batches' GEMM-form distances (NAG's second call, the posterior).
+//! - `pruned.rs`: the softmax at small sigma on GEMM-form sets, from candidates a lower bound on
+//!   the distances (a few principal directions) cannot rule out: no product at all.
 //! - `grid.rs` / `fused.rs`: the D <= 3 paths.
 //! - `marginal_table.rs`: NAG's marginal weights read from a per-node-set table (D <= 3, f32).
 //! - `log_sum_exp.rs`: the noise posterior's log-sum-exp on sigma grids, over bucketed gaps.
@@ -33,6 +35,7 @@ mod grid;
 mod layout;
 mod log_sum_exp;
 mod marginal_table;
+mod pruned;
 use crate::core::real;
 #[cfg(test)]
 mod tests;
