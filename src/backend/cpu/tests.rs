@@ -824,6 +824,7 @@ fn pruned_candidates_match_brute_force_at_every_sigma() {
                     gemm::Threads::All,
                 );
                 let mut pruned_rows = 0;
+                let mut worst_gap = 0.0f64;
                 for r in 0..rows {
                     let xr = &xs[r * dim..(r + 1) * dim];
                     let Some(got) = pruned::pruned_row::<f32, false>(&set, proj, xr, span, sigma)
@@ -851,20 +852,29 @@ fn pruned_candidates_match_brute_force_at_every_sigma() {
                         );
                     }
                     // The same candidates within reach as the GEMM form's: the same sums (to the
-                    // f32 rounding of a nearly tied row the GEMM form weighs densely).
+                    // f32 rounding of a nearly tied row the GEMM form weighs densely). The GEMM
+                    // form's f32 distance |x|^2 + |y|^2 - 2 x.y cancels: an error d in a squared
+                    // distance moves a nearly tied row's weight by d / (2 sigma^2), 200 d at sigma
+                    // 0.05. Measured (cargo test --release --lib backend, 00:57 UTC Dec 2): 784-d
+                    // sigma 0.05 row 8, weight sums 1.9872079 (pruned) vs 1.9872314 (GEMM), 1.2e-5
+                    // apart, while the pruned row is within 1e-4 of f64 brute force (above); hence
+                    // 5e-5 here; the largest gap measured over all sets is 1.3e-5 (784-d, 0.002).
                     let g = &gemm[r];
+                    let gap = (got.weight_sum / g.weight_sum - 1.0).abs();
+                    worst_gap = worst_gap.max(gap);
                     assert!(
-                        (got.weight_sum / g.weight_sum - 1.0).abs() <= 1e-5,
+                        gap <= 5e-5,
                         "{name} sigma {sigma} row {r}: weight sums {} vs {}",
                         got.weight_sum,
                         g.weight_sum
                     );
                     for (a, b) in got.weighted.iter().zip(&g.weighted) {
-                        assert!((a - b).abs() <= 1e-5 * scale * g.weight_sum);
+                        assert!((a - b).abs() <= 5e-5 * scale * g.weight_sum);
                     }
                 }
                 eprintln!(
-                    "{name} sigma {sigma} span {span:?}: {pruned_rows} of {rows} rows pruned"
+                    "{name} sigma {sigma} span {span:?}: {pruned_rows} of {rows} rows pruned, \
+                     weight sums vs GEMM form {worst_gap:.1e}"
                 );
                 if sigma <= 0.05 {
                     assert_eq!(pruned_rows, rows, "{name} sigma {sigma}: rows pruned");
