@@ -30,7 +30,7 @@ enum Kind {
     Empirical {
         /// Rows and labels only (no values): `spans` reads the class ranges.
         set: Arc<DataSet>,
-        kernel: EmpiricalKernel,
+        kernel: Box<EmpiricalKernel>,
     },
     Gaussian(GaussianModel),
     Mixture(MixtureModel),
@@ -112,7 +112,7 @@ impl AnalyticModel {
         let dim = source.dim();
         let kind = match source {
             Source::Empirical(set) => Kind::Empirical {
-                kernel: compute.prepare(&set.values, set.n, set.dim, precision)?,
+                kernel: Box::new(compute.prepare(&set.values, set.n, set.dim, precision)?),
                 // The kernel holds the values; the model needs only the class spans.
                 set: Arc::new(DataSet {
                     values: Vec::new(),

@@ -4,7 +4,6 @@
 //! bit-for-bit those cached, against the same span.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use super::gemm_form::{RowMeta, SpanDistances};
@@ -45,12 +44,15 @@ impl<T> std::fmt::Debug for DistanceCache<T> {
     }
 }
 
+/// A cheap multiply-rotate hash of a row's bits (FxHash's step): every hit is confirmed bit for
+/// bit, so the hash only has to spread distinct rows, and SipHash cost as much as a distance.
 fn row_hash<T: Real>(row: &[T]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = 0u64;
     for v in row {
-        v.to_f64().to_bits().hash(&mut h);
+        h = (h.rotate_left(5) ^ v.to_f64().to_bits()).wrapping_mul(K);
     }
-    h.finish()
+    h
 }
 
 fn same_bits<T: Real>(a: &[T], b: &[T]) -> bool {

@@ -15,6 +15,7 @@ use super::layout::{
     GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, LIKELIHOOD_GEMM_MAX_DIM, PreparedSet, tasks,
 };
 use super::log_sum_exp::{exactly_seen, gemm_log_sum_exp_row, log_sum_exp_task};
+use super::pruned::{Projection, pruned_row};
 use super::real::Real;
 use super::weighted::weighted_rows_task;
 use super::weights::Reach;
@@ -42,7 +43,10 @@ dispatch!(finish_row, finish_row_avx512, finish_row_avx2,
      logits: &mut [T]) -> RowMeta);
 dispatch!(weigh_gemm_row, weigh_gemm_row_avx512, weigh_gemm_row_avx2,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta,
-     weighting: &Weighting) -> RowWeights<T>);
+     weighting: &Weighting, out: &mut [T]) -> RowWeights);
+dispatch!(pruned_row, pruned_row_avx512, pruned_row_avx2,
+    (set: &PreparedSet<T>, proj: &Projection, x: &[T], span: Span, sigma: f64)
+     -> Option<WeightedRow>);
 dispatch!(grid_row, grid_row_avx512, grid_row_avx2,
     (grid: &Grid<T>, rows: &[T], span: Span, x: &[T], weighting: &Weighting) -> WeightedRow);
 dispatch!(fused_softmax_task, fused_softmax_avx512, fused_softmax_avx2,
@@ -161,7 +165,9 @@ pub fn weighted_rows_on<T: Real>(
     let mut explicit: Vec<(Span, &[usize])> = Vec::new();
     for (span, rows) in &groups {
         let done = match path {
-            Path::Gemm => Some(gemm_rows(set, x, rows, *span, weighting, isa, threads)),
+            Path::Gemm => Some(pruned_or_gemm_rows(
+                set, x, rows, *span, weighting, isa, threads,
+            )),
             Path::Grid => grid_rows(set, x, rows, *span, weighting, isa)
                 .or_else(|| fused_rows(set, x, rows, *span, weighting, isa)),
             Path::Explicit => None,
@@ -226,7 +232,7 @@ fn gemm_distances<T: Real>(
 }
 
 /// One span's rows in GEMM form.
-fn gemm_rows<T: Real>(
+pub(super) fn gemm_rows<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
     rows: &[usize],
@@ -236,16 +242,71 @@ fn gemm_rows<T: Real>(
     threads: Threads,
 ) -> Vec<WeightedRow> {
     let distances = gemm_distances(set, x, rows, span, isa, threads);
-    let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta| match isa {
+    let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta, out: &mut [T]| match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-        Isa::Avx512 => unsafe { weigh_gemm_row_avx512(set, xr, span, gaps, meta, weighting) },
+        Isa::Avx512 => unsafe { weigh_gemm_row_avx512(set, xr, span, gaps, meta, weighting, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { weigh_gemm_row_avx2(set, xr, span, gaps, meta, weighting) },
-        _ => weigh_gemm_row::<T, false>(set, xr, span, gaps, meta, weighting),
+        Isa::Avx2 => unsafe { weigh_gemm_row_avx2(set, xr, span, gaps, meta, weighting, out) },
+        _ => weigh_gemm_row::<T, false>(set, xr, span, gaps, meta, weighting, out),
     };
     distances.weighted_rows(set, x, threads, &weigh)
+}
+
+/// Rows probed by pruning before the whole batch is: when most of them have too many candidates
+/// (a wide softmax), the batch goes to the product at once.
+const PRUNING_PROBE: usize = 8;
+
+/// One span's rows: the softmax's by pruned candidates where few points are within reach
+/// (`pruned.rs`), the others (and every other weighting) in GEMM form.
+fn pruned_or_gemm_rows<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+    isa: Isa,
+    threads: Threads,
+) -> Vec<WeightedRow> {
+    let Weighting::Softmax { sigma } = *weighting else {
+        return gemm_rows(set, x, rows, span, weighting, isa, threads);
+    };
+    let proj = set.projection();
+    let dim = set.dim;
+    let one = |r: usize| {
+        let xr = &x[r * dim..(r + 1) * dim];
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+            Isa::Avx512 => unsafe { pruned_row_avx512(set, proj, xr, span, sigma) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Isa::Avx2 => unsafe { pruned_row_avx2(set, proj, xr, span, sigma) },
+            _ => pruned_row::<T, false>(set, proj, xr, span, sigma),
+        }
+    };
+    let probe = rows.len().min(PRUNING_PROBE);
+    let mut done: Vec<Option<WeightedRow>> = rows[..probe].par_iter().map(|&r| one(r)).collect();
+    if done.iter().filter(|d| d.is_some()).count() * 2 < probe {
+        return gemm_rows(set, x, rows, span, weighting, isa, threads);
+    }
+    done.par_extend(rows[probe..].par_iter().map(|&r| one(r)));
+    let rest: Vec<usize> = rows
+        .iter()
+        .zip(&done)
+        .filter(|(_, d)| d.is_none())
+        .map(|(&r, _)| r)
+        .collect();
+    let mut from_gemm = if rest.is_empty() {
+        Vec::new()
+    } else {
+        gemm_rows(set, x, &rest, span, weighting, isa, threads)
+    }
+    .into_iter();
+    done.into_iter()
+        .map(|d| d.unwrap_or_else(|| from_gemm.next().unwrap_or_default()))
+        .collect()
 }
 
 /// One span's log-sum-exps in GEMM form (rows measured by the denoiser lately come from the cache).

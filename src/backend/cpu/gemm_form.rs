@@ -89,18 +89,14 @@ pub(super) fn finish_row<T: Real, const FMA: bool>(
     RowMeta { d_min, bound }
 }
 
-/// The weights of one row: dense over the span (summed later by one product for all dense rows),
-/// or already summed.
-pub(super) enum RowWeights<T> {
-    Dense {
-        weights: Vec<T>,
-        normaliser: f64,
-        weight_sum: f64,
-    },
+/// The weights of one row: dense over the span (written to the row's slot of the batch's weight
+/// matrix, summed later by one product for all dense rows), or already summed.
+pub(super) enum RowWeights {
+    Dense { normaliser: f64, weight_sum: f64 },
     Summed(WeightedRow),
 }
 
-impl<T> Default for RowWeights<T> {
+impl Default for RowWeights {
     fn default() -> Self {
         RowWeights::Summed(WeightedRow::default())
     }
@@ -167,7 +163,7 @@ pub(super) fn hybrid_gaps<T: Real, const FMA: bool>(
 
 /// sum_j w_j y_j over the listed points of the span, accumulated in T.
 #[inline(always)]
-fn sparse_sum<T: Real, const FMA: bool>(
+pub(super) fn sparse_sum<T: Real, const FMA: bool>(
     set: &PreparedSet<T>,
     span: Span,
     index: impl Iterator<Item = (usize, T)>,
@@ -189,7 +185,8 @@ fn sparse_sum<T: Real, const FMA: bool>(
 }
 
 /// One row's weights from its gaps, with the gaps the weighting resolves finer than the product's
-/// bound recomputed by explicit differences; summed at once when sparse.
+/// bound recomputed by explicit differences; summed at once when sparse, else written to `out`
+/// (the row's slot in the weight matrix, as long as `gaps`).
 #[inline(always)]
 pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
     set: &PreparedSet<T>,
@@ -198,7 +195,8 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
     gaps: &[T],
     meta: &RowMeta,
     weighting: &Weighting,
-) -> RowWeights<T> {
+    out: &mut [T],
+) -> RowWeights {
     let dim = set.dim;
     // d_min is within the bound below the nearest point measured.
     let reach = Reach::of::<T>(
@@ -207,7 +205,6 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
         dim,
         meta.bound,
     );
-    let mut weights = gaps.to_vec();
     let mut d_min = meta.d_min;
     if reach.exact_cut > 0.0 {
         let limit = T::from_f64(reach.exact_cut + meta.bound);
@@ -235,15 +232,19 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
                 normaliser,
             });
         }
+        out.copy_from_slice(gaps);
         if !sparse {
             // NAG's marginal sees coarse and fine scales at once: the fine ones get exact gaps,
             // the coarse ones the product's.
-            d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut weights, meta, reach.exact_cut);
+            d_min = hybrid_gaps::<T, FMA>(set, x, span, out, meta, reach.exact_cut);
         }
+    } else {
+        out.copy_from_slice(gaps);
     }
-    let normaliser = weigh_gaps::<T, FMA>(&mut weights, d_min, weighting, dim);
+    let weights = out;
+    let normaliser = weigh_gaps::<T, FMA>(weights, d_min, weighting, dim);
     let mut nonzero = 0usize;
-    for &w in &weights {
+    for &w in weights.iter() {
         nonzero += usize::from(w != T::ZERO);
     }
     if nonzero * 16 <= weights.len() {
@@ -255,9 +256,8 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
             normaliser,
         });
     }
-    let weight_sum = sum_in_f64(&weights);
+    let weight_sum = sum_in_f64(weights);
     RowWeights::Dense {
-        weights,
         normaliser,
         weight_sum,
     }
@@ -265,8 +265,9 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
 
 /// A compiled `finish_row`: (x, |x - mu|, the span's largest |y - mu|, logits) -> the row's meta.
 pub(super) type FinishRow<'a, T> = dyn Fn(&[T], f64, f64, &mut [T]) -> RowMeta + Sync + 'a;
-/// A compiled `weigh_gemm_row`: (x, gaps, meta) -> the row's weights.
-pub(super) type WeighRow<'a, T> = dyn Fn(&[T], &[T], &RowMeta) -> RowWeights<T> + Sync + 'a;
+/// A compiled `weigh_gemm_row`: (x, gaps, meta, the row's slot for dense weights) -> the row's
+/// weights.
+pub(super) type WeighRow<'a, T> = dyn Fn(&[T], &[T], &RowMeta, &mut [T]) -> RowWeights + Sync + 'a;
 
 impl<T: Real> SpanDistances<T> {
     /// The gaps of `rows` of the batch `x` to `span` by one product, and each row's meta.
@@ -332,36 +333,39 @@ impl<T: Real> SpanDistances<T> {
     ) -> Vec<WeightedRow> {
         let dim = set.dim;
         let width = self.span.len();
-        let per_row: Vec<RowWeights<T>> = self
-            .rows
-            .par_iter()
+        // Every row's dense weights in its slot; the sparse rows' slots are left unused.
+        let mut matrix = vec![T::ZERO; self.rows.len() * width];
+        let per_row: Vec<RowWeights> = matrix
+            .par_chunks_mut(width.max(1))
+            .zip(self.rows.par_iter())
             .enumerate()
-            .map(|(q, &r)| {
+            .map(|(q, (out, &r))| {
                 weigh(
                     &x[r * dim..(r + 1) * dim],
                     &self.gaps[q * width..(q + 1) * width],
                     &self.meta[q],
+                    out,
                 )
             })
             .collect();
-        // The dense rows' sums by one product with the span's rows.
-        let dense: Vec<usize> = (0..per_row.len())
-            .filter(|&q| matches!(per_row[q], RowWeights::Dense { .. }))
-            .collect();
-        let mut matrix = Vec::with_capacity(dense.len() * width);
-        for &q in &dense {
-            if let RowWeights::Dense { weights, .. } = &per_row[q] {
-                matrix.extend_from_slice(weights);
+        // The dense rows' sums by one product with the span's rows: their slots moved together.
+        let mut dense = 0;
+        for (q, w) in per_row.iter().enumerate() {
+            if matches!(w, RowWeights::Dense { .. }) {
+                if q != dense {
+                    matrix.copy_within(q * width..(q + 1) * width, dense * width);
+                }
+                dense += 1;
             }
         }
         // Against the centred rows (the ones the distances streamed, likely still in cache):
         // sum_j w_j y_j = sum_j w_j (y_j - mu) + mu sum_j w_j.
         let ops = set.gemm_operands();
-        let mut sums = vec![T::ZERO; dense.len() * dim];
+        let mut sums = vec![T::ZERO; dense * dim];
         product(
-            &matrix,
+            &matrix[..dense * width],
             &ops.centred[self.span.start * dim..self.span.end * dim],
-            (dense.len(), dim, width),
+            (dense, dim, width),
             &mut sums,
             threads,
         );
@@ -373,7 +377,6 @@ impl<T: Real> SpanDistances<T> {
                 RowWeights::Dense {
                     normaliser,
                     weight_sum,
-                    ..
                 } => {
                     let s = &sums[next_dense * dim..(next_dense + 1) * dim];
                     next_dense += 1;

@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 
 use super::cache::DistanceCache;
 use super::marginal_table::MarginalTables;
+use super::pruned::Projection;
 use super::real::Real;
 
 /// SIMD width the blocked data layout is padded to.
@@ -22,6 +23,8 @@ pub struct PreparedSet<T> {
     pub(super) columns: Vec<T>,
     /// The GEMM form's operands, built at first use.
     pub(super) gemm: OnceLock<GemmOperands<T>>,
+    /// The principal directions for pruning at small sigma, built at first use.
+    pub(super) projection: OnceLock<Projection>,
     /// The last batches' distances in GEMM form.
     pub(super) cache: DistanceCache<T>,
     /// NAG's marginal as tables over the squared distance, per node set.
@@ -122,6 +125,7 @@ impl<T: Real> PreparedSet<T> {
             rows,
             columns,
             gemm: OnceLock::new(),
+            projection: OnceLock::new(),
             cache: DistanceCache::default(),
             marginal: MarginalTables::default(),
         }
@@ -131,12 +135,18 @@ impl<T: Real> PreparedSet<T> {
     pub fn bytes(&self) -> usize {
         (self.blocked.len() + self.rows.len() + self.columns.len()) * std::mem::size_of::<T>()
             + self.gemm.get().map_or(0, GemmOperands::bytes)
+            + self.projection.get().map_or(0, Projection::bytes)
     }
 
     /// The GEMM form's operands (built at the first call).
     pub(super) fn gemm_operands(&self) -> &GemmOperands<T> {
         self.gemm
             .get_or_init(|| GemmOperands::new(&self.rows, self.n, self.dim))
+    }
+
+    /// The pruning's projection (built at the first call).
+    pub(super) fn projection(&self) -> &Projection {
+        self.projection.get_or_init(|| Projection::new(self))
     }
 }
 

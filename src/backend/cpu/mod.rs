@@ -19,6 +19,8 @@
 //! - `weighted.rs`: the explicit path, distances -> weights -> weighted sums.
 //! - `gemm.rs` / `gemm_form.rs`: the `gemm` crate's products, and the GEMM-form path.
 //! - `cache.rs`: the last batches' GEMM-form distances (NAG's second call, the posterior).
+//! - `pruned.rs`: the softmax at small sigma on GEMM-form sets, from candidates a lower bound on
+//!   the distances (a few principal directions) cannot rule out: no product at all.
 //! - `grid.rs` / `fused.rs`: the D <= 3 paths.
 //! - `marginal_table.rs`: NAG's marginal weights read from a per-node-set table (D <= 3, f32;
 //!   AVX2 + FMA intrinsics in the kernels' AVX2 and AVX-512 copies, a plain loop otherwise).
@@ -35,6 +37,7 @@ mod grid;
 mod layout;
 mod log_sum_exp;
 mod marginal_table;
+mod pruned;
 use crate::core::real;
 #[cfg(test)]
 mod tests;

@@ -95,6 +95,15 @@ pub(super) fn weigh_gaps<T: Real, const FMA: bool>(
             let mut lanes = [T::ZERO; LANES];
             let mut chunks = gaps.chunks_exact_mut(LANES);
             for ch in &mut chunks {
+                // A chunk wholly beyond the reach (most of them at small sigma) needs no exp.
+                let mut live = false;
+                for l in 0..LANES {
+                    live |= ch[l] <= cut;
+                }
+                if !live {
+                    ch.fill(T::ZERO);
+                    continue;
+                }
                 for l in 0..LANES {
                     let w = (ch[l] * c).exp();
                     ch[l] = if ch[l] <= cut { w } else { T::ZERO };

@@ -1,0 +1,261 @@
+//! Exact candidate pruning at small sigma (the softmax of f32 GEMM-form sets): a lower bound on
+//! every squared distance from a few principal directions skips the points that cannot reach the
+//! softmax cutoff, without the full product.
+//!
+//! For P with orthonormal rows (an orthogonal projection onto k directions), |P(x - y)|^2 <=
+//! |x - y|^2. The projections P (y_j - mu) are kept in f64, and P (x - mu) and the bounds
+//! L_j = |P (x - mu) - P (y_j - mu)|^2 are formed in f64 from the f32 inputs, so each L_j is the
+//! exact projected distance of the rounded inputs to within ~1e-13 relative. A row measures its
+//! most promising point (the smallest L_j) by explicit differences, d_best, and keeps only the
+//! points with L_j <= (d_best + cut)(1 + margin): every point it drops has an explicit f32
+//! distance more than `cut` above d_best (the margin covers the f32 sums' rounding, below
+//! (D + 16) u relative), so its weight is below e^-CUTOFF of the nearest point's and the
+//! explicit path leaves it out too. The kept points are measured by explicit differences and
+//! weighed as the GEMM form's sparse rows are (`gemm_form.rs`), so the two paths agree.
+//! A row with more candidates than `recompute_limit` (a wide softmax) returns `None` and takes the
+//! GEMM form.
+
+use rayon::prelude::*;
+
+use super::distances::explicit_distance;
+use super::gemm::{Threads, product, product_transposed};
+use super::gemm_form::{recompute_limit, sparse_sum};
+use super::layout::PreparedSet;
+use super::real::Real;
+use super::weights::weigh_gaps;
+use crate::backend::{Span, WeightedRow, Weighting};
+
+/// Points per block of the projected layout (f64 lanes).
+pub(super) const PLANES: usize = 8;
+/// Subspace iterations for the principal directions (any orthonormal basis keeps the bound
+/// exact; better directions only prune more).
+const ITERATIONS: usize = 4;
+
+/// The set's leading principal directions and its points projected on them.
+#[derive(Clone, Debug)]
+pub(super) struct Projection {
+    /// Directions kept (0 when the data have no spread).
+    pub k: usize,
+    /// [k][dim]: orthonormal rows.
+    basis: Vec<f64>,
+    /// The mean the projections are taken about.
+    mean: Vec<f64>,
+    /// [blocks][k][PLANES]: P (y_j - mu), zero-padded to whole blocks.
+    blocked: Vec<f64>,
+}
+
+/// Directions kept for a set of `dim` dimensions.
+pub(super) fn directions(dim: usize) -> usize {
+    (dim / 8).clamp(4, 16).min(dim)
+}
+
+/// Orthonormalises the rows of `q` ([rows][dim]) in place by modified Gram-Schmidt, twice;
+/// returns how many independent rows are left at the front.
+fn orthonormalise(q: &mut Vec<f64>, dim: usize) -> usize {
+    let mut kept = 0;
+    let rows = q.len() / dim;
+    for r in 0..rows {
+        let mut v: Vec<f64> = q[r * dim..(r + 1) * dim].to_vec();
+        let start: f64 = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        for _ in 0..2 {
+            for p in 0..kept {
+                let u = &q[p * dim..(p + 1) * dim];
+                let c: f64 = u.iter().zip(&v).map(|(a, b)| a * b).sum();
+                for (b, a) in v.iter_mut().zip(u) {
+                    *b -= c * a;
+                }
+            }
+        }
+        let norm: f64 = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        let independent = norm > 1e-6 * start && norm > 0.0;
+        if !independent {
+            continue;
+        }
+        for (slot, b) in q[kept * dim..(kept + 1) * dim].iter_mut().zip(&v) {
+            *slot = b / norm;
+        }
+        kept += 1;
+    }
+    q.truncate(kept * dim);
+    kept
+}
+
+impl Projection {
+    /// From the set's rows and the GEMM form's mean and centred rows.
+    pub(super) fn new<T: Real>(set: &PreparedSet<T>) -> Self {
+        let (n, dim) = (set.n, set.dim);
+        let ops = set.gemm_operands();
+        let want = directions(dim).min(n);
+        // A fixed pseudo-random start, then subspace iterations Q <- orth(C^T C Q) in T.
+        let mut q: Vec<f64> = (0..want * dim)
+            .map(|i| {
+                let h = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                ((h >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+            })
+            .collect();
+        let mut k = orthonormalise(&mut q, dim);
+        for _ in 0..ITERATIONS {
+            if k == 0 || n == 0 {
+                break;
+            }
+            let qt: Vec<T> = q.iter().map(|&v| T::from_f64(v)).collect();
+            // Z = C Q^T: [n][k].
+            let mut z = vec![T::ZERO; n * k];
+            product_transposed(&ops.centred, &qt, (n, k, dim), &mut z, Threads::All);
+            let mut zt = vec![T::ZERO; k * n];
+            for j in 0..n {
+                for i in 0..k {
+                    zt[i * n + j] = z[j * k + i];
+                }
+            }
+            // Q = Z^T C: [k][dim].
+            let mut next = vec![T::ZERO; k * dim];
+            product(&zt, &ops.centred, (k, dim, n), &mut next, Threads::All);
+            q = next.iter().map(|v| v.to_f64()).collect();
+            k = orthonormalise(&mut q, dim);
+        }
+        let blocks = n.div_ceil(PLANES);
+        let mut blocked = vec![0.0; blocks * k * PLANES];
+        let mean = ops.mean.clone();
+        blocked
+            .par_chunks_mut((k * PLANES).max(1))
+            .enumerate()
+            .for_each(|(b, block)| {
+                for l in 0..PLANES {
+                    let j = b * PLANES + l;
+                    if j >= n || k == 0 {
+                        continue;
+                    }
+                    let y = &set.rows[j * dim..(j + 1) * dim];
+                    for i in 0..k {
+                        let u = &q[i * dim..(i + 1) * dim];
+                        let mut acc = 0.0;
+                        for d in 0..dim {
+                            acc += u[d] * (y[d].to_f64() - mean[d]);
+                        }
+                        block[i * PLANES + l] = acc;
+                    }
+                }
+            });
+        Projection {
+            k,
+            basis: q,
+            mean,
+            blocked,
+        }
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        (self.basis.len() + self.mean.len() + self.blocked.len()) * 8
+    }
+
+    /// P (x - mu) in f64.
+    fn project<T: Real>(&self, x: &[T], dim: usize) -> Vec<f64> {
+        (0..self.k)
+            .map(|i| {
+                let u = &self.basis[i * dim..(i + 1) * dim];
+                let mut acc = 0.0;
+                for d in 0..dim {
+                    acc += u[d] * (x[d].to_f64() - self.mean[d]);
+                }
+                acc
+            })
+            .collect()
+    }
+}
+
+/// Relative margin of the pruning test: above the rounding of explicit f32 distances (the
+/// sums run over at most D / LANES + log2 LANES terms, plus the difference and the square) and of
+/// the f64 bounds, with room to spare.
+fn margin(dim: usize, epsilon: f64) -> f64 {
+    4.0 * (dim as f64 + 16.0) * epsilon + 1e-12
+}
+
+/// The lower bounds L_j of the span's points, at `out[j - first]` with `first` the span's first
+/// block's first point; points of neighbouring spans in the blocks get +inf.
+#[inline(always)]
+fn lower_bounds(proj: &Projection, px: &[f64], span: Span, out: &mut Vec<f64>) -> usize {
+    let k = proj.k;
+    let (b0, b1) = (span.start / PLANES, span.end.div_ceil(PLANES));
+    out.clear();
+    out.resize((b1 - b0) * PLANES, f64::INFINITY);
+    for b in b0..b1 {
+        let block = &proj.blocked[b * k * PLANES..(b + 1) * k * PLANES];
+        let mut acc = [0.0f64; PLANES];
+        for i in 0..k {
+            let p = px[i];
+            let col = &block[i * PLANES..(i + 1) * PLANES];
+            for l in 0..PLANES {
+                let t = p - col[l];
+                acc[l] += t * t;
+            }
+        }
+        out[(b - b0) * PLANES..(b - b0 + 1) * PLANES].copy_from_slice(&acc);
+    }
+    let first = b0 * PLANES;
+    out[..span.start - first].fill(f64::INFINITY);
+    out[span.end - first..].fill(f64::INFINITY);
+    first
+}
+
+/// One row of the softmax at `sigma` by pruned candidates; `None` when too many points are
+/// within reach (the row then takes the GEMM form).
+#[inline(always)]
+pub(super) fn pruned_row<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    proj: &Projection,
+    x: &[T],
+    span: Span,
+    sigma: f64,
+) -> Option<WeightedRow> {
+    let dim = set.dim;
+    if span.is_empty() || proj.k == 0 {
+        return None;
+    }
+    let weighting = Weighting::Softmax { sigma };
+    let cut = 2.0 * sigma * sigma * T::CUTOFF;
+    let px = proj.project(x, dim);
+    let mut bounds = Vec::new();
+    let first = lower_bounds(proj, &px, span, &mut bounds);
+    let mut best = span.start - first;
+    for (q, &l) in bounds.iter().enumerate() {
+        if l < bounds[best] {
+            best = q;
+        }
+    }
+    let j = first + best;
+    let d_best = explicit_distance::<T, FMA>(x, &set.rows[j * dim..(j + 1) * dim]).to_f64();
+    let threshold = (d_best + cut) * (1.0 + margin(dim, T::EPSILON));
+    let limit = recompute_limit(span.len());
+    let mut index = Vec::new();
+    for (q, &l) in bounds.iter().enumerate() {
+        if l <= threshold {
+            if index.len() == limit {
+                return None;
+            }
+            index.push(first + q - span.start);
+        }
+    }
+    let mut exact: Vec<T> = index
+        .iter()
+        .map(|&q| {
+            let j = span.start + q;
+            explicit_distance::<T, FMA>(x, &set.rows[j * dim..(j + 1) * dim])
+        })
+        .collect();
+    let nearest = exact
+        .iter()
+        .copied()
+        .fold(T::INFINITY, |m, v| if v < m { v } else { m });
+    for d in exact.iter_mut() {
+        *d = *d - nearest;
+    }
+    let normaliser = weigh_gaps::<T, FMA>(&mut exact, nearest.to_f64(), &weighting, dim);
+    let (weighted, weight_sum) =
+        sparse_sum::<T, FMA>(set, span, index.iter().copied().zip(exact.iter().copied()));
+    Some(WeightedRow {
+        weighted,
+        weight_sum,
+        normaliser,
+    })
+}
