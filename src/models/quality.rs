@@ -86,6 +86,7 @@ pub fn quality(
 /// The metrics' dot products a.b^T through the engine's f64 GEMM on every thread (the MMD of
 /// 2000 784-D points against each other took seconds in plain loops).
 pub fn gemm_products(a: &Batch, b: &Batch) -> Vec<f64> {
+    debug_assert_eq!(a.dim, b.dim, "products of rows of different lengths");
     let mut out = vec![0.0; a.rows * b.rows];
     if a.dim == b.dim && a.rows > 0 && b.rows > 0 {
         product_transposed(

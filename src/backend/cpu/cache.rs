@@ -136,3 +136,70 @@ impl<T: Real> DistanceCache<T> {
         }
     }
 }
+
+/// Softmax batches remembered for the re-read forecast.
+const HISTORY: usize = 32;
+/// Batches the forecast needs before it leaves the default (pruning).
+const HISTORY_MIN: usize = 4;
+
+/// Which of the last softmax batches a later call read again in full (NAG's noise-dropped call,
+/// the noise posterior): pruning a batch's softmax leaves no distances for such a reader, which
+/// then pays the whole product after the pruning. When nearly every recent batch was re-read
+/// (NAG on, or one evaluation per step with diagnostics on), the softmax takes the product
+/// itself and the reader finds it cached. The forecast depends only on the call sequence, so a
+/// run's path, and its results, are reproducible.
+#[derive(Clone, Default)]
+pub(super) struct RereadHistory {
+    /// (fingerprint of the batch's rows and span, re-read since), oldest first.
+    entries: Arc<Mutex<VecDeque<(u64, bool)>>>,
+}
+
+impl std::fmt::Debug for RereadHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RereadHistory")
+    }
+}
+
+/// One number for the rows `rows` of `x` against `span` (collisions only misplace a forecast).
+pub(super) fn batch_fingerprint<T: Real>(x: &[T], dim: usize, rows: &[usize], span: Span) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = ((span.start as u64) << 32 ^ span.end as u64).wrapping_mul(K);
+    for &r in rows {
+        h = (h.rotate_left(5) ^ row_hash(&x[r * dim..(r + 1) * dim])).wrapping_mul(K);
+    }
+    h
+}
+
+impl RereadHistory {
+    /// Whether the next softmax batch is likely to be re-read: at least three quarters of the
+    /// remembered batches were.
+    pub fn expects_reread(&self) -> bool {
+        let Ok(entries) = self.entries.lock() else {
+            return false;
+        };
+        let reread = entries.iter().filter(|(_, r)| *r).count();
+        entries.len() >= HISTORY_MIN && 4 * reread >= 3 * entries.len()
+    }
+
+    /// A softmax batch was evaluated.
+    pub fn softmax(&self, fingerprint: u64) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        entries.push_back((fingerprint, false));
+        if entries.len() > HISTORY {
+            entries.pop_front();
+        }
+    }
+
+    /// A batch was read in full by another weighting or the posterior: marks the latest softmax
+    /// batch with the same fingerprint.
+    pub fn reread(&self, fingerprint: u64) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if let Some(entry) = entries.iter_mut().rev().find(|(f, _)| *f == fingerprint) {
+            entry.1 = true;
+        }
+    }
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::cache::batch_fingerprint;
 use super::fused::{FUSED_MAX_DIM, fused_softmax_task};
 use super::gemm::Threads;
 use super::gemm_form::{
@@ -259,7 +260,9 @@ pub(super) fn gemm_rows<T: Real>(
 const PRUNING_PROBE: usize = 8;
 
 /// One span's rows: the softmax's by pruned candidates where few points are within reach
-/// (`pruned.rs`), the others (and every other weighting) in GEMM form.
+/// (`pruned.rs`), the others (and every other weighting) in GEMM form. A softmax batch that a
+/// later call is likely to read again in full (`RereadHistory`) takes the product at once, which
+/// that call then finds cached.
 fn pruned_or_gemm_rows<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
@@ -269,9 +272,16 @@ fn pruned_or_gemm_rows<T: Real>(
     isa: Isa,
     threads: Threads,
 ) -> Vec<WeightedRow> {
+    let fingerprint = batch_fingerprint(x, set.dim, rows, span);
     let Weighting::Softmax { sigma } = *weighting else {
+        set.rereads.reread(fingerprint);
         return gemm_rows(set, x, rows, span, weighting, isa, threads);
     };
+    let reread_expected = set.rereads.expects_reread();
+    set.rereads.softmax(fingerprint);
+    if reread_expected {
+        return gemm_rows(set, x, rows, span, weighting, isa, threads);
+    }
     let proj = set.projection();
     let dim = set.dim;
     let one = |r: usize| {
@@ -304,6 +314,11 @@ fn pruned_or_gemm_rows<T: Real>(
         gemm_rows(set, x, &rest, span, weighting, isa, threads)
     }
     .into_iter();
+    debug_assert_eq!(
+        from_gemm.len(),
+        rest.len(),
+        "one product row per unpruned row"
+    );
     done.into_iter()
         .map(|d| d.unwrap_or_else(|| from_gemm.next().unwrap_or_default()))
         .collect()
@@ -324,6 +339,8 @@ fn gemm_log_sum_exp<T: Real>(
     isa: Isa,
     threads: Threads,
 ) -> Vec<GridRow> {
+    set.rereads
+        .reread(batch_fingerprint(x, set.dim, rows, span));
     let distances = gemm_distances(set, x, rows, span, isa, threads);
     let dim = set.dim;
     let width = span.len();

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use super::cache::DistanceCache;
+use super::cache::{DistanceCache, RereadHistory};
 use super::marginal_table::MarginalTables;
 use super::pruned::Projection;
 use super::real::Real;
@@ -27,6 +27,8 @@ pub struct PreparedSet<T> {
     pub(super) projection: OnceLock<Projection>,
     /// The last batches' distances in GEMM form.
     pub(super) cache: DistanceCache<T>,
+    /// Which recent softmax batches were read again in full (whether to prune the next).
+    pub(super) rereads: RereadHistory,
     /// NAG's marginal as tables over the squared distance, per node set.
     pub(super) marginal: MarginalTables,
 }
@@ -127,6 +129,7 @@ impl<T: Real> PreparedSet<T> {
             gemm: OnceLock::new(),
             projection: OnceLock::new(),
             cache: DistanceCache::default(),
+            rereads: RereadHistory::default(),
             marginal: MarginalTables::default(),
         }
     }

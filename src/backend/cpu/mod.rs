@@ -18,7 +18,8 @@
 //! - `weights.rs`: gaps -> weights for every weighting, and which gaps each must see exactly.
 //! - `weighted.rs`: the explicit path, distances -> weights -> weighted sums.
 //! - `gemm.rs` / `gemm_form.rs`: the `gemm` crate's products, and the GEMM-form path.
-//! - `cache.rs`: the last batches' GEMM-form distances (NAG's second call, the posterior).
+//! - `cache.rs`: the last batches' GEMM-form distances (NAG's second call, the posterior), and
+//!   which softmax batches such calls read again (those skip pruning).
 //! - `pruned.rs`: the softmax at small sigma on GEMM-form sets, from candidates a lower bound on
 //!   the distances (a few principal directions) cannot rule out: no product at all.
 //! - `grid.rs` / `fused.rs`: the D <= 3 paths.

@@ -128,12 +128,7 @@ impl Projection {
                     }
                     let y = &set.rows[j * dim..(j + 1) * dim];
                     for i in 0..k {
-                        let u = &q[i * dim..(i + 1) * dim];
-                        let mut acc = 0.0;
-                        for d in 0..dim {
-                            acc += u[d] * (y[d].to_f64() - mean[d]);
-                        }
-                        block[i * PLANES + l] = acc;
+                        block[i * PLANES + l] = centred_dot(&q[i * dim..(i + 1) * dim], y, &mean);
                     }
                 }
             });
@@ -152,16 +147,18 @@ impl Projection {
     /// P (x - mu) in f64.
     fn project<T: Real>(&self, x: &[T], dim: usize) -> Vec<f64> {
         (0..self.k)
-            .map(|i| {
-                let u = &self.basis[i * dim..(i + 1) * dim];
-                let mut acc = 0.0;
-                for d in 0..dim {
-                    acc += u[d] * (x[d].to_f64() - self.mean[d]);
-                }
-                acc
-            })
+            .map(|i| centred_dot(&self.basis[i * dim..(i + 1) * dim], x, &self.mean))
             .collect()
     }
+}
+
+/// u . (x - mu) in f64.
+fn centred_dot<T: Real>(u: &[f64], x: &[T], mean: &[f64]) -> f64 {
+    u.iter()
+        .zip(x)
+        .zip(mean)
+        .map(|((u, x), m)| u * (x.to_f64() - m))
+        .sum()
 }
 
 /// Relative margin of the pruning test: above the rounding of explicit f32 distances (the

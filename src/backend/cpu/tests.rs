@@ -905,3 +905,71 @@ fn pruned_candidates_match_brute_force_at_every_sigma() {
         }
     }
 }
+
+/// Pruning leaves no distances behind; a softmax batch that NAG's second call (or the posterior)
+/// reads again takes the product once the call sequence shows such re-reads, and only then.
+#[test]
+fn softmax_batches_read_again_take_the_product_and_leave_it_cached() {
+    let (_, values, dim) = reference_sets()
+        .into_iter()
+        .find(|(name, _, _)| *name == "digits")
+        .expect("digits");
+    let n = values.len() / dim;
+    let span = Span { start: 0, end: n };
+    let sigma = 0.05;
+    let (sigmas, log_weights) = nag_nodes(true, dim);
+    let marginal = Weighting::Marginal {
+        sigmas: &sigmas,
+        log_weights: &log_weights,
+        sigma_power: 1,
+    };
+    let batch = |seed: u64| -> Vec<f32> {
+        rows_around(&values, dim, sigma, seed)
+            .iter()
+            .map(|&v| v as f32)
+            .collect()
+    };
+    let all: Vec<usize> = (0..32).collect();
+    let spans = vec![span; 32];
+    let softmax = |set: &PreparedSet<f32>, x: &[f32]| {
+        weighted_rows(set, x, &spans, &Weighting::Softmax { sigma }, Isa::detect())
+    };
+    let cached = |set: &PreparedSet<f32>, x: &[f32]| set.cache.lookup(x, dim, &all, span).is_some();
+
+    // NAG: every softmax batch is read again by the noise-dropped call.
+    let set = PreparedSet::<f32>::new(&values, n, dim);
+    let mut product_rows = 0;
+    for step in 0..8 {
+        let x = batch(100 + step);
+        let expected = set.rereads.expects_reread();
+        let rows = softmax(&set, &x);
+        assert_eq!(cached(&set, &x), expected, "NAG step {step}");
+        assert_eq!(expected, step >= 4, "NAG step {step}: forecast");
+        product_rows += usize::from(expected);
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let reference = brute_rows(&f32_rounded(&values), dim, &x64, sigma);
+        let (d, sum) = errors(&rows, &reference, 16.0);
+        assert!(
+            d <= 1e-4 && sum <= 1e-4,
+            "NAG step {step}: errors {d:e} {sum:e}"
+        );
+        weighted_rows(&set, &x, &spans, &marginal, Isa::detect());
+    }
+    assert_eq!(product_rows, 4);
+
+    // Heun with the posterior: the predictor's batch is never read again, so pruning stays.
+    let set = PreparedSet::<f32>::new(&values, n, dim);
+    for step in 0..8 {
+        let x = batch(200 + step);
+        let predictor = batch(300 + step);
+        softmax(&set, &x);
+        softmax(&set, &predictor);
+        assert!(
+            !cached(&set, &x) && !cached(&set, &predictor),
+            "Heun step {step}"
+        );
+        let coarse = [0.01, 0.1, 1.0];
+        log_sum_exp_grid(&set, &x, &spans, &coarse, &|_, _| Vec::new(), Isa::detect());
+        assert!(!set.rereads.expects_reread(), "Heun step {step}: forecast");
+    }
+}
