@@ -12,9 +12,7 @@ use super::gemm_form::{
     RowMeta, RowWeights, SpanDistances, finish_row, recompute_limit, weigh_gemm_row,
 };
 use super::grid::{GRID_MAX_DIM, Grid, grid_row};
-use super::layout::{
-    GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, LIKELIHOOD_GEMM_MAX_DIM, PreparedSet, tasks,
-};
+use super::layout::{GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
 use super::log_sum_exp::{exactly_seen, gemm_log_sum_exp_row, log_sum_exp_task};
 use super::pruned::{Projection, pruned_row};
 use super::real::Real;
@@ -504,7 +502,7 @@ pub fn log_sum_exp_grid<T: Real>(
     isa: Isa,
 ) -> Vec<GridRow> {
     let groups = group_by_span(spans);
-    if Path::for_set(set) == Path::Gemm && set.dim <= LIKELIHOOD_GEMM_MAX_DIM {
+    if Path::for_set(set) == Path::Gemm {
         let threads = if groups.len() == 1 {
             Threads::All
         } else {

@@ -39,10 +39,6 @@ pub(super) const GEMM_MIN_DIM: usize = 16;
 /// explicit f32 differences, 1.5e-5 against 7.9e-5 in the weighted means and weight sums, tests.rs;
 /// its error bound grows with D, and the candidates it cannot resolve are recomputed explicitly).
 pub(super) const GEMM_MAX_DIM: usize = 1024;
-/// The noise posterior's log-sum-exps take the GEMM form up to this many dimensions: on 784-D its
-/// likelihood grids differ from the GPU's explicit ones by 1.3e-4 of the peak (tests/gpu_parity.rs
-/// holds the two sides to each other there).
-pub(super) const LIKELIHOOD_GEMM_MAX_DIM: usize = 256;
 
 /// The data set centred on its mean for the GEMM form x.y - |y|^2 / 2: centring keeps |x| and |y|,
 /// and with them the form's rounding error, at the scale of the data's spread.

@@ -7,7 +7,7 @@
 //! included. Distances take one of three paths (`Path`): explicit differences (no
 //! |x|^2 - 2 x.y + |y|^2 cancellation, exact at s = 0.002; f64 sets, f32 above 1024 dims), the
 //! GEMM form with the candidates a weighting resolves finely recomputed explicitly (f32,
-//! 16..=1024 dims; the posterior's log-sum-exps up to 256), and for D <= 3 a grid that visits
+//! 16..=1024 dims, the posterior's log-sum-exps included), and for D <= 3 a grid that visits
 //! only the points within reach (or, at large sigma, a fused two-pass softmax).
 //!
 //! - `real`: the `Real` trait (f32 / f64) with the vectorisable exp polynomials (core::real,

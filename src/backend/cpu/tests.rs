@@ -733,24 +733,31 @@ fn nag_on_the_toys_through_the_table_matches_brute_force() {
     }
 }
 
-/// The noise posterior's log-sum-exps on the digits (64-D, GEMM form: rows whose grid sees most
+/// The noise posterior's log-sum-exps on the digits and 784-D images (GEMM form: rows whose grid sees most
 /// gaps exactly take explicit distances to the whole span, the others recompute their candidates)
 /// against f64 brute force on the same f32-rounded inputs, at every sigma the states are drawn at,
 /// on the estimator's own coarse grid and a fine grid around sigma; rows on tied and nearly tied
 /// points included.
 #[test]
 fn posterior_grids_in_gemm_form_match_f64_at_every_sigma() {
+    for (name, values, dim) in reference_sets() {
+        if dim < layout::GEMM_MIN_DIM {
+            continue;
+        }
+        posterior_grids_match_f64(name, &values, dim);
+    }
+}
+
+/// `log_sum_exp_grid` on the set's default path against f64 sums over every point.
+fn posterior_grids_match_f64(name: &str, values: &[f64], dim: usize) {
     use crate::core::estimate::{PosteriorEstimator, SigmaPrior};
-    let digits = crate::data::digits::load().expect("digits");
-    let dim = digits.dim;
-    let values = with_ties(&digits.values, dim);
     let n = values.len() / dim;
-    let set = PreparedSet::<f32>::new(&values, n, dim);
+    let set = PreparedSet::<f32>::new(values, n, dim);
     assert_eq!(Path::for_set(&set), Path::Gemm);
-    let exact_values = f32_rounded(&values);
+    let exact_values = f32_rounded(values);
     let coarse = PosteriorEstimator::new(SigmaPrior::for_schedule(0.002, 80.0)).coarse_grid(dim);
     for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
-        let x = f32_rounded(&rows_around(&values, dim, sigma, 23));
+        let x = f32_rounded(&rows_around(values, dim, sigma, 23));
         let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let spans = vec![Span { start: 0, end: n }; x.len() / dim];
         let fine = vec![sigma * 0.9, sigma, sigma * 1.1];
@@ -781,7 +788,7 @@ fn posterior_grids_in_gemm_form_match_f64_at_every_sigma() {
                 if massive(s) {
                     assert!(
                         (got - expect).abs() <= 1e-4 * (1.0 + expect.abs()),
-                        "sigma {sigma}, row {r}, node {s}: {got} vs {expect}"
+                        "{name} sigma {sigma}, row {r}, node {s}: {got} vs {expect}"
                     );
                 } else {
                     // A massless node carries its lower bound.
