@@ -501,8 +501,21 @@ pub fn log_sum_exp_grid<T: Real>(
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
 ) -> Vec<GridRow> {
+    log_sum_exp_grid_on(set, x, spans, coarse, refine, isa, Path::for_set(set))
+}
+
+/// `log_sum_exp_grid` on a given path (the GEMM form, or explicit differences for any other).
+pub fn log_sum_exp_grid_on<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    spans: &[Span],
+    coarse: &[f64],
+    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
+    isa: Isa,
+    path: Path,
+) -> Vec<GridRow> {
     let groups = group_by_span(spans);
-    if Path::for_set(set) == Path::Gemm {
+    if path == Path::Gemm {
         let threads = if groups.len() == 1 {
             Threads::All
         } else {

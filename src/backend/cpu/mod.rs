@@ -45,7 +45,9 @@ mod tests;
 mod weighted;
 mod weights;
 
-pub use dispatch::{Isa, Path, log_sum_exp_grid, weighted_rows, weighted_rows_on};
+pub use dispatch::{
+    Isa, Path, log_sum_exp_grid, log_sum_exp_grid_on, weighted_rows, weighted_rows_on,
+};
 pub use layout::{LANES, PreparedSet};
 pub use log_sum_exp::LIKELIHOOD_MARGIN;
 pub use real::Real;
