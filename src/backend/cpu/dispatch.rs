@@ -21,7 +21,8 @@ use super::weights::Reach;
 use crate::backend::{GridRow, Span, WeightedRow, Weighting};
 
 macro_rules! dispatch {
-    ($kernel:ident, $name512:ident, $name2:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+    ($kernel:ident, $name512:ident, $name2:ident, $entry:ident,
+     ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
         unsafe fn $name512<T: Real>($($arg: $ty),*) -> $ret {
@@ -32,28 +33,40 @@ macro_rules! dispatch {
         unsafe fn $name2<T: Real>($($arg: $ty),*) -> $ret {
             $kernel::<T, true>($($arg),*)
         }
+        /// The kernel's copy for `isa`: AVX-512, AVX2 + FMA, or portable.
+        fn $entry<T: Real>(isa: Isa, $($arg: $ty),*) -> $ret {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
+                Isa::Avx512 => unsafe { $name512::<T>($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx2 => unsafe { $name2::<T>($($arg),*) },
+                _ => $kernel::<T, false>($($arg),*),
+            }
+        }
     };
 }
 
-dispatch!(weighted_rows_task, weighted_rows_avx512, weighted_rows_avx2,
+dispatch!(weighted_rows_task, weighted_rows_avx512, weighted_rows_avx2, weighted_rows_task_isa,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, weighting: &Weighting) -> Vec<WeightedRow>);
-dispatch!(finish_row, finish_row_avx512, finish_row_avx2,
+dispatch!(finish_row, finish_row_avx512, finish_row_avx2, finish_row_isa,
     (set: &PreparedSet<T>, ops: &GemmOperands<T>, x: &[T], x_norm: f64, y_max: f64, span: Span,
      logits: &mut [T]) -> RowMeta);
-dispatch!(weigh_gemm_row, weigh_gemm_row_avx512, weigh_gemm_row_avx2,
+dispatch!(weigh_gemm_row, weigh_gemm_row_avx512, weigh_gemm_row_avx2, weigh_gemm_row_isa,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta,
      weighting: &Weighting, out: &mut [T]) -> RowWeights);
-dispatch!(pruned_row, pruned_row_avx512, pruned_row_avx2,
+dispatch!(pruned_row, pruned_row_avx512, pruned_row_avx2, pruned_row_isa,
     (set: &PreparedSet<T>, proj: &Projection, x: &[T], span: Span, sigma: f64)
      -> Option<WeightedRow>);
-dispatch!(grid_row, grid_row_avx512, grid_row_avx2,
+dispatch!(grid_row, grid_row_avx512, grid_row_avx2, grid_row_isa,
     (grid: &Grid<T>, rows: &[T], span: Span, x: &[T], weighting: &Weighting) -> WeightedRow);
-dispatch!(fused_softmax_task, fused_softmax_avx512, fused_softmax_avx2,
+dispatch!(fused_softmax_task, fused_softmax_avx512, fused_softmax_avx2, fused_softmax_task_isa,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, sigma: f64) -> Vec<WeightedRow>);
-dispatch!(gemm_log_sum_exp_row, gemm_lse_row_avx512, gemm_lse_row_avx2,
+dispatch!(gemm_log_sum_exp_row, gemm_lse_row_avx512, gemm_lse_row_avx2, gemm_log_sum_exp_row_isa,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta, coarse: &[f64],
      fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> GridRow);
-dispatch!(log_sum_exp_task, log_sum_exp_avx512, log_sum_exp_avx2,
+dispatch!(log_sum_exp_task, log_sum_exp_avx512, log_sum_exp_avx2, log_sum_exp_task_isa,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, coarse: &[f64],
      refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync)) -> Vec<GridRow>);
 
@@ -185,15 +198,7 @@ pub fn weighted_rows_on<T: Real>(
     }
     let explicit_results: Vec<Vec<WeightedRow>> = explicit
         .par_iter()
-        .map(|&(span, rows)| match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-            Isa::Avx512 => unsafe { weighted_rows_avx512(set, x, rows, span, weighting) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Isa::Avx2 => unsafe { weighted_rows_avx2(set, x, rows, span, weighting) },
-            _ => weighted_rows_task::<T, false>(set, x, rows, span, weighting),
-        })
+        .map(|&(span, rows)| weighted_rows_task_isa(isa, set, x, rows, span, weighting))
         .collect();
     work.extend(explicit);
     results.extend(explicit_results);
@@ -214,14 +219,8 @@ fn gemm_distances<T: Real>(
         return cached;
     }
     let ops = set.gemm_operands();
-    let finish = |xr: &[T], norm: f64, y_max: f64, logits: &mut [T]| match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-        Isa::Avx512 => unsafe { finish_row_avx512(set, ops, xr, norm, y_max, span, logits) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Isa::Avx2 => unsafe { finish_row_avx2(set, ops, xr, norm, y_max, span, logits) },
-        _ => finish_row::<T, false>(set, ops, xr, norm, y_max, span, logits),
+    let finish = |xr: &[T], norm: f64, y_max: f64, logits: &mut [T]| {
+        finish_row_isa(isa, set, ops, xr, norm, y_max, span, logits)
     };
     let distances = Arc::new(SpanDistances::new(
         set, ops, x, rows, span, threads, &finish,
@@ -241,14 +240,8 @@ pub(super) fn gemm_rows<T: Real>(
     threads: Threads,
 ) -> Vec<WeightedRow> {
     let distances = gemm_distances(set, x, rows, span, isa, threads);
-    let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta, out: &mut [T]| match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-        Isa::Avx512 => unsafe { weigh_gemm_row_avx512(set, xr, span, gaps, meta, weighting, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Isa::Avx2 => unsafe { weigh_gemm_row_avx2(set, xr, span, gaps, meta, weighting, out) },
-        _ => weigh_gemm_row::<T, false>(set, xr, span, gaps, meta, weighting, out),
+    let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta, out: &mut [T]| {
+        weigh_gemm_row_isa(isa, set, xr, span, gaps, meta, weighting, out)
     };
     distances.weighted_rows(set, x, threads, &weigh)
 }
@@ -284,15 +277,7 @@ fn pruned_or_gemm_rows<T: Real>(
     let dim = set.dim;
     let one = |r: usize| {
         let xr = &x[r * dim..(r + 1) * dim];
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-            Isa::Avx512 => unsafe { pruned_row_avx512(set, proj, xr, span, sigma) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Isa::Avx2 => unsafe { pruned_row_avx2(set, proj, xr, span, sigma) },
-            _ => pruned_row::<T, false>(set, proj, xr, span, sigma),
-        }
+        pruned_row_isa(isa, set, proj, xr, span, sigma)
     };
     let probe = rows.len().min(PRUNING_PROBE);
     let mut done: Vec<Option<WeightedRow>> = rows[..probe].par_iter().map(|&r| one(r)).collect();
@@ -368,19 +353,7 @@ fn gemm_log_sum_exp<T: Real>(
             let gaps = &distances.gaps[q * width..(q + 1) * width];
             let meta = &distances.meta[q];
             let fine_of = |c: &[f64]| refine(r, c);
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-                Isa::Avx512 => unsafe {
-                    gemm_lse_row_avx512(set, xr, span, gaps, meta, coarse, &fine_of)
-                },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                Isa::Avx2 => unsafe {
-                    gemm_lse_row_avx2(set, xr, span, gaps, meta, coarse, &fine_of)
-                },
-                _ => gemm_log_sum_exp_row::<T, false>(set, xr, span, gaps, meta, coarse, &fine_of),
-            }
+            gemm_log_sum_exp_row_isa(isa, set, xr, span, gaps, meta, coarse, &fine_of)
         })
         .collect();
     let mut narrow = narrow.into_iter();
@@ -408,15 +381,7 @@ fn explicit_log_sum_exp<T: Real>(
 ) -> Vec<GridRow> {
     let results: Vec<Vec<GridRow>> = tasks(rows, span.len(), set.dim)
         .par_iter()
-        .map(|rows| match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-            Isa::Avx512 => unsafe { log_sum_exp_avx512(set, x, rows, span, coarse, refine) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Isa::Avx2 => unsafe { log_sum_exp_avx2(set, x, rows, span, coarse, refine) },
-            _ => log_sum_exp_task::<T, false>(set, x, rows, span, coarse, refine),
-        })
+        .map(|rows| log_sum_exp_task_isa(isa, set, x, rows, span, coarse, refine))
         .collect();
     results.into_iter().flatten().collect()
 }
@@ -441,15 +406,7 @@ fn fused_rows<T: Real>(
     let per_task = rows.len().div_ceil(4 * threads).max(4);
     let done: Vec<Vec<WeightedRow>> = rows
         .par_chunks(per_task)
-        .map(|rows| match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-            Isa::Avx512 => unsafe { fused_softmax_avx512(set, x, rows, span, sigma) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Isa::Avx2 => unsafe { fused_softmax_avx2(set, x, rows, span, sigma) },
-            _ => fused_softmax_task::<T, false>(set, x, rows, span, sigma),
-        })
+        .map(|rows| fused_softmax_task_isa(isa, set, x, rows, span, sigma))
         .collect();
     Some(done.into_iter().flatten().collect())
 }
@@ -474,17 +431,7 @@ fn grid_rows<T: Real>(
         rows.par_iter()
             .map(|&r| {
                 let xr = &x[r * dim..(r + 1) * dim];
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `isa` comes from `Isa::detect`, which checked these features.
-                    Isa::Avx512 => unsafe {
-                        grid_row_avx512(&grid, &set.rows, span, xr, weighting)
-                    },
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above.
-                    Isa::Avx2 => unsafe { grid_row_avx2(&grid, &set.rows, span, xr, weighting) },
-                    _ => grid_row::<T, false>(&grid, &set.rows, span, xr, weighting),
-                }
+                grid_row_isa(isa, &grid, &set.rows, span, xr, weighting)
             })
             .collect(),
     )
