@@ -206,6 +206,9 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
         meta.bound,
     );
     let mut d_min = meta.d_min;
+    // NAG's marginal sees coarse and fine scales at once: the fine ones get exact gaps, the
+    // coarse ones the product's.
+    let mut hybrid = false;
     if reach.exact_cut > 0.0 {
         let limit = T::from_f64(reach.exact_cut + meta.bound);
         let mut count = 0usize;
@@ -232,14 +235,11 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
                 normaliser,
             });
         }
-        out.copy_from_slice(gaps);
-        if !sparse {
-            // NAG's marginal sees coarse and fine scales at once: the fine ones get exact gaps,
-            // the coarse ones the product's.
-            d_min = hybrid_gaps::<T, FMA>(set, x, span, out, meta, reach.exact_cut);
-        }
-    } else {
-        out.copy_from_slice(gaps);
+        hybrid = !sparse;
+    }
+    out.copy_from_slice(gaps);
+    if hybrid {
+        d_min = hybrid_gaps::<T, FMA>(set, x, span, out, meta, reach.exact_cut);
     }
     let weights = out;
     let normaliser = weigh_gaps::<T, FMA>(weights, d_min, weighting, dim);
