@@ -148,16 +148,10 @@ const HISTORY_MIN: usize = 4;
 /// (NAG on, or one evaluation per step with diagnostics on), the softmax takes the product
 /// itself and the reader finds it cached. The forecast depends only on the call sequence, so a
 /// run's path, and its results, are reproducible.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct RereadHistory {
     /// (fingerprint of the batch's rows and span, re-read since), oldest first.
     entries: Arc<Mutex<VecDeque<(u64, bool)>>>,
-}
-
-impl std::fmt::Debug for RereadHistory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RereadHistory")
-    }
 }
 
 /// One number for the rows `rows` of `x` against `span` (collisions only misplace a forecast).

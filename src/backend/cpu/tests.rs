@@ -733,9 +733,9 @@ fn nag_on_the_toys_through_the_table_matches_brute_force() {
     }
 }
 
-/// The noise posterior's log-sum-exps on the digits and 784-D images (GEMM form: rows whose grid sees most
-/// gaps exactly take explicit distances to the whole span, the others recompute their candidates)
-/// against f64 brute force on the same f32-rounded inputs, at every sigma the states are drawn at,
+/// The noise posterior's log-sum-exps on the digits and 784-D images (GEMM form: rows whose grid
+/// sees most gaps exactly take explicit distances to the whole span, the others recompute their
+/// candidates) against f64 brute force on the same f32-rounded inputs, at every sigma the states are drawn at,
 /// on the estimator's own coarse grid and a fine grid around sigma; rows on tied and nearly tied
 /// points included.
 #[test]
