@@ -66,6 +66,9 @@ fn main() -> ExitCode {
     if !stock {
         // SAFETY: before any thread exists (parsing the arguments starts none).
         unsafe { noisescope::train::ops::pin_thread_count() };
+        // Per-call buffers (the denoiser's distance and weight matrices, training's activations)
+        // are reused from the heap instead of mapped anew and page-faulted on every call.
+        noisescope::train::ops::keep_buffers_resident();
     }
     let result = match parsed.command {
         Some(cli::Command::Sample(args)) => cli::sample::run(&args),

@@ -6,7 +6,6 @@ use anyhow::Result;
 use clap::Args;
 
 use noisescope::core::quantile;
-use noisescope::train::ops;
 use noisescope::train::speed::{Path, TrainBench, Workload};
 
 #[derive(Args, Debug)]
@@ -53,9 +52,6 @@ pub fn run(args: &BenchTrainArgs) -> Result<()> {
         anyhow::bail!("--batch must be at least 1");
     }
     let path = if args.stock { Path::Stock } else { Path::Fused };
-    if path == Path::Fused {
-        ops::keep_buffers_resident();
-    }
     let mut bench = TrainBench::new(args.model, path, args.batch, 0)?;
     for _ in 0..args.warmup {
         bench.step()?;

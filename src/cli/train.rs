@@ -256,8 +256,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if args.eval_every > 0 && !(1..=100_000).contains(&args.eval_samples) {
         bail!("--eval-samples must be in 1..=100000");
     }
-    // Per-step buffers stay on the heap (see `ops::keep_buffers_resident`).
-    noisescope::train::ops::keep_buffers_resident();
     let spec = DataSpec::parse(
         &args.data,
         args.labels.clone(),

@@ -10,8 +10,11 @@ use super::gemm_form::{RowMeta, SpanDistances};
 use super::real::Real;
 use crate::backend::Span;
 
-/// Batches kept: a Heun step evaluates x_i and its Euler predictor before the posterior of x_i.
-const ENTRIES: usize = 3;
+/// Batches kept: a Heun step evaluates x_i and its Euler predictor before the posterior of x_i,
+/// each batch in up to one entry per thread (`gemm_rows` splits it).
+fn entries_kept() -> usize {
+    3 * rayon::current_num_threads()
+}
 /// Gaps kept at most, over all entries (f32: 256 MiB).
 const MAX_GAPS: usize = 1 << 26;
 
@@ -129,7 +132,7 @@ impl<T: Real> DistanceCache<T> {
             by_hash,
         }));
         let mut total: usize = entries.iter().map(|e| e.distances.gaps.len()).sum();
-        while entries.len() > ENTRIES || (total > MAX_GAPS && entries.len() > 1) {
+        while entries.len() > entries_kept() || (total > MAX_GAPS && entries.len() > 1) {
             if let Some(old) = entries.pop_front() {
                 total -= old.distances.gaps.len();
             }

@@ -229,7 +229,12 @@ fn gemm_distances<T: Real>(
     distances
 }
 
-/// One span's rows in GEMM form.
+/// Rows a thread takes at least when a GEMM-form batch is split over the pool.
+const GEMM_CHUNK_MIN: usize = 16;
+
+/// One span's rows in GEMM form. With the whole pool, the rows are split into one chunk per
+/// thread, each run start to end on its thread (product, weighting, second product, one cache
+/// entry each): one fork-join per call instead of one per stage, each stage's tail idling.
 pub(super) fn gemm_rows<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
@@ -239,6 +244,15 @@ pub(super) fn gemm_rows<T: Real>(
     isa: Isa,
     threads: Threads,
 ) -> Vec<WeightedRow> {
+    let pool = rayon::current_num_threads();
+    if threads == Threads::All && pool > 1 && rows.len() >= 2 * GEMM_CHUNK_MIN {
+        let chunk = rows.len().div_ceil(pool).max(GEMM_CHUNK_MIN);
+        let parts: Vec<Vec<WeightedRow>> = rows
+            .par_chunks(chunk)
+            .map(|part| gemm_rows(set, x, part, span, weighting, isa, Threads::One))
+            .collect();
+        return parts.concat();
+    }
     let distances = gemm_distances(set, x, rows, span, isa, threads);
     let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta, out: &mut [T]| {
         weigh_gemm_row_isa(isa, set, xr, span, gaps, meta, weighting, out)
