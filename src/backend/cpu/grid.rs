@@ -113,6 +113,7 @@ impl<T: Real> Grid<T> {
     }
 
     /// Squared distance from x to the box of cell c.
+    #[inline(always)]
     fn box_distance(&self, x: &[T], c: [usize; GRID_MAX_DIM]) -> f64 {
         let mut d = 0.0;
         for k in 0..self.dim {
@@ -132,22 +133,9 @@ impl<T: Real> Grid<T> {
     }
 
     /// Calls `visit(cell)` for every cell of the box [lo, hi] (inclusive, per axis).
-    fn for_cells(
-        &self,
-        lo: [usize; GRID_MAX_DIM],
-        hi: [usize; GRID_MAX_DIM],
-        visit: &mut impl FnMut([usize; GRID_MAX_DIM]),
-    ) {
-        for a in lo[0]..=hi[0] {
-            for b in lo[1]..=hi[1] {
-                for c in lo[2]..=hi[2] {
-                    visit([a, b, c]);
-                }
-            }
-        }
-    }
-
     /// The squared distance from x to its nearest point, by rings of cells around x's cell.
+    /// Inlined into the kernels' target-feature copies.
+    #[inline(always)]
     fn nearest<const FMA: bool>(&self, x: &[T]) -> T {
         let dim = self.dim;
         let centre = self.coords(x);
@@ -161,15 +149,17 @@ impl<T: Real> Grid<T> {
                 lo[k] = centre[k].saturating_sub(ring);
                 hi[k] = (centre[k] + ring).min(self.shape[k] - 1);
             }
-            self.for_cells(lo, hi, &mut |c| {
+            // Loops, not closures, here and in `grid_row`: a closure is compiled without the
+            // kernel's target features (its FMAs became library calls).
+            for c in CellBox::new(lo, hi) {
                 let on_ring = (0..GRID_MAX_DIM).any(|k| c[k].abs_diff(centre[k]) == ring);
                 if !on_ring {
-                    return;
+                    continue;
                 }
                 let gap = self.box_distance(x, c);
                 nearest_of_ring = nearest_of_ring.min(gap);
                 if T::from_f64(gap) > best {
-                    return;
+                    continue;
                 }
                 let cell = self.flat(c);
                 for at in self.starts[cell]..self.starts[cell + 1] {
@@ -178,13 +168,55 @@ impl<T: Real> Grid<T> {
                         best = d;
                     }
                 }
-            });
+            }
             // Every later ring is at least as far as this one's nearest box.
             if nearest_of_ring > best.to_f64() * (1.0 + 4.0 * T::EPSILON) {
                 break;
             }
         }
         best
+    }
+}
+
+/// The cells of the box [lo, hi] (inclusive, per axis), the last axis fastest.
+struct CellBox {
+    lo: [usize; GRID_MAX_DIM],
+    hi: [usize; GRID_MAX_DIM],
+    next: Option<[usize; GRID_MAX_DIM]>,
+}
+
+impl CellBox {
+    #[inline(always)]
+    fn new(lo: [usize; GRID_MAX_DIM], hi: [usize; GRID_MAX_DIM]) -> Self {
+        let empty = (0..GRID_MAX_DIM).any(|k| lo[k] > hi[k]);
+        CellBox {
+            lo,
+            hi,
+            next: (!empty).then_some(lo),
+        }
+    }
+}
+
+impl Iterator for CellBox {
+    type Item = [usize; GRID_MAX_DIM];
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        let cell = self.next?;
+        let mut following = cell;
+        let mut axis = GRID_MAX_DIM;
+        self.next = loop {
+            if axis == 0 {
+                break None;
+            }
+            axis -= 1;
+            if following[axis] < self.hi[axis] {
+                following[axis] += 1;
+                break Some(following);
+            }
+            following[axis] = self.lo[axis];
+        };
+        Some(cell)
     }
 }
 
@@ -215,9 +247,9 @@ pub(super) fn grid_row<T: Real, const FMA: bool>(
     }
     let mut index = Vec::new();
     let mut gaps = Vec::new();
-    grid.for_cells(lo, hi, &mut |c| {
+    for c in CellBox::new(lo, hi) {
         if grid.box_distance(x, c) > radius2 {
-            return;
+            continue;
         }
         let cell = grid.flat(c);
         for at in grid.starts[cell]..grid.starts[cell + 1] {
@@ -227,7 +259,7 @@ pub(super) fn grid_row<T: Real, const FMA: bool>(
                 gaps.push(d - d_min);
             }
         }
-    });
+    }
     let normaliser = weigh_gaps::<T, FMA>(&mut gaps, d_min.to_f64(), weighting, dim);
     let mut acc = [T::ZERO; GRID_MAX_DIM];
     let mut weight_sum = 0.0;

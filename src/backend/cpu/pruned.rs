@@ -233,13 +233,16 @@ pub(super) fn pruned_row<T: Real, const FMA: bool>(
             index.push(first + q - span.start);
         }
     }
-    let mut exact: Vec<T> = index
-        .iter()
-        .map(|&q| {
-            let j = span.start + q;
-            explicit_distance::<T, FMA>(x, &set.rows[j * dim..(j + 1) * dim])
-        })
-        .collect();
+    // A loop, not a closure: a closure is compiled without the caller's target features (its
+    // FMAs became library calls).
+    let mut exact: Vec<T> = Vec::with_capacity(index.len());
+    for &q in &index {
+        let j = span.start + q;
+        exact.push(explicit_distance::<T, FMA>(
+            x,
+            &set.rows[j * dim..(j + 1) * dim],
+        ));
+    }
     let nearest = exact
         .iter()
         .copied()
