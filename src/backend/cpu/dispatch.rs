@@ -6,7 +6,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::cache::batch_fingerprint;
-use super::fused::{FUSED_MAX_DIM, fused_softmax_task};
+use super::expansion::expanded_rows;
+use super::fused::{FUSED_MAX_DIM, fused_softmax_task, nearest_task};
 use super::gemm::Threads;
 use super::gemm_form::{
     RowMeta, RowWeights, SpanDistances, finish_row, recompute_limit, weigh_gemm_row,
@@ -63,6 +64,8 @@ dispatch!(grid_row, grid_row_avx512, grid_row_avx2, grid_row_isa,
     (grid: &Grid<T>, rows: &[T], span: Span, x: &[T], weighting: &Weighting) -> WeightedRow);
 dispatch!(fused_softmax_task, fused_softmax_avx512, fused_softmax_avx2, fused_softmax_task_isa,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, sigma: f64) -> Vec<WeightedRow>);
+dispatch!(nearest_task, nearest_avx512, nearest_avx2, nearest_task_isa,
+    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span) -> Vec<T>);
 dispatch!(gemm_log_sum_exp_row, gemm_lse_row_avx512, gemm_lse_row_avx2, gemm_log_sum_exp_row_isa,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta, coarse: &[f64],
      fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> GridRow);
@@ -126,8 +129,11 @@ pub enum Path {
     /// The GEMM form, exact where the weighting needs it (`gemm_form.rs`).
     Gemm,
     /// A uniform grid over the span, explicit differences to the points within reach (D <= 3);
-    /// where the reach covers too much of the data to prune (large sigma), the fused dense kernel.
+    /// where the reach covers too much of the data to prune (large sigma), the Taylor expansion
+    /// (`expansion.rs`, f32 sets) for the rows it bounds, the fused dense kernel for the others.
     Grid,
+    /// The fused dense kernel for every row (D <= 3; tests and benches compare it).
+    Dense,
 }
 
 impl Path {
@@ -181,7 +187,8 @@ pub fn weighted_rows_on<T: Real>(
                 set, x, rows, *span, weighting, isa, threads,
             )),
             Path::Grid => grid_rows(set, x, rows, *span, weighting, isa)
-                .or_else(|| fused_rows(set, x, rows, *span, weighting, isa)),
+                .or_else(|| expanded_or_fused_rows(set, x, rows, *span, weighting, isa)),
+            Path::Dense => fused_rows(set, x, rows, *span, weighting, isa),
             Path::Explicit => None,
         };
         match done {
@@ -423,6 +430,52 @@ fn fused_rows<T: Real>(
         .map(|rows| fused_softmax_task_isa(isa, set, x, rows, span, sigma))
         .collect();
     Some(done.into_iter().flatten().collect())
+}
+
+/// One span's softmax rows by the Taylor expansion where its bound holds, the others through the
+/// fused dense kernel (D <= FUSED_MAX_DIM); `None` for other weightings.
+fn expanded_or_fused_rows<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+    isa: Isa,
+) -> Option<Vec<WeightedRow>> {
+    let Weighting::Softmax { sigma } = *weighting else {
+        return None;
+    };
+    if set.dim > FUSED_MAX_DIM || set.dim == 0 {
+        return None;
+    }
+    let nearest = |rows: &[usize]| -> Vec<T> {
+        let per_task = rows.len().div_ceil(4 * rayon::current_num_threads()).max(4);
+        let parts: Vec<Vec<T>> = rows
+            .par_chunks(per_task)
+            .map(|rows| nearest_task_isa(isa, set, x, rows, span))
+            .collect();
+        parts.concat()
+    };
+    let mut expanded = expanded_rows(set, x, rows, span, sigma, &nearest);
+    let rest: Vec<usize> = rows
+        .iter()
+        .zip(&expanded)
+        .filter(|(_, e)| e.is_none())
+        .map(|(&r, _)| r)
+        .collect();
+    if rest.is_empty() {
+        return Some(expanded.into_iter().flatten().collect());
+    }
+    let mut fused = fused_rows(set, x, &rest, span, weighting, isa)?.into_iter();
+    for slot in expanded.iter_mut().filter(|e| e.is_none()) {
+        *slot = fused.next();
+    }
+    Some(
+        expanded
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect(),
+    )
 }
 
 /// One span's rows through a grid; `None` when the weighting reaches too far for a grid to prune

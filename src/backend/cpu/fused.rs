@@ -68,16 +68,14 @@ fn edge_pad<T: Real>(b: usize, span: Span) -> Option<[T; LANES]> {
     Some(pad)
 }
 
-/// The softmax at `sigma` of one row over the span, for data of D dimensions.
+/// The nearest squared distance of one row to the span's points, by explicit differences.
 #[inline(always)]
-fn softmax_row<T: Real, const FMA: bool, const D: usize>(
+fn nearest_in_span<T: Real, const FMA: bool, const D: usize>(
     columns: &[&[T]; D],
     x: &[T; D],
     span: Span,
-    sigma: f64,
-) -> WeightedRow {
+) -> T {
     let (b0, b1) = (span.start / LANES, span.end.div_ceil(LANES));
-    // Pass 1: the nearest squared distance.
     let mut mins = [T::INFINITY; LANES];
     for b in b0..b1 {
         let Some(ys) = block_of(columns, b) else {
@@ -92,6 +90,20 @@ fn softmax_row<T: Real, const FMA: bool, const D: usize>(
     for v in mins {
         d_min = d_min.min(v);
     }
+    d_min
+}
+
+/// The softmax at `sigma` of one row over the span, for data of D dimensions.
+#[inline(always)]
+fn softmax_row<T: Real, const FMA: bool, const D: usize>(
+    columns: &[&[T]; D],
+    x: &[T; D],
+    span: Span,
+    sigma: f64,
+) -> WeightedRow {
+    let (b0, b1) = (span.start / LANES, span.end.div_ceil(LANES));
+    // Pass 1: the nearest squared distance.
+    let d_min = nearest_in_span::<T, FMA, D>(columns, x, span);
     // Pass 2: weights and weighted sums.
     let c = T::from_f64(-1.0 / (2.0 * sigma * sigma));
     let cut = T::from_f64(2.0 * sigma * sigma * T::CUTOFF);
@@ -145,6 +157,49 @@ pub(super) fn fused_softmax_task<T: Real, const FMA: bool>(
     }
 }
 
+/// The nearest squared distance of each of the batch rows `rows` to the span.
+#[inline(always)]
+pub(super) fn nearest_task<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+) -> Vec<T> {
+    match set.dim {
+        1 => nearest_rows::<T, FMA, 1>(set, x, rows, span),
+        2 => nearest_rows::<T, FMA, 2>(set, x, rows, span),
+        _ => nearest_rows::<T, FMA, 3>(set, x, rows, span),
+    }
+}
+
+#[inline(always)]
+fn nearest_rows<T: Real, const FMA: bool, const D: usize>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+) -> Vec<T> {
+    let columns = columns_of::<T, D>(set);
+    let mut out = Vec::with_capacity(rows.len());
+    for &r in rows {
+        let mut xr = [T::ZERO; D];
+        xr.copy_from_slice(&x[r * D..(r + 1) * D]);
+        out.push(nearest_in_span::<T, FMA, D>(&columns, &xr, span));
+    }
+    out
+}
+
+/// The set's D zero-padded columns.
+#[inline(always)]
+fn columns_of<T: Real, const D: usize>(set: &PreparedSet<T>) -> [&[T]; D] {
+    let col_width = set.columns.len() / D;
+    let mut columns = [&set.columns[..col_width]; D];
+    for k in 1..D {
+        columns[k] = &set.columns[k * col_width..(k + 1) * col_width];
+    }
+    columns
+}
+
 // Plain loops, not iterator closures: closures are not always inlined into the target-feature
 // wrapper, and would then run without AVX / FMA.
 #[inline(always)]
@@ -155,11 +210,7 @@ fn fused_rows<T: Real, const FMA: bool, const D: usize>(
     span: Span,
     sigma: f64,
 ) -> Vec<WeightedRow> {
-    let col_width = set.columns.len() / D;
-    let mut columns = [&set.columns[..col_width]; D];
-    for k in 1..D {
-        columns[k] = &set.columns[k * col_width..(k + 1) * col_width];
-    }
+    let columns = columns_of::<T, D>(set);
     let mut out = Vec::with_capacity(rows.len());
     for &r in rows {
         let mut xr = [T::ZERO; D];

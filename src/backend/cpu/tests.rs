@@ -438,7 +438,7 @@ fn the_grid_matches_brute_force_on_every_toy() {
     }
 }
 
-/// The fused dense softmax (what `Path::Grid` takes where the grid cannot prune) recomputes the
+/// The fused dense softmax (what `Path::Grid` takes where neither the grid nor the expansion serves) recomputes the
 /// explicit path's distances and sums in the same order: bit for bit the same rows, on whole
 /// sets and on spans that start and end inside a block of LANES points.
 #[test]
@@ -466,7 +466,7 @@ fn the_fused_softmax_equals_explicit_differences_bit_for_bit() {
                 let weighting = Weighting::Softmax { sigma };
                 let on =
                     |path| weighted_rows_on(&single, &xs, &spans, &weighting, Isa::detect(), path);
-                let (fused, explicit) = (on(Path::Grid), on(Path::Explicit));
+                let (fused, explicit) = (on(Path::Dense), on(Path::Explicit));
                 for (r, (f, e)) in fused.iter().zip(&explicit).enumerate() {
                     let same = (&f.weighted, f.weight_sum, f.normaliser)
                         == (&e.weighted, e.weight_sum, e.normaliser);
@@ -978,5 +978,70 @@ fn softmax_batches_read_again_take_the_product_and_leave_it_cached() {
         let coarse = [0.01, 0.1, 1.0];
         log_sum_exp_grid(&set, &x, &spans, &coarse, &|_, _| Vec::new(), Isa::detect());
         assert!(!set.rereads.expects_reread(), "Heun step {step}: forecast");
+    }
+}
+
+/// The Taylor expansion at large sigma (`expansion.rs`) against f64 brute force on every toy, rows
+/// near the data and far from it (noise at sigma about the origin); the test also checks that the
+/// rows were expanded, not handed to the fused kernel. At sigma 0.5 every row is refused (the
+/// expansion would need more monomials than the budget), and at 80 none is on sets of 1024 points
+/// or more.
+#[test]
+fn the_expansion_matches_brute_force_on_every_toy() {
+    for toy in crate::data::toys::NAMES {
+        let Ok(crate::data::Source::Empirical(set)) = crate::data::toys::load(toy, 4096) else {
+            continue;
+        };
+        let dim = set.dim;
+        let values = with_ties(&set.values, dim);
+        let n = set.n + 16;
+        let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-9);
+        let single = PreparedSet::<f32>::new(&values, n, dim);
+        let rounded = f32_rounded(&values);
+        let span = Span { start: 0, end: n };
+        for sigma in [80.0, 20.0, 5.0, 0.5] {
+            let x = f32_rounded(&rows_around(&values, dim, sigma, 5));
+            let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let rows: Vec<usize> = (0..x.len() / dim).collect();
+            // The nearest squared distance as the fused pass measures it (explicit, f32).
+            let nearest = |rows: &[usize]| -> Vec<f32> {
+                rows.iter()
+                    .map(|&r| {
+                        (0..n)
+                            .map(|j| {
+                                let mut d = 0.0f32;
+                                for k in 0..dim {
+                                    let t = xs[r * dim + k] - rounded[j * dim + k] as f32;
+                                    d = t.mul_add(t, d);
+                                }
+                                d
+                            })
+                            .fold(f32::INFINITY, f32::min)
+                    })
+                    .collect()
+            };
+            let expanded =
+                super::expansion::expanded_rows(&single, &xs, &rows, span, sigma, &nearest);
+            let taken = expanded.iter().filter(|e| e.is_some()).count();
+            // (Two Diracs have too few points to pay for any monomial.)
+            if sigma >= 80.0 && n >= 1024 {
+                assert_eq!(taken, rows.len(), "{toy} sigma {sigma}: rows expanded");
+            }
+            if sigma <= 0.5 {
+                assert_eq!(taken, 0, "{toy} sigma {sigma}: rows expanded");
+            }
+            let reference = brute_rows(&rounded, dim, &x, sigma);
+            let (got, want): (Vec<_>, Vec<_>) = expanded
+                .into_iter()
+                .zip(reference)
+                .filter_map(|(e, r)| e.map(|e| (e, r)))
+                .unzip();
+            let (d, sum) = errors(&got, &want, scale);
+            eprintln!("{toy} sigma {sigma}: {taken} rows expanded, errors {d:e} / {sum:e}");
+            assert!(
+                d <= 1e-6 && sum <= 1e-6,
+                "{toy} sigma {sigma}: {d:e} / {sum:e}"
+            );
+        }
     }
 }
