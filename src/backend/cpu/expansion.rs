@@ -168,7 +168,7 @@ pub(super) fn expanded_rows<T: Real>(
     nearest: &dyn Fn(&[usize]) -> Vec<T>,
 ) -> Vec<Option<WeightedRow>> {
     let dim = set.dim;
-    if !T::GEMM_FORM || span.is_empty() || dim == 0 || dim > 3 || !(sigma > 0.0) {
+    if !T::GEMM_FORM || span.is_empty() || dim == 0 || dim > 3 || sigma.is_nan() || sigma <= 0.0 {
         return vec![None; rows.len()];
     }
     let (centre, radius) = centre_and_radius(set, span);

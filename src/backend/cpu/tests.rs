@@ -981,6 +981,24 @@ fn softmax_batches_read_again_take_the_product_and_leave_it_cached() {
     }
 }
 
+/// Each row's nearest squared distance to the span's points by explicit f32 differences.
+fn brute_nearest(x: &[f32], values: &[f64], dim: usize, rows: &[usize], span: Span) -> Vec<f32> {
+    rows.iter()
+        .map(|&r| {
+            (span.start..span.end)
+                .map(|j| {
+                    let mut d = 0.0f32;
+                    for k in 0..dim {
+                        let t = x[r * dim + k] - values[j * dim + k] as f32;
+                        d = t.mul_add(t, d);
+                    }
+                    d
+                })
+                .fold(f32::INFINITY, f32::min)
+        })
+        .collect()
+}
+
 /// The Taylor expansion at large sigma (`expansion.rs`) against f64 brute force on every toy, rows
 /// near the data and far from it (noise at sigma about the origin); the test also checks that the
 /// rows were expanded, not handed to the fused kernel. At sigma 0.5 every row is refused (the
@@ -1004,22 +1022,7 @@ fn the_expansion_matches_brute_force_on_every_toy() {
             let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
             let rows: Vec<usize> = (0..x.len() / dim).collect();
             // The nearest squared distance as the fused pass measures it (explicit, f32).
-            let nearest = |rows: &[usize]| -> Vec<f32> {
-                rows.iter()
-                    .map(|&r| {
-                        (0..n)
-                            .map(|j| {
-                                let mut d = 0.0f32;
-                                for k in 0..dim {
-                                    let t = xs[r * dim + k] - rounded[j * dim + k] as f32;
-                                    d = t.mul_add(t, d);
-                                }
-                                d
-                            })
-                            .fold(f32::INFINITY, f32::min)
-                    })
-                    .collect()
-            };
+            let nearest = |rows: &[usize]| brute_nearest(&xs, &rounded, dim, rows, span);
             let expanded =
                 super::expansion::expanded_rows(&single, &xs, &rows, span, sigma, &nearest);
             let taken = expanded.iter().filter(|e| e.is_some()).count();
