@@ -1001,7 +1001,7 @@ fn brute_nearest(x: &[f32], values: &[f64], dim: usize, rows: &[usize], span: Sp
 
 /// The Taylor expansion at large sigma (`expansion.rs`) against f64 brute force on every toy, rows
 /// near the data and far from it (noise at sigma about the origin); the test also checks that the
-/// rows were expanded, not handed to the fused kernel. At sigma 0.5 every row is refused (the
+/// rows were expanded, not handed to the fused kernel. At sigma 0.05 every row is refused (the
 /// expansion would need more monomials than the budget), and at 80 none is on sets of 1024 points
 /// or more.
 #[test]
@@ -1017,7 +1017,7 @@ fn the_expansion_matches_brute_force_on_every_toy() {
         let single = PreparedSet::<f32>::new(&values, n, dim);
         let rounded = f32_rounded(&values);
         let span = Span { start: 0, end: n };
-        for sigma in [80.0, 20.0, 5.0, 0.5] {
+        for sigma in [80.0, 20.0, 5.0, 0.5, 0.05] {
             let x = f32_rounded(&rows_around(&values, dim, sigma, 5));
             let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
             let rows: Vec<usize> = (0..x.len() / dim).collect();
@@ -1030,7 +1030,7 @@ fn the_expansion_matches_brute_force_on_every_toy() {
             if sigma >= 80.0 && n >= 1024 {
                 assert_eq!(taken, rows.len(), "{toy} sigma {sigma}: rows expanded");
             }
-            if sigma <= 0.5 {
+            if sigma <= 0.05 {
                 assert_eq!(taken, 0, "{toy} sigma {sigma}: rows expanded");
             }
             let reference = brute_rows(&rounded, dim, &x, sigma);
