@@ -28,6 +28,9 @@ const TOLERANCE: f64 = 1e-9;
 /// 0.187 s; without the expansion 0.216 s).
 const MAX_DEGREE: usize = 40;
 const MONOMIALS_PER_POINT: usize = 32;
+/// Calls with fewer rows take the fused pass: the moments, computed once per call, do not pay
+/// (moons at batch 256, Heun 18: 0.045 s without the expansion, 0.055 s with it).
+pub(super) const MIN_ROWS: usize = 1024;
 
 /// Multi-indices of total degree up to MAX_DEGREE in `dim` dimensions, graded (every degree's
 /// indices after the lower degrees'), so that a truncation at degree p is a prefix.
@@ -175,7 +178,11 @@ pub(super) fn expanded_rows<T: Real>(
     let (centre, radius) = centre_and_radius(set, span);
     let mut max_degree = MAX_DEGREE;
     let monomials = Monomials::new(dim, MAX_DEGREE);
-    let budget = span.len() / MONOMIALS_PER_POINT;
+    let budget = if rows.len() < MIN_ROWS {
+        0
+    } else {
+        span.len() / MONOMIALS_PER_POINT
+    };
     while max_degree > 0 && monomials.ends[max_degree] > budget {
         max_degree -= 1;
     }

@@ -1018,7 +1018,10 @@ fn the_expansion_matches_brute_force_on_every_toy() {
         let rounded = f32_rounded(&values);
         let span = Span { start: 0, end: n };
         for sigma in [80.0, 20.0, 5.0, 0.5, 0.05] {
-            let x = f32_rounded(&rows_around(&values, dim, sigma, 5));
+            // The 32 rows repeated up to the call size the expansion takes.
+            let around = f32_rounded(&rows_around(&values, dim, sigma, 5));
+            let copies = super::expansion::MIN_ROWS.div_ceil(around.len() / dim);
+            let x = around.repeat(copies);
             let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
             let rows: Vec<usize> = (0..x.len() / dim).collect();
             // The nearest squared distance as the fused pass measures it (explicit, f32).
@@ -1033,6 +1036,13 @@ fn the_expansion_matches_brute_force_on_every_toy() {
             if sigma <= 0.05 {
                 assert_eq!(taken, 0, "{toy} sigma {sigma}: rows expanded");
             }
+            // A small call leaves every row to the fused pass (the moments would not pay).
+            let few =
+                super::expansion::expanded_rows(&single, &xs, &rows[..32], span, sigma, &nearest);
+            assert!(
+                few.iter().all(Option::is_none),
+                "{toy} sigma {sigma}: 32 rows expanded"
+            );
             let reference = brute_rows(&rounded, dim, &x, sigma);
             let (got, want): (Vec<_>, Vec<_>) = expanded
                 .into_iter()
