@@ -407,6 +407,22 @@ fn explicit_log_sum_exp<T: Real>(
     results.into_iter().flatten().collect()
 }
 
+/// The softmax's sigma where the low-dimensional kernels serve (D <= FUSED_MAX_DIM).
+fn low_dim_softmax<T: Real>(set: &PreparedSet<T>, weighting: &Weighting) -> Option<f64> {
+    let Weighting::Softmax { sigma } = *weighting else {
+        return None;
+    };
+    (1..=FUSED_MAX_DIM).contains(&set.dim).then_some(sigma)
+}
+
+/// `run` over `rows` in about four tasks per thread, the results in row order.
+fn in_row_tasks<R: Send>(rows: &[usize], run: impl Fn(&[usize]) -> Vec<R> + Sync + Send) -> Vec<R> {
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = rows.len().div_ceil(4 * threads).max(4);
+    let done: Vec<Vec<R>> = rows.par_chunks(per_task).map(run).collect();
+    done.into_iter().flatten().collect()
+}
+
 /// One span's rows through the fused dense softmax (D <= FUSED_MAX_DIM); `None` for other
 /// weightings.
 fn fused_rows<T: Real>(
@@ -417,19 +433,10 @@ fn fused_rows<T: Real>(
     weighting: &Weighting,
     isa: Isa,
 ) -> Option<Vec<WeightedRow>> {
-    let Weighting::Softmax { sigma } = *weighting else {
-        return None;
-    };
-    if set.dim > FUSED_MAX_DIM || set.dim == 0 {
-        return None;
-    }
-    let threads = rayon::current_num_threads().max(1);
-    let per_task = rows.len().div_ceil(4 * threads).max(4);
-    let done: Vec<Vec<WeightedRow>> = rows
-        .par_chunks(per_task)
-        .map(|rows| fused_softmax_task_isa(isa, set, x, rows, span, sigma))
-        .collect();
-    Some(done.into_iter().flatten().collect())
+    let sigma = low_dim_softmax(set, weighting)?;
+    Some(in_row_tasks(rows, |rows| {
+        fused_softmax_task_isa(isa, set, x, rows, span, sigma)
+    }))
 }
 
 /// One span's softmax rows by the Taylor expansion where its bound holds, the others through the
@@ -442,19 +449,9 @@ fn expanded_or_fused_rows<T: Real>(
     weighting: &Weighting,
     isa: Isa,
 ) -> Option<Vec<WeightedRow>> {
-    let Weighting::Softmax { sigma } = *weighting else {
-        return None;
-    };
-    if set.dim > FUSED_MAX_DIM || set.dim == 0 {
-        return None;
-    }
+    let sigma = low_dim_softmax(set, weighting)?;
     let nearest = |rows: &[usize]| -> Vec<T> {
-        let per_task = rows.len().div_ceil(4 * rayon::current_num_threads()).max(4);
-        let parts: Vec<Vec<T>> = rows
-            .par_chunks(per_task)
-            .map(|rows| nearest_task_isa(isa, set, x, rows, span))
-            .collect();
-        parts.concat()
+        in_row_tasks(rows, |rows| nearest_task_isa(isa, set, x, rows, span))
     };
     let mut expanded = expanded_rows(set, x, rows, span, sigma, &nearest);
     let rest: Vec<usize> = rows
