@@ -38,9 +38,10 @@ const PARALLEL_MIN: usize = 16_384;
 /// task's patches stay in L2.
 const CONV_TASK_ROWS: usize = 512;
 
-/// Tunes glibc malloc for training and sampling: buffers up to 32 MB come from the heap instead of fresh
-/// mmaps (a page fault per page on every step), and freed memory is kept (trim at 1 GB, 64 MB of
-/// top padding). Process-wide; `main` calls it once for every command but the stock training bench.
+/// Tunes glibc malloc for training and sampling: buffers up to 32 MB come from the heap instead
+/// of fresh mmaps (a page fault per page on every step), and freed memory is kept (trim at 1 GB,
+/// 64 MB of top padding). Process-wide; `main` calls it once for every command but the stock
+/// training bench.
 pub fn keep_buffers_resident() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; it is safe to call at any time.

@@ -306,25 +306,33 @@ fn pruned_or_gemm_rows<T: Real>(
         return gemm_rows(set, x, rows, span, weighting, isa, threads);
     }
     done.par_extend(rows[probe..].par_iter().map(|&r| one(r)));
-    let rest: Vec<usize> = rows
+    with_rest_from(rows, done, |rest| {
+        gemm_rows(set, x, rest, span, weighting, isa, threads)
+    })
+}
+
+/// The rows a fast path left (`None` in `done`, in the order of `rows`) computed by `rest`, and
+/// every row's result in row order.
+fn with_rest_from(
+    rows: &[usize],
+    done: Vec<Option<WeightedRow>>,
+    rest: impl FnOnce(&[usize]) -> Vec<WeightedRow>,
+) -> Vec<WeightedRow> {
+    let left: Vec<usize> = rows
         .iter()
         .zip(&done)
         .filter(|(_, d)| d.is_none())
         .map(|(&r, _)| r)
         .collect();
-    let mut from_gemm = if rest.is_empty() {
+    let mut from_rest = if left.is_empty() {
         Vec::new()
     } else {
-        gemm_rows(set, x, &rest, span, weighting, isa, threads)
+        rest(&left)
     }
     .into_iter();
-    debug_assert_eq!(
-        from_gemm.len(),
-        rest.len(),
-        "one product row per unpruned row"
-    );
+    debug_assert_eq!(from_rest.len(), left.len(), "one result per row left");
     done.into_iter()
-        .map(|d| d.unwrap_or_else(|| from_gemm.next().unwrap_or_default()))
+        .map(|d| d.unwrap_or_else(|| from_rest.next().unwrap_or_default()))
         .collect()
 }
 
@@ -434,9 +442,21 @@ fn fused_rows<T: Real>(
     isa: Isa,
 ) -> Option<Vec<WeightedRow>> {
     let sigma = low_dim_softmax(set, weighting)?;
-    Some(in_row_tasks(rows, |rows| {
+    Some(fused_softmax_rows(set, x, rows, span, sigma, isa))
+}
+
+/// The fused dense softmax of `rows` at `sigma`, in row tasks over the pool.
+fn fused_softmax_rows<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    sigma: f64,
+    isa: Isa,
+) -> Vec<WeightedRow> {
+    in_row_tasks(rows, |rows| {
         fused_softmax_task_isa(isa, set, x, rows, span, sigma)
-    }))
+    })
 }
 
 /// One span's softmax rows by the Taylor expansion where its bound holds, the others through the
@@ -453,26 +473,10 @@ fn expanded_or_fused_rows<T: Real>(
     let nearest = |rows: &[usize]| -> Vec<T> {
         in_row_tasks(rows, |rows| nearest_task_isa(isa, set, x, rows, span))
     };
-    let mut expanded = expanded_rows(set, x, rows, span, sigma, &nearest);
-    let rest: Vec<usize> = rows
-        .iter()
-        .zip(&expanded)
-        .filter(|(_, e)| e.is_none())
-        .map(|(&r, _)| r)
-        .collect();
-    if rest.is_empty() {
-        return Some(expanded.into_iter().flatten().collect());
-    }
-    let mut fused = fused_rows(set, x, &rest, span, weighting, isa)?.into_iter();
-    for slot in expanded.iter_mut().filter(|e| e.is_none()) {
-        *slot = fused.next();
-    }
-    Some(
-        expanded
-            .into_iter()
-            .map(Option::unwrap_or_default)
-            .collect(),
-    )
+    let expanded = expanded_rows(set, x, rows, span, sigma, &nearest);
+    Some(with_rest_from(rows, expanded, |rest| {
+        fused_softmax_rows(set, x, rest, span, sigma, isa)
+    }))
 }
 
 /// One span's rows through a grid; `None` when the weighting reaches too far for a grid to prune

@@ -42,6 +42,17 @@ struct Monomials {
 }
 
 impl Monomials {
+    /// Those of degree up to the highest (at most MAX_DEGREE) whose count fits `budget`; `None`
+    /// when not even degree 0 fits.
+    fn within(dim: usize, budget: usize) -> Option<Self> {
+        // C(p + dim, dim) indices have degree <= p.
+        let count = |p: usize| (1..=dim).fold(1usize, |c, i| c * (p + i) / i);
+        let fits = (0..=MAX_DEGREE)
+            .take_while(|&p| count(p) <= budget)
+            .last()?;
+        Some(Monomials::new(dim, fits))
+    }
+
     fn new(dim: usize, max_degree: usize) -> Self {
         let mut alphas = Vec::new();
         let mut ends = Vec::with_capacity(max_degree + 1);
@@ -172,23 +183,15 @@ pub(super) fn expanded_rows<T: Real>(
     nearest: &dyn Fn(&[usize]) -> Vec<T>,
 ) -> Vec<Option<WeightedRow>> {
     let dim = set.dim;
-    if !T::GEMM_FORM || span.is_empty() || dim == 0 || dim > 3 || sigma.is_nan() || sigma <= 0.0 {
+    let serves = T::GEMM_FORM && (1..=3).contains(&dim) && rows.len() >= MIN_ROWS && sigma > 0.0;
+    let monomials = serves
+        .then(|| Monomials::within(dim, span.len() / MONOMIALS_PER_POINT))
+        .flatten();
+    let Some(monomials) = monomials else {
         return vec![None; rows.len()];
-    }
-    let (centre, radius) = centre_and_radius(set, span);
-    let mut max_degree = MAX_DEGREE;
-    let monomials = Monomials::new(dim, MAX_DEGREE);
-    let budget = if rows.len() < MIN_ROWS {
-        0
-    } else {
-        span.len() / MONOMIALS_PER_POINT
     };
-    while max_degree > 0 && monomials.ends[max_degree] > budget {
-        max_degree -= 1;
-    }
-    if monomials.ends[max_degree] > budget {
-        return vec![None; rows.len()];
-    }
+    let max_degree = monomials.ends.len() - 1;
+    let (centre, radius) = centre_and_radius(set, span);
     let u_of = |r: usize| -> [f64; 3] {
         let mut u = [0.0; 3];
         for k in 0..dim {
@@ -300,6 +303,11 @@ mod tests {
             // C(6 + dim, dim) indices of degree <= 6.
             let expected = [7, 28, 84][dim - 1];
             assert_eq!(m.ends[6], expected, "dim {dim}");
+            // A budget of exactly that many stops at degree 6; one fewer at degree 5; none fits 0.
+            let fits = |budget| Monomials::within(dim, budget).map(|m| m.ends.len() - 1);
+            assert_eq!(fits(expected), Some(6), "dim {dim}");
+            assert_eq!(fits(expected - 1), Some(5), "dim {dim}");
+            assert_eq!(fits(0), None, "dim {dim}");
         }
     }
 }
