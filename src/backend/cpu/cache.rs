@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::gemm_form::{RowMeta, SpanDistances};
+use super::log_sum_exp::BucketedGaps;
 use super::real::Real;
 use crate::backend::Span;
 
@@ -197,6 +198,87 @@ impl RereadHistory {
         };
         if let Some(entry) = entries.iter_mut().rev().find(|(f, _)| *f == fingerprint) {
             entry.1 = true;
+        }
+    }
+}
+
+/// One row's bucketed gaps with its values, for the bit-for-bit check.
+struct Bucketed<T> {
+    span: Span,
+    values: Vec<T>,
+    gaps: Arc<BucketedGaps<T>>,
+}
+
+/// The noise posterior's bucketed gaps of the last batch it measured by explicit distances:
+/// the pooled estimate reads the same rows again, on other nodes, right after the per-row pass.
+/// A span's rows are kept until a call on that span finds none of them (the next step's state).
+#[derive(Clone)]
+pub(super) struct BucketCache<T> {
+    entries: Arc<Mutex<HashMap<u64, Vec<Bucketed<T>>>>>,
+}
+
+impl<T> Default for BucketCache<T> {
+    fn default() -> Self {
+        BucketCache {
+            entries: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for BucketCache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BucketCache")
+    }
+}
+
+impl<T: Real> BucketCache<T> {
+    /// Each row's cached gaps against `span`, where its values are bit for bit those cached.
+    pub fn lookup(
+        &self,
+        x: &[T],
+        dim: usize,
+        rows: &[usize],
+        span: Span,
+    ) -> Vec<Option<Arc<BucketedGaps<T>>>> {
+        let Ok(entries) = self.entries.lock() else {
+            return vec![None; rows.len()];
+        };
+        rows.iter()
+            .map(|&r| {
+                let row = &x[r * dim..(r + 1) * dim];
+                entries.get(&row_hash(row))?.iter().find_map(|e| {
+                    (e.span == span && same_bits(row, &e.values)).then(|| e.gaps.clone())
+                })
+            })
+            .collect()
+    }
+
+    /// Keeps `built` (row index, gaps); forgets the span's other rows first when the call found
+    /// none of its rows here.
+    pub fn keep(
+        &self,
+        x: &[T],
+        dim: usize,
+        span: Span,
+        built: &[(usize, Arc<BucketedGaps<T>>)],
+        hits: usize,
+    ) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if hits == 0 {
+            entries.retain(|_, list| {
+                list.retain(|e| e.span != span);
+                !list.is_empty()
+            });
+        }
+        for (r, gaps) in built {
+            let row = &x[r * dim..(r + 1) * dim];
+            entries.entry(row_hash(row)).or_default().push(Bucketed {
+                span,
+                values: row.to_vec(),
+                gaps: gaps.clone(),
+            });
         }
     }
 }

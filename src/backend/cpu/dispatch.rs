@@ -14,7 +14,9 @@ use super::gemm_form::{
 };
 use super::grid::{GRID_MAX_DIM, Grid, grid_row};
 use super::layout::{GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
-use super::log_sum_exp::{exactly_seen, gemm_log_sum_exp_row, log_sum_exp_task};
+use super::log_sum_exp::{
+    BucketedGaps, bucket_task, exactly_seen, gemm_log_sum_exp_row, grid_from_buckets,
+};
 use super::pruned::{Projection, pruned_row};
 use super::real::Real;
 use super::weighted::weighted_rows_task;
@@ -69,9 +71,11 @@ dispatch!(nearest_task, nearest_avx512, nearest_avx2, nearest_task_isa,
 dispatch!(gemm_log_sum_exp_row, gemm_lse_row_avx512, gemm_lse_row_avx2, gemm_log_sum_exp_row_isa,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta, coarse: &[f64],
      fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> GridRow);
-dispatch!(log_sum_exp_task, log_sum_exp_avx512, log_sum_exp_avx2, log_sum_exp_task_isa,
-    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, coarse: &[f64],
-     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync)) -> Vec<GridRow>);
+dispatch!(bucket_task, bucket_task_avx512, bucket_task_avx2, bucket_task_isa,
+    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span) -> Vec<BucketedGaps<T>>);
+dispatch!(grid_from_buckets, grid_from_buckets_avx512, grid_from_buckets_avx2, grid_from_buckets_isa,
+    (gaps: &BucketedGaps<T>, dim: usize, coarse: &[f64], fine_of: &dyn Fn(&[f64]) -> Vec<f64>)
+     -> GridRow);
 
 /// The instruction set the kernels run with on this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -398,7 +402,8 @@ fn gemm_log_sum_exp<T: Real>(
         .collect()
 }
 
-/// Log-sum-exps of `rows` by explicit distances to the span, in cache-sized tasks.
+/// Log-sum-exps of `rows` by explicit distances to the span, bucketed in cache-sized tasks (rows
+/// the last call bucketed come from the set's bucket cache).
 fn explicit_log_sum_exp<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
@@ -408,11 +413,39 @@ fn explicit_log_sum_exp<T: Real>(
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
 ) -> Vec<GridRow> {
-    let results: Vec<Vec<GridRow>> = tasks(rows, span.len(), set.dim)
-        .par_iter()
-        .map(|rows| log_sum_exp_task_isa(isa, set, x, rows, span, coarse, refine))
+    let dim = set.dim;
+    let mut cached = set.buckets.lookup(x, dim, rows, span);
+    let hits = cached.iter().filter(|c| c.is_some()).count();
+    let missing: Vec<usize> = rows
+        .iter()
+        .zip(&cached)
+        .filter(|(_, c)| c.is_none())
+        .map(|(&r, _)| r)
         .collect();
-    results.into_iter().flatten().collect()
+    let built: Vec<Arc<BucketedGaps<T>>> = tasks(&missing, span.len(), dim)
+        .par_iter()
+        .map(|rows| bucket_task_isa(isa, set, x, rows, span))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flatten()
+        .map(Arc::new)
+        .collect();
+    let kept: Vec<(usize, Arc<BucketedGaps<T>>)> = missing.iter().copied().zip(built).collect();
+    let mut fresh = kept.iter();
+    for c in cached.iter_mut().filter(|c| c.is_none()) {
+        *c = fresh.next().map(|(_, g)| g.clone());
+    }
+    set.buckets.keep(x, dim, span, &kept, hits);
+    rows.par_iter()
+        .zip(&cached)
+        .map(|(&r, gaps)| match gaps {
+            Some(gaps) => {
+                let fine_of = |c: &[f64]| refine(r, c);
+                grid_from_buckets_isa(isa, gaps, dim, coarse, &fine_of)
+            }
+            None => GridRow::default(),
+        })
+        .collect()
 }
 
 /// The softmax's sigma where the low-dimensional kernels serve (D <= FUSED_MAX_DIM).

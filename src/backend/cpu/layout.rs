@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use super::cache::{DistanceCache, RereadHistory};
+use super::cache::{BucketCache, DistanceCache, RereadHistory};
 use super::marginal_table::MarginalTables;
 use super::pruned::Projection;
 use super::real::Real;
@@ -31,6 +31,8 @@ pub struct PreparedSet<T> {
     pub(super) rereads: RereadHistory,
     /// NAG's marginal as tables over the squared distance, per node set.
     pub(super) marginal: MarginalTables,
+    /// The noise posterior's last rows, bucketed (its pooled pass reads them again).
+    pub(super) buckets: BucketCache<T>,
 }
 
 /// f32 sets of this many dimensions or more take the distances in GEMM form.
@@ -127,6 +129,7 @@ impl<T: Real> PreparedSet<T> {
             cache: DistanceCache::default(),
             rereads: RereadHistory::default(),
             marginal: MarginalTables::default(),
+            buckets: BucketCache::default(),
         }
     }
 
