@@ -389,13 +389,22 @@ pub(super) fn grid_from_buckets<T: Real, const FMA: bool>(
 /// The largest gap a node of `sigmas` that may carry posterior mass sums while resolving finer
 /// than the distances' error bound (bound > TIGHT 2 s^2): gaps up to it must be exact. The row's
 /// nearest squared distance lies in [d_min - bound, d_min].
-fn posterior_exact_cut(
+///
+/// None need be, whatever the nodes, where the product's bound is within what explicit f32
+/// differences guarantee themselves: a gap's explicit error is bounded by gamma_D (d_j + d_min)
+/// >= 2 gamma_D d_min, so far from the data (large sigma: d_min ~ D s^2 >> |x||y|) recomputing
+/// would trade the product's gaps for no better ones at the cost of a distance pass.
+fn posterior_exact_cut<T: Real>(
     sigmas: &[f64],
     ln_sigmas: &[f64],
     meta: &RowMeta,
     dim: usize,
     points: usize,
 ) -> f64 {
+    let gamma = dim as f64 * T::EPSILON / (1.0 - dim as f64 * T::EPSILON);
+    if meta.bound <= 2.0 * gamma * meta.d_min {
+        return 0.0;
+    }
     let lower = |s: f64, ln_s: f64, d: f64| -d / (2.0 * s * s) - dim as f64 * ln_s;
     let d_low = (meta.d_min - meta.bound).max(0.0);
     let best = sigmas
@@ -423,7 +432,7 @@ pub(super) fn exactly_seen<T: Real>(
     coarse_ln: &[f64],
     dim: usize,
 ) -> usize {
-    let cut = posterior_exact_cut(coarse, coarse_ln, meta, dim, gaps.len());
+    let cut = posterior_exact_cut::<T>(coarse, coarse_ln, meta, dim, gaps.len());
     if cut <= 0.0 {
         return 0;
     }
@@ -446,14 +455,14 @@ pub(super) fn gemm_log_sum_exp_row<T: Real, const FMA: bool>(
     let dim = set.dim;
     let ln = |s: &[f64]| s.iter().map(|s| s.ln()).collect::<Vec<f64>>();
     let coarse_ln = ln(coarse);
-    let cut = posterior_exact_cut(coarse, &coarse_ln, meta, dim, gaps.len());
+    let cut = posterior_exact_cut::<T>(coarse, &coarse_ln, meta, dim, gaps.len());
     let mut row = gaps.to_vec();
     let d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut row, meta, cut);
     let mut buckets = BucketedGaps::of(&row, T::ZERO, d_min);
     let c = log_sum_exp_bucketed::<T, FMA>(&buckets, coarse, &coarse_ln, dim);
     let fine_sigmas = fine_of(&c);
     let fine_ln = ln(&fine_sigmas);
-    let fine_cut = posterior_exact_cut(&fine_sigmas, &fine_ln, meta, dim, gaps.len());
+    let fine_cut = posterior_exact_cut::<T>(&fine_sigmas, &fine_ln, meta, dim, gaps.len());
     if fine_cut > cut {
         // The fine grid resolves finer than the coarse one did: more gaps made exact.
         row.copy_from_slice(gaps);
