@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::gemm_form::{RowMeta, SpanDistances};
-use super::log_sum_exp::BucketedGaps;
+use super::log_sum_exp::RowBuckets;
 use super::real::Real;
 use crate::backend::Span;
 
@@ -206,11 +206,11 @@ impl RereadHistory {
 struct Bucketed<T> {
     span: Span,
     values: Vec<T>,
-    gaps: Arc<BucketedGaps<T>>,
+    row: Arc<RowBuckets<T>>,
 }
 
-/// The noise posterior's bucketed gaps of the last batch it measured by explicit distances:
-/// the pooled estimate reads the same rows again, on other nodes, right after the per-row pass.
+/// The noise posterior's bucketed gaps of the last batch it measured: the pooled estimate reads
+/// the same rows again, on other nodes, right after the per-row pass.
 /// A span's rows are kept until a call on that span finds none of them (the next step's state).
 #[derive(Clone)]
 pub(super) struct BucketCache<T> {
@@ -239,7 +239,7 @@ impl<T: Real> BucketCache<T> {
         dim: usize,
         rows: &[usize],
         span: Span,
-    ) -> Vec<Option<Arc<BucketedGaps<T>>>> {
+    ) -> Vec<Option<Arc<RowBuckets<T>>>> {
         let Ok(entries) = self.entries.lock() else {
             return vec![None; rows.len()];
         };
@@ -247,7 +247,7 @@ impl<T: Real> BucketCache<T> {
             .map(|&r| {
                 let row = &x[r * dim..(r + 1) * dim];
                 entries.get(&row_hash(row))?.iter().find_map(|e| {
-                    (e.span == span && same_bits(row, &e.values)).then(|| e.gaps.clone())
+                    (e.span == span && same_bits(row, &e.values)).then(|| e.row.clone())
                 })
             })
             .collect()
@@ -260,7 +260,7 @@ impl<T: Real> BucketCache<T> {
         x: &[T],
         dim: usize,
         span: Span,
-        built: &[(usize, Arc<BucketedGaps<T>>)],
+        built: Vec<(usize, RowBuckets<T>)>,
         hits: usize,
     ) {
         let Ok(mut entries) = self.entries.lock() else {
@@ -272,12 +272,12 @@ impl<T: Real> BucketCache<T> {
                 !list.is_empty()
             });
         }
-        for (r, gaps) in built {
+        for (r, buckets) in built {
             let row = &x[r * dim..(r + 1) * dim];
             entries.entry(row_hash(row)).or_default().push(Bucketed {
                 span,
                 values: row.to_vec(),
-                gaps: gaps.clone(),
+                row: Arc::new(buckets),
             });
         }
     }

@@ -15,7 +15,7 @@ use super::gemm_form::{
 use super::grid::{GRID_MAX_DIM, Grid, grid_row};
 use super::layout::{GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
 use super::log_sum_exp::{
-    BucketedGaps, bucket_task, exactly_seen, gemm_log_sum_exp_row, grid_from_buckets,
+    RowBuckets, bucket_task, exactly_seen, gemm_log_sum_exp_row, grid_from_buckets,
 };
 use super::pruned::{Projection, pruned_row};
 use super::real::Real;
@@ -70,12 +70,12 @@ dispatch!(nearest_task, nearest_avx512, nearest_avx2, nearest_task_isa,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span) -> Vec<T>);
 dispatch!(gemm_log_sum_exp_row, gemm_lse_row_avx512, gemm_lse_row_avx2, gemm_log_sum_exp_row_isa,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta, coarse: &[f64],
-     fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> GridRow);
+     fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> (GridRow, RowBuckets<T>));
 dispatch!(bucket_task, bucket_task_avx512, bucket_task_avx2, bucket_task_isa,
-    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span) -> Vec<BucketedGaps<T>>);
+    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span) -> Vec<RowBuckets<T>>);
 dispatch!(grid_from_buckets, grid_from_buckets_avx512, grid_from_buckets_avx2, grid_from_buckets_isa,
-    (gaps: &BucketedGaps<T>, dim: usize, coarse: &[f64], fine_of: &dyn Fn(&[f64]) -> Vec<f64>)
-     -> GridRow);
+    (row: &RowBuckets<T>, dim: usize, coarse: &[f64], fine_of: &dyn Fn(&[f64]) -> Vec<f64>)
+     -> Option<GridRow>);
 
 /// The instruction set the kernels run with on this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,11 +340,8 @@ fn with_rest_from(
         .collect()
 }
 
-/// One span's log-sum-exps in GEMM form (rows measured by the denoiser lately come from the cache).
-/// A row whose posterior must see most of its gaps exactly (large sigma: the product's bound is
-/// coarser than the grid's nodes resolve, and every gap is within their reach) takes explicit
-/// distances to the whole span, blocked eight rows at a time, instead of recomputing its
-/// candidates one by one.
+/// One span's log-sum-exps in GEMM form (rows measured by the denoiser lately come from the
+/// distance cache, rows the last call on this state bucketed from the bucket cache).
 fn gemm_log_sum_exp<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
@@ -357,6 +354,26 @@ fn gemm_log_sum_exp<T: Real>(
 ) -> Vec<GridRow> {
     set.rereads
         .reread(batch_fingerprint(x, set.dim, rows, span));
+    with_bucket_cache(set, x, rows, span, coarse, refine, isa, |missing| {
+        gemm_measured(set, x, missing, span, coarse, refine, isa, threads)
+    })
+}
+
+/// `rows`' log-sum-exps from their GEMM-form gaps, with their buckets. A row whose posterior
+/// must see most of its gaps exactly (the product's bound is coarser than the grid's nodes
+/// resolve, and most gaps are within their reach) takes explicit distances to the whole span,
+/// blocked eight rows at a time, instead of recomputing its candidates one by one.
+#[allow(clippy::too_many_arguments)]
+fn gemm_measured<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    coarse: &[f64],
+    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
+    isa: Isa,
+    threads: Threads,
+) -> Vec<(GridRow, RowBuckets<T>)> {
     let distances = gemm_distances(set, x, rows, span, isa, threads);
     let dim = set.dim;
     let width = span.len();
@@ -376,7 +393,7 @@ fn gemm_log_sum_exp<T: Real>(
         .collect();
     let explicit = explicit_log_sum_exp(set, x, &wide_rows, span, coarse, refine, isa);
     let mut explicit = explicit.into_iter();
-    let narrow: Vec<GridRow> = distances
+    let narrow: Vec<(GridRow, RowBuckets<T>)> = distances
         .rows
         .par_iter()
         .enumerate()
@@ -392,18 +409,12 @@ fn gemm_log_sum_exp<T: Real>(
     let mut narrow = narrow.into_iter();
     // Back in the order of `rows`.
     wide.iter()
-        .map(|&w| {
-            if w {
-                explicit.next().unwrap_or_default()
-            } else {
-                narrow.next().unwrap_or_default()
-            }
-        })
+        .filter_map(|&w| if w { explicit.next() } else { narrow.next() })
         .collect()
 }
 
-/// Log-sum-exps of `rows` by explicit distances to the span, bucketed in cache-sized tasks (rows
-/// the last call bucketed come from the set's bucket cache).
+/// Log-sum-exps of `rows` by explicit distances to the span, bucketed in cache-sized tasks, with
+/// their buckets.
 fn explicit_log_sum_exp<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
@@ -412,40 +423,69 @@ fn explicit_log_sum_exp<T: Real>(
     coarse: &[f64],
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
-) -> Vec<GridRow> {
+) -> Vec<(GridRow, RowBuckets<T>)> {
     let dim = set.dim;
-    let mut cached = set.buckets.lookup(x, dim, rows, span);
-    let hits = cached.iter().filter(|c| c.is_some()).count();
-    let missing: Vec<usize> = rows
-        .iter()
-        .zip(&cached)
-        .filter(|(_, c)| c.is_none())
-        .map(|(&r, _)| r)
-        .collect();
-    let built: Vec<Arc<BucketedGaps<T>>> = tasks(&missing, span.len(), dim)
+    let built: Vec<RowBuckets<T>> = tasks(rows, span.len(), dim)
         .par_iter()
         .map(|rows| bucket_task_isa(isa, set, x, rows, span))
         .collect::<Vec<_>>()
         .into_iter()
         .flatten()
-        .map(Arc::new)
         .collect();
-    let kept: Vec<(usize, Arc<BucketedGaps<T>>)> = missing.iter().copied().zip(built).collect();
-    let mut fresh = kept.iter();
-    for c in cached.iter_mut().filter(|c| c.is_none()) {
-        *c = fresh.next().map(|(_, g)| g.clone());
-    }
-    set.buckets.keep(x, dim, span, &kept, hits);
     rows.par_iter()
-        .zip(&cached)
-        .map(|(&r, gaps)| match gaps {
-            Some(gaps) => {
-                let fine_of = |c: &[f64]| refine(r, c);
-                grid_from_buckets_isa(isa, gaps, dim, coarse, &fine_of)
-            }
-            None => GridRow::default(),
+        .zip(built.into_par_iter())
+        .map(|(&r, row)| {
+            let fine_of = |c: &[f64]| refine(r, c);
+            // Explicit distances are exact for every grid: never None.
+            let grid = grid_from_buckets_isa(isa, &row, dim, coarse, &fine_of).unwrap_or_default();
+            (grid, row)
         })
         .collect()
+}
+
+/// A span's log-sum-exps: rows bucketed by the last call on the same state (the pooled
+/// estimate's pass after the per-row one) come from the set's bucket cache where their gaps are
+/// exact enough for these nodes; `fresh` measures the others, whose buckets are kept in turn.
+#[allow(clippy::too_many_arguments)]
+fn with_bucket_cache<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    coarse: &[f64],
+    refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
+    isa: Isa,
+    fresh: impl FnOnce(&[usize]) -> Vec<(GridRow, RowBuckets<T>)>,
+) -> Vec<GridRow> {
+    let dim = set.dim;
+    let cached = set.buckets.lookup(x, dim, rows, span);
+    let hits = cached.iter().flatten().count();
+    let mut grids: Vec<Option<GridRow>> = rows
+        .par_iter()
+        .zip(&cached)
+        .map(|(&r, row)| {
+            let fine_of = |c: &[f64]| refine(r, c);
+            grid_from_buckets_isa(isa, row.as_ref()?, dim, coarse, &fine_of)
+        })
+        .collect();
+    let missing: Vec<usize> = rows
+        .iter()
+        .zip(&grids)
+        .filter(|(_, g)| g.is_none())
+        .map(|(&r, _)| r)
+        .collect();
+    let mut kept = Vec::with_capacity(missing.len());
+    if !missing.is_empty() {
+        let mut measured = fresh(&missing).into_iter();
+        for (slot, &r) in grids.iter_mut().filter(|g| g.is_none()).zip(&missing) {
+            if let Some((grid, buckets)) = measured.next() {
+                *slot = Some(grid);
+                kept.push((r, buckets));
+            }
+        }
+    }
+    set.buckets.keep(x, dim, span, kept, hits);
+    grids.into_iter().map(Option::unwrap_or_default).collect()
 }
 
 /// The softmax's sigma where the low-dimensional kernels serve (D <= FUSED_MAX_DIM).
@@ -585,7 +625,11 @@ pub fn log_sum_exp_grid_on<T: Real>(
         .collect();
     let results = work
         .iter()
-        .map(|&(span, rows)| explicit_log_sum_exp(set, x, rows, span, coarse, refine, isa))
+        .map(|&(span, rows)| {
+            with_bucket_cache(set, x, rows, span, coarse, refine, isa, |missing| {
+                explicit_log_sum_exp(set, x, missing, span, coarse, refine, isa)
+            })
+        })
         .collect();
     scatter(spans.len(), &work, results)
 }

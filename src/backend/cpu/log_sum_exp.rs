@@ -47,6 +47,21 @@ pub(super) struct BucketedGaps<T> {
     d_min: f64,
 }
 
+/// A row's bucketed gaps as kept for a later call on the same state: exact up to `exact_to` (the
+/// product's gaps beyond it; infinite for explicit distances), with the product's row bounds.
+pub(super) struct RowBuckets<T> {
+    pub gaps: BucketedGaps<T>,
+    pub meta: Option<RowMeta>,
+    pub exact_to: f64,
+}
+
+impl<T: Real> RowBuckets<T> {
+    /// How many gaps the row has.
+    pub fn len(&self) -> usize {
+        self.gaps.gaps.len()
+    }
+}
+
 /// Terms and grid nodes below e^-25 (1.4e-11) of the largest are left out of the posterior.
 pub const LIKELIHOOD_MARGIN: f64 = 25.0;
 
@@ -359,31 +374,49 @@ pub(super) fn bucket_task<T: Real, const FMA: bool>(
     x: &[T],
     rows: &[usize],
     span: Span,
-) -> Vec<BucketedGaps<T>> {
+) -> Vec<RowBuckets<T>> {
     let (dist, first, width) = span_distances::<T, FMA>(set, x, rows, span);
     // A loop, not a closure: a closure LLVM keeps out of line loses the kernel's target features.
     let mut out = Vec::with_capacity(rows.len());
     for row in dist.chunks_exact(width).take(rows.len()) {
-        out.push(BucketedGaps::new(
-            &row[span.start - first..span.end - first],
-        ));
+        out.push(RowBuckets {
+            gaps: BucketedGaps::new(&row[span.start - first..span.end - first]),
+            meta: None,
+            exact_to: f64::INFINITY,
+        });
     }
     out
 }
 
-/// One row's coarse grid, then its fine grid `fine_of(coarse values)`, from its bucketed gaps.
+/// One row's coarse grid, then its fine grid `fine_of(coarse values)`, from its bucketed gaps;
+/// None where a grid resolves finer than the gaps are exact (kept product gaps: the caller
+/// measures the row afresh).
 #[inline(always)]
 pub(super) fn grid_from_buckets<T: Real, const FMA: bool>(
-    gaps: &BucketedGaps<T>,
+    row: &RowBuckets<T>,
     dim: usize,
     coarse: &[f64],
     fine_of: &dyn Fn(&[f64]) -> Vec<f64>,
-) -> GridRow {
+) -> Option<GridRow> {
     let ln = |s: &[f64]| s.iter().map(|s| s.ln()).collect::<Vec<f64>>();
-    let c = log_sum_exp_bucketed::<T, FMA>(gaps, coarse, &ln(coarse), dim);
+    let exact_enough = |sigmas: &[f64], ln_sigmas: &[f64]| match &row.meta {
+        Some(meta) => {
+            posterior_exact_cut::<T>(sigmas, ln_sigmas, meta, dim, row.len()) <= row.exact_to
+        }
+        None => true,
+    };
+    let coarse_ln = ln(coarse);
+    if !exact_enough(coarse, &coarse_ln) {
+        return None;
+    }
+    let c = log_sum_exp_bucketed::<T, FMA>(&row.gaps, coarse, &coarse_ln, dim);
     let fine_sigmas = fine_of(&c);
-    let f = log_sum_exp_bucketed::<T, FMA>(gaps, &fine_sigmas, &ln(&fine_sigmas), dim);
-    (c, fine_sigmas, f)
+    let fine_ln = ln(&fine_sigmas);
+    if !exact_enough(&fine_sigmas, &fine_ln) {
+        return None;
+    }
+    let f = log_sum_exp_bucketed::<T, FMA>(&row.gaps, &fine_sigmas, &fine_ln, dim);
+    Some((c, fine_sigmas, f))
 }
 
 /// The largest gap a node of `sigmas` that may carry posterior mass sums while resolving finer
@@ -391,8 +424,8 @@ pub(super) fn grid_from_buckets<T: Real, const FMA: bool>(
 /// nearest squared distance lies in [d_min - bound, d_min].
 ///
 /// None need be, whatever the nodes, where the product's bound is within what explicit f32
-/// differences guarantee themselves: a gap's explicit error is bounded by gamma_D (d_j + d_min)
-/// >= 2 gamma_D d_min, so far from the data (large sigma: d_min ~ D s^2 >> |x||y|) recomputing
+/// differences guarantee themselves: a gap's explicit error bound, gamma_D (d_j + d_min), is at
+/// least 2 gamma_D d_min, so far from the data (large sigma: d_min ~ D s^2 >> |x||y|) recomputing
 /// would trade the product's gaps for no better ones at the cost of a distance pass.
 fn posterior_exact_cut<T: Real>(
     sigmas: &[f64],
@@ -441,7 +474,8 @@ pub(super) fn exactly_seen<T: Real>(
 }
 
 /// One row's log-sum-exps from its gaps in GEMM form: the gaps that a node with mass sums and
-/// resolves finer than the product's bound are recomputed by explicit differences first.
+/// resolves finer than the product's bound are recomputed by explicit differences first. Also
+/// returns the row's buckets, for a later call on the same state.
 #[inline(always)]
 pub(super) fn gemm_log_sum_exp_row<T: Real, const FMA: bool>(
     set: &PreparedSet<T>,
@@ -451,7 +485,7 @@ pub(super) fn gemm_log_sum_exp_row<T: Real, const FMA: bool>(
     meta: &RowMeta,
     coarse: &[f64],
     fine_of: &dyn Fn(&[f64]) -> Vec<f64>,
-) -> GridRow {
+) -> (GridRow, RowBuckets<T>) {
     let dim = set.dim;
     let ln = |s: &[f64]| s.iter().map(|s| s.ln()).collect::<Vec<f64>>();
     let coarse_ln = ln(coarse);
@@ -459,6 +493,7 @@ pub(super) fn gemm_log_sum_exp_row<T: Real, const FMA: bool>(
     let mut row = gaps.to_vec();
     let d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut row, meta, cut);
     let mut buckets = BucketedGaps::of(&row, T::ZERO, d_min);
+    let mut exact_to = cut;
     let c = log_sum_exp_bucketed::<T, FMA>(&buckets, coarse, &coarse_ln, dim);
     let fine_sigmas = fine_of(&c);
     let fine_ln = ln(&fine_sigmas);
@@ -468,9 +503,15 @@ pub(super) fn gemm_log_sum_exp_row<T: Real, const FMA: bool>(
         row.copy_from_slice(gaps);
         let d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut row, meta, fine_cut);
         buckets = BucketedGaps::of(&row, T::ZERO, d_min);
+        exact_to = fine_cut;
     }
     let f = log_sum_exp_bucketed::<T, FMA>(&buckets, &fine_sigmas, &fine_ln, dim);
-    (c, fine_sigmas, f)
+    let kept = RowBuckets {
+        gaps: buckets,
+        meta: Some(*meta),
+        exact_to,
+    };
+    ((c, fine_sigmas, f), kept)
 }
 
 #[cfg(test)]
