@@ -1058,3 +1058,39 @@ fn the_expansion_matches_brute_force_on_every_toy() {
         }
     }
 }
+
+/// The posterior's second call on the same state (the pooled estimate's nodes) takes the rows'
+/// buckets from the first; its values equal those of a set that never saw the state, on every
+/// reference set (explicit and GEMM-form paths) and at every sigma the states are drawn at.
+#[test]
+fn a_second_posterior_call_on_the_same_state_matches_a_fresh_one() {
+    use crate::core::estimate::{PosteriorEstimator, SigmaPrior};
+    for (name, values, dim) in reference_sets() {
+        let n = values.len() / dim;
+        let coarse =
+            PosteriorEstimator::new(SigmaPrior::for_schedule(0.002, 80.0)).coarse_grid(dim);
+        for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
+            let x: Vec<f32> = rows_around(&values, dim, sigma, 29)
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            let spans = vec![Span { start: 0, end: n }; x.len() / dim];
+            let pool: Vec<f64> = (0..9).map(|k| sigma * (0.8 + 0.05 * k as f64)).collect();
+            let none = |_: usize, _: &[f64]| Vec::new();
+            let warm = PreparedSet::<f32>::new(&values, n, dim);
+            let _ = log_sum_exp_grid(&warm, &x, &spans, &coarse, &none, Isa::detect());
+            let second = log_sum_exp_grid(&warm, &x, &spans, &pool, &none, Isa::detect());
+            let fresh_set = PreparedSet::<f32>::new(&values, n, dim);
+            let fresh = log_sum_exp_grid(&fresh_set, &x, &spans, &pool, &none, Isa::detect());
+            for (r, (a, b)) in second.iter().zip(&fresh).enumerate() {
+                assert_eq!(a.0.len(), pool.len());
+                for (&u, &v) in a.0.iter().zip(&b.0) {
+                    assert!(
+                        (u - v).abs() <= 1e-5 * (1.0 + v.abs()),
+                        "{name} sigma {sigma} row {r}: {u} vs {v}"
+                    );
+                }
+            }
+        }
+    }
+}
