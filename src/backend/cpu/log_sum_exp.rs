@@ -30,10 +30,10 @@ const TAYLOR_TOL: f64 = 1e-11;
 /// Gaps d_j - d_min sorted into bins of increasing value (a counting sort on the leading bits),
 /// so "every gap below a cut" is a prefix of whole bins; bins of many gaps carry Taylor moments.
 pub(super) struct BucketedGaps<T> {
-    gaps: Vec<T>,
-    /// Per non-empty bin, ascending: its index (key above the floor) and its end in `gaps`.
+    /// How many gaps the row has.
+    count: usize,
+    /// Per non-empty bin, ascending: its index (key above the floor).
     index: Vec<u32>,
-    ends: Vec<usize>,
     /// The key of the first bin's floor (keys below it share bin 0).
     floor: u32,
     /// Per bin, padded with empty bins to whole groups of 8: centre and half-width (0 for bins
@@ -42,8 +42,10 @@ pub(super) struct BucketedGaps<T> {
     half: Vec<f64>,
     /// [TERMS][padded bins]: the moments w_p (0 for bins summed directly).
     moments: Vec<f64>,
-    /// Runs of bins summed directly: (first bin, gaps start, gaps end).
-    direct: Vec<(usize, usize, usize)>,
+    /// The gaps of the bins summed directly, in bin order, and per bin how many of them lie in
+    /// it and the bins before (a node's direct gaps are a prefix).
+    direct: Vec<T>,
+    direct_ends: Vec<usize>,
     d_min: f64,
 }
 
@@ -58,7 +60,7 @@ pub(super) struct RowBuckets<T> {
 impl<T: Real> RowBuckets<T> {
     /// How many gaps the row has.
     pub fn len(&self) -> usize {
-        self.gaps.gaps.len()
+        self.gaps.count
     }
 }
 
@@ -117,7 +119,8 @@ impl<T: Real> BucketedGaps<T> {
         let mut centre = vec![0.0; padded];
         let mut half = vec![0.0; padded];
         let mut moments = vec![0.0; TERMS * padded];
-        let mut direct: Vec<(usize, usize, usize)> = Vec::new();
+        let mut direct = Vec::new();
+        let mut direct_ends = Vec::with_capacity(index.len());
         let mut start = 0;
         for (b, (&i, &end)) in index.iter().zip(&ends).enumerate() {
             let slice = &gaps[start..end];
@@ -127,22 +130,20 @@ impl<T: Real> BucketedGaps<T> {
                 half[b] = h;
                 taylor_moments(slice, m, h, b, padded, &mut moments);
             } else {
-                match direct.last_mut() {
-                    Some(run) if run.2 == start => run.2 = end,
-                    _ => direct.push((b, start, end)),
-                }
+                direct.extend_from_slice(slice);
             }
+            direct_ends.push(direct.len());
             start = end;
         }
         BucketedGaps {
-            gaps,
+            count: values.len(),
             index,
-            ends,
             floor,
             centre,
             half,
             moments,
             direct,
+            direct_ends,
             d_min,
         }
     }
@@ -276,7 +277,7 @@ fn log_sum_exp_bucketed<T: Real, const FMA: bool>(
     ln_sigmas: &[f64],
     dim: usize,
 ) -> Vec<f64> {
-    if gaps.gaps.is_empty() {
+    if gaps.count == 0 {
         return vec![f64::NEG_INFINITY; sigmas.len()];
     }
     let d_min = gaps.d_min;
@@ -287,7 +288,7 @@ fn log_sum_exp_bucketed<T: Real, const FMA: bool>(
         best = best.max(b);
         lower.push(b);
     }
-    let spread = (gaps.gaps.len() as f64).ln();
+    let spread = (gaps.count as f64).ln();
     let mut out = Vec::with_capacity(sigmas.len());
     for (&s, &bound) in sigmas.iter().zip(&lower) {
         let scale = 1.0 / (2.0 * s * s);
@@ -346,22 +347,16 @@ fn direct_sum<T: Real>(gaps: &BucketedGaps<T>, bins: usize, scale: f64) -> f64 {
     if bins == 0 {
         return 0.0;
     }
-    let stop = gaps.ends[bins - 1];
+    let run = &gaps.direct[..gaps.direct_ends[bins - 1]];
     let c = T::from_f64(-scale);
     let mut lanes = [T::ZERO; LANES];
-    for &(first, start, end) in &gaps.direct {
-        if first >= bins {
-            break;
-        }
-        let run = &gaps.gaps[start..end.min(stop)];
-        let chunks = run.chunks_exact(LANES);
-        // The last part padded with infinite gaps (terms of 0), so that it vectorises too.
-        let mut tail = [T::INFINITY; LANES];
-        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        for ch in chunks.chain(std::iter::once(&tail[..])) {
-            for l in 0..LANES {
-                lanes[l] = lanes[l] + (ch[l] * c).exp();
-            }
+    let chunks = run.chunks_exact(LANES);
+    // The last part padded with infinite gaps (terms of 0), so that it vectorises too.
+    let mut tail = [T::INFINITY; LANES];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    for ch in chunks.chain(std::iter::once(&tail[..])) {
+        for l in 0..LANES {
+            lanes[l] = lanes[l] + (ch[l] * c).exp();
         }
     }
     lanes.iter().map(|v| v.to_f64()).sum()
