@@ -7,7 +7,7 @@
 //! The moments cost TERMS operations per gap once per row; each node then costs a few per bin
 //! instead of an exp per gap (the fast Gauss transform's idea, in the one variable g).
 
-use super::distances::{min_of, span_distances};
+use super::distances::{max_signed, min_of, span_distances};
 use super::gemm_form::{RowMeta, hybrid_gaps};
 use super::layout::{LANES, PreparedSet};
 use super::real::Real;
@@ -91,7 +91,7 @@ impl<T: Real> BucketedGaps<T> {
     /// From `values - offset` (gaps), the row's nearest squared distance being `d_min`.
     #[inline(always)]
     pub(super) fn of(values: &[T], offset: T, d_min: f64) -> Self {
-        let largest = (max_of(values) - offset).to_f64();
+        let largest = (max_signed(values) - offset).to_f64();
         let floor = key_of(largest).saturating_sub(OCTAVES << SUB_BITS);
         let bin: Vec<u16> = values.iter().map(|&v| bin_of(v - offset, floor)).collect();
         let mut counts = vec![0usize; BINS + 1];
@@ -154,24 +154,6 @@ impl<T: Real> BucketedGaps<T> {
         let last = key_of(cut).saturating_sub(self.floor);
         self.index.partition_point(|&i| i <= last)
     }
-}
-
-/// The largest value of a slice (lanes, so that it vectorises).
-#[inline(always)]
-fn max_of<T: Real>(v: &[T]) -> T {
-    let mut lanes = [T::ZERO - T::INFINITY; LANES];
-    let chunks = v.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..LANES {
-            lanes[l] = if c[l] > lanes[l] { c[l] } else { lanes[l] };
-        }
-    }
-    let mut m = T::ZERO - T::INFINITY;
-    for &v in lanes.iter().chain(rest) {
-        m = if v > m { v } else { m };
-    }
-    m
 }
 
 /// A gap's bin above the floor key (gaps <= 0 and those below the floor share bin 0).
