@@ -1,7 +1,8 @@
 //! The last few batches' distances in GEMM form, so that a second look at the same states reuses
 //! them: NAG's noise-unconditional call right after the denoiser's, and the noise posterior of a
-//! step's state after the denoiser evaluated it. A row is reused only when its values are
-//! bit-for-bit those cached, against the same span.
+//! step's state after the denoiser evaluated it; and the posterior's bucketed gaps of its last
+//! batch, for the pooled estimate's pass on the same state. A row is reused only when its values
+//! are bit-for-bit those cached, against the same span.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
