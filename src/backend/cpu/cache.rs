@@ -254,8 +254,9 @@ impl<T: Real> BucketCache<T> {
             .collect()
     }
 
-    /// Keeps `built` (row index, gaps); forgets the span's other rows first when the call found
-    /// none of its rows here.
+    /// Keeps `built` (row index, gaps), in place of what was kept for the same row (a row measured
+    /// again because its kept gaps were not exact enough); forgets the span's other rows first
+    /// when the call found none of its rows here.
     pub fn keep(
         &self,
         x: &[T],
@@ -275,7 +276,9 @@ impl<T: Real> BucketCache<T> {
         }
         for (r, buckets) in built {
             let row = &x[r * dim..(r + 1) * dim];
-            entries.entry(row_hash(row)).or_default().push(Bucketed {
+            let list = entries.entry(row_hash(row)).or_default();
+            list.retain(|e| !(e.span == span && same_bits(row, &e.values)));
+            list.push(Bucketed {
                 span,
                 values: row.to_vec(),
                 row: Arc::new(buckets),

@@ -161,13 +161,9 @@ impl<T: Real> BucketedGaps<T> {
 /// A gap's bin above the floor key (gaps <= 0 and those below the floor share bin 0).
 #[inline(always)]
 fn bin_of<T: Real>(g: T, floor: u32) -> u16 {
-    let g = g.to_f64() as f32;
-    let key = if g > 0.0 {
-        g.to_bits() >> (23 - SUB_BITS)
-    } else {
-        0
-    };
-    key.saturating_sub(floor).min(BINS as u32 - 1) as u16
+    key_of(g.to_f64())
+        .saturating_sub(floor)
+        .min(BINS as u32 - 1) as u16
 }
 
 /// Centre and half-width of the bin of `key` holding `n` gaps when its Taylor series holds to
