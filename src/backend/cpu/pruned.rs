@@ -128,7 +128,8 @@ impl Projection {
                     }
                     let y = &set.rows[j * dim..(j + 1) * dim];
                     for i in 0..k {
-                        block[i * PLANES + l] = centred_dot(&q[i * dim..(i + 1) * dim], y, &mean);
+                        block[i * PLANES + l] =
+                            centred_dot::<T, false>(&q[i * dim..(i + 1) * dim], y, &mean);
                     }
                 }
             });
@@ -145,20 +146,44 @@ impl Projection {
     }
 
     /// P (x - mu) in f64.
-    fn project<T: Real>(&self, x: &[T], dim: usize) -> Vec<f64> {
-        (0..self.k)
-            .map(|i| centred_dot(&self.basis[i * dim..(i + 1) * dim], x, &self.mean))
-            .collect()
+    #[inline(always)]
+    fn project<T: Real, const FMA: bool>(&self, x: &[T], dim: usize) -> Vec<f64> {
+        let mut px = Vec::with_capacity(self.k);
+        // A loop, not a map closure: a closure loses the caller's target features.
+        for i in 0..self.k {
+            px.push(centred_dot::<T, FMA>(
+                &self.basis[i * dim..(i + 1) * dim],
+                x,
+                &self.mean,
+            ));
+        }
+        px
     }
 }
 
-/// u . (x - mu) in f64.
-fn centred_dot<T: Real>(u: &[f64], x: &[T], mean: &[f64]) -> f64 {
-    u.iter()
-        .zip(x)
-        .zip(mean)
-        .map(|((u, x), m)| u * (x.to_f64() - m))
-        .sum()
+/// u . (x - mu) in f64, in PLANES-wide partial sums (a sequential sum does not vectorise).
+#[inline(always)]
+fn centred_dot<T: Real, const FMA: bool>(u: &[f64], x: &[T], mean: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; PLANES];
+    let (cu, cx, cm) = (
+        u.chunks_exact(PLANES),
+        x.chunks_exact(PLANES),
+        mean.chunks_exact(PLANES),
+    );
+    let (ru, rx, rm) = (cu.remainder(), cx.remainder(), cm.remainder());
+    for ((u, x), m) in cu.zip(cx).zip(cm) {
+        for l in 0..PLANES {
+            lanes[l] = u[l].fused::<FMA>(x[l].to_f64() - m[l], lanes[l]);
+        }
+    }
+    let mut total = 0.0;
+    for ((u, x), m) in ru.iter().zip(rx).zip(rm) {
+        total = u.fused::<FMA>(x.to_f64() - m, total);
+    }
+    for v in lanes {
+        total += v;
+    }
+    total
 }
 
 /// Relative margin of the pruning test: above the rounding of explicit f32 distances (the
@@ -169,9 +194,15 @@ fn margin(dim: usize, epsilon: f64) -> f64 {
 }
 
 /// The lower bounds L_j of the span's points, at `out[j - first]` with `first` the span's first
-/// block's first point; points of neighbouring spans in the blocks get +inf.
+/// block's first point (points of neighbouring spans in the blocks get +inf); returns `first`
+/// and the position in `out` of the smallest bound (the first of equals).
 #[inline(always)]
-fn lower_bounds(proj: &Projection, px: &[f64], span: Span, out: &mut Vec<f64>) -> usize {
+fn lower_bounds<const FMA: bool>(
+    proj: &Projection,
+    px: &[f64],
+    span: Span,
+    out: &mut Vec<f64>,
+) -> (usize, usize) {
     let k = proj.k;
     let (b0, b1) = (span.start / PLANES, span.end.div_ceil(PLANES));
     out.clear();
@@ -184,7 +215,7 @@ fn lower_bounds(proj: &Projection, px: &[f64], span: Span, out: &mut Vec<f64>) -
             let col = &block[i * PLANES..(i + 1) * PLANES];
             for l in 0..PLANES {
                 let t = p - col[l];
-                acc[l] += t * t;
+                acc[l] = t.fused::<FMA>(t, acc[l]);
             }
         }
         out[(b - b0) * PLANES..(b - b0 + 1) * PLANES].copy_from_slice(&acc);
@@ -192,7 +223,25 @@ fn lower_bounds(proj: &Projection, px: &[f64], span: Span, out: &mut Vec<f64>) -
     let first = b0 * PLANES;
     out[..span.start - first].fill(f64::INFINITY);
     out[span.end - first..].fill(f64::INFINITY);
-    first
+    // Each lane keeps its smallest bound and the first block holding it (a vector min and blend,
+    // where a scalar argmin was a chain of dependent compares).
+    let mut low = [f64::INFINITY; PLANES];
+    let mut at = [0usize; PLANES];
+    for (b, chunk) in out.chunks_exact(PLANES).enumerate() {
+        for l in 0..PLANES {
+            let smaller = chunk[l] < low[l];
+            low[l] = if smaller { chunk[l] } else { low[l] };
+            at[l] = if smaller { b } else { at[l] };
+        }
+    }
+    let mut best = span.start - first;
+    for l in 0..PLANES {
+        let q = at[l] * PLANES + l;
+        if low[l] < out[best] || (low[l] == out[best] && q < best) {
+            best = q;
+        }
+    }
+    (first, best)
 }
 
 /// One row of the softmax at `sigma` by pruned candidates; `None` when too many points are
@@ -211,26 +260,27 @@ pub(super) fn pruned_row<T: Real, const FMA: bool>(
     }
     let weighting = Weighting::Softmax { sigma };
     let cut = 2.0 * sigma * sigma * T::CUTOFF;
-    let px = proj.project(x, dim);
+    let px = proj.project::<T, FMA>(x, dim);
     let mut bounds = Vec::new();
-    let first = lower_bounds(proj, &px, span, &mut bounds);
-    let mut best = span.start - first;
-    for (q, &l) in bounds.iter().enumerate() {
-        if l < bounds[best] {
-            best = q;
-        }
-    }
+    let (first, best) = lower_bounds::<FMA>(proj, &px, span, &mut bounds);
     let j = first + best;
     let d_best = explicit_distance::<T, FMA>(x, &set.rows[j * dim..(j + 1) * dim]).to_f64();
     let threshold = (d_best + cut) * (1.0 + margin(dim, T::EPSILON));
     let limit = recompute_limit(span.len());
     let mut index = Vec::new();
-    for (q, &l) in bounds.iter().enumerate() {
-        if l <= threshold {
+    // A block's lanes within the threshold as a bit mask (one vector compare), then its set bits.
+    for (b, chunk) in bounds.chunks_exact(PLANES).enumerate() {
+        let mut mask = 0u32;
+        for l in 0..PLANES {
+            mask |= u32::from(chunk[l] <= threshold) << l;
+        }
+        while mask != 0 {
             if index.len() == limit {
                 return None;
             }
-            index.push(first + q - span.start);
+            let l = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            index.push(first + b * PLANES + l - span.start);
         }
     }
     // A loop, not a closure: a closure is compiled without the caller's target features (its
