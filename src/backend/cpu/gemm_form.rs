@@ -14,11 +14,11 @@
 
 use rayon::prelude::*;
 
-use super::distances::{explicit_distance, sum_in_f64};
+use super::distances::{explicit_distance, max_signed, min_of, sum_in_f64};
 use super::gemm::{Threads, product, product_transposed};
-use super::layout::{GemmOperands, LANES, PreparedSet};
+use super::layout::{GemmOperands, PreparedSet};
 use super::real::Real;
-use super::weights::{Reach, softmax_into, weigh_gaps};
+use super::weights::{Reach, weigh_gaps};
 use crate::backend::{Span, WeightedRow, Weighting};
 
 /// The rows of a batch that share a span, with their gaps to it in GEMM form.
@@ -55,7 +55,18 @@ pub(super) fn finish_row<T: Real, const FMA: bool>(
 ) -> RowMeta {
     let dim = set.dim;
     let half_norms = &ops.half_norms[span.start..span.end];
-    let (top, bottom, nearest) = subtract_and_extremes(logits, half_norms);
+    for (l, h) in logits.iter_mut().zip(half_norms) {
+        *l = *l - *h;
+    }
+    let top = max_signed(logits);
+    let bottom = min_of(logits);
+    let mut nearest = 0;
+    for (j, &l) in logits.iter().enumerate() {
+        if l == top {
+            nearest = j;
+            break;
+        }
+    }
     let two = T::from_f64(2.0);
     for l in logits.iter_mut() {
         *l = (top - *l) * two;
@@ -76,57 +87,6 @@ pub(super) fn finish_row<T: Real, const FMA: bool>(
     let j = span.start + nearest;
     let d_min = explicit_distance::<T, FMA>(x, &set.rows[j * dim..(j + 1) * dim]).to_f64();
     RowMeta { d_min, bound }
-}
-
-/// l_j -= h_j in place, in one pass with the largest l (NaNs ignored), the smallest, and the
-/// first index holding the largest (0 when there is none): each lane keeps its own extremes and
-/// the first chunk that held its maximum, where separate passes and a scalar search cost more
-/// than the subtraction.
-#[inline(always)]
-fn subtract_and_extremes<T: Real>(logits: &mut [T], half_norms: &[T]) -> (T, T, usize) {
-    let mut high = [T::ZERO - T::INFINITY; LANES];
-    let mut low = [T::INFINITY; LANES];
-    let mut at = [0u32; LANES];
-    let whole = logits.len() - logits.len() % LANES;
-    let (body, tail) = logits.split_at_mut(whole);
-    for (b, (c, h)) in body
-        .chunks_exact_mut(LANES)
-        .zip(half_norms.chunks_exact(LANES))
-        .enumerate()
-    {
-        for l in 0..LANES {
-            let v = c[l] - h[l];
-            c[l] = v;
-            let bigger = v > high[l];
-            high[l] = if bigger { v } else { high[l] };
-            at[l] = if bigger { b as u32 } else { at[l] };
-            low[l] = low[l].min(v);
-        }
-    }
-    for (v, &h) in tail.iter_mut().zip(&half_norms[whole..]) {
-        *v = *v - h;
-    }
-    let mut top = T::ZERO - T::INFINITY;
-    let mut bottom = T::INFINITY;
-    for &v in high.iter().chain(tail.iter()) {
-        if v > top {
-            top = v;
-        }
-    }
-    for &v in low.iter().chain(tail.iter()) {
-        bottom = bottom.min(v);
-    }
-    let mut nearest = None;
-    for l in 0..LANES {
-        if high[l] == top {
-            let j = at[l] as usize * LANES + l;
-            nearest = Some(nearest.map_or(j, |n: usize| n.min(j)));
-        }
-    }
-    if nearest.is_none() {
-        nearest = tail.iter().position(|&v| v == top).map(|q| whole + q);
-    }
-    (top, bottom, nearest.unwrap_or(0))
 }
 
 /// The weights of one row: dense over the span (written to the row's slot of the batch's weight
@@ -277,25 +237,16 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
         }
         hybrid = !sparse;
     }
-    let (normaliser, weight_sum, nonzero) = match *weighting {
-        Weighting::Softmax { sigma } if !hybrid => {
-            let row = softmax_into(gaps, out, sigma);
-            (row.normaliser, row.weight_sum, row.nonzero)
-        }
-        _ => {
-            out.copy_from_slice(gaps);
-            if hybrid {
-                d_min = hybrid_gaps::<T, FMA>(set, x, span, out, meta, reach.exact_cut);
-            }
-            let normaliser = weigh_gaps::<T, FMA>(out, d_min, weighting, dim);
-            let mut nonzero = 0usize;
-            for &w in out.iter() {
-                nonzero += usize::from(w != T::ZERO);
-            }
-            (normaliser, sum_in_f64(out), nonzero)
-        }
-    };
+    out.copy_from_slice(gaps);
+    if hybrid {
+        d_min = hybrid_gaps::<T, FMA>(set, x, span, out, meta, reach.exact_cut);
+    }
     let weights = out;
+    let normaliser = weigh_gaps::<T, FMA>(weights, d_min, weighting, dim);
+    let mut nonzero = 0usize;
+    for &w in weights.iter() {
+        nonzero += usize::from(w != T::ZERO);
+    }
     if nonzero * 16 <= weights.len() {
         let (weighted, weight_sum) =
             sparse_sum::<T, FMA>(set, span, weights.iter().copied().enumerate());
@@ -305,6 +256,7 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
             normaliser,
         });
     }
+    let weight_sum = sum_in_f64(weights);
     RowWeights::Dense {
         normaliser,
         weight_sum,

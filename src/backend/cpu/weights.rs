@@ -78,91 +78,6 @@ impl Reach {
     }
 }
 
-/// The softmax's exponent factor -1/(2 s^2) and its reach 2 s^2 CUTOFF, in T.
-#[inline(always)]
-fn softmax_scale<T: Real>(sigma: f64) -> (T, T) {
-    (
-        T::from_f64(-1.0 / (2.0 * sigma * sigma)),
-        T::from_f64(2.0 * sigma * sigma * T::CUTOFF),
-    )
-}
-
-/// One chunk of gaps -> softmax terms (0 beyond the reach); `None` when the whole chunk is beyond
-/// it (most of them at small sigma), without an exp.
-#[inline(always)]
-fn softmax_chunk<T: Real>(g: [T; LANES], c: T, cut: T) -> Option<[T; LANES]> {
-    let mut live = false;
-    for l in 0..LANES {
-        live |= g[l] <= cut;
-    }
-    if !live {
-        return None;
-    }
-    let mut w = [T::ZERO; LANES];
-    for l in 0..LANES {
-        let e = (g[l] * c).exp();
-        w[l] = if g[l] <= cut { e } else { T::ZERO };
-    }
-    Some(w)
-}
-
-/// What the softmax of a row's gaps gives, written to its own slot in one pass.
-pub(super) struct SoftmaxRow {
-    /// Z, exactly as `weigh_gaps` sums it.
-    pub normaliser: f64,
-    /// sum_j w_j, exactly as `sum_in_f64` sums it.
-    pub weight_sum: f64,
-    /// Weights that are not 0.
-    pub nonzero: usize,
-}
-
-/// `weigh_gaps` for the softmax from `gaps` into `out` (as long), with the weight sum and the
-/// nonzero count of the written weights: one pass where a copy, the weighting and two reads of
-/// the weights were four.
-#[inline(always)]
-pub(super) fn softmax_into<T: Real>(gaps: &[T], out: &mut [T], sigma: f64) -> SoftmaxRow {
-    let (c, cut) = softmax_scale::<T>(sigma);
-    let mut lanes = [T::ZERO; LANES];
-    let mut sums = [0.0f64; LANES];
-    let mut counts = [0u32; LANES];
-    let whole = gaps.len() - gaps.len() % LANES;
-    for (src, dst) in gaps[..whole]
-        .chunks_exact(LANES)
-        .zip(out[..whole].chunks_exact_mut(LANES))
-    {
-        let mut g = [T::ZERO; LANES];
-        g.copy_from_slice(src);
-        match softmax_chunk(g, c, cut) {
-            None => dst.fill(T::ZERO),
-            Some(w) => {
-                dst.copy_from_slice(&w);
-                for l in 0..LANES {
-                    lanes[l] = lanes[l] + w[l];
-                    sums[l] += w[l].to_f64();
-                    counts[l] += u32::from(w[l] != T::ZERO);
-                }
-            }
-        }
-    }
-    let mut z = 0.0;
-    let mut rest_sum = 0.0;
-    let mut nonzero = 0usize;
-    for (&g, w) in gaps[whole..].iter().zip(&mut out[whole..]) {
-        *w = if g <= cut { (g * c).exp() } else { T::ZERO };
-        z += w.to_f64();
-        rest_sum += w.to_f64();
-        nonzero += usize::from(*w != T::ZERO);
-    }
-    for n in counts {
-        nonzero += n as usize;
-    }
-    SoftmaxRow {
-        normaliser: z + lanes.iter().map(|v| v.to_f64()).sum::<f64>(),
-        weight_sum: rest_sum + sums.iter().sum::<f64>(),
-        nonzero,
-    }
-}
-
 /// Turns gaps d_j - d_min (>= 0; +inf for points outside the span) into weights in place;
 /// returns the normaliser Z (the sum of the softmax terms). Gaps beyond the reach become 0
 /// without an exp.
@@ -175,20 +90,24 @@ pub(super) fn weigh_gaps<T: Real, const FMA: bool>(
 ) -> f64 {
     match *weighting {
         Weighting::Softmax { sigma } => {
-            let (c, cut) = softmax_scale::<T>(sigma);
+            let c = T::from_f64(-1.0 / (2.0 * sigma * sigma));
+            let cut = T::from_f64(2.0 * sigma * sigma * T::CUTOFF);
             let mut lanes = [T::ZERO; LANES];
             let mut chunks = gaps.chunks_exact_mut(LANES);
             for ch in &mut chunks {
-                let mut g = [T::ZERO; LANES];
-                g.copy_from_slice(ch);
-                match softmax_chunk(g, c, cut) {
-                    None => ch.fill(T::ZERO),
-                    Some(w) => {
-                        ch.copy_from_slice(&w);
-                        for l in 0..LANES {
-                            lanes[l] = lanes[l] + w[l];
-                        }
-                    }
+                // A chunk wholly beyond the reach (most of them at small sigma) needs no exp.
+                let mut live = false;
+                for l in 0..LANES {
+                    live |= ch[l] <= cut;
+                }
+                if !live {
+                    ch.fill(T::ZERO);
+                    continue;
+                }
+                for l in 0..LANES {
+                    let w = (ch[l] * c).exp();
+                    ch[l] = if ch[l] <= cut { w } else { T::ZERO };
+                    lanes[l] = lanes[l] + ch[l];
                 }
             }
             let mut z = 0.0;
