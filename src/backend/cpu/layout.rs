@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 
 use super::cache::{BucketCache, DistanceCache, RereadHistory};
 use super::marginal_table::MarginalTables;
+use super::panels::Panels;
 use super::pruned::Projection;
 use super::real::Real;
 
@@ -23,6 +24,9 @@ pub struct PreparedSet<T> {
     pub(super) columns: Vec<T>,
     /// The GEMM form's operands, built at first use.
     pub(super) gemm: OnceLock<GemmOperands<T>>,
+    /// The GEMM form's operands packed for the AVX-512 products, built at first use; `None` for
+    /// f64 sets and where AVX-512F is missing (the `gemm` crate serves).
+    pub(super) panels: OnceLock<Option<Panels>>,
     /// The principal directions for pruning at small sigma, built at first use.
     pub(super) projection: OnceLock<Projection>,
     /// The last batches' distances in GEMM form.
@@ -125,6 +129,7 @@ impl<T: Real> PreparedSet<T> {
             rows,
             columns,
             gemm: OnceLock::new(),
+            panels: OnceLock::new(),
             projection: OnceLock::new(),
             cache: DistanceCache::default(),
             rereads: RereadHistory::default(),
@@ -137,6 +142,11 @@ impl<T: Real> PreparedSet<T> {
     pub fn bytes(&self) -> usize {
         (self.blocked.len() + self.rows.len() + self.columns.len()) * std::mem::size_of::<T>()
             + self.gemm.get().map_or(0, GemmOperands::bytes)
+            + self
+                .panels
+                .get()
+                .and_then(Option::as_ref)
+                .map_or(0, Panels::bytes)
             + self.projection.get().map_or(0, Projection::bytes)
     }
 
@@ -144,6 +154,14 @@ impl<T: Real> PreparedSet<T> {
     pub(super) fn gemm_operands(&self) -> &GemmOperands<T> {
         self.gemm
             .get_or_init(|| GemmOperands::new(&self.rows, self.n, self.dim))
+    }
+
+    /// The GEMM form's operands packed for the AVX-512 products (built at the first call), or
+    /// `None` where they do not apply.
+    pub(super) fn panels(&self) -> Option<&Panels> {
+        self.panels
+            .get_or_init(|| Panels::new(self.gemm_operands(), self.n, self.dim))
+            .as_ref()
     }
 
     /// The pruning's projection (built at the first call).
