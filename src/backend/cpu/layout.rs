@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use super::cache::{BucketCache, DistanceCache, RereadHistory};
 use super::marginal_table::MarginalTables;
-use super::panels::Panels;
+use super::panels::{PANELS_MIN_DIM, Panels};
 use super::pruned::Projection;
 use super::real::Real;
 
@@ -136,6 +136,29 @@ impl<T: Real> PreparedSet<T> {
             marginal: MarginalTables::default(),
             buckets: BucketCache::default(),
         }
+    }
+
+    /// Bytes a set of `n` points of `dim` values holds at most once every layout is built: the
+    /// blocked and row layouts, the columns of small dimensions, on the GEMM form its centred
+    /// copy, and from PANELS_MIN_DIM dimensions on its two packings (`panels.rs`; AVX-512
+    /// machines only, counted everywhere).
+    pub fn bytes_at_most(n: usize, dim: usize) -> u64 {
+        let values = (n as u64).saturating_mul(dim as u64);
+        let mut layouts = 2;
+        if dim <= SMALL_DIM {
+            layouts += 1;
+        }
+        let mut bytes = values.saturating_mul(layouts);
+        if T::GEMM_FORM && (GEMM_MIN_DIM..=GEMM_MAX_DIM).contains(&dim) {
+            bytes = bytes.saturating_add(values);
+            if dim >= PANELS_MIN_DIM {
+                let padded = |a: usize, b: usize| (a.div_ceil(LANES) * LANES) as u64 * b as u64;
+                bytes = bytes
+                    .saturating_add(padded(n, dim))
+                    .saturating_add(padded(dim, n));
+            }
+        }
+        bytes.saturating_mul(std::mem::size_of::<T>() as u64)
     }
 
     /// Bytes held.
