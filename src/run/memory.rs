@@ -2,6 +2,7 @@
 //! against a limit taken from the machine (or `NOISESCOPE_MEMORY_LIMIT`), refused in one line
 //! that names the size, the limit and how the limit was chosen.
 
+use crate::backend::cpu::PreparedSet;
 use crate::core::Precision;
 use crate::data::Source;
 use crate::error::{Error, Result};
@@ -16,13 +17,15 @@ impl RunSpec {
     /// precision cannot hold. The app's worker and the CLI load through here.
     pub fn load_data(&self) -> Result<Source> {
         if let Some((rows, dim)) = self.data.peek_shape()? {
-            // The data set in f64, and the CPU kernel's blocked and row layouts (plus a column
-            // layout for small dimensions) in the run's precision.
-            let layouts = if dim <= 8 { 3 } else { 2 };
-            let per_value = 8 + layouts * self.precision_bytes();
+            // The data set in f64, and the CPU kernel's layouts of it in the run's precision.
+            let layouts = match self.precision {
+                Precision::F32 => PreparedSet::<f32>::bytes_at_most(rows, dim),
+                Precision::F64 => PreparedSet::<f64>::bytes_at_most(rows, dim),
+            };
             let needed = (rows as u64)
                 .saturating_mul(dim as u64)
-                .saturating_mul(per_value);
+                .saturating_mul(8)
+                .saturating_add(layouts);
             check_memory(
                 needed,
                 &format!(
@@ -39,13 +42,6 @@ impl RunSpec {
             set.check_precision(self.precision, &self.data.label())?;
         }
         Ok(source)
-    }
-
-    fn precision_bytes(&self) -> u64 {
-        match self.precision {
-            Precision::F32 => 4,
-            Precision::F64 => 8,
-        }
     }
 
     /// Bytes a run on `dim`-dimensional data holds at its peak: the caller keeps every state

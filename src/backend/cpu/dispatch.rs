@@ -17,6 +17,7 @@ use super::layout::{GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks
 use super::log_sum_exp::{
     RowBuckets, bucket_task, exactly_seen, gemm_log_sum_exp_row, grid_from_buckets,
 };
+use super::panels::Panels;
 use super::pruned::{Projection, pruned_row};
 use super::real::Real;
 use super::weighted::weighted_rows_task;
@@ -233,8 +234,9 @@ fn gemm_distances<T: Real>(
     let finish = |xr: &[T], norm: f64, y_max: f64, logits: &mut [T]| {
         finish_row_isa(isa, set, ops, xr, norm, y_max, span, logits)
     };
+    let panels = panels_for(set, isa);
     let distances = Arc::new(SpanDistances::new(
-        set, ops, x, rows, span, threads, &finish,
+        set, ops, panels, x, rows, span, threads, &finish,
     ));
     set.cache.insert(x, set.dim, Arc::clone(&distances));
     distances
@@ -268,7 +270,17 @@ pub(super) fn gemm_rows<T: Real>(
     let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta, out: &mut [T]| {
         weigh_gemm_row_isa(isa, set, xr, span, gaps, meta, weighting, out)
     };
-    distances.weighted_rows(set, x, threads, &weigh)
+    distances.weighted_rows(set, panels_for(set, isa), x, threads, &weigh)
+}
+
+/// The set's packed panels where the AVX-512 copy runs (the AVX2 and portable copies keep the
+/// `gemm` crate's products, as the tests comparing the copies expect).
+fn panels_for<T: Real>(set: &PreparedSet<T>, isa: Isa) -> Option<&Panels> {
+    if isa == Isa::Avx512 {
+        set.panels()
+    } else {
+        None
+    }
 }
 
 /// Rows probed by pruning before the whole batch is: when most of them have too many candidates

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use super::distances::{explicit_distance, max_signed, min_of, sum_in_f64};
 use super::gemm::{Threads, product, product_transposed};
 use super::layout::{GemmOperands, PreparedSet};
+use super::panels::Panels;
 use super::real::Real;
 use super::weights::{Reach, weigh_gaps};
 use crate::backend::{Span, WeightedRow, Weighting};
@@ -270,11 +271,14 @@ pub(super) type FinishRow<'a, T> = dyn Fn(&[T], f64, f64, &mut [T]) -> RowMeta +
 pub(super) type WeighRow<'a, T> = dyn Fn(&[T], &[T], &RowMeta, &mut [T]) -> RowWeights + Sync + 'a;
 
 impl<T: Real> SpanDistances<T> {
-    /// The gaps of `rows` of the batch `x` to `span` by one product, and each row's meta.
-    /// `finish` is `finish_row` compiled for the machine's instruction set.
+    /// The gaps of `rows` of the batch `x` to `span` by one product (on `panels` where given,
+    /// else the `gemm` crate's), and each row's meta. `finish` is `finish_row` compiled for the
+    /// machine's instruction set.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         set: &PreparedSet<T>,
         ops: &GemmOperands<T>,
+        panels: Option<&Panels>,
         x: &[T],
         rows: &[usize],
         span: Span,
@@ -295,13 +299,20 @@ impl<T: Real> SpanDistances<T> {
             norms.push(norm2.sqrt());
         }
         let mut gaps = vec![T::ZERO; rows.len() * width];
-        product_transposed(
-            &centred,
-            &ops.centred[span.start * dim..span.end * dim],
-            (rows.len(), width, dim),
-            &mut gaps,
-            threads,
-        );
+        if let Some(panels) = panels
+            && let Some(centred) = T::as_f32(&centred)
+            && let Some(out) = T::as_f32_mut(&mut gaps)
+        {
+            panels.logits(centred, rows.len(), span, out, threads);
+        } else {
+            product_transposed(
+                &centred,
+                &ops.centred[span.start * dim..span.end * dim],
+                (rows.len(), width, dim),
+                &mut gaps,
+                threads,
+            );
+        }
         let y_max = ops.norms[span.start..span.end]
             .iter()
             .copied()
@@ -322,11 +333,13 @@ impl<T: Real> SpanDistances<T> {
         }
     }
 
-    /// sum_j w_j y_j, sum_j w_j and Z for each row under `weighting`; `weigh` is `weigh_gemm_row`
-    /// compiled for the machine's instruction set.
+    /// sum_j w_j y_j, sum_j w_j and Z for each row under `weighting`, the dense rows' sums by one
+    /// product (on `panels` where given); `weigh` is `weigh_gemm_row` compiled for the machine's
+    /// instruction set.
     pub fn weighted_rows(
         &self,
         set: &PreparedSet<T>,
+        panels: Option<&Panels>,
         x: &[T],
         threads: Threads,
         weigh: &WeighRow<'_, T>,
@@ -362,13 +375,20 @@ impl<T: Real> SpanDistances<T> {
         // sum_j w_j y_j = sum_j w_j (y_j - mu) + mu sum_j w_j.
         let ops = set.gemm_operands();
         let mut sums = vec![T::ZERO; dense * dim];
-        product(
-            &matrix[..dense * width],
-            &ops.centred[self.span.start * dim..self.span.end * dim],
-            (dense, dim, width),
-            &mut sums,
-            threads,
-        );
+        if let Some(panels) = panels
+            && let Some(weights) = T::as_f32(&matrix[..dense * width])
+            && let Some(out) = T::as_f32_mut(&mut sums)
+        {
+            panels.weighted_sums(weights, dense, self.span, out, threads);
+        } else {
+            product(
+                &matrix[..dense * width],
+                &ops.centred[self.span.start * dim..self.span.end * dim],
+                (dense, dim, width),
+                &mut sums,
+                threads,
+            );
+        }
         let mut next_dense = 0;
         per_row
             .into_iter()

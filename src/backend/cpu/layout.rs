@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 
 use super::cache::{BucketCache, DistanceCache, RereadHistory};
 use super::marginal_table::MarginalTables;
+use super::panels::{PANELS_MIN_DIM, Panels};
 use super::pruned::Projection;
 use super::real::Real;
 
@@ -23,6 +24,9 @@ pub struct PreparedSet<T> {
     pub(super) columns: Vec<T>,
     /// The GEMM form's operands, built at first use.
     pub(super) gemm: OnceLock<GemmOperands<T>>,
+    /// The GEMM form's operands packed for the AVX-512 products, built at first use; `None` for
+    /// f64 sets and where AVX-512F is missing (the `gemm` crate serves).
+    pub(super) panels: OnceLock<Option<Panels>>,
     /// The principal directions for pruning at small sigma, built at first use.
     pub(super) projection: OnceLock<Projection>,
     /// The last batches' distances in GEMM form.
@@ -125,6 +129,7 @@ impl<T: Real> PreparedSet<T> {
             rows,
             columns,
             gemm: OnceLock::new(),
+            panels: OnceLock::new(),
             projection: OnceLock::new(),
             cache: DistanceCache::default(),
             rereads: RereadHistory::default(),
@@ -133,10 +138,38 @@ impl<T: Real> PreparedSet<T> {
         }
     }
 
+    /// Bytes a set of `n` points of `dim` values holds at most once every layout is built: the
+    /// blocked and row layouts, the columns of small dimensions, on the GEMM form its centred
+    /// copy, and from PANELS_MIN_DIM dimensions on its two packings (`panels.rs`; AVX-512
+    /// machines only, counted everywhere).
+    pub fn bytes_at_most(n: usize, dim: usize) -> u64 {
+        let values = (n as u64).saturating_mul(dim as u64);
+        let mut layouts = 2;
+        if dim <= SMALL_DIM {
+            layouts += 1;
+        }
+        let mut bytes = values.saturating_mul(layouts);
+        if T::GEMM_FORM && (GEMM_MIN_DIM..=GEMM_MAX_DIM).contains(&dim) {
+            bytes = bytes.saturating_add(values);
+            if dim >= PANELS_MIN_DIM {
+                let padded = |a: usize, b: usize| (a.div_ceil(LANES) * LANES) as u64 * b as u64;
+                bytes = bytes
+                    .saturating_add(padded(n, dim))
+                    .saturating_add(padded(dim, n));
+            }
+        }
+        bytes.saturating_mul(std::mem::size_of::<T>() as u64)
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         (self.blocked.len() + self.rows.len() + self.columns.len()) * std::mem::size_of::<T>()
             + self.gemm.get().map_or(0, GemmOperands::bytes)
+            + self
+                .panels
+                .get()
+                .and_then(Option::as_ref)
+                .map_or(0, Panels::bytes)
             + self.projection.get().map_or(0, Projection::bytes)
     }
 
@@ -144,6 +177,14 @@ impl<T: Real> PreparedSet<T> {
     pub(super) fn gemm_operands(&self) -> &GemmOperands<T> {
         self.gemm
             .get_or_init(|| GemmOperands::new(&self.rows, self.n, self.dim))
+    }
+
+    /// The GEMM form's operands packed for the AVX-512 products (built at the first call), or
+    /// `None` where they do not apply.
+    pub(super) fn panels(&self) -> Option<&Panels> {
+        self.panels
+            .get_or_init(|| Panels::new(self.gemm_operands(), self.n, self.dim))
+            .as_ref()
     }
 
     /// The pruning's projection (built at the first call).

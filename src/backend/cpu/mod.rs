@@ -19,6 +19,8 @@
 //! - `weights.rs`: gaps -> weights for every weighting, and which gaps each must see exactly.
 //! - `weighted.rs`: the explicit path, distances -> weights -> weighted sums.
 //! - `gemm.rs` / `gemm_form.rs`: the `gemm` crate's products, and the GEMM-form path.
+//! - `panels.rs`: the GEMM form's two f32 products with AVX-512 tiles on the data packed once
+//!   per set (the `gemm` crate, which packs on every call, serves AVX2, portable and f64).
 //! - `cache.rs`: the last batches' GEMM-form distances (NAG's second call, the posterior), and
 //!   which softmax batches such calls read again (those skip pruning).
 //! - `pruned.rs`: the softmax at small sigma on GEMM-form sets, from candidates a lower bound on
@@ -41,6 +43,7 @@ mod grid;
 mod layout;
 mod log_sum_exp;
 mod marginal_table;
+mod panels;
 mod pruned;
 use crate::core::real;
 #[cfg(test)]

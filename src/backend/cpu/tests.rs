@@ -1094,3 +1094,102 @@ fn a_second_posterior_call_on_the_same_state_matches_a_fresh_one() {
         }
     }
 }
+
+#[test]
+fn the_gemm_form_on_panels_matches_the_gemm_crate_path() {
+    if Isa::detect() != Isa::Avx512 {
+        eprintln!("no AVX-512 here: the panels are never built, nothing to compare");
+        return;
+    }
+    let prior = crate::core::estimate::SigmaPrior::edm_training();
+    let (sigmas, log_weights) = prior.quadrature(120);
+    let marginal = Weighting::Marginal {
+        sigmas: &sigmas,
+        log_weights: &log_weights,
+        sigma_power: 2,
+    };
+    for (name, values, dim) in reference_sets() {
+        // The sets the panels serve (the 784-D images; not the 64-D digits).
+        if !(panels::PANELS_MIN_DIM..=layout::GEMM_MAX_DIM).contains(&dim) {
+            continue;
+        }
+        let n = values.len() / dim;
+        let on_panels = PreparedSet::<f32>::new(&values, n, dim);
+        // The same set with the panels ruled out: its products go through the gemm crate.
+        let on_crate = PreparedSet::<f32>::new(&values, n, dim);
+        assert!(on_crate.panels.set(None).is_ok());
+        let exact_values = f32_rounded(&values);
+        let scale = exact_values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for sigma in [80.0, 5.0, 0.5, 0.05] {
+            let x = f32_rounded(&rows_around(&values, dim, sigma, 23));
+            let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let rows = xs.len() / dim;
+            // One span for the whole batch, and two spans that start and end mid-panel.
+            let whole = vec![Span { start: 0, end: n }; rows];
+            let split: Vec<Span> = (0..rows)
+                .map(|r| match r % 2 {
+                    0 => Span {
+                        start: 3,
+                        end: n / 2 + 5,
+                    },
+                    _ => Span {
+                        start: n / 2 + 5,
+                        end: n - 7,
+                    },
+                })
+                .collect();
+            for (spans, what) in [(&whole, "whole"), (&split, "split")] {
+                for (weighting, kind) in
+                    [(Weighting::Softmax { sigma }, "softmax"), (marginal, "nag")]
+                {
+                    let run = |set: &PreparedSet<f32>| {
+                        weighted_rows_on(set, &xs, spans, &weighting, Isa::Avx512, Path::Gemm)
+                    };
+                    let (panels, gemm) = (run(&on_panels), run(&on_crate));
+                    let as_reference: Vec<(Vec<f64>, f64)> = gemm
+                        .iter()
+                        .map(|g| {
+                            let mean = g.weighted.iter().map(|v| v / g.weight_sum).collect();
+                            (mean, g.weight_sum)
+                        })
+                        .collect();
+                    let (d, sum) = errors(&panels, &as_reference, scale);
+                    let z = panels
+                        .iter()
+                        .zip(&gemm)
+                        .map(|(p, g)| (p.normaliser / g.normaliser - 1.0).abs())
+                        .fold(0.0f64, f64::max);
+                    eprintln!(
+                        "{name} sigma {sigma} {what} {kind}: panels vs gemm crate \
+                         D {d:.1e}, weight sum {sum:.1e}, Z {z:.1e}"
+                    );
+                    assert!(
+                        d <= 1e-4 && sum <= 1e-4 && z <= 1e-4,
+                        "{name} sigma {sigma} {what} {kind}: D {d:e}, weight sum {sum:e}, Z {z:e}"
+                    );
+                }
+                // The f64 brute force covers the whole-set batch.
+                if what == "whole" {
+                    let weighting = Weighting::Softmax { sigma };
+                    let reference = brute_rows(&exact_values, dim, &x, sigma);
+                    let got = weighted_rows_on(
+                        &on_panels,
+                        &xs,
+                        spans,
+                        &weighting,
+                        Isa::Avx512,
+                        Path::Gemm,
+                    );
+                    let (d, sum) = errors(&got, &reference, scale);
+                    assert!(
+                        d <= 1e-4 && sum <= 1e-4,
+                        "{name} sigma {sigma}: panels against f64 D {d:e}, weight sum {sum:e}"
+                    );
+                }
+            }
+        }
+        // The products ran on the panels (they were built), and the other set never built any.
+        assert!(on_panels.panels.get().is_some_and(Option::is_some));
+        assert!(on_crate.panels.get().is_some_and(Option::is_none));
+    }
+}
