@@ -35,6 +35,8 @@ pub trait Real:
     fn binary_exponent(self) -> i32;
     /// The slice as f32, where Self is f32 (the kernels with hand-written f32 intrinsics).
     fn as_f32_mut(values: &mut [Self]) -> Option<&mut [f32]>;
+    /// The slice as f32, where Self is f32.
+    fn as_f32(values: &[Self]) -> Option<&[f32]>;
     #[inline(always)]
     fn min(self, other: Self) -> Self {
         if other < self { other } else { self }
@@ -90,6 +92,10 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn as_f32_mut(values: &mut [f32]) -> Option<&mut [f32]> {
+        Some(values)
+    }
+    #[inline(always)]
+    fn as_f32(values: &[f32]) -> Option<&[f32]> {
         Some(values)
     }
 }
@@ -156,6 +162,10 @@ impl Real for f64 {
     }
     #[inline(always)]
     fn as_f32_mut(_: &mut [f64]) -> Option<&mut [f32]> {
+        None
+    }
+    #[inline(always)]
+    fn as_f32(_: &[f64]) -> Option<&[f32]> {
         None
     }
 }
