@@ -16,10 +16,11 @@
 //! all but LINEAR_SHARE of both sums, so the logs are linear in d: rows whose nearest point lies
 //! there take their weights in gap form (one exp, exact however far the row).
 //!
-//! The kernels compiled for AVX2 (and AVX-512) read the table with AVX2 + FMA intrinsics (`avx2`),
-//! eight points at a time: two 16-byte loads per point's record and an in-register transpose in
-//! place of gathers (slow on AMD Zen and Intel alike), 8-wide cubics and exp. LLVM's vectorisation
-//! of the plain loop (`Lookup::lanes`, the portable copy's) moves the records lane by lane.
+//! The kernels compiled for AVX2 read the table with AVX2 + FMA intrinsics (`avx2`), eight points
+//! at a time: two 16-byte loads per point's record and an in-register transpose in place of
+//! gathers (slow on AMD Zen and Intel alike), 8-wide cubics and exp; on CPUs with AVX-512 the
+//! same sixteen at a time (`avx512`). LLVM's vectorisation of the plain loop (`Lookup::lanes`, the
+//! portable copy's) moves the records lane by lane.
 
 use std::sync::{Arc, Mutex};
 
@@ -242,6 +243,21 @@ impl MarginalTable {
         self.last as usize + 1
     }
 
+    /// A row's view of the table (top logit `top`); `None` where the row's nearest point lies
+    /// in the last cell, whose rows take the gap form.
+    #[inline(always)]
+    fn lookup(&self, d_min: f64, top: f64) -> Option<Lookup<'_>> {
+        (d_min + f64::from(self.offset) < f64::from(self.last_start)).then_some(Lookup {
+            shift: self.shift,
+            first: self.first,
+            last: self.last,
+            last_start: self.last_start,
+            base: (d_min + f64::from(self.offset)) as f32,
+            top: top as f32,
+            cells: &self.cells,
+        })
+    }
+
     /// The row's top logit M = max_k L_k(d_min), the direct sum's scale.
     fn top(&self, d_min: f64) -> f64 {
         let n = &self.nodes;
@@ -307,36 +323,88 @@ impl Lookup<'_> {
     }
 }
 
+/// How the table is read: the portable loop (`Lookup::lanes`), AVX2 + FMA (`avx2`, 8 points at
+/// a time) or AVX-512 (`avx512`, 16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Reading {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl Reading {
+    /// Whether this CPU runs the reading.
+    pub fn available(self) -> bool {
+        match self {
+            Reading::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Reading::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Reading::Avx512 => {
+                Reading::Avx2.available()
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The widest reading this CPU runs; the portable one for the kernels' portable copy (FMA
+    /// false), whose arithmetic it matches.
+    #[inline(always)]
+    pub fn fastest<const FMA: bool>() -> Reading {
+        if FMA && Reading::Avx512.available() {
+            Reading::Avx512
+        } else if FMA && Reading::Avx2.available() {
+            Reading::Avx2
+        } else {
+            Reading::Portable
+        }
+    }
+}
+
 /// `weights::weigh_gaps` for NAG's marginal through `table`: gaps d_j - d_min (>= 0; +inf outside
-/// the span) into weights in place; returns the normaliser Z, on the direct sum's scale.
+/// the span) into weights in place; returns the normaliser Z, on the direct sum's scale. Read
+/// the widest way the CPU allows.
 #[inline(always)]
 pub(super) fn weigh_gaps_tabled<T: Real, const FMA: bool>(
     gaps: &mut [T],
     d_min: f64,
     table: &MarginalTable,
 ) -> f64 {
+    weigh_gaps_read::<T, FMA>(gaps, d_min, table, Reading::fastest::<FMA>())
+}
+
+/// `weigh_gaps_tabled` read the way `reading` says (where the CPU runs it and T is f32; else
+/// the portable loop).
+#[inline(always)]
+pub(super) fn weigh_gaps_read<T: Real, const FMA: bool>(
+    gaps: &mut [T],
+    d_min: f64,
+    table: &MarginalTable,
+    reading: Reading,
+) -> f64 {
     let top = table.top(d_min);
-    if d_min + f64::from(table.offset) >= f64::from(table.last_start) {
+    let Some(lookup) = table.lookup(d_min, top) else {
         return weigh_gaps_linear::<T, FMA>(gaps, d_min, top, &table.nodes);
-    }
-    let lookup = Lookup {
-        shift: table.shift,
-        first: table.first,
-        last: table.last,
-        last_start: table.last_start,
-        base: (d_min + f64::from(table.offset)) as f32,
-        top: top as f32,
-        cells: &table.cells,
     };
     #[cfg(target_arch = "x86_64")]
-    if FMA
+    if reading != Reading::Portable
         && table.cells.len() > table.last as usize
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
+        && reading.available()
         && let Some(gaps) = T::as_f32_mut(gaps)
     {
-        // SAFETY: the CPU has AVX2 and FMA, and the table `last + 1` cells (checked above).
-        return unsafe { avx2::weigh(gaps, &lookup) };
+        return match reading {
+            // SAFETY: the CPU has AVX-512 F + VL, AVX2 and FMA (`available`), and the table
+            // `last + 1` cells (checked above).
+            Reading::Avx512 => unsafe { avx512::weigh(gaps, &lookup) },
+            // SAFETY: the CPU has AVX2 and FMA, and the table `last + 1` cells.
+            _ => unsafe { avx2::weigh(gaps, &lookup) },
+        };
     }
     let mut lanes = [0.0f32; LANES];
     let mut chunks = gaps.chunks_exact_mut(LANES);
@@ -363,6 +431,53 @@ pub(super) fn weigh_gaps_tabled<T: Real, const FMA: bool>(
         total += f64::from(z[q]);
     }
     total + lanes.iter().map(|&v| f64::from(v)).sum::<f64>()
+}
+
+/// A row's marginal sums in one pass over its distances: Z, sum_j w_j and sum_j w_j y_jk for
+/// the `columns` (one per dimension, as long as `dist`), the weights never stored; the same
+/// numbers as `weigh_gaps_tabled` followed by `sum_of` and `dot_lanes` (bit for bit when the
+/// length is a multiple of 16, as the kernels' rows are). `None` where it does not apply
+/// (no AVX-512 reading on this CPU, T is not f32, more than TABLE_MAX_DIM columns, or the row
+/// lies in the last cell): the caller takes the separate passes.
+#[inline(always)]
+pub(super) fn weigh_and_sum_tabled<T: Real>(
+    dist: &[T],
+    d_min: T,
+    table: &MarginalTable,
+    columns: &[&[T]],
+) -> Option<(f64, f64, [f64; TABLE_MAX_DIM])> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if columns.len() > TABLE_MAX_DIM
+            || table.cells.len() <= table.last as usize
+            || !Reading::Avx512.available()
+        {
+            return None;
+        }
+        let dist = T::as_f32(dist)?;
+        let mut cols: [&[f32]; TABLE_MAX_DIM] = [&[]; TABLE_MAX_DIM];
+        for (c, col) in cols.iter_mut().zip(columns) {
+            *c = T::as_f32(col).filter(|col| col.len() == dist.len())?;
+        }
+        let d_min = d_min.to_f64();
+        let lookup = table.lookup(d_min, table.top(d_min))?;
+        let nearest = d_min as f32;
+        // SAFETY: the CPU has AVX-512 F + VL, AVX2 and FMA (`available`), the table `last + 1`
+        // cells, and the first `columns.len()` columns are as long as `dist` (checked above).
+        unsafe {
+            match columns.len() {
+                1 => Some(avx512::weigh_and_sum::<1>(dist, nearest, &lookup, cols)),
+                2 => Some(avx512::weigh_and_sum::<2>(dist, nearest, &lookup, cols)),
+                3 => Some(avx512::weigh_and_sum::<3>(dist, nearest, &lookup, cols)),
+                _ => None,
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (dist, d_min, table, columns);
+        None
+    }
 }
 
 /// The table read with AVX2 + FMA intrinsics, eight points at a time: a point's 32-byte record
@@ -535,6 +650,352 @@ mod avx2 {
             _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc1);
         }
         total + lanes.iter().map(|&v| f64::from(v)).sum::<f64>()
+    }
+}
+
+/// The table read with AVX-512 (F + VL) intrinsics, sixteen points to a register: `avx2`'s
+/// reading twice as wide. Each zmm of records comes from four 16-byte loads and is transposed
+/// in-lane as in `avx2`; the selects are masks. BLOCKS registers go through each stage together:
+/// a block's chain (cell, records, cubic, exp) is ~40 dependent instructions, and one block at a
+/// time left the loop waiting on it. The same arithmetic and summation lanes as `avx2` (its two
+/// 8-lane accumulators are one 16-lane one here), so the weights are bit for bit `avx2`'s.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use core::arch::x86_64::*;
+
+    use super::Lookup;
+
+    /// Registers of 16 points in flight per loop step.
+    const BLOCKS: usize = 2;
+    /// Points per loop step.
+    const STEP: usize = 16 * BLOCKS;
+    /// Points whose cells are found before their records are read (a multiple of STEP).
+    const CHUNK: usize = 512;
+
+    /// e^x in 16 lanes per register: `avx2::exp8`'s polynomial and rounding, 0 below -80.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    fn exp16<const N: usize>(x: [__m512; N]) -> [__m512; N] {
+        let magic = _mm512_set1_ps(12_582_912.0);
+        let mut c = x;
+        let mut n = x;
+        let mut r = x;
+        let mut p = x;
+        for i in 0..N {
+            c[i] = _mm512_min_ps(
+                _mm512_max_ps(x[i], _mm512_set1_ps(-87.0)),
+                _mm512_set1_ps(88.0),
+            );
+            let shifted = _mm512_add_ps(
+                _mm512_mul_ps(c[i], _mm512_set1_ps(std::f32::consts::LOG2_E)),
+                magic,
+            );
+            n[i] = _mm512_sub_ps(shifted, magic);
+            r[i] = _mm512_fnmadd_ps(n[i], _mm512_set1_ps(0.693_145_75), c[i]);
+            r[i] = _mm512_fnmadd_ps(n[i], _mm512_set1_ps(1.428_606_8e-6), r[i]);
+            p[i] = _mm512_set1_ps(1.0 / 5040.0);
+        }
+        for coefficient in [
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ] {
+            for i in 0..N {
+                p[i] = _mm512_fmadd_ps(p[i], r[i], _mm512_set1_ps(coefficient));
+            }
+        }
+        for i in 0..N {
+            // Not below -80 (NaN included, as avx2's and-not keeps it).
+            let kept = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x[i], _mm512_set1_ps(-80.0));
+            // p 2^n in one instruction: exact, as avx2's product with the built power of two is.
+            p[i] = _mm512_maskz_scalef_ps(kept, p[i], n[i]);
+        }
+        p
+    }
+
+    /// Four registers' 4x4 blocks transposed within each 128-bit lane.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    fn transpose(a: [__m512; 4]) -> [__m512; 4] {
+        let t0 = _mm512_unpacklo_ps(a[0], a[1]);
+        let t1 = _mm512_unpacklo_ps(a[2], a[3]);
+        let t2 = _mm512_unpackhi_ps(a[0], a[1]);
+        let t3 = _mm512_unpackhi_ps(a[2], a[3]);
+        [
+            _mm512_shuffle_ps::<0x44>(t0, t1),
+            _mm512_shuffle_ps::<0xEE>(t0, t1),
+            _mm512_shuffle_ps::<0x44>(t2, t3),
+            _mm512_shuffle_ps::<0xEE>(t2, t3),
+        ]
+    }
+
+    /// Four 16-byte quarters (at `p[0..4]`) in one register, `p[0]` lowest.
+    ///
+    /// # Safety
+    /// Each pointer is valid for four f32.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn quarters(p: [*const f32; 4]) -> __m512 {
+        // SAFETY: as the caller promises.
+        unsafe {
+            let mut a = _mm512_castps128_ps512(_mm_loadu_ps(p[0]));
+            a = _mm512_insertf32x4::<1>(a, _mm_loadu_ps(p[1]));
+            a = _mm512_insertf32x4::<2>(a, _mm_loadu_ps(p[2]));
+            _mm512_insertf32x4::<3>(a, _mm_loadu_ps(p[3]))
+        }
+    }
+
+    /// The table's constants in registers.
+    struct Consts {
+        base: __m512,
+        top: __m512,
+        shift: __m128i,
+        first: __m512i,
+        last: __m512i,
+        last_start: __m512,
+        /// The records, `last + 1` of eight f32 each.
+        records: *const f32,
+    }
+
+    impl Consts {
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        fn new(lookup: &Lookup) -> Consts {
+            Consts {
+                base: _mm512_set1_ps(lookup.base),
+                top: _mm512_set1_ps(lookup.top),
+                shift: _mm_cvtsi32_si128(lookup.shift as i32),
+                first: _mm512_set1_epi32(lookup.first as i32),
+                last: _mm512_set1_epi32(lookup.last as i32),
+                last_start: _mm512_set1_ps(lookup.last_start),
+                records: lookup.cells.as_ptr().cast(),
+            }
+        }
+    }
+
+    /// The cubics' coefficients of sixteen points whose records lie `offset` bytes into the
+    /// table (each at most `last` records in), as registers of one coefficient each: ln Z's,
+    /// then R's.
+    ///
+    /// # Safety
+    /// `k.records` holds `last + 1` records.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn coefficients(k: &Consts, offset: &[u32]) -> ([__m512; 4], [__m512; 4]) {
+        let base = k.records.cast::<u8>();
+        let mut z = [_mm512_setzero_ps(); 4];
+        let mut r = [_mm512_setzero_ps(); 4];
+        for l in 0..4 {
+            // Register l, lane j: point 4j + l, so that the transpose leaves point e in lane e.
+            // SAFETY: every offset is that of a record within the table.
+            let p: [*const f32; 4] = unsafe {
+                [
+                    base.add(offset[l] as usize).cast(),
+                    base.add(offset[l + 4] as usize).cast(),
+                    base.add(offset[l + 8] as usize).cast(),
+                    base.add(offset[l + 12] as usize).cast(),
+                ]
+            };
+            // SAFETY: a record is eight f32: [ln Z cubic, R cubic].
+            unsafe {
+                z[l] = quarters(p);
+                r[l] = quarters([p[0].add(4), p[1].add(4), p[2].add(4), p[3].add(4)]);
+            }
+        }
+        (transpose(z), transpose(r))
+    }
+
+    /// One pass over `n` values at `input`, CHUNK at a time in two stages. First each point's
+    /// gap (value - `d_min`), its cell's byte offset and its offset s in the cell, stored to
+    /// `offsets` and `within`; then BLOCKS registers of sixteen at a time: the records (their
+    /// offsets read back as scalars: LLVM's lane extractions of a register of indices cost ~35
+    /// shuffle-port uops per 16 points), the cubics, the exp and the selects; the weights stored
+    /// over the input (STORE) or not, and the sums of z, of w and of w times each of the first
+    /// DIM columns (16 f32 lanes each).
+    ///
+    /// # Safety
+    /// `input` is valid for `n` f32 (and for writing where STORE), `columns[..DIM]` for `n` f32
+    /// each, and `k.records` holds `last + 1` records.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn pass<const DIM: usize, const STORE: bool>(
+        k: &Consts,
+        input: *mut f32,
+        n: usize,
+        d_min: f32,
+        columns: [*const f32; super::TABLE_MAX_DIM],
+    ) -> [__m512; 2 + super::TABLE_MAX_DIM] {
+        let nearest = _mm512_set1_ps(d_min);
+        let mut acc = [_mm512_setzero_ps(); 2 + super::TABLE_MAX_DIM];
+        let mut offsets = [0u32; CHUNK];
+        let mut within = [0.0f32; CHUNK];
+        let mut j0 = 0;
+        while j0 < n {
+            let len = CHUNK.min(n - j0);
+            let mut at = 0;
+            while at < len {
+                // Lanes past the end read as +inf: they weigh nothing and add 0 to every sum.
+                let kept: __mmask16 = if len - at >= 16 {
+                    0xffff
+                } else {
+                    (1 << (len - at)) - 1
+                };
+                // SAFETY: the kept lanes lie within the `n` values.
+                let d = unsafe {
+                    _mm512_mask_loadu_ps(_mm512_set1_ps(f32::INFINITY), kept, input.add(j0 + at))
+                };
+                let g = _mm512_sub_ps(d, nearest);
+                let v = _mm512_add_ps(_mm512_max_ps(g, _mm512_setzero_ps()), k.base);
+                let high = _mm512_srl_epi32(_mm512_castps_si512(v), k.shift);
+                let cell = _mm512_min_epu32(
+                    _mm512_sub_epi32(_mm512_max_epu32(high, k.first), k.first),
+                    k.last,
+                );
+                let start = _mm512_min_ps(
+                    _mm512_castsi512_ps(_mm512_sll_epi32(high, k.shift)),
+                    k.last_start,
+                );
+                // SAFETY: `at` + 16 <= CHUNK (CHUNK is a multiple of 16).
+                unsafe {
+                    // A record is 32 bytes.
+                    _mm512_storeu_si512(
+                        offsets.as_mut_ptr().add(at).cast(),
+                        _mm512_slli_epi32::<5>(cell),
+                    );
+                    // +inf (outside the span) stays +inf: v - last_start.
+                    _mm512_storeu_ps(within.as_mut_ptr().add(at), _mm512_sub_ps(v, start));
+                }
+                at += 16;
+            }
+            let mut at = 0;
+            while at < len {
+                let mut s = [_mm512_setzero_ps(); BLOCKS];
+                let mut inside = [0 as __mmask16; BLOCKS];
+                let mut kept = [0 as __mmask16; BLOCKS];
+                let mut cubic_z = s;
+                let mut cubic_r = s;
+                for b in 0..BLOCKS {
+                    let here = at + 16 * b;
+                    kept[b] = match len.saturating_sub(here) {
+                        0 => 0,
+                        left if left >= 16 => 0xffff,
+                        left => (1 << left) - 1,
+                    };
+                    // SAFETY: here + 16 <= CHUNK (BLOCKS registers divide CHUNK).
+                    s[b] = unsafe { _mm512_loadu_ps(within.as_ptr().add(here)) };
+                    // +inf gaps (outside the span, past the end) weigh nothing.
+                    inside[b] = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(
+                        kept[b],
+                        s[b],
+                        _mm512_set1_ps(f32::MAX),
+                    );
+                    // SAFETY: the offsets (past the end: of earlier points) are of records.
+                    let (z, r) = unsafe { coefficients(k, &offsets[here..here + 16]) };
+                    cubic_z[b] = _mm512_fmadd_ps(
+                        s[b],
+                        _mm512_fmadd_ps(s[b], _mm512_fmadd_ps(s[b], z[3], z[2]), z[1]),
+                        z[0],
+                    );
+                    cubic_r[b] = _mm512_fmadd_ps(
+                        s[b],
+                        _mm512_fmadd_ps(s[b], _mm512_fmadd_ps(s[b], r[3], r[2]), r[1]),
+                        r[0],
+                    );
+                    cubic_z[b] = _mm512_sub_ps(cubic_z[b], k.top);
+                }
+                let e_z = exp16(cubic_z);
+                for b in 0..BLOCKS {
+                    let here = j0 + at + 16 * b;
+                    // A select, not a product: outside, the cubics are NaN (inf x 0).
+                    let w = _mm512_maskz_mul_ps(inside[b], e_z[b], cubic_r[b]);
+                    acc[0] = _mm512_add_ps(acc[0], _mm512_maskz_mov_ps(inside[b], e_z[b]));
+                    if STORE {
+                        // SAFETY: the kept lanes lie within the `n` values.
+                        unsafe { _mm512_mask_storeu_ps(input.wrapping_add(here), kept[b], w) };
+                    } else {
+                        acc[1] = _mm512_add_ps(acc[1], w);
+                    }
+                    for c in 0..DIM {
+                        // SAFETY: the kept lanes lie within `columns[c]`'s `n` values.
+                        let y = unsafe {
+                            _mm512_maskz_loadu_ps(kept[b], columns[c].wrapping_add(here))
+                        };
+                        acc[2 + c] = _mm512_fmadd_ps(w, y, acc[2 + c]);
+                    }
+                }
+                at += STEP;
+            }
+            j0 += len;
+        }
+        acc
+    }
+
+    /// A register's lanes summed in f64, in lane order (as `sum_of` and `dot_lanes` finish).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    fn lanes_in_f64(v: __m512) -> f64 {
+        let mut lanes = [0.0f32; 16];
+        // SAFETY: `lanes` holds 16 f32.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), v) };
+        let mut total = 0.0;
+        for v in lanes {
+            total += f64::from(v);
+        }
+        total
+    }
+
+    /// Distances -> (sum of z, sum of w, sum of w times each of the first DIM columns), the
+    /// gaps d - `d_min` formed in registers and the weights kept there: one pass, no stores. The
+    /// sums in 16 f32 lanes, then f64, as `sum_of` and `dot_lanes` add them. DIM is a constant so
+    /// that the column accumulators stay in registers.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F + VL, AVX2 and FMA, `lookup.cells` holds `lookup.last + 1` records,
+    /// and `columns[..DIM]` are each as long as `dist`.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) unsafe fn weigh_and_sum<const DIM: usize>(
+        dist: &[f32],
+        d_min: f32,
+        lookup: &Lookup,
+        columns: [&[f32]; super::TABLE_MAX_DIM],
+    ) -> (f64, f64, [f64; super::TABLE_MAX_DIM]) {
+        let k = Consts::new(lookup);
+        let cols = [
+            columns[0].as_ptr(),
+            columns[1].as_ptr(),
+            columns[2].as_ptr(),
+        ];
+        // Not written (STORE false): the const pointer's cast is never stored through.
+        let input = dist.as_ptr().cast_mut();
+        // SAFETY: `dist` and the first DIM columns hold `dist.len()` f32; records as required.
+        let acc = unsafe { pass::<DIM, false>(&k, input, dist.len(), d_min, cols) };
+        (
+            lanes_in_f64(acc[0]),
+            lanes_in_f64(acc[1]),
+            [
+                lanes_in_f64(acc[2]),
+                lanes_in_f64(acc[3]),
+                lanes_in_f64(acc[4]),
+            ],
+        )
+    }
+
+    /// Gaps -> the marginal's weights in place through `lookup`; returns the sum of z.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F + VL, AVX2 and FMA, and `lookup.cells` holds `lookup.last + 1`
+    /// records.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) unsafe fn weigh(gaps: &mut [f32], lookup: &Lookup) -> f64 {
+        let k = Consts::new(lookup);
+        let none = [std::ptr::null(); super::TABLE_MAX_DIM];
+        // The gaps minus 0: themselves, exactly.
+        // SAFETY: `gaps` holds `gaps.len()` f32, written in place; records as required.
+        let acc = unsafe { pass::<0, true>(&k, gaps.as_mut_ptr(), gaps.len(), 0.0, none) };
+        lanes_in_f64(acc[0])
     }
 }
 

@@ -624,11 +624,16 @@ fn the_marginal_table_equals_the_direct_sum() {
                     let mut tabled = as_f32.clone();
                     let tabled_z =
                         marginal_table::weigh_gaps_tabled::<f32, false>(&mut tabled, d_min, &table);
-                    // FMA = true: the AVX2 intrinsics where the CPU has them (as the kernels
-                    // compiled for AVX2 read the table), held to the portable reading.
+                    // The AVX2 intrinsics where the CPU has them (as the kernels compiled for
+                    // AVX2 read the table), held to the portable reading; the AVX-512 reading
+                    // has its own test below.
                     let mut fused = as_f32.clone();
-                    let fused_z =
-                        marginal_table::weigh_gaps_tabled::<f32, true>(&mut fused, d_min, &table);
+                    let fused_z = marginal_table::weigh_gaps_read::<f32, true>(
+                        &mut fused,
+                        d_min,
+                        &table,
+                        marginal_table::Reading::Avx2,
+                    );
                     let mut direct = as_f32;
                     let direct_z =
                         weights::weigh_gaps::<f32, false>(&mut direct, d_min, &weighting, dim);
@@ -677,6 +682,177 @@ fn the_marginal_table_equals_the_direct_sum() {
             }
         }
     }
+}
+
+/// Whether the CPU reads NAG's table with AVX-512 (else the AVX-512 tests print a note and
+/// return).
+fn avx512_reading_runs(test: &str) -> bool {
+    let runs = marginal_table::Reading::Avx512.available();
+    if !runs {
+        eprintln!("{test}: skipped, this CPU has no AVX-512 F + VL");
+    }
+    runs
+}
+
+#[test]
+fn the_avx512_table_reading_equals_f64_and_the_portable_one() {
+    if !avx512_reading_runs("the_avx512_table_reading_equals_f64_and_the_portable_one") {
+        return;
+    }
+    use marginal_table::{MarginalTable, Reading, weigh_and_sum_tabled, weigh_gaps_read};
+    let d_mins = [
+        0.0, 1e-9, 3e-6, 1e-4, 2e-3, 0.05, 0.7, 3.0, 40.0, 900.0, 2e4, 6e5, 1e9,
+    ];
+    // Gaps from 0 to 1e4, geometric, shuffled by a fixed stride so that every register mixes
+    // cells far apart; two zeros and a +inf.
+    let count = 403;
+    let mut gaps: Vec<f64> = (0..count)
+        .map(|i| (i * 151) % count)
+        .map(|i| 1e-9 * 10f64.powf(i as f64 * 13.0 / (count - 1) as f64))
+        .map(|g| g as f32 as f64)
+        .collect();
+    gaps.extend([0.0, 0.0, f64::INFINITY]);
+    // Lengths with tails of every kind (the readings take 16 and 32 points a step).
+    let lengths = [1, 2, 15, 16, 17, 31, 32, 33, 47, 100, 255, gaps.len()];
+    // Columns of data for the weighted sums: values of both signs and scales.
+    let column = |k: usize| -> Vec<f32> {
+        (0..gaps.len())
+            .map(|j| ((j * (k + 3)) % 17) as f32 - 7.5)
+            .collect()
+    };
+    let columns: Vec<Vec<f32>> = (0..3).map(column).collect();
+    for dim in 1..=3 {
+        for log_uniform in [true, false] {
+            let (sigmas, log_weights) = nag_nodes(log_uniform, dim);
+            for power in [1, 2] {
+                let table = MarginalTable::new(&sigmas, &log_weights, power, dim)
+                    .expect("a table for the toys' node sets");
+                let relative = |got: f64, want: f64| (got / want - 1.0).abs();
+                let (mut worst_f64, mut worst_portable, mut worst_sums) = (0.0f64, 0.0f64, 0.0f64);
+                let mut rows = 0;
+                for &d_min in &d_mins {
+                    let d_min = d_min as f32 as f64;
+                    for &len in &lengths {
+                        let gaps = &gaps[gaps.len() - len..];
+                        let as_f32: Vec<f32> = gaps.iter().map(|&g| g as f32).collect();
+                        let (exact, exact_z) = exact_marginal_weights(
+                            gaps,
+                            d_min,
+                            (&sigmas, &log_weights),
+                            power,
+                            dim,
+                        );
+                        let largest = exact.iter().copied().fold(0.0, f64::max);
+                        let read = |reading: Reading| {
+                            let mut w = as_f32.clone();
+                            let z = weigh_gaps_read::<f32, true>(&mut w, d_min, &table, reading);
+                            (w, z)
+                        };
+                        let (wide, wide_z) = read(Reading::Avx512);
+                        let (portable, portable_z) = read(Reading::Portable);
+                        if Reading::Avx2.available() {
+                            // The same arithmetic 16 wide: the same bits.
+                            let (avx2, avx2_z) = read(Reading::Avx2);
+                            assert_eq!(wide, avx2, "dim {dim}, d_min {d_min}, length {len}");
+                            assert!(
+                                wide_z == avx2_z || relative(wide_z, avx2_z) <= 1e-6,
+                                "{wide_z} {avx2_z}"
+                            );
+                        }
+                        worst_f64 = worst_f64.max(relative(wide_z, exact_z));
+                        worst_portable = worst_portable.max(relative(wide_z, portable_z));
+                        for ((&e, &w), &p) in exact.iter().zip(&wide).zip(&portable) {
+                            if e >= largest * (-30.0f64).exp() {
+                                worst_f64 = worst_f64.max(relative(f64::from(w), e));
+                                worst_portable =
+                                    worst_portable.max(relative(f64::from(w), f64::from(p)));
+                            } else {
+                                assert!(f64::from(w) <= largest * (-29.0f64).exp());
+                            }
+                        }
+                        if gaps[len - 1].is_infinite() {
+                            assert_eq!(wide[len - 1], 0.0, "an infinite gap weighs nothing");
+                        }
+                        // The one-pass sums from distances: the gaps' weights summed as the
+                        // kernels' separate passes sum them, and against f64.
+                        let nearest = d_min as f32;
+                        let dist: Vec<f32> = as_f32.iter().map(|&g| g + nearest).collect();
+                        let cols: Vec<&[f32]> = columns[..dim].iter().map(|c| &c[..len]).collect();
+                        let Some((z, w_sum, weighted)) =
+                            weigh_and_sum_tabled(&dist, nearest, &table, &cols)
+                        else {
+                            // The row lies in the table's last cell: the gap form serves.
+                            continue;
+                        };
+                        rows += 1;
+                        let mut separate: Vec<f32> = dist.iter().map(|&d| d - nearest).collect();
+                        let separate_z = weigh_gaps_read::<f32, true>(
+                            &mut separate,
+                            d_min,
+                            &table,
+                            Reading::Avx512,
+                        );
+                        assert!(
+                            z == separate_z || relative(z, separate_z) <= 1e-6,
+                            "z {z} against {separate_z}"
+                        );
+                        let separate_sum = distances::sum_of(&separate);
+                        let sums_exact = |col: Option<&[f32]>| -> f64 {
+                            // f64 weights of the gaps as the f32 distances give them.
+                            let gaps: Vec<f64> =
+                                separate_gaps(&dist, nearest).into_iter().collect();
+                            let (w, _) = exact_marginal_weights(
+                                &gaps,
+                                d_min,
+                                (&sigmas, &log_weights),
+                                power,
+                                dim,
+                            );
+                            w.iter()
+                                .enumerate()
+                                .map(|(j, &w)| w * col.map_or(1.0, |c| f64::from(c[j])))
+                                .sum()
+                        };
+                        let scale = sums_exact(None);
+                        worst_sums = worst_sums.max(relative(w_sum, scale));
+                        if len % 16 == 0 {
+                            assert_eq!(w_sum, separate_sum, "dim {dim}, d_min {d_min}, {len}");
+                        } else {
+                            assert!(w_sum == separate_sum || relative(w_sum, separate_sum) <= 1e-6);
+                        }
+                        for k in 0..dim {
+                            let dot = distances::dot_lanes::<f32, true>(&separate, cols[k]);
+                            if len % 16 == 0 {
+                                assert_eq!(weighted[k], dot, "dim {dim}, column {k}, {len}");
+                            }
+                            // Relative to the weights' sum times the columns' scale (7.5):
+                            // the dot products cancel.
+                            let want = sums_exact(Some(cols[k]));
+                            worst_sums = worst_sums.max((weighted[k] - want).abs() / (7.5 * scale));
+                            assert!((weighted[k] - dot).abs() <= 1e-6 * 7.5 * scale);
+                        }
+                    }
+                }
+                eprintln!(
+                    "AVX-512 reading, dim {dim}, log-uniform {log_uniform}, power {power}: \
+                     weights and Z against f64 {worst_f64:.1e}, against portable \
+                     {worst_portable:.1e}; one-pass sums against f64 {worst_sums:.1e} \
+                     ({rows} rows)"
+                );
+                assert!(rows > 0, "the one-pass sums were never taken");
+                assert!(
+                    worst_f64 <= 1e-5 && worst_portable <= 1e-5 && worst_sums <= 1e-5,
+                    "dim {dim}, log-uniform {log_uniform}, power {power}: f64 {worst_f64:e}, \
+                     portable {worst_portable:e}, sums {worst_sums:e}"
+                );
+            }
+        }
+    }
+}
+
+/// The gaps d - d_min as f32 makes them, in f64.
+fn separate_gaps(dist: &[f32], d_min: f32) -> Vec<f64> {
+    dist.iter().map(|&d| f64::from(d - d_min)).collect()
 }
 
 #[test]

@@ -2,7 +2,9 @@
 
 use super::distances::{dot_lanes, min_of, span_distances, sum_of};
 use super::layout::{PreparedSet, SMALL_DIM};
-use super::marginal_table::{MarginalTable, weigh_gaps_tabled};
+use super::marginal_table::{
+    MarginalTable, TABLE_MAX_DIM, weigh_and_sum_tabled, weigh_gaps_tabled,
+};
 use super::real::Real;
 use super::weights::weigh_gaps;
 use crate::backend::{Span, WeightedRow, Weighting};
@@ -31,6 +33,21 @@ fn weigh_row<T: Real, const FMA: bool>(
     }
 }
 
+/// NAG's marginal sums of one row of distances through `table` in one pass (Z, sum w, sum w y
+/// per column), where the CPU reads the table with AVX-512; `None`: the separate passes.
+#[inline(always)]
+fn sums_in_one_pass<T: Real>(
+    row: &[T],
+    table: &MarginalTable,
+    columns: &[&[T]],
+) -> Option<(f64, f64, [f64; TABLE_MAX_DIM])> {
+    let d_min = min_of(row);
+    if d_min == T::INFINITY {
+        return None;
+    }
+    weigh_and_sum_tabled(row, d_min, table, columns)
+}
+
 /// One task: distances, weights, weighted sums.
 #[inline(always)]
 pub(super) fn weighted_rows_task<T: Real, const FMA: bool>(
@@ -47,16 +64,38 @@ pub(super) fn weighted_rows_task<T: Real, const FMA: bool>(
     let table = set.marginal.get::<T>(weighting, dim);
     let mut normalisers = Vec::with_capacity(rows.len());
     let mut sums = Vec::with_capacity(rows.len());
+    let mut weighted = vec![0.0; rows.len() * dim];
+    let col_width = set.columns.len() / dim;
+    // The span's columns, for NAG's table read and summed in one pass.
+    let mut columns: [&[T]; TABLE_MAX_DIM] = [&[]; TABLE_MAX_DIM];
+    if dim <= TABLE_MAX_DIM {
+        for k in 0..dim {
+            columns[k] = &set.columns[k * col_width + first..k * col_width + first + width];
+        }
+    }
+    // Rows whose weighted sums that pass gave (their weights never stored).
+    let mut summed = vec![false; rows.len()];
     for r in 0..rows.len() {
         let row = &mut dist[r * width..(r + 1) * width];
+        if let Some(table) = table.as_deref()
+            && dim <= TABLE_MAX_DIM
+            && let Some((z, w, y)) = sums_in_one_pass(row, table, &columns[..dim])
+        {
+            normalisers.push(z);
+            sums.push(w);
+            weighted[r * dim..(r + 1) * dim].copy_from_slice(&y[..dim]);
+            summed[r] = true;
+            continue;
+        }
         normalisers.push(weigh_row::<T, FMA>(row, weighting, dim, table.as_deref()));
         sums.push(sum_of(row));
     }
-    let mut weighted = vec![0.0; rows.len() * dim];
     if dim <= SMALL_DIM {
         // One dot product per column, vectorised along the data.
-        let col_width = set.columns.len() / dim;
         for r in 0..rows.len() {
+            if summed[r] {
+                continue;
+            }
             let w = &dist[r * width..(r + 1) * width];
             for k in 0..dim {
                 let col = &set.columns[k * col_width + first..k * col_width + first + width];
