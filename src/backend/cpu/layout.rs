@@ -25,7 +25,8 @@ pub struct PreparedSet<T> {
     /// The GEMM form's operands, built at first use.
     pub(super) gemm: OnceLock<GemmOperands<T>>,
     /// The GEMM form's operands packed for the AVX-512 products, built at first use; `None` for
-    /// f64 sets and where AVX-512F is missing (the `gemm` crate serves).
+    /// f64 sets, below PANELS_MIN_DIM dimensions and where AVX-512F is missing (the `gemm` crate
+    /// serves).
     pub(super) panels: OnceLock<Option<Panels>>,
     /// The principal directions for pruning at small sigma, built at first use.
     pub(super) projection: OnceLock<Projection>,

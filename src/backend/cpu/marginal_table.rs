@@ -437,10 +437,11 @@ pub(super) fn weigh_gaps_read<T: Real, const FMA: bool>(
 /// the `columns` (one per dimension, as long as `dist`), the weights never stored; the same
 /// numbers as `weigh_gaps_tabled` followed by `sum_of` and `dot_lanes` (bit for bit when the
 /// length is a multiple of 16, as the kernels' rows are). `None` where it does not apply
-/// (no AVX-512 reading on this CPU, T is not f32, more than TABLE_MAX_DIM columns, or the row
-/// lies in the last cell): the caller takes the separate passes.
+/// (no AVX-512 reading on this CPU, the kernels' portable copy (FMA false, whose arithmetic the
+/// portable reading matches), T is not f32, more than TABLE_MAX_DIM columns, or the row lies in
+/// the last cell): the caller takes the separate passes.
 #[inline(always)]
-pub(super) fn weigh_and_sum_tabled<T: Real>(
+pub(super) fn weigh_and_sum_tabled<T: Real, const FMA: bool>(
     dist: &[T],
     d_min: T,
     table: &MarginalTable,
@@ -450,7 +451,7 @@ pub(super) fn weigh_and_sum_tabled<T: Real>(
     {
         if columns.len() > TABLE_MAX_DIM
             || table.cells.len() <= table.last as usize
-            || !Reading::Avx512.available()
+            || Reading::fastest::<FMA>() != Reading::Avx512
         {
             return None;
         }

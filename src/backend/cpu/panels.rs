@@ -217,8 +217,10 @@ mod kernels {
                 (4, false) => $tile::<4, $p, false>($($arg),*),
                 (3, _) => $tile::<3, $p, false>($($arg),*),
                 (2, _) => $tile::<2, $p, false>($($arg),*),
-                (_, true) => $tile::<1, $p, true>($($arg),*),
-                (_, false) => $tile::<1, $p, false>($($arg),*),
+                (1, true) => $tile::<1, $p, true>($($arg),*),
+                (1, false) => $tile::<1, $p, false>($($arg),*),
+                // The row tasks hand out 1..=TILE_ROWS rows: anything else would drop rows.
+                _ => unreachable!("a register tile of {} rows", $count),
             }
         };
     }
@@ -318,7 +320,7 @@ mod kernels {
     ) {
         let dim = p.dim;
         let width = span.len();
-        debug_assert!(x.len() >= R * dim && out.len() >= (R - 1) * width);
+        debug_assert!(x.len() >= R * dim && out.len() >= R * width);
         let packed = p.points[first * dim * LANES..].as_ptr();
         let xp = x.as_ptr();
         let mut acc = [[_mm512_setzero_ps(); P]; R];
@@ -658,13 +660,15 @@ mod tests {
             eprintln!("no AVX-512F here: the panels are never built, nothing to test");
             return;
         };
-        // The last shape crosses the SUM_BLOCK point blocks (twice, with a partial third).
+        // The last two shapes cross the SUM_BLOCK point blocks (at 784-D once; at 40-D twice,
+        // with a partial third).
         for (n, dim) in [
             (37, 5),
             (64, 16),
             (50, 33),
             (97, 70),
             (130, 784),
+            (1100, 784),
             (2600, 40),
         ] {
             let y = fill(n * dim, (n * 13 + dim) as u64);

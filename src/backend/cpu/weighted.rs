@@ -36,7 +36,7 @@ fn weigh_row<T: Real, const FMA: bool>(
 /// NAG's marginal sums of one row of distances through `table` in one pass (Z, sum w, sum w y
 /// per column), where the CPU reads the table with AVX-512; `None`: the separate passes.
 #[inline(always)]
-fn sums_in_one_pass<T: Real>(
+fn sums_in_one_pass<T: Real, const FMA: bool>(
     row: &[T],
     table: &MarginalTable,
     columns: &[&[T]],
@@ -45,7 +45,7 @@ fn sums_in_one_pass<T: Real>(
     if d_min == T::INFINITY {
         return None;
     }
-    weigh_and_sum_tabled(row, d_min, table, columns)
+    weigh_and_sum_tabled::<T, FMA>(row, d_min, table, columns)
 }
 
 /// One task: distances, weights, weighted sums.
@@ -79,7 +79,7 @@ pub(super) fn weighted_rows_task<T: Real, const FMA: bool>(
         let row = &mut dist[r * width..(r + 1) * width];
         if let Some(table) = table.as_deref()
             && dim <= TABLE_MAX_DIM
-            && let Some((z, w, y)) = sums_in_one_pass(row, table, &columns[..dim])
+            && let Some((z, w, y)) = sums_in_one_pass::<T, FMA>(row, table, &columns[..dim])
         {
             normalisers.push(z);
             sums.push(w);
