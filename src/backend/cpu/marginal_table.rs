@@ -433,50 +433,67 @@ pub(super) fn weigh_gaps_read<T: Real, const FMA: bool>(
     total + lanes.iter().map(|&v| f64::from(v)).sum::<f64>()
 }
 
-/// A row's marginal sums in one pass over its distances: Z, sum_j w_j and sum_j w_j y_jk for
-/// the `columns` (one per dimension, as long as `dist`), the weights never stored; the same
-/// numbers as `weigh_gaps_tabled` followed by `sum_of` and `dot_lanes` (bit for bit when the
-/// length is a multiple of 16, as the kernels' rows are). `None` where it does not apply
-/// (no AVX-512 reading on this CPU, the kernels' portable copy (FMA false, whose arithmetic the
-/// portable reading matches), T is not f32, more than TABLE_MAX_DIM columns, or the row lies in
-/// the last cell): the caller takes the separate passes.
+/// A row's marginal sums in one pass, its distances formed in registers: Z, sum_j w_j and
+/// sum_j w_j y_jk over the points `counted` of the `columns` (one per dimension of `x`, all as
+/// long), the distances and weights never stored; the same numbers as `span_distances`, then
+/// `weigh_gaps_tabled`, `sum_of` and `dot_lanes` (bit for bit when the columns' length is a
+/// multiple of 16, as the kernels' spans are). No points counted: zeros. `None` where it does
+/// not apply (no AVX-512 reading on this CPU, the kernels' portable copy (FMA false, whose
+/// arithmetic the portable reading matches), T is not f32, more than TABLE_MAX_DIM columns, or
+/// the row lies in the last cell): the caller takes the separate passes.
 #[inline(always)]
 pub(super) fn weigh_and_sum_tabled<T: Real, const FMA: bool>(
-    dist: &[T],
-    d_min: T,
-    table: &MarginalTable,
+    x: &[T],
     columns: &[&[T]],
+    counted: std::ops::Range<usize>,
+    table: &MarginalTable,
 ) -> Option<(f64, f64, [f64; TABLE_MAX_DIM])> {
     #[cfg(target_arch = "x86_64")]
     {
         if columns.len() > TABLE_MAX_DIM
+            || columns.len() != x.len()
             || table.cells.len() <= table.last as usize
             || Reading::fastest::<FMA>() != Reading::Avx512
         {
             return None;
         }
-        let dist = T::as_f32(dist)?;
-        let mut cols: [&[f32]; TABLE_MAX_DIM] = [&[]; TABLE_MAX_DIM];
+        let n = columns.first().map_or(0, |c| c.len());
+        let mut row = avx512::Row {
+            x: [0.0; TABLE_MAX_DIM],
+            lo: counted.start.min(n),
+            hi: counted.end.min(n),
+        };
+        row.x[..x.len()].copy_from_slice(T::as_f32(x)?);
+        let mut cols = [std::ptr::null(); TABLE_MAX_DIM];
         for (c, col) in cols.iter_mut().zip(columns) {
-            *c = T::as_f32(col).filter(|col| col.len() == dist.len())?;
+            *c = T::as_f32(col).filter(|col| col.len() == n)?.as_ptr();
         }
-        let d_min = d_min.to_f64();
+        // SAFETY (all below): the CPU has AVX-512 F + VL, AVX2 and FMA (`available`), the
+        // table `last + 1` cells, and the first `columns.len()` columns hold `n` f32 (checked
+        // above).
+        let nearest = match columns.len() {
+            1 => unsafe { row.nearest::<1>(cols, n) },
+            2 => unsafe { row.nearest::<2>(cols, n) },
+            3 => unsafe { row.nearest::<3>(cols, n) },
+            _ => return None,
+        };
+        if nearest == f32::INFINITY {
+            return Some((0.0, 0.0, [0.0; TABLE_MAX_DIM]));
+        }
+        let d_min = f64::from(nearest);
         let lookup = table.lookup(d_min, table.top(d_min))?;
-        let nearest = d_min as f32;
-        // SAFETY: the CPU has AVX-512 F + VL, AVX2 and FMA (`available`), the table `last + 1`
-        // cells, and the first `columns.len()` columns are as long as `dist` (checked above).
         unsafe {
             match columns.len() {
-                1 => Some(avx512::weigh_and_sum::<1>(dist, nearest, &lookup, cols)),
-                2 => Some(avx512::weigh_and_sum::<2>(dist, nearest, &lookup, cols)),
-                3 => Some(avx512::weigh_and_sum::<3>(dist, nearest, &lookup, cols)),
+                1 => Some(avx512::weigh_and_sum::<1>(&row, cols, n, nearest, &lookup)),
+                2 => Some(avx512::weigh_and_sum::<2>(&row, cols, n, nearest, &lookup)),
+                3 => Some(avx512::weigh_and_sum::<3>(&row, cols, n, nearest, &lookup)),
                 _ => None,
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (dist, d_min, table, columns);
+        let _ = (x, columns, counted, table);
         None
     }
 }
@@ -810,17 +827,19 @@ mod avx512 {
         (transpose(z), transpose(r))
     }
 
-    /// One pass over `n` values at `input`, CHUNK at a time in two stages. First each point's
-    /// gap (value - `d_min`), its cell's byte offset and its offset s in the cell, stored to
-    /// `offsets` and `within`; then BLOCKS registers of sixteen at a time: the records (their
+    /// One pass over `n` points, CHUNK at a time in two stages. First each point's gap (its
+    /// squared distance - `d_min`), its cell's byte offset and its offset s in the cell, stored
+    /// to `offsets` and `within`; then BLOCKS registers of sixteen at a time: the records (their
     /// offsets read back as scalars: LLVM's lane extractions of a register of indices cost ~35
-    /// shuffle-port uops per 16 points), the cubics, the exp and the selects; the weights stored
-    /// over the input (STORE) or not, and the sums of z, of w and of w times each of the first
-    /// DIM columns (16 f32 lanes each).
+    /// shuffle-port uops per 16 points), the cubics, the exp and the selects. STORE: the
+    /// distances are read from `input` and the weights stored over them (the z summed);
+    /// otherwise the distances to `row` are formed from the columns in registers and nothing
+    /// is stored (the sums of z, of w and of w times each of the first DIM columns, 16 f32
+    /// lanes each).
     ///
     /// # Safety
-    /// `input` is valid for `n` f32 (and for writing where STORE), `columns[..DIM]` for `n` f32
-    /// each, and `k.records` holds `last + 1` records.
+    /// Where STORE, `input` is valid for reading and writing `n` f32; otherwise
+    /// `columns[..DIM]` are each valid for `n` f32; `k.records` holds `last + 1` records.
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
     unsafe fn pass<const DIM: usize, const STORE: bool>(
         k: &Consts,
@@ -828,6 +847,7 @@ mod avx512 {
         n: usize,
         d_min: f32,
         columns: [*const f32; super::TABLE_MAX_DIM],
+        row: &Row,
     ) -> [__m512; 2 + super::TABLE_MAX_DIM] {
         let nearest = _mm512_set1_ps(d_min);
         let mut acc = [_mm512_setzero_ps(); 2 + super::TABLE_MAX_DIM];
@@ -844,9 +864,18 @@ mod avx512 {
                 } else {
                     (1 << (len - at)) - 1
                 };
-                // SAFETY: the kept lanes lie within the `n` values.
-                let d = unsafe {
-                    _mm512_mask_loadu_ps(_mm512_set1_ps(f32::INFINITY), kept, input.add(j0 + at))
+                let d = if STORE {
+                    // SAFETY: the kept lanes lie within the `n` values.
+                    unsafe {
+                        _mm512_mask_loadu_ps(
+                            _mm512_set1_ps(f32::INFINITY),
+                            kept,
+                            input.add(j0 + at),
+                        )
+                    }
+                } else {
+                    // SAFETY: the kept lanes lie within the columns' `n` values.
+                    unsafe { row.distances::<DIM>(columns, j0 + at, kept) }
                 };
                 let g = _mm512_sub_ps(d, nearest);
                 let v = _mm512_add_ps(_mm512_max_ps(g, _mm512_setzero_ps()), k.base);
@@ -934,6 +963,87 @@ mod avx512 {
         acc
     }
 
+    /// The query point of a pass that forms its distances, and the points `lo..hi` (of the
+    /// columns it reads) that count; the others read as +inf, as the lanes outside a span
+    /// do in `distances::span_distances`.
+    pub(super) struct Row {
+        pub x: [f32; super::TABLE_MAX_DIM],
+        pub lo: usize,
+        pub hi: usize,
+    }
+
+    impl Row {
+        /// The row of a pass that reads its distances.
+        const NONE: Row = Row {
+            x: [0.0; super::TABLE_MAX_DIM],
+            lo: 0,
+            hi: 0,
+        };
+
+        /// The squared distances to points `j..j + 16` from the first DIM columns (lanes not
+        /// `kept`, or outside `lo..hi`, +inf), summed as `distances::span_distances` sums them
+        /// (t = x_k - y_k, then t t fused into a sum from 0): the same f32 bits.
+        ///
+        /// # Safety
+        /// The `kept` lanes of `columns[..DIM]` at `j` are valid.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        unsafe fn distances<const DIM: usize>(
+            &self,
+            columns: [*const f32; super::TABLE_MAX_DIM],
+            j: usize,
+            kept: __mmask16,
+        ) -> __m512 {
+            let mut d = _mm512_setzero_ps();
+            for c in 0..DIM {
+                // SAFETY: as the caller promises.
+                let y = unsafe { _mm512_maskz_loadu_ps(kept, columns[c].wrapping_add(j)) };
+                let t = _mm512_sub_ps(_mm512_set1_ps(self.x[c]), y);
+                d = _mm512_fmadd_ps(t, t, d);
+            }
+            // Point indices fit in u32: the columns are Vec<f32>s held in memory.
+            let lane = _mm512_add_epi32(
+                _mm512_set1_epi32(j as i32),
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            );
+            let counted =
+                _mm512_mask_cmpge_epu32_mask(kept, lane, _mm512_set1_epi32(self.lo as i32))
+                    & _mm512_cmplt_epu32_mask(lane, _mm512_set1_epi32(self.hi as i32));
+            _mm512_mask_mov_ps(_mm512_set1_ps(f32::INFINITY), counted, d)
+        }
+
+        /// The smallest squared distance to points `lo..hi` of the `n` in the columns (+inf
+        /// if there are none), over the same distances as `pass` forms.
+        ///
+        /// # Safety
+        /// `columns[..DIM]` are each valid for `n` f32.
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        pub(super) unsafe fn nearest<const DIM: usize>(
+            &self,
+            columns: [*const f32; super::TABLE_MAX_DIM],
+            n: usize,
+        ) -> f32 {
+            // Two minima in flight: the min's latency, not its throughput, would bound one.
+            let mut m = [_mm512_set1_ps(f32::INFINITY); 2];
+            let mut j = self.lo / 16 * 16;
+            while j < self.hi.min(n) {
+                for (b, m) in m.iter_mut().enumerate() {
+                    let here = j + 16 * b;
+                    let kept: __mmask16 = match n.saturating_sub(here) {
+                        0 => 0,
+                        left if left >= 16 => 0xffff,
+                        left => (1 << left) - 1,
+                    };
+                    // SAFETY: the kept lanes lie within the `n` values.
+                    let d = unsafe { self.distances::<DIM>(columns, here, kept) };
+                    *m = _mm512_min_ps(*m, d);
+                }
+                j += 32;
+            }
+            _mm512_reduce_min_ps(_mm512_min_ps(m[0], m[1]))
+        }
+    }
+
     /// A register's lanes summed in f64, in lane order (as `sum_of` and `dot_lanes` finish).
     #[inline]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
@@ -948,31 +1058,28 @@ mod avx512 {
         total
     }
 
-    /// Distances -> (sum of z, sum of w, sum of w times each of the first DIM columns), the
-    /// gaps d - `d_min` formed in registers and the weights kept there: one pass, no stores. The
-    /// sums in 16 f32 lanes, then f64, as `sum_of` and `dot_lanes` add them. DIM is a constant so
-    /// that the column accumulators stay in registers.
+    /// `row`'s squared distances to the `n` points of the columns -> (sum of z, sum of w, sum
+    /// of w times each of the first DIM columns), the distances and their gaps d - `d_min`
+    /// formed in registers and the weights kept there: one pass, no buffer. The sums in 16 f32
+    /// lanes, then f64, as `sum_of` and `dot_lanes` add them. DIM is a constant so that the
+    /// column accumulators stay in registers.
     ///
     /// # Safety
     /// The CPU has AVX-512 F + VL, AVX2 and FMA, `lookup.cells` holds `lookup.last + 1` records,
-    /// and `columns[..DIM]` are each as long as `dist`.
+    /// and `columns[..DIM]` each hold `n` f32.
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
     pub(super) unsafe fn weigh_and_sum<const DIM: usize>(
-        dist: &[f32],
+        row: &Row,
+        columns: [*const f32; super::TABLE_MAX_DIM],
+        n: usize,
         d_min: f32,
         lookup: &Lookup,
-        columns: [&[f32]; super::TABLE_MAX_DIM],
     ) -> (f64, f64, [f64; super::TABLE_MAX_DIM]) {
         let k = Consts::new(lookup);
-        let cols = [
-            columns[0].as_ptr(),
-            columns[1].as_ptr(),
-            columns[2].as_ptr(),
-        ];
-        // Not written (STORE false): the const pointer's cast is never stored through.
-        let input = dist.as_ptr().cast_mut();
-        // SAFETY: `dist` and the first DIM columns hold `dist.len()` f32; records as required.
-        let acc = unsafe { pass::<DIM, false>(&k, input, dist.len(), d_min, cols) };
+        // Never read (STORE false).
+        let input = std::ptr::null_mut();
+        // SAFETY: the first DIM columns hold `n` f32; records as required.
+        let acc = unsafe { pass::<DIM, false>(&k, input, n, d_min, columns, row) };
         (
             lanes_in_f64(acc[0]),
             lanes_in_f64(acc[1]),
@@ -995,7 +1102,8 @@ mod avx512 {
         let none = [std::ptr::null(); super::TABLE_MAX_DIM];
         // The gaps minus 0: themselves, exactly.
         // SAFETY: `gaps` holds `gaps.len()` f32, written in place; records as required.
-        let acc = unsafe { pass::<0, true>(&k, gaps.as_mut_ptr(), gaps.len(), 0.0, none) };
+        let acc =
+            unsafe { pass::<0, true>(&k, gaps.as_mut_ptr(), gaps.len(), 0.0, none, &Row::NONE) };
         lanes_in_f64(acc[0])
     }
 }

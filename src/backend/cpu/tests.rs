@@ -732,13 +732,6 @@ fn the_avx512_table_reading_equals_f64_and_the_portable_one() {
         1040,
         gaps.len(),
     ];
-    // Columns of data for the weighted sums: values of both signs and scales.
-    let column = |k: usize| -> Vec<f32> {
-        (0..gaps.len())
-            .map(|j| ((j * (k + 3)) % 17) as f32 - 7.5)
-            .collect()
-    };
-    let columns: Vec<Vec<f32>> = (0..3).map(column).collect();
     for dim in 1..=3 {
         for log_uniform in [true, false] {
             let (sigmas, log_weights) = nag_nodes(log_uniform, dim);
@@ -791,18 +784,56 @@ fn the_avx512_table_reading_equals_f64_and_the_portable_one() {
                         if gaps[len - 1].is_infinite() {
                             assert_eq!(wide[len - 1], 0.0, "an infinite gap weighs nothing");
                         }
-                        // The one-pass sums from distances: the gaps' weights summed as the
-                        // kernels' separate passes sum them, and against f64.
-                        let nearest = d_min as f32;
-                        let dist: Vec<f32> = as_f32.iter().map(|&g| g + nearest).collect();
-                        let cols: Vec<&[f32]> = columns[..dim].iter().map(|c| &c[..len]).collect();
+                        // The one-pass sums, distances formed from a query point and the
+                        // columns: against the kernels' separate passes on the same f32
+                        // distances, and against f64. Points placed at distance^2 d_min + gap
+                        // from x along turning directions; a length past 4 leaves its first
+                        // three and its last point uncounted (a span's neighbours).
+                        let x = &[0.3f32, -1.2, 2.0][..dim];
+                        let cols: Vec<Vec<f32>> = (0..dim)
+                            .map(|k| {
+                                (0..len)
+                                    .map(|j| {
+                                        let angle = j as f64 * 0.7 + k as f64 * 1.3;
+                                        let unit = match dim {
+                                            1 => {
+                                                if j % 2 == 0 {
+                                                    1.0
+                                                } else {
+                                                    -1.0
+                                                }
+                                            }
+                                            _ => angle.cos() / (dim as f64 - 1.0).sqrt().max(1.0),
+                                        };
+                                        let r = (d_min + gaps[j].min(1e30)).sqrt();
+                                        (f64::from(x[k]) + r * unit) as f32
+                                    })
+                                    .collect()
+                            })
+                            .collect();
+                        let cols: Vec<&[f32]> = cols.iter().map(|c| &c[..]).collect();
+                        let counted = if len > 4 { 3..len - 1 } else { 0..len };
+                        // As span_distances forms them: t = x - y, t t fused into a sum from 0.
+                        let dist: Vec<f32> = (0..len)
+                            .map(|j| {
+                                if !counted.contains(&j) {
+                                    return f32::INFINITY;
+                                }
+                                (0..dim).fold(0.0f32, |d, k| {
+                                    let t = x[k] - cols[k][j];
+                                    t.mul_add(t, d)
+                                })
+                            })
+                            .collect();
+                        let nearest = dist.iter().copied().fold(f32::INFINITY, f32::min);
+                        let d_min = f64::from(nearest);
                         // The kernels' portable copy keeps its own arithmetic: never this pass.
                         assert!(
-                            weigh_and_sum_tabled::<f32, false>(&dist, nearest, &table, &cols)
+                            weigh_and_sum_tabled::<f32, false>(x, &cols, counted.clone(), &table)
                                 .is_none()
                         );
                         let Some((z, w_sum, weighted)) =
-                            weigh_and_sum_tabled::<f32, true>(&dist, nearest, &table, &cols)
+                            weigh_and_sum_tabled::<f32, true>(x, &cols, counted.clone(), &table)
                         else {
                             // The row lies in the table's last cell: the gap form serves.
                             continue;
@@ -848,11 +879,16 @@ fn the_avx512_table_reading_equals_f64_and_the_portable_one() {
                             if len % 16 == 0 {
                                 assert_eq!(weighted[k], dot, "dim {dim}, column {k}, {len}");
                             }
-                            // Relative to the weights' sum times the columns' scale (7.5):
-                            // the dot products cancel.
+                            // Relative to the weights' sum times the column's scale: the dot
+                            // products cancel.
+                            let column_scale = cols[k]
+                                .iter()
+                                .map(|&c| f64::from(c.abs()))
+                                .fold(0.0, f64::max);
                             let want = sums_exact(Some(cols[k]));
-                            worst_sums = worst_sums.max((weighted[k] - want).abs() / (7.5 * scale));
-                            assert!((weighted[k] - dot).abs() <= 1e-6 * 7.5 * scale);
+                            worst_sums =
+                                worst_sums.max((weighted[k] - want).abs() / (column_scale * scale));
+                            assert!((weighted[k] - dot).abs() <= 1e-6 * column_scale * scale);
                         }
                     }
                 }

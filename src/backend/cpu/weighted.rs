@@ -1,7 +1,7 @@
 //! Distances -> weights -> weighted sums: the ideal denoiser's softmax and NAG's marginal.
 
 use super::distances::{dot_lanes, min_of, span_distances, sum_of};
-use super::layout::{PreparedSet, SMALL_DIM};
+use super::layout::{LANES, PreparedSet, SMALL_DIM};
 use super::marginal_table::{
     MarginalTable, TABLE_MAX_DIM, weigh_and_sum_tabled, weigh_gaps_tabled,
 };
@@ -33,21 +33,6 @@ fn weigh_row<T: Real, const FMA: bool>(
     }
 }
 
-/// NAG's marginal sums of one row of distances through `table` in one pass (Z, sum w, sum w y
-/// per column), where the CPU reads the table with AVX-512; `None`: the separate passes.
-#[inline(always)]
-fn sums_in_one_pass<T: Real, const FMA: bool>(
-    row: &[T],
-    table: &MarginalTable,
-    columns: &[&[T]],
-) -> Option<(f64, f64, [f64; TABLE_MAX_DIM])> {
-    let d_min = min_of(row);
-    if d_min == T::INFINITY {
-        return None;
-    }
-    weigh_and_sum_tabled::<T, FMA>(row, d_min, table, columns)
-}
-
 /// One task: distances, weights, weighted sums.
 #[inline(always)]
 pub(super) fn weighted_rows_task<T: Real, const FMA: bool>(
@@ -57,45 +42,100 @@ pub(super) fn weighted_rows_task<T: Real, const FMA: bool>(
     span: Span,
     weighting: &Weighting,
 ) -> Vec<WeightedRow> {
+    let dim = set.dim;
+    let table = set.marginal.get::<T>(weighting, dim);
+    if let Some(table) = table.as_deref()
+        && dim <= TABLE_MAX_DIM
+    {
+        return marginal_rows_task::<T, FMA>(set, x, rows, span, weighting, table);
+    }
+    separate_passes_task::<T, FMA>(set, x, rows, span, weighting, None)
+}
+
+/// The span's blocks as a range of points: whole LANES blocks, as `span_distances` lays them.
+#[inline(always)]
+fn blocks_of(span: Span) -> std::ops::Range<usize> {
+    span.start / LANES * LANES..span.end.div_ceil(LANES) * LANES
+}
+
+/// NAG's marginal through `table` on data of at most TABLE_MAX_DIM dimensions: each row's sums
+/// in one pass with its distances formed in registers (`weigh_and_sum_tabled`), no distance
+/// buffer; the rows that pass does not take, in separate passes.
+#[inline(always)]
+fn marginal_rows_task<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+    table: &MarginalTable,
+) -> Vec<WeightedRow> {
+    let dim = set.dim;
+    let blocks = blocks_of(span);
+    let col_width = set.columns.len() / dim;
+    let mut columns: [&[T]; TABLE_MAX_DIM] = [&[]; TABLE_MAX_DIM];
+    for k in 0..dim {
+        columns[k] = &set.columns[k * col_width + blocks.start..k * col_width + blocks.end];
+    }
+    let counted = span.start - blocks.start..span.end - blocks.start;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut left = Vec::new();
+    for (r, &row) in rows.iter().enumerate() {
+        let x_row = &x[row * dim..(row + 1) * dim];
+        match weigh_and_sum_tabled::<T, FMA>(x_row, &columns[..dim], counted.clone(), table) {
+            Some((z, w, y)) => out.push(WeightedRow {
+                weighted: y[..dim].to_vec(),
+                weight_sum: w,
+                normaliser: z,
+            }),
+            None => {
+                left.push(r);
+                // Filled in below.
+                out.push(WeightedRow {
+                    weighted: Vec::new(),
+                    weight_sum: 0.0,
+                    normaliser: 0.0,
+                });
+            }
+        }
+    }
+    if !left.is_empty() {
+        let left_rows: Vec<usize> = left.iter().map(|&r| rows[r]).collect();
+        let done = separate_passes_task::<T, FMA>(set, x, &left_rows, span, weighting, Some(table));
+        for (r, row) in left.into_iter().zip(done) {
+            out[r] = row;
+        }
+    }
+    out
+}
+
+/// Distances into a buffer, weights in place, then the weighted sums (NAG's marginal weights
+/// through `table` where there is one).
+#[inline(always)]
+fn separate_passes_task<T: Real, const FMA: bool>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    weighting: &Weighting,
+    table: Option<&MarginalTable>,
+) -> Vec<WeightedRow> {
     // Plain loops, not iterator closures: closures are not always inlined into the
     // target-feature wrapper, and would then run without AVX / FMA.
     let (mut dist, first, width) = span_distances::<T, FMA>(set, x, rows, span);
     let dim = set.dim;
-    let table = set.marginal.get::<T>(weighting, dim);
     let mut normalisers = Vec::with_capacity(rows.len());
     let mut sums = Vec::with_capacity(rows.len());
     let mut weighted = vec![0.0; rows.len() * dim];
     let col_width = set.columns.len() / dim;
-    // The span's columns, for NAG's table read and summed in one pass.
-    let mut columns: [&[T]; TABLE_MAX_DIM] = [&[]; TABLE_MAX_DIM];
-    if dim <= TABLE_MAX_DIM {
-        for k in 0..dim {
-            columns[k] = &set.columns[k * col_width + first..k * col_width + first + width];
-        }
-    }
-    // Rows whose weighted sums that pass gave (their weights never stored).
-    let mut summed = vec![false; rows.len()];
     for r in 0..rows.len() {
         let row = &mut dist[r * width..(r + 1) * width];
-        if let Some(table) = table.as_deref()
-            && dim <= TABLE_MAX_DIM
-            && let Some((z, w, y)) = sums_in_one_pass::<T, FMA>(row, table, &columns[..dim])
-        {
-            normalisers.push(z);
-            sums.push(w);
-            weighted[r * dim..(r + 1) * dim].copy_from_slice(&y[..dim]);
-            summed[r] = true;
-            continue;
-        }
-        normalisers.push(weigh_row::<T, FMA>(row, weighting, dim, table.as_deref()));
+        normalisers.push(weigh_row::<T, FMA>(row, weighting, dim, table));
         sums.push(sum_of(row));
     }
     if dim <= SMALL_DIM {
         // One dot product per column, vectorised along the data.
         for r in 0..rows.len() {
-            if summed[r] {
-                continue;
-            }
             let w = &dist[r * width..(r + 1) * width];
             for k in 0..dim {
                 let col = &set.columns[k * col_width + first..k * col_width + first + width];
