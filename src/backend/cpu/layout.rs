@@ -153,10 +153,8 @@ impl<T: Real> PreparedSet<T> {
         if T::GEMM_FORM && (GEMM_MIN_DIM..=GEMM_MAX_DIM).contains(&dim) {
             bytes = bytes.saturating_add(values);
             if dim >= PANELS_MIN_DIM {
-                let padded = |a: usize, b: usize| (a.div_ceil(LANES) * LANES) as u64 * b as u64;
-                bytes = bytes
-                    .saturating_add(padded(n, dim))
-                    .saturating_add(padded(dim, n));
+                let (points, dims) = Panels::values_for(n, dim);
+                bytes = bytes.saturating_add(points).saturating_add(dims);
             }
         }
         bytes.saturating_mul(std::mem::size_of::<T>() as u64)

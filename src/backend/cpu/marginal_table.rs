@@ -727,7 +727,7 @@ mod avx512 {
             }
         }
         for i in 0..N {
-            // Not below -80 (NaN included, as avx2's and-not keeps it).
+            // Not below -80; a NaN lane passes (as avx2's and-not lets it), clamped to -87 above.
             let kept = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x[i], _mm512_set1_ps(-80.0));
             // p 2^n in one instruction: exact, as avx2's product with the built power of two is.
             p[i] = _mm512_maskz_scalef_ps(kept, p[i], n[i]);

@@ -32,6 +32,12 @@ pub(super) const PANELS_MIN_DIM: usize = 512;
 /// 128 KiB, kept in L2 while every row block of the task reads it.
 const SUM_BLOCK: usize = 1024;
 
+/// Whether a buffer of `len` values holds `rows` x `per_row` (false where that overflows).
+fn holds(len: usize, rows: usize, per_row: usize) -> bool {
+    rows.checked_mul(per_row)
+        .is_some_and(|needed| len >= needed)
+}
+
 /// The proof that this machine runs AVX-512F: only `detect` makes one, and none exists off x86-64
 /// (an uninhabited type there, so no `Panels` can be built and no kernel is reached).
 #[cfg(target_arch = "x86_64")]
@@ -77,9 +83,9 @@ impl Panels {
     }
 
     fn pack(centred: &[f32], n: usize, dim: usize, avx512: Avx512) -> Panels {
-        let mut points = vec![0.0f32; n.div_ceil(LANES) * dim * LANES];
-        let tiles = dim.div_ceil(LANES);
-        let mut dims = vec![0.0f32; tiles * n * LANES];
+        let (points_len, dims_len) = Panels::values_for(n, dim);
+        let mut points = vec![0.0f32; points_len as usize];
+        let mut dims = vec![0.0f32; dims_len as usize];
         for (j, row) in centred.chunks_exact(dim.max(1)).take(n).enumerate() {
             let (panel, lane) = (j / LANES, j % LANES);
             for (d, &v) in row.iter().enumerate() {
@@ -96,6 +102,18 @@ impl Panels {
         }
     }
 
+    /// Values in the two packings of `n` points of `dim` values, each padded to whole LANES:
+    /// [panel][dim][LANES] and [tile][n][LANES]. Saturating: the memory check asks before
+    /// anything is read.
+    pub fn values_for(n: usize, dim: usize) -> (u64, u64) {
+        let padded = |a: usize, b: usize| {
+            (a.div_ceil(LANES) as u64)
+                .saturating_mul(LANES as u64)
+                .saturating_mul(b as u64)
+        };
+        (padded(n, dim), padded(dim, n))
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         (self.points.len() + self.dims.len()) * std::mem::size_of::<f32>()
@@ -104,9 +122,10 @@ impl Panels {
     /// out[q][j - span.start] = x[q] . (y_j - mu) for the `rows` centred query rows `x`
     /// ([rows][dim]) and the span's points j.
     pub fn logits(&self, x: &[f32], rows: usize, span: Span, out: &mut [f32], threads: Threads) {
+        assert!(span.start <= span.end && span.end <= self.n, "logits span");
         let (dim, width) = (self.dim, span.len());
         assert!(
-            x.len() >= rows * dim && out.len() >= rows * width && span.end <= self.n,
+            holds(x.len(), rows, dim) && holds(out.len(), rows, width),
             "logits shapes"
         );
         if rows == 0 || width == 0 {
@@ -148,9 +167,13 @@ impl Panels {
         sums: &mut [f32],
         threads: Threads,
     ) {
+        assert!(
+            span.start <= span.end && span.end <= self.n,
+            "weighted sum span"
+        );
         let (dim, width) = (self.dim, span.len());
         assert!(
-            w.len() >= rows * width && sums.len() >= rows * dim && span.end <= self.n,
+            holds(w.len(), rows, width) && holds(sums.len(), rows, dim),
             "weighted sum shapes"
         );
         sums[..rows * dim].fill(0.0);
