@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use super::denoiser::Cond;
 use super::{Batch, quantile};
 use crate::error::{Error, Result};
@@ -355,7 +357,7 @@ impl PosteriorEstimator {
         Ok((coarse, grid))
     }
 
-    /// Each row's posterior summary from its grid values.
+    /// Each row's posterior summary from its grid values, the rows in parallel.
     fn summaries(
         &self,
         x: &Batch,
@@ -363,7 +365,9 @@ impl PosteriorEstimator {
         grid: &SigmaGrid,
     ) -> Result<Vec<SigmaEstimate>> {
         let g = nodes.ln.len();
+        // Rows are independent: summarised in parallel (the same values in the same order).
         (0..x.rows)
+            .into_par_iter()
             .map(|r| {
                 let fine = &grid.fine_sigmas[r];
                 // Inside the fine window only the fine nodes: the trapezoid rule keeps its

@@ -492,25 +492,33 @@ impl NoiseLikelihood for AnalyticModel {
             Kind::Empirical { set, kernel } => {
                 let spans = self.spans(set, x.rows, cond)?;
                 // ln p(x; s) = LSE_j(-d_j / 2s^2) - ln n_c - (D/2) ln(2 pi s^2).
-                let constant = |r: usize, s: f64| {
-                    -(spans[r].len() as f64).ln() - 0.5 * dim * (2.0 * PI * s * s).ln()
+                let gauss_norm = |s: f64| 0.5 * dim * (2.0 * PI * s * s).ln();
+                // Both logs taken once per row and once per coarse node, not once per pair.
+                let ln_count: Vec<f64> = spans.iter().map(|s| (s.len() as f64).ln()).collect();
+                let coarse_norm: Vec<f64> = coarse.iter().map(|&s| gauss_norm(s)).collect();
+                let coarse_loglik = |r: usize, lse: &[f64]| -> Vec<f64> {
+                    lse.iter()
+                        .zip(&coarse_norm)
+                        .map(|(l, norm)| l + (-ln_count[r] - norm))
+                        .collect()
                 };
-                let to_loglik = |r: usize, sigmas: &[f64], lse: &[f64]| -> Vec<f64> {
+                let fine_loglik = |r: usize, sigmas: &[f64], lse: &[f64]| -> Vec<f64> {
                     sigmas
                         .iter()
                         .zip(lse)
-                        .map(|(&s, l)| l + constant(r, s))
+                        .map(|(&s, l)| l + (-ln_count[r] - gauss_norm(s)))
                         .collect()
                 };
-                let refine_rows = |r: usize, lse: &[f64]| refine(&to_loglik(r, coarse, lse));
+                let refine_rows = |r: usize, lse: &[f64]| refine(&coarse_loglik(r, lse));
                 let grid = kernel.log_sum_exp_grid(&xq, &spans, coarse, &refine_rows)?;
                 let g = coarse.len();
                 let mut out = SigmaGrid::default();
+                out.coarse.reserve(x.rows * g);
                 for r in 0..x.rows {
                     out.coarse
-                        .extend(to_loglik(r, coarse, &grid.coarse[r * g..(r + 1) * g]));
+                        .extend(coarse_loglik(r, &grid.coarse[r * g..(r + 1) * g]));
                     out.fine
-                        .push(to_loglik(r, &grid.fine_sigmas[r], &grid.fine[r]));
+                        .push(fine_loglik(r, &grid.fine_sigmas[r], &grid.fine[r]));
                 }
                 out.fine_sigmas = grid.fine_sigmas;
                 Ok(out)

@@ -15,7 +15,7 @@ use super::gemm_form::{
 use super::grid::{GRID_MAX_DIM, Grid, grid_row};
 use super::layout::{GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
 use super::log_sum_exp::{
-    RowBuckets, bucket_task, exactly_seen, gemm_log_sum_exp_row, grid_from_buckets,
+    RowBuckets, bucket_task, exactly_seen, gemm_log_sum_exp_row, grid_from_buckets, ln_of,
 };
 use super::panels::Panels;
 use super::pruned::{Projection, pruned_row};
@@ -71,12 +71,12 @@ dispatch!(nearest_task, nearest_avx512, nearest_avx2, nearest_task_isa,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span) -> Vec<T>);
 dispatch!(gemm_log_sum_exp_row, gemm_lse_row_avx512, gemm_lse_row_avx2, gemm_log_sum_exp_row_isa,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta, coarse: &[f64],
-     fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> (GridRow, RowBuckets<T>));
+     coarse_ln: &[f64], fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> (GridRow, RowBuckets<T>));
 dispatch!(bucket_task, bucket_task_avx512, bucket_task_avx2, bucket_task_isa,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span) -> Vec<RowBuckets<T>>);
 dispatch!(grid_from_buckets, grid_from_buckets_avx512, grid_from_buckets_avx2, grid_from_buckets_isa,
-    (row: &RowBuckets<T>, dim: usize, coarse: &[f64], fine_of: &dyn Fn(&[f64]) -> Vec<f64>)
-     -> Option<GridRow>);
+    (row: &RowBuckets<T>, dim: usize, coarse: &[f64], coarse_ln: &[f64],
+     fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> Option<GridRow>);
 
 /// The instruction set the kernels run with on this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -359,7 +359,7 @@ fn gemm_log_sum_exp<T: Real>(
     x: &[T],
     rows: &[usize],
     span: Span,
-    coarse: &[f64],
+    coarse: &Nodes,
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
     threads: Threads,
@@ -381,7 +381,7 @@ fn gemm_measured<T: Real>(
     x: &[T],
     rows: &[usize],
     span: Span,
-    coarse: &[f64],
+    coarse: &Nodes,
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
     threads: Threads,
@@ -389,14 +389,13 @@ fn gemm_measured<T: Real>(
     let distances = gemm_distances(set, x, rows, span, isa, threads);
     let dim = set.dim;
     let width = span.len();
-    let coarse_ln: Vec<f64> = coarse.iter().map(|s| s.ln()).collect();
     let wide: Vec<bool> = distances
         .meta
         .par_iter()
         .enumerate()
         .map(|(q, meta)| {
             let gaps = &distances.gaps[q * width..(q + 1) * width];
-            exactly_seen(gaps, meta, coarse, &coarse_ln, dim) > recompute_limit(width)
+            exactly_seen(gaps, meta, &coarse.sigmas, &coarse.ln, dim) > recompute_limit(width)
         })
         .collect();
     let wide_rows: Vec<usize> = (0..rows.len())
@@ -415,7 +414,17 @@ fn gemm_measured<T: Real>(
             let gaps = &distances.gaps[q * width..(q + 1) * width];
             let meta = &distances.meta[q];
             let fine_of = |c: &[f64]| refine(r, c);
-            gemm_log_sum_exp_row_isa(isa, set, xr, span, gaps, meta, coarse, &fine_of)
+            gemm_log_sum_exp_row_isa(
+                isa,
+                set,
+                xr,
+                span,
+                gaps,
+                meta,
+                &coarse.sigmas,
+                &coarse.ln,
+                &fine_of,
+            )
         })
         .collect();
     let mut narrow = narrow.into_iter();
@@ -432,7 +441,7 @@ fn explicit_log_sum_exp<T: Real>(
     x: &[T],
     rows: &[usize],
     span: Span,
-    coarse: &[f64],
+    coarse: &Nodes,
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
 ) -> Vec<(GridRow, RowBuckets<T>)> {
@@ -449,7 +458,8 @@ fn explicit_log_sum_exp<T: Real>(
         .map(|(&r, row)| {
             let fine_of = |c: &[f64]| refine(r, c);
             // Explicit distances are exact for every grid: never None.
-            let grid = grid_from_buckets_isa(isa, &row, dim, coarse, &fine_of).unwrap_or_default();
+            let grid = grid_from_buckets_isa(isa, &row, dim, &coarse.sigmas, &coarse.ln, &fine_of)
+                .unwrap_or_default();
             (grid, row)
         })
         .collect()
@@ -464,7 +474,7 @@ fn with_bucket_cache<T: Real>(
     x: &[T],
     rows: &[usize],
     span: Span,
-    coarse: &[f64],
+    coarse: &Nodes,
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
     fresh: impl FnOnce(&[usize]) -> Vec<(GridRow, RowBuckets<T>)>,
@@ -477,7 +487,14 @@ fn with_bucket_cache<T: Real>(
         .zip(&cached)
         .map(|(&r, row)| {
             let fine_of = |c: &[f64]| refine(r, c);
-            grid_from_buckets_isa(isa, row.as_ref()?, dim, coarse, &fine_of)
+            grid_from_buckets_isa(
+                isa,
+                row.as_ref()?,
+                dim,
+                &coarse.sigmas,
+                &coarse.ln,
+                &fine_of,
+            )
         })
         .collect();
     let missing: Vec<usize> = rows
@@ -614,6 +631,7 @@ pub fn log_sum_exp_grid_on<T: Real>(
     isa: Isa,
     path: Path,
 ) -> Vec<GridRow> {
+    let coarse = &Nodes::of(coarse);
     let groups = group_by_span(spans);
     if path == Path::Gemm {
         let threads = if groups.len() == 1 {
@@ -644,6 +662,21 @@ pub fn log_sum_exp_grid_on<T: Real>(
         })
         .collect();
     scatter(spans.len(), &work, results)
+}
+
+/// The coarse grid shared by every row, with its logs taken once per call rather than per row.
+struct Nodes {
+    sigmas: Vec<f64>,
+    ln: Vec<f64>,
+}
+
+impl Nodes {
+    fn of(sigmas: &[f64]) -> Self {
+        Nodes {
+            sigmas: sigmas.to_vec(),
+            ln: ln_of(sigmas),
+        }
+    }
 }
 
 /// Puts per-task results back in query-row order.

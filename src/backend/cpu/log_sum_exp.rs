@@ -363,30 +363,34 @@ pub(super) fn bucket_task<T: Real, const FMA: bool>(
     out
 }
 
-/// One row's coarse grid, then its fine grid `fine_of(coarse values)`, from its bucketed gaps;
-/// None where a grid resolves finer than the gaps are exact (kept product gaps: the caller
+/// ln of each sigma of a grid.
+pub(super) fn ln_of(sigmas: &[f64]) -> Vec<f64> {
+    sigmas.iter().map(|s| s.ln()).collect()
+}
+
+/// One row's coarse grid (`coarse_ln` its logs, taken once per batch), then its fine grid
+/// `fine_of(coarse values)`, from its bucketed gaps; None where a grid resolves finer than the gaps are exact (kept product gaps: the caller
 /// measures the row afresh).
 #[inline(always)]
 pub(super) fn grid_from_buckets<T: Real, const FMA: bool>(
     row: &RowBuckets<T>,
     dim: usize,
     coarse: &[f64],
+    coarse_ln: &[f64],
     fine_of: &dyn Fn(&[f64]) -> Vec<f64>,
 ) -> Option<GridRow> {
-    let ln = |s: &[f64]| s.iter().map(|s| s.ln()).collect::<Vec<f64>>();
     let exact_enough = |sigmas: &[f64], ln_sigmas: &[f64]| match &row.meta {
         Some(meta) => {
             posterior_exact_cut::<T>(sigmas, ln_sigmas, meta, dim, row.len()) <= row.exact_to
         }
         None => true,
     };
-    let coarse_ln = ln(coarse);
-    if !exact_enough(coarse, &coarse_ln) {
+    if !exact_enough(coarse, coarse_ln) {
         return None;
     }
-    let c = log_sum_exp_bucketed::<T, FMA>(&row.gaps, coarse, &coarse_ln, dim);
+    let c = log_sum_exp_bucketed::<T, FMA>(&row.gaps, coarse, coarse_ln, dim);
     let fine_sigmas = fine_of(&c);
-    let fine_ln = ln(&fine_sigmas);
+    let fine_ln = ln_of(&fine_sigmas);
     if !exact_enough(&fine_sigmas, &fine_ln) {
         return None;
     }
@@ -448,7 +452,8 @@ pub(super) fn exactly_seen<T: Real>(
     gaps.iter().map(|&g| usize::from(g <= limit)).sum()
 }
 
-/// One row's log-sum-exps from its gaps in GEMM form: the gaps that a node with mass sums and
+/// One row's log-sum-exps from its gaps in GEMM form (`coarse_ln` the coarse grid's logs, taken
+/// once per batch): the gaps that a node with mass sums and
 /// resolves finer than the product's bound are recomputed by explicit differences first. Also
 /// returns the row's buckets, for a later call on the same state.
 #[inline(always)]
@@ -459,19 +464,18 @@ pub(super) fn gemm_log_sum_exp_row<T: Real, const FMA: bool>(
     gaps: &[T],
     meta: &RowMeta,
     coarse: &[f64],
+    coarse_ln: &[f64],
     fine_of: &dyn Fn(&[f64]) -> Vec<f64>,
 ) -> (GridRow, RowBuckets<T>) {
     let dim = set.dim;
-    let ln = |s: &[f64]| s.iter().map(|s| s.ln()).collect::<Vec<f64>>();
-    let coarse_ln = ln(coarse);
-    let cut = posterior_exact_cut::<T>(coarse, &coarse_ln, meta, dim, gaps.len());
+    let cut = posterior_exact_cut::<T>(coarse, coarse_ln, meta, dim, gaps.len());
     let mut row = gaps.to_vec();
     let d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut row, meta, cut);
     let mut buckets = BucketedGaps::of(&row, T::ZERO, d_min);
     let mut exact_to = cut;
-    let c = log_sum_exp_bucketed::<T, FMA>(&buckets, coarse, &coarse_ln, dim);
+    let c = log_sum_exp_bucketed::<T, FMA>(&buckets, coarse, coarse_ln, dim);
     let fine_sigmas = fine_of(&c);
-    let fine_ln = ln(&fine_sigmas);
+    let fine_ln = ln_of(&fine_sigmas);
     let fine_cut = posterior_exact_cut::<T>(&fine_sigmas, &fine_ln, meta, dim, gaps.len());
     if fine_cut > cut {
         // The fine grid resolves finer than the coarse one did: more gaps made exact.
