@@ -359,7 +359,7 @@ fn gemm_log_sum_exp<T: Real>(
     x: &[T],
     rows: &[usize],
     span: Span,
-    coarse: &Nodes,
+    coarse: &Nodes<'_>,
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
     threads: Threads,
@@ -381,7 +381,7 @@ fn gemm_measured<T: Real>(
     x: &[T],
     rows: &[usize],
     span: Span,
-    coarse: &Nodes,
+    coarse: &Nodes<'_>,
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
     threads: Threads,
@@ -395,7 +395,7 @@ fn gemm_measured<T: Real>(
         .enumerate()
         .map(|(q, meta)| {
             let gaps = &distances.gaps[q * width..(q + 1) * width];
-            exactly_seen(gaps, meta, &coarse.sigmas, &coarse.ln, dim) > recompute_limit(width)
+            exactly_seen(gaps, meta, coarse.sigmas, &coarse.ln, dim) > recompute_limit(width)
         })
         .collect();
     let wide_rows: Vec<usize> = (0..rows.len())
@@ -421,7 +421,7 @@ fn gemm_measured<T: Real>(
                 span,
                 gaps,
                 meta,
-                &coarse.sigmas,
+                coarse.sigmas,
                 &coarse.ln,
                 &fine_of,
             )
@@ -441,7 +441,7 @@ fn explicit_log_sum_exp<T: Real>(
     x: &[T],
     rows: &[usize],
     span: Span,
-    coarse: &Nodes,
+    coarse: &Nodes<'_>,
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
 ) -> Vec<(GridRow, RowBuckets<T>)> {
@@ -458,7 +458,7 @@ fn explicit_log_sum_exp<T: Real>(
         .map(|(&r, row)| {
             let fine_of = |c: &[f64]| refine(r, c);
             // Explicit distances are exact for every grid: never None.
-            let grid = grid_from_buckets_isa(isa, &row, dim, &coarse.sigmas, &coarse.ln, &fine_of)
+            let grid = grid_from_buckets_isa(isa, &row, dim, coarse.sigmas, &coarse.ln, &fine_of)
                 .unwrap_or_default();
             (grid, row)
         })
@@ -474,7 +474,7 @@ fn with_bucket_cache<T: Real>(
     x: &[T],
     rows: &[usize],
     span: Span,
-    coarse: &Nodes,
+    coarse: &Nodes<'_>,
     refine: &(dyn Fn(usize, &[f64]) -> Vec<f64> + Sync),
     isa: Isa,
     fresh: impl FnOnce(&[usize]) -> Vec<(GridRow, RowBuckets<T>)>,
@@ -487,14 +487,7 @@ fn with_bucket_cache<T: Real>(
         .zip(&cached)
         .map(|(&r, row)| {
             let fine_of = |c: &[f64]| refine(r, c);
-            grid_from_buckets_isa(
-                isa,
-                row.as_ref()?,
-                dim,
-                &coarse.sigmas,
-                &coarse.ln,
-                &fine_of,
-            )
+            grid_from_buckets_isa(isa, row.as_ref()?, dim, coarse.sigmas, &coarse.ln, &fine_of)
         })
         .collect();
     let missing: Vec<usize> = rows
@@ -665,15 +658,15 @@ pub fn log_sum_exp_grid_on<T: Real>(
 }
 
 /// The coarse grid shared by every row, with its logs taken once per call rather than per row.
-struct Nodes {
-    sigmas: Vec<f64>,
+struct Nodes<'a> {
+    sigmas: &'a [f64],
     ln: Vec<f64>,
 }
 
-impl Nodes {
-    fn of(sigmas: &[f64]) -> Self {
+impl<'a> Nodes<'a> {
+    fn of(sigmas: &'a [f64]) -> Self {
         Nodes {
-            sigmas: sigmas.to_vec(),
+            sigmas,
             ln: ln_of(sigmas),
         }
     }

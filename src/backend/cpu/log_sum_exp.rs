@@ -369,8 +369,8 @@ pub(super) fn ln_of(sigmas: &[f64]) -> Vec<f64> {
 }
 
 /// One row's coarse grid (`coarse_ln` its logs, taken once per batch), then its fine grid
-/// `fine_of(coarse values)`, from its bucketed gaps; None where a grid resolves finer than the gaps are exact (kept product gaps: the caller
-/// measures the row afresh).
+/// `fine_of(coarse values)`, from its bucketed gaps; None where a grid resolves finer than the
+/// gaps are exact (kept product gaps: the caller measures the row afresh).
 #[inline(always)]
 pub(super) fn grid_from_buckets<T: Real, const FMA: bool>(
     row: &RowBuckets<T>,
@@ -453,9 +453,9 @@ pub(super) fn exactly_seen<T: Real>(
 }
 
 /// One row's log-sum-exps from its gaps in GEMM form (`coarse_ln` the coarse grid's logs, taken
-/// once per batch): the gaps that a node with mass sums and
-/// resolves finer than the product's bound are recomputed by explicit differences first. Also
-/// returns the row's buckets, for a later call on the same state.
+/// once per batch): the gaps that a node with mass sums and resolves finer than the product's
+/// bound are recomputed by explicit differences first. Also returns the row's buckets, for a
+/// later call on the same state.
 #[inline(always)]
 pub(super) fn gemm_log_sum_exp_row<T: Real, const FMA: bool>(
     set: &PreparedSet<T>,

@@ -458,6 +458,10 @@ pub(super) fn weigh_and_sum_tabled<T: Real, const FMA: bool>(
             return None;
         }
         let n = columns.first().map_or(0, |c| c.len());
+        // The pass compares point indices in u32 lanes.
+        if u32::try_from(n).is_err() {
+            return None;
+        }
         let mut row = avx512::Row {
             x: [0.0; TABLE_MAX_DIM],
             lo: counted.start.min(n),
@@ -827,6 +831,12 @@ mod avx512 {
         (transpose(z), transpose(r))
     }
 
+    /// The lanes of a 16-point register that `left` points still fill (none at 0, all from 16).
+    #[inline(always)]
+    fn lanes_left(left: usize) -> __mmask16 {
+        if left >= 16 { 0xffff } else { (1 << left) - 1 }
+    }
+
     /// One pass over `n` points, CHUNK at a time in two stages. First each point's gap (its
     /// squared distance - `d_min`), its cell's byte offset and its offset s in the cell, stored
     /// to `offsets` and `within`; then BLOCKS registers of sixteen at a time: the records (their
@@ -859,11 +869,7 @@ mod avx512 {
             let mut at = 0;
             while at < len {
                 // Lanes past the end read as +inf: they weigh nothing and add 0 to every sum.
-                let kept: __mmask16 = if len - at >= 16 {
-                    0xffff
-                } else {
-                    (1 << (len - at)) - 1
-                };
+                let kept = lanes_left(len - at);
                 let d = if STORE {
                     // SAFETY: the kept lanes lie within the `n` values.
                     unsafe {
@@ -909,11 +915,7 @@ mod avx512 {
                 let mut cubic_r = s;
                 for b in 0..BLOCKS {
                     let here = at + 16 * b;
-                    kept[b] = match len.saturating_sub(here) {
-                        0 => 0,
-                        left if left >= 16 => 0xffff,
-                        left => (1 << left) - 1,
-                    };
+                    kept[b] = lanes_left(len.saturating_sub(here));
                     // SAFETY: here + 16 <= CHUNK (BLOCKS registers divide CHUNK).
                     s[b] = unsafe { _mm512_loadu_ps(within.as_ptr().add(here)) };
                     // +inf gaps (outside the span, past the end) weigh nothing.
@@ -1001,7 +1003,7 @@ mod avx512 {
                 let t = _mm512_sub_ps(_mm512_set1_ps(self.x[c]), y);
                 d = _mm512_fmadd_ps(t, t, d);
             }
-            // Point indices fit in u32: the columns are Vec<f32>s held in memory.
+            // Point indices fit in u32 (`weigh_and_sum_tabled` checks n).
             let lane = _mm512_add_epi32(
                 _mm512_set1_epi32(j as i32),
                 _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -1029,11 +1031,7 @@ mod avx512 {
             while j < self.hi.min(n) {
                 for (b, m) in m.iter_mut().enumerate() {
                     let here = j + 16 * b;
-                    let kept: __mmask16 = match n.saturating_sub(here) {
-                        0 => 0,
-                        left if left >= 16 => 0xffff,
-                        left => (1 << left) - 1,
-                    };
+                    let kept = lanes_left(n.saturating_sub(here));
                     // SAFETY: the kept lanes lie within the `n` values.
                     let d = unsafe { self.distances::<DIM>(columns, here, kept) };
                     *m = _mm512_min_ps(*m, d);

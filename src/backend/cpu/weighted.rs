@@ -49,7 +49,7 @@ pub(super) fn weighted_rows_task<T: Real, const FMA: bool>(
     {
         return marginal_rows_task::<T, FMA>(set, x, rows, span, weighting, table);
     }
-    separate_passes_task::<T, FMA>(set, x, rows, span, weighting, None)
+    separate_passes_task::<T, FMA>(set, x, rows, span, weighting, table.as_deref())
 }
 
 /// The span's blocks as a range of points: whole LANES blocks, as `span_distances` lays them.
