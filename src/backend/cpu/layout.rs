@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use super::cache::{BucketCache, DistanceCache, RereadHistory};
 use super::marginal_table::MarginalTables;
-use super::panels::{PANELS_MIN_DIM, Panels};
+use super::panels::Panels;
 use super::pruned::Projection;
 use super::real::Real;
 
@@ -25,7 +25,7 @@ pub struct PreparedSet<T> {
     /// The GEMM form's operands, built at first use.
     pub(super) gemm: OnceLock<GemmOperands<T>>,
     /// The GEMM form's operands packed for the AVX-512 products, built at first use; `None` for
-    /// f64 sets, below PANELS_MIN_DIM dimensions and where AVX-512F is missing (the `gemm` crate
+    /// f64 sets, below the panels' dimensions and where AVX-512F is missing (the `gemm` crate
     /// serves).
     pub(super) panels: OnceLock<Option<Panels>>,
     /// The principal directions for pruning at small sigma, built at first use.
@@ -152,7 +152,7 @@ impl<T: Real> PreparedSet<T> {
         let mut bytes = values.saturating_mul(layouts);
         if T::GEMM_FORM && (GEMM_MIN_DIM..=GEMM_MAX_DIM).contains(&dim) {
             bytes = bytes.saturating_add(values);
-            if dim >= PANELS_MIN_DIM {
+            if Panels::may_pack(dim) {
                 let (points, dims) = Panels::values_for(n, dim);
                 bytes = bytes.saturating_add(points).saturating_add(dims);
             }

@@ -21,6 +21,7 @@
 //! - `gemm.rs` / `gemm_form.rs`: the `gemm` crate's products, and the GEMM-form path.
 //! - `panels.rs`: the GEMM form's two f32 products with AVX-512 tiles on the data packed once
 //!   per set (the `gemm` crate, which packs on every call, serves AVX2, portable and f64).
+//! - `amx.rs`: the same two products on AMX tiles in bf16x3, where the CPU has them.
 //! - `cache.rs`: the last batches' GEMM-form distances (NAG's second call, the posterior), and
 //!   which softmax batches such calls read again (those skip pruning).
 //! - `pruned.rs`: the softmax at small sigma on GEMM-form sets, from candidates a lower bound on
@@ -32,6 +33,8 @@
 //! - `log_sum_exp.rs`: the noise posterior's log-sum-exp on sigma grids, over bucketed gaps.
 //! - `dispatch.rs`: the ISA detection, the target-feature copies and the parallel entry points.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod cache;
 mod dispatch;
 mod distances;

@@ -10,7 +10,9 @@
 //!   data (128 KiB) stays in L2 while every row block reads it.
 //!
 //! Only where AVX-512 was detected at run time (`Panels` holds the proof) and for f32 sets;
-//! elsewhere the `gemm` crate's products serve.
+//! elsewhere the `gemm` crate's products serve. Where AMX is granted too (`amx.rs`), both
+//! products run on its tiles in bf16x3 instead, from TILES_MIN_DIM dimensions on, and
+//! `product_error` says how much the GEMM form's rounding bound must grow.
 
 use rayon::prelude::*;
 
@@ -28,6 +30,8 @@ const TILE_ROWS: usize = 12;
 /// against 0.65 ms at 128 dimensions, 1.41 against 1.53 ms at 384), while at 784 (the images,
 /// 32 rows x 10000 points) the panels took 4.3 against 7.3 ms a product.
 pub(super) const PANELS_MIN_DIM: usize = 512;
+/// Sets of this many dimensions or more take the AMX tiles where granted.
+pub(super) const TILES_MIN_DIM: usize = 512;
 /// Points per block of the weighted sums: a block of two dimension tiles is 1024 x 32 x 4 B =
 /// 128 KiB, kept in L2 while every row block of the task reads it.
 const SUM_BLOCK: usize = 1024;
@@ -68,22 +72,65 @@ pub(super) struct Panels {
     /// [tile][n][LANES]: dimension t * LANES + l of each point at lane l, zero past dim.
     dims: Vec<f32>,
     avx512: Avx512,
+    /// Both products on AMX tiles (`points` and `dims` are then empty).
+    #[cfg(target_arch = "x86_64")]
+    tiles: Option<super::amx::Packing>,
 }
 
 impl Panels {
     /// Packs the set's centred rows; `None` where AVX-512F is not detected, `T` is not f32 or
     /// the set has fewer than PANELS_MIN_DIM dimensions.
     pub fn new<T: Real>(ops: &GemmOperands<T>, n: usize, dim: usize) -> Option<Panels> {
-        if dim < PANELS_MIN_DIM {
+        if dim < PANELS_MIN_DIM.min(TILES_MIN_DIM) {
             return None;
         }
         let avx512 = Avx512::detect()?;
         let centred = T::as_f32(&ops.centred)?;
-        Some(Panels::pack(centred, n, dim, avx512))
+        #[cfg(target_arch = "x86_64")]
+        if dim >= TILES_MIN_DIM
+            && let Some(amx) = super::amx::Amx::detect()
+        {
+            return Some(Panels::pack_tiles(centred, n, dim, avx512, amx));
+        }
+        (dim >= PANELS_MIN_DIM).then(|| Panels::pack(centred, n, dim, avx512))
+    }
+
+    /// Whether a set of `dim` dimensions can get panels (on some machine).
+    pub fn may_pack(dim: usize) -> bool {
+        dim >= PANELS_MIN_DIM.min(TILES_MIN_DIM)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn pack_tiles(
+        centred: &[f32],
+        n: usize,
+        dim: usize,
+        avx512: Avx512,
+        amx: super::amx::Amx,
+    ) -> Panels {
+        Panels {
+            n,
+            dim,
+            points: Vec::new(),
+            dims: Vec::new(),
+            avx512,
+            tiles: Some(super::amx::Packing::new(centred, n, dim, amx)),
+        }
+    }
+
+    /// What the products' rounding adds, relative to |x||y|, beyond f32 accumulation over
+    /// `dim` terms (which the GEMM form's bound already holds): bf16x3's dropped terms and its
+    /// three accumulations per dimension on tiles, nothing on the f32 panels.
+    pub fn product_error(&self) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        if self.tiles.is_some() {
+            return super::amx::SPLIT_ERROR + 2.1 * self.dim as f64 * f32::EPSILON as f64;
+        }
+        0.0
     }
 
     fn pack(centred: &[f32], n: usize, dim: usize, avx512: Avx512) -> Panels {
-        let (points_len, dims_len) = Panels::values_for(n, dim);
+        let (points_len, dims_len) = Panels::f32_values_for(n, dim);
         let mut points = vec![0.0f32; points_len as usize];
         let mut dims = vec![0.0f32; dims_len as usize];
         for (j, row) in centred.chunks_exact(dim.max(1)).take(n).enumerate() {
@@ -99,13 +146,30 @@ impl Panels {
             points,
             dims,
             avx512,
+            #[cfg(target_arch = "x86_64")]
+            tiles: None,
         }
     }
 
-    /// Values in the two packings of `n` points of `dim` values, each padded to whole LANES:
-    /// [panel][dim][LANES] and [tile][n][LANES]. Saturating: the memory check asks before
-    /// anything is read.
+    /// f32 values in the two packings of `n` points of `dim` values, each padded to whole LANES:
+    /// [panel][dim][LANES] and [tile][n][LANES], or the f32s' worth of the tiles' bf16 packings
+    /// where those are larger. Saturating: the memory check asks before anything is read.
     pub fn values_for(n: usize, dim: usize) -> (u64, u64) {
+        let (points, dims) = Panels::f32_values_for(n, dim);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (on_tiles, by_dims) = super::amx::values_for(n, dim);
+            (
+                points.max(on_tiles.div_ceil(2)),
+                dims.max(by_dims.div_ceil(2)),
+            )
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        (points, dims)
+    }
+
+    /// The f32 packings' values alone.
+    fn f32_values_for(n: usize, dim: usize) -> (u64, u64) {
         let padded = |a: usize, b: usize| {
             (a.div_ceil(LANES) as u64)
                 .saturating_mul(LANES as u64)
@@ -116,7 +180,11 @@ impl Panels {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        (self.points.len() + self.dims.len()) * std::mem::size_of::<f32>()
+        #[cfg(target_arch = "x86_64")]
+        let tiles = self.tiles.as_ref().map_or(0, super::amx::Packing::bytes);
+        #[cfg(not(target_arch = "x86_64"))]
+        let tiles = 0;
+        (self.points.len() + self.dims.len()) * std::mem::size_of::<f32>() + tiles
     }
 
     /// out[q][j - span.start] = x[q] . (y_j - mu) for the `rows` centred query rows `x`
@@ -134,6 +202,10 @@ impl Panels {
         if dim == 0 {
             out[..rows * width].fill(0.0);
             return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(tiles) = &self.tiles {
+            return tiles.logits(x, rows, span, out, threads);
         }
         let per_task = rows_per_task(rows, threads);
         x[..rows * dim]
@@ -179,6 +251,10 @@ impl Panels {
         sums[..rows * dim].fill(0.0);
         if rows == 0 || width == 0 || dim == 0 {
             return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(tiles) = &self.tiles {
+            return tiles.weighted_sums(w, rows, span, sums, threads);
         }
         let per_task = rows_per_task(rows, threads);
         w[..rows * width]
@@ -517,9 +593,19 @@ mod tests {
             .collect()
     }
 
-    fn panels_of(centred: &[f32], n: usize, dim: usize) -> Option<Panels> {
-        let panels = Panels::pack(centred, n, dim, Avx512::detect()?);
-        Some(panels)
+    /// The set on the AVX-512 panels and, where AMX is granted, on its tiles too.
+    fn panels_of(centred: &[f32], n: usize, dim: usize) -> Vec<Panels> {
+        let Some(avx512) = Avx512::detect() else {
+            return Vec::new();
+        };
+        let mut kinds = vec![Panels::pack(centred, n, dim, avx512)];
+        #[cfg(target_arch = "x86_64")]
+        if let Some(amx) = crate::backend::cpu::amx::Amx::detect() {
+            kinds.push(Panels::pack_tiles(centred, n, dim, avx512, amx));
+        } else {
+            eprintln!("no AMX here: only the AVX-512 panels are tested");
+        }
+        kinds
     }
 
     /// The largest |a - b| relative to the f64 reference's scale sum |x_k y_k|.
@@ -621,36 +707,40 @@ mod tests {
         };
         for (n, dim) in [(37, 5), (64, 16), (50, 33), (97, 70), (130, 784)] {
             let y = fill(n * dim, (n * 31 + dim) as u64);
-            let Some(panels) = panels_of(&y, n, dim) else {
-                return;
-            };
-            for rows in [1, 2, 5, 11, 12, 13, 24, 25, 40] {
-                let x = fill(rows * dim, (rows * 7 + dim) as u64);
-                for span in spans_of(n) {
-                    let width = span.len();
-                    let (exact, scale) = logits_reference(&x, &y, rows, span, dim);
-                    for threads in [Threads::One, Threads::All] {
-                        // Poisoned: every entry must be written.
-                        let mut got = vec![f32::NAN; rows * width];
-                        panels.logits(&x, rows, span, &mut got, threads);
-                        let what = format!("logits n {n} dim {dim} rows {rows} span {span:?}");
-                        check(&what, &got, &exact, &scale, tolerance(dim));
-                        let mut crate_out = vec![0.0f32; rows * width];
-                        product_transposed(
-                            &x,
-                            &y[span.start * dim..span.end * dim],
-                            (rows, width, dim),
-                            &mut crate_out,
-                            Threads::One,
-                        );
-                        let both: Vec<f64> = crate_out.iter().map(|&v| v as f64).collect();
-                        check(
-                            &format!("{what} against the gemm crate"),
-                            &got,
-                            &both,
-                            &scale,
-                            2.0 * tolerance(dim),
-                        );
+            for panels in panels_of(&y, n, dim) {
+                // bf16x3's dropped terms on tiles, on top of f32 accumulation (three per dimension).
+                let (own, crate_tol) = match panels.product_error() {
+                    0.0 => (tolerance(dim), 2.0 * tolerance(dim)),
+                    e => (e + 3.0 * tolerance(dim), e + 4.0 * tolerance(dim)),
+                };
+                for rows in [1, 2, 5, 11, 12, 13, 24, 25, 40] {
+                    let x = fill(rows * dim, (rows * 7 + dim) as u64);
+                    for span in spans_of(n) {
+                        let width = span.len();
+                        let (exact, scale) = logits_reference(&x, &y, rows, span, dim);
+                        for threads in [Threads::One, Threads::All] {
+                            // Poisoned: every entry must be written.
+                            let mut got = vec![f32::NAN; rows * width];
+                            panels.logits(&x, rows, span, &mut got, threads);
+                            let what = format!("logits n {n} dim {dim} rows {rows} span {span:?}");
+                            check(&what, &got, &exact, &scale, own);
+                            let mut crate_out = vec![0.0f32; rows * width];
+                            product_transposed(
+                                &x,
+                                &y[span.start * dim..span.end * dim],
+                                (rows, width, dim),
+                                &mut crate_out,
+                                Threads::One,
+                            );
+                            let both: Vec<f64> = crate_out.iter().map(|&v| v as f64).collect();
+                            check(
+                                &format!("{what} against the gemm crate"),
+                                &got,
+                                &both,
+                                &scale,
+                                crate_tol,
+                            );
+                        }
                     }
                 }
             }
@@ -665,16 +755,15 @@ mod tests {
         let (n, dim, rows) = (70, 9, 3);
         let y = fill(n * dim, 5);
         let x = fill(rows * dim, 6);
-        let Some(panels) = panels_of(&y, n, dim) else {
-            return;
-        };
-        let span = Span { start: 19, end: 45 };
-        let width = span.len();
-        // A larger buffer: past rows * width nothing may change.
-        let mut out = vec![7.5f32; rows * width + 40];
-        panels.logits(&x, rows, span, &mut out, Threads::One);
-        assert!(out[rows * width..].iter().all(|&v| v == 7.5));
-        assert!(out[..rows * width].iter().all(|&v| v != 7.5));
+        for panels in panels_of(&y, n, dim) {
+            let span = Span { start: 19, end: 45 };
+            let width = span.len();
+            // A larger buffer: past rows * width nothing may change.
+            let mut out = vec![7.5f32; rows * width + 40];
+            panels.logits(&x, rows, span, &mut out, Threads::One);
+            assert!(out[rows * width..].iter().all(|&v| v == 7.5));
+            assert!(out[..rows * width].iter().all(|&v| v != 7.5));
+        }
     }
 
     #[test]
@@ -695,46 +784,49 @@ mod tests {
             (2600, 40),
         ] {
             let y = fill(n * dim, (n * 13 + dim) as u64);
-            let Some(panels) = panels_of(&y, n, dim) else {
-                return;
-            };
-            let mut spans = spans_of(n);
-            if n > 2 * SUM_BLOCK {
-                spans.push(Span {
-                    start: SUM_BLOCK - 3,
-                    end: 2 * SUM_BLOCK + 5,
-                });
-            }
-            for rows in [1, 3, 11, 12, 13, 25] {
-                for span in spans.iter().copied() {
-                    let width = span.len();
-                    // Weights as a softmax writes them: in [0, 1], many exactly 0.
-                    let w: Vec<f32> = fill(rows * width, (rows + width) as u64)
-                        .iter()
-                        .map(|&v| v.max(0.0))
-                        .collect();
-                    let (exact, scale) = sums_reference(&w, &y, rows, span, dim);
-                    for threads in [Threads::One, Threads::All] {
-                        let mut got = vec![f32::NAN; rows * dim];
-                        panels.weighted_sums(&w, rows, span, &mut got, threads);
-                        let what = format!("sums n {n} dim {dim} rows {rows} span {span:?}");
-                        check(&what, &got, &exact, &scale, tolerance(width));
-                        let mut crate_out = vec![0.0f32; rows * dim];
-                        product(
-                            &w,
-                            &y[span.start * dim..span.end * dim],
-                            (rows, dim, width),
-                            &mut crate_out,
-                            Threads::One,
-                        );
-                        let both: Vec<f64> = crate_out.iter().map(|&v| v as f64).collect();
-                        check(
-                            &format!("{what} against the gemm crate"),
-                            &got,
-                            &both,
-                            &scale,
-                            2.0 * tolerance(width),
-                        );
+            for panels in panels_of(&y, n, dim) {
+                let mut spans = spans_of(n);
+                if n > 2 * SUM_BLOCK {
+                    spans.push(Span {
+                        start: SUM_BLOCK - 3,
+                        end: 2 * SUM_BLOCK + 5,
+                    });
+                }
+                for rows in [1, 3, 11, 12, 13, 25] {
+                    for span in spans.iter().copied() {
+                        let width = span.len();
+                        let (own, crate_tol) = match panels.product_error() {
+                            0.0 => (tolerance(width), 2.0 * tolerance(width)),
+                            e => (e + 3.0 * tolerance(width), e + 4.0 * tolerance(width)),
+                        };
+                        // Weights as a softmax writes them: in [0, 1], many exactly 0.
+                        let w: Vec<f32> = fill(rows * width, (rows + width) as u64)
+                            .iter()
+                            .map(|&v| v.max(0.0))
+                            .collect();
+                        let (exact, scale) = sums_reference(&w, &y, rows, span, dim);
+                        for threads in [Threads::One, Threads::All] {
+                            let mut got = vec![f32::NAN; rows * dim];
+                            panels.weighted_sums(&w, rows, span, &mut got, threads);
+                            let what = format!("sums n {n} dim {dim} rows {rows} span {span:?}");
+                            check(&what, &got, &exact, &scale, own);
+                            let mut crate_out = vec![0.0f32; rows * dim];
+                            product(
+                                &w,
+                                &y[span.start * dim..span.end * dim],
+                                (rows, dim, width),
+                                &mut crate_out,
+                                Threads::One,
+                            );
+                            let both: Vec<f64> = crate_out.iter().map(|&v| v as f64).collect();
+                            check(
+                                &format!("{what} against the gemm crate"),
+                                &got,
+                                &both,
+                                &scale,
+                                crate_tol,
+                            );
+                        }
                     }
                 }
             }
