@@ -1,9 +1,15 @@
 //! The panels' two products on AMX tiles (Intel Sapphire Rapids and later), in bf16x3: each f32
 //! value is split into a bf16 head and a bf16 tail (16 significant bits between them), and
 //! head*head + head*tail + tail*head is accumulated in f32 by TDPBF16PS (bf16 x bf16 products are
-//! exact in f32). The dropped terms stay below `SPLIT_ERROR` |a||b| per product, which the GEMM
-//! form adds to its per-row rounding bound (`Panels::product_error`), so the candidates a
-//! weighting resolves finer than that are still recomputed by explicit differences.
+//! exact in f32). The dropped terms stay below `SPLIT_ERROR` |a||b| per product. The logits keep
+//! head*head and the cross terms in separate accumulators (so the main sum rounds like an f32
+//! product), and `Packing::product_error` bounds what the split drops from the actual tails of
+//! the row and the data; the GEMM form adds that to its per-row rounding bound, so the candidates
+//! a weighting resolves finer than it are still recomputed by explicit differences. The weighted
+//! sums' error goes into the means directly (within SPLIT_ERROR of sum_j |w_j y_j|, tested).
+//!
+//! Measured on the Xeon of 2026-12-03 (`noisescope bench`, images784, the same binary with and
+//! without `NOISESCOPE_NO_AMX`): see the README's stop 30 sitting.
 //!
 //! Stable Rust has no AMX intrinsics: the tiles are reached through inline assembly. The tile
 //! registers are invisible to the compiler, which never uses them; each kernel loads its tile
@@ -34,6 +40,7 @@ const TILE: usize = BLOCK * CHUNK;
 const SUM_CHUNKS: usize = 32;
 /// The dropped terms of one bf16x3 product, relative to |a||b|: tail*tail (2^-16) and the two
 /// tails' own rounding (2^-16 (1 + 2^-8) each), rounded up.
+#[cfg(test)]
 pub(super) const SPLIT_ERROR: f64 = 3.1 / 65536.0;
 
 /// The proof that this machine runs AMX-BF16 and that the kernel granted this process the tile
@@ -126,34 +133,63 @@ pub(super) fn pack_dims(centred: &[f32], n: usize, dim: usize) -> Vec<u16> {
     packed
 }
 
-/// `rows` rows of `len` values from `a` (row stride `stride`, from column `from`) split into
-/// heads and tails, each [rows rounded up to BLOCK][width] with the values at column `at`, zero
-/// elsewhere; also, per row block and CHUNK columns, whether any value there is non-zero.
-fn split_rows(
-    a: &[f32],
-    rows: usize,
-    (stride, from, len): (usize, usize, usize),
-    (width, at): (usize, usize),
-) -> (Vec<u16>, Vec<u16>, Vec<bool>) {
-    let padded = rows.div_ceil(BLOCK) * BLOCK;
-    let mut heads = vec![0u16; padded * width];
-    let mut tails = vec![0u16; padded * width];
-    let chunks = width / CHUNK;
-    let mut busy = vec![false; padded / BLOCK * chunks];
-    for r in 0..rows {
-        let source = &a[r * stride + from..r * stride + from + len];
-        split_into(
-            source,
-            &mut heads[r * width + at..r * width + at + len],
-            &mut tails[r * width + at..r * width + at + len],
-        );
-        for (k, &v) in source.iter().enumerate() {
-            if v != 0.0 {
-                busy[r / BLOCK * chunks + (at + k) / CHUNK] = true;
-            }
+/// An A operand split for the tiles: [row block][chunk][head, tail][16 rows][32 values], each
+/// tile contiguous; and per row block and chunk whether any value there is non-zero.
+struct SplitRows {
+    tiles: Vec<u16>,
+    chunks: usize,
+    busy: Vec<bool>,
+}
+
+impl SplitRows {
+    /// `rows` rows of `len` values from `a` (row stride `stride`, from column `from`), placed
+    /// from column `at` of `chunks` * CHUNK columns (zero elsewhere).
+    fn new(
+        a: &[f32],
+        rows: usize,
+        (stride, from, len): (usize, usize, usize),
+        (chunks, at): (usize, usize),
+    ) -> SplitRows {
+        let row_blocks = rows.div_ceil(BLOCK);
+        let width = chunks * CHUNK;
+        let mut tiles = vec![0u16; row_blocks * chunks * 2 * TILE];
+        let mut busy = vec![false; row_blocks * chunks];
+        // Row blocks in parallel: the weights of a whole batch are split on every product.
+        tiles
+            .par_chunks_mut((chunks * 2 * TILE).max(1))
+            .zip(busy.par_chunks_mut(chunks.max(1)))
+            .enumerate()
+            .for_each(|(block, (tiles, busy))| {
+                let (mut heads, mut tails) = (vec![0u16; width], vec![0u16; width]);
+                for r in block * BLOCK..rows.min((block + 1) * BLOCK) {
+                    let source = &a[r * stride + from..r * stride + from + len];
+                    split_into(source, &mut heads[at..at + len], &mut tails[at..at + len]);
+                    for (k, &v) in source.iter().enumerate() {
+                        if v != 0.0 {
+                            busy[(at + k) / CHUNK] = true;
+                        }
+                    }
+                    for c in 0..chunks {
+                        let to = c * 2 * TILE + (r % BLOCK) * CHUNK;
+                        let run = c * CHUNK..(c + 1) * CHUNK;
+                        tiles[to..to + CHUNK].copy_from_slice(&heads[run.clone()]);
+                        tiles[to + TILE..to + TILE + CHUNK].copy_from_slice(&tails[run]);
+                    }
+                }
+            });
+        SplitRows {
+            tiles,
+            chunks,
+            busy,
         }
     }
-    (heads, tails, busy)
+
+    /// The head tile of a row block's chunk (its tail tile follows).
+    fn at(&self, row_block: usize, chunk: usize) -> *const u16 {
+        self.tiles
+            .as_ptr()
+            .wrapping_add((row_block * self.chunks + chunk) * 2 * TILE)
+    }
 }
 
 /// Heads and tails of `source`, vectorised for the AVX-512 every AMX machine has.
@@ -193,24 +229,15 @@ fn prefetch_share(region: *const u16, len: usize, (step, steps): (usize, usize))
     }
 }
 
-/// The next step's operand tiles into L1 while this step's multiply: an A tile's 16 rows of 64
-/// bytes (row stride `stride` bytes) and 2 KiB at each B.
+/// The next step's operand tiles into L1 during this step's multiply: 2 KiB (a head tile and
+/// its tail) at each of `a`, `b0`, `b1`.
 #[inline(always)]
-fn prefetch_step(
-    (heads, tails, stride): (*const u16, *const u16, usize),
-    b0: *const u16,
-    b1: *const u16,
-) {
+fn prefetch_step(a: *const u16, b0: *const u16, b1: *const u16) {
     use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-    // SAFETY: prefetches do not fault; the addresses are only computed (wrapping).
-    unsafe {
-        for r in 0..BLOCK {
-            _mm_prefetch::<_MM_HINT_T0>((heads as *const i8).wrapping_add(r * stride));
-            _mm_prefetch::<_MM_HINT_T0>((tails as *const i8).wrapping_add(r * stride));
-        }
-        for line in 0..2 * TILE * 2 / 64 {
-            _mm_prefetch::<_MM_HINT_T0>((b0 as *const i8).wrapping_add(line * 64));
-            _mm_prefetch::<_MM_HINT_T0>((b1 as *const i8).wrapping_add(line * 64));
+    for line in 0..2 * TILE * 2 / 64 {
+        for at in [a, b0, b1] {
+            // SAFETY: prefetches do not fault; the address is only computed (wrapping).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>((at as *const i8).wrapping_add(line * 64)) };
         }
     }
 }
@@ -273,33 +300,86 @@ impl Tiles {
         }
     }
 
-    fn zero(&self) {
+    /// Zeroes the logits' main (tmm0, tmm1) and cross (tmm4, tmm5) accumulators.
+    fn zero_split(&self) {
         // SAFETY: the tiles are configured.
-        unsafe { asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem)) };
-    }
-
-    /// tmm0 += A . B0 and, with `b1`, tmm1 += A . B1, in bf16x3: A's head and tail rows at
-    /// `heads` / `tails` (row stride `stride` bytes), each B a head tile and its tail tile
-    /// (1 KiB each, contiguous).
-    ///
-    /// Safety: 16 rows of 64 bytes at `heads` and `tails`; 2 KiB at b0 (and at b1 if given).
-    #[inline(always)]
-    unsafe fn multiply(
-        &self,
-        (heads, tails, stride): (*const u16, *const u16, usize),
-        b0: *const u16,
-        b1: Option<*const u16>,
-    ) {
         unsafe {
             asm!(
-                "tileloadd tmm2, [{ah} + {sa}*1]",
-                "tileloadd tmm3, [{at} + {sa}*1]",
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm4",
+                "tilezero tmm5",
+                options(nostack, nomem)
+            )
+        };
+    }
+
+    /// Stores the main accumulators to `main` and the cross ones to `cross`, as `store`.
+    ///
+    /// Safety: as `store`, at both.
+    #[inline(always)]
+    unsafe fn store_split(&self, main: *mut f32, cross: *mut f32, stride: usize, both: bool) {
+        unsafe {
+            self.store(main, stride, both);
+            asm!("tilestored [{to} + {s}*1], tmm4", to = in(reg) cross, s = in(reg) stride,
+                options(nostack));
+            if both {
+                asm!("tilestored [{to} + {s}*1], tmm5", to = in(reg) cross.add(BLOCK),
+                    s = in(reg) stride, options(nostack));
+            }
+        }
+    }
+
+    /// As `multiply`, but head*head into the main accumulators (tmm0, tmm1) and the two cross
+    /// terms into their own (tmm4, tmm5): the main sum then rounds as an f32 product of D terms
+    /// would, and the small cross terms' roundings stay at their own scale.
+    ///
+    /// Safety: as `multiply`.
+    #[inline(always)]
+    unsafe fn multiply_split(&self, a: *const u16, b0: *const u16, b1: Option<*const u16>) {
+        unsafe {
+            asm!(
+                "tileloadd tmm2, [{a} + {sb}*1]",
+                "tileloadd tmm3, [{a} + {sb}*1 + 1024]",
+                "tileloadd tmm6, [{b} + {sb}*1]",
+                "tileloadd tmm7, [{b} + {sb}*1 + 1024]",
+                "tdpbf16ps tmm0, tmm2, tmm6",
+                "tdpbf16ps tmm4, tmm2, tmm7",
+                "tdpbf16ps tmm4, tmm3, tmm6",
+                a = in(reg) a,
+                b = in(reg) b0, sb = in(reg) 64usize,
+                options(nostack, readonly)
+            );
+            if let Some(b1) = b1 {
+                asm!(
+                    "tileloadd tmm6, [{b} + {sb}*1]",
+                    "tileloadd tmm7, [{b} + {sb}*1 + 1024]",
+                    "tdpbf16ps tmm1, tmm2, tmm6",
+                    "tdpbf16ps tmm5, tmm2, tmm7",
+                    "tdpbf16ps tmm5, tmm3, tmm6",
+                    b = in(reg) b1, sb = in(reg) 64usize,
+                    options(nostack, readonly)
+                );
+            }
+        }
+    }
+
+    /// tmm0 += A . B0 and, with `b1`, tmm1 += A . B1, in bf16x3: each operand a head tile and
+    /// its tail tile (1 KiB each, contiguous).
+    ///
+    /// Safety: 2 KiB at a and b0 (and at b1 if given).
+    #[inline(always)]
+    unsafe fn multiply(&self, a: *const u16, b0: *const u16, b1: Option<*const u16>) {
+        unsafe {
+            asm!(
+                "tileloadd tmm2, [{a} + {sb}*1]",
+                "tileloadd tmm3, [{a} + {sb}*1 + 1024]",
                 "tileloadd tmm4, [{b} + {sb}*1]",
                 "tileloadd tmm5, [{b} + {sb}*1 + 1024]",
                 "tdpbf16ps tmm0, tmm2, tmm4",
                 "tdpbf16ps tmm0, tmm2, tmm5",
                 "tdpbf16ps tmm0, tmm3, tmm4",
-                ah = in(reg) heads, at = in(reg) tails, sa = in(reg) stride,
+                a = in(reg) a,
                 b = in(reg) b0, sb = in(reg) 64usize,
                 options(nostack, readonly)
             );
@@ -332,7 +412,23 @@ pub(super) struct Packing {
     dim: usize,
     points: Vec<u16>,
     dims: Vec<u16>,
+    /// The largest |y_tail| and |y - y_head - y_tail| over the points (Euclidean norms).
+    largest_tail: f64,
+    largest_rest: f64,
     proof: Amx,
+}
+
+/// |v_tail| and |v - v_head - v_tail| of a row, in f64.
+fn tail_norms(row: &[f32]) -> (f64, f64) {
+    let wide = |b: u16| f32::from_bits((b as u32) << 16) as f64;
+    let (mut tail, mut rest) = (0.0f64, 0.0f64);
+    for &v in row {
+        let (h, t) = split(v);
+        let r = v as f64 - wide(h) - wide(t);
+        tail += wide(t) * wide(t);
+        rest += r * r;
+    }
+    (tail.sqrt(), rest.sqrt())
 }
 
 /// A [rows][width] output that parallel tasks write in disjoint column ranges.
@@ -368,13 +464,38 @@ fn parts(span: Span, threads: Threads) -> Vec<Span> {
 
 impl Packing {
     pub fn new(centred: &[f32], n: usize, dim: usize, proof: Amx) -> Packing {
+        let (largest_tail, largest_rest) = centred
+            .chunks_exact(dim.max(1))
+            .take(n)
+            .map(tail_norms)
+            .fold((0.0f64, 0.0f64), |(t, r), (a, b)| (t.max(a), r.max(b)));
         Packing {
             n,
             dim,
             points: pack_points(centred, n, dim),
             dims: pack_dims(centred, n, dim),
+            largest_tail,
+            largest_rest,
             proof,
         }
+    }
+
+    /// A bound on |x . y_j - the tiles' x . y_j| for every point j of the set, beyond f32
+    /// accumulation of dim + 3 terms of |x||y_j| (which the GEMM form's bound holds already);
+    /// `x_norm` = |x|, `y_max` >= every |y_j| it is used for. With x = xh + xt + xr and likewise
+    /// y, the tiles drop xt.yt + (xh + xt).yr + xr.y, each bounded by Cauchy-Schwarz. The main
+    /// sum xh.yh accumulates dim terms of at most (1 + 2^-8)^2 |x_k||y_k| (2% slack taken), the
+    /// cross sum 2 dim terms bounded by |x||yt| + |xt||y|, and main + cross rounds once (within
+    /// the GEMM form's + 3).
+    pub fn product_error(&self, x: &[f32], x_norm: f64, y_max: f64) -> f64 {
+        let (tail, rest) = tail_norms(x);
+        let dropped = tail * self.largest_tail + (x_norm + rest) * self.largest_rest + rest * y_max;
+        let u = f32::EPSILON as f64;
+        let dim = self.dim as f64;
+        let accumulation = dim * u * 0.02 * x_norm * y_max
+            + 2.1 * dim * u * 1.01 * (x_norm * self.largest_tail + tail * y_max);
+        // The f64 norms' own rounding, generously.
+        (dropped + accumulation) * (1.0 + 1e-9)
     }
 
     /// Bytes held.
@@ -393,7 +514,7 @@ impl Packing {
             x.len() >= rows * dim && out.len() >= rows * width,
             "logits shapes"
         );
-        let rows_split = split_rows(x, rows, (dim, 0, dim), (chunks * CHUNK, 0));
+        let rows_split = SplitRows::new(x, rows, (dim, 0, dim), (chunks, 0));
         let out = Columns {
             at: out.as_mut_ptr(),
             len: rows * width,
@@ -404,20 +525,13 @@ impl Packing {
     }
 
     /// The logits of the points in `part` (within `span`), written at their columns of `out`.
-    fn logits_part(
-        &self,
-        (heads, tails, _): &(Vec<u16>, Vec<u16>, Vec<bool>),
-        rows: usize,
-        span: Span,
-        part: Span,
-        out: &Columns,
-    ) {
-        let chunks = self.dim.div_ceil(CHUNK);
-        let width = chunks * CHUNK;
+    fn logits_part(&self, x: &SplitRows, rows: usize, span: Span, part: Span, out: &Columns) {
+        let chunks = x.chunks;
         let blocks = part.end.div_ceil(BLOCK);
         let points = &self.points;
         let tiles = Tiles::configure(self.proof);
         let mut buffer = [0.0f32; BLOCK * 2 * BLOCK];
+        let mut cross = [0.0f32; BLOCK * 2 * BLOCK];
         let mut block = part.start / BLOCK;
         let row_blocks = rows.div_ceil(BLOCK);
         while block < blocks {
@@ -428,8 +542,7 @@ impl Packing {
                 .wrapping_add((block + 2) * chunks * 2 * TILE);
             let next_len = (blocks.saturating_sub(block + 2)).min(2) * chunks * 2 * TILE * 2;
             for row_block in 0..row_blocks {
-                tiles.zero();
-                let a = row_block * BLOCK * width;
+                tiles.zero_split();
                 for chunk in 0..chunks {
                     prefetch_share(
                         next,
@@ -439,30 +552,28 @@ impl Packing {
                     let b0 = (block * chunks + chunk) * 2 * TILE;
                     let b1 = ((block + 1) * chunks + chunk) * 2 * TILE;
                     prefetch_step(
-                        (
-                            heads.as_ptr().wrapping_add(a + (chunk + 1) * CHUNK),
-                            tails.as_ptr().wrapping_add(a + (chunk + 1) * CHUNK),
-                            width * 2,
-                        ),
+                        x.at(row_block, chunk + 1),
                         points.as_ptr().wrapping_add(b0 + 2 * TILE),
                         points.as_ptr().wrapping_add(b1 + 2 * TILE),
                     );
                     // SAFETY: the row block and chunk lie within the split rows; blocks below
                     // ceil(n / 16) within the packing.
                     unsafe {
-                        tiles.multiply(
-                            (
-                                heads.as_ptr().add(a + chunk * CHUNK),
-                                tails.as_ptr().add(a + chunk * CHUNK),
-                                width * 2,
-                            ),
+                        tiles.multiply_split(
+                            x.at(row_block, chunk),
                             points.as_ptr().add(b0),
                             pair.then(|| points.as_ptr().add(b1)),
                         )
                     };
                 }
-                // SAFETY: the buffer holds 16 rows of 32 f32.
-                unsafe { tiles.store(buffer.as_mut_ptr(), 2 * BLOCK * 4, pair) };
+                // SAFETY: the buffers hold 16 rows of 32 f32.
+                unsafe {
+                    tiles.store_split(buffer.as_mut_ptr(), cross.as_mut_ptr(), 2 * BLOCK * 4, pair)
+                };
+                // One rounding more: main + cross.
+                for (m, c) in buffer.iter_mut().zip(&cross) {
+                    *m += c;
+                }
                 let first = block * BLOCK;
                 let (lo, hi) = (
                     first.max(part.start),
@@ -508,12 +619,14 @@ impl Packing {
             "weighted sums shapes"
         );
         let first_chunk = span.start / CHUNK;
-        let width = (span.end.div_ceil(CHUNK) - first_chunk) * CHUNK;
-        let weights = split_rows(
+        let weights = SplitRows::new(
             w,
             rows,
             (span.len(), 0, span.len()),
-            (width, span.start - first_chunk * CHUNK),
+            (
+                span.end.div_ceil(CHUNK) - first_chunk,
+                span.start - first_chunk * CHUNK,
+            ),
         );
         let acc_width = dim.div_ceil(BLOCK).next_multiple_of(2) * BLOCK;
         let partial: Vec<Vec<f32>> = parts(span, threads)
@@ -535,7 +648,7 @@ impl Packing {
     /// the weights split with their column 0 at point `first_chunk` * CHUNK.
     fn sums_part(
         &self,
-        (heads, tails, busy): &(Vec<u16>, Vec<u16>, Vec<bool>),
+        weights: &SplitRows,
         rows: usize,
         first_chunk: usize,
         part: Span,
@@ -544,8 +657,7 @@ impl Packing {
         let point_chunks = self.n.div_ceil(CHUNK);
         let dim_blocks = self.dim.div_ceil(BLOCK);
         let row_blocks = rows.div_ceil(BLOCK);
-        let width = heads.len() / (row_blocks * BLOCK).max(1);
-        let chunks = width / CHUNK;
+        let chunks = weights.chunks;
         let dims = &self.dims;
         let mut acc = vec![0.0f32; row_blocks * BLOCK * acc_width];
         let tiles = Tiles::configure(self.proof);
@@ -569,7 +681,7 @@ impl Packing {
                 let next_len = (to - from) * 2 * TILE * 2;
                 let steps = row_blocks * (to - from);
                 for row_block in 0..row_blocks {
-                    let flags = &busy[row_block * chunks..(row_block + 1) * chunks];
+                    let flags = &weights.busy[row_block * chunks..(row_block + 1) * chunks];
                     if !flags[from..to].iter().any(|&b| b) {
                         continue;
                     }
@@ -577,7 +689,6 @@ impl Packing {
                     // SAFETY: 16 rows of acc_width floats from the row block, 32 columns from
                     // dim_block * 16 <= acc_width - 32.
                     unsafe { tiles.load(c, acc_width * 4, pair) };
-                    let a = row_block * BLOCK * width;
                     for chunk in from..to {
                         let step = row_block * (to - from) + chunk - from;
                         for b in 0..next_blocks {
@@ -590,11 +701,7 @@ impl Packing {
                         let b0 = (dim_block * point_chunks + packed) * 2 * TILE;
                         let b1 = ((dim_block + 1) * point_chunks + packed) * 2 * TILE;
                         prefetch_step(
-                            (
-                                heads.as_ptr().wrapping_add(a + (chunk + 1) * CHUNK),
-                                tails.as_ptr().wrapping_add(a + (chunk + 1) * CHUNK),
-                                width * 2,
-                            ),
+                            weights.at(row_block, chunk + 1),
                             dims.as_ptr().wrapping_add(b0 + 2 * TILE),
                             dims.as_ptr().wrapping_add(b1 + 2 * TILE),
                         );
@@ -602,11 +709,7 @@ impl Packing {
                         // ceil(n / 32), dimension blocks below ceil(dim / 16)).
                         unsafe {
                             tiles.multiply(
-                                (
-                                    heads.as_ptr().add(a + chunk * CHUNK),
-                                    tails.as_ptr().add(a + chunk * CHUNK),
-                                    width * 2,
-                                ),
+                                weights.at(row_block, chunk),
                                 dims.as_ptr().add(b0),
                                 pair.then(|| dims.as_ptr().add(b1)),
                             )

@@ -299,14 +299,15 @@ impl<T: Real> SpanDistances<T> {
             norms.push(norm2.sqrt());
         }
         let mut gaps = vec![T::ZERO; rows.len() * width];
-        // What the product's own rounding adds to the f32 bound `finish` takes (bf16x3 tiles).
-        let mut product_error = 0.0;
+        // The panels that took the product, whose own rounding may add to the f32 bound
+        // `finish` takes (bf16x3 tiles).
+        let mut on_panels = None;
         if let Some(panels) = panels
             && let Some(centred) = T::as_f32(&centred)
             && let Some(out) = T::as_f32_mut(&mut gaps)
         {
             panels.logits(centred, rows.len(), span, out, threads);
-            product_error = panels.product_error();
+            on_panels = Some((panels, centred));
         } else {
             product_transposed(
                 &centred,
@@ -327,8 +328,11 @@ impl<T: Real> SpanDistances<T> {
             .for_each(|(q, (logits, m))| {
                 let r = rows[q];
                 *m = finish(&x[r * dim..(r + 1) * dim], norms[q], y_max, logits);
-                // Each gap is a difference of two products: twice the error of one, doubled.
-                m.bound += 4.0 * product_error * norms[q] * y_max;
+                if let Some((panels, centred)) = on_panels {
+                    // A gap is twice a difference of two products.
+                    let row = &centred[q * dim..(q + 1) * dim];
+                    m.bound += 4.0 * panels.product_error(row, norms[q], y_max);
+                }
             });
         SpanDistances {
             span,
