@@ -70,6 +70,12 @@ fn main() -> ExitCode {
         // are reused from the heap instead of mapped anew and page-faulted on every call.
         noisescope::train::ops::keep_buffers_resident();
     }
+    if parsed.command.is_some() {
+        // A command's output piped into `head` ends it quietly, as other Unix tools do, instead
+        // of a panic on the closed pipe (Rust ignores SIGPIPE by default).
+        // SAFETY: restoring a signal's default disposition before any output.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match parsed.command {
         Some(cli::Command::Sample(args)) => cli::sample::run(&args),
         Some(cli::Command::Sweep(args)) => cli::sweep::run(&args),

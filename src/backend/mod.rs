@@ -139,13 +139,17 @@ impl Compute {
         }
     }
 
-    /// A human-readable name: "cpu (avx512, 2 threads)", "gpu: NVIDIA H200 (Vulkan)" or
+    /// A human-readable name: "cpu (avx512, 2 threads)", "cpu (avx512 + AMX tiles from 512 dims,
+    /// 2 threads)", "gpu: NVIDIA H200 (Vulkan)" or
     /// "gpu: llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, cpu adapter)".
     pub fn describe(&self) -> String {
         match self {
             Compute::Cpu { isa } => format!(
-                "cpu ({}, {} threads)",
+                "cpu ({}{}, {} threads)",
                 isa.name(),
+                cpu::amx_tiles_from()
+                    .map(|dims| format!(" + AMX tiles from {dims} dims"))
+                    .unwrap_or_default(),
                 rayon::current_num_threads()
             ),
             #[cfg(feature = "gpu")]
