@@ -139,17 +139,20 @@ impl Compute {
         }
     }
 
-    /// A human-readable name: "cpu (avx512, 2 threads)", "cpu (avx512 + AMX tiles from 512 dims,
-    /// 2 threads)", "gpu: NVIDIA H200 (Vulkan)" or
+    /// A human-readable name: "cpu (avx512, 2 threads)", "cpu (avx512+amx, 2 threads)" (the
+    /// GEMM form's products on AMX tiles from 512 dimensions), "gpu: NVIDIA H200 (Vulkan)" or
     /// "gpu: llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, cpu adapter)".
     pub fn describe(&self) -> String {
         match self {
             Compute::Cpu { isa } => format!(
                 "cpu ({}{}, {} threads)",
                 isa.name(),
-                cpu::amx_tiles_from()
-                    .map(|dims| format!(" + AMX tiles from {dims} dims"))
-                    .unwrap_or_default(),
+                // Short: the app's status bar shows it.
+                if cpu::amx_tiles_from().is_some() {
+                    "+amx"
+                } else {
+                    ""
+                },
                 rayon::current_num_threads()
             ),
             #[cfg(feature = "gpu")]
