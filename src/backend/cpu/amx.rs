@@ -483,9 +483,9 @@ impl Packing {
     /// accumulation of dim + 3 terms of |x||y_j| (which the GEMM form's bound holds already);
     /// `x_norm` = |x|, `y_max` >= every |y_j| it is used for. With x = xh + xt + xr and likewise
     /// y, the tiles drop xt.yt + (xh + xt).yr + xr.y, each bounded by Cauchy-Schwarz. The main
-    /// sum xh.yh accumulates dim terms of at most (1 + 2^-8)^2 |x_k||y_k| (2% slack taken), the
-    /// cross sum 2 dim terms bounded by |x||yt| + |xt||y|, and main + cross rounds once (within
-    /// the GEMM form's + 3).
+    /// sum xh.yh accumulates dim terms of at most (1 + 2^-8)^2 |x_k||y_k| and main + cross rounds
+    /// once more (together within the 0.02 dim u |x||y| taken), and the cross sum accumulates 2 dim
+    /// terms bounded by |x||yt| + |xt||y|.
     pub fn product_error(&self, x: &[f32], x_norm: f64, y_max: f64) -> f64 {
         let (tail, rest) = tail_norms(x);
         let dropped = tail * self.largest_tail + (x_norm + rest) * self.largest_rest + rest * y_max;
