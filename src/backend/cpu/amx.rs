@@ -93,6 +93,49 @@ pub(super) fn split(v: f32) -> (u16, u16) {
     (head, bf16_of(v - f32::from_bits((head as u32) << 16)))
 }
 
+/// One cache line of values, so that every tile row (64 bytes) starts a line: misaligned, each
+/// row of a tile load would touch two.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line<T: Copy, const N: usize>([T; N]);
+
+/// `len` values of T in whole cache lines, zeroed.
+#[derive(Clone, Debug)]
+pub(super) struct Aligned<T: Copy + Default, const N: usize> {
+    lines: Vec<Line<T, N>>,
+    len: usize,
+}
+
+impl<T: Copy + Default, const N: usize> Aligned<T, N> {
+    fn zeroed(len: usize) -> Self {
+        Aligned {
+            lines: vec![Line([T::default(); N]); len.div_ceil(N)],
+            len,
+        }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> std::ops::Deref for Aligned<T, N> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: Line<T, N> is N values of T (repr(C), 64 bytes: no padding for the u16 x 32
+        // and f32 x 16 used here), so the lines hold at least len values in a row.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const T, self.len) }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> std::ops::DerefMut for Aligned<T, N> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as `deref`, borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut T, self.len) }
+    }
+}
+
+/// bf16 values on cache lines.
+type Bf16s = Aligned<u16, 32>;
+/// f32 values on cache lines.
+type Floats = Aligned<f32, 16>;
+
 /// u16 values of the two packings of `n` points of `dim` values: (points, dims).
 pub(super) fn values_for(n: usize, dim: usize) -> (u64, u64) {
     let tiles = |a: usize, per_a: usize, b: usize, per_b: usize| {
@@ -104,9 +147,9 @@ pub(super) fn values_for(n: usize, dim: usize) -> (u64, u64) {
 }
 
 /// The centred rows ([n][dim]) in the points layout (module doc), zero-padded.
-pub(super) fn pack_points(centred: &[f32], n: usize, dim: usize) -> Vec<u16> {
+pub(super) fn pack_points(centred: &[f32], n: usize, dim: usize) -> Bf16s {
     let chunks = dim.div_ceil(CHUNK);
-    let mut packed = vec![0u16; values_for(n, dim).0 as usize];
+    let mut packed = Bf16s::zeroed(values_for(n, dim).0 as usize);
     for (j, row) in centred.chunks_exact(dim.max(1)).take(n).enumerate() {
         let (block, lane) = (j / BLOCK, j % BLOCK);
         for (d, &v) in row.iter().enumerate() {
@@ -119,9 +162,9 @@ pub(super) fn pack_points(centred: &[f32], n: usize, dim: usize) -> Vec<u16> {
 }
 
 /// The centred rows ([n][dim]) in the dims layout (module doc), zero-padded.
-pub(super) fn pack_dims(centred: &[f32], n: usize, dim: usize) -> Vec<u16> {
+pub(super) fn pack_dims(centred: &[f32], n: usize, dim: usize) -> Bf16s {
     let chunks = n.div_ceil(CHUNK);
-    let mut packed = vec![0u16; values_for(n, dim).1 as usize];
+    let mut packed = Bf16s::zeroed(values_for(n, dim).1 as usize);
     for (j, row) in centred.chunks_exact(dim.max(1)).take(n).enumerate() {
         let (chunk, pair, half) = (j / CHUNK, (j % CHUNK) / 2, j % 2);
         for (d, &v) in row.iter().enumerate() {
@@ -136,7 +179,7 @@ pub(super) fn pack_dims(centred: &[f32], n: usize, dim: usize) -> Vec<u16> {
 /// An A operand split for the tiles: [row block][chunk][head, tail][16 rows][32 values], each
 /// tile contiguous; and per row block and chunk whether any value there is non-zero.
 struct SplitRows {
-    tiles: Vec<u16>,
+    tiles: Bf16s,
     chunks: usize,
     busy: Vec<bool>,
 }
@@ -152,7 +195,7 @@ impl SplitRows {
     ) -> SplitRows {
         let row_blocks = rows.div_ceil(BLOCK);
         let width = chunks * CHUNK;
-        let mut tiles = vec![0u16; row_blocks * chunks * 2 * TILE];
+        let mut tiles = Bf16s::zeroed(row_blocks * chunks * 2 * TILE);
         let mut busy = vec![false; row_blocks * chunks];
         // Row blocks in parallel: the weights of a whole batch are split on every product.
         tiles
@@ -409,8 +452,8 @@ impl Drop for Tiles {
 pub(super) struct Packing {
     n: usize,
     dim: usize,
-    points: Vec<u16>,
-    dims: Vec<u16>,
+    points: Bf16s,
+    dims: Bf16s,
     /// The largest |y_tail| and |y - y_head - y_tail| over the points (Euclidean norms).
     largest_tail: f64,
     largest_rest: f64,
@@ -529,8 +572,8 @@ impl Packing {
         let blocks = part.end.div_ceil(BLOCK);
         let points = &self.points;
         let tiles = Tiles::configure(self.proof);
-        let mut buffer = [0.0f32; BLOCK * 2 * BLOCK];
-        let mut cross = [0.0f32; BLOCK * 2 * BLOCK];
+        let mut buffer = Floats::zeroed(BLOCK * 2 * BLOCK);
+        let mut cross = Floats::zeroed(BLOCK * 2 * BLOCK);
         let mut block = part.start / BLOCK;
         let row_blocks = rows.div_ceil(BLOCK);
         while block < blocks {
@@ -566,7 +609,7 @@ impl Packing {
                     tiles.store_split(buffer.as_mut_ptr(), cross.as_mut_ptr(), 2 * BLOCK * 4, pair)
                 };
                 // One rounding more: main + cross.
-                for (m, c) in buffer.iter_mut().zip(&cross) {
+                for (m, c) in buffer.iter_mut().zip(cross.iter()) {
                     *m += c;
                 }
                 let first = block * BLOCK;
@@ -624,7 +667,7 @@ impl Packing {
             ),
         );
         let acc_width = dim.div_ceil(BLOCK).next_multiple_of(2) * BLOCK;
-        let partial: Vec<Vec<f32>> = parts(span, threads)
+        let partial: Vec<Floats> = parts(span, threads)
             .par_iter()
             .map(|&part| self.sums_part(&weights, rows, first_chunk, part, acc_width))
             .collect();
@@ -648,13 +691,13 @@ impl Packing {
         first_chunk: usize,
         part: Span,
         acc_width: usize,
-    ) -> Vec<f32> {
+    ) -> Floats {
         let point_chunks = self.n.div_ceil(CHUNK);
         let dim_blocks = self.dim.div_ceil(BLOCK);
         let row_blocks = rows.div_ceil(BLOCK);
         let chunks = weights.chunks;
         let dims = &self.dims;
-        let mut acc = vec![0.0f32; row_blocks * BLOCK * acc_width];
+        let mut acc = Floats::zeroed(row_blocks * BLOCK * acc_width);
         let tiles = Tiles::configure(self.proof);
         let (part_from, part_to) = (
             part.start / CHUNK - first_chunk,
