@@ -108,6 +108,8 @@ pub(super) struct Aligned<T: Copy + Default, const N: usize> {
 
 impl<T: Copy + Default, const N: usize> Aligned<T, N> {
     fn zeroed(len: usize) -> Self {
+        // A line must be exactly its N values (no padding), which `deref` relies on.
+        const { assert!(std::mem::size_of::<T>() * N == 64) };
         Aligned {
             lines: vec![Line([T::default(); N]); len.div_ceil(N)],
             len,
@@ -118,8 +120,8 @@ impl<T: Copy + Default, const N: usize> Aligned<T, N> {
 impl<T: Copy + Default, const N: usize> std::ops::Deref for Aligned<T, N> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // SAFETY: Line<T, N> is N values of T (repr(C), 64 bytes: no padding for the u16 x 32
-        // and f32 x 16 used here), so the lines hold at least len values in a row.
+        // SAFETY: Line<T, N> is N values of T without padding (repr(C), N values of 64 bytes in
+        // all, asserted in `zeroed`), so the lines hold at least len values in a row.
         unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const T, self.len) }
     }
 }
