@@ -43,15 +43,15 @@ const SUM_CHUNKS: usize = 32;
 #[cfg(test)]
 pub(super) const SPLIT_ERROR: f64 = 3.1 / 65536.0;
 
-/// The proof that this machine runs AMX-BF16 and that the kernel granted this process the tile
-/// state: only `detect` makes one.
+/// The proof that this machine runs AMX-BF16 and AVX-512F/BW and that the kernel granted this
+/// process the tile state: only `detect` makes one.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Amx(());
 
 impl Amx {
-    /// Some where the CPU reports AMX-TILE and AMX-BF16 and the kernel grants the tile data
-    /// (asked once per process). `NOISESCOPE_NO_AMX` set in the environment turns it off (for
-    /// measuring the AVX-512 panels on the same machine).
+    /// Some where the CPU reports AMX-TILE, AMX-BF16 and AVX-512F/BW and the kernel grants the
+    /// tile data (asked once per process). `NOISESCOPE_NO_AMX` set in the environment turns it
+    /// off (for measuring the AVX-512 panels on the same machine).
     pub fn detect() -> Option<Amx> {
         static GRANTED: OnceLock<bool> = OnceLock::new();
         let granted = *GRANTED.get_or_init(|| {
@@ -60,7 +60,8 @@ impl Amx {
             }
             let leaf = std::arch::x86_64::__cpuid_count(7, 0);
             let (bf16, tile) = (leaf.edx & (1 << 22) != 0, leaf.edx & (1 << 24) != 0);
-            let wide = std::arch::is_x86_feature_detected!("avx512bw");
+            let wide = std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw");
             // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA: the tile state is off until asked for.
             const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
             const XFEATURE_XTILEDATA: libc::c_long = 18;
@@ -190,6 +191,7 @@ impl SplitRows {
     /// `rows` rows of `len` values from `a` (row stride `stride`, from column `from`), placed
     /// from column `at` of `chunks` * CHUNK columns (zero elsewhere).
     fn new(
+        proof: Amx,
         a: &[f32],
         rows: usize,
         (stride, from, len): (usize, usize, usize),
@@ -208,7 +210,12 @@ impl SplitRows {
                 let (mut heads, mut tails) = (vec![0u16; width], vec![0u16; width]);
                 for r in block * BLOCK..rows.min((block + 1) * BLOCK) {
                     let source = &a[r * stride + from..r * stride + from + len];
-                    split_into(source, &mut heads[at..at + len], &mut tails[at..at + len]);
+                    split_into(
+                        proof,
+                        source,
+                        &mut heads[at..at + len],
+                        &mut tails[at..at + len],
+                    );
                     for (k, &v) in source.iter().enumerate() {
                         if v != 0.0 {
                             busy[(at + k) / CHUNK] = true;
@@ -237,22 +244,16 @@ impl SplitRows {
     }
 }
 
-/// Heads and tails of `source`, vectorised for the AVX-512 every AMX machine has.
-fn split_into(source: &[f32], heads: &mut [u16], tails: &mut [u16]) {
+/// Heads and tails of `source`, vectorised for AVX-512 (`Amx` proves AVX-512BW too).
+fn split_into(_proof: Amx, source: &[f32], heads: &mut [u16], tails: &mut [u16]) {
     #[target_feature(enable = "avx512f,avx512bw")]
     fn wide(source: &[f32], heads: &mut [u16], tails: &mut [u16]) {
         for ((&v, h), t) in source.iter().zip(heads).zip(tails) {
             (*h, *t) = split(v);
         }
     }
-    if std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: AVX-512F/BW detected.
-        unsafe { wide(source, heads, tails) }
-    } else {
-        for ((&v, h), t) in source.iter().zip(heads).zip(tails) {
-            (*h, *t) = split(v);
-        }
-    }
+    // SAFETY: `detect` makes an Amx only where AVX-512F and AVX-512BW were detected.
+    unsafe { wide(source, heads, tails) }
 }
 
 /// The `step`-th of `steps` shares of the `len` bytes from `region`, fetched into L2: the
@@ -558,7 +559,7 @@ impl Packing {
             x.len() >= rows * dim && out.len() >= rows * width,
             "logits shapes"
         );
-        let rows_split = SplitRows::new(x, rows, (dim, 0, dim), (chunks, 0));
+        let rows_split = SplitRows::new(self.proof, x, rows, (dim, 0, dim), (chunks, 0));
         let out = Columns {
             at: out.as_mut_ptr(),
             len: rows * width,
@@ -660,6 +661,7 @@ impl Packing {
         );
         let first_chunk = span.start / CHUNK;
         let weights = SplitRows::new(
+            self.proof,
             w,
             rows,
             (span.len(), 0, span.len()),

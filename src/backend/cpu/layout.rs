@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use super::cache::{BucketCache, DistanceCache, RereadHistory};
 use super::marginal_table::MarginalTables;
-use super::panels::Panels;
+use super::panels::{PANELS_MIN_DIM, Panels};
 use super::pruned::Projection;
 use super::real::Real;
 
@@ -152,7 +152,7 @@ impl<T: Real> PreparedSet<T> {
         let mut bytes = values.saturating_mul(layouts);
         if T::GEMM_FORM && (GEMM_MIN_DIM..=GEMM_MAX_DIM).contains(&dim) {
             bytes = bytes.saturating_add(values);
-            if Panels::may_pack(dim) {
+            if dim >= PANELS_MIN_DIM {
                 let (points, dims) = Panels::values_for(n, dim);
                 bytes = bytes.saturating_add(points).saturating_add(dims);
             }

@@ -59,14 +59,11 @@ pub use dispatch::{
 };
 pub use layout::{LANES, PreparedSet};
 
+pub use log_sum_exp::LIKELIHOOD_MARGIN;
+pub use real::Real;
+
 /// From how many dimensions on the GEMM form's two products on f32 sets run on AMX tiles on
 /// this machine (`amx.rs`); None where they never do (no AMX, or NOISESCOPE_NO_AMX set).
 pub fn amx_tiles_from() -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && amx::Amx::detect().is_some() {
-        return Some(panels::TILES_MIN_DIM);
-    }
-    None
+    panels::Panels::tiles_from()
 }
-pub use log_sum_exp::LIKELIHOOD_MARGIN;
-pub use real::Real;

@@ -11,7 +11,7 @@
 //!
 //! Only where AVX-512 was detected at run time (`Panels` holds the proof) and for f32 sets;
 //! elsewhere the `gemm` crate's products serve. Where AMX is granted too (`amx.rs`), both
-//! products run on its tiles in bf16x3 instead, from TILES_MIN_DIM dimensions on, and
+//! products run on its tiles in bf16x3 instead (from the same PANELS_MIN_DIM on), and
 //! `product_error` says how much the GEMM form's rounding bound must grow.
 
 use rayon::prelude::*;
@@ -28,10 +28,10 @@ const TILE_ROWS: usize = 12;
 /// did as well or better on the Xeon (the digits' sampling run, 64 dimensions: median 0.042 ->
 /// 0.046 s with both products on panels; one thread, 64 rows x 4000 points: weighted sums 0.47
 /// against 0.65 ms at 128 dimensions, 1.41 against 1.53 ms at 384), while at 784 (the images,
-/// 32 rows x 10000 points) the panels took 4.3 against 7.3 ms a product.
+/// 32 rows x 10000 points) the panels took 4.3 against 7.3 ms a product. The AMX tiles take
+/// the same threshold: on the digits they ran no faster than the crate (bench medians 0.0428 /
+/// 0.0442 s against 0.0436 / 0.0413 s).
 pub(super) const PANELS_MIN_DIM: usize = 512;
-/// Sets of this many dimensions or more take the AMX tiles where granted.
-pub(super) const TILES_MIN_DIM: usize = 512;
 /// Points per block of the weighted sums: a block of two dimension tiles is 1024 x 32 x 4 B =
 /// 128 KiB, kept in L2 while every row block of the task reads it.
 const SUM_BLOCK: usize = 1024;
@@ -81,23 +81,27 @@ impl Panels {
     /// Packs the set's centred rows; `None` where AVX-512F is not detected, `T` is not f32 or
     /// the set has fewer than PANELS_MIN_DIM dimensions.
     pub fn new<T: Real>(ops: &GemmOperands<T>, n: usize, dim: usize) -> Option<Panels> {
-        if dim < PANELS_MIN_DIM.min(TILES_MIN_DIM) {
+        if dim < PANELS_MIN_DIM {
             return None;
         }
         let avx512 = Avx512::detect()?;
         let centred = T::as_f32(&ops.centred)?;
         #[cfg(target_arch = "x86_64")]
-        if dim >= TILES_MIN_DIM
-            && let Some(amx) = super::amx::Amx::detect()
-        {
+        if let Some(amx) = super::amx::Amx::detect() {
             return Some(Panels::pack_tiles(centred, n, dim, avx512, amx));
         }
-        (dim >= PANELS_MIN_DIM).then(|| Panels::pack(centred, n, dim, avx512))
+        Some(Panels::pack(centred, n, dim, avx512))
     }
 
-    /// Whether a set of `dim` dimensions can get panels (on some machine).
-    pub fn may_pack(dim: usize) -> bool {
-        dim >= PANELS_MIN_DIM.min(TILES_MIN_DIM)
+    /// From how many dimensions on f32 sets' products run on AMX tiles on this machine (the
+    /// machines `new` packs tiles on); None where they never do.
+    pub fn tiles_from() -> Option<usize> {
+        Avx512::detect()?;
+        #[cfg(target_arch = "x86_64")]
+        if super::amx::Amx::detect().is_some() {
+            return Some(PANELS_MIN_DIM);
+        }
+        None
     }
 
     #[cfg(target_arch = "x86_64")]
