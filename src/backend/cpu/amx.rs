@@ -379,30 +379,45 @@ impl Tiles {
     /// terms into their own (tmm4, tmm5): the main sum then rounds as an f32 product of D terms
     /// would, and the small cross terms' roundings stay at their own scale.
     ///
+    /// The order is the point: a tile product waits for the last one into its accumulator, and
+    /// a tile load for the products still reading its register, so the two products into one
+    /// cross accumulator are kept apart and each B1 tile is loaded as soon as its register is
+    /// read. In program order a step cost ~490 cycles, in this one ~330 (logits 64 x 10000 x
+    /// 784: 6.2 -> 4.2 ms on one thread). Each accumulator sums in the same order.
+    ///
     /// Safety: as `multiply`.
     #[inline(always)]
     unsafe fn multiply_split(&self, a: *const u16, b0: *const u16, b1: Option<*const u16>) {
         unsafe {
-            asm!(
-                "tileloadd tmm2, [{a} + {sb}*1]",
-                "tileloadd tmm3, [{a} + {sb}*1 + 1024]",
-                "tileloadd tmm6, [{b} + {sb}*1]",
-                "tileloadd tmm7, [{b} + {sb}*1 + 1024]",
-                "tdpbf16ps tmm0, tmm2, tmm6",
-                "tdpbf16ps tmm4, tmm2, tmm7",
-                "tdpbf16ps tmm4, tmm3, tmm6",
-                a = in(reg) a,
-                b = in(reg) b0, sb = in(reg) 64usize,
-                options(nostack, readonly)
-            );
             if let Some(b1) = b1 {
                 asm!(
+                    "tileloadd tmm2, [{a} + {sb}*1]",
+                    "tileloadd tmm7, [{b} + {sb}*1 + 1024]",
+                    "tileloadd tmm6, [{b} + {sb}*1]",
+                    "tileloadd tmm3, [{a} + {sb}*1 + 1024]",
+                    "tdpbf16ps tmm4, tmm2, tmm7",
+                    "tdpbf16ps tmm0, tmm2, tmm6",
+                    "tileloadd tmm7, [{c} + {sb}*1 + 1024]",
+                    "tdpbf16ps tmm4, tmm3, tmm6",
+                    "tdpbf16ps tmm5, tmm2, tmm7",
+                    "tileloadd tmm6, [{c} + {sb}*1]",
+                    "tdpbf16ps tmm1, tmm2, tmm6",
+                    "tdpbf16ps tmm5, tmm3, tmm6",
+                    a = in(reg) a,
+                    b = in(reg) b0, c = in(reg) b1, sb = in(reg) 64usize,
+                    options(nostack, readonly)
+                );
+            } else {
+                asm!(
+                    "tileloadd tmm2, [{a} + {sb}*1]",
+                    "tileloadd tmm3, [{a} + {sb}*1 + 1024]",
                     "tileloadd tmm6, [{b} + {sb}*1]",
                     "tileloadd tmm7, [{b} + {sb}*1 + 1024]",
-                    "tdpbf16ps tmm1, tmm2, tmm6",
-                    "tdpbf16ps tmm5, tmm2, tmm7",
-                    "tdpbf16ps tmm5, tmm3, tmm6",
-                    b = in(reg) b1, sb = in(reg) 64usize,
+                    "tdpbf16ps tmm0, tmm2, tmm6",
+                    "tdpbf16ps tmm4, tmm2, tmm7",
+                    "tdpbf16ps tmm4, tmm3, tmm6",
+                    a = in(reg) a,
+                    b = in(reg) b0, sb = in(reg) 64usize,
                     options(nostack, readonly)
                 );
             }
@@ -410,32 +425,42 @@ impl Tiles {
     }
 
     /// tmm0 += A . B0 and, with `b1`, tmm1 += A . B1, in bf16x3: each operand a head tile and
-    /// its tail tile (1 KiB each, contiguous).
+    /// its tail tile (1 KiB each, contiguous). The two accumulators' products alternate, so
+    /// neither waits on its own last one (as in `multiply_split`).
     ///
     /// Safety: 2 KiB at a and b0 (and at b1 if given).
     #[inline(always)]
     unsafe fn multiply(&self, a: *const u16, b0: *const u16, b1: Option<*const u16>) {
         unsafe {
-            asm!(
-                "tileloadd tmm2, [{a} + {sb}*1]",
-                "tileloadd tmm3, [{a} + {sb}*1 + 1024]",
-                "tileloadd tmm4, [{b} + {sb}*1]",
-                "tileloadd tmm5, [{b} + {sb}*1 + 1024]",
-                "tdpbf16ps tmm0, tmm2, tmm4",
-                "tdpbf16ps tmm0, tmm2, tmm5",
-                "tdpbf16ps tmm0, tmm3, tmm4",
-                a = in(reg) a,
-                b = in(reg) b0, sb = in(reg) 64usize,
-                options(nostack, readonly)
-            );
             if let Some(b1) = b1 {
                 asm!(
-                    "tileloadd tmm6, [{b} + {sb}*1]",
-                    "tileloadd tmm7, [{b} + {sb}*1 + 1024]",
+                    "tileloadd tmm2, [{a} + {sb}*1]",
+                    "tileloadd tmm4, [{b} + {sb}*1]",
+                    "tileloadd tmm6, [{c} + {sb}*1]",
+                    "tileloadd tmm5, [{b} + {sb}*1 + 1024]",
+                    "tdpbf16ps tmm0, tmm2, tmm4",
+                    "tileloadd tmm7, [{c} + {sb}*1 + 1024]",
                     "tdpbf16ps tmm1, tmm2, tmm6",
+                    "tileloadd tmm3, [{a} + {sb}*1 + 1024]",
+                    "tdpbf16ps tmm0, tmm2, tmm5",
                     "tdpbf16ps tmm1, tmm2, tmm7",
+                    "tdpbf16ps tmm0, tmm3, tmm4",
                     "tdpbf16ps tmm1, tmm3, tmm6",
-                    b = in(reg) b1, sb = in(reg) 64usize,
+                    a = in(reg) a,
+                    b = in(reg) b0, c = in(reg) b1, sb = in(reg) 64usize,
+                    options(nostack, readonly)
+                );
+            } else {
+                asm!(
+                    "tileloadd tmm2, [{a} + {sb}*1]",
+                    "tileloadd tmm3, [{a} + {sb}*1 + 1024]",
+                    "tileloadd tmm4, [{b} + {sb}*1]",
+                    "tileloadd tmm5, [{b} + {sb}*1 + 1024]",
+                    "tdpbf16ps tmm0, tmm2, tmm4",
+                    "tdpbf16ps tmm0, tmm2, tmm5",
+                    "tdpbf16ps tmm0, tmm3, tmm4",
+                    a = in(reg) a,
+                    b = in(reg) b0, sb = in(reg) 64usize,
                     options(nostack, readonly)
                 );
             }
