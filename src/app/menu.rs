@@ -100,7 +100,8 @@ impl NoiseScopeApp {
                     ui.label(format!("denoiser: {denoiser}"))
                         .on_hover_text("The denoiser this run called (the Denoiser group picks it).");
                     ui.separator();
-                    ui.label(format!("backend: {}", run.backend));
+                    ui.label(format!("backend: {}", short_backend(&run.backend)))
+                        .on_hover_text(format!("The backend this run computed on: {}.", run.backend));
                     ui.separator();
                     let state = match &run.status {
                         RunStatus::Running => format!(
@@ -173,5 +174,43 @@ impl NoiseScopeApp {
             ui.label(format!("frame p95 {p95:.1} ms"))
                 .on_hover_text("95th percentile of the frame CPU time while sampling (eframe: ui, tessellation and the renderer's calls; a software rasteriser's work at the buffer swap is not in it; `noisescope bench-ui` measures whole painted frames).");
         }
+    }
+}
+
+/// Backend descriptions longer than this are cut at their first parenthesis in the status bar (a
+/// GPU adapter's name would wrap the bar and move its buttons); the hover shows the whole text.
+const BACKEND_LABEL_MAX: usize = 28;
+
+/// The status bar's form of a backend description.
+fn short_backend(describe: &str) -> String {
+    if describe.chars().count() <= BACKEND_LABEL_MAX {
+        return describe.to_owned();
+    }
+    let head: String = match describe.find(" (") {
+        Some(at) => describe[..at].to_owned(),
+        None => describe.chars().take(BACKEND_LABEL_MAX).collect(),
+    };
+    let head: String = head.chars().take(BACKEND_LABEL_MAX).collect();
+    format!("{}…", head.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_backend_descriptions_are_cut_for_the_status_bar() {
+        assert_eq!(
+            short_backend("cpu (avx512+amx, 2 threads)"),
+            "cpu (avx512+amx, 2 threads)"
+        );
+        assert_eq!(
+            short_backend("gpu: llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, cpu adapter)"),
+            "gpu: llvmpipe…"
+        );
+        let long = "gpu: NVIDIA H200 with a very long adapter name and no parenthesis";
+        let cut = short_backend(long);
+        assert_eq!(cut.chars().count(), BACKEND_LABEL_MAX + 1);
+        assert!(cut.ends_with('…') && long.starts_with(cut.trim_end_matches('…')));
     }
 }
