@@ -830,22 +830,6 @@ mod avx512 {
         ]
     }
 
-    /// Four 16-byte quarters (at `p[0..4]`) in one register, `p[0]` lowest.
-    ///
-    /// # Safety
-    /// Each pointer is valid for four f32.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    unsafe fn quarters(p: [*const f32; 4]) -> __m512 {
-        // SAFETY: as the caller promises.
-        unsafe {
-            let mut a = _mm512_castps128_ps512(_mm_loadu_ps(p[0]));
-            a = _mm512_insertf32x4::<1>(a, _mm_loadu_ps(p[1]));
-            a = _mm512_insertf32x4::<2>(a, _mm_loadu_ps(p[2]));
-            _mm512_insertf32x4::<3>(a, _mm_loadu_ps(p[3]))
-        }
-    }
-
     /// The table's constants in registers.
     struct Consts {
         base: __m512,
@@ -902,13 +886,50 @@ mod avx512 {
                     base.add(offset[l + 12] as usize).cast(),
                 ]
             };
+            // Whole records two to a register ([z, r] of p[0], then of p[1]), their quarters
+            // sorted by one shuffle each: 4 loads, 2 inserts and 2 shuffles for the two
+            // registers, where four 16-byte quarters each took 2 loads and 6 inserts.
             // SAFETY: a record is eight f32: [ln Z cubic, R cubic].
-            unsafe {
-                z[l] = quarters(p);
-                r[l] = quarters([p[0].add(4), p[1].add(4), p[2].add(4), p[3].add(4)]);
-            }
+            let (front, back) = unsafe { (records(p[0], p[1]), records(p[2], p[3])) };
+            z[l] = _mm512_shuffle_f32x4::<0b10_00_10_00>(front, back);
+            r[l] = _mm512_shuffle_f32x4::<0b11_01_11_01>(front, back);
         }
         (transpose(z), transpose(r))
+    }
+
+    /// The 32-byte records at `a` and `b` in one register, `a`'s lowest.
+    ///
+    /// # Safety
+    /// Each pointer is valid for eight f32.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn records(a: *const f32, b: *const f32) -> __m512 {
+        // SAFETY: as the caller promises.
+        unsafe {
+            let low = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(a)));
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                low,
+                _mm256_castps_pd(_mm256_loadu_ps(b)),
+            ))
+        }
+    }
+
+    /// The `kept` lanes of 16 f32 at `p`, the others 0: a plain load where all are kept (a
+    /// masked one costs a shuffle-port uop besides the load).
+    ///
+    /// # Safety
+    /// The kept lanes at `p` are valid.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn load_kept(kept: __mmask16, p: *const f32) -> __m512 {
+        // SAFETY: as the caller promises.
+        unsafe {
+            if kept == 0xffff {
+                _mm512_loadu_ps(p)
+            } else {
+                _mm512_maskz_loadu_ps(kept, p)
+            }
+        }
     }
 
     /// The lanes of a 16-point register that `left` points still fill (none at 0, all from 16).
@@ -955,23 +976,31 @@ mod avx512 {
                 let d = if STORE {
                     // SAFETY: the kept lanes lie within the `n` values.
                     unsafe {
-                        _mm512_mask_loadu_ps(
-                            _mm512_set1_ps(f32::INFINITY),
-                            kept,
-                            input.add(j0 + at),
-                        )
+                        if kept == 0xffff {
+                            _mm512_loadu_ps(input.add(j0 + at))
+                        } else {
+                            _mm512_mask_loadu_ps(
+                                _mm512_set1_ps(f32::INFINITY),
+                                kept,
+                                input.add(j0 + at),
+                            )
+                        }
                     }
                 } else {
                     // SAFETY: the kept lanes lie within the columns' `n` values.
                     unsafe { row.distances::<DIM>(columns, j0 + at, kept) }
                 };
                 let g = _mm512_sub_ps(d, nearest);
-                let v = _mm512_add_ps(_mm512_max_ps(g, _mm512_setzero_ps()), k.base);
+                // The one pass's distances are never below their own minimum: g >= +0 as is.
+                let g = if STORE {
+                    _mm512_max_ps(g, _mm512_setzero_ps())
+                } else {
+                    g
+                };
+                let v = _mm512_add_ps(g, k.base);
                 let high = _mm512_srl_epi32(_mm512_castps_si512(v), k.shift);
-                let cell = _mm512_min_epu32(
-                    _mm512_sub_epi32(_mm512_max_epu32(high, k.first), k.first),
-                    k.last,
-                );
+                // v >= base >= the table's offset, so high >= first (`lanes` clamps it anyway).
+                let cell = _mm512_min_epu32(_mm512_sub_epi32(high, k.first), k.last);
                 let start = _mm512_min_ps(
                     _mm512_castsi512_ps(_mm512_sll_epi32(high, k.shift)),
                     k.last_start,
@@ -1046,9 +1075,7 @@ mod avx512 {
                     }
                     for c in 0..DIM {
                         // SAFETY: the kept lanes lie within `columns[c]`'s `n` values.
-                        let y = unsafe {
-                            _mm512_maskz_loadu_ps(kept[b], columns[c].wrapping_add(here))
-                        };
+                        let y = unsafe { load_kept(kept[b], columns[c].wrapping_add(here)) };
                         acc[2 + c] = _mm512_fmadd_ps(w, y, acc[2 + c]);
                     }
                 }
@@ -1093,9 +1120,13 @@ mod avx512 {
             let mut d = _mm512_setzero_ps();
             for c in 0..DIM {
                 // SAFETY: as the caller promises.
-                let y = unsafe { _mm512_maskz_loadu_ps(kept, columns[c].wrapping_add(j)) };
+                let y = unsafe { load_kept(kept, columns[c].wrapping_add(j)) };
                 let t = _mm512_sub_ps(_mm512_set1_ps(self.x[c]), y);
                 d = _mm512_fmadd_ps(t, t, d);
+            }
+            if kept == 0xffff && j >= self.lo && j + 16 <= self.hi {
+                // A block inside the span (all but its ends): every lane counts.
+                return d;
             }
             // Point indices fit in u32 (`weigh_and_sum_tabled` checks n).
             let lane = _mm512_add_epi32(
