@@ -17,6 +17,7 @@ use super::layout::{GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks
 use super::log_sum_exp::{
     RowBuckets, bucket_task, exactly_seen, gemm_log_sum_exp_row, grid_from_buckets, ln_of,
 };
+use super::marginal_table::MarginalTable;
 use super::panels::Panels;
 use super::pruned::{Projection, pruned_row};
 use super::real::Real;
@@ -59,7 +60,7 @@ dispatch!(finish_row, finish_row_avx512, finish_row_avx2, finish_row_isa,
      logits: &mut [T]) -> RowMeta);
 dispatch!(weigh_gemm_row, weigh_gemm_row_avx512, weigh_gemm_row_avx2, weigh_gemm_row_isa,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta,
-     weighting: &Weighting, out: &mut [T]) -> RowWeights);
+     weighting: &Weighting, table: Option<&MarginalTable>, out: &mut [T]) -> RowWeights);
 dispatch!(pruned_row, pruned_row_avx512, pruned_row_avx2, pruned_row_isa,
     (set: &PreparedSet<T>, proj: &Projection, x: &[T], span: Span, sigma: f64)
      -> Option<WeightedRow>);
@@ -267,8 +268,11 @@ pub(super) fn gemm_rows<T: Real>(
         return parts.concat();
     }
     let distances = gemm_distances(set, x, rows, span, isa, threads);
+    // Looked up once per call, not per row (the key holds every node).
+    let table = set.marginal.get::<T>(weighting, set.dim);
+    let table = table.as_deref();
     let weigh = |xr: &[T], gaps: &[T], meta: &RowMeta, out: &mut [T]| {
-        weigh_gemm_row_isa(isa, set, xr, span, gaps, meta, weighting, out)
+        weigh_gemm_row_isa(isa, set, xr, span, gaps, meta, weighting, table, out)
     };
     distances.weighted_rows(set, panels_for(set, isa), x, threads, &weigh)
 }

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use super::distances::{explicit_distance, max_signed, min_of, sum_in_f64};
 use super::gemm::{Threads, product, product_transposed};
 use super::layout::{GemmOperands, PreparedSet};
+use super::marginal_table::{MarginalTable, weigh_gaps_tabled};
 use super::panels::Panels;
 use super::real::Real;
 use super::weights::{Reach, weigh_gaps};
@@ -185,10 +186,27 @@ pub(super) fn sparse_sum<T: Real, const FMA: bool>(
     (acc.iter().map(|v| v.to_f64()).collect(), weight_sum)
 }
 
+/// Gaps -> weights in place (NAG's marginal through `table` where there is one); returns Z.
+#[inline(always)]
+fn weigh<T: Real, const FMA: bool>(
+    gaps: &mut [T],
+    d_min: f64,
+    weighting: &Weighting,
+    dim: usize,
+    table: Option<&MarginalTable>,
+) -> f64 {
+    match table {
+        Some(table) => weigh_gaps_tabled::<T, FMA>(gaps, d_min, table),
+        None => weigh_gaps::<T, FMA>(gaps, d_min, weighting, dim),
+    }
+}
+
 /// One row's weights from its gaps, with the gaps the weighting resolves finer than the product's
 /// bound recomputed by explicit differences; summed at once when sparse, else written to `out`
-/// (the row's slot in the weight matrix, as long as `gaps`).
+/// (the row's slot in the weight matrix, as long as `gaps`). `table`: NAG's marginal tabulated
+/// for `weighting` (`marginal_table.rs`), else its direct sum over the nodes.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
     set: &PreparedSet<T>,
     x: &[T],
@@ -196,6 +214,7 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
     gaps: &[T],
     meta: &RowMeta,
     weighting: &Weighting,
+    table: Option<&MarginalTable>,
     out: &mut [T],
 ) -> RowWeights {
     let dim = set.dim;
@@ -227,7 +246,7 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
             for d in exact.iter_mut() {
                 *d = *d - nearest;
             }
-            let normaliser = weigh_gaps::<T, FMA>(&mut exact, nearest.to_f64(), weighting, dim);
+            let normaliser = weigh::<T, FMA>(&mut exact, nearest.to_f64(), weighting, dim, table);
             let (weighted, weight_sum) =
                 sparse_sum::<T, FMA>(set, span, index.iter().copied().zip(exact.iter().copied()));
             return RowWeights::Summed(WeightedRow {
@@ -243,7 +262,7 @@ pub(super) fn weigh_gemm_row<T: Real, const FMA: bool>(
         d_min = hybrid_gaps::<T, FMA>(set, x, span, out, meta, reach.exact_cut);
     }
     let weights = out;
-    let normaliser = weigh_gaps::<T, FMA>(weights, d_min, weighting, dim);
+    let normaliser = weigh::<T, FMA>(weights, d_min, weighting, dim, table);
     let mut nonzero = 0usize;
     for &w in weights.iter() {
         nonzero += usize::from(w != T::ZERO);

@@ -1,5 +1,5 @@
-//! NAG's marginal weights on low-dimensional data read from a table, not summed over the prior's
-//! nodes point by point.
+//! NAG's marginal weights (f32 sets) read from a table, not summed over the prior's nodes point
+//! by point.
 //!
 //! The marginal weighs point j by w_j = sum_k e^(L_k(d_j) - M) / s_k^m and adds
 //! z_j = sum_k e^(L_k(d_j) - M) to the normaliser, L_k(d) = l_k - D ln s_k - d / (2 s_k^2)
@@ -14,7 +14,9 @@
 //! TABLE_TOLERANCE in ln z and relative in R (so ~2x that in w); a node set that needs
 //! finer cells than 2^-MAX_SUB keeps the direct sum. From the last cell on, the widest node carries
 //! all but LINEAR_SHARE of both sums, so the logs are linear in d: rows whose nearest point lies
-//! there take their weights in gap form (one exp, exact however far the row).
+//! there take their weights in gap form (one exp, exact however far the row). Above TABLE_MAX_DIM
+//! (the digits' 64-D, ~13-18 active nodes a point, one exp each) the GEMM form's weights read the
+//! table too, with ln Z's levels stored less a slope in the cell index (`MarginalTable::slope`).
 //!
 //! The kernels compiled for AVX2 read the table with AVX2 + FMA intrinsics (`avx2`), eight points
 //! at a time: two 16-byte loads per point's record and an in-register transpose in place of
@@ -28,9 +30,8 @@ use super::layout::LANES;
 use super::real::Real;
 use crate::backend::Weighting;
 
-/// Data of up to this many dimensions read NAG's marginal from a table (in more, the node
-/// posterior is narrow, few nodes per point are summed, and ln Z(d) grows with D ln s, which
-/// the f32 table would hold less exactly).
+/// Data of up to this many dimensions take NAG's one-pass sums, and their tables store ln Z's
+/// levels as they are; above it ln Z(d) grows with D ln s, and its levels are stored sloped.
 pub(super) const TABLE_MAX_DIM: usize = 3;
 /// The largest interpolation error allowed in ln z and relative in R: ~1e-6 in each weight, the
 /// order of the direct sum's own f32 rounding (exp < 4e-7, d / 2 s^2 to eps (CUTOFF + offset)).
@@ -60,6 +61,8 @@ struct Nodes {
     scale: Vec<f64>,
     /// The node of the largest sigma (smallest c).
     widest: usize,
+    /// The data's dimension (above TABLE_MAX_DIM the table's levels are stored sloped).
+    dim: usize,
 }
 
 impl Nodes {
@@ -120,6 +123,12 @@ pub(super) struct MarginalTable {
     /// Per cell, the cubic's coefficients in s = v - cell start, for ln Z then for R = W / Z:
     /// one 32-byte record, read by one load (vector gathers are slow on this class of CPU).
     cells: Vec<[f32; 8]>,
+    /// ln Z's level in cell i is stored as ln Z + `slope` i - `level`: in D dimensions ln Z falls
+    /// by ~(D/2) ln 2 an octave, and in f32 its raw values (|ln Z| ~ D ln s) would lose ~1e-5.
+    /// A multiple of 2^-12 (so `slope` times a cell count is exact in f32); 0 up to
+    /// TABLE_MAX_DIM dimensions (those tables' bits as they were).
+    slope: f32,
+    level: f64,
     nodes: Nodes,
     /// The largest interpolation error measured, in ln z or relative in R (read by the tests).
     #[cfg_attr(not(test), allow(dead_code))]
@@ -144,6 +153,7 @@ impl MarginalTable {
             c: sigmas.iter().map(|s| 1.0 / (2.0 * s * s)).collect(),
             scale: sigmas.iter().map(|s| s.powi(-power)).collect(),
             widest,
+            dim,
         };
         if nodes.a.iter().chain(&nodes.c).any(|v| !v.is_finite()) {
             return None;
@@ -165,7 +175,10 @@ impl MarginalTable {
         let start = |i: u32| f64::from(f32::from_bits((first + i) << shift));
         let mut z: [Vec<f32>; 4] = Default::default();
         let mut ratio: [Vec<f32>; 4] = Default::default();
+        // ln Z's levels in f64, stored once the table's range (and so `level`) is known.
+        let mut levels: Vec<f64> = Vec::new();
         let mut push = |cz: [f64; 4], cr: [f64; 4]| {
+            levels.push(cz[0]);
             for q in 0..4 {
                 z[q].push(cz[q] as f32);
                 ratio[q].push(cr[q] as f32);
@@ -201,9 +214,37 @@ impl MarginalTable {
             max_error = max_error
                 .max((horner(&cz, h / 2.0) - mid.z).abs())
                 .max((horner(&cr, h / 2.0) / r_of(&mid).0 - 1.0).abs());
+            if max_error > TABLE_TOLERANCE {
+                // Finer cells, or the direct sum: no need to build the rest.
+                return None;
+            }
             push(cz, cr);
             at = next;
             i += 1;
+        }
+        // Above TABLE_MAX_DIM: ln Z's levels less their fall of ~(D/2) ln 2 an octave, centred.
+        let slope = if nodes.dim > TABLE_MAX_DIM {
+            let per_cell = nodes.dim as f64 / 2.0 * std::f64::consts::LN_2 / f64::from(1u32 << sub);
+            ((per_cell * 4096.0).round() / 4096.0) as f32
+        } else {
+            0.0
+        };
+        let level = if slope == 0.0 {
+            0.0
+        } else {
+            let flat = levels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| l + f64::from(slope) * i as f64);
+            let (lo, hi) = flat.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+            (lo + hi) / 2.0
+        };
+        if slope != 0.0 {
+            for (i, (stored, l)) in z[0].iter_mut().zip(&levels).enumerate() {
+                *stored = (l + f64::from(slope) * i as f64 - level) as f32;
+            }
         }
         let cells: Vec<[f32; 8]> = (0..z[0].len())
             .map(|i| {
@@ -227,11 +268,14 @@ impl MarginalTable {
             offset,
             last_start: start(i) as f32,
             cells,
+            slope,
+            level,
             nodes: Nodes {
                 a: Vec::new(),
                 c: Vec::new(),
                 scale: Vec::new(),
                 widest: 0,
+                dim: 0,
             },
             max_error,
         })
@@ -247,13 +291,28 @@ impl MarginalTable {
     /// in the last cell, whose rows take the gap form.
     #[inline(always)]
     fn lookup(&self, d_min: f64, top: f64) -> Option<Lookup<'_>> {
-        (d_min + f64::from(self.offset) < f64::from(self.last_start)).then_some(Lookup {
+        if d_min + f64::from(self.offset) >= f64::from(self.last_start) {
+            return None;
+        }
+        let base = (d_min + f64::from(self.offset)) as f32;
+        // The cell of the row's nearest point: its points' cells are this one or later.
+        let ref_cell = ((base.to_bits() >> self.shift).max(self.first) - self.first).min(self.last);
+        // ln z - M = (stored level + cubic - slope (cell - ref_cell)) - (M - level + slope
+        // ref_cell): both terms of the size of the row's own range of ln z.
+        let top = if self.slope == 0.0 {
+            top
+        } else {
+            top - self.level + f64::from(self.slope) * f64::from(ref_cell)
+        };
+        Some(Lookup {
             shift: self.shift,
             first: self.first,
             last: self.last,
             last_start: self.last_start,
-            base: (d_min + f64::from(self.offset)) as f32,
+            base,
             top: top as f32,
+            slope: self.slope,
+            ref_cell,
             cells: &self.cells,
         })
     }
@@ -275,9 +334,12 @@ struct Lookup<'a> {
     first: u32,
     last: u32,
     last_start: f32,
-    /// v at the row's nearest point, and its top logit.
+    /// v at the row's nearest point, and its top logit (less the table's level).
     base: f32,
     top: f32,
+    /// The table's `slope`, and the cell of `base`, from which a point's cell count is taken.
+    slope: f32,
+    ref_cell: u32,
     cells: &'a [[f32; 8]],
 }
 
@@ -313,7 +375,9 @@ impl Lookup<'_> {
                     c[q],
                 )
             };
-            let e_z = Real::exp(cubic(0) - self.top);
+            // The stored level's slope undone from the row's own cell: an exact product.
+            let steps = (cell[l] as u32).saturating_sub(self.ref_cell) as f32;
+            let e_z = Real::exp((-self.slope).fused::<FMA>(steps, cubic(0)) - self.top);
             // A select, not a product: outside, the cubics are NaN (inf x 0).
             let e_w = e_z * cubic(4);
             z[l] = if inside[l] { e_z } else { 0.0 };
@@ -570,6 +634,9 @@ mod avx2 {
         first: __m256i,
         last: __m256i,
         last_start: __m256,
+        /// The levels' slope (None: 0, nothing to undo) and the row's reference cell.
+        slope: Option<__m256>,
+        ref_cell: __m256i,
         /// The records, `last + 1` of eight f32 each.
         records: *const f32,
     }
@@ -617,7 +684,13 @@ mod avx2 {
                 c[0],
             )
         };
-        let e_z = exp8(_mm256_sub_ps(cubic(z), k.top));
+        let mut level = cubic(z);
+        if let Some(slope) = k.slope {
+            // The stored level's slope undone from the row's own cell (`Lookup::lanes`).
+            let steps = _mm256_cvtepi32_ps(_mm256_sub_epi32(cell, k.ref_cell));
+            level = _mm256_fnmadd_ps(slope, steps, level);
+        }
+        let e_z = exp8(_mm256_sub_ps(level, k.top));
         let e_w = _mm256_mul_ps(e_z, cubic(r));
         // A select, not a product: outside, the cubics are NaN (inf x 0).
         (_mm256_and_ps(inside, e_w), _mm256_and_ps(inside, e_z))
@@ -636,6 +709,8 @@ mod avx2 {
             first: _mm256_set1_epi32(lookup.first as i32),
             last: _mm256_set1_epi32(lookup.last as i32),
             last_start: _mm256_set1_ps(lookup.last_start),
+            slope: (lookup.slope != 0.0).then(|| _mm256_set1_ps(lookup.slope)),
+            ref_cell: _mm256_set1_epi32(lookup.ref_cell as i32),
             records: lookup.cells.as_ptr().cast(),
         };
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
@@ -755,22 +830,6 @@ mod avx512 {
         ]
     }
 
-    /// Four 16-byte quarters (at `p[0..4]`) in one register, `p[0]` lowest.
-    ///
-    /// # Safety
-    /// Each pointer is valid for four f32.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    unsafe fn quarters(p: [*const f32; 4]) -> __m512 {
-        // SAFETY: as the caller promises.
-        unsafe {
-            let mut a = _mm512_castps128_ps512(_mm_loadu_ps(p[0]));
-            a = _mm512_insertf32x4::<1>(a, _mm_loadu_ps(p[1]));
-            a = _mm512_insertf32x4::<2>(a, _mm_loadu_ps(p[2]));
-            _mm512_insertf32x4::<3>(a, _mm_loadu_ps(p[3]))
-        }
-    }
-
     /// The table's constants in registers.
     struct Consts {
         base: __m512,
@@ -779,6 +838,9 @@ mod avx512 {
         first: __m512i,
         last: __m512i,
         last_start: __m512,
+        /// The levels' slope (0 where the table has none) and the row's reference cell.
+        slope: __m512,
+        ref_cell: __m512i,
         /// The records, `last + 1` of eight f32 each.
         records: *const f32,
     }
@@ -794,6 +856,8 @@ mod avx512 {
                 first: _mm512_set1_epi32(lookup.first as i32),
                 last: _mm512_set1_epi32(lookup.last as i32),
                 last_start: _mm512_set1_ps(lookup.last_start),
+                slope: _mm512_set1_ps(lookup.slope),
+                ref_cell: _mm512_set1_epi32(lookup.ref_cell as i32),
                 records: lookup.cells.as_ptr().cast(),
             }
         }
@@ -822,13 +886,50 @@ mod avx512 {
                     base.add(offset[l + 12] as usize).cast(),
                 ]
             };
+            // Whole records two to a register ([z, r] of p[0], then of p[1]), their quarters
+            // sorted by one shuffle each: 4 loads, 2 inserts and 2 shuffles for the two
+            // registers, where four 16-byte quarters each took 2 loads and 6 inserts.
             // SAFETY: a record is eight f32: [ln Z cubic, R cubic].
-            unsafe {
-                z[l] = quarters(p);
-                r[l] = quarters([p[0].add(4), p[1].add(4), p[2].add(4), p[3].add(4)]);
-            }
+            let (front, back) = unsafe { (records(p[0], p[1]), records(p[2], p[3])) };
+            z[l] = _mm512_shuffle_f32x4::<0b10_00_10_00>(front, back);
+            r[l] = _mm512_shuffle_f32x4::<0b11_01_11_01>(front, back);
         }
         (transpose(z), transpose(r))
+    }
+
+    /// The 32-byte records at `a` and `b` in one register, `a`'s lowest.
+    ///
+    /// # Safety
+    /// Each pointer is valid for eight f32.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn records(a: *const f32, b: *const f32) -> __m512 {
+        // SAFETY: as the caller promises.
+        unsafe {
+            let low = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(a)));
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                low,
+                _mm256_castps_pd(_mm256_loadu_ps(b)),
+            ))
+        }
+    }
+
+    /// The `kept` lanes of 16 f32 at `p`, the others 0: a plain load where all are kept (a
+    /// masked one costs a shuffle-port uop besides the load).
+    ///
+    /// # Safety
+    /// The kept lanes at `p` are valid.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn load_kept(kept: __mmask16, p: *const f32) -> __m512 {
+        // SAFETY: as the caller promises.
+        unsafe {
+            if kept == 0xffff {
+                _mm512_loadu_ps(p)
+            } else {
+                _mm512_maskz_loadu_ps(kept, p)
+            }
+        }
     }
 
     /// The lanes of a 16-point register that `left` points still fill (none at 0, all from 16).
@@ -851,7 +952,7 @@ mod avx512 {
     /// Where STORE, `input` is valid for reading and writing `n` f32; otherwise
     /// `columns[..DIM]` are each valid for `n` f32; `k.records` holds `last + 1` records.
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    unsafe fn pass<const DIM: usize, const STORE: bool>(
+    unsafe fn pass<const DIM: usize, const STORE: bool, const SLOPED: bool>(
         k: &Consts,
         input: *mut f32,
         n: usize,
@@ -863,6 +964,8 @@ mod avx512 {
         let mut acc = [_mm512_setzero_ps(); 2 + super::TABLE_MAX_DIM];
         let mut offsets = [0u32; CHUNK];
         let mut within = [0.0f32; CHUNK];
+        // SLOPED: each point's cells past the row's reference cell, as f32.
+        let mut steps = [0.0f32; CHUNK];
         let mut j0 = 0;
         while j0 < n {
             let len = CHUNK.min(n - j0);
@@ -873,23 +976,31 @@ mod avx512 {
                 let d = if STORE {
                     // SAFETY: the kept lanes lie within the `n` values.
                     unsafe {
-                        _mm512_mask_loadu_ps(
-                            _mm512_set1_ps(f32::INFINITY),
-                            kept,
-                            input.add(j0 + at),
-                        )
+                        if kept == 0xffff {
+                            _mm512_loadu_ps(input.add(j0 + at))
+                        } else {
+                            _mm512_mask_loadu_ps(
+                                _mm512_set1_ps(f32::INFINITY),
+                                kept,
+                                input.add(j0 + at),
+                            )
+                        }
                     }
                 } else {
                     // SAFETY: the kept lanes lie within the columns' `n` values.
                     unsafe { row.distances::<DIM>(columns, j0 + at, kept) }
                 };
                 let g = _mm512_sub_ps(d, nearest);
-                let v = _mm512_add_ps(_mm512_max_ps(g, _mm512_setzero_ps()), k.base);
+                // The one pass's distances are never below their own minimum: g >= +0 as is.
+                let g = if STORE {
+                    _mm512_max_ps(g, _mm512_setzero_ps())
+                } else {
+                    g
+                };
+                let v = _mm512_add_ps(g, k.base);
                 let high = _mm512_srl_epi32(_mm512_castps_si512(v), k.shift);
-                let cell = _mm512_min_epu32(
-                    _mm512_sub_epi32(_mm512_max_epu32(high, k.first), k.first),
-                    k.last,
-                );
+                // v >= base >= the table's offset, so high >= first (`lanes` clamps it anyway).
+                let cell = _mm512_min_epu32(_mm512_sub_epi32(high, k.first), k.last);
                 let start = _mm512_min_ps(
                     _mm512_castsi512_ps(_mm512_sll_epi32(high, k.shift)),
                     k.last_start,
@@ -903,6 +1014,12 @@ mod avx512 {
                     );
                     // +inf (outside the span) stays +inf: v - last_start.
                     _mm512_storeu_ps(within.as_mut_ptr().add(at), _mm512_sub_ps(v, start));
+                    if SLOPED {
+                        _mm512_storeu_ps(
+                            steps.as_mut_ptr().add(at),
+                            _mm512_cvtepi32_ps(_mm512_sub_epi32(cell, k.ref_cell)),
+                        );
+                    }
                 }
                 at += 16;
             }
@@ -936,6 +1053,12 @@ mod avx512 {
                         _mm512_fmadd_ps(s[b], _mm512_fmadd_ps(s[b], r[3], r[2]), r[1]),
                         r[0],
                     );
+                    if SLOPED {
+                        // The stored level's slope undone (`Lookup::lanes`).
+                        // SAFETY: here + 16 <= CHUNK.
+                        let steps = unsafe { _mm512_loadu_ps(steps.as_ptr().add(here)) };
+                        cubic_z[b] = _mm512_fnmadd_ps(k.slope, steps, cubic_z[b]);
+                    }
                     cubic_z[b] = _mm512_sub_ps(cubic_z[b], k.top);
                 }
                 let e_z = exp16(cubic_z);
@@ -952,9 +1075,7 @@ mod avx512 {
                     }
                     for c in 0..DIM {
                         // SAFETY: the kept lanes lie within `columns[c]`'s `n` values.
-                        let y = unsafe {
-                            _mm512_maskz_loadu_ps(kept[b], columns[c].wrapping_add(here))
-                        };
+                        let y = unsafe { load_kept(kept[b], columns[c].wrapping_add(here)) };
                         acc[2 + c] = _mm512_fmadd_ps(w, y, acc[2 + c]);
                     }
                 }
@@ -999,9 +1120,13 @@ mod avx512 {
             let mut d = _mm512_setzero_ps();
             for c in 0..DIM {
                 // SAFETY: as the caller promises.
-                let y = unsafe { _mm512_maskz_loadu_ps(kept, columns[c].wrapping_add(j)) };
+                let y = unsafe { load_kept(kept, columns[c].wrapping_add(j)) };
                 let t = _mm512_sub_ps(_mm512_set1_ps(self.x[c]), y);
                 d = _mm512_fmadd_ps(t, t, d);
+            }
+            if kept == 0xffff && j >= self.lo && j + 16 <= self.hi {
+                // A block inside the span (all but its ends): every lane counts.
+                return d;
             }
             // Point indices fit in u32 (`weigh_and_sum_tabled` checks n).
             let lane = _mm512_add_epi32(
@@ -1077,7 +1202,13 @@ mod avx512 {
         // Never read (STORE false).
         let input = std::ptr::null_mut();
         // SAFETY: the first DIM columns hold `n` f32; records as required.
-        let acc = unsafe { pass::<DIM, false>(&k, input, n, d_min, columns, row) };
+        let acc = unsafe {
+            if lookup.slope == 0.0 {
+                pass::<DIM, false, false>(&k, input, n, d_min, columns, row)
+            } else {
+                pass::<DIM, false, true>(&k, input, n, d_min, columns, row)
+            }
+        };
         (
             lanes_in_f64(acc[0]),
             lanes_in_f64(acc[1]),
@@ -1100,8 +1231,14 @@ mod avx512 {
         let none = [std::ptr::null(); super::TABLE_MAX_DIM];
         // The gaps minus 0: themselves, exactly.
         // SAFETY: `gaps` holds `gaps.len()` f32, written in place; records as required.
-        let acc =
-            unsafe { pass::<0, true>(&k, gaps.as_mut_ptr(), gaps.len(), 0.0, none, &Row::NONE) };
+        let acc = unsafe {
+            let (input, n) = (gaps.as_mut_ptr(), gaps.len());
+            if lookup.slope == 0.0 {
+                pass::<0, true, false>(&k, input, n, 0.0, none, &Row::NONE)
+            } else {
+                pass::<0, true, true>(&k, input, n, 0.0, none, &Row::NONE)
+            }
+        };
         lanes_in_f64(acc[0])
     }
 }
@@ -1166,7 +1303,8 @@ impl std::fmt::Debug for MarginalTables {
 
 impl MarginalTables {
     /// The table for `weighting` on `dim`-dimensional data in T, where one serves: NAG's
-    /// marginal, f32 (f64 stays the oracle and sums directly), D <= TABLE_MAX_DIM.
+    /// marginal, f32 (f64 stays the oracle and sums directly); above TABLE_MAX_DIM the GEMM
+    /// form's and the separate passes' weights read it (no one-pass sums).
     pub fn get<T: Real>(&self, weighting: &Weighting, dim: usize) -> Option<Arc<MarginalTable>> {
         let Weighting::Marginal {
             sigmas,
@@ -1176,7 +1314,7 @@ impl MarginalTables {
         else {
             return None;
         };
-        if !T::GEMM_FORM || dim > TABLE_MAX_DIM {
+        if !T::GEMM_FORM {
             return None;
         }
         let key = Key {

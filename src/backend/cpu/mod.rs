@@ -28,8 +28,9 @@
 //!   the distances (a few principal directions) cannot rule out: no product at all.
 //! - `grid.rs` / `expansion.rs` / `fused.rs`: the D <= 3 paths (the grid at small sigma, a
 //!   Taylor expansion about the data's centre at large sigma, else the fused dense pass).
-//! - `marginal_table.rs`: NAG's marginal weights read from a per-node-set table (D <= 3, f32;
-//!   AVX2 + FMA intrinsics in the kernels' AVX2 and AVX-512 copies, a plain loop otherwise).
+//! - `marginal_table.rs`: NAG's marginal weights read from a per-node-set table (f32; one-pass
+//!   sums for D <= 3; AVX2 + FMA intrinsics in the kernels' AVX2 and AVX-512 copies, a plain loop
+//!   otherwise).
 //! - `log_sum_exp.rs`: the noise posterior's log-sum-exp on sigma grids, over bucketed gaps.
 //! - `dispatch.rs`: the ISA detection, the target-feature copies and the parallel entry points.
 
