@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::cache::batch_fingerprint;
 use super::expansion::expanded_rows;
-use super::fused::{FUSED_MAX_DIM, fused_softmax_task, nearest_task};
+use super::fused::{FUSED_MAX_DIM, fused_softmax_task};
 use super::gemm::Threads;
 use super::gemm_form::{
     RowMeta, RowWeights, SpanDistances, finish_row, recompute_limit, weigh_gemm_row,
@@ -20,6 +20,7 @@ use super::log_sum_exp::{
 use super::panels::Panels;
 use super::pruned::{Projection, pruned_row};
 use super::real::Real;
+use super::tiles::{Tiles, tiles_for, tiles_nearest_task, tiles_softmax_task};
 use super::weighted::weighted_rows_task;
 use super::weights::Reach;
 use crate::backend::{GridRow, Span, WeightedRow, Weighting};
@@ -67,8 +68,10 @@ dispatch!(grid_row, grid_row_avx512, grid_row_avx2, grid_row_isa,
     (grid: &Grid<T>, rows: &[T], span: Span, x: &[T], weighting: &Weighting) -> WeightedRow);
 dispatch!(fused_softmax_task, fused_softmax_avx512, fused_softmax_avx2, fused_softmax_task_isa,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, sigma: f64) -> Vec<WeightedRow>);
-dispatch!(nearest_task, nearest_avx512, nearest_avx2, nearest_task_isa,
-    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span) -> Vec<T>);
+dispatch!(tiles_softmax_task, tiles_softmax_avx512, tiles_softmax_avx2, tiles_softmax_task_isa,
+    (tiles: &Tiles<T>, x: &[T], rows: &[usize], sigma: f64) -> Vec<WeightedRow>);
+dispatch!(tiles_nearest_task, tiles_nearest_avx512, tiles_nearest_avx2, tiles_nearest_task_isa,
+    (tiles: &Tiles<T>, x: &[T], rows: &[usize]) -> Vec<T>);
 dispatch!(gemm_log_sum_exp_row, gemm_lse_row_avx512, gemm_lse_row_avx2, gemm_log_sum_exp_row_isa,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta, coarse: &[f64],
      coarse_ln: &[f64], fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> (GridRow, RowBuckets<T>));
@@ -135,7 +138,8 @@ pub enum Path {
     Gemm,
     /// A uniform grid over the span, explicit differences to the points within reach (D <= 3);
     /// where the reach covers too much of the data to prune (large sigma), the Taylor expansion
-    /// (`expansion.rs`, f32 sets) for the rows it bounds, the fused dense kernel for the others.
+    /// (`expansion.rs`, f32 sets) for the rows it bounds, the tiled blocks (`tiles.rs`) for the
+    /// others.
     Grid,
     /// The fused dense kernel for every row (D <= 3; tests and benches compare it).
     Dense,
@@ -555,7 +559,8 @@ fn fused_softmax_rows<T: Real>(
 }
 
 /// One span's softmax rows by the Taylor expansion where its bound holds, the others through the
-/// fused dense kernel (D <= FUSED_MAX_DIM); `None` for other weightings.
+/// span's tiled blocks (D <= FUSED_MAX_DIM, `tiles.rs`: the fused kernel's arithmetic on the
+/// blocks within reach); `None` for other weightings.
 fn expanded_or_fused_rows<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
@@ -565,12 +570,15 @@ fn expanded_or_fused_rows<T: Real>(
     isa: Isa,
 ) -> Option<Vec<WeightedRow>> {
     let sigma = low_dim_softmax(set, weighting)?;
+    let tiles = &tiles_for(set, span);
     let nearest = |rows: &[usize]| -> Vec<T> {
-        in_row_tasks(rows, |rows| nearest_task_isa(isa, set, x, rows, span))
+        in_row_tasks(rows, |rows| tiles_nearest_task_isa(isa, tiles, x, rows))
     };
     let expanded = expanded_rows(set, x, rows, span, sigma, &nearest);
     Some(with_rest_from(rows, expanded, |rest| {
-        fused_softmax_rows(set, x, rest, span, sigma, isa)
+        in_row_tasks(rest, |rows| {
+            tiles_softmax_task_isa(isa, tiles, x, rows, sigma)
+        })
     }))
 }
 

@@ -9,7 +9,7 @@
 //! GEMM form with the candidates a weighting resolves finely recomputed explicitly (f32,
 //! 16..=1024 dims, the posterior's log-sum-exps included), and for D <= 3 a grid that visits
 //! only the points within reach (or, at large sigma, a Taylor expansion about the data's centre
-//! where its bound holds, else a fused two-pass softmax).
+//! where its bound holds, else a two-pass softmax over the blocks within reach).
 //!
 //! - `real`: the `Real` trait (f32 / f64) with the vectorisable exp polynomials (core::real,
 //!   pure math shared with train/).
@@ -26,8 +26,10 @@
 //!   which softmax batches such calls read again (those skip pruning).
 //! - `pruned.rs`: the softmax at small sigma on GEMM-form sets, from candidates a lower bound on
 //!   the distances (a few principal directions) cannot rule out: no product at all.
-//! - `grid.rs` / `expansion.rs` / `fused.rs`: the D <= 3 paths (the grid at small sigma, a
-//!   Taylor expansion about the data's centre at large sigma, else the fused dense pass).
+//! - `grid.rs` / `expansion.rs` / `tiles.rs` / `fused.rs`: the D <= 3 paths (the grid at small
+//!   sigma, a Taylor expansion about the data's centre at large sigma, else the fused two-pass
+//!   softmax over spatially compact blocks whose boxes are within reach; `fused.rs` is that
+//!   pass over every point, `Path::Dense`).
 //! - `marginal_table.rs`: NAG's marginal weights read from a per-node-set table (D <= 3, f32;
 //!   AVX2 + FMA intrinsics in the kernels' AVX2 and AVX-512 copies, a plain loop otherwise).
 //! - `log_sum_exp.rs`: the noise posterior's log-sum-exp on sigma grids, over bucketed gaps.
@@ -51,6 +53,7 @@ mod pruned;
 use crate::core::real;
 #[cfg(test)]
 mod tests;
+mod tiles;
 mod weighted;
 mod weights;
 
