@@ -383,7 +383,7 @@ fn the_gemm_form_matches_explicit_differences_for_nag() {
 }
 
 #[test]
-fn the_grid_matches_brute_force_on_every_toy() {
+fn the_tiles_match_brute_force_on_every_toy() {
     for toy in crate::data::toys::NAMES {
         let set = match crate::data::toys::load(toy, 1500) {
             Ok(crate::data::Source::Empirical(set)) => set,
@@ -408,9 +408,9 @@ fn the_grid_matches_brute_force_on_every_toy() {
                 let weighting = Weighting::Softmax { sigma };
                 let reference =
                     brute_rows(&values[span.start * dim..span.end * dim], dim, &x, sigma);
-                let grid =
-                    weighted_rows_on(&exact, &x, &spans, &weighting, Isa::detect(), Path::Grid);
-                let (d, sum) = errors(&grid, &reference, scale);
+                let tiled =
+                    weighted_rows_on(&exact, &x, &spans, &weighting, Isa::detect(), Path::Tiles);
+                let (d, sum) = errors(&tiled, &reference, scale);
                 assert!(
                     d <= 1e-12 && sum <= 1e-12,
                     "{toy} f64 sigma {sigma}: {d:e} / {sum:e}"
@@ -427,7 +427,7 @@ fn the_grid_matches_brute_force_on_every_toy() {
                         )
                     })
                     .collect();
-                let (d, sum) = errors(&on(Path::Grid), &between, scale);
+                let (d, sum) = errors(&on(Path::Tiles), &between, scale);
                 // The same weights; only the order of the sums differs.
                 assert!(
                     d <= 2e-6 && sum <= 2e-6,
@@ -438,7 +438,7 @@ fn the_grid_matches_brute_force_on_every_toy() {
     }
 }
 
-/// The fused dense softmax (`Path::Dense`; `Path::Grid`'s tiled blocks use its arithmetic) recomputes the
+/// The fused dense softmax (`Path::Dense`; `Path::Tiles`'s tiled blocks use its arithmetic) recomputes the
 /// explicit path's distances and sums in the same order: bit for bit the same rows, on whole
 /// sets and on spans that start and end inside a block of LANES points.
 #[test]
