@@ -482,8 +482,8 @@ fn the_fused_softmax_equals_explicit_differences_bit_for_bit() {
 
 /// The tiled blocks (`tiles.rs`) skip only blocks whose boxes rule them out: each row's nearest
 /// squared distance is bit for bit the minimum of the explicit distances to every point of the
-/// span, in f32 and f64, with and without FMA, on whole sets and on spans that start and end
-/// inside a block, for rows on (tied) points and far from the data.
+/// span, in f32 and f64, with and without FMA, on whole sets, on spans that start and end
+/// inside a block and on an empty span, for rows on (tied) points and far from the data.
 #[test]
 fn tiled_nearest_distances_equal_the_minimum_over_every_point() {
     fn check<T: Real, const FMA: bool>(
@@ -502,6 +502,7 @@ fn tiled_nearest_distances_equal_the_minimum_over_every_point() {
                 start: 5,
                 end: n - 3,
             },
+            Span { start: 3, end: 3 },
         ] {
             let tiles = tiles::tiles_for(&set, span);
             let tiled = tiles::tiles_nearest_task::<T, FMA>(&tiles, &x, &rows);

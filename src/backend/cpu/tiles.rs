@@ -61,8 +61,10 @@ impl<T: Real> Tiles<T> {
             }
         }
         let mut last_pad = [T::ZERO; LANES];
+        // An empty span has no blocks (and nothing to pad).
+        let last = blocks.saturating_sub(1) * LANES;
         for (l, p) in last_pad.iter_mut().enumerate() {
-            if (blocks - 1) * LANES + l >= n {
+            if last + l >= n {
                 *p = T::INFINITY;
             }
         }
@@ -202,7 +204,8 @@ fn box_bounds<T: Real, const FMA: bool, const D: usize>(
     least
 }
 
-/// Which blocks of group `g` have a lower bound of at most `limit`, one bit each.
+/// Which blocks of group `g` have a lower bound of at most `limit` (finite: see `finite`), one
+/// bit each.
 #[inline(always)]
 fn blocks_within<T: Real>(lower: &[T], g: usize, limit: T) -> u32 {
     let group = &lower[g * LANES..(g + 1) * LANES];
@@ -211,6 +214,14 @@ fn blocks_within<T: Real>(lower: &[T], g: usize, limit: T) -> u32 {
         bits |= ((v <= limit) as u32) << l;
     }
     bits
+}
+
+/// The limit at most the largest finite value: the blocks past the data (infinite bounds) are
+/// never taken, and a block whose bound is infinite has only infinite distances, which neither
+/// lower the nearest one nor carry weight.
+#[inline(always)]
+fn finite<T: Real>(limit: T) -> T {
+    limit.min(T::MAX)
 }
 
 /// The padding of block `b` (the last block's), if any.
@@ -227,7 +238,7 @@ fn nearest<T: Real, const FMA: bool, const D: usize>(
     lower: &mut [T],
 ) -> T {
     let upper = box_bounds::<T, FMA, D>(tiles, x, lower);
-    let limit = T::from_f64(upper.to_f64() * (1.0 + SLACK));
+    let limit = finite(T::from_f64(upper.to_f64() * (1.0 + SLACK)));
     let mut mins = [T::INFINITY; LANES];
     // Loops, not closures: a closure is compiled without the kernel's target features.
     for g in 0..tiles.groups {
@@ -260,7 +271,9 @@ fn softmax_row<T: Real, const FMA: bool, const D: usize>(
     let c = T::from_f64(-1.0 / (2.0 * sigma * sigma));
     let cut = T::from_f64(2.0 * sigma * sigma * T::CUTOFF);
     // A block whose box is beyond the cutoff (with slack) has only zero weights.
-    let limit = T::from_f64((d_min.to_f64() + cut.to_f64()) * (1.0 + 2.0 * SLACK));
+    let limit = finite(T::from_f64(
+        (d_min.to_f64() + cut.to_f64()) * (1.0 + 2.0 * SLACK),
+    ));
     let mut sums = [T::ZERO; LANES];
     let mut moments = [[T::ZERO; LANES]; D];
     for g in 0..tiles.groups {
