@@ -16,6 +16,8 @@ pub trait Real:
     const ZERO: Self;
     const ONE: Self;
     const INFINITY: Self;
+    /// The largest finite value.
+    const MAX: Self;
     /// Below -UNDERFLOW, exp() is treated as exactly 0 (e^-80 relative to the nearest point's 1).
     const UNDERFLOW: f64;
     /// Weights below e^-CUTOFF of a row's largest are left out of its sums (their total is below
@@ -47,6 +49,7 @@ impl Real for f32 {
     const ZERO: f32 = 0.0;
     const ONE: f32 = 1.0;
     const INFINITY: f32 = f32::INFINITY;
+    const MAX: f32 = f32::MAX;
     const UNDERFLOW: f64 = 80.0;
     const CUTOFF: f64 = 40.0;
     const EPSILON: f64 = f32::EPSILON as f64 / 2.0;
@@ -104,6 +107,7 @@ impl Real for f64 {
     const ZERO: f64 = 0.0;
     const ONE: f64 = 1.0;
     const INFINITY: f64 = f64::INFINITY;
+    const MAX: f64 = f64::MAX;
     const UNDERFLOW: f64 = 700.0;
     const CUTOFF: f64 = 350.0;
     const EPSILON: f64 = f64::EPSILON / 2.0;

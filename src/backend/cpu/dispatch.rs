@@ -7,12 +7,11 @@ use rayon::prelude::*;
 
 use super::cache::batch_fingerprint;
 use super::expansion::expanded_rows;
-use super::fused::{FUSED_MAX_DIM, fused_softmax_task, nearest_task};
+use super::fused::{FUSED_MAX_DIM, fused_softmax_task};
 use super::gemm::Threads;
 use super::gemm_form::{
     RowMeta, RowWeights, SpanDistances, finish_row, recompute_limit, weigh_gemm_row,
 };
-use super::grid::{GRID_MAX_DIM, Grid, grid_row};
 use super::layout::{GEMM_MAX_DIM, GEMM_MIN_DIM, GemmOperands, PreparedSet, tasks};
 use super::log_sum_exp::{
     RowBuckets, bucket_task, exactly_seen, gemm_log_sum_exp_row, grid_from_buckets, ln_of,
@@ -21,8 +20,8 @@ use super::marginal_table::MarginalTable;
 use super::panels::Panels;
 use super::pruned::{Projection, pruned_row};
 use super::real::Real;
+use super::tiles::{Tiles, tiles_for, tiles_nearest_task, tiles_softmax_task};
 use super::weighted::weighted_rows_task;
-use super::weights::Reach;
 use crate::backend::{GridRow, Span, WeightedRow, Weighting};
 
 macro_rules! dispatch {
@@ -64,12 +63,12 @@ dispatch!(weigh_gemm_row, weigh_gemm_row_avx512, weigh_gemm_row_avx2, weigh_gemm
 dispatch!(pruned_row, pruned_row_avx512, pruned_row_avx2, pruned_row_isa,
     (set: &PreparedSet<T>, proj: &Projection, x: &[T], span: Span, sigma: f64)
      -> Option<WeightedRow>);
-dispatch!(grid_row, grid_row_avx512, grid_row_avx2, grid_row_isa,
-    (grid: &Grid<T>, rows: &[T], span: Span, x: &[T], weighting: &Weighting) -> WeightedRow);
 dispatch!(fused_softmax_task, fused_softmax_avx512, fused_softmax_avx2, fused_softmax_task_isa,
     (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span, sigma: f64) -> Vec<WeightedRow>);
-dispatch!(nearest_task, nearest_avx512, nearest_avx2, nearest_task_isa,
-    (set: &PreparedSet<T>, x: &[T], rows: &[usize], span: Span) -> Vec<T>);
+dispatch!(tiles_softmax_task, tiles_softmax_avx512, tiles_softmax_avx2, tiles_softmax_task_isa,
+    (tiles: &Tiles<T>, x: &[T], rows: &[usize], sigma: f64) -> Vec<WeightedRow>);
+dispatch!(tiles_nearest_task, tiles_nearest_avx512, tiles_nearest_avx2, tiles_nearest_task_isa,
+    (tiles: &Tiles<T>, x: &[T], rows: &[usize]) -> Vec<T>);
 dispatch!(gemm_log_sum_exp_row, gemm_lse_row_avx512, gemm_lse_row_avx2, gemm_log_sum_exp_row_isa,
     (set: &PreparedSet<T>, x: &[T], span: Span, gaps: &[T], meta: &RowMeta, coarse: &[f64],
      coarse_ln: &[f64], fine_of: &dyn Fn(&[f64]) -> Vec<f64>) -> (GridRow, RowBuckets<T>));
@@ -134,21 +133,21 @@ pub enum Path {
     Explicit,
     /// The GEMM form, exact where the weighting needs it (`gemm_form.rs`).
     Gemm,
-    /// A uniform grid over the span, explicit differences to the points within reach (D <= 3);
-    /// where the reach covers too much of the data to prune (large sigma), the Taylor expansion
-    /// (`expansion.rs`, f32 sets) for the rows it bounds, the fused dense kernel for the others.
-    Grid,
+    /// The span in spatially compact blocks with bounding boxes, explicit differences to the
+    /// points of the blocks within reach (D <= 3, `tiles.rs`); at large sigma the Taylor
+    /// expansion (`expansion.rs`, f32 sets) for the rows it bounds.
+    Tiles,
     /// The fused dense kernel for every row (D <= 3; tests and benches compare it).
     Dense,
 }
 
 impl Path {
-    /// The path a set takes by default: the grid for D <= 3, the GEMM form for f32 sets of
+    /// The path a set takes by default: the tiles for D <= 3, the GEMM form for f32 sets of
     /// GEMM_MIN_DIM to GEMM_MAX_DIM dimensions, explicit differences otherwise (and for f64 sets above 3
     /// dimensions, which stay the oracle).
     pub fn for_set<T: Real>(set: &PreparedSet<T>) -> Path {
-        if set.dim <= GRID_MAX_DIM {
-            Path::Grid
+        if set.dim <= FUSED_MAX_DIM {
+            Path::Tiles
         } else if T::GEMM_FORM && (GEMM_MIN_DIM..=GEMM_MAX_DIM).contains(&set.dim) {
             Path::Gemm
         } else {
@@ -192,8 +191,7 @@ pub fn weighted_rows_on<T: Real>(
             Path::Gemm => Some(pruned_or_gemm_rows(
                 set, x, rows, *span, weighting, isa, threads,
             )),
-            Path::Grid => grid_rows(set, x, rows, *span, weighting, isa)
-                .or_else(|| expanded_or_fused_rows(set, x, rows, *span, weighting, isa)),
+            Path::Tiles => expanded_or_tiled_rows(set, x, rows, *span, weighting, isa),
             Path::Dense => fused_rows(set, x, rows, *span, weighting, isa),
             Path::Explicit => None,
         };
@@ -559,8 +557,9 @@ fn fused_softmax_rows<T: Real>(
 }
 
 /// One span's softmax rows by the Taylor expansion where its bound holds, the others through the
-/// fused dense kernel (D <= FUSED_MAX_DIM); `None` for other weightings.
-fn expanded_or_fused_rows<T: Real>(
+/// span's tiled blocks (D <= FUSED_MAX_DIM, `tiles.rs`: the fused kernel's arithmetic on the
+/// blocks within reach); `None` for other weightings.
+fn expanded_or_tiled_rows<T: Real>(
     set: &PreparedSet<T>,
     x: &[T],
     rows: &[usize],
@@ -569,39 +568,16 @@ fn expanded_or_fused_rows<T: Real>(
     isa: Isa,
 ) -> Option<Vec<WeightedRow>> {
     let sigma = low_dim_softmax(set, weighting)?;
+    let tiles = &tiles_for(set, span);
     let nearest = |rows: &[usize]| -> Vec<T> {
-        in_row_tasks(rows, |rows| nearest_task_isa(isa, set, x, rows, span))
+        in_row_tasks(rows, |rows| tiles_nearest_task_isa(isa, tiles, x, rows))
     };
     let expanded = expanded_rows(set, x, rows, span, sigma, &nearest);
     Some(with_rest_from(rows, expanded, |rest| {
-        fused_softmax_rows(set, x, rest, span, sigma, isa)
+        in_row_tasks(rest, |rows| {
+            tiles_softmax_task_isa(isa, tiles, x, rows, sigma)
+        })
     }))
-}
-
-/// One span's rows through a grid; `None` when the weighting reaches too far for a grid to prune
-/// (large sigma, NAG's marginal): the dense path is then as fast.
-fn grid_rows<T: Real>(
-    set: &PreparedSet<T>,
-    x: &[T],
-    rows: &[usize],
-    span: Span,
-    weighting: &Weighting,
-    isa: Isa,
-) -> Option<Vec<WeightedRow>> {
-    if !matches!(weighting, Weighting::Softmax { .. }) {
-        return None;
-    }
-    let reach = Reach::of::<T>(weighting, (0.0, 0.0), set.dim, 0.0);
-    let grid = Grid::new(&set.rows, set.dim, span, reach.gap_cut.sqrt())?;
-    let dim = set.dim;
-    Some(
-        rows.par_iter()
-            .map(|&r| {
-                let xr = &x[r * dim..(r + 1) * dim];
-                grid_row_isa(isa, &grid, &set.rows, span, xr, weighting)
-            })
-            .collect(),
-    )
 }
 
 /// For every query row r: ln sum_j exp(-|x_r - y_j|^2 / (2 s^2)) over its span, for each s of

@@ -82,8 +82,9 @@ fn degree_for(t: f64, max_degree: usize) -> Option<usize> {
     }
     // ln of t^(p+1) e^(2t) / (p+1)!, built up term by term.
     let mut log_bound = 2.0 * t;
+    let ln_t = t.max(f64::MIN_POSITIVE).ln();
     for p in 0..=max_degree {
-        log_bound += (t.max(f64::MIN_POSITIVE)).ln() - ((p + 1) as f64).ln();
+        log_bound += ln_t - ((p + 1) as f64).ln();
         if log_bound <= TOLERANCE.ln() {
             return Some(p);
         }
@@ -117,6 +118,10 @@ fn centre_and_radius<T: Real>(set: &PreparedSet<T>, span: Span) -> ([f64; 3], f6
     (centre, radius2.sqrt())
 }
 
+/// Partial sums per moment over the points: independent lanes, so that the adds are not one
+/// serial chain (its latency bounded the moments' pass).
+const MOMENT_LANES: usize = 8;
+
 /// M_alpha[f] for the first `count` monomials: [count][1 + dim], f = 1 then y_k - c_k.
 fn moments<T: Real>(
     set: &PreparedSet<T>,
@@ -129,11 +134,10 @@ fn moments<T: Real>(
     let dim = set.dim;
     let n = span.len();
     let count = monomials.ends[degree];
-    // Per axis, the columns v_k^a for a <= degree ([axis][a][point]); axes beyond dim are 1.
-    let mut powers = vec![vec![1.0f64; (degree + 1) * n]; 3];
-    // e^(-|v|^2 / 2) and the centred coordinates.
+    // e^(-|v|^2 / 2), the centred coordinates and the scaled ones v = (y - c) / s.
     let mut gauss = vec![0.0f64; n];
     let mut centred = vec![0.0f64; dim * n];
+    let mut scaled = vec![0.0f64; dim * n];
     for (j, p) in set.rows[span.start * dim..span.end * dim]
         .chunks_exact(dim)
         .enumerate()
@@ -143,28 +147,62 @@ fn moments<T: Real>(
             let c = p[k].to_f64() - centre[k];
             centred[k * n + j] = c;
             let v = c / sigma;
+            scaled[k * n + j] = v;
             v2 += v * v;
-            let column = &mut powers[k];
-            for a in 1..=degree {
-                column[a * n + j] = column[(a - 1) * n + j] * v;
-            }
         }
         gauss[j] = (-0.5 * v2).exp();
     }
+    // Per axis, the columns v_k^a for a <= degree ([axis][a][point]), a power at a time (the
+    // same products as point by point); axes beyond dim read one column of ones.
+    let ones = vec![1.0f64; n];
+    let powers: Vec<Vec<f64>> = (0..dim)
+        .map(|k| {
+            let v = &scaled[k * n..(k + 1) * n];
+            let mut column = vec![1.0f64; (degree + 1) * n];
+            for a in 1..=degree {
+                let (before, this) = column.split_at_mut(a * n);
+                let last = &before[(a - 1) * n..];
+                for ((p, &q), &v) in this[..n].iter_mut().zip(last).zip(v) {
+                    *p = q * v;
+                }
+            }
+            column
+        })
+        .collect();
+    let power = |k: usize, a: usize| -> &[f64] {
+        if k < dim {
+            &powers[k][a * n..(a + 1) * n]
+        } else {
+            &ones
+        }
+    };
     let mut out = vec![0.0f64; count * (1 + dim)];
     out.par_chunks_mut(1 + dim)
         .zip(&monomials.alphas[..count])
         .for_each(|(m, alpha)| {
-            let p0 = &powers[0][alpha[0] * n..(alpha[0] + 1) * n];
-            let p1 = &powers[1][alpha[1] * n..(alpha[1] + 1) * n];
-            let p2 = &powers[2][alpha[2] * n..(alpha[2] + 1) * n];
+            let (p0, p1, p2) = (power(0, alpha[0]), power(1, alpha[1]), power(2, alpha[2]));
+            let mut lanes = [[0.0f64; MOMENT_LANES]; 4];
+            let whole = n / MOMENT_LANES * MOMENT_LANES;
+            for at in (0..whole).step_by(MOMENT_LANES) {
+                for l in 0..MOMENT_LANES {
+                    let j = at + l;
+                    let w = p0[j] * p1[j] * p2[j] * gauss[j];
+                    lanes[0][l] += w;
+                    for k in 0..dim {
+                        lanes[1 + k][l] += w * centred[k * n + j];
+                    }
+                }
+            }
             let mut sums = [0.0f64; 4];
-            for j in 0..n {
+            for j in whole..n {
                 let w = p0[j] * p1[j] * p2[j] * gauss[j];
                 sums[0] += w;
                 for k in 0..dim {
                     sums[1 + k] += w * centred[k * n + j];
                 }
+            }
+            for (s, lane) in sums.iter_mut().zip(&lanes) {
+                *s += lane.iter().sum::<f64>();
             }
             m.copy_from_slice(&sums[..1 + dim]);
         });

@@ -1,5 +1,5 @@
-//! The softmax of low-dimensional data (D <= FUSED_MAX_DIM) where every point is in reach (large
-//! sigma: the grid has nothing to prune), fused: per row, one pass over the span finds the nearest
+//! The softmax of low-dimensional data (D <= FUSED_MAX_DIM) over every point of a span (`Path::Dense`;
+//! `tiles.rs` runs the same arithmetic on the blocks within reach), fused: per row, one pass over the span finds the nearest
 //! squared distance, a second recomputes the distances (bit for bit the same: the same operations
 //! in the same order as the explicit path's) and accumulates the weights and weighted sums in
 //! LANES-wide registers. No distance matrix is written.
@@ -31,7 +31,7 @@ fn block_of<'a, T: Real, const D: usize>(
 
 /// Squared distances of one row to one block of points, as the explicit path computes them.
 #[inline(always)]
-fn block_distances<T: Real, const FMA: bool, const D: usize>(
+pub(super) fn block_distances<T: Real, const FMA: bool, const D: usize>(
     x: &[T; D],
     ys: &[&[T; LANES]; D],
     pad: Option<&[T; LANES]>,
@@ -155,38 +155,6 @@ pub(super) fn fused_softmax_task<T: Real, const FMA: bool>(
         2 => fused_rows::<T, FMA, 2>(set, x, rows, span, sigma),
         _ => fused_rows::<T, FMA, 3>(set, x, rows, span, sigma),
     }
-}
-
-/// The nearest squared distance of each of the batch rows `rows` to the span.
-#[inline(always)]
-pub(super) fn nearest_task<T: Real, const FMA: bool>(
-    set: &PreparedSet<T>,
-    x: &[T],
-    rows: &[usize],
-    span: Span,
-) -> Vec<T> {
-    match set.dim {
-        1 => nearest_rows::<T, FMA, 1>(set, x, rows, span),
-        2 => nearest_rows::<T, FMA, 2>(set, x, rows, span),
-        _ => nearest_rows::<T, FMA, 3>(set, x, rows, span),
-    }
-}
-
-#[inline(always)]
-fn nearest_rows<T: Real, const FMA: bool, const D: usize>(
-    set: &PreparedSet<T>,
-    x: &[T],
-    rows: &[usize],
-    span: Span,
-) -> Vec<T> {
-    let columns = columns_of::<T, D>(set);
-    let mut out = Vec::with_capacity(rows.len());
-    for &r in rows {
-        let mut xr = [T::ZERO; D];
-        xr.copy_from_slice(&x[r * D..(r + 1) * D]);
-        out.push(nearest_in_span::<T, FMA, D>(&columns, &xr, span));
-    }
-    out
 }
 
 /// The set's D zero-padded columns.

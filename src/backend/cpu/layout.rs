@@ -7,6 +7,7 @@ use super::marginal_table::MarginalTables;
 use super::panels::{PANELS_MIN_DIM, Panels};
 use super::pruned::Projection;
 use super::real::Real;
+use super::tiles::TileCache;
 
 /// SIMD width the blocked data layout is padded to.
 pub const LANES: usize = 16;
@@ -38,6 +39,8 @@ pub struct PreparedSet<T> {
     pub(super) marginal: MarginalTables,
     /// The noise posterior's last rows, bucketed (its pooled pass reads them again).
     pub(super) buckets: BucketCache<T>,
+    /// Low-dimensional spans in spatially compact blocks (`tiles.rs`), built at first use.
+    pub(super) tiles: TileCache<T>,
 }
 
 /// f32 sets of this many dimensions or more take the distances in GEMM form.
@@ -136,6 +139,7 @@ impl<T: Real> PreparedSet<T> {
             rereads: RereadHistory::default(),
             marginal: MarginalTables::default(),
             buckets: BucketCache::default(),
+            tiles: TileCache::default(),
         }
     }
 

@@ -7,9 +7,9 @@
 //! included. Distances take one of three paths (`Path`): explicit differences (no
 //! |x|^2 - 2 x.y + |y|^2 cancellation, exact at s = 0.002; f64 sets, f32 above 1024 dims), the
 //! GEMM form with the candidates a weighting resolves finely recomputed explicitly (f32,
-//! 16..=1024 dims, the posterior's log-sum-exps included), and for D <= 3 a grid that visits
-//! only the points within reach (or, at large sigma, a Taylor expansion about the data's centre
-//! where its bound holds, else a fused two-pass softmax).
+//! 16..=1024 dims, the posterior's log-sum-exps included), and for D <= 3 spatially compact
+//! blocks of points whose bounding boxes let a row visit only the blocks within reach (or, at
+//! large sigma, a Taylor expansion about the data's centre where its bound holds).
 //!
 //! - `real`: the `Real` trait (f32 / f64) with the vectorisable exp polynomials (core::real,
 //!   pure math shared with train/).
@@ -26,8 +26,9 @@
 //!   which softmax batches such calls read again (those skip pruning).
 //! - `pruned.rs`: the softmax at small sigma on GEMM-form sets, from candidates a lower bound on
 //!   the distances (a few principal directions) cannot rule out: no product at all.
-//! - `grid.rs` / `expansion.rs` / `fused.rs`: the D <= 3 paths (the grid at small sigma, a
-//!   Taylor expansion about the data's centre at large sigma, else the fused dense pass).
+//! - `tiles.rs` / `expansion.rs` / `fused.rs`: the D <= 3 paths (the fused two-pass softmax
+//!   over the k-d blocks whose boxes are within reach, a Taylor expansion about the data's centre
+//!   at large sigma; `fused.rs` is the same pass over every point, `Path::Dense`).
 //! - `marginal_table.rs`: NAG's marginal weights read from a per-node-set table (f32; one-pass
 //!   sums for D <= 3; AVX2 + FMA intrinsics in the kernels' AVX2 and AVX-512 copies, a plain loop
 //!   otherwise).
@@ -43,7 +44,6 @@ mod expansion;
 mod fused;
 pub mod gemm;
 mod gemm_form;
-mod grid;
 mod layout;
 mod log_sum_exp;
 mod marginal_table;
@@ -52,6 +52,7 @@ mod pruned;
 use crate::core::real;
 #[cfg(test)]
 mod tests;
+mod tiles;
 mod weighted;
 mod weights;
 

@@ -383,7 +383,7 @@ fn the_gemm_form_matches_explicit_differences_for_nag() {
 }
 
 #[test]
-fn the_grid_matches_brute_force_on_every_toy() {
+fn the_tiles_match_brute_force_on_every_toy() {
     for toy in crate::data::toys::NAMES {
         let set = match crate::data::toys::load(toy, 1500) {
             Ok(crate::data::Source::Empirical(set)) => set,
@@ -408,9 +408,9 @@ fn the_grid_matches_brute_force_on_every_toy() {
                 let weighting = Weighting::Softmax { sigma };
                 let reference =
                     brute_rows(&values[span.start * dim..span.end * dim], dim, &x, sigma);
-                let grid =
-                    weighted_rows_on(&exact, &x, &spans, &weighting, Isa::detect(), Path::Grid);
-                let (d, sum) = errors(&grid, &reference, scale);
+                let tiled =
+                    weighted_rows_on(&exact, &x, &spans, &weighting, Isa::detect(), Path::Tiles);
+                let (d, sum) = errors(&tiled, &reference, scale);
                 assert!(
                     d <= 1e-12 && sum <= 1e-12,
                     "{toy} f64 sigma {sigma}: {d:e} / {sum:e}"
@@ -427,7 +427,7 @@ fn the_grid_matches_brute_force_on_every_toy() {
                         )
                     })
                     .collect();
-                let (d, sum) = errors(&on(Path::Grid), &between, scale);
+                let (d, sum) = errors(&on(Path::Tiles), &between, scale);
                 // The same weights; only the order of the sums differs.
                 assert!(
                     d <= 2e-6 && sum <= 2e-6,
@@ -438,7 +438,7 @@ fn the_grid_matches_brute_force_on_every_toy() {
     }
 }
 
-/// The fused dense softmax (what `Path::Grid` takes where neither the grid nor the expansion serves) recomputes the
+/// The fused dense softmax (`Path::Dense`; `Path::Tiles`'s tiled blocks use its arithmetic) recomputes the
 /// explicit path's distances and sums in the same order: bit for bit the same rows, on whole
 /// sets and on spans that start and end inside a block of LANES points.
 #[test]
@@ -476,6 +476,61 @@ fn the_fused_softmax_equals_explicit_differences_bit_for_bit() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// The tiled blocks (`tiles.rs`) skip only blocks whose boxes rule them out: each row's nearest
+/// squared distance is bit for bit the minimum of the explicit distances to every point of the
+/// span, in f32 and f64, with and without FMA, on whole sets, on spans that start and end
+/// inside a block and on an empty span, for rows on (tied) points and far from the data.
+#[test]
+fn tiled_nearest_distances_equal_the_minimum_over_every_point() {
+    fn check<T: Real, const FMA: bool>(
+        values: &[f64],
+        n: usize,
+        dim: usize,
+        xs: &[f64],
+        toy: &str,
+    ) {
+        let set = PreparedSet::<T>::new(values, n, dim);
+        let x: Vec<T> = xs.iter().map(|&v| T::from_f64(v)).collect();
+        let rows: Vec<usize> = (0..x.len() / dim).collect();
+        for span in [
+            Span { start: 0, end: n },
+            Span {
+                start: 5,
+                end: n - 3,
+            },
+            Span { start: 3, end: 3 },
+        ] {
+            let tiles = tiles::tiles_for(&set, span);
+            let tiled = tiles::tiles_nearest_task::<T, FMA>(&tiles, &x, &rows);
+            for (&r, &got) in rows.iter().zip(&tiled) {
+                let xr = &x[r * dim..(r + 1) * dim];
+                let mut best = T::INFINITY;
+                for j in span.start..span.end {
+                    let d = distances::explicit_distance::<T, FMA>(
+                        xr,
+                        &set.rows[j * dim..(j + 1) * dim],
+                    );
+                    best = best.min(d);
+                }
+                assert_eq!(got.to_f64(), best.to_f64(), "{toy} span {span:?} row {r}");
+            }
+        }
+    }
+    for toy in crate::data::toys::NAMES {
+        let Ok(crate::data::Source::Empirical(set)) = crate::data::toys::load(toy, 700) else {
+            continue;
+        };
+        let (dim, n) = (set.dim, set.n + 16);
+        let values = with_ties(&set.values, dim);
+        for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
+            let xs = rows_around(&values, dim, sigma, 13);
+            check::<f32, true>(&values, n, dim, &xs, toy);
+            check::<f32, false>(&values, n, dim, &xs, toy);
+            check::<f64, true>(&values, n, dim, &xs, toy);
         }
     }
 }
