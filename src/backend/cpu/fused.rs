@@ -105,39 +105,72 @@ fn softmax_row<T: Real, const FMA: bool, const D: usize>(
     // Pass 1: the nearest squared distance.
     let d_min = nearest_in_span::<T, FMA, D>(columns, x, span);
     // Pass 2: weights and weighted sums.
-    let c = T::from_f64(-1.0 / (2.0 * sigma * sigma));
-    let cut = T::from_f64(2.0 * sigma * sigma * T::CUTOFF);
-    let mut sums = [T::ZERO; LANES];
-    let mut moments = [[T::ZERO; LANES]; D];
+    let mut sums = BlockSums::<T, D>::new(d_min, sigma);
     for b in b0..b1 {
         let Some(ys) = block_of(columns, b) else {
             break;
         };
         let d = block_distances::<T, FMA, D>(x, &ys, edge_pad::<T>(b, span).as_ref());
+        sums.add::<FMA>(&d, &ys);
+    }
+    sums.finish()
+}
+
+/// A row's softmax sums, lane by lane over blocks of LANES points: the weights
+/// exp(-(d - d_min) / 2 sigma^2) within the cutoff and the weighted coordinates.
+pub(super) struct BlockSums<T, const D: usize> {
+    d_min: T,
+    scale: T,
+    /// Gaps above it weigh less than e^-CUTOFF of the nearest point: exactly zero here.
+    pub(super) cut: T,
+    sums: [T; LANES],
+    moments: [[T; LANES]; D],
+}
+
+impl<T: Real, const D: usize> BlockSums<T, D> {
+    #[inline(always)]
+    pub(super) fn new(d_min: T, sigma: f64) -> Self {
+        BlockSums {
+            d_min,
+            scale: T::from_f64(-1.0 / (2.0 * sigma * sigma)),
+            cut: T::from_f64(2.0 * sigma * sigma * T::CUTOFF),
+            sums: [T::ZERO; LANES],
+            moments: [[T::ZERO; LANES]; D],
+        }
+    }
+
+    /// One block's squared distances `d` and coordinates `ys`.
+    #[inline(always)]
+    pub(super) fn add<const FMA: bool>(&mut self, d: &[T; LANES], ys: &[&[T; LANES]; D]) {
         for l in 0..LANES {
-            let gap = d[l] - d_min;
-            let e = (gap * c).exp();
-            let w = if gap <= cut { e } else { T::ZERO };
-            sums[l] = sums[l] + w;
+            let gap = d[l] - self.d_min;
+            let e = (gap * self.scale).exp();
+            let w = if gap <= self.cut { e } else { T::ZERO };
+            self.sums[l] = self.sums[l] + w;
             for k in 0..D {
-                moments[k][l] = w.fused::<FMA>(ys[k][l], moments[k][l]);
+                self.moments[k][l] = w.fused::<FMA>(ys[k][l], self.moments[k][l]);
             }
         }
     }
-    let mut weight_sum = 0.0;
-    for v in sums {
-        weight_sum += v.to_f64();
-    }
-    let mut weighted = vec![0.0; D];
-    for k in 0..D {
-        for v in moments[k] {
-            weighted[k] += v.to_f64();
+
+    /// The lanes summed in f64.
+    #[inline(always)]
+    pub(super) fn finish(self) -> WeightedRow {
+        let mut weight_sum = 0.0;
+        for v in self.sums {
+            weight_sum += v.to_f64();
         }
-    }
-    WeightedRow {
-        weighted,
-        weight_sum,
-        normaliser: weight_sum,
+        let mut weighted = vec![0.0; D];
+        for k in 0..D {
+            for v in self.moments[k] {
+                weighted[k] += v.to_f64();
+            }
+        }
+        WeightedRow {
+            weighted,
+            weight_sum,
+            normaliser: weight_sum,
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::fused::{FUSED_MAX_DIM, block_distances};
+use super::fused::{BlockSums, FUSED_MAX_DIM, block_distances};
 use super::layout::{LANES, PreparedSet};
 use super::real::Real;
 use crate::backend::{Span, WeightedRow};
@@ -268,14 +268,11 @@ fn softmax_row<T: Real, const FMA: bool, const D: usize>(
     lower: &mut [T],
 ) -> WeightedRow {
     let d_min = nearest::<T, FMA, D>(tiles, x, lower);
-    let c = T::from_f64(-1.0 / (2.0 * sigma * sigma));
-    let cut = T::from_f64(2.0 * sigma * sigma * T::CUTOFF);
+    let mut sums = BlockSums::<T, D>::new(d_min, sigma);
     // A block whose box is beyond the cutoff (with slack) has only zero weights.
     let limit = finite(T::from_f64(
-        (d_min.to_f64() + cut.to_f64()) * (1.0 + 2.0 * SLACK),
+        (d_min.to_f64() + sums.cut.to_f64()) * (1.0 + 2.0 * SLACK),
     ));
-    let mut sums = [T::ZERO; LANES];
-    let mut moments = [[T::ZERO; LANES]; D];
     for g in 0..tiles.groups {
         let mut bits = blocks_within(lower, g, limit);
         while bits != 0 {
@@ -283,32 +280,10 @@ fn softmax_row<T: Real, const FMA: bool, const D: usize>(
             bits &= bits - 1;
             let ys = block::<T, D>(tiles, b);
             let d = block_distances::<T, FMA, D>(x, &ys, pad_of(tiles, b));
-            for l in 0..LANES {
-                let gap = d[l] - d_min;
-                let e = (gap * c).exp();
-                let w = if gap <= cut { e } else { T::ZERO };
-                sums[l] = sums[l] + w;
-                for k in 0..D {
-                    moments[k][l] = w.fused::<FMA>(ys[k][l], moments[k][l]);
-                }
-            }
+            sums.add::<FMA>(&d, &ys);
         }
     }
-    let mut weight_sum = 0.0;
-    for v in sums {
-        weight_sum += v.to_f64();
-    }
-    let mut weighted = vec![0.0; D];
-    for k in 0..D {
-        for v in moments[k] {
-            weighted[k] += v.to_f64();
-        }
-    }
-    WeightedRow {
-        weighted,
-        weight_sum,
-        normaliser: weight_sum,
-    }
+    sums.finish()
 }
 
 /// The softmax at `sigma` of the batch rows `rows` (of `x`, [rows][dim]) over the tiled span.
