@@ -1,6 +1,6 @@
 //! Criterion benches of the CPU kernels: one empirical-denoiser evaluation (f32, all data in one
 //! span) at sigma in {80, 1, 0.002} on the three reference workloads, on each distance path:
-//! the fast one (the grid for the 2-D toy, the GEMM form for the digits and the 784-D images)
+//! the fast one (the k-d tiles for the 2-D toy, the GEMM form for the digits and the 784-D images)
 //! against explicit differences to every point, and on the toy NAG's marginal (its table read with
 //! the AVX2 intrinsics and, for comparison, by the portable loop). The states are
 //! x = y_j + sigma z around data points, as a sampler's states are at that sigma (at sigma = 80
