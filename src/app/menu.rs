@@ -186,10 +186,7 @@ fn short_backend(describe: &str) -> String {
     if describe.chars().count() <= BACKEND_LABEL_MAX {
         return describe.to_owned();
     }
-    let head: String = match describe.find(" (") {
-        Some(at) => describe[..at].to_owned(),
-        None => describe.chars().take(BACKEND_LABEL_MAX).collect(),
-    };
+    let head = describe.find(" (").map_or(describe, |at| &describe[..at]);
     let head: String = head.chars().take(BACKEND_LABEL_MAX).collect();
     format!("{}…", head.trim_end())
 }

@@ -76,21 +76,45 @@ fn nearest_in_span<T: Real, const FMA: bool, const D: usize>(
     span: Span,
 ) -> T {
     let (b0, b1) = (span.start / LANES, span.end.div_ceil(LANES));
-    let mut mins = [T::INFINITY; LANES];
+    let mut nearest = BlockMin::<T>::new();
     for b in b0..b1 {
         let Some(ys) = block_of(columns, b) else {
             break;
         };
-        let d = block_distances::<T, FMA, D>(x, &ys, edge_pad::<T>(b, span).as_ref());
+        nearest.add(&block_distances::<T, FMA, D>(
+            x,
+            &ys,
+            edge_pad::<T>(b, span).as_ref(),
+        ));
+    }
+    nearest.finish()
+}
+
+/// The smallest of blocks of LANES squared distances, lane by lane.
+pub(super) struct BlockMin<T>([T; LANES]);
+
+impl<T: Real> BlockMin<T> {
+    #[inline(always)]
+    pub(super) fn new() -> Self {
+        BlockMin([T::INFINITY; LANES])
+    }
+
+    #[inline(always)]
+    pub(super) fn add(&mut self, d: &[T; LANES]) {
         for l in 0..LANES {
-            mins[l] = mins[l].min(d[l]);
+            self.0[l] = self.0[l].min(d[l]);
         }
     }
-    let mut d_min = T::INFINITY;
-    for v in mins {
-        d_min = d_min.min(v);
+
+    /// The smallest over the lanes.
+    #[inline(always)]
+    pub(super) fn finish(self) -> T {
+        let mut least = T::INFINITY;
+        for v in self.0 {
+            least = least.min(v);
+        }
+        least
     }
-    d_min
 }
 
 /// The softmax at `sigma` of one row over the span, for data of D dimensions.

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::fused::{BlockSums, FUSED_MAX_DIM, block_distances};
+use super::fused::{BlockMin, BlockSums, FUSED_MAX_DIM, block_distances};
 use super::layout::{LANES, PreparedSet};
 use super::real::Real;
 use crate::backend::{Span, WeightedRow};
@@ -178,7 +178,7 @@ fn box_bounds<T: Real, const FMA: bool, const D: usize>(
     lower: &mut [T],
 ) -> T {
     let width = tiles.groups * LANES;
-    let mut upper = [T::INFINITY; LANES];
+    let mut upper = BlockMin::<T>::new();
     for g in 0..tiles.groups {
         let mut lb = [T::ZERO; LANES];
         let mut ub = [T::ZERO; LANES];
@@ -193,15 +193,9 @@ fn box_bounds<T: Real, const FMA: bool, const D: usize>(
             }
         }
         lower[g * LANES..(g + 1) * LANES].copy_from_slice(&lb);
-        for l in 0..LANES {
-            upper[l] = upper[l].min(ub[l]);
-        }
+        upper.add(&ub);
     }
-    let mut least = T::INFINITY;
-    for v in upper {
-        least = least.min(v);
-    }
-    least
+    upper.finish()
 }
 
 /// Which blocks of group `g` have a lower bound of at most `limit` (finite: see `finite`), one
@@ -239,24 +233,21 @@ fn nearest<T: Real, const FMA: bool, const D: usize>(
 ) -> T {
     let upper = box_bounds::<T, FMA, D>(tiles, x, lower);
     let limit = finite(T::from_f64(upper.to_f64() * (1.0 + SLACK)));
-    let mut mins = [T::INFINITY; LANES];
+    let mut nearest = BlockMin::<T>::new();
     // Loops, not closures: a closure is compiled without the kernel's target features.
     for g in 0..tiles.groups {
         let mut bits = blocks_within(lower, g, limit);
         while bits != 0 {
             let b = g * LANES + bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            let d = block_distances::<T, FMA, D>(x, &block::<T, D>(tiles, b), pad_of(tiles, b));
-            for l in 0..LANES {
-                mins[l] = mins[l].min(d[l]);
-            }
+            nearest.add(&block_distances::<T, FMA, D>(
+                x,
+                &block::<T, D>(tiles, b),
+                pad_of(tiles, b),
+            ));
         }
     }
-    let mut d_min = T::INFINITY;
-    for v in mins {
-        d_min = d_min.min(v);
-    }
-    d_min
+    nearest.finish()
 }
 
 /// The softmax at `sigma` of one row over the span's points.
