@@ -27,6 +27,8 @@ use crate::backend::{Span, WeightedRow, Weighting};
 
 /// Points per block of the projected layout (f64 lanes).
 pub(super) const PLANES: usize = 8;
+/// Blocks whose bounds are summed side by side.
+const GROUP: usize = 4;
 /// Subspace iterations for the principal directions (any orthonormal basis keeps the bound
 /// exact; better directions only prune more).
 const ITERATIONS: usize = 4;
@@ -207,18 +209,30 @@ fn lower_bounds<const FMA: bool>(
     let (b0, b1) = (span.start / PLANES, span.end.div_ceil(PLANES));
     out.clear();
     out.resize((b1 - b0) * PLANES, f64::INFINITY);
-    for b in b0..b1 {
-        let block = &proj.blocked[b * k * PLANES..(b + 1) * k * PLANES];
-        let mut acc = [0.0f64; PLANES];
+    // GROUP blocks at a time: independent accumulators, where one block's was a chain of k
+    // dependent FMAs (latency-bound); each block still sums its directions in order.
+    let mut b = b0;
+    while b < b1 {
+        let group = GROUP.min(b1 - b);
+        let mut acc = [[0.0f64; PLANES]; GROUP];
+        let blocks = &proj.blocked[b * k * PLANES..(b + group) * k * PLANES];
         for i in 0..k {
             let p = px[i];
-            let col = &block[i * PLANES..(i + 1) * PLANES];
-            for l in 0..PLANES {
-                let t = p - col[l];
-                acc[l] = t.fused::<FMA>(t, acc[l]);
+            for g in 0..GROUP {
+                if g < group {
+                    let col = &blocks[(g * k + i) * PLANES..(g * k + i + 1) * PLANES];
+                    for l in 0..PLANES {
+                        let t = p - col[l];
+                        acc[g][l] = t.fused::<FMA>(t, acc[g][l]);
+                    }
+                }
             }
         }
-        out[(b - b0) * PLANES..(b - b0 + 1) * PLANES].copy_from_slice(&acc);
+        for (g, a) in acc.iter().enumerate().take(group) {
+            let at = (b - b0 + g) * PLANES;
+            out[at..at + PLANES].copy_from_slice(a);
+        }
+        b += group;
     }
     let first = b0 * PLANES;
     out[..span.start - first].fill(f64::INFINITY);
