@@ -211,28 +211,45 @@ fn lower_bounds<const FMA: bool>(
     out.resize((b1 - b0) * PLANES, f64::INFINITY);
     // GROUP blocks at a time: independent accumulators, where one block's was a chain of k
     // dependent FMAs (latency-bound); each block still sums its directions in order.
-    let mut b = b0;
-    while b < b1 {
-        let group = GROUP.min(b1 - b);
+    let blocks = &proj.blocked[b0 * k * PLANES..b1 * k * PLANES];
+    let groups = blocks.chunks_exact((GROUP * k * PLANES).max(1));
+    let rest = groups.remainder();
+    let (mut out_groups, out_rest) = {
+        let (head, tail) = out.split_at_mut((b1 - b0) / GROUP * GROUP * PLANES);
+        (head.chunks_exact_mut(GROUP * PLANES), tail)
+    };
+    for group in groups {
         let mut acc = [[0.0f64; PLANES]; GROUP];
-        let blocks = &proj.blocked[b * k * PLANES..(b + group) * k * PLANES];
         for i in 0..k {
             let p = px[i];
-            for g in 0..GROUP {
-                if g < group {
-                    let col = &blocks[(g * k + i) * PLANES..(g * k + i + 1) * PLANES];
-                    for l in 0..PLANES {
-                        let t = p - col[l];
-                        acc[g][l] = t.fused::<FMA>(t, acc[g][l]);
-                    }
+            for (g, a) in acc.iter_mut().enumerate() {
+                let col = &group[(g * k + i) * PLANES..(g * k + i + 1) * PLANES];
+                for l in 0..PLANES {
+                    let t = p - col[l];
+                    a[l] = t.fused::<FMA>(t, a[l]);
                 }
             }
         }
-        for (g, a) in acc.iter().enumerate().take(group) {
-            let at = (b - b0 + g) * PLANES;
-            out[at..at + PLANES].copy_from_slice(a);
+        if let Some(slot) = out_groups.next() {
+            for (g, a) in acc.iter().enumerate() {
+                slot[g * PLANES..(g + 1) * PLANES].copy_from_slice(a);
+            }
         }
-        b += group;
+    }
+    for (block, slot) in rest
+        .chunks_exact((k * PLANES).max(1))
+        .zip(out_rest.chunks_exact_mut(PLANES))
+    {
+        let mut acc = [0.0f64; PLANES];
+        for i in 0..k {
+            let p = px[i];
+            let col = &block[i * PLANES..(i + 1) * PLANES];
+            for l in 0..PLANES {
+                let t = p - col[l];
+                acc[l] = t.fused::<FMA>(t, acc[l]);
+            }
+        }
+        slot.copy_from_slice(&acc);
     }
     let first = b0 * PLANES;
     out[..span.start - first].fill(f64::INFINITY);
