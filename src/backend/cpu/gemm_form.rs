@@ -110,6 +110,9 @@ pub(super) fn recompute_limit(span_len: usize) -> usize {
     (span_len / 8).max(64)
 }
 
+/// Gaps compared at once when `recompute` looks for candidates (one mask of u32 bits).
+const CANDIDATE_CHUNK: usize = 32;
+
 /// Explicit squared distances of the points whose product gap is within `limit`: (index in span,
 /// distance).
 #[inline(always)]
@@ -121,14 +124,31 @@ fn recompute<T: Real, const FMA: bool>(
     limit: T,
 ) -> (Vec<usize>, Vec<T>) {
     let dim = set.dim;
+    // The candidates first, a compare mask per chunk of gaps and then its set bits: a branch per
+    // gap, with the distances in its body, kept the loop's state in memory.
     let mut index = Vec::new();
-    let mut exact = Vec::new();
-    for (j, &g) in gaps.iter().enumerate() {
-        if g <= limit {
-            let y = &set.rows[(span.start + j) * dim..(span.start + j + 1) * dim];
-            index.push(j);
-            exact.push(explicit_distance::<T, FMA>(x, y));
+    let chunks = gaps.chunks_exact(CANDIDATE_CHUNK);
+    let rest = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        let mut mask = 0u32;
+        for (l, &g) in chunk.iter().enumerate() {
+            mask |= u32::from(g <= limit) << l;
         }
+        while mask != 0 {
+            index.push(c * CANDIDATE_CHUNK + mask.trailing_zeros() as usize);
+            mask &= mask - 1;
+        }
+    }
+    let rest_start = gaps.len() - rest.len();
+    for (l, &g) in rest.iter().enumerate() {
+        if g <= limit {
+            index.push(rest_start + l);
+        }
+    }
+    let mut exact = Vec::with_capacity(index.len());
+    for &j in &index {
+        let y = &set.rows[(span.start + j) * dim..(span.start + j + 1) * dim];
+        exact.push(explicit_distance::<T, FMA>(x, y));
     }
     (index, exact)
 }
