@@ -23,6 +23,12 @@
 //! gathers (slow on AMD Zen and Intel alike), 8-wide cubics and exp; on CPUs with AVX-512 the
 //! same sixteen at a time (`avx512`). LLVM's vectorisation of the plain loop (`Lookup::lanes`, the
 //! portable copy's) moves the records lane by lane.
+//!
+//! The one-pass sums (D <= TABLE_MAX_DIM, AVX-512) of a row whose points' cells all lie among the
+//! WINDOW from its nearest one's (far from the data: its squared distances span under two
+//! octaves) skip the records' loads and transposes: the coefficients also lie in planes, one per
+//! coefficient, WINDOW consecutive cells of each fit two registers, and one two-source permute
+//! picks every lane's (the same bits).
 
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +50,14 @@ const MIN_SUB: u32 = 4;
 const MAX_SUB: u32 = 6;
 /// The table spans at most this many octaves of d + d0 (more: the direct sum).
 const MAX_OCTAVES: u32 = 96;
+/// Cells a row's window holds in registers (two of 16 per coefficient, read by one two-source
+/// permute): a row whose points all fall in the WINDOW cells from its nearest one's skips the
+/// records' loads and transposes.
+pub(super) const WINDOW: u32 = 32;
+/// f32 per plane of the table's coefficients (`MarginalTable::planes`): a constant, so that a
+/// window's eight loads share one address register. Tables of more than PLANE - WINDOW cells
+/// (finer than 16 a octave over 100 octaves) have no planes and read their records.
+const PLANE: usize = 2048;
 
 /// ln Z(d), ln W(d) and their slopes at one d, and the share of all nodes but the widest.
 struct Sums {
@@ -123,6 +137,10 @@ pub(super) struct MarginalTable {
     /// Per cell, the cubic's coefficients in s = v - cell start, for ln Z then for R = W / Z:
     /// one 32-byte record, read by one load (vector gathers are slow on this class of CPU).
     cells: Vec<[f32; 8]>,
+    /// The same coefficients by coefficient: plane q (PLANE f32 from q PLANE) holds
+    /// coefficient q of every cell, then at least WINDOW padding cells, so that a window loaded
+    /// from any cell stays within its plane; empty where the cells do not fit.
+    planes: Vec<f32>,
     /// ln Z's level in cell i is stored as ln Z + `slope` i - `level`: in D dimensions ln Z falls
     /// by ~(D/2) ln 2 an octave, and in f32 its raw values (|ln Z| ~ D ln s) would lose ~1e-5.
     /// A multiple of 2^-12 (so `slope` times a cell count is exact in f32); 0 up to
@@ -261,6 +279,15 @@ impl MarginalTable {
             })
             .collect();
         let finite = cells.iter().flatten().all(|v| v.is_finite());
+        let mut planes = Vec::new();
+        if cells.len() + WINDOW as usize <= PLANE {
+            planes.resize(8 * PLANE, 0.0f32);
+            for (c, record) in cells.iter().enumerate() {
+                for (q, &v) in record.iter().enumerate() {
+                    planes[q * PLANE + c] = v;
+                }
+            }
+        }
         (finite && max_error <= TABLE_TOLERANCE).then(|| MarginalTable {
             shift,
             first,
@@ -268,6 +295,7 @@ impl MarginalTable {
             offset,
             last_start: start(i) as f32,
             cells,
+            planes,
             slope,
             level,
             nodes: Nodes {
@@ -314,6 +342,7 @@ impl MarginalTable {
             slope: self.slope,
             ref_cell,
             cells: &self.cells,
+            planes: &self.planes,
         })
     }
 
@@ -341,9 +370,27 @@ struct Lookup<'a> {
     slope: f32,
     ref_cell: u32,
     cells: &'a [[f32; 8]],
+    /// `MarginalTable::planes`: 8 planes of PLANE f32, or none.
+    planes: &'a [f32],
 }
 
 impl Lookup<'_> {
+    /// Whether a row whose squared distances run from `nearest` to `farthest` finds every
+    /// point's cell among the WINDOW from its nearest point's: the cell of the farthest, by
+    /// the passes' own f32 arithmetic (monotone in d, so no point's cell lies beyond it).
+    #[inline(always)]
+    fn window_holds(&self, nearest: f32, farthest: f32) -> bool {
+        let v = (farthest - nearest).max(0.0) + self.base;
+        let cell = ((v.to_bits() >> self.shift).max(self.first) - self.first).min(self.last);
+        self.has_planes() && cell.saturating_sub(self.ref_cell) < WINDOW
+    }
+
+    /// Whether the table's coefficients come in planes too (`MarginalTable::planes`).
+    #[inline(always)]
+    fn has_planes(&self) -> bool {
+        self.planes.len() == 8 * PLANE && self.cells.len() + WINDOW as usize <= PLANE
+    }
+
     /// (w, z) of LANES points at gaps `gaps`: the cells' index and offset vectorised, the cells
     /// read one 32-byte record per point, the cubics and the exp of ln z vectorised; w = z R.
     #[inline(always)]
@@ -505,12 +552,43 @@ pub(super) fn weigh_gaps_read<T: Real, const FMA: bool>(
 /// not apply (no AVX-512 reading on this CPU, the kernels' portable copy (FMA false, whose
 /// arithmetic the portable reading matches), T is not f32, more than TABLE_MAX_DIM columns, or
 /// the row lies in the last cell): the caller takes the separate passes.
+///
+/// Rows whose points' cells all lie among the WINDOW from the nearest one's read the
+/// coefficients from registers (`OnePass::Windowed`), with the same bits.
 #[inline(always)]
 pub(super) fn weigh_and_sum_tabled<T: Real, const FMA: bool>(
     x: &[T],
     columns: &[&[T]],
     counted: std::ops::Range<usize>,
     table: &MarginalTable,
+) -> Option<(f64, f64, [f64; TABLE_MAX_DIM])> {
+    weigh_and_sum_read::<T, FMA>(x, columns, counted, table, OnePass::Windowed)
+}
+
+/// How the one-pass sums read the table's records; both give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OnePass {
+    /// From registers holding the WINDOW cells from the row's nearest point's, where every
+    /// point's cell lies among them (else `Staged`).
+    Windowed,
+    /// Cells found for CHUNK points, then their records loaded and transposed.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Staged,
+}
+
+/// Rows the one-pass sums took windowed (read by the tests, which check that some do).
+#[cfg(test)]
+pub(super) static WINDOWED_ROWS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// `weigh_and_sum_tabled` with the records read as `one_pass` says.
+#[inline(always)]
+pub(super) fn weigh_and_sum_read<T: Real, const FMA: bool>(
+    x: &[T],
+    columns: &[&[T]],
+    counted: std::ops::Range<usize>,
+    table: &MarginalTable,
+    one_pass: OnePass,
 ) -> Option<(f64, f64, [f64; TABLE_MAX_DIM])> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -539,10 +617,10 @@ pub(super) fn weigh_and_sum_tabled<T: Real, const FMA: bool>(
         // SAFETY (all below): the CPU has AVX-512 F + VL, AVX2 and FMA (`available`), the
         // table `last + 1` cells, and the first `columns.len()` columns hold `n` f32 (checked
         // above).
-        let nearest = match columns.len() {
-            1 => unsafe { row.nearest::<1>(cols, n) },
-            2 => unsafe { row.nearest::<2>(cols, n) },
-            3 => unsafe { row.nearest::<3>(cols, n) },
+        let (nearest, farthest) = match columns.len() {
+            1 => unsafe { row.nearest_and_farthest::<1>(cols, n) },
+            2 => unsafe { row.nearest_and_farthest::<2>(cols, n) },
+            3 => unsafe { row.nearest_and_farthest::<3>(cols, n) },
             _ => return None,
         };
         if nearest == f32::INFINITY {
@@ -550,18 +628,29 @@ pub(super) fn weigh_and_sum_tabled<T: Real, const FMA: bool>(
         }
         let d_min = f64::from(nearest);
         let lookup = table.lookup(d_min, table.top(d_min))?;
+        let windowed = one_pass == OnePass::Windowed && lookup.window_holds(nearest, farthest);
+        #[cfg(test)]
+        if windowed {
+            WINDOWED_ROWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         unsafe {
             match columns.len() {
-                1 => Some(avx512::weigh_and_sum::<1>(&row, cols, n, nearest, &lookup)),
-                2 => Some(avx512::weigh_and_sum::<2>(&row, cols, n, nearest, &lookup)),
-                3 => Some(avx512::weigh_and_sum::<3>(&row, cols, n, nearest, &lookup)),
+                1 => Some(avx512::weigh_and_sum::<1>(
+                    &row, cols, n, nearest, &lookup, windowed,
+                )),
+                2 => Some(avx512::weigh_and_sum::<2>(
+                    &row, cols, n, nearest, &lookup, windowed,
+                )),
+                3 => Some(avx512::weigh_and_sum::<3>(
+                    &row, cols, n, nearest, &lookup, windowed,
+                )),
                 _ => None,
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (x, columns, counted, table);
+        let _ = (x, columns, counted, table, one_pass);
         None
     }
 }
@@ -1086,6 +1175,90 @@ mod avx512 {
         acc
     }
 
+    /// `pass` (its distances formed, nothing stored) for a row whose points' cells all lie
+    /// among the WINDOW from its nearest point's (`Lookup::window_holds`): the coefficients
+    /// held in registers, two of 16 cells each, and each point's picked by one two-source
+    /// permute of its cell's index past the row's, where `pass` stores the cells' offsets,
+    /// loads each point's record and transposes them. The same arithmetic in the same order:
+    /// the same bits as `pass`.
+    ///
+    /// # Safety
+    /// `columns[..DIM]` are each valid for `n` f32; `lookup.has_planes()`, and
+    /// `lookup.ref_cell <= lookup.last < lookup.cells.len()`.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn windowed_pass<const DIM: usize, const SLOPED: bool>(
+        k: &Consts,
+        lookup: &Lookup,
+        n: usize,
+        d_min: f32,
+        columns: [*const f32; super::TABLE_MAX_DIM],
+        row: &Row,
+    ) -> [__m512; 2 + super::TABLE_MAX_DIM] {
+        // SAFETY: ref_cell <= last (`MarginalTable::lookup`); the planes as required.
+        let window = unsafe { window_from(lookup, lookup.ref_cell) };
+        let nearest = _mm512_set1_ps(d_min);
+        let mut acc = [_mm512_setzero_ps(); 2 + super::TABLE_MAX_DIM];
+        let mut j = 0;
+        while j < n {
+            let mut s = [_mm512_setzero_ps(); BLOCKS];
+            let mut inside = [0 as __mmask16; BLOCKS];
+            let mut kept = [0 as __mmask16; BLOCKS];
+            let mut cubic_z = s;
+            let mut cubic_r = s;
+            for b in 0..BLOCKS {
+                let here = j + 16 * b;
+                kept[b] = lanes_left(n.saturating_sub(here));
+                // SAFETY: the kept lanes lie within the columns' `n` values.
+                let d = unsafe { row.distances::<DIM>(columns, here, kept[b]) };
+                let v = _mm512_add_ps(_mm512_sub_ps(d, nearest), k.base);
+                let high = _mm512_srl_epi32(_mm512_castps_si512(v), k.shift);
+                let cell = _mm512_min_epu32(_mm512_sub_epi32(high, k.first), k.last);
+                let start = _mm512_min_ps(
+                    _mm512_castsi512_ps(_mm512_sll_epi32(high, k.shift)),
+                    k.last_start,
+                );
+                s[b] = _mm512_sub_ps(v, start);
+                // +inf gaps (outside the span, past the end) weigh nothing; their indices
+                // wrap within the window, and the select below drops what they read.
+                inside[b] =
+                    _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(kept[b], s[b], _mm512_set1_ps(f32::MAX));
+                let index = _mm512_sub_epi32(cell, k.ref_cell);
+                let pick = |q: usize| _mm512_permutex2var_ps(window[q][0], index, window[q][1]);
+                cubic_z[b] = _mm512_fmadd_ps(
+                    s[b],
+                    _mm512_fmadd_ps(s[b], _mm512_fmadd_ps(s[b], pick(3), pick(2)), pick(1)),
+                    pick(0),
+                );
+                cubic_r[b] = _mm512_fmadd_ps(
+                    s[b],
+                    _mm512_fmadd_ps(s[b], _mm512_fmadd_ps(s[b], pick(7), pick(6)), pick(5)),
+                    pick(4),
+                );
+                if SLOPED {
+                    // The stored level's slope undone (`Lookup::lanes`).
+                    let steps = _mm512_cvtepi32_ps(index);
+                    cubic_z[b] = _mm512_fnmadd_ps(k.slope, steps, cubic_z[b]);
+                }
+                cubic_z[b] = _mm512_sub_ps(cubic_z[b], k.top);
+            }
+            let e_z = exp16(cubic_z);
+            for b in 0..BLOCKS {
+                let here = j + 16 * b;
+                // A select, not a product: outside, the cubics are NaN (inf x 0).
+                let w = _mm512_maskz_mul_ps(inside[b], e_z[b], cubic_r[b]);
+                acc[0] = _mm512_add_ps(acc[0], _mm512_maskz_mov_ps(inside[b], e_z[b]));
+                acc[1] = _mm512_add_ps(acc[1], w);
+                for c in 0..DIM {
+                    // SAFETY: the kept lanes lie within `columns[c]`'s `n` values.
+                    let y = unsafe { load_kept(kept[b], columns[c].wrapping_add(here)) };
+                    acc[2 + c] = _mm512_fmadd_ps(w, y, acc[2 + c]);
+                }
+            }
+            j += STEP;
+        }
+        acc
+    }
+
     /// The query point of a pass that forms its distances, and the points `lo..hi` (of the
     /// columns it reads) that count; the others read as +inf, as the lanes outside a span
     /// do in `distances::span_distances`.
@@ -1139,32 +1312,60 @@ mod avx512 {
             _mm512_mask_mov_ps(_mm512_set1_ps(f32::INFINITY), counted, d)
         }
 
-        /// The smallest squared distance to points `lo..hi` of the `n` in the columns (+inf
-        /// if there are none), over the same distances as `pass` forms.
+        /// The smallest and the largest finite squared distance to points `lo..hi` of the `n`
+        /// in the columns (+inf and -inf if there are none), over the same distances as `pass`
+        /// forms.
         ///
         /// # Safety
         /// `columns[..DIM]` are each valid for `n` f32.
         #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-        pub(super) unsafe fn nearest<const DIM: usize>(
+        pub(super) unsafe fn nearest_and_farthest<const DIM: usize>(
             &self,
             columns: [*const f32; super::TABLE_MAX_DIM],
             n: usize,
-        ) -> f32 {
+        ) -> (f32, f32) {
             // Two minima in flight: the min's latency, not its throughput, would bound one.
             let mut m = [_mm512_set1_ps(f32::INFINITY); 2];
+            let mut far = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
             let mut j = self.lo / 16 * 16;
             while j < self.hi.min(n) {
-                for (b, m) in m.iter_mut().enumerate() {
+                for b in 0..2 {
                     let here = j + 16 * b;
                     let kept = lanes_left(n.saturating_sub(here));
                     // SAFETY: the kept lanes lie within the `n` values.
                     let d = unsafe { self.distances::<DIM>(columns, here, kept) };
-                    *m = _mm512_min_ps(*m, d);
+                    m[b] = _mm512_min_ps(m[b], d);
+                    // Uncounted lanes read +inf: left out, as the passes weigh them 0.
+                    let finite = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(d, _mm512_set1_ps(f32::MAX));
+                    far[b] = _mm512_mask_max_ps(far[b], finite, far[b], d);
                 }
                 j += 32;
             }
-            _mm512_reduce_min_ps(_mm512_min_ps(m[0], m[1]))
+            (
+                _mm512_reduce_min_ps(_mm512_min_ps(m[0], m[1])),
+                _mm512_reduce_max_ps(_mm512_max_ps(far[0], far[1])),
+            )
         }
+    }
+
+    /// The 16 cells from `from` of each coefficient's plane, two registers per coefficient.
+    ///
+    /// # Safety
+    /// `from <= last < cells.len()`, and `lookup.has_planes()`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn window_from(lookup: &Lookup, from: u32) -> [[__m512; 2]; 8] {
+        // SAFETY: from + WINDOW <= cells.len() + WINDOW <= PLANE: within plane 0.
+        let at = unsafe { lookup.planes.as_ptr().add(from as usize) };
+        let mut window = [[_mm512_setzero_ps(); 2]; 8];
+        for (q, halves) in window.iter_mut().enumerate() {
+            // SAFETY: as above, within plane q.
+            unsafe {
+                let at = at.add(q * super::PLANE);
+                *halves = [_mm512_loadu_ps(at), _mm512_loadu_ps(at.add(16))];
+            }
+        }
+        window
     }
 
     /// A register's lanes summed in f64, in lane order (as `sum_of` and `dot_lanes` finish).
@@ -1189,7 +1390,8 @@ mod avx512 {
     ///
     /// # Safety
     /// The CPU has AVX-512 F + VL, AVX2 and FMA, `lookup.cells` holds `lookup.last + 1` records,
-    /// and `columns[..DIM]` each hold `n` f32.
+    /// `columns[..DIM]` each hold `n` f32, and where `windowed`, every point's cell lies among
+    /// the WINDOW from the row's (`Lookup::window_holds`, which also checks the planes).
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
     pub(super) unsafe fn weigh_and_sum<const DIM: usize>(
         row: &Row,
@@ -1197,16 +1399,18 @@ mod avx512 {
         n: usize,
         d_min: f32,
         lookup: &Lookup,
+        windowed: bool,
     ) -> (f64, f64, [f64; super::TABLE_MAX_DIM]) {
         let k = Consts::new(lookup);
         // Never read (STORE false).
         let input = std::ptr::null_mut();
-        // SAFETY: the first DIM columns hold `n` f32; records as required.
+        // SAFETY: the first DIM columns hold `n` f32; records and planes as required.
         let acc = unsafe {
-            if lookup.slope == 0.0 {
-                pass::<DIM, false, false>(&k, input, n, d_min, columns, row)
-            } else {
-                pass::<DIM, false, true>(&k, input, n, d_min, columns, row)
+            match (windowed, lookup.slope == 0.0) {
+                (true, true) => windowed_pass::<DIM, false>(&k, lookup, n, d_min, columns, row),
+                (true, false) => windowed_pass::<DIM, true>(&k, lookup, n, d_min, columns, row),
+                (false, true) => pass::<DIM, false, false>(&k, input, n, d_min, columns, row),
+                (false, false) => pass::<DIM, false, true>(&k, input, n, d_min, columns, row),
             }
         };
         (

@@ -1513,3 +1513,81 @@ fn the_gemm_form_on_panels_matches_the_gemm_crate_path() {
         assert!(on_crate.panels.get().is_some_and(Option::is_none));
     }
 }
+
+/// NAG's one-pass sums read through a window of cells in registers (rows whose cells all fit
+/// one) give the staged pass's bits, and f64's within the tables' tolerance. On every toy with
+/// tied points, for rows around the data from sigma 80 (far from it) to 0.002 (on the ties),
+/// over whole spans and spans that start and end inside a block.
+#[test]
+fn the_windowed_one_pass_sums_equal_the_staged_ones() {
+    if !avx512_reading_runs("the_windowed_one_pass_sums_equal_the_staged_ones") {
+        return;
+    }
+    use marginal_table::{MarginalTable, OnePass, WINDOWED_ROWS, weigh_and_sum_read};
+    use std::sync::atomic::Ordering;
+    let windowed_before = WINDOWED_ROWS.load(Ordering::Relaxed);
+    let (mut rows, mut worst_f64) = (0, 0.0f64);
+    for toy in crate::data::toys::NAMES {
+        let Ok(crate::data::Source::Empirical(data)) = crate::data::toys::load(toy, 700) else {
+            continue;
+        };
+        let (dim, n) = (data.dim, data.n + 16);
+        let values = with_ties(&data.values, dim);
+        let exact_values = f32_rounded(&values);
+        let scale = exact_values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let set = PreparedSet::<f32>::new(&values, n, dim);
+        for power in [1, 2] {
+            let (sigmas, log_weights) = nag_nodes(true, dim);
+            let table = MarginalTable::new(&sigmas, &log_weights, power, dim)
+                .expect("a table for the toys' node set");
+            for span in [
+                Span { start: 0, end: n },
+                Span {
+                    start: 5,
+                    end: n - 3,
+                },
+            ] {
+                let blocks = span.start / 16 * 16..span.end.div_ceil(16) * 16;
+                let width = set.columns.len() / dim;
+                let columns: Vec<&[f32]> = (0..dim)
+                    .map(|k| &set.columns[k * width + blocks.start..k * width + blocks.end])
+                    .collect();
+                let counted = span.start - blocks.start..span.end - blocks.start;
+                for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
+                    let x = f32_rounded(&rows_around(&values, dim, sigma, 17));
+                    let reference = (span.start == 0).then(|| {
+                        brute_marginal(&exact_values, dim, &x, (&sigmas, &log_weights), power)
+                    });
+                    for (r, xr) in x.chunks_exact(dim).enumerate() {
+                        let xr: Vec<f32> = xr.iter().map(|&v| v as f32).collect();
+                        let read = |one_pass| {
+                            weigh_and_sum_read::<f32, true>(
+                                &xr,
+                                &columns,
+                                counted.clone(),
+                                &table,
+                                one_pass,
+                            )
+                        };
+                        let windowed = read(OnePass::Windowed);
+                        assert_eq!(windowed, read(OnePass::Staged), "{toy} {sigma} row {r}");
+                        let (Some(sums), Some(reference)) = (windowed, &reference) else {
+                            continue;
+                        };
+                        rows += 1;
+                        let (mean, ratio) = &reference[r];
+                        let mut error = (sums.1 / sums.0 / ratio - 1.0).abs();
+                        for k in 0..dim {
+                            error = error.max((sums.2[k] / sums.1 - mean[k]).abs() / scale);
+                        }
+                        worst_f64 = worst_f64.max(error);
+                        assert!(error <= 1e-4, "{toy} sigma {sigma} row {r}: {error:e}");
+                    }
+                }
+            }
+        }
+    }
+    let windowed = WINDOWED_ROWS.load(Ordering::Relaxed) - windowed_before;
+    eprintln!("one-pass sums: {rows} rows against f64 ({windowed} windowed), {worst_f64:.1e}");
+    assert!(rows > 0 && windowed > 0, "{rows} rows, {windowed} windowed");
+}
