@@ -274,8 +274,8 @@ impl PosteriorEstimator {
         let top = log_post[best];
         if top.is_finite() {
             let (mut m0, mut m1, mut m2) = (0.0, 0.0, 0.0);
-            for (&u, l) in coarse.ln.iter().zip(&log_post) {
-                let p = (l - top).exp();
+            for (&u, &l) in coarse.ln.iter().zip(&log_post) {
+                let p = relative_density(l, top);
                 m0 += p;
                 m1 += p * u;
                 m2 += p * u * u;
@@ -418,6 +418,16 @@ struct GridNodes {
     log_prior: Vec<f64>,
 }
 
+/// Below this, exp underflows to 0 in f64 (e^-745.14 is half the least subnormal).
+const EXP_UNDERFLOW: f64 = -746.0;
+
+/// exp(l - top): 0 without the call where it underflows, so every bit is exp's own.
+#[inline]
+fn relative_density(l: f64, top: f64) -> f64 {
+    let x = l - top;
+    if x < EXP_UNDERFLOW { 0.0 } else { x.exp() }
+}
+
 /// Posterior mean and mode of u = ln sigma from (u, ln density) nodes, by the trapezoid rule on
 /// the sorted nodes (any spacing).
 pub fn posterior_summary(nodes: &mut Vec<(f64, f64)>) -> Result<SigmaEstimate> {
@@ -430,10 +440,15 @@ pub fn posterior_summary(nodes: &mut Vec<(f64, f64)>) -> Result<SigmaEstimate> {
             "noise posterior is zero everywhere on the grid".into(),
         ));
     }
+    // Each node's density once (the trapezoids share their ends).
+    let densities: Vec<f64> = nodes
+        .iter()
+        .map(|&(_, l)| relative_density(l, top))
+        .collect();
     let (mut mass, mut first, mut second) = (0.0, 0.0, 0.0);
-    for w in nodes.windows(2) {
-        let ((u0, l0), (u1, l1)) = (w[0], w[1]);
-        let (p0, p1) = ((l0 - top).exp(), (l1 - top).exp());
+    for (w, p) in nodes.windows(2).zip(densities.windows(2)) {
+        let ((u0, _), (u1, _)) = (w[0], w[1]);
+        let (p0, p1) = (p[0], p[1]);
         let h = u1 - u0;
         mass += 0.5 * h * (p0 + p1);
         first += 0.5 * h * (u0 * p0 + u1 * p1);

@@ -23,6 +23,10 @@ const SUB_BITS: u32 = 1;
 const OCTAVES: u32 = 48;
 /// Taylor terms per bin (degree TERMS - 1).
 const TERMS: usize = 24;
+const _: () = assert!(
+    TERMS.is_multiple_of(2),
+    "the series splits into even and odd halves"
+);
 /// Bins with fewer gaps are summed by an exp per gap.
 const TAYLOR_MIN: usize = 8;
 /// Largest truncation error a bin may carry at any node, absolute: every row's sum is at least
@@ -49,6 +53,9 @@ pub(super) struct BucketedGaps<T> {
     direct: Vec<T>,
     direct_ends: Vec<usize>,
     d_min: f64,
+    /// The largest key of the gaps kept (u32::MAX: every gap); the others lie beyond the reach
+    /// of every node these buckets are for.
+    reach_key: u32,
 }
 
 /// A row's bucketed gaps as kept for a later call on the same state: exact up to `exact_to` (the
@@ -87,12 +94,31 @@ impl<T: Real> BucketedGaps<T> {
     #[inline(always)]
     fn new(distances: &[T]) -> Self {
         let d_min = min_of(distances);
-        Self::of(distances, d_min, d_min.to_f64())
+        Self::of(distances, d_min, d_min.to_f64(), f64::INFINITY)
     }
 
-    /// From `values - offset` (gaps), the row's nearest squared distance being `d_min`.
+    /// From `values - offset` (gaps), the row's nearest squared distance being `d_min`, keeping
+    /// the whole bins up to the one of `reach` (infinite: every gap). A node whose cut lies within
+    /// reach sums the very bins it would with every gap kept; the rest are never sorted.
     #[inline(always)]
-    pub(super) fn of(values: &[T], offset: T, d_min: f64) -> Self {
+    pub(super) fn of(values: &[T], offset: T, d_min: f64, reach: f64) -> Self {
+        let count = values.len();
+        let reach_key = if reach.is_finite() {
+            key_of(reach)
+        } else {
+            u32::MAX
+        };
+        let within: Vec<T>;
+        let values = if reach_key == u32::MAX {
+            values
+        } else {
+            within = values
+                .iter()
+                .copied()
+                .filter(|&v| key_of((v - offset).to_f64()) <= reach_key)
+                .collect();
+            &within[..]
+        };
         let largest = (max_signed(values) - offset).to_f64();
         let floor = key_of(largest).saturating_sub(OCTAVES << SUB_BITS);
         let bin: Vec<u16> = values.iter().map(|&v| bin_of(v - offset, floor)).collect();
@@ -138,7 +164,7 @@ impl<T: Real> BucketedGaps<T> {
             start = end;
         }
         BucketedGaps {
-            count: values.len(),
+            count,
             index,
             floor,
             centre,
@@ -147,7 +173,15 @@ impl<T: Real> BucketedGaps<T> {
             direct,
             direct_ends,
             d_min,
+            reach_key,
         }
+    }
+
+    /// Whether every bin a node of `sigmas` with mass sums was kept.
+    #[inline(always)]
+    fn reaches(&self, sigmas: &[f64], ln_sigmas: &[f64], dim: usize) -> bool {
+        self.reach_key == u32::MAX
+            || key_of(mass_reach(self.d_min, self.count, sigmas, ln_sigmas, dim)) <= self.reach_key
     }
 
     /// How many leading bins include every gap <= `cut`.
@@ -190,14 +224,33 @@ fn taylor_interval(key: u32, n: usize) -> Option<(f64, f64)> {
     (worst <= TAYLOR_TOL).then_some((0.5 * (hi + lo), 0.5 * (hi - lo)))
 }
 
-/// acc[p] += s^p, lane by lane (a lane with `start` 0 adds nothing).
+/// Independent chains of powers in `add_powers`: p = k mod CHAINS, each stepping by s^CHAINS.
+const CHAINS: usize = 4;
+const _: () = assert!(
+    TERMS.is_multiple_of(CHAINS),
+    "whole rounds of the power chains"
+);
+
+/// acc[p] += s^p, lane by lane (a lane with `start` 0 adds nothing). Four chains stepping by
+/// s^4: one chain of TERMS dependent multiplies kept the multiplier waiting on its latency.
 #[inline(always)]
 fn add_powers(acc: &mut [[f64; 8]; TERMS], s: [f64; 8], start: [f64; 8]) {
-    let mut power = start;
-    for row in acc.iter_mut() {
-        for l in 0..8 {
-            row[l] += power[l];
-            power[l] *= s[l];
+    let mut power = [[0.0f64; 8]; CHAINS];
+    let mut step = [0.0f64; 8];
+    for l in 0..8 {
+        let s2 = s[l] * s[l];
+        power[0][l] = start[l];
+        power[1][l] = start[l] * s[l];
+        power[2][l] = start[l] * s2;
+        power[3][l] = power[1][l] * s2;
+        step[l] = s2 * s2;
+    }
+    for round in acc.chunks_exact_mut(CHAINS) {
+        for (row, chain) in round.iter_mut().zip(power.iter_mut()) {
+            for l in 0..8 {
+                row[l] += chain[l];
+                chain[l] *= step[l];
+            }
         }
     }
 }
@@ -261,53 +314,106 @@ fn log_sum_exp_bucketed<T: Real, const FMA: bool>(
         return vec![f64::NEG_INFINITY; sigmas.len()];
     }
     let d_min = gaps.d_min;
-    let mut lower = Vec::with_capacity(sigmas.len());
-    let mut best = f64::NEG_INFINITY;
-    for (&s, &ln_s) in sigmas.iter().zip(ln_sigmas) {
-        let b = -d_min / (2.0 * s * s) - dim as f64 * ln_s;
-        best = best.max(b);
-        lower.push(b);
-    }
-    let spread = (gaps.count as f64).ln();
+    let bounds = NodeBounds::of(d_min, gaps.count, sigmas, ln_sigmas, dim);
     let mut out = Vec::with_capacity(sigmas.len());
-    for (&s, &bound) in sigmas.iter().zip(&lower) {
+    for (&s, &bound) in sigmas.iter().zip(&bounds.lower) {
         let scale = 1.0 / (2.0 * s * s);
-        if bound + spread < best - LIKELIHOOD_MARGIN {
+        if !bounds.has_mass(bound) {
             out.push(-d_min * scale);
             continue;
         }
+        debug_assert!(key_of(LIKELIHOOD_MARGIN / scale) <= gaps.reach_key);
         let bins = gaps.bins_below(LIKELIHOOD_MARGIN / scale);
-        let total = taylor_sum(gaps, bins, scale) + direct_sum(gaps, bins, scale);
+        let total = taylor_sum::<T, FMA>(gaps, bins, scale) + direct_sum(gaps, bins, scale);
         out.push(-d_min * scale + total.ln());
     }
     out
 }
 
-/// The first `bins` bins' Taylor series at scale c, eight bins at a time (bins summed directly
-/// and the padding have zero moments; lanes past `bins` are masked).
+/// A row's lower bounds b = -d_min / (2 s^2) - D ln s on its nodes' log-likelihoods (up to the
+/// row's constant), the best of them, and ln N (each node's upper bound is b + ln N).
+struct NodeBounds {
+    lower: Vec<f64>,
+    best: f64,
+    spread: f64,
+}
+
+impl NodeBounds {
+    #[inline(always)]
+    fn of(d_min: f64, count: usize, sigmas: &[f64], ln_sigmas: &[f64], dim: usize) -> Self {
+        let mut lower = Vec::with_capacity(sigmas.len());
+        let mut best = f64::NEG_INFINITY;
+        for (&s, &ln_s) in sigmas.iter().zip(ln_sigmas) {
+            let b = -d_min / (2.0 * s * s) - dim as f64 * ln_s;
+            best = best.max(b);
+            lower.push(b);
+        }
+        NodeBounds {
+            lower,
+            best,
+            spread: (count as f64).ln(),
+        }
+    }
+
+    /// Whether a node with lower bound `bound` may carry posterior mass (else it is skipped).
+    #[inline(always)]
+    fn has_mass(&self, bound: f64) -> bool {
+        // Not "below the best by the margin" (a NaN bound is kept, as it always was).
+        (bound + self.spread).partial_cmp(&(self.best - LIKELIHOOD_MARGIN))
+            != Some(std::cmp::Ordering::Less)
+    }
+}
+
+/// The largest gap a node of `sigmas` with mass sums (LIKELIHOOD_MARGIN 2 s^2, the cut of
+/// `log_sum_exp_bucketed`); 0 where none has mass.
 #[inline(always)]
-fn taylor_sum<T: Real>(gaps: &BucketedGaps<T>, bins: usize, scale: f64) -> f64 {
+fn mass_reach(d_min: f64, count: usize, sigmas: &[f64], ln_sigmas: &[f64], dim: usize) -> f64 {
+    let bounds = NodeBounds::of(d_min, count, sigmas, ln_sigmas, dim);
+    sigmas
+        .iter()
+        .zip(&bounds.lower)
+        .filter(|&(_, &bound)| bounds.has_mass(bound))
+        .map(|(&s, _)| LIKELIHOOD_MARGIN / (1.0 / (2.0 * s * s)))
+        .fold(0.0, f64::max)
+}
+
+/// The first `bins` bins' Taylor series at scale c, eight bins at a time (bins summed directly
+/// and the padding have zero moments; lanes past `bins` are masked). The series is split into
+/// its even and odd terms, each by Horner in x^2: two chains of half the length, run side by
+/// side (one chain of TERMS dependent steps left the node waiting on their latency).
+#[inline(always)]
+fn taylor_sum<T: Real, const FMA: bool>(gaps: &BucketedGaps<T>, bins: usize, scale: f64) -> f64 {
     let padded = gaps.half.len();
+    let moment = |p: usize, b: usize| -> &[f64] { &gaps.moments[p * padded + b..][..8] };
     let mut lanes = [0.0f64; 8];
     for b in (0..bins).step_by(8) {
         let half = &gaps.half[b..b + 8];
         let centre = &gaps.centre[b..b + 8];
         let mut live = [0.0f64; 8];
         let mut x = [0.0f64; 8];
+        let mut x2 = [0.0f64; 8];
         let mut e = [0.0f64; 8];
-        let mut acc = [0.0f64; 8];
-        let top = &gaps.moments[(TERMS - 1) * padded + b..][..8];
+        let mut even = [0.0f64; 8];
+        let mut odd = [0.0f64; 8];
+        let (even_top, odd_top) = (moment(TERMS - 2, b), moment(TERMS - 1, b));
         for l in 0..8 {
             live[l] = if b + l < bins { 1.0 } else { 0.0 };
             x[l] = -scale * half[l] * live[l];
+            x2[l] = x[l] * x[l];
             e[l] = -scale * centre[l];
-            acc[l] = top[l];
+            even[l] = even_top[l];
+            odd[l] = odd_top[l];
         }
-        for p in (0..TERMS - 1).rev() {
-            let row = &gaps.moments[p * padded + b..][..8];
+        for q in (0..TERMS / 2 - 1).rev() {
+            let (even_row, odd_row) = (moment(2 * q, b), moment(2 * q + 1, b));
             for l in 0..8 {
-                acc[l] = acc[l] * x[l] + row[l];
+                even[l] = even[l].fused::<FMA>(x2[l], even_row[l]);
+                odd[l] = odd[l].fused::<FMA>(x2[l], odd_row[l]);
             }
+        }
+        let mut acc = [0.0f64; 8];
+        for l in 0..8 {
+            acc[l] = odd[l].fused::<FMA>(x[l], even[l]);
         }
         // exp(-c m) in the set's precision (~1 ulp, like the terms it replaces).
         let mut weight = [T::ZERO; 8];
@@ -385,13 +491,13 @@ pub(super) fn grid_from_buckets<T: Real, const FMA: bool>(
         }
         None => true,
     };
-    if !exact_enough(coarse, coarse_ln) {
+    if !exact_enough(coarse, coarse_ln) || !row.gaps.reaches(coarse, coarse_ln, dim) {
         return None;
     }
     let c = log_sum_exp_bucketed::<T, FMA>(&row.gaps, coarse, coarse_ln, dim);
     let fine_sigmas = fine_of(&c);
     let fine_ln = ln_of(&fine_sigmas);
-    if !exact_enough(&fine_sigmas, &fine_ln) {
+    if !exact_enough(&fine_sigmas, &fine_ln) || !row.gaps.reaches(&fine_sigmas, &fine_ln, dim) {
         return None;
     }
     let f = log_sum_exp_bucketed::<T, FMA>(&row.gaps, &fine_sigmas, &fine_ln, dim);
@@ -471,18 +577,25 @@ pub(super) fn gemm_log_sum_exp_row<T: Real, const FMA: bool>(
     let cut = posterior_exact_cut::<T>(coarse, coarse_ln, meta, dim, gaps.len());
     let mut row = gaps.to_vec();
     let d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut row, meta, cut);
-    let mut buckets = BucketedGaps::of(&row, T::ZERO, d_min);
+    // Gaps beyond every node's cut are never sorted (late in sampling, nearly all of them).
+    let count = gaps.len();
+    let coarse_reach = |d_min: f64| mass_reach(d_min, count, coarse, coarse_ln, dim);
+    let mut buckets = BucketedGaps::of(&row, T::ZERO, d_min, coarse_reach(d_min));
     let mut exact_to = cut;
     let c = log_sum_exp_bucketed::<T, FMA>(&buckets, coarse, coarse_ln, dim);
     let fine_sigmas = fine_of(&c);
     let fine_ln = ln_of(&fine_sigmas);
     let fine_cut = posterior_exact_cut::<T>(&fine_sigmas, &fine_ln, meta, dim, gaps.len());
+    let reach_of =
+        |d_min: f64| coarse_reach(d_min).max(mass_reach(d_min, count, &fine_sigmas, &fine_ln, dim));
     if fine_cut > cut {
         // The fine grid resolves finer than the coarse one did: more gaps made exact.
         row.copy_from_slice(gaps);
         let d_min = hybrid_gaps::<T, FMA>(set, x, span, &mut row, meta, fine_cut);
-        buckets = BucketedGaps::of(&row, T::ZERO, d_min);
+        buckets = BucketedGaps::of(&row, T::ZERO, d_min, reach_of(d_min));
         exact_to = fine_cut;
+    } else if !buckets.reaches(&fine_sigmas, &fine_ln, dim) {
+        buckets = BucketedGaps::of(&row, T::ZERO, d_min, reach_of(d_min));
     }
     let f = log_sum_exp_bucketed::<T, FMA>(&buckets, &fine_sigmas, &fine_ln, dim);
     let kept = RowBuckets {
@@ -517,7 +630,7 @@ mod tests {
             .map(|k| (1e-4f64.ln() + k as f64 * 0.1).exp())
             .collect();
         let ln: Vec<f64> = sigmas.iter().map(|s| s.ln()).collect();
-        let bucketed = BucketedGaps::<f64>::of(&gaps, 0.0, 0.0);
+        let bucketed = BucketedGaps::<f64>::of(&gaps, 0.0, 0.0, f64::INFINITY);
         let taylor = bucketed.half.iter().filter(|&&h| h > 0.0).count();
         assert!(taylor >= 10, "{taylor} bins with moments");
         // dim 0 and d_min 0: every node's bounds tie, so none is skipped.
@@ -538,7 +651,7 @@ mod tests {
         }
         // f32 gaps: the same within f32's rounding of the terms.
         let gaps32: Vec<f32> = gaps.iter().map(|&g| g as f32).collect();
-        let bucketed = BucketedGaps::<f32>::of(&gaps32, 0.0, 0.0);
+        let bucketed = BucketedGaps::<f32>::of(&gaps32, 0.0, 0.0, f64::INFINITY);
         let got32 = log_sum_exp_bucketed::<f32, false>(&bucketed, &sigmas, &ln, 0);
         for ((&s, &a), &b) in sigmas.iter().zip(&got).zip(&got32) {
             assert!(

@@ -1415,6 +1415,68 @@ fn a_second_posterior_call_on_the_same_state_matches_a_fresh_one() {
     }
 }
 
+/// The pooled estimate's call keeps only the gaps within the first call's reach: on windows
+/// around, far above and far below the rows' own sigma (the latter two outside what the kept
+/// buckets reach, measured afresh), its values match f64 sums over every point, on the digits
+/// and 784-D images at every sigma the states are drawn at.
+#[test]
+fn a_pooled_call_on_kept_buckets_matches_f64_at_every_sigma() {
+    use crate::core::estimate::{PosteriorEstimator, SigmaPrior};
+    for (name, values, dim) in reference_sets() {
+        if dim < layout::GEMM_MIN_DIM {
+            continue;
+        }
+        let n = values.len() / dim;
+        let exact_values = f32_rounded(&values);
+        let coarse =
+            PosteriorEstimator::new(SigmaPrior::for_schedule(0.002, 80.0)).coarse_grid(dim);
+        for sigma in [80.0, 5.0, 0.5, 0.05, 0.002] {
+            let x = f32_rounded(&rows_around(&values, dim, sigma, 31));
+            let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let spans = vec![Span { start: 0, end: n }; x.len() / dim];
+            let none = |_: usize, _: &[f64]| Vec::new();
+            for shift in [1.0, 8.0, 0.125] {
+                let pool: Vec<f64> = (0..9)
+                    .map(|k| shift * sigma * (0.8 + 0.05 * k as f64))
+                    .collect();
+                let set = PreparedSet::<f32>::new(&values, n, dim);
+                let _ = log_sum_exp_grid(&set, &xs, &spans, &coarse, &none, Isa::detect());
+                let pooled = log_sum_exp_grid(&set, &xs, &spans, &pool, &none, Isa::detect());
+                for (r, (got, _, _)) in pooled.iter().enumerate() {
+                    let xr = &x[r * dim..(r + 1) * dim];
+                    let d: Vec<f64> = (0..n)
+                        .map(|j| {
+                            (0..dim)
+                                .map(|k| (xr[k] - exact_values[j * dim + k]).powi(2))
+                                .sum()
+                        })
+                        .collect();
+                    let d_min = d.iter().copied().fold(f64::INFINITY, f64::min);
+                    let lower = |s: f64| -d_min / (2.0 * s * s) - dim as f64 * s.ln();
+                    let best = pool
+                        .iter()
+                        .map(|&s| lower(s))
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    for (&s, &v) in pool.iter().zip(got) {
+                        let t: Vec<f64> = d.iter().map(|d| -d / (2.0 * s * s)).collect();
+                        let expect = crate::core::log_sum_exp(&t);
+                        let tol = 1e-4 * (1.0 + expect.abs());
+                        if lower(s) + (n as f64).ln() >= best - LIKELIHOOD_MARGIN {
+                            assert!(
+                                (v - expect).abs() <= tol,
+                                "{name} sigma {sigma} x{shift} row {r} node {s}: {v} vs {expect}"
+                            );
+                        } else {
+                            // A massless node carries its lower bound.
+                            assert!(v <= expect + tol);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn the_gemm_form_on_panels_matches_the_gemm_crate_path() {
     if Isa::detect() != Isa::Avx512 {
