@@ -20,15 +20,17 @@ fn exp_is_accurate_over_the_range_used() {
     assert_eq!(Real::exp(0.0f64), 1.0);
 }
 
+/// f64 squared distances from the row `x` to every point of `values` (row-major, `dim` wide).
+fn squared_distances(x: &[f64], values: &[f64], dim: usize) -> Vec<f64> {
+    values
+        .chunks_exact(dim)
+        .map(|y| x[..dim].iter().zip(y).map(|(a, b)| (a - b).powi(2)).sum())
+        .collect()
+}
+
 fn brute(set_values: &[f64], dim: usize, x: &[f64], sigma: f64) -> Vec<f64> {
     let n = set_values.len() / dim;
-    let d: Vec<f64> = (0..n)
-        .map(|j| {
-            (0..dim)
-                .map(|k| (x[k] - set_values[j * dim + k]).powi(2))
-                .sum()
-        })
-        .collect();
+    let d = squared_distances(x, set_values, dim);
     let m = d.iter().copied().fold(f64::INFINITY, f64::min);
     let w: Vec<f64> = d
         .iter()
@@ -98,13 +100,7 @@ fn log_sum_exp_grid_matches_brute_force() {
         let rows = log_sum_exp_grid(&set, &x, &spans, &sigmas, &refine, isa);
         for (r, (coarse, fine_sigmas, fine)) in rows.iter().enumerate() {
             let xr = &x[r * dim..(r + 1) * dim];
-            let d: Vec<f64> = (spans[r].start..spans[r].end)
-                .map(|j| {
-                    (0..dim)
-                        .map(|k| (xr[k] - values[j * dim + k]).powi(2))
-                        .sum()
-                })
-                .collect();
+            let d = squared_distances(xr, &values[spans[r].start * dim..spans[r].end * dim], dim);
             let lse = |s: f64| {
                 let t: Vec<f64> = d.iter().map(|d| -d / (2.0 * s * s)).collect();
                 crate::core::log_sum_exp(&t)
@@ -231,13 +227,7 @@ fn brute_rows(values: &[f64], dim: usize, x: &[f64], sigma: f64) -> Vec<(Vec<f64
     x.chunks_exact(dim)
         .map(|xr| {
             let n = values.len() / dim;
-            let d: Vec<f64> = (0..n)
-                .map(|j| {
-                    (0..dim)
-                        .map(|k| (xr[k] - values[j * dim + k]).powi(2))
-                        .sum()
-                })
-                .collect();
+            let d = squared_distances(xr, values, dim);
             let m = d.iter().copied().fold(f64::INFINITY, f64::min);
             let w: Vec<f64> = d
                 .iter()
@@ -307,13 +297,7 @@ fn brute_marginal(
     let n = values.len() / dim;
     x.chunks_exact(dim)
         .map(|xr| {
-            let d: Vec<f64> = (0..n)
-                .map(|j| {
-                    (0..dim)
-                        .map(|k| (xr[k] - values[j * dim + k]).powi(2))
-                        .sum()
-                })
-                .collect();
+            let d = squared_distances(xr, values, dim);
             let logit = |j: usize, k: usize| {
                 log_weights[k] - dim as f64 * sigmas[k].ln() - d[j] / (2.0 * sigmas[k] * sigmas[k])
             };
@@ -1085,13 +1069,7 @@ fn posterior_grids_match_f64(name: &str, values: &[f64], dim: usize) {
         let rows = log_sum_exp_grid(&set, &xs, &spans, &coarse, &refine, Isa::detect());
         for (r, (got_coarse, fine_sigmas, got_fine)) in rows.iter().enumerate() {
             let xr = &x[r * dim..(r + 1) * dim];
-            let d: Vec<f64> = (0..n)
-                .map(|j| {
-                    (0..dim)
-                        .map(|k| (xr[k] - exact_values[j * dim + k]).powi(2))
-                        .sum()
-                })
-                .collect();
+            let d = squared_distances(xr, &exact_values, dim);
             let d_min = d.iter().copied().fold(f64::INFINITY, f64::min);
             let lse = |s: f64| {
                 let t: Vec<f64> = d.iter().map(|d| -d / (2.0 * s * s)).collect();
@@ -1444,13 +1422,7 @@ fn a_pooled_call_on_kept_buckets_matches_f64_at_every_sigma() {
                 let pooled = log_sum_exp_grid(&set, &xs, &spans, &pool, &none, Isa::detect());
                 for (r, (got, _, _)) in pooled.iter().enumerate() {
                     let xr = &x[r * dim..(r + 1) * dim];
-                    let d: Vec<f64> = (0..n)
-                        .map(|j| {
-                            (0..dim)
-                                .map(|k| (xr[k] - exact_values[j * dim + k]).powi(2))
-                                .sum()
-                        })
-                        .collect();
+                    let d = squared_distances(xr, &exact_values, dim);
                     let d_min = d.iter().copied().fold(f64::INFINITY, f64::min);
                     let lower = |s: f64| -d_min / (2.0 * s * s) - dim as f64 * s.ln();
                     let best = pool
