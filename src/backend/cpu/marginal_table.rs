@@ -24,8 +24,9 @@
 //! same sixteen at a time (`avx512`). LLVM's vectorisation of the plain loop (`Lookup::lanes`, the
 //! portable copy's) moves the records lane by lane.
 //!
-//! The one-pass sums (D <= TABLE_MAX_DIM, AVX-512) of a row whose points' cells all lie among the
-//! WINDOW from its nearest one's (far from the data: its squared distances span under two
+//! The one-pass sums (D <= TABLE_MAX_DIM: distances, weights and weighted sums in registers, no
+//! buffer) run with AVX2 + FMA (`avx2`, 8 points a register) or AVX-512. With AVX-512, those of
+//! a row whose points' cells all lie among the WINDOW from its nearest one's (far from the data: its squared distances span under two
 //! octaves) skip the records' loads and transposes: the coefficients also lie in planes, one per
 //! coefficient, WINDOW consecutive cells of each fit two registers, and one two-source permute
 //! picks every lane's (the same bits).
@@ -376,13 +377,13 @@ struct Lookup<'a> {
 
 impl Lookup<'_> {
     /// Whether a row whose squared distances run from `nearest` to `farthest` finds every
-    /// point's cell among the WINDOW from its nearest point's: the cell of the farthest, by
+    /// point's cell among the `window` (at most WINDOW) from its nearest point's: the cell of the farthest, by
     /// the passes' own f32 arithmetic (monotone in d, so no point's cell lies beyond it).
     #[inline(always)]
-    fn window_holds(&self, nearest: f32, farthest: f32) -> bool {
+    fn window_holds(&self, nearest: f32, farthest: f32, window: u32) -> bool {
         let v = (farthest - nearest).max(0.0) + self.base;
         let cell = ((v.to_bits() >> self.shift).max(self.first) - self.first).min(self.last);
-        self.has_planes() && cell.saturating_sub(self.ref_cell) < WINDOW
+        self.has_planes() && cell.saturating_sub(self.ref_cell) < window
     }
 
     /// Whether the table's coefficients come in planes too (`MarginalTable::planes`).
@@ -549,12 +550,12 @@ pub(super) fn weigh_gaps_read<T: Real, const FMA: bool>(
 /// long), the distances and weights never stored; the same numbers as `span_distances`, then
 /// `weigh_gaps_tabled`, `sum_of` and `dot_lanes` (bit for bit when the columns' length is a
 /// multiple of 16, as the kernels' spans are). No points counted: zeros. `None` where it does
-/// not apply (no AVX-512 reading on this CPU, the kernels' portable copy (FMA false, whose
+/// not apply (no AVX2 + FMA reading on this CPU, the kernels' portable copy (FMA false, whose
 /// arithmetic the portable reading matches), T is not f32, more than TABLE_MAX_DIM columns, or
 /// the row lies in the last cell): the caller takes the separate passes.
 ///
-/// Rows whose points' cells all lie among the WINDOW from the nearest one's read the
-/// coefficients from registers (`OnePass::Windowed`), with the same bits.
+/// Rows whose points' cells all lie among the WINDOW (AVX2: `avx2::WINDOW`) from the nearest
+/// one's read the coefficients from registers (`OnePass::Windowed`), with the same bits.
 #[inline(always)]
 pub(super) fn weigh_and_sum_tabled<T: Real, const FMA: bool>(
     x: &[T],
@@ -562,14 +563,15 @@ pub(super) fn weigh_and_sum_tabled<T: Real, const FMA: bool>(
     counted: std::ops::Range<usize>,
     table: &MarginalTable,
 ) -> Option<(f64, f64, [f64; TABLE_MAX_DIM])> {
-    weigh_and_sum_read::<T, FMA>(x, columns, counted, table, OnePass::Windowed)
+    let reading = Reading::fastest::<FMA>();
+    weigh_and_sum_read::<T, FMA>(x, columns, counted, table, OnePass::Windowed, reading)
 }
 
 /// How the one-pass sums read the table's records; both give the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum OnePass {
-    /// From registers holding the WINDOW cells from the row's nearest point's, where every
-    /// point's cell lies among them (else `Staged`).
+    /// From registers holding the WINDOW cells (AVX2: `avx2::WINDOW`) from the row's nearest
+    /// point's, where every point's cell lies among them (else `Staged`).
     Windowed,
     /// Cells found for CHUNK points, then their records loaded and transposed.
     #[cfg_attr(not(test), allow(dead_code))]
@@ -581,7 +583,8 @@ pub(super) enum OnePass {
 pub(super) static WINDOWED_ROWS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
-/// `weigh_and_sum_tabled` with the records read as `one_pass` says.
+/// `weigh_and_sum_tabled` read as `reading` says (AVX2 or AVX-512, where the CPU runs it), its
+/// records as `one_pass` says.
 #[inline(always)]
 pub(super) fn weigh_and_sum_read<T: Real, const FMA: bool>(
     x: &[T],
@@ -589,31 +592,63 @@ pub(super) fn weigh_and_sum_read<T: Real, const FMA: bool>(
     counted: std::ops::Range<usize>,
     table: &MarginalTable,
     one_pass: OnePass,
+    reading: Reading,
 ) -> Option<(f64, f64, [f64; TABLE_MAX_DIM])> {
     #[cfg(target_arch = "x86_64")]
     {
         if columns.len() > TABLE_MAX_DIM
             || columns.len() != x.len()
             || table.cells.len() <= table.last as usize
-            || Reading::fastest::<FMA>() != Reading::Avx512
+            || !matches!(reading, Reading::Avx2 | Reading::Avx512)
+            || !reading.available()
         {
             return None;
         }
         let n = columns.first().map_or(0, |c| c.len());
-        // The pass compares point indices in u32 lanes.
-        if u32::try_from(n).is_err() {
+        // The passes compare point indices in 32-bit lanes (AVX2's signed), a block past n.
+        if i32::try_from(n + 16).is_err() {
             return None;
         }
-        let mut row = avx512::Row {
-            x: [0.0; TABLE_MAX_DIM],
-            lo: counted.start.min(n),
-            hi: counted.end.min(n),
-        };
-        row.x[..x.len()].copy_from_slice(T::as_f32(x)?);
+        let (lo, hi) = (counted.start.min(n), counted.end.min(n));
+        let mut x_f32 = [0.0f32; TABLE_MAX_DIM];
+        x_f32[..x.len()].copy_from_slice(T::as_f32(x)?);
         let mut cols = [std::ptr::null(); TABLE_MAX_DIM];
         for (c, col) in cols.iter_mut().zip(columns) {
             *c = T::as_f32(col).filter(|col| col.len() == n)?.as_ptr();
         }
+        if reading == Reading::Avx2 {
+            let row = avx2::Row { x: x_f32, lo, hi };
+            // SAFETY (all below): the CPU has AVX2 and FMA (`available`), the table `last + 1`
+            // cells, the first `columns.len()` columns hold `n` f32, hi <= n, and n + 16 fits
+            // in i32 (checked above).
+            let (nearest, farthest) = match columns.len() {
+                1 => unsafe { row.nearest_and_farthest::<1>(cols, n) },
+                2 => unsafe { row.nearest_and_farthest::<2>(cols, n) },
+                3 => unsafe { row.nearest_and_farthest::<3>(cols, n) },
+                _ => return None,
+            };
+            if nearest == f32::INFINITY {
+                return Some((0.0, 0.0, [0.0; TABLE_MAX_DIM]));
+            }
+            let d_min = f64::from(nearest);
+            let lookup = table.lookup(d_min, table.top(d_min))?;
+            let windowed = one_pass == OnePass::Windowed
+                && lookup.window_holds(nearest, farthest, avx2::WINDOW);
+            #[cfg(test)]
+            if windowed {
+                WINDOWED_ROWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            use avx2::weigh_and_sum as sums;
+            return unsafe {
+                match columns.len() {
+                    1 => Some(sums::<1>(&row, cols, n, nearest, &lookup, windowed)),
+                    2 => Some(sums::<2>(&row, cols, n, nearest, &lookup, windowed)),
+                    3 => Some(sums::<3>(&row, cols, n, nearest, &lookup, windowed)),
+                    _ => None,
+                }
+            };
+        }
+        let row = avx512::Row { x: x_f32, lo, hi };
         // SAFETY (all below): the CPU has AVX-512 F + VL, AVX2 and FMA (`available`), the
         // table `last + 1` cells, and the first `columns.len()` columns hold `n` f32 (checked
         // above).
@@ -628,7 +663,8 @@ pub(super) fn weigh_and_sum_read<T: Real, const FMA: bool>(
         }
         let d_min = f64::from(nearest);
         let lookup = table.lookup(d_min, table.top(d_min))?;
-        let windowed = one_pass == OnePass::Windowed && lookup.window_holds(nearest, farthest);
+        let windowed =
+            one_pass == OnePass::Windowed && lookup.window_holds(nearest, farthest, WINDOW);
         #[cfg(test)]
         if windowed {
             WINDOWED_ROWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -650,7 +686,7 @@ pub(super) fn weigh_and_sum_read<T: Real, const FMA: bool>(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (x, columns, counted, table, one_pass);
+        let _ = (x, columns, counted, table, one_pass, reading);
         None
     }
 }
@@ -665,6 +701,11 @@ mod avx2 {
     use core::arch::x86_64::*;
 
     use super::Lookup;
+
+    /// Cells a row's window holds (one register per coefficient, read by one permute): a row
+    /// whose points all fall in the WINDOW cells from its nearest one's skips the records'
+    /// loads and transposes.
+    pub(super) const WINDOW: u32 = 8;
 
     /// e^x in 8 lanes: `Real::exp`'s f32 polynomial (Cody-Waite, degree 7), 0 below -80.
     #[inline]
@@ -730,6 +771,64 @@ mod avx2 {
         records: *const f32,
     }
 
+    impl Consts {
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        fn new(lookup: &Lookup) -> Consts {
+            Consts {
+                base: _mm256_set1_ps(lookup.base),
+                top: _mm256_set1_ps(lookup.top),
+                shift: _mm_cvtsi32_si128(lookup.shift as i32),
+                first: _mm256_set1_epi32(lookup.first as i32),
+                last: _mm256_set1_epi32(lookup.last as i32),
+                last_start: _mm256_set1_ps(lookup.last_start),
+                slope: (lookup.slope != 0.0).then(|| _mm256_set1_ps(lookup.slope)),
+                ref_cell: _mm256_set1_epi32(lookup.ref_cell as i32),
+                records: lookup.cells.as_ptr().cast(),
+            }
+        }
+    }
+
+    /// (w, z) of the eight points at gaps `g`, their coefficients picked from `window` (the
+    /// planes' WINDOW cells from the row's reference cell, every point's among them) by one
+    /// permute each, where `eight` loads and transposes their records: the same bits.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn eight_windowed(k: &Consts, g: __m256, window: &[__m256; 8]) -> (__m256, __m256) {
+        let v = _mm256_add_ps(_mm256_max_ps(g, _mm256_setzero_ps()), k.base);
+        let high = _mm256_srl_epi32(_mm256_castps_si256(v), k.shift);
+        let cell = _mm256_min_epu32(
+            _mm256_sub_epi32(_mm256_max_epu32(high, k.first), k.first),
+            k.last,
+        );
+        let start = _mm256_min_ps(
+            _mm256_castsi256_ps(_mm256_sll_epi32(high, k.shift)),
+            k.last_start,
+        );
+        let s = _mm256_sub_ps(v, start);
+        // +inf gaps (outside the span) weigh nothing; their indices wrap within the window,
+        // and the select below drops what they read.
+        let inside = _mm256_cmp_ps::<_CMP_LE_OQ>(v, _mm256_set1_ps(f32::MAX));
+        let index = _mm256_sub_epi32(cell, k.ref_cell);
+        let pick = |q: usize| _mm256_permutevar8x32_ps(window[q], index);
+        let cubic = |q: usize| {
+            _mm256_fmadd_ps(
+                s,
+                _mm256_fmadd_ps(s, _mm256_fmadd_ps(s, pick(q + 3), pick(q + 2)), pick(q + 1)),
+                pick(q),
+            )
+        };
+        let mut level = cubic(0);
+        if let Some(slope) = k.slope {
+            // The stored level's slope undone from the row's own cell (`Lookup::lanes`).
+            level = _mm256_fnmadd_ps(slope, _mm256_cvtepi32_ps(index), level);
+        }
+        let e_z = exp8(_mm256_sub_ps(level, k.top));
+        let e_w = _mm256_mul_ps(e_z, cubic(4));
+        // A select, not a product: outside, the cubics are NaN (inf x 0).
+        (_mm256_and_ps(inside, e_w), _mm256_and_ps(inside, e_z))
+    }
+
     /// (w, z) of the eight points at gaps `g`.
     ///
     /// # Safety
@@ -791,17 +890,7 @@ mod avx2 {
     /// The CPU has AVX2 and FMA, and `lookup.cells` holds `lookup.last + 1` records.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn weigh(gaps: &mut [f32], lookup: &Lookup) -> f64 {
-        let k = Consts {
-            base: _mm256_set1_ps(lookup.base),
-            top: _mm256_set1_ps(lookup.top),
-            shift: _mm_cvtsi32_si128(lookup.shift as i32),
-            first: _mm256_set1_epi32(lookup.first as i32),
-            last: _mm256_set1_epi32(lookup.last as i32),
-            last_start: _mm256_set1_ps(lookup.last_start),
-            slope: (lookup.slope != 0.0).then(|| _mm256_set1_ps(lookup.slope)),
-            ref_cell: _mm256_set1_epi32(lookup.ref_cell as i32),
-            records: lookup.cells.as_ptr().cast(),
-        };
+        let k = Consts::new(lookup);
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut pairs = gaps.chunks_exact_mut(16);
         for ch in &mut pairs {
@@ -836,6 +925,227 @@ mod avx2 {
             _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc1);
         }
         total + lanes.iter().map(|&v| f64::from(v)).sum::<f64>()
+    }
+
+    /// The query point of a one-pass sum, and the points `lo..hi` of the columns that count;
+    /// the others read as +inf, as the lanes outside a span do in `distances::span_distances`.
+    pub(super) struct Row {
+        pub x: [f32; super::TABLE_MAX_DIM],
+        pub lo: usize,
+        pub hi: usize,
+    }
+
+    /// Lane indices 0..8, to compare with counts and bounds.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn lane_indices() -> __m256i {
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)
+    }
+
+    /// The eight f32 from `p + j`, lanes at or past `n` read as 0 and never touched (a plain
+    /// load where all eight lie below `n`).
+    ///
+    /// # Safety
+    /// `p` is valid for `n` f32, and `n + 8` fits in i32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_below(p: *const f32, j: usize, n: usize) -> __m256 {
+        // SAFETY: as the caller promises; a masked-off lane is not read.
+        unsafe {
+            if j + 8 <= n {
+                _mm256_loadu_ps(p.add(j))
+            } else {
+                let left = _mm256_set1_epi32(n.saturating_sub(j) as i32);
+                let mask = _mm256_cmpgt_epi32(left, lane_indices());
+                _mm256_maskload_ps(p.wrapping_add(j), mask)
+            }
+        }
+    }
+
+    impl Row {
+        /// The squared distances to points `j..j + 8` from the first DIM columns (lanes outside
+        /// `lo..hi` +inf), summed as `distances::span_distances` sums them (t = x_k - y_k, then
+        /// t t fused into a sum from 0): the same f32 bits.
+        ///
+        /// # Safety
+        /// `columns[..DIM]` are each valid for `n` f32, `hi <= n`, and `n + 8` fits in i32.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn distances<const DIM: usize>(
+            &self,
+            columns: [*const f32; super::TABLE_MAX_DIM],
+            j: usize,
+            n: usize,
+        ) -> __m256 {
+            let mut d = _mm256_setzero_ps();
+            for c in 0..DIM {
+                // SAFETY: as the caller promises.
+                let y = unsafe { load_below(columns[c], j, n) };
+                let t = _mm256_sub_ps(_mm256_set1_ps(self.x[c]), y);
+                d = _mm256_fmadd_ps(t, t, d);
+            }
+            if j >= self.lo && j + 8 <= self.hi {
+                // A block inside the span (all but its ends): every lane counts.
+                return d;
+            }
+            let lane = _mm256_add_epi32(_mm256_set1_epi32(j as i32), lane_indices());
+            let below_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(self.lo as i32), lane);
+            let below_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(self.hi as i32), lane);
+            let counted = _mm256_castsi256_ps(_mm256_andnot_si256(below_lo, below_hi));
+            _mm256_blendv_ps(_mm256_set1_ps(f32::INFINITY), d, counted)
+        }
+
+        /// The smallest and the largest finite squared distance to points `lo..hi` (+inf and
+        /// -inf if there are none), over the same distances as `weigh_and_sum` forms.
+        ///
+        /// # Safety
+        /// As `distances`.
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn nearest_and_farthest<const DIM: usize>(
+            &self,
+            columns: [*const f32; super::TABLE_MAX_DIM],
+            n: usize,
+        ) -> (f32, f32) {
+            // Two minima in flight: the min's latency, not its throughput, would bound one.
+            let mut m = [_mm256_set1_ps(f32::INFINITY); 2];
+            let mut far = [_mm256_set1_ps(f32::NEG_INFINITY); 2];
+            let mut j = self.lo / 16 * 16;
+            while j < self.hi {
+                for b in 0..2 {
+                    // SAFETY: as the caller promises.
+                    let d = unsafe { self.distances::<DIM>(columns, j + 8 * b, n) };
+                    m[b] = _mm256_min_ps(m[b], d);
+                    // Uncounted lanes read +inf: left out, as the passes weigh them 0.
+                    let finite = _mm256_cmp_ps::<_CMP_LE_OQ>(d, _mm256_set1_ps(f32::MAX));
+                    far[b] = _mm256_blendv_ps(far[b], _mm256_max_ps(far[b], d), finite);
+                }
+                j += 16;
+            }
+            let (mut low, mut high) = ([0.0f32; 8], [0.0f32; 8]);
+            // SAFETY: `low` and `high` hold 8 f32 each.
+            unsafe {
+                _mm256_storeu_ps(low.as_mut_ptr(), _mm256_min_ps(m[0], m[1]));
+                _mm256_storeu_ps(high.as_mut_ptr(), _mm256_max_ps(far[0], far[1]));
+            }
+            (
+                low.iter().copied().fold(f32::INFINITY, f32::min),
+                high.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            )
+        }
+    }
+
+    /// Two registers' lanes, 16 in all, summed in f64 in lane order (as `sum_of` and
+    /// `dot_lanes` finish their LANES partial sums).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn lanes_in_f64(halves: [__m256; 2]) -> f64 {
+        let mut lanes = [0.0f32; 16];
+        // SAFETY: `lanes` holds 16 f32.
+        unsafe {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), halves[0]);
+            _mm256_storeu_ps(lanes.as_mut_ptr().add(8), halves[1]);
+        }
+        let mut total = 0.0;
+        for v in lanes {
+            total += f64::from(v);
+        }
+        total
+    }
+
+    /// `row`'s squared distances to the `n` points of the columns -> (sum of z, sum of w, sum
+    /// of w times each of the first DIM columns), the distances, gaps and weights kept in
+    /// registers: one pass, no buffer. Each sum in two 8-lane f32 accumulators, the halves of
+    /// a 16-point block (`sum_of`'s and `dot_lanes`' LANES), then f64: the separate passes'
+    /// bits where `n` is a multiple of 16. Where `windowed`, the coefficients come from the
+    /// WINDOW cells from the row's in registers (`eight_windowed`), with the same bits. DIM is
+    /// a constant so that the accumulators stay in registers.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA, `lookup.cells` holds `lookup.last + 1` records,
+    /// `columns[..DIM]` each hold `n` f32, `row.hi <= n`, `n + 16` fits in i32, and where
+    /// `windowed`, every point's cell lies among the WINDOW from the row's
+    /// (`Lookup::window_holds`, which also checks the planes).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weigh_and_sum<const DIM: usize>(
+        row: &Row,
+        columns: [*const f32; super::TABLE_MAX_DIM],
+        n: usize,
+        d_min: f32,
+        lookup: &Lookup,
+        windowed: bool,
+    ) -> (f64, f64, [f64; super::TABLE_MAX_DIM]) {
+        // SAFETY: as the caller promises.
+        let acc = unsafe {
+            if windowed {
+                pass::<DIM, true>(row, columns, n, d_min, lookup)
+            } else {
+                pass::<DIM, false>(row, columns, n, d_min, lookup)
+            }
+        };
+        (
+            lanes_in_f64(acc[0]),
+            lanes_in_f64(acc[1]),
+            [
+                lanes_in_f64(acc[2]),
+                lanes_in_f64(acc[3]),
+                lanes_in_f64(acc[4]),
+            ],
+        )
+    }
+
+    /// `weigh_and_sum`'s pass, its 8-lane sums left in registers; WINDOWED a constant so that
+    /// the loop holds one reading.
+    ///
+    /// # Safety
+    /// As `weigh_and_sum`, with `windowed` WINDOWED.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn pass<const DIM: usize, const WINDOWED: bool>(
+        row: &Row,
+        columns: [*const f32; super::TABLE_MAX_DIM],
+        n: usize,
+        d_min: f32,
+        lookup: &Lookup,
+    ) -> [[__m256; 2]; 2 + super::TABLE_MAX_DIM] {
+        let k = Consts::new(lookup);
+        let nearest = _mm256_set1_ps(d_min);
+        let mut window = [_mm256_setzero_ps(); 8];
+        if WINDOWED {
+            let at = lookup
+                .planes
+                .as_ptr()
+                .wrapping_add(lookup.ref_cell as usize);
+            for (q, cells) in window.iter_mut().enumerate() {
+                // SAFETY: ref_cell + WINDOW <= cells.len() + WINDOW <= PLANE (`has_planes`):
+                // within plane q.
+                *cells = unsafe { _mm256_loadu_ps(at.add(q * super::PLANE)) };
+            }
+        }
+        let mut acc = [[_mm256_setzero_ps(); 2]; 2 + super::TABLE_MAX_DIM];
+        // Blocks wholly outside lo..hi weigh nothing: +0 added to every sum, so skipped.
+        let mut j = row.lo / 16 * 16;
+        while j < row.hi {
+            for half in 0..2 {
+                let here = j + 8 * half;
+                // SAFETY: the columns as required; the records as `eight` requires.
+                let (w, z) = unsafe {
+                    let g = _mm256_sub_ps(row.distances::<DIM>(columns, here, n), nearest);
+                    if WINDOWED {
+                        eight_windowed(&k, g, &window)
+                    } else {
+                        eight(&k, g)
+                    }
+                };
+                acc[0][half] = _mm256_add_ps(acc[0][half], z);
+                acc[1][half] = _mm256_add_ps(acc[1][half], w);
+                for c in 0..DIM {
+                    // SAFETY: the columns as required.
+                    let y = unsafe { load_below(columns[c], here, n) };
+                    acc[2 + c][half] = _mm256_fmadd_ps(w, y, acc[2 + c][half]);
+                }
+            }
+            j += 16;
+        }
+        acc
     }
 }
 
