@@ -133,7 +133,13 @@ impl SigmaGrid {
 
 impl FromIterator<GridRow> for SigmaGrid {
     fn from_iter<I: IntoIterator<Item = GridRow>>(rows: I) -> Self {
-        let mut grid = SigmaGrid::default();
+        // Sized once: growing the flat coarse table row by row reallocated and copied it.
+        let rows: Vec<GridRow> = rows.into_iter().collect();
+        let mut grid = SigmaGrid {
+            coarse: Vec::with_capacity(rows.iter().map(|row| row.0.len()).sum()),
+            fine_sigmas: Vec::with_capacity(rows.len()),
+            fine: Vec::with_capacity(rows.len()),
+        };
         for row in rows {
             grid.push(row);
         }

@@ -510,18 +510,23 @@ impl NoiseLikelihood for AnalyticModel {
                         .collect()
                 };
                 let refine_rows = |r: usize, lse: &[f64]| refine(&coarse_loglik(r, lse));
-                let grid = kernel.log_sum_exp_grid(&xq, &spans, coarse, &refine_rows)?;
-                let g = coarse.len();
-                let mut out = SigmaGrid::default();
-                out.coarse.reserve(x.rows * g);
-                for r in 0..x.rows {
-                    out.coarse
-                        .extend(coarse_loglik(r, &grid.coarse[r * g..(r + 1) * g]));
-                    out.fine
-                        .push(fine_loglik(r, &grid.fine_sigmas[r], &grid.fine[r]));
-                }
-                out.fine_sigmas = grid.fine_sigmas;
-                Ok(out)
+                let mut grid = kernel.log_sum_exp_grid(&xq, &spans, coarse, &refine_rows)?;
+                // In place and over the pool: the rows' logs of the fine nodes were serial work.
+                let g = coarse.len().max(1);
+                grid.coarse
+                    .par_chunks_mut(g)
+                    .zip(&ln_count)
+                    .for_each(|(row, &ln_n)| {
+                        for (l, norm) in row.iter_mut().zip(&coarse_norm) {
+                            *l += -ln_n - norm;
+                        }
+                    });
+                grid.fine
+                    .par_iter_mut()
+                    .zip(&grid.fine_sigmas)
+                    .enumerate()
+                    .for_each(|(r, (lse, sigmas))| *lse = fine_loglik(r, sigmas, lse));
+                Ok(grid)
             }
             Kind::Gaussian(_) | Kind::Mixture(_) => {
                 let rows: Vec<GridRow> = (0..x.rows)

@@ -67,16 +67,33 @@ fn same_bits<T: Real>(a: &[T], b: &[T]) -> bool {
 }
 
 impl<T: Real> DistanceCache<T> {
-    /// The distances of `rows` (of the batch `x`) to `span` if every row is cached: the cached
-    /// entry itself when it holds exactly these rows in this order, else the rows gathered.
-    pub fn lookup(
+    /// Where each of `rows` (of the batch `x`) lies in the cached distances to `span` (entry,
+    /// position), if every row is cached: readers of single rows need no gathered copy.
+    pub fn lookup_rows(
         &self,
         x: &[T],
         dim: usize,
         rows: &[usize],
         span: Span,
-    ) -> Option<Arc<SpanDistances<T>>> {
+    ) -> Option<Vec<(Arc<SpanDistances<T>>, usize)>> {
         let entries = self.entries.lock().ok()?;
+        let found = Self::find_rows(&entries, x, dim, rows, span)?;
+        Some(
+            found
+                .into_iter()
+                .map(|(e, q)| (Arc::clone(&e.distances), q))
+                .collect(),
+        )
+    }
+
+    /// Each row's entry and position, if every row is cached.
+    fn find_rows<'e>(
+        entries: &'e VecDeque<Arc<Entry<T>>>,
+        x: &[T],
+        dim: usize,
+        rows: &[usize],
+        span: Span,
+    ) -> Option<Vec<(&'e Entry<T>, usize)>> {
         let mut found: Vec<(&Entry<T>, usize)> = Vec::with_capacity(rows.len());
         for &r in rows {
             let row = &x[r * dim..(r + 1) * dim];
@@ -91,6 +108,20 @@ impl<T: Real> DistanceCache<T> {
             })?;
             found.push(hit);
         }
+        Some(found)
+    }
+
+    /// The distances of `rows` (of the batch `x`) to `span` if every row is cached: the cached
+    /// entry itself when it holds exactly these rows in this order, else the rows gathered.
+    pub fn lookup(
+        &self,
+        x: &[T],
+        dim: usize,
+        rows: &[usize],
+        span: Span,
+    ) -> Option<Arc<SpanDistances<T>>> {
+        let entries = self.entries.lock().ok()?;
+        let found = Self::find_rows(&entries, x, dim, rows, span)?;
         if let Some(&(first, _)) = found.first() {
             let whole = found.len() == first.distances.rows.len()
                 && found
@@ -268,21 +299,27 @@ impl<T: Real> BucketCache<T> {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
+        let mut retired: Vec<Bucketed<T>> = Vec::new();
         if hits == 0 {
             entries.retain(|_, list| {
-                list.retain(|e| e.span != span);
+                retired.extend(list.extract_if(.., |e| e.span == span));
                 !list.is_empty()
             });
         }
         for (r, buckets) in built {
             let row = &x[r * dim..(r + 1) * dim];
             let list = entries.entry(row_hash(row)).or_default();
-            list.retain(|e| !(e.span == span && same_bits(row, &e.values)));
+            retired.extend(list.extract_if(.., |e| e.span == span && same_bits(row, &e.values)));
             list.push(Bucketed {
                 span,
                 values: row.to_vec(),
                 row: Arc::new(buckets),
             });
+        }
+        drop(entries);
+        // Freed on the pool while the caller goes on: a batch's buckets are hundreds of vectors.
+        if !retired.is_empty() {
+            rayon::spawn(move || drop(retired));
         }
     }
 }

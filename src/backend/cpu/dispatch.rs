@@ -229,6 +229,37 @@ fn gemm_distances<T: Real>(
     if let Some(cached) = set.cache.lookup(x, set.dim, rows, span) {
         return cached;
     }
+    measure_distances(set, x, rows, span, isa, threads)
+}
+
+/// Each of `rows`' GEMM-form distances to `span` as (distances, position): where they lie in
+/// the cache when every row is there (no gathered copy), else from one product.
+fn gemm_distance_rows<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    isa: Isa,
+    threads: Threads,
+) -> Vec<(Arc<SpanDistances<T>>, usize)> {
+    if let Some(found) = set.cache.lookup_rows(x, set.dim, rows, span) {
+        return found;
+    }
+    let distances = measure_distances(set, x, rows, span, isa, threads);
+    (0..rows.len())
+        .map(|q| (Arc::clone(&distances), q))
+        .collect()
+}
+
+/// `rows`' distances to `span` by one product, then cached.
+fn measure_distances<T: Real>(
+    set: &PreparedSet<T>,
+    x: &[T],
+    rows: &[usize],
+    span: Span,
+    isa: Isa,
+    threads: Threads,
+) -> Arc<SpanDistances<T>> {
     let ops = set.gemm_operands();
     let finish = |xr: &[T], norm: f64, y_max: f64, logits: &mut [T]| {
         finish_row_isa(isa, set, ops, xr, norm, y_max, span, logits)
@@ -388,33 +419,36 @@ fn gemm_measured<T: Real>(
     isa: Isa,
     threads: Threads,
 ) -> Vec<(GridRow, RowBuckets<T>)> {
-    let distances = gemm_distances(set, x, rows, span, isa, threads);
+    let found = gemm_distance_rows(set, x, rows, span, isa, threads);
     let dim = set.dim;
     let width = span.len();
-    let wide: Vec<bool> = distances
-        .meta
-        .par_iter()
-        .enumerate()
-        .map(|(q, meta)| {
-            let gaps = &distances.gaps[q * width..(q + 1) * width];
+    let row_of = |k: usize| -> (&[T], &RowMeta) {
+        let (distances, q) = &found[k];
+        (
+            &distances.gaps[q * width..(q + 1) * width],
+            &distances.meta[*q],
+        )
+    };
+    let wide: Vec<bool> = (0..rows.len())
+        .into_par_iter()
+        .map(|k| {
+            let (gaps, meta) = row_of(k);
             exactly_seen(gaps, meta, coarse.sigmas, &coarse.ln, dim) > recompute_limit(width)
         })
         .collect();
     let wide_rows: Vec<usize> = (0..rows.len())
-        .filter(|&q| wide[q])
-        .map(|q| distances.rows[q])
+        .filter(|&k| wide[k])
+        .map(|k| rows[k])
         .collect();
     let explicit = explicit_log_sum_exp(set, x, &wide_rows, span, coarse, refine, isa);
     let mut explicit = explicit.into_iter();
-    let narrow: Vec<(GridRow, RowBuckets<T>)> = distances
-        .rows
+    let narrow: Vec<(GridRow, RowBuckets<T>)> = rows
         .par_iter()
         .enumerate()
-        .filter(|&(q, _)| !wide[q])
-        .map(|(q, &r)| {
+        .filter(|&(k, _)| !wide[k])
+        .map(|(k, &r)| {
             let xr = &x[r * dim..(r + 1) * dim];
-            let gaps = &distances.gaps[q * width..(q + 1) * width];
-            let meta = &distances.meta[q];
+            let (gaps, meta) = row_of(k);
             let fine_of = |c: &[f64]| refine(r, c);
             gemm_log_sum_exp_row_isa(
                 isa,

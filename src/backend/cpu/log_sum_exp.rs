@@ -122,19 +122,7 @@ impl<T: Real> BucketedGaps<T> {
         let largest = (max_signed(values) - offset).to_f64();
         let floor = key_of(largest).saturating_sub(OCTAVES << SUB_BITS);
         let bin: Vec<u16> = values.iter().map(|&v| bin_of(v - offset, floor)).collect();
-        let mut counts = vec![0usize; BINS + 1];
-        for &b in &bin {
-            counts[b as usize + 1] += 1;
-        }
-        for b in 0..BINS {
-            counts[b + 1] += counts[b];
-        }
-        let mut next = counts.clone();
-        let mut gaps = vec![T::ZERO; values.len()];
-        for (&v, &b) in values.iter().zip(&bin) {
-            gaps[next[b as usize]] = v - offset;
-            next[b as usize] += 1;
-        }
+        let (counts, gaps) = counting_sort(values, offset, &bin);
         let mut index = Vec::new();
         let mut ends = Vec::new();
         for b in 0..BINS {
@@ -190,6 +178,54 @@ impl<T: Real> BucketedGaps<T> {
         let last = key_of(cut).saturating_sub(self.floor);
         self.index.partition_point(|&i| i <= last)
     }
+}
+
+/// Contiguous parts of a row that the counting sort runs side by side: with one running count
+/// per bin, each gap waited on the previous gap's increment of the same count in memory.
+const PARTS: usize = 4;
+
+/// `values - offset` stably sorted by `bin`, and the bins' cumulative counts (bin b holds
+/// sorted[counts[b]..counts[b + 1]]). Part k's gaps of a bin follow those of parts before it, so
+/// the order is that of a single pass.
+#[inline(always)]
+fn counting_sort<T: Real>(values: &[T], offset: T, bin: &[u16]) -> (Vec<usize>, Vec<T>) {
+    let part = bin.len() / PARTS;
+    // The last part also takes the remainder, after the interleaved rounds.
+    let rest = PARTS * part..bin.len();
+    let mut per_part = [[0usize; BINS]; PARTS];
+    for i in 0..part {
+        for (k, counts) in per_part.iter_mut().enumerate() {
+            counts[bin[k * part + i] as usize] += 1;
+        }
+    }
+    for &b in &bin[rest.clone()] {
+        per_part[PARTS - 1][b as usize] += 1;
+    }
+    let mut counts = vec![0usize; BINS + 1];
+    let mut next = [[0usize; BINS]; PARTS];
+    for b in 0..BINS {
+        let mut at = counts[b];
+        for k in 0..PARTS {
+            next[k][b] = at;
+            at += per_part[k][b];
+        }
+        counts[b + 1] = at;
+    }
+    let mut sorted = vec![T::ZERO; values.len()];
+    for i in 0..part {
+        for (k, next) in next.iter_mut().enumerate() {
+            let j = k * part + i;
+            let slot = &mut next[bin[j] as usize];
+            sorted[*slot] = values[j] - offset;
+            *slot += 1;
+        }
+    }
+    for j in rest {
+        let slot = &mut next[PARTS - 1][bin[j] as usize];
+        sorted[*slot] = values[j] - offset;
+        *slot += 1;
+    }
+    (counts, sorted)
 }
 
 /// A gap's bin above the floor key (gaps <= 0 and those below the floor share bin 0).
@@ -609,6 +645,33 @@ pub(super) fn gemm_log_sum_exp_row<T: Real, const FMA: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The side-by-side counting sort against a stable sort by bin, at lengths around whole
+    /// rounds of the parts (empty, shorter than the parts, remainders) and bins crowded or spread.
+    #[test]
+    fn counting_sort_in_parts_keeps_the_stable_order() {
+        let mut u = 0.412_345_678_f64;
+        for n in [0, 1, 3, 4, 5, 7, 8, 9, 17, 64, 1000, 1797] {
+            for spread in [1usize, 3, BINS] {
+                let values: Vec<f32> = (0..n).map(|j| j as f32 * 0.5 + 2.0).collect();
+                let bin: Vec<u16> = (0..n)
+                    .map(|_| {
+                        u = (u * 7_919.0 + 0.271_828).fract();
+                        (u * spread as f64) as u16
+                    })
+                    .collect();
+                let (counts, sorted) = counting_sort(&values, 1.0, &bin);
+                let mut order: Vec<usize> = (0..n).collect();
+                order.sort_by_key(|&j| bin[j]);
+                let expect: Vec<f32> = order.iter().map(|&j| values[j] - 1.0).collect();
+                assert_eq!(sorted, expect, "n {n}, spread {spread}");
+                for b in 0..BINS {
+                    let held = bin.iter().filter(|&&c| c as usize == b).count();
+                    assert_eq!(counts[b + 1] - counts[b], held, "n {n}, bin {b}");
+                }
+            }
+        }
+    }
 
     /// The binned Taylor sums against f64 sums term by term, on gaps spread over twelve decades
     /// with a dense cluster (bins of thousands of gaps), at nodes from far below to far above
