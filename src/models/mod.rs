@@ -496,11 +496,10 @@ impl NoiseLikelihood for AnalyticModel {
                 // Both logs taken once per row and once per coarse node, not once per pair.
                 let ln_count: Vec<f64> = spans.iter().map(|s| (s.len() as f64).ln()).collect();
                 let coarse_norm: Vec<f64> = coarse.iter().map(|&s| gauss_norm(s)).collect();
-                let coarse_loglik = |r: usize, lse: &[f64]| -> Vec<f64> {
-                    lse.iter()
-                        .zip(&coarse_norm)
-                        .map(|(l, norm)| l + (-ln_count[r] - norm))
-                        .collect()
+                let add_coarse_norm = |r: usize, lse: &mut [f64]| {
+                    for (l, norm) in lse.iter_mut().zip(&coarse_norm) {
+                        *l += -ln_count[r] - norm;
+                    }
                 };
                 let fine_loglik = |r: usize, sigmas: &[f64], lse: &[f64]| -> Vec<f64> {
                     sigmas
@@ -509,18 +508,18 @@ impl NoiseLikelihood for AnalyticModel {
                         .map(|(&s, l)| l + (-ln_count[r] - gauss_norm(s)))
                         .collect()
                 };
-                let refine_rows = |r: usize, lse: &[f64]| refine(&coarse_loglik(r, lse));
+                let refine_rows = |r: usize, lse: &[f64]| {
+                    let mut loglik = lse.to_vec();
+                    add_coarse_norm(r, &mut loglik);
+                    refine(&loglik)
+                };
                 let mut grid = kernel.log_sum_exp_grid(&xq, &spans, coarse, &refine_rows)?;
                 // In place and over the pool: the rows' logs of the fine nodes were serial work.
                 let g = coarse.len().max(1);
                 grid.coarse
                     .par_chunks_mut(g)
-                    .zip(&ln_count)
-                    .for_each(|(row, &ln_n)| {
-                        for (l, norm) in row.iter_mut().zip(&coarse_norm) {
-                            *l += -ln_n - norm;
-                        }
-                    });
+                    .enumerate()
+                    .for_each(|(r, row)| add_coarse_norm(r, row));
                 grid.fine
                     .par_iter_mut()
                     .zip(&grid.fine_sigmas)

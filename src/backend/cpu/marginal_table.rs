@@ -616,69 +616,75 @@ pub(super) fn weigh_and_sum_read<T: Real, const FMA: bool>(
         for (c, col) in cols.iter_mut().zip(columns) {
             *c = T::as_f32(col).filter(|col| col.len() == n)?.as_ptr();
         }
-        if reading == Reading::Avx2 {
-            let row = avx2::Row { x: x_f32, lo, hi };
-            // SAFETY (all below): the CPU has AVX2 and FMA (`available`), the table `last + 1`
-            // cells, the first `columns.len()` columns hold `n` f32, hi <= n, and n + 16 fits
-            // in i32 (checked above).
-            let (nearest, farthest) = match columns.len() {
-                1 => unsafe { row.nearest_and_farthest::<1>(cols, n) },
-                2 => unsafe { row.nearest_and_farthest::<2>(cols, n) },
-                3 => unsafe { row.nearest_and_farthest::<3>(cols, n) },
+        let (avx2_row, avx512_row) = (
+            avx2::Row { x: x_f32, lo, hi },
+            avx512::Row { x: x_f32, lo, hi },
+        );
+        // SAFETY (both matches): the CPU runs `reading` (`available`: AVX2 and FMA, plus
+        // AVX-512 F + VL for Avx512), the table has `last + 1` cells, the first
+        // `columns.len()` columns hold `n` f32, hi <= n, and n + 16 fits in i32 (checked above).
+        let (nearest, farthest) = unsafe {
+            match (reading, columns.len()) {
+                (Reading::Avx2, 1) => avx2_row.nearest_and_farthest::<1>(cols, n),
+                (Reading::Avx2, 2) => avx2_row.nearest_and_farthest::<2>(cols, n),
+                (Reading::Avx2, 3) => avx2_row.nearest_and_farthest::<3>(cols, n),
+                (Reading::Avx512, 1) => avx512_row.nearest_and_farthest::<1>(cols, n),
+                (Reading::Avx512, 2) => avx512_row.nearest_and_farthest::<2>(cols, n),
+                (Reading::Avx512, 3) => avx512_row.nearest_and_farthest::<3>(cols, n),
                 _ => return None,
-            };
-            if nearest == f32::INFINITY {
-                return Some((0.0, 0.0, [0.0; TABLE_MAX_DIM]));
             }
-            let d_min = f64::from(nearest);
-            let lookup = table.lookup(d_min, table.top(d_min))?;
-            let windowed = one_pass == OnePass::Windowed
-                && lookup.window_holds(nearest, farthest, avx2::WINDOW);
-            #[cfg(test)]
-            if windowed {
-                WINDOWED_ROWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            use avx2::weigh_and_sum as sums;
-            return unsafe {
-                match columns.len() {
-                    1 => Some(sums::<1>(&row, cols, n, nearest, &lookup, windowed)),
-                    2 => Some(sums::<2>(&row, cols, n, nearest, &lookup, windowed)),
-                    3 => Some(sums::<3>(&row, cols, n, nearest, &lookup, windowed)),
-                    _ => None,
-                }
-            };
-        }
-        let row = avx512::Row { x: x_f32, lo, hi };
-        // SAFETY (all below): the CPU has AVX-512 F + VL, AVX2 and FMA (`available`), the
-        // table `last + 1` cells, and the first `columns.len()` columns hold `n` f32 (checked
-        // above).
-        let (nearest, farthest) = match columns.len() {
-            1 => unsafe { row.nearest_and_farthest::<1>(cols, n) },
-            2 => unsafe { row.nearest_and_farthest::<2>(cols, n) },
-            3 => unsafe { row.nearest_and_farthest::<3>(cols, n) },
-            _ => return None,
         };
         if nearest == f32::INFINITY {
             return Some((0.0, 0.0, [0.0; TABLE_MAX_DIM]));
         }
         let d_min = f64::from(nearest);
         let lookup = table.lookup(d_min, table.top(d_min))?;
+        let window = if reading == Reading::Avx2 {
+            avx2::WINDOW
+        } else {
+            WINDOW
+        };
         let windowed =
-            one_pass == OnePass::Windowed && lookup.window_holds(nearest, farthest, WINDOW);
+            one_pass == OnePass::Windowed && lookup.window_holds(nearest, farthest, window);
         #[cfg(test)]
         if windowed {
             WINDOWED_ROWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        let (near, at) = (nearest, &lookup);
         unsafe {
-            match columns.len() {
-                1 => Some(avx512::weigh_and_sum::<1>(
-                    &row, cols, n, nearest, &lookup, windowed,
+            match (reading, columns.len()) {
+                (Reading::Avx2, 1) => Some(avx2::weigh_and_sum::<1>(
+                    &avx2_row, cols, n, near, at, windowed,
                 )),
-                2 => Some(avx512::weigh_and_sum::<2>(
-                    &row, cols, n, nearest, &lookup, windowed,
+                (Reading::Avx2, 2) => Some(avx2::weigh_and_sum::<2>(
+                    &avx2_row, cols, n, near, at, windowed,
                 )),
-                3 => Some(avx512::weigh_and_sum::<3>(
-                    &row, cols, n, nearest, &lookup, windowed,
+                (Reading::Avx2, 3) => Some(avx2::weigh_and_sum::<3>(
+                    &avx2_row, cols, n, near, at, windowed,
+                )),
+                (Reading::Avx512, 1) => Some(avx512::weigh_and_sum::<1>(
+                    &avx512_row,
+                    cols,
+                    n,
+                    near,
+                    at,
+                    windowed,
+                )),
+                (Reading::Avx512, 2) => Some(avx512::weigh_and_sum::<2>(
+                    &avx512_row,
+                    cols,
+                    n,
+                    near,
+                    at,
+                    windowed,
+                )),
+                (Reading::Avx512, 3) => Some(avx512::weigh_and_sum::<3>(
+                    &avx512_row,
+                    cols,
+                    n,
+                    near,
+                    at,
+                    windowed,
                 )),
                 _ => None,
             }
