@@ -25,11 +25,12 @@
 //! portable copy's) moves the records lane by lane.
 //!
 //! The one-pass sums (D <= TABLE_MAX_DIM: distances, weights and weighted sums in registers, no
-//! buffer) run with AVX2 + FMA (`avx2`, 8 points a register) or AVX-512. With AVX-512, those of
-//! a row whose points' cells all lie among the WINDOW from its nearest one's (far from the data: its squared distances span under two
-//! octaves) skip the records' loads and transposes: the coefficients also lie in planes, one per
-//! coefficient, WINDOW consecutive cells of each fit two registers, and one two-source permute
-//! picks every lane's (the same bits).
+//! buffer) run with AVX2 + FMA (`avx2`, 8 points a register) or AVX-512. Those of a row whose
+//! points' cells all lie among the WINDOW from its nearest one's (far from the data: its squared
+//! distances span little) skip the records' loads and transposes: the coefficients also lie in
+//! planes, one per coefficient; AVX-512 holds WINDOW (32) consecutive cells of each in two
+//! registers and picks every lane's by one two-source permute, AVX2 holds `avx2::WINDOW` (8) in
+//! one register and picks by one permute (the same bits either way).
 
 use std::sync::{Arc, Mutex};
 
