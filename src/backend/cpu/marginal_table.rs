@@ -713,38 +713,59 @@ mod avx2 {
     /// whose points all fall in the WINDOW cells from its nearest one's skips the records'
     /// loads and transposes.
     pub(super) const WINDOW: u32 = 8;
+    /// Points whose cells are found before their coefficients are read (a multiple of 16).
+    const CHUNK: usize = 256;
 
-    /// e^x in 8 lanes: `Real::exp`'s f32 polynomial (Cody-Waite, degree 7), 0 below -80.
+    /// e^x in N registers of 8 lanes: `Real::exp`'s f32 polynomial (Cody-Waite, degree 7), 0
+    /// below -80; the registers stage by stage: N independent chains in flight, where one
+    /// register's (the polynomial's nine dependent FMAs among them) would leave the core waiting.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn exp8(x: __m256) -> __m256 {
+    fn exp8s<const N: usize>(x: [__m256; N]) -> [__m256; N] {
         let magic = _mm256_set1_ps(12_582_912.0);
-        let c = _mm256_min_ps(
-            _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
-            _mm256_set1_ps(88.0),
-        );
-        let shifted = _mm256_add_ps(
-            _mm256_mul_ps(c, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-            magic,
-        );
-        let n = _mm256_sub_ps(shifted, magic);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), c);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
-        let mut p = _mm256_set1_ps(1.0 / 5040.0);
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 720.0));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 120.0));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 24.0));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 6.0));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0));
-        let n_int = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B40_0000));
-        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
-            n_int,
-            _mm256_set1_epi32(127),
-        )));
-        let below = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(-80.0));
-        _mm256_andnot_ps(below, _mm256_mul_ps(p, scale))
+        let mut shifted = x;
+        let mut r = x;
+        let mut p = x;
+        for i in 0..N {
+            let c = _mm256_min_ps(
+                _mm256_max_ps(x[i], _mm256_set1_ps(-87.0)),
+                _mm256_set1_ps(88.0),
+            );
+            shifted[i] = _mm256_add_ps(
+                _mm256_mul_ps(c, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+                magic,
+            );
+            let n = _mm256_sub_ps(shifted[i], magic);
+            r[i] = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), c);
+            r[i] = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r[i]);
+            p[i] = _mm256_set1_ps(1.0 / 5040.0);
+        }
+        for coefficient in [
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ] {
+            for i in 0..N {
+                p[i] = _mm256_fmadd_ps(p[i], r[i], _mm256_set1_ps(coefficient));
+            }
+        }
+        for i in 0..N {
+            let n_int = _mm256_sub_epi32(
+                _mm256_castps_si256(shifted[i]),
+                _mm256_set1_epi32(0x4B40_0000),
+            );
+            let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+                n_int,
+                _mm256_set1_epi32(127),
+            )));
+            let below = _mm256_cmp_ps::<_CMP_LT_OQ>(x[i], _mm256_set1_ps(-80.0));
+            p[i] = _mm256_andnot_ps(below, _mm256_mul_ps(p[i], scale));
+        }
+        p
     }
 
     /// Four registers' 4x4 blocks transposed within each 128-bit lane.
@@ -796,12 +817,11 @@ mod avx2 {
         }
     }
 
-    /// (w, z) of the eight points at gaps `g`, their coefficients picked from `window` (the
-    /// planes' WINDOW cells from the row's reference cell, every point's among them) by one
-    /// permute each, where `eight` loads and transposes their records: the same bits.
+    /// The cells of the eight points at gaps `g`, and each point's offset s within its cell
+    /// (+inf where the gap is +inf: outside the span).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn eight_windowed(k: &Consts, g: __m256, window: &[__m256; 8]) -> (__m256, __m256) {
+    fn locate(k: &Consts, g: __m256) -> (__m256i, __m256) {
         let v = _mm256_add_ps(_mm256_max_ps(g, _mm256_setzero_ps()), k.base);
         let high = _mm256_srl_epi32(_mm256_castps_si256(v), k.shift);
         let cell = _mm256_min_epu32(
@@ -812,55 +832,19 @@ mod avx2 {
             _mm256_castsi256_ps(_mm256_sll_epi32(high, k.shift)),
             k.last_start,
         );
-        let s = _mm256_sub_ps(v, start);
-        // +inf gaps (outside the span) weigh nothing; their indices wrap within the window,
-        // and the select below drops what they read.
-        let inside = _mm256_cmp_ps::<_CMP_LE_OQ>(v, _mm256_set1_ps(f32::MAX));
-        let index = _mm256_sub_epi32(cell, k.ref_cell);
-        let pick = |q: usize| _mm256_permutevar8x32_ps(window[q], index);
-        let cubic = |q: usize| {
-            _mm256_fmadd_ps(
-                s,
-                _mm256_fmadd_ps(s, _mm256_fmadd_ps(s, pick(q + 3), pick(q + 2)), pick(q + 1)),
-                pick(q),
-            )
-        };
-        let mut level = cubic(0);
-        if let Some(slope) = k.slope {
-            // The stored level's slope undone from the row's own cell (`Lookup::lanes`).
-            level = _mm256_fnmadd_ps(slope, _mm256_cvtepi32_ps(index), level);
-        }
-        let e_z = exp8(_mm256_sub_ps(level, k.top));
-        let e_w = _mm256_mul_ps(e_z, cubic(4));
-        // A select, not a product: outside, the cubics are NaN (inf x 0).
-        (_mm256_and_ps(inside, e_w), _mm256_and_ps(inside, e_z))
+        (cell, _mm256_sub_ps(v, start))
     }
 
-    /// (w, z) of the eight points at gaps `g`.
+    /// The ln Z and R cubics' coefficients of eight points, from their cells' records: two
+    /// 16-byte loads per record and an in-register transpose.
     ///
     /// # Safety
-    /// `k.records` holds `last + 1` records (the cell index is clamped to `last`).
+    /// `cells` holds at least eight indices, each at most `last`, of `k.records`' records.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn eight(k: &Consts, g: __m256) -> (__m256, __m256) {
-        let v = _mm256_add_ps(_mm256_max_ps(g, _mm256_setzero_ps()), k.base);
-        let high = _mm256_srl_epi32(_mm256_castps_si256(v), k.shift);
-        let cell = _mm256_min_epu32(
-            _mm256_sub_epi32(_mm256_max_epu32(high, k.first), k.first),
-            k.last,
-        );
-        let start = _mm256_min_ps(
-            _mm256_castsi256_ps(_mm256_sll_epi32(high, k.shift)),
-            k.last_start,
-        );
-        let s = _mm256_sub_ps(v, start);
-        // +inf gaps (outside the span) weigh nothing.
-        let inside = _mm256_cmp_ps::<_CMP_LE_OQ>(v, _mm256_set1_ps(f32::MAX));
-        let mut index = [0u32; 8];
-        // SAFETY: `index` holds 32 bytes.
-        unsafe { _mm256_storeu_si256(index.as_mut_ptr().cast(), cell) };
-        // SAFETY: every index is at most `last` (clamped above): within the records.
-        let record = |l: usize| unsafe { k.records.add(8 * index[l] as usize) };
+    unsafe fn records(k: &Consts, cells: &[u32]) -> ([__m256; 4], [__m256; 4]) {
+        // SAFETY: every index is at most `last`: within the records (as the caller promises).
+        let record = |l: usize| unsafe { k.records.add(8 * cells[l] as usize) };
         let mut z = [_mm256_setzero_ps(); 4];
         let mut r = [_mm256_setzero_ps(); 4];
         for l in 0..4 {
@@ -871,24 +855,100 @@ mod avx2 {
                 r[l] = _mm256_loadu2_m128(hi.add(4), lo.add(4));
             }
         }
-        let (z, r) = (transpose(z), transpose(r));
-        let cubic = |c: [__m256; 4]| {
+        (transpose(z), transpose(r))
+    }
+
+    /// The coefficients of eight points whose cells lie `index` cells past the row's, picked
+    /// from `window` (the planes' WINDOW cells from the row's) by one permute each: the bits
+    /// `records` reads.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn picks(window: &[__m256; 8], index: __m256i) -> ([__m256; 4], [__m256; 4]) {
+        let pick = |q: usize| _mm256_permutevar8x32_ps(window[q], index);
+        (
+            [pick(0), pick(1), pick(2), pick(3)],
+            [pick(4), pick(5), pick(6), pick(7)],
+        )
+    }
+
+    /// (w, z) of N registers of points at offsets `s` in their cells, `steps` cells past the
+    /// row's, from their cubics' coefficients: the N registers stage by stage, so that their
+    /// chains (cubic, exp) overlap.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn weights<const N: usize>(
+        k: &Consts,
+        s: [__m256; N],
+        steps: [__m256i; N],
+        coefficients: [([__m256; 4], [__m256; 4]); N],
+    ) -> [(__m256, __m256); N] {
+        let cubic = |s: __m256, c: &[__m256; 4]| {
             _mm256_fmadd_ps(
                 s,
                 _mm256_fmadd_ps(s, _mm256_fmadd_ps(s, c[3], c[2]), c[1]),
                 c[0],
             )
         };
-        let mut level = cubic(z);
-        if let Some(slope) = k.slope {
-            // The stored level's slope undone from the row's own cell (`Lookup::lanes`).
-            let steps = _mm256_cvtepi32_ps(_mm256_sub_epi32(cell, k.ref_cell));
-            level = _mm256_fnmadd_ps(slope, steps, level);
+        let mut level = s;
+        let mut ratio = s;
+        for i in 0..N {
+            level[i] = cubic(s[i], &coefficients[i].0);
+            ratio[i] = cubic(s[i], &coefficients[i].1);
+            if let Some(slope) = k.slope {
+                // The stored level's slope undone from the row's own cell (`Lookup::lanes`).
+                level[i] = _mm256_fnmadd_ps(slope, _mm256_cvtepi32_ps(steps[i]), level[i]);
+            }
+            level[i] = _mm256_sub_ps(level[i], k.top);
         }
-        let e_z = exp8(_mm256_sub_ps(level, k.top));
-        let e_w = _mm256_mul_ps(e_z, cubic(r));
-        // A select, not a product: outside, the cubics are NaN (inf x 0).
-        (_mm256_and_ps(inside, e_w), _mm256_and_ps(inside, e_z))
+        let e_z = exp8s(level);
+        let mut out = [(_mm256_setzero_ps(), _mm256_setzero_ps()); N];
+        for i in 0..N {
+            // +inf offsets (outside the span) weigh nothing.
+            let inside = _mm256_cmp_ps::<_CMP_LE_OQ>(s[i], _mm256_set1_ps(f32::MAX));
+            let e_w = _mm256_mul_ps(e_z[i], ratio[i]);
+            // A select, not a product: outside, the cubics are NaN (inf x 0).
+            out[i] = (_mm256_and_ps(inside, e_w), _mm256_and_ps(inside, e_z[i]));
+        }
+        out
+    }
+
+    /// (w, z) of the eight points at gaps `g`.
+    ///
+    /// # Safety
+    /// `k.records` holds `last + 1` records (the cell index is clamped to `last`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn eight(k: &Consts, g: __m256) -> (__m256, __m256) {
+        let (cell, s) = locate(k, g);
+        let mut cells = [0u32; 8];
+        // SAFETY: `cells` holds 32 bytes.
+        unsafe { _mm256_storeu_si256(cells.as_mut_ptr().cast(), cell) };
+        // SAFETY: every index is at most `last` (clamped in `locate`).
+        let coefficients = unsafe { records(k, &cells) };
+        let steps = _mm256_sub_epi32(cell, k.ref_cell);
+        weights(k, [s], [steps], [coefficients])[0]
+    }
+
+    /// (w, z) of the two registers of points at gaps `g`, their chains side by side.
+    ///
+    /// # Safety
+    /// As `eight`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sixteen(k: &Consts, g: [__m256; 2]) -> [(__m256, __m256); 2] {
+        let mut cells = [0u32; 16];
+        let mut s = [_mm256_setzero_ps(); 2];
+        let mut steps = [_mm256_setzero_si256(); 2];
+        for h in 0..2 {
+            let (cell, offset) = locate(k, g[h]);
+            // SAFETY: `cells` holds 64 bytes.
+            unsafe { _mm256_storeu_si256(cells.as_mut_ptr().add(8 * h).cast(), cell) };
+            s[h] = offset;
+            steps[h] = _mm256_sub_epi32(cell, k.ref_cell);
+        }
+        // SAFETY: every index is at most `last` (clamped in `locate`).
+        let coefficients = unsafe { [records(k, &cells[..8]), records(k, &cells[8..])] };
+        weights(k, s, steps, coefficients)
     }
 
     /// Gaps -> the marginal's weights in place through `lookup`; returns the sum of z.
@@ -903,8 +963,13 @@ mod avx2 {
         for ch in &mut pairs {
             // SAFETY: `ch` holds 16 f32; the records as `weigh` requires.
             unsafe {
-                let (w0, z0) = eight(&k, _mm256_loadu_ps(ch.as_ptr()));
-                let (w1, z1) = eight(&k, _mm256_loadu_ps(ch.as_ptr().add(8)));
+                let [(w0, z0), (w1, z1)] = sixteen(
+                    &k,
+                    [
+                        _mm256_loadu_ps(ch.as_ptr()),
+                        _mm256_loadu_ps(ch.as_ptr().add(8)),
+                    ],
+                );
                 _mm256_storeu_ps(ch.as_mut_ptr(), w0);
                 _mm256_storeu_ps(ch.as_mut_ptr().add(8), w1);
                 acc0 = _mm256_add_ps(acc0, z0);
@@ -1060,11 +1125,12 @@ mod avx2 {
     }
 
     /// `row`'s squared distances to the `n` points of the columns -> (sum of z, sum of w, sum
-    /// of w times each of the first DIM columns), the distances, gaps and weights kept in
-    /// registers: one pass, no buffer. Each sum in two 8-lane f32 accumulators, the halves of
+    /// of w times each of the first DIM columns): one pass over the points, their cells and
+    /// offsets staged CHUNK at a time on the stack (`pass`), no buffer of weights. Each sum in
+    /// two 8-lane f32 accumulators, the halves of
     /// a 16-point block (`sum_of`'s and `dot_lanes`' LANES), then f64: the separate passes'
     /// bits where `n` is a multiple of 16. Where `windowed`, the coefficients come from the
-    /// WINDOW cells from the row's in registers (`eight_windowed`), with the same bits. DIM is
+    /// WINDOW cells from the row's in registers (`picks`), with the same bits. DIM is
     /// a constant so that the accumulators stay in registers.
     ///
     /// # Safety
@@ -1101,7 +1167,10 @@ mod avx2 {
     }
 
     /// `weigh_and_sum`'s pass, its 8-lane sums left in registers; WINDOWED a constant so that
-    /// the loop holds one reading.
+    /// the loop holds one reading. In two stages per CHUNK points, as `avx512::pass`: the
+    /// cells and offsets first (short chains), then the coefficients, cubics and exp of a
+    /// 16-point block's two halves together, whose long chains (~90 cycles from a point's cell
+    /// to its weight) left one half at a time waiting on them.
     ///
     /// # Safety
     /// As `weigh_and_sum`, with `windowed` WINDOWED.
@@ -1128,31 +1197,85 @@ mod avx2 {
             }
         }
         let mut acc = [[_mm256_setzero_ps(); 2]; 2 + super::TABLE_MAX_DIM];
+        let mut cells = [0u32; CHUNK];
+        let mut within = [0.0f32; CHUNK];
         // Blocks wholly outside lo..hi weigh nothing: +0 added to every sum, so skipped.
-        let mut j = row.lo / 16 * 16;
-        while j < row.hi {
-            for half in 0..2 {
-                let here = j + 8 * half;
-                // SAFETY: the columns as required; the records as `eight` requires.
-                let (w, z) = unsafe {
-                    let g = _mm256_sub_ps(row.distances::<DIM>(columns, here, n), nearest);
-                    if WINDOWED {
-                        eight_windowed(&k, g, &window)
-                    } else {
-                        eight(&k, g)
-                    }
-                };
-                acc[0][half] = _mm256_add_ps(acc[0][half], z);
-                acc[1][half] = _mm256_add_ps(acc[1][half], w);
-                for c in 0..DIM {
-                    // SAFETY: the columns as required.
-                    let y = unsafe { load_below(columns[c], here, n) };
-                    acc[2 + c][half] = _mm256_fmadd_ps(w, y, acc[2 + c][half]);
+        let mut j0 = row.lo / 16 * 16;
+        while j0 < row.hi {
+            let len = CHUNK.min((row.hi - j0).next_multiple_of(16));
+            for at in (0..len).step_by(8) {
+                // SAFETY: the columns as required.
+                let d = unsafe { row.distances::<DIM>(columns, j0 + at, n) };
+                let (cell, s) = locate(&k, _mm256_sub_ps(d, nearest));
+                // SAFETY: at + 8 <= len <= CHUNK.
+                unsafe {
+                    _mm256_storeu_si256(cells.as_mut_ptr().add(at).cast(), cell);
+                    _mm256_storeu_ps(within.as_mut_ptr().add(at), s);
                 }
             }
-            j += 16;
+            for at in (0..len).step_by(16) {
+                // SAFETY: at + 16 <= len <= CHUNK; the columns as required.
+                unsafe {
+                    weigh_blocks::<DIM, WINDOWED, 2>(
+                        &k, &window, &cells, &within, at, j0, columns, n, &mut acc,
+                    )
+                };
+            }
+            j0 += len;
         }
         acc
+    }
+
+    /// The weights of R registers of points `at..at + 8 R` of a chunk (R / 2 16-point blocks,
+    /// their cells and offsets in `cells` and `within`), stage by stage, added to `acc` block
+    /// by block, half by half: the sums `pass` would form one block at a time.
+    ///
+    /// # Safety
+    /// at + 8 R <= CHUNK; the cells are clamped to `last` (`locate`); the columns as
+    /// `weigh_and_sum` requires, j0 + at their point index.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn weigh_blocks<const DIM: usize, const WINDOWED: bool, const R: usize>(
+        k: &Consts,
+        window: &[__m256; 8],
+        cells: &[u32; CHUNK],
+        within: &[f32; CHUNK],
+        at: usize,
+        j0: usize,
+        columns: [*const f32; super::TABLE_MAX_DIM],
+        n: usize,
+        acc: &mut [[__m256; 2]; 2 + super::TABLE_MAX_DIM],
+    ) {
+        let mut s = [_mm256_setzero_ps(); R];
+        let mut steps = [_mm256_setzero_si256(); R];
+        let mut coefficients = [([_mm256_setzero_ps(); 4], [_mm256_setzero_ps(); 4]); R];
+        for r in 0..R {
+            let here = at + 8 * r;
+            // SAFETY: here + 8 <= CHUNK (as the caller promises).
+            let cell = unsafe {
+                s[r] = _mm256_loadu_ps(within.as_ptr().add(here));
+                _mm256_loadu_si256(cells.as_ptr().add(here).cast())
+            };
+            steps[r] = _mm256_sub_epi32(cell, k.ref_cell);
+            coefficients[r] = if WINDOWED {
+                picks(window, steps[r])
+            } else {
+                // SAFETY: the cells are clamped to `last` (as the caller promises).
+                unsafe { records(k, &cells[here..here + 8]) }
+            };
+        }
+        let weighed = weights(k, s, steps, coefficients);
+        for (r, &(w, z)) in weighed.iter().enumerate() {
+            let (here, half) = (j0 + at + 8 * r, r % 2);
+            acc[0][half] = _mm256_add_ps(acc[0][half], z);
+            acc[1][half] = _mm256_add_ps(acc[1][half], w);
+            for c in 0..DIM {
+                // SAFETY: the columns as the caller promises.
+                let y = unsafe { load_below(columns[c], here, n) };
+                acc[2 + c][half] = _mm256_fmadd_ps(w, y, acc[2 + c][half]);
+            }
+        }
     }
 }
 
@@ -1169,13 +1292,13 @@ mod avx512 {
     use super::Lookup;
 
     /// Registers of 16 points in flight per loop step.
-    const BLOCKS: usize = 2;
+    const BLOCKS: usize = 1;
     /// Points per loop step.
     const STEP: usize = 16 * BLOCKS;
     /// Points whose cells are found before their records are read (a multiple of STEP).
     const CHUNK: usize = 512;
 
-    /// e^x in 16 lanes per register: `avx2::exp8`'s polynomial and rounding, 0 below -80.
+    /// e^x in 16 lanes per register: `avx2::exp8s`'s polynomial and rounding, 0 below -80.
     #[inline]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
     fn exp16<const N: usize>(x: [__m512; N]) -> [__m512; N] {
