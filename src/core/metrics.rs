@@ -43,8 +43,9 @@ fn same_dim(a: &Batch, b: &Batch) -> Result<()> {
 /// Squared W2 between two 1-D empirical distributions (sorted in place), exact for any sizes:
 /// the integral over u in (0, 1) of (F_a^-1(u) - F_b^-1(u))^2.
 pub fn w2_squared_1d(a: &mut [f64], b: &mut [f64]) -> f64 {
-    a.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
+    // Unstable: values equal under total_cmp are the same bits, so the order is the same.
+    a.sort_unstable_by(f64::total_cmp);
+    b.sort_unstable_by(f64::total_cmp);
     let (n, m) = (a.len(), b.len());
     let (mut i, mut j, mut u, mut total) = (0, 0, 0.0, 0.0);
     while i < n && j < m {
@@ -125,19 +126,56 @@ pub fn sliced_w2_with(
     let count = projections_count.max(1);
     let dirs = projections(a.dim, count, seed).concat();
     let dirs = Batch::from_vec(count, a.dim, dirs)?;
-    // Projected sets, one column per direction: [rows x count].
-    let (pa, pb) = (products(a, &dirs), products(b, &dirs));
-    let column = |p: &[f64], rows: usize, k: usize| -> Vec<f64> {
-        (0..rows).map(|r| p[r * count + k]).collect()
-    };
+    // Projected sets, one row per direction ([count x rows]): each direction's values contiguous.
+    let (pa, pb) = (products(&dirs, a), products(&dirs, b));
     let total: f64 = (0..count)
-        .map(|k| w2_squared_1d(&mut column(&pa, a.rows, k), &mut column(&pb, b.rows, k)))
+        .map(|k| {
+            w2_squared_1d(
+                &mut pa[k * a.rows..(k + 1) * a.rows].to_vec(),
+                &mut pb[k * b.rows..(k + 1) * b.rows].to_vec(),
+            )
+        })
         .sum();
     Ok((total / count as f64).sqrt())
 }
 
 fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// Row blocks of `symmetric_distances`: the products of blocks on and below the diagonal,
+/// (BLOCKS + 1) / (2 BLOCKS) of the whole Gram matrix's.
+const SYMMETRIC_BLOCKS: usize = 4;
+
+/// `squared_distances(set, set)`, [rows x rows], from the products of the row blocks on and
+/// below the diagonal only, each mirrored above it: the distances are symmetric.
+fn symmetric_distances(set: &Batch, products: Products) -> Result<Vec<f64>> {
+    let rows = set.rows;
+    let size = rows.div_ceil(SYMMETRIC_BLOCKS).max(1);
+    let block = |i: usize| -> Result<Batch> {
+        let range = i * size..((i + 1) * size).min(rows);
+        Batch::from_vec(
+            range.len(),
+            set.dim,
+            set.data[range.start * set.dim..range.end * set.dim].to_vec(),
+        )
+    };
+    let mut distances = vec![0.0; rows * rows];
+    for i in 0..rows.div_ceil(size) {
+        let lower = block(i)?;
+        for j in 0..=i {
+            let upper = if j == i { lower.clone() } else { block(j)? };
+            let part = squared_distances(&lower, &upper, products);
+            for (r, values) in part.chunks(upper.rows.max(1)).enumerate() {
+                for (c, &d) in values.iter().enumerate() {
+                    let (row, column) = (i * size + r, j * size + c);
+                    distances[row * rows + column] = d;
+                    distances[column * rows + row] = d;
+                }
+            }
+        }
+    }
+    Ok(distances)
 }
 
 /// The squared distances within the union of two sets, from one Gram matrix: the blocks a-a,
@@ -160,7 +198,7 @@ impl Pooled {
         values.extend_from_slice(&b.data);
         let pooled = Batch::from_vec(a.rows + b.rows, a.dim, values)?;
         Ok(Pooled {
-            distances: squared_distances(&pooled, &pooled, products),
+            distances: symmetric_distances(&pooled, products)?,
             rows_a: a.rows,
             rows: pooled.rows,
         })
@@ -189,16 +227,27 @@ impl Pooled {
         let scale = -0.5 / (bandwidth * bandwidth);
         let a = 0..self.rows_a;
         let b = self.rows_a..self.rows;
+        let kernel = |i: usize, j: usize| (scale * self.at(i, j)).exp();
         let mean_kernel = |p: std::ops::Range<usize>, q: std::ops::Range<usize>| -> f64 {
             let count = (p.len() * q.len()) as f64;
             let total: f64 = p
                 .flat_map(|i| q.clone().map(move |j| (i, j)))
-                .map(|(i, j)| (scale * self.at(i, j)).exp())
+                .map(|(i, j)| kernel(i, j))
                 .sum();
             total / count
         };
-        let squared = mean_kernel(a.clone(), a.clone()) + mean_kernel(b.clone(), b.clone())
-            - 2.0 * mean_kernel(a, b);
+        // A set with itself: the kernel is symmetric and 1 on the diagonal (distance 0), so
+        // the pairs below the diagonal twice, half the exps.
+        let mean_within = |p: std::ops::Range<usize>| -> f64 {
+            let count = (p.len() * p.len()) as f64;
+            let below: f64 = p
+                .clone()
+                .flat_map(|i| (p.start..i).map(move |j| (i, j)))
+                .map(|(i, j)| kernel(i, j))
+                .sum();
+            (2.0 * below + p.len() as f64) / count
+        };
+        let squared = mean_within(a.clone()) + mean_within(b.clone()) - 2.0 * mean_kernel(a, b);
         squared.max(0.0).sqrt()
     }
 }
@@ -457,6 +506,31 @@ mod tests {
         );
         for (g, e) in gram.iter().zip(&brute) {
             assert!((g - e).abs() <= 1e-9 * e.max(1.0), "{g} vs {e}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn symmetric_distances_equal_the_whole_gram_form_for_every_block_split() -> Result<()> {
+        // Sizes below, at and past the block count, and one that leaves a short last block.
+        for rows in [0, 1, 3, 4, 9, 23] {
+            let set = gaussian(rows, &[2.0; 5], 1.0, 11);
+            let (half, whole) = (
+                symmetric_distances(&set, &dot_products)?,
+                brute_distances(&set, &set),
+            );
+            assert_eq!(half.len(), rows * rows);
+            for (i, (h, e)) in half.iter().zip(&whole).enumerate() {
+                assert!(
+                    (h - e).abs() <= 1e-12 * e.max(1.0),
+                    "{rows} rows, entry {i}: {h} vs {e}"
+                );
+                assert_eq!(
+                    *h,
+                    half[(i % rows.max(1)) * rows + i / rows.max(1)],
+                    "not symmetric"
+                );
+            }
         }
         Ok(())
     }
