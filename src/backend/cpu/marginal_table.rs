@@ -839,12 +839,13 @@ mod avx2 {
     /// 16-byte loads per record and an in-register transpose.
     ///
     /// # Safety
-    /// `cells` holds at least eight indices, each at most `last`, of `k.records`' records.
+    /// `offsets` holds at least eight record offsets in f32 (`record_offsets`: 8 x a cell index
+    /// at most `last`) of `k.records`' records.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn records(k: &Consts, cells: &[u32]) -> ([__m256; 4], [__m256; 4]) {
-        // SAFETY: every index is at most `last`: within the records (as the caller promises).
-        let record = |l: usize| unsafe { k.records.add(8 * cells[l] as usize) };
+    unsafe fn records(k: &Consts, offsets: &[u32]) -> ([__m256; 4], [__m256; 4]) {
+        // SAFETY: every offset is of a record (as the caller promises).
+        let record = |l: usize| unsafe { k.records.add(offsets[l] as usize) };
         let mut z = [_mm256_setzero_ps(); 4];
         let mut r = [_mm256_setzero_ps(); 4];
         for l in 0..4 {
@@ -856,6 +857,14 @@ mod avx2 {
             }
         }
         (transpose(z), transpose(r))
+    }
+
+    /// Cells -> their records' offsets in f32 (a record is eight), so that a point's address
+    /// is one scaled add.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn record_offsets(cell: __m256i) -> __m256i {
+        _mm256_slli_epi32::<3>(cell)
     }
 
     /// The coefficients of eight points whose cells lie `index` cells past the row's, picked
@@ -920,11 +929,11 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn eight(k: &Consts, g: __m256) -> (__m256, __m256) {
         let (cell, s) = locate(k, g);
-        let mut cells = [0u32; 8];
-        // SAFETY: `cells` holds 32 bytes.
-        unsafe { _mm256_storeu_si256(cells.as_mut_ptr().cast(), cell) };
+        let mut offsets = [0u32; 8];
+        // SAFETY: `offsets` holds 32 bytes.
+        unsafe { _mm256_storeu_si256(offsets.as_mut_ptr().cast(), record_offsets(cell)) };
         // SAFETY: every index is at most `last` (clamped in `locate`).
-        let coefficients = unsafe { records(k, &cells) };
+        let coefficients = unsafe { records(k, &offsets) };
         let steps = _mm256_sub_epi32(cell, k.ref_cell);
         weights(k, [s], [steps], [coefficients])[0]
     }
@@ -936,18 +945,20 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn sixteen(k: &Consts, g: [__m256; 2]) -> [(__m256, __m256); 2] {
-        let mut cells = [0u32; 16];
+        let mut offsets = [0u32; 16];
         let mut s = [_mm256_setzero_ps(); 2];
         let mut steps = [_mm256_setzero_si256(); 2];
         for h in 0..2 {
             let (cell, offset) = locate(k, g[h]);
-            // SAFETY: `cells` holds 64 bytes.
-            unsafe { _mm256_storeu_si256(cells.as_mut_ptr().add(8 * h).cast(), cell) };
+            // SAFETY: `offsets` holds 64 bytes.
+            unsafe {
+                _mm256_storeu_si256(offsets.as_mut_ptr().add(8 * h).cast(), record_offsets(cell))
+            };
             s[h] = offset;
             steps[h] = _mm256_sub_epi32(cell, k.ref_cell);
         }
         // SAFETY: every index is at most `last` (clamped in `locate`).
-        let coefficients = unsafe { [records(k, &cells[..8]), records(k, &cells[8..])] };
+        let coefficients = unsafe { [records(k, &offsets[..8]), records(k, &offsets[8..])] };
         weights(k, s, steps, coefficients)
     }
 
@@ -1207,6 +1218,13 @@ mod avx2 {
                 // SAFETY: the columns as required.
                 let d = unsafe { row.distances::<DIM>(columns, j0 + at, n) };
                 let (cell, s) = locate(&k, _mm256_sub_ps(d, nearest));
+                // Windowed: the cells past the row's, which pick from the window; else the
+                // records' offsets.
+                let cell = if WINDOWED {
+                    _mm256_sub_epi32(cell, k.ref_cell)
+                } else {
+                    record_offsets(cell)
+                };
                 // SAFETY: at + 8 <= len <= CHUNK.
                 unsafe {
                     _mm256_storeu_si256(cells.as_mut_ptr().add(at).cast(), cell);
@@ -1227,11 +1245,12 @@ mod avx2 {
     }
 
     /// The weights of R registers of points `at..at + 8 R` of a chunk (R / 2 16-point blocks,
-    /// their cells and offsets in `cells` and `within`), stage by stage, added to `acc` block
-    /// by block, half by half: the sums `pass` would form one block at a time.
+    /// in `cells` their cells past the row's (WINDOWED) or their records' offsets, in `within`
+    /// their offsets in the cells), stage by stage, added to `acc` block by block, half by
+    /// half: the sums `pass` would form one block at a time.
     ///
     /// # Safety
-    /// at + 8 R <= CHUNK; the cells are clamped to `last` (`locate`); the columns as
+    /// at + 8 R <= CHUNK; `cells` as `pass` stores them (clamped in `locate`); the columns as
     /// `weigh_and_sum` requires, j0 + at their point index.
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -1253,17 +1272,21 @@ mod avx2 {
         for r in 0..R {
             let here = at + 8 * r;
             // SAFETY: here + 8 <= CHUNK (as the caller promises).
-            let cell = unsafe {
+            let stored = unsafe {
                 s[r] = _mm256_loadu_ps(within.as_ptr().add(here));
                 _mm256_loadu_si256(cells.as_ptr().add(here).cast())
             };
-            steps[r] = _mm256_sub_epi32(cell, k.ref_cell);
-            coefficients[r] = if WINDOWED {
-                picks(window, steps[r])
+            if WINDOWED {
+                steps[r] = stored;
+                coefficients[r] = picks(window, stored);
             } else {
-                // SAFETY: the cells are clamped to `last` (as the caller promises).
-                unsafe { records(k, &cells[here..here + 8]) }
-            };
+                if k.slope.is_some() {
+                    // Only a sloped table reads the cells past the row's.
+                    steps[r] = _mm256_sub_epi32(_mm256_srli_epi32::<3>(stored), k.ref_cell);
+                }
+                // SAFETY: the offsets are of records (as the caller promises).
+                coefficients[r] = unsafe { records(k, &cells[here..here + 8]) };
+            }
         }
         let weighed = weights(k, s, steps, coefficients);
         for (r, &(w, z)) in weighed.iter().enumerate() {
