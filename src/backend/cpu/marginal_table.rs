@@ -61,6 +61,19 @@ pub(super) const WINDOW: u32 = 32;
 /// (finer than 16 a octave over 100 octaves) have no planes and read their records.
 const PLANE: usize = 2048;
 
+/// The SIMD exps' polynomial (`Real::exp`'s for f32: Taylor to degree 7 on the reduced
+/// argument), highest power first, in the order Horner's rule takes them.
+const EXP_HORNER: [f32; 8] = [
+    1.0 / 5040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+
 /// ln Z(d), ln W(d) and their slopes at one d, and the share of all nodes but the widest.
 struct Sums {
     z: f64,
@@ -738,17 +751,9 @@ mod avx2 {
             let n = _mm256_sub_ps(shifted[i], magic);
             r[i] = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), c);
             r[i] = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r[i]);
-            p[i] = _mm256_set1_ps(1.0 / 5040.0);
+            p[i] = _mm256_set1_ps(super::EXP_HORNER[0]);
         }
-        for coefficient in [
-            1.0 / 720.0,
-            1.0 / 120.0,
-            1.0 / 24.0,
-            1.0 / 6.0,
-            0.5,
-            1.0,
-            1.0,
-        ] {
+        for &coefficient in &super::EXP_HORNER[1..] {
             for i in 0..N {
                 p[i] = _mm256_fmadd_ps(p[i], r[i], _mm256_set1_ps(coefficient));
             }
@@ -1342,17 +1347,9 @@ mod avx512 {
             n[i] = _mm512_sub_ps(shifted, magic);
             r[i] = _mm512_fnmadd_ps(n[i], _mm512_set1_ps(0.693_145_75), c[i]);
             r[i] = _mm512_fnmadd_ps(n[i], _mm512_set1_ps(1.428_606_8e-6), r[i]);
-            p[i] = _mm512_set1_ps(1.0 / 5040.0);
+            p[i] = _mm512_set1_ps(super::EXP_HORNER[0]);
         }
-        for coefficient in [
-            1.0 / 720.0,
-            1.0 / 120.0,
-            1.0 / 24.0,
-            1.0 / 6.0,
-            0.5,
-            1.0,
-            1.0,
-        ] {
+        for &coefficient in &super::EXP_HORNER[1..] {
             for i in 0..N {
                 p[i] = _mm512_fmadd_ps(p[i], r[i], _mm512_set1_ps(coefficient));
             }
