@@ -322,10 +322,12 @@ impl PosteriorEstimator {
     ) -> Result<BatchEstimate> {
         let (coarse, grid) = self.coarse_pass(model, x, cond)?;
         let nodes = self.nodes_of(&coarse);
-        let rows = self.summaries(x, &nodes, &grid)?;
-        let pooled_ln = if x.rows == 0 {
-            None
-        } else {
+        // Independent: the per-row summaries and the pooled climb share the pool, each one's
+        // serial stretches (the climb's sums and cache look-ups) filled by the other's rows.
+        let pooled = || -> Result<Option<f64>> {
+            if x.rows == 0 {
+                return Ok(None);
+            }
             let summed = sum_rows(&grid.coarse, coarse.len());
             let best = argmax(&summed);
             let (lo, hi) = (
@@ -343,12 +345,14 @@ impl PosteriorEstimator {
                     Ok(sum_rows(&on_fine.coarse, sigmas.len()))
                 })?;
             let point = |i: usize| (fine[i].ln(), summed[i]);
-            Some(if k > 0 && k + 1 < fine.len() {
+            Ok(Some(if k > 0 && k + 1 < fine.len() {
                 parabola_vertex(point(k - 1), point(k), point(k + 1))
             } else {
                 fine[k].ln()
-            })
+            }))
         };
+        let (rows, pooled_ln) = rayon::join(|| self.summaries(x, &nodes, &grid), pooled);
+        let (rows, pooled_ln) = (rows?, pooled_ln?);
         Ok(BatchEstimate { rows, pooled_ln })
     }
 
