@@ -311,8 +311,8 @@ impl PosteriorEstimator {
     }
 
     /// sigma_hat for every row of `x`, and the pooled maximum-likelihood estimate over the
-    /// rows: the sum over rows of the coarse values the per-row pass computed anyway, then one
-    /// pass on a fine grid around its best node (`POOL_NODES` over two coarse steps each side),
+    /// rows: the sum over rows of the coarse values the per-row pass computed anyway, then a hill
+    /// climb on a fine grid around its best node (`POOL_NODES` over two coarse steps each side),
     /// refined by a parabola. Its width is ~1/sqrt(2 B D), far below the coarse spacing.
     pub fn estimate_batch(
         &self,
@@ -322,10 +322,12 @@ impl PosteriorEstimator {
     ) -> Result<BatchEstimate> {
         let (coarse, grid) = self.coarse_pass(model, x, cond)?;
         let nodes = self.nodes_of(&coarse);
-        let rows = self.summaries(x, &nodes, &grid)?;
-        let pooled_ln = if x.rows == 0 {
-            None
-        } else {
+        // Independent: the per-row summaries and the pooled climb share the pool, each one's
+        // serial stretches (the climb's sums and cache look-ups) filled by the other's rows.
+        let pooled = || -> Result<Option<f64>> {
+            if x.rows == 0 {
+                return Ok(None);
+            }
             let summed = sum_rows(&grid.coarse, coarse.len());
             let best = argmax(&summed);
             let (lo, hi) = (
@@ -335,16 +337,22 @@ impl PosteriorEstimator {
             let fine: Vec<f64> = (0..POOL_NODES)
                 .map(|k| (lo + (hi - lo) * k as f64 / (POOL_NODES - 1) as f64).exp())
                 .collect();
-            let on_fine = model.log_likelihood(x, cond, &fine, &|_: &[f64]| Vec::new())?;
-            let summed = sum_rows(&on_fine.coarse, fine.len());
-            let k = argmax(&summed);
+            let (summed, k) =
+                climb_pooled(&fine, pool_start(&summed, &nodes.ln, best, lo, hi), |at| {
+                    let sigmas: Vec<f64> = at.iter().map(|&i| fine[i]).collect();
+                    let on_fine =
+                        model.log_likelihood(x, cond, &sigmas, &|_: &[f64]| Vec::new())?;
+                    Ok(sum_rows(&on_fine.coarse, sigmas.len()))
+                })?;
             let point = |i: usize| (fine[i].ln(), summed[i]);
-            Some(if k > 0 && k + 1 < fine.len() {
+            Ok(Some(if k > 0 && k + 1 < fine.len() {
                 parabola_vertex(point(k - 1), point(k), point(k + 1))
             } else {
                 fine[k].ln()
-            })
+            }))
         };
+        let (rows, pooled_ln) = rayon::join(|| self.summaries(x, &nodes, &grid), pooled);
+        let (rows, pooled_ln) = (rows?, pooled_ln?);
         Ok(BatchEstimate { rows, pooled_ln })
     }
 
@@ -398,6 +406,66 @@ impl PosteriorEstimator {
 
 /// Nodes of the pooled estimate's fine grid.
 const POOL_NODES: usize = 33;
+/// Fine nodes the pooled estimate measures first either side of its starting node, and then
+/// beyond whichever end of the measured run holds the best.
+const POOL_REACH: usize = 2;
+
+/// The fine node nearest the vertex of the parabola through the summed coarse values at `best`
+/// and its neighbours: the pooled maximum lies within a fine step or two of it.
+fn pool_start(summed: &[f64], coarse_ln: &[f64], best: usize, lo: f64, hi: f64) -> usize {
+    let last = POOL_NODES - 1;
+    let centre = if best > 0 && best + 1 < summed.len() {
+        let point = |i: usize| (coarse_ln[i], summed[i]);
+        parabola_vertex(point(best - 1), point(best), point(best + 1))
+    } else {
+        coarse_ln[best]
+    };
+    let at = ((centre - lo) / (hi - lo) * last as f64).round();
+    if at.is_finite() {
+        (at.max(0.0) as usize).min(last)
+    } else {
+        last / 2
+    }
+}
+
+/// The summed likelihood on the fine nodes a hill climb from `start` measured (NaN elsewhere),
+/// and the index of the best of them: a run of nodes around `start`, extended by POOL_REACH nodes
+/// beyond whichever end holds the best until the best lies inside the run or at the grid's end.
+/// The summed likelihood of B rows is unimodal over the window (its width, ~1/sqrt(2 B D), is far
+/// below the window's), so the climb ends where a scan of every node would: on a few nodes
+/// instead of all of them.
+fn climb_pooled(
+    fine: &[f64],
+    start: usize,
+    mut measure: impl FnMut(&[usize]) -> Result<Vec<f64>>,
+) -> Result<(Vec<f64>, usize)> {
+    let last = fine.len() - 1;
+    let mut summed = vec![f64::NAN; fine.len()];
+    let (mut from, mut to) = (
+        start.saturating_sub(POOL_REACH),
+        (start + POOL_REACH).min(last),
+    );
+    let mut next: Vec<usize> = (from..=to).collect();
+    loop {
+        for (&i, v) in next.iter().zip(measure(&next)?) {
+            summed[i] = v;
+        }
+        let k = argmax_of(&summed, from..=to);
+        next = if k == from && from > 0 {
+            let below = from.saturating_sub(POOL_REACH);
+            let nodes = (below..from).collect();
+            from = below;
+            nodes
+        } else if k == to && to < last {
+            let above = (to + POOL_REACH).min(last);
+            let nodes = (to + 1..=above).collect();
+            to = above;
+            nodes
+        } else {
+            return Ok((summed, k));
+        };
+    }
+}
 
 /// Column sums of a [rows][width] table.
 fn sum_rows(values: &[f64], width: usize) -> Vec<f64> {
@@ -412,10 +480,16 @@ fn sum_rows(values: &[f64], width: usize) -> Vec<f64> {
 
 /// The index of the largest value (NaN never wins).
 fn argmax(values: &[f64]) -> usize {
-    (0..values.len())
-        .filter(|&i| !values[i].is_nan())
+    argmax_of(values, 0..=values.len().saturating_sub(1))
+}
+
+/// The index of the largest value among `range` (NaN never wins; the range's start if all are).
+fn argmax_of(values: &[f64], range: std::ops::RangeInclusive<usize>) -> usize {
+    let start = *range.start();
+    range
+        .filter(|&i| i < values.len() && !values[i].is_nan())
         .max_by(|&i, &j| values[i].total_cmp(&values[j]))
-        .unwrap_or(0)
+        .unwrap_or(start)
 }
 
 /// ln sigma and the ln prior at each node of a grid.
@@ -567,6 +641,37 @@ pub(crate) mod tests {
         // MAP of ln sigma: maximise -r2/(2 s^2) - D ln s -> s^2 = r2 / D.
         let map = (r2 / dim as f64).sqrt().ln();
         assert!((e.map_ln - map).abs() < 2e-3, "{} vs {map}", e.map_ln);
+        Ok(())
+    }
+
+    /// The pooled estimate's climb against a scan of every node: the same best node and the same
+    /// values either side of it, from every start, on peaks inside the window, at its ends and
+    /// beyond them; and far fewer nodes measured than the scan's.
+    #[test]
+    fn the_pooled_climb_finds_the_scans_best_node() -> Result<()> {
+        let fine: Vec<f64> = (0..POOL_NODES).map(|k| 1.0 + k as f64).collect();
+        for peak in [-3.0, 0.0, 0.4, 7.5, 16.0, 23.2, 32.0, 40.0] {
+            let value = |i: usize| -((i as f64 - peak) * 0.7).powi(2);
+            let scan: Vec<f64> = (0..POOL_NODES).map(value).collect();
+            let best = argmax(&scan);
+            for start in 0..POOL_NODES {
+                let mut measured = 0;
+                let (summed, k) = climb_pooled(&fine, start, |at| {
+                    measured += at.len();
+                    Ok(at.iter().map(|&i| value(i)).collect())
+                })?;
+                assert_eq!(k, best, "peak {peak}, start {start}");
+                for i in k.saturating_sub(1)..=(k + 1).min(POOL_NODES - 1) {
+                    assert_eq!(summed[i], scan[i], "peak {peak}, start {start}, node {i}");
+                }
+                if start.abs_diff(best) <= 2 {
+                    assert!(
+                        measured <= 7,
+                        "peak {peak}, start {start}: {measured} nodes"
+                    );
+                }
+            }
+        }
         Ok(())
     }
 
